@@ -1,0 +1,37 @@
+//! The bike domain: Seoul's bikeList API and its recorded data, as events on Kafka.
+//!
+//! - [`model`]: the API row, the topic's event (DESIGN.md §3) and its decoding for the lake.
+//! - [`api`]: the bikeList HTTP client, every result code and error shape, the secret key.
+//! - [`replay`]: the simulator over recorded data, byte for byte like `gen_events.py`.
+//! - [`districts`]: station → district by point-in-polygon.
+//! - [`produce`]: the producer loop of `rtlake produce bikes`.
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod districts;
+pub mod model;
+pub mod produce;
+pub mod replay;
+
+/// Errors of the bike domain.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The recorded data is missing or malformed.
+    #[error("recorded data: {0}")]
+    Data(String),
+    /// The bikeList API failed.
+    #[error(transparent)]
+    Api(#[from] api::ApiError),
+    /// Kafka failed.
+    #[error(transparent)]
+    Kafka(rtlake_kafka::Error),
+    /// Messages were not delivered.
+    #[error("delivery: {0}")]
+    Delivery(String),
+    /// The replay's saved position cannot be used.
+    #[error("replay state: {0}")]
+    State(String),
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,200 @@
+//! The bikeList row, the station status event on the topic, and its decoding for the lake.
+
+use chrono::{DateTime, FixedOffset};
+use rtlake_core::schema::RejectReason;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+/// One row of the bikeList API, every field a string, exactly as the API sends it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiRow {
+    /// Racks at the station.
+    pub rack_tot_cnt: String,
+    /// Display name, e.g. `102. 망원역 1번출구 앞`.
+    pub station_name: String,
+    /// Bikes parked now.
+    pub parking_bike_tot_cnt: String,
+    /// Bikes as a percentage of racks (can exceed 100).
+    pub shared: String,
+    /// Latitude, decimal degrees.
+    pub station_latitude: String,
+    /// Longitude, decimal degrees.
+    pub station_longitude: String,
+    /// Station id, e.g. `ST-4`: the Kafka key.
+    pub station_id: String,
+}
+
+/// The value of a `bike.station-status` message: the API row verbatim plus `polledAt`.
+///
+/// Serialising it gives compact JSON in the contract's key order, non-ASCII kept as is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StationEvent {
+    /// See [`ApiRow::rack_tot_cnt`].
+    pub rack_tot_cnt: String,
+    /// See [`ApiRow::station_name`].
+    pub station_name: String,
+    /// See [`ApiRow::parking_bike_tot_cnt`].
+    pub parking_bike_tot_cnt: String,
+    /// See [`ApiRow::shared`].
+    pub shared: String,
+    /// See [`ApiRow::station_latitude`].
+    pub station_latitude: String,
+    /// See [`ApiRow::station_longitude`].
+    pub station_longitude: String,
+    /// See [`ApiRow::station_id`].
+    pub station_id: String,
+    /// The poll's start time, RFC 3339 with offset.
+    pub polled_at: String,
+}
+
+impl StationEvent {
+    /// The event of an API row polled at `polled_at`.
+    pub fn new(row: ApiRow, polled_at: String) -> Self {
+        Self {
+            rack_tot_cnt: row.rack_tot_cnt,
+            station_name: row.station_name,
+            parking_bike_tot_cnt: row.parking_bike_tot_cnt,
+            shared: row.shared,
+            station_latitude: row.station_latitude,
+            station_longitude: row.station_longitude,
+            station_id: row.station_id,
+            polled_at,
+        }
+    }
+
+    /// The message value: one line of compact JSON (no newline).
+    pub fn to_json(&self) -> String {
+        // Serialising a struct of strings cannot fail.
+        serde_json::to_string(self).expect("strings serialise")
+    }
+}
+
+/// A decoded, validated station status: one row of `bronze.station_status` before enrichment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StationStatus {
+    /// Station id.
+    pub station_id: String,
+    /// Station name.
+    pub station_name: String,
+    /// Racks.
+    pub rack_total: i32,
+    /// Bikes parked.
+    pub bikes_parked: i32,
+    /// Percentage shared.
+    pub shared_pct: i32,
+    /// Latitude.
+    pub lat: f64,
+    /// Longitude.
+    pub lon: f64,
+    /// When the station was polled.
+    pub polled_at: DateTime<FixedOffset>,
+}
+
+/// Why a message could not become a [`StationStatus`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeError {
+    /// `decode` (not JSON of the right shape) or `validation` (a field's value is wrong).
+    pub reason: RejectReason,
+    /// The detail, naming the field and the value.
+    pub error: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawEvent<'a> {
+    #[serde(borrow)]
+    rack_tot_cnt: Cow<'a, str>,
+    #[serde(borrow)]
+    station_name: Cow<'a, str>,
+    #[serde(borrow)]
+    parking_bike_tot_cnt: Cow<'a, str>,
+    #[serde(borrow)]
+    shared: Cow<'a, str>,
+    #[serde(borrow)]
+    station_latitude: Cow<'a, str>,
+    #[serde(borrow)]
+    station_longitude: Cow<'a, str>,
+    #[serde(borrow)]
+    station_id: Cow<'a, str>,
+    #[serde(borrow)]
+    polled_at: Cow<'a, str>,
+}
+
+fn invalid(error: String) -> DecodeError {
+    DecodeError { reason: RejectReason::Validation, error }
+}
+
+fn count(field: &str, v: &str) -> Result<i32, DecodeError> {
+    match v.trim().parse::<i32>() {
+        Ok(n) if n >= 0 => Ok(n),
+        Ok(n) => Err(invalid(format!("{field} is negative: {n}"))),
+        Err(_) => Err(invalid(format!("{field} is not a whole number: {v:?}"))),
+    }
+}
+
+fn coord(field: &str, v: &str, limit: f64) -> Result<f64, DecodeError> {
+    match v.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x.abs() <= limit => Ok(x),
+        _ => Err(invalid(format!("{field} is not a coordinate: {v:?}"))),
+    }
+}
+
+impl StationStatus {
+    /// Decodes and validates a message value.
+    pub fn decode(value: &[u8]) -> Result<Self, DecodeError> {
+        let raw: RawEvent<'_> = serde_json::from_slice(value)
+            .map_err(|e| DecodeError { reason: RejectReason::Decode, error: e.to_string() })?;
+        if raw.station_id.trim().is_empty() {
+            return Err(invalid("stationId is empty".into()));
+        }
+        let polled_at = rtlake_core::time::parse_rfc3339(&raw.polled_at)
+            .map_err(|e| invalid(format!("polledAt is not an RFC 3339 time with offset: {:?} ({e})", raw.polled_at)))?;
+        Ok(Self {
+            rack_total: count("rackTotCnt", &raw.rack_tot_cnt)?,
+            bikes_parked: count("parkingBikeTotCnt", &raw.parking_bike_tot_cnt)?,
+            shared_pct: count("shared", &raw.shared)?,
+            lat: coord("stationLatitude", &raw.station_latitude, 90.0)?,
+            lon: coord("stationLongitude", &raw.station_longitude, 180.0)?,
+            station_id: raw.station_id.into_owned(),
+            station_name: raw.station_name.into_owned(),
+            polled_at,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"rackTotCnt":"15","stationName":"102. 망원역 1번출구 앞","parkingBikeTotCnt":"16","shared":"107","stationLatitude":"37.55564880","stationLongitude":"126.91062927","stationId":"ST-4","polledAt":"2025-10-01T08:00:15+09:00"}"#;
+
+    #[test]
+    fn event_json_has_the_contract_key_order_and_keeps_korean() {
+        let e: StationEvent = serde_json::from_str(GOOD).unwrap();
+        assert_eq!(e.to_json(), GOOD);
+    }
+
+    #[test]
+    fn decodes_a_good_event() {
+        let s = StationStatus::decode(GOOD.as_bytes()).unwrap();
+        assert_eq!((s.station_id.as_str(), s.rack_total, s.bikes_parked, s.shared_pct), ("ST-4", 15, 16, 107));
+        assert_eq!(s.polled_at.timestamp(), 1759273215);
+    }
+
+    #[test]
+    fn bad_messages_say_why() {
+        let e = StationStatus::decode(b"not json").unwrap_err();
+        assert_eq!(e.reason, RejectReason::Decode);
+        let e = StationStatus::decode(GOOD.replace(r#""stationId":"ST-4","#, "").as_bytes()).unwrap_err();
+        assert_eq!(e.reason, RejectReason::Decode);
+        assert!(e.error.contains("stationId"), "{}", e.error);
+        let e = StationStatus::decode(GOOD.replace(r#""16""#, r#""many""#).as_bytes()).unwrap_err();
+        assert_eq!(e.reason, RejectReason::Validation);
+        assert!(e.error.contains("parkingBikeTotCnt") && e.error.contains("many"), "{}", e.error);
+        let e = StationStatus::decode(GOOD.replace("2025-10-01T08:00:15+09:00", "yesterday").as_bytes()).unwrap_err();
+        assert_eq!(e.reason, RejectReason::Validation);
+        assert!(e.error.contains("polledAt"), "{}", e.error);
+    }
+}

@@ -1,0 +1,642 @@
+//! Typed configuration, layered: built-in defaults < TOML file < `RTLAKE_*` environment < flags.
+//!
+//! Every layer is merged into one TOML table before the typed parse, so a bad value gets the same
+//! error whichever layer it came from, and the error names the key, the value and where it was
+//! set. Environment variables map to keys by section: `RTLAKE_KAFKA_BROKERS` is `kafka.brokers`,
+//! `RTLAKE_RUN_MAX_BATCH_EVENTS` is `run.max-batch-events`. Variables whose first word is not a
+//! section (such as `RTLAKE_LOG`) are not configuration and are left alone.
+
+use crate::units::{ByteSize, HumanDuration};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// The sections of the configuration, also the first word of an `RTLAKE_*` variable.
+pub const SECTIONS: &[&str] = &["kafka", "lake", "broker", "producer", "source", "run"];
+
+/// An error in the configuration, naming the key and the bad value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not TOML.
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// What the TOML parser said.
+        message: String,
+    },
+    /// A key is unknown or a value has the wrong type or form.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    /// A value has the right type but is out of range or inconsistent.
+    #[error("invalid value for `{key}` ({origin}): {value}: {reason}")]
+    Value {
+        /// The dotted key, e.g. `producer.linger`.
+        key: String,
+        /// The value as given.
+        value: String,
+        /// Where the value came from: a file, a variable, a flag or the default.
+        origin: String,
+        /// Why it is refused.
+        reason: String,
+    },
+}
+
+/// The whole configuration of rtlake.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct Config {
+    /// The Kafka cluster and the topics.
+    pub kafka: KafkaConfig,
+    /// Where the lake's Delta tables live.
+    pub lake: LakeConfig,
+    /// The embedded broker (`rtlake broker`, `rtlake demo`).
+    pub broker: BrokerConfig,
+    /// Kafka producer settings of `rtlake produce`.
+    pub producer: ProducerConfig,
+    /// Where `rtlake produce bikes` gets station status from.
+    pub source: SourceConfig,
+    /// The stream processor, `rtlake run`.
+    pub run: RunConfig,
+}
+
+/// The Kafka cluster and topic settings.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port[,host:port...]`.
+    pub brokers: String,
+    /// The station status topic.
+    pub topic: String,
+    /// Partitions of topics that rtlake creates.
+    pub partitions: i32,
+    /// Replication factor of topics that rtlake creates.
+    pub replication_factor: i32,
+    /// Extra librdkafka properties for every client (e.g. `security.protocol`, SASL settings).
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            topic: "bike.station-status".into(),
+            partitions: 3,
+            replication_factor: 1,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// The lake's location.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct LakeConfig {
+    /// A local path (relative or absolute) or an object store URL (`file://`, `s3://`, ...).
+    pub uri: String,
+    /// Object store options (credentials, endpoint, region) passed to the store as is.
+    pub storage_options: BTreeMap<String, String>,
+}
+
+impl Default for LakeConfig {
+    fn default() -> Self {
+        Self { uri: "./rtlake-data/lake".into(), storage_options: BTreeMap::new() }
+    }
+}
+
+/// The embedded broker.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct BrokerConfig {
+    /// The address it listens on, and advertises to clients.
+    pub listen: String,
+    /// The folder where it keeps its data (SQLite), relative or absolute.
+    pub data: PathBuf,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:9092".into(), data: "./rtlake-data/broker".into() }
+    }
+}
+
+/// Acknowledgements the producer waits for.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Acks {
+    /// Every in-sync replica.
+    All,
+    /// The leader only.
+    #[serde(rename = "1")]
+    One,
+    /// None (fire and forget; not allowed with idempotence).
+    #[serde(rename = "0")]
+    Zero,
+}
+
+/// Compression codec of produced batches.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Compression {
+    /// No compression.
+    None,
+    /// gzip.
+    Gzip,
+    /// Snappy.
+    Snappy,
+    /// LZ4, fast and the default.
+    Lz4,
+    /// Zstandard, smaller.
+    Zstd,
+}
+
+impl Compression {
+    /// The librdkafka name of the codec.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Gzip => "gzip",
+            Self::Snappy => "snappy",
+            Self::Lz4 => "lz4",
+            Self::Zstd => "zstd",
+        }
+    }
+}
+
+/// Kafka producer settings (the ones the course teaches), with safe defaults.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct ProducerConfig {
+    /// `acks`: `all` (default), `1` or `0`.
+    pub acks: Acks,
+    /// `enable.idempotence`: no duplicates or reordering from producer retries.
+    pub idempotence: bool,
+    /// `linger.ms`: how long to wait to fill a batch.
+    pub linger: HumanDuration,
+    /// `batch.size`: the largest batch per partition.
+    pub batch_size: ByteSize,
+    /// `compression.type`.
+    pub compression: Compression,
+    /// `max.in.flight.requests.per.connection` (at most 5 with idempotence).
+    pub max_in_flight: u32,
+    /// `delivery.timeout.ms`: how long a message may take to be delivered before it fails.
+    pub delivery_timeout: HumanDuration,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        Self {
+            acks: Acks::All,
+            idempotence: true,
+            linger: HumanDuration::from_millis(20),
+            batch_size: ByteSize(1 << 20),
+            compression: Compression::Lz4,
+            max_in_flight: 5,
+            delivery_timeout: HumanDuration::from_secs(120),
+        }
+    }
+}
+
+/// Where station status comes from.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// Replays the recorded data, no key needed.
+    Replay,
+    /// Polls Seoul's live bikeList API (needs `SEOUL_API_KEY`).
+    SeoulApi,
+    /// Publishes a JSON Lines file as is.
+    File,
+}
+
+/// How fast a replay runs: `max` (no waiting) or a factor of real time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Speed {
+    /// As fast as the broker takes it.
+    Max,
+    /// This many times real time (60 = a 15-second interval every 0.25 s).
+    Factor(f64),
+}
+
+impl<'de> Deserialize<'de> for Speed {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            F(f64),
+            I(i64),
+            S(String),
+        }
+        let bad = |s: &str| serde::de::Error::custom(format!("`{s}` is not a speed (write max, or a factor like 60)"));
+        match Raw::deserialize(d)? {
+            Raw::F(f) => Ok(Self::Factor(f)),
+            Raw::I(i) => Ok(Self::Factor(i as f64)),
+            Raw::S(s) if s == "max" => Ok(Self::Max),
+            Raw::S(s) => s.trim_end_matches('x').parse().map(Self::Factor).map_err(|_| bad(&s)),
+        }
+    }
+}
+
+impl Serialize for Speed {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Max => s.serialize_str("max"),
+            Self::Factor(f) => s.serialize_f64(*f),
+        }
+    }
+}
+
+/// Settings of the bike producer's sources.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct SourceConfig {
+    /// `replay` (default), `seoul-api` or `file`.
+    pub kind: SourceKind,
+    /// Time between polls (simulated time for a replay).
+    pub interval: HumanDuration,
+    /// Replay speed: `max` or a factor of real time.
+    pub speed: Speed,
+    /// Replay: the simulated time of the first poll (RFC 3339 with offset).
+    pub start: String,
+    /// Replay: how many simulated minutes to publish; unset runs on and on.
+    pub minutes: Option<u64>,
+    /// Replay: copies of the city (station ids get `-kN`), for heavier loads.
+    pub scale: u32,
+    /// Replay: a folder of recorded data to use instead of the copy built into the binary.
+    pub data_dir: Option<PathBuf>,
+    /// Replay: a file where the replay keeps its simulated clock so that a restart resumes.
+    pub state_file: Option<PathBuf>,
+    /// Seoul API: base URL, before `/{KEY}/json/bikeList/...`.
+    pub api_base: String,
+    /// Seoul API: a file holding the key (else the `SEOUL_API_KEY` variable).
+    pub api_key_file: Option<PathBuf>,
+    /// Seoul API: rows per page (the API allows at most 1,000).
+    pub page_size: u32,
+    /// Seoul API: retries of a failing request (server errors, network errors).
+    pub max_retries: u32,
+    /// Seoul API: the first retry's wait; it doubles each retry.
+    pub retry_backoff: HumanDuration,
+    /// Seoul API: timeout of one HTTP request.
+    pub request_timeout: HumanDuration,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        Self {
+            kind: SourceKind::Replay,
+            interval: HumanDuration::from_secs(15),
+            speed: Speed::Factor(1.0),
+            start: "2025-10-01T08:00:00+09:00".into(),
+            minutes: None,
+            scale: 1,
+            data_dir: None,
+            state_file: None,
+            api_base: "http://openapi.seoul.go.kr:8088".into(),
+            api_key_file: None,
+            page_size: 1000,
+            max_retries: 5,
+            retry_backoff: HumanDuration::from_millis(500),
+            request_timeout: HumanDuration::from_secs(10),
+        }
+    }
+}
+
+/// Kafka consumer partition assignment strategy.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum AssignmentStrategy {
+    /// Eager: every member gives up its partitions on each rebalance.
+    Range,
+    /// Incremental: only the partitions that move are revoked.
+    CooperativeSticky,
+}
+
+impl AssignmentStrategy {
+    /// The librdkafka name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Range => "range",
+            Self::CooperativeSticky => "cooperative-sticky",
+        }
+    }
+}
+
+/// When the processor runs an epoch and when it stops.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trigger {
+    /// Run on and on: an epoch closes at `max-batch-events` or `max-batch-delay`.
+    ProcessingTime,
+    /// Drain what the topic holds when the run starts, then stop.
+    AvailableNow,
+}
+
+/// The stream processor.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct RunConfig {
+    /// The pipeline's name: its consumer group and its transaction ids in the lake.
+    pub pipeline: String,
+    /// The consumer group (default `rtlake-<pipeline>`).
+    pub group_id: Option<String>,
+    /// `range` or `cooperative-sticky` (default).
+    pub assignment_strategy: AssignmentStrategy,
+    /// An epoch closes when it holds this many events...
+    pub max_batch_events: usize,
+    /// ...or when its first event is this old.
+    pub max_batch_delay: HumanDuration,
+    /// `processing-time` (run on) or `available-now` (drain and stop).
+    pub trigger: Trigger,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            pipeline: "bikes".into(),
+            group_id: None,
+            assignment_strategy: AssignmentStrategy::CooperativeSticky,
+            max_batch_events: 50_000,
+            max_batch_delay: HumanDuration::from_millis(500),
+            trigger: Trigger::ProcessingTime,
+        }
+    }
+}
+
+impl RunConfig {
+    /// The consumer group id.
+    pub fn group(&self) -> String {
+        self.group_id.clone().unwrap_or_else(|| format!("rtlake-{}", self.pipeline))
+    }
+}
+
+/// Builds a [`Config`] from its layers.
+#[derive(Debug, Default)]
+pub struct ConfigLoader {
+    table: toml::Table,
+    origins: HashMap<String, String>,
+}
+
+impl ConfigLoader {
+    /// Starts from the built-in defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Merges a TOML file.
+    pub fn file(mut self, path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Syntax { path: path.into(), message: e.to_string() })?;
+        for (section, value) in table {
+            match value {
+                toml::Value::Table(t) => {
+                    for (k, v) in t {
+                        self.put(&format!("{section}.{k}"), v, format!("file {}", path.display()));
+                    }
+                }
+                other => {
+                    return Err(ConfigError::Invalid(format!(
+                        "{}: top-level key `{section}` must be a section like [{section}], got {other}",
+                        path.display()
+                    )));
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    /// Merges a TOML file if it exists.
+    pub fn file_if_exists(self, path: &Path) -> Result<Self, ConfigError> {
+        if path.exists() { self.file(path) } else { Ok(self) }
+    }
+
+    /// Merges `RTLAKE_<SECTION>_<KEY>` variables from an environment.
+    pub fn env(mut self, vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        for (name, raw) in vars {
+            let Some(rest) = name.strip_prefix("RTLAKE_") else { continue };
+            let lower = rest.to_ascii_lowercase();
+            let Some((section, key)) = lower.split_once('_') else { continue };
+            if !SECTIONS.contains(&section) {
+                continue;
+            }
+            let key = format!("{section}.{}", key.replace('_', "-"));
+            self.put(&key, parse_scalar(&raw), format!("variable {name}"));
+        }
+        self
+    }
+
+    /// Sets one key (a flag); `value` is taken as TOML when it parses as a scalar, else a string.
+    pub fn set(mut self, key: &str, value: impl Into<toml::Value>, origin: &str) -> Self {
+        self.put(key, value.into(), origin.to_string());
+        self
+    }
+
+    /// Sets one key from a string, like an environment variable.
+    pub fn set_str(self, key: &str, raw: &str, origin: &str) -> Self {
+        self.set(key, parse_scalar(raw), origin)
+    }
+
+    fn put(&mut self, key: &str, value: toml::Value, origin: String) {
+        let (section, field) = key.split_once('.').unwrap_or((key, ""));
+        let entry = self
+            .table
+            .entry(section.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let toml::Value::Table(t) = entry {
+            t.insert(field.to_string(), value);
+        }
+        self.origins.insert(key.to_string(), origin);
+    }
+
+    /// Parses and validates the merged layers.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        let origins = self.origins;
+        let config: Config = toml::Value::Table(self.table).try_into().map_err(|e: toml::de::Error| {
+            let msg = e.to_string();
+            let hint = origins
+                .iter()
+                .filter(|(k, _)| msg.contains(k.split_once('.').map_or(k.as_str(), |(_, f)| f)))
+                .map(|(k, o)| format!(" (`{k}` set by {o})"))
+                .next()
+                .unwrap_or_default();
+            ConfigError::Invalid(format!("{}{hint}", msg.trim()))
+        })?;
+        config.validate(&origins)?;
+        Ok(config)
+    }
+}
+
+/// An environment or flag value: a TOML integer, float or boolean when it reads as one, else a string.
+fn parse_scalar(raw: &str) -> toml::Value {
+    let doc = format!("v = {raw}");
+    match doc.parse::<toml::Table>().ok().and_then(|mut t| t.remove("v")) {
+        Some(v @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_))) => v,
+        _ => toml::Value::String(raw.to_string()),
+    }
+}
+
+impl Config {
+    /// Checks ranges and consistency; the error names the key, the value and its origin.
+    pub fn validate(&self, origins: &HashMap<String, String>) -> Result<(), ConfigError> {
+        let err = |key: &str, value: &dyn std::fmt::Display, reason: &str| ConfigError::Value {
+            key: key.into(),
+            value: value.to_string(),
+            origin: origins.get(key).cloned().unwrap_or_else(|| "default".into()),
+            reason: reason.into(),
+        };
+        check_brokers(&self.kafka.brokers).map_err(|r| err("kafka.brokers", &self.kafka.brokers, &r))?;
+        if self.kafka.topic.is_empty() || self.kafka.topic.len() > 249 || !self.kafka.topic.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+            return Err(err("kafka.topic", &self.kafka.topic, "a topic name is 1-249 of [a-zA-Z0-9._-]"));
+        }
+        if self.kafka.partitions < 1 {
+            return Err(err("kafka.partitions", &self.kafka.partitions, "must be at least 1"));
+        }
+        if self.kafka.replication_factor < 1 {
+            return Err(err("kafka.replication-factor", &self.kafka.replication_factor, "must be at least 1"));
+        }
+        if self.lake.uri.trim().is_empty() {
+            return Err(err("lake.uri", &"\"\"", "must name a path or URL"));
+        }
+        self.broker
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|_| err("broker.listen", &self.broker.listen, "must be an IP address and port, e.g. 127.0.0.1:9092"))?;
+        let p = &self.producer;
+        if p.idempotence && p.acks != Acks::All {
+            return Err(err("producer.acks", &format!("{:?}", p.acks).to_lowercase(), "idempotence needs acks = \"all\" (or set producer.idempotence = false)"));
+        }
+        if p.max_in_flight == 0 || (p.idempotence && p.max_in_flight > 5) {
+            return Err(err("producer.max-in-flight", &p.max_in_flight, "must be 1 to 5 with idempotence (librdkafka's limit)"));
+        }
+        if p.batch_size.0 == 0 || p.batch_size.0 > i32::MAX as u64 {
+            return Err(err("producer.batch-size", &p.batch_size, "must be between 1 byte and 2GiB"));
+        }
+        if p.linger.get() > std::time::Duration::from_secs(300) {
+            return Err(err("producer.linger", &p.linger, "must be at most 5m"));
+        }
+        let s = &self.source;
+        if s.interval.get().is_zero() {
+            return Err(err("source.interval", &s.interval, "must be more than 0"));
+        }
+        if let Speed::Factor(f) = s.speed {
+            if !(f.is_finite() && f > 0.0) {
+                return Err(err("source.speed", &f, "must be more than 0, or max"));
+            }
+        }
+        crate::time::parse_rfc3339(&s.start)
+            .map_err(|e| err("source.start", &s.start, &format!("{e} (write RFC 3339 with an offset, e.g. 2025-10-01T08:00:00+09:00)")))?;
+        if s.minutes == Some(0) {
+            return Err(err("source.minutes", &0, "must be at least 1 (leave it out to run on)"));
+        }
+        if s.scale == 0 {
+            return Err(err("source.scale", &0, "must be at least 1"));
+        }
+        if s.page_size == 0 || s.page_size > 1000 {
+            return Err(err("source.page-size", &s.page_size, "the bikeList API serves 1 to 1000 rows a call"));
+        }
+        url_ok(&s.api_base).map_err(|r| err("source.api-base", &s.api_base, &r))?;
+        let r = &self.run;
+        if r.pipeline.is_empty() || !r.pipeline.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c)) {
+            return Err(err("run.pipeline", &r.pipeline, "a pipeline name is letters, digits, _ and -"));
+        }
+        if r.max_batch_events == 0 {
+            return Err(err("run.max-batch-events", &0, "must be at least 1"));
+        }
+        if r.max_batch_delay.get().is_zero() {
+            return Err(err("run.max-batch-delay", &r.max_batch_delay, "must be more than 0"));
+        }
+        Ok(())
+    }
+}
+
+fn check_brokers(list: &str) -> Result<(), String> {
+    if list.trim().is_empty() {
+        return Err("must list at least one host:port".into());
+    }
+    for b in list.split(',') {
+        let b = b.trim();
+        let (host, port) = b.rsplit_once(':').ok_or_else(|| format!("`{b}` has no port (write host:port)"))?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(format!("`{b}` is not host:port"));
+        }
+    }
+    Ok(())
+}
+
+fn url_ok(s: &str) -> Result<(), String> {
+    match url::Url::parse(s) {
+        Ok(u) if u.scheme() == "http" || u.scheme() == "https" => Ok(()),
+        Ok(u) => Err(format!("scheme `{}` is not http or https", u.scheme())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn layers_apply_in_order_defaults_file_env_flags() {
+        let dir = std::env::temp_dir().join(format!("rtlake-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("rtlake.toml");
+        std::fs::write(&file, "[kafka]\nbrokers = \"file:1\"\npartitions = 6\n[run]\nmax-batch-events = 10\n").unwrap();
+        let cfg = ConfigLoader::new()
+            .file(&file)
+            .unwrap()
+            .env(env(&[("RTLAKE_KAFKA_BROKERS", "env:2"), ("RTLAKE_RUN_MAX_BATCH_EVENTS", "20"), ("RTLAKE_LOG", "debug")]))
+            .set("kafka.brokers", "flag:3", "flag --brokers")
+            .build()
+            .unwrap();
+        assert_eq!(cfg.kafka.brokers, "flag:3");
+        assert_eq!(cfg.kafka.partitions, 6);
+        assert_eq!(cfg.run.max_batch_events, 20);
+        assert_eq!(cfg.kafka.topic, "bike.station-status");
+    }
+
+    #[test]
+    fn errors_name_the_key_the_value_and_the_origin() {
+        let e = ConfigLoader::new().set_str("producer.max-in-flight", "9", "flag --max-in-flight").build().unwrap_err().to_string();
+        assert!(e.contains("producer.max-in-flight") && e.contains('9') && e.contains("flag --max-in-flight"), "{e}");
+
+        let e = ConfigLoader::new().env(env(&[("RTLAKE_KAFKA_BROKERS", "localhost")])).build().unwrap_err().to_string();
+        assert!(e.contains("kafka.brokers") && e.contains("localhost") && e.contains("RTLAKE_KAFKA_BROKERS"), "{e}");
+
+        let e = ConfigLoader::new().set_str("producer.linger", "20", "flag --linger").build().unwrap_err().to_string();
+        assert!(e.contains("no unit") && e.contains("linger"), "{e}");
+
+        let e = ConfigLoader::new().set_str("producer.compression", "lz5", "flag").build().unwrap_err().to_string();
+        assert!(e.contains("lz5") && e.contains("zstd"), "{e}");
+
+        let e = ConfigLoader::new().env(env(&[("RTLAKE_KAFKA_BROKER", "x:1")])).build().unwrap_err().to_string();
+        assert!(e.contains("broker"), "unknown keys are refused: {e}");
+
+        let e = ConfigLoader::new().set_str("source.start", "yesterday", "flag --start").build().unwrap_err().to_string();
+        assert!(e.contains("source.start") && e.contains("yesterday"), "{e}");
+    }
+
+    #[test]
+    fn speed_takes_max_or_a_factor() {
+        let c = ConfigLoader::new().set_str("source.speed", "max", "flag").build().unwrap();
+        assert_eq!(c.source.speed, Speed::Max);
+        let c = ConfigLoader::new().set_str("source.speed", "60", "flag").build().unwrap();
+        assert_eq!(c.source.speed, Speed::Factor(60.0));
+        let c = ConfigLoader::new().set_str("source.speed", "60x", "flag").build().unwrap();
+        assert_eq!(c.source.speed, Speed::Factor(60.0));
+        assert!(ConfigLoader::new().set_str("source.speed", "0", "flag").build().is_err());
+    }
+}

@@ -1,0 +1,14 @@
+//! The foundation shared by every rtlake crate.
+//!
+//! - [`config`]: the typed, layered configuration (defaults < file < `RTLAKE_*` env < flags).
+//! - [`units`]: durations and byte sizes as people write them.
+//! - [`schema`]: the Arrow schemas and names of the lake's tables (DESIGN.md §3).
+//! - [`time`]: Seoul time, RFC 3339, and the date/hour partition of an instant.
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod schema;
+pub mod time;
+pub mod units;
+
+pub use config::{Config, ConfigError, ConfigLoader};

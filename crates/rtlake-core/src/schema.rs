@@ -1,0 +1,104 @@
+//! Arrow schemas of the lake's tables (DESIGN.md §3), shared by writers and readers.
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use std::sync::Arc;
+
+/// A table's name (`namespace.name`) and where it lives under the lake root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TableName {
+    /// The SQL schema it is registered in (`bronze`); empty for top-level tables like `_rejected`.
+    pub namespace: &'static str,
+    /// The table's own name.
+    pub name: &'static str,
+}
+
+impl TableName {
+    /// The path under the lake root: `<ns>/<name>`, or `<name>` without a namespace.
+    pub fn path(&self) -> String {
+        if self.namespace.is_empty() { self.name.to_string() } else { format!("{}/{}", self.namespace, self.name) }
+    }
+}
+
+impl std::fmt::Display for TableName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.namespace.is_empty() { f.write_str(self.name) } else { write!(f, "{}.{}", self.namespace, self.name) }
+    }
+}
+
+/// `bronze.station_status`: every station status event.
+pub const BRONZE_STATION_STATUS: TableName = TableName { namespace: "bronze", name: "station_status" };
+/// `_rejected`: every message a sink could not take, with the reason.
+pub const REJECTED: TableName = TableName { namespace: "", name: "_rejected" };
+
+/// The partition columns of every time-partitioned table: date and hour in Seoul time.
+pub const TIME_PARTITIONS: [&str; 2] = ["date", "hour"];
+
+fn ts() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+fn partition_fields() -> [Field; 2] {
+    [Field::new("date", DataType::Date32, false), Field::new("hour", DataType::Int32, false)]
+}
+
+/// The schema of `bronze.station_status`.
+pub fn bronze_station_status() -> SchemaRef {
+    let mut f = vec![
+        Field::new("station_id", DataType::Utf8, false),
+        Field::new("station_name", DataType::Utf8, false),
+        Field::new("rack_total", DataType::Int32, false),
+        Field::new("bikes_parked", DataType::Int32, false),
+        Field::new("shared_pct", DataType::Int32, false),
+        Field::new("lat", DataType::Float64, false),
+        Field::new("lon", DataType::Float64, false),
+        Field::new("polled_at", ts(), false),
+        Field::new("district", DataType::Utf8, true),
+        Field::new("kafka_partition", DataType::Int32, false),
+        Field::new("kafka_offset", DataType::Int64, false),
+        Field::new("ingested_at", ts(), false),
+    ];
+    f.extend(partition_fields());
+    Arc::new(Schema::new(f))
+}
+
+/// The schema of `_rejected`, partitioned by the date and hour (KST) of `rejected_at`.
+pub fn rejected() -> SchemaRef {
+    let mut f = vec![
+        Field::new("kafka_topic", DataType::Utf8, false),
+        Field::new("kafka_partition", DataType::Int32, false),
+        Field::new("kafka_offset", DataType::Int64, false),
+        Field::new("kafka_key", DataType::Utf8, true),
+        Field::new("value", DataType::Binary, true),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("error", DataType::Utf8, false),
+        Field::new("sink", DataType::Utf8, false),
+        Field::new("rejected_at", ts(), false),
+    ];
+    f.extend(partition_fields());
+    Arc::new(Schema::new(f))
+}
+
+/// Why a message was rejected (the `reason` column).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RejectReason {
+    /// Not JSON, or not the expected shape.
+    Decode,
+    /// JSON of the right shape with a value out of its domain.
+    Validation,
+    /// Behind the watermark.
+    Late,
+    /// Not newer than the stored state.
+    Stale,
+}
+
+impl RejectReason {
+    /// The value of the `reason` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Decode => "decode",
+            Self::Validation => "validation",
+            Self::Late => "late",
+            Self::Stale => "stale",
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! Topic administration through the Kafka admin API, and what `topics describe` shows.
+
+use crate::{Context, Error, Result, client};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+use rtlake_core::config::KafkaConfig;
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A topic to create.
+#[derive(Clone, Debug)]
+pub struct TopicSpec {
+    /// Its name.
+    pub name: String,
+    /// Number of partitions.
+    pub partitions: i32,
+    /// Replication factor.
+    pub replication_factor: i32,
+    /// Topic configs, e.g. `retention.ms`, `cleanup.policy`.
+    pub config: Vec<(String, String)>,
+}
+
+fn admin(kafka: &KafkaConfig) -> Result<AdminClient<DefaultClientContext>> {
+    client::base(kafka).create().context("create admin client")
+}
+
+/// Creates a topic; `Ok(false)` when it already existed.
+pub async fn create_topic(kafka: &KafkaConfig, spec: &TopicSpec) -> Result<bool> {
+    let admin = admin(kafka)?;
+    let mut topic = NewTopic::new(&spec.name, spec.partitions, TopicReplication::Fixed(spec.replication_factor));
+    for (k, v) in &spec.config {
+        topic = topic.set(k, v);
+    }
+    let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+    let results = admin.create_topics([&topic], &opts).await.context(format!("create topic {}", spec.name))?;
+    for r in results {
+        match r {
+            Ok(_) => return Ok(true),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => return Ok(false),
+            Err((name, code)) => return Err(Error::Topic { topic: name, message: code.to_string() }),
+        }
+    }
+    Ok(true)
+}
+
+/// Creates the topic with the configured partitions and replication unless it exists.
+pub async fn ensure_topic(kafka: &KafkaConfig, name: &str) -> Result<()> {
+    if topic_partitions(kafka, name).await.is_ok() {
+        return Ok(());
+    }
+    let spec = TopicSpec {
+        name: name.into(),
+        partitions: kafka.partitions,
+        replication_factor: kafka.replication_factor,
+        config: vec![],
+    };
+    if create_topic(kafka, &spec).await? {
+        tracing::info!(topic = name, partitions = kafka.partitions, "created topic");
+    }
+    // Metadata takes a moment to show a new topic; wait until it does.
+    for _ in 0..50 {
+        if topic_partitions(kafka, name).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    topic_partitions(kafka, name).await.map(|_| ())
+}
+
+fn metadata_consumer(kafka: &KafkaConfig) -> Result<BaseConsumer> {
+    client::base(kafka).create().context("create metadata client")
+}
+
+/// The partition ids of a topic, or [`Error::NoSuchTopic`].
+pub async fn topic_partitions(kafka: &KafkaConfig, topic: &str) -> Result<Vec<i32>> {
+    let kafka = kafka.clone();
+    let topic = topic.to_string();
+    blocking(move || {
+        let c = metadata_consumer(&kafka)?;
+        let md = c.fetch_metadata(Some(&topic), TIMEOUT).context("fetch metadata")?;
+        let t = md.topics().iter().find(|t| t.name() == topic).ok_or_else(|| Error::NoSuchTopic(topic.clone()))?;
+        if t.error().is_some() || t.partitions().is_empty() {
+            return Err(Error::NoSuchTopic(topic.clone()));
+        }
+        let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+        ids.sort_unstable();
+        Ok(ids)
+    })
+    .await
+}
+
+/// One line of `topics list`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TopicSummary {
+    /// The topic.
+    pub name: String,
+    /// Its partition count.
+    pub partitions: usize,
+    /// Messages held: the sum over partitions of high minus low watermark.
+    pub messages: i64,
+}
+
+/// Lists the cluster's topics (internal ones, starting with `__`, left out).
+pub async fn list_topics(kafka: &KafkaConfig) -> Result<Vec<TopicSummary>> {
+    let kafka = kafka.clone();
+    blocking(move || {
+        let c = metadata_consumer(&kafka)?;
+        let md = c.fetch_metadata(None, TIMEOUT).context("fetch metadata")?;
+        let mut out = Vec::new();
+        for t in md.topics().iter().filter(|t| !t.name().starts_with("__")) {
+            let mut messages = 0;
+            for p in t.partitions() {
+                let (lo, hi) = c.fetch_watermarks(t.name(), p.id(), TIMEOUT).context("fetch watermarks")?;
+                messages += hi - lo;
+            }
+            out.push(TopicSummary { name: t.name().into(), partitions: t.partitions().len(), messages });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    })
+    .await
+}
+
+/// A partition as `topics describe` shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PartitionInfo {
+    /// Partition id.
+    pub id: i32,
+    /// Leader broker id.
+    pub leader: i32,
+    /// Replica broker ids.
+    pub replicas: Vec<i32>,
+    /// Earliest offset still held.
+    pub low: i64,
+    /// Next offset to be written (the high watermark).
+    pub high: i64,
+}
+
+/// A consumer group's position on one partition.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct GroupLag {
+    /// The group.
+    pub group: String,
+    /// Partition id.
+    pub partition: i32,
+    /// The group's committed offset, if any.
+    pub committed: Option<i64>,
+    /// High watermark minus committed offset (everything, when nothing is committed).
+    pub lag: i64,
+}
+
+/// Everything `topics describe` shows about a topic.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TopicDescription {
+    /// The topic.
+    pub name: String,
+    /// Its partitions with offsets.
+    pub partitions: Vec<PartitionInfo>,
+    /// Non-default topic configs (and retention/cleanup, always).
+    pub config: Vec<(String, String)>,
+    /// Consumer groups that have committed offsets on it, per partition.
+    pub groups: Vec<GroupLag>,
+}
+
+/// Describes a topic: partitions, offsets, config and the lag of every group that consumes it.
+pub async fn describe_topic(kafka: &KafkaConfig, topic: &str) -> Result<TopicDescription> {
+    let config = topic_config(kafka, topic).await.unwrap_or_default();
+    let kafka = kafka.clone();
+    let topic = topic.to_string();
+    blocking(move || {
+        let c = metadata_consumer(&kafka)?;
+        let md = c.fetch_metadata(Some(&topic), TIMEOUT).context("fetch metadata")?;
+        let t = md.topics().iter().find(|t| t.name() == topic).ok_or_else(|| Error::NoSuchTopic(topic.clone()))?;
+        if t.partitions().is_empty() {
+            return Err(Error::NoSuchTopic(topic.clone()));
+        }
+        let mut partitions = Vec::new();
+        for p in t.partitions() {
+            let (low, high) = c.fetch_watermarks(&topic, p.id(), TIMEOUT).context("fetch watermarks")?;
+            partitions.push(PartitionInfo { id: p.id(), leader: p.leader(), replicas: p.replicas().to_vec(), low, high });
+        }
+        partitions.sort_by_key(|p| p.id);
+        let groups = group_lag(&kafka, &c, &topic, &partitions)?;
+        Ok(TopicDescription { name: topic, partitions, config, groups })
+    })
+    .await
+}
+
+fn group_lag(kafka: &KafkaConfig, c: &BaseConsumer, topic: &str, parts: &[PartitionInfo]) -> Result<Vec<GroupLag>> {
+    let list = c.fetch_group_list(None, TIMEOUT).context("list consumer groups")?;
+    let mut out = Vec::new();
+    for g in list.groups() {
+        // A consumer configured with the group's id reads its committed offsets without joining.
+        let gc: BaseConsumer = client::consumer(kafka, g.name(), "range").create().context("create group reader")?;
+        let mut tpl = TopicPartitionList::new();
+        for p in parts {
+            tpl.add_partition(topic, p.id);
+        }
+        let committed = gc.committed_offsets(tpl, TIMEOUT).context(format!("committed offsets of group {}", g.name()))?;
+        let mut any = false;
+        let mut rows = Vec::new();
+        for p in parts {
+            let off = committed.find_partition(topic, p.id).and_then(|e| match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            });
+            any |= off.is_some();
+            rows.push(GroupLag {
+                group: g.name().into(),
+                partition: p.id,
+                committed: off,
+                lag: p.high - off.unwrap_or(p.low),
+            });
+        }
+        if any {
+            out.extend(rows);
+        }
+    }
+    out.sort_by(|a, b| (&a.group, a.partition).cmp(&(&b.group, b.partition)));
+    Ok(out)
+}
+
+/// The topic's configs that are set (not defaults), plus retention and cleanup policy.
+pub async fn topic_config(kafka: &KafkaConfig, topic: &str) -> Result<Vec<(String, String)>> {
+    let admin = admin(kafka)?;
+    let opts = AdminOptions::new().request_timeout(Some(TIMEOUT));
+    let res = admin.describe_configs([&ResourceSpecifier::Topic(topic)], &opts).await.context("describe configs")?;
+    let mut out = Vec::new();
+    for r in res {
+        let r = r.map_err(|code| Error::Topic { topic: topic.into(), message: code.to_string() })?;
+        for e in r.entries {
+            let always = matches!(e.name.as_str(), "retention.ms" | "retention.bytes" | "cleanup.policy");
+            if let Some(v) = e.value.filter(|_| always || !e.is_default) {
+                out.push((e.name, v));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// High watermarks of every partition of a topic.
+pub async fn high_watermarks(kafka: &KafkaConfig, topic: &str) -> Result<Vec<(i32, i64, i64)>> {
+    let kafka = kafka.clone();
+    let topic = topic.to_string();
+    let parts = topic_partitions(&kafka, &topic).await?;
+    blocking(move || {
+        let c = metadata_consumer(&kafka)?;
+        parts
+            .into_iter()
+            .map(|p| {
+                let (lo, hi) = c.fetch_watermarks(&topic, p, TIMEOUT).context("fetch watermarks")?;
+                Ok((p, lo, hi))
+            })
+            .collect()
+    })
+    .await
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(Error::Topic { topic: String::new(), message: format!("internal: admin task failed: {e}") })
+    })
+}

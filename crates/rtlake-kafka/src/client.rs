@@ -1,0 +1,54 @@
+//! Client configurations built from rtlake's typed config.
+
+use rdkafka::ClientConfig;
+use rtlake_core::config::{Acks, KafkaConfig, ProducerConfig};
+
+/// The settings every client shares: bootstrap servers and the user's extra properties.
+pub fn base(kafka: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &kafka.brokers);
+    // librdkafka logs connection errors itself; route them through the log crate quietly.
+    c.set("log_level", "3");
+    for (k, v) in &kafka.properties {
+        c.set(k, v);
+    }
+    c
+}
+
+/// A producer configuration: acks, idempotence, linger, batching, compression, in-flight limit.
+pub fn producer(kafka: &KafkaConfig, p: &ProducerConfig) -> ClientConfig {
+    let mut c = base(kafka);
+    c.set(
+        "acks",
+        match p.acks {
+            Acks::All => "all",
+            Acks::One => "1",
+            Acks::Zero => "0",
+        },
+    )
+    .set("enable.idempotence", p.idempotence.to_string())
+    .set("linger.ms", p.linger.get().as_millis().to_string())
+    .set("batch.size", p.batch_size.0.to_string())
+    .set("compression.type", p.compression.as_str())
+    .set("max.in.flight.requests.per.connection", p.max_in_flight.to_string())
+    .set("delivery.timeout.ms", p.delivery_timeout.get().as_millis().to_string())
+    // Keep the default queue large enough for a whole poll of a scaled replay.
+    .set("queue.buffering.max.messages", "1000000")
+    .set("queue.buffering.max.kbytes", "1048576");
+    c
+}
+
+/// A consumer configuration for a group; offsets are never auto-committed (the lake holds the
+/// truth) and a group without committed offsets starts from the earliest.
+pub fn consumer(kafka: &KafkaConfig, group: &str, assignment: &str) -> ClientConfig {
+    let mut c = base(kafka);
+    c.set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", assignment)
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("enable.partition.eof", "false");
+    c
+}

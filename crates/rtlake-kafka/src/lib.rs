@@ -1,0 +1,48 @@
+//! Kafka through the real protocol (rdkafka/librdkafka), for any Kafka-compatible cluster.
+//!
+//! - [`client`]: producer and consumer configurations built from rtlake's typed config.
+//! - [`admin`]: topic creation, listing and description (partitions, offsets, config, groups
+//!   and their lag).
+#![warn(missing_docs)]
+
+pub mod admin;
+pub mod client;
+
+pub use rdkafka;
+
+/// Errors talking to Kafka.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The client library refused or failed a call (network, broker, protocol).
+    #[error("kafka: {context}: {source}")]
+    Kafka {
+        /// What rtlake was doing.
+        context: String,
+        /// The client's error.
+        source: rdkafka::error::KafkaError,
+    },
+    /// A topic operation was refused by the cluster.
+    #[error("kafka: topic `{topic}`: {message}")]
+    Topic {
+        /// The topic.
+        topic: String,
+        /// What the broker said.
+        message: String,
+    },
+    /// A topic that must exist does not.
+    #[error("kafka: topic `{0}` does not exist (create it with `rtlake topics create {0}`)")]
+    NoSuchTopic(String),
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) trait Context<T> {
+    fn context(self, what: impl Into<String>) -> Result<T>;
+}
+
+impl<T> Context<T> for std::result::Result<T, rdkafka::error::KafkaError> {
+    fn context(self, what: impl Into<String>) -> Result<T> {
+        self.map_err(|source| Error::Kafka { context: what.into(), source })
+    }
+}

@@ -1,0 +1,63 @@
+//! The catalog: the Delta tables found under the lake root, by SQL name.
+//!
+//! A table `ns.name` lives at `<root>/<ns>/<name>`; a top-level table (`_rejected`) at
+//! `<root>/<name>`. A folder is a table when it holds a `_delta_log`.
+
+use crate::{Error, Lake, Result};
+use url::Url;
+
+/// A table found in the lake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CatalogEntry {
+    /// Its SQL schema (`bronze`), or empty for a top-level table.
+    pub namespace: String,
+    /// Its name within the schema.
+    pub name: String,
+    /// Where it lives.
+    pub url: Url,
+}
+
+impl CatalogEntry {
+    /// `ns.name`, or `name` for a top-level table.
+    pub fn qualified(&self) -> String {
+        if self.namespace.is_empty() { self.name.clone() } else { format!("{}.{}", self.namespace, self.name) }
+    }
+}
+
+/// Lists the lake's tables, sorted by name.
+pub fn list_tables(lake: &Lake) -> Result<Vec<CatalogEntry>> {
+    let root = lake.root();
+    if root.scheme() != "file" {
+        return Err(Error::Location { uri: root.to_string(), reason: "listing tables needs a local lake in this build".into() });
+    }
+    let base = root.to_file_path().map_err(|_| Error::Location { uri: root.to_string(), reason: "not a local path".into() })?;
+    let is_table = |p: &std::path::Path| p.join("_delta_log").is_dir();
+    let dirs = |p: &std::path::Path| -> Vec<(String, std::path::PathBuf)> {
+        let mut v: Vec<_> = std::fs::read_dir(p)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| (e.file_name().to_string_lossy().to_string(), e.path()))
+            .collect();
+        v.sort();
+        v
+    };
+    let mut out = Vec::new();
+    for (ns, path) in dirs(&base) {
+        if is_table(&path) {
+            out.push(CatalogEntry { namespace: String::new(), name: ns, url: lake.root().join(&format!("{}/", path.file_name().unwrap_or_default().to_string_lossy())).map_err(|e| Error::Location { uri: path.display().to_string(), reason: e.to_string() })? });
+            continue;
+        }
+        for (name, _) in dirs(&path) {
+            if is_table(&path.join(&name)) {
+                let url = lake
+                    .root()
+                    .join(&format!("{ns}/{name}/"))
+                    .map_err(|e| Error::Location { uri: format!("{ns}/{name}"), reason: e.to_string() })?;
+                out.push(CatalogEntry { namespace: ns.clone(), name, url });
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,116 @@
+//! The lake: Delta Lake tables under one root, written exactly once.
+//!
+//! - [`Lake`] (here): the root (a local path or an object store URL) and where each table lives.
+//! - [`sink`]: the Delta sink, whose commits carry a `txn` action per input partition
+//!   (kafka-delta-ingest's protocol) so that a re-run of the same offsets is skipped.
+//! - [`catalog`]: the tables found under the root, for SQL.
+#![warn(missing_docs)]
+
+pub mod catalog;
+pub mod sink;
+
+use rtlake_core::config::LakeConfig;
+use rtlake_core::schema::TableName;
+use std::collections::HashMap;
+use url::Url;
+
+pub use deltalake;
+
+/// Errors of the lake.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The lake location is not usable.
+    #[error("lake location `{uri}`: {reason}")]
+    Location {
+        /// The location as given.
+        uri: String,
+        /// Why.
+        reason: String,
+    },
+    /// A Delta operation failed (storage, log, conflict).
+    #[error("table {table}: {source}")]
+    Delta {
+        /// The table.
+        table: String,
+        /// The error from delta-rs.
+        source: deltalake::DeltaTableError,
+    },
+    /// Another writer committed the same input partition first: this epoch must be dropped and
+    /// the partition re-read from what the table holds (a rebalance moved it).
+    #[error("table {table}: partition {app_id} is at version {found:?} in the table, not {expected:?}: another worker wrote it")]
+    ConflictingOffsets {
+        /// The table.
+        table: String,
+        /// The txn app id `<pipeline>/<sink>/<partition>`.
+        app_id: String,
+        /// What this worker expected.
+        expected: Option<i64>,
+        /// What the table holds.
+        found: Option<i64>,
+    },
+    /// A batch does not fit the table.
+    #[error("table {table}: {reason}")]
+    Schema {
+        /// The table.
+        table: String,
+        /// What does not fit.
+        reason: String,
+    },
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The lake root.
+#[derive(Clone, Debug)]
+pub struct Lake {
+    root: Url,
+    options: HashMap<String, String>,
+}
+
+impl Lake {
+    /// Opens the lake at a local path (made if missing) or an object store URL.
+    pub fn open(cfg: &LakeConfig) -> Result<Self> {
+        let uri = cfg.uri.trim();
+        let err = |reason: String| Error::Location { uri: uri.to_string(), reason };
+        let root = match Url::parse(uri) {
+            Ok(u) if u.scheme().len() > 1 => u,
+            _ => {
+                // A plain path (a one-letter "scheme" is a Windows drive).
+                std::fs::create_dir_all(uri).map_err(|e| err(e.to_string()))?;
+                let abs = std::fs::canonicalize(uri).map_err(|e| err(e.to_string()))?;
+                Url::from_directory_path(&abs).map_err(|_| err("not an absolute path".into()))?
+            }
+        };
+        if root.scheme() == "file" {
+            let path = root.to_file_path().map_err(|_| err("not a local path".into()))?;
+            std::fs::create_dir_all(&path).map_err(|e| err(e.to_string()))?;
+        } else if !matches!(root.scheme(), "memory") {
+            return Err(err(format!(
+                "`{}://` is not supported by this build yet (local paths and file:// are)",
+                root.scheme()
+            )));
+        }
+        let mut root = root;
+        if !root.path().ends_with('/') {
+            root.set_path(&format!("{}/", root.path()));
+        }
+        Ok(Self { root, options: cfg.storage_options.clone().into_iter().collect() })
+    }
+
+    /// The root URL, ending in `/`.
+    pub fn root(&self) -> &Url {
+        &self.root
+    }
+
+    /// Where a table lives: `<root>/<ns>/<name>/`.
+    pub fn table_url(&self, table: TableName) -> Url {
+        // Table paths are made of fixed identifiers: joining cannot fail.
+        self.root.join(&format!("{}/", table.path())).expect("table path joins")
+    }
+
+    /// Object store options.
+    pub fn storage_options(&self) -> &HashMap<String, String> {
+        &self.options
+    }
+}

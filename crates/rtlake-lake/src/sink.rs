@@ -1,0 +1,194 @@
+//! The exactly-once Delta sink.
+//!
+//! Each commit carries one `txn` action per input partition, app id
+//! `<pipeline>/<sink>/<partition>`, whose version is the next offset to read; it is written even
+//! when the epoch gave the table no rows. Before committing, the sink reloads the table and checks
+//! that every partition's version is the one it last saw; delta-rs' conflict checker then refuses
+//! any concurrent commit of the same app ids. So a range of offsets lands at most once, and a
+//! worker that restarts resumes from the versions in the table.
+
+use crate::{Error, Lake, Result};
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType as ArrowType, SchemaRef, TimeUnit};
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::{DataType, StructField, Transaction};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::{DeltaTable, DeltaTableError};
+use rtlake_core::schema::TableName;
+use std::collections::BTreeMap;
+
+/// The txn app id of a (pipeline, sink, partition).
+pub fn app_id(pipeline: &str, sink: &str, partition: i32) -> String {
+    format!("{pipeline}/{sink}/{partition}")
+}
+
+/// One Delta table written by one pipeline.
+pub struct DeltaSink {
+    name: TableName,
+    schema: SchemaRef,
+    table: DeltaTable,
+    /// The versions this sink last committed or read, per app id.
+    known: BTreeMap<String, i64>,
+}
+
+fn kernel_type(t: &ArrowType) -> Option<DataType> {
+    Some(match t {
+        ArrowType::Utf8 | ArrowType::LargeUtf8 => DataType::STRING,
+        ArrowType::Int32 => DataType::INTEGER,
+        ArrowType::Int64 => DataType::LONG,
+        ArrowType::Float64 => DataType::DOUBLE,
+        ArrowType::Boolean => DataType::BOOLEAN,
+        ArrowType::Binary => DataType::BINARY,
+        ArrowType::Date32 => DataType::DATE,
+        ArrowType::Timestamp(TimeUnit::Microsecond, Some(_)) => DataType::TIMESTAMP,
+        _ => return None,
+    })
+}
+
+impl DeltaSink {
+    /// Opens the table, creating it with `schema` and `partitions` if it does not exist.
+    pub async fn open(lake: &Lake, name: TableName, schema: SchemaRef, partitions: &[&str]) -> Result<Self> {
+        let de = |source| Error::Delta { table: name.to_string(), source };
+        let url = lake.table_url(name);
+        if url.scheme() == "file" {
+            if let Ok(p) = url.to_file_path() {
+                std::fs::create_dir_all(&p).map_err(|e| de(DeltaTableError::Generic(e.to_string())))?;
+            }
+        }
+        let mut table = DeltaTable::try_from_url_with_storage_options(url, lake.storage_options().clone())
+            .await
+            .map_err(de)?;
+        if table.version().is_none() {
+            let mut columns = Vec::new();
+            for f in schema.fields() {
+                let t = kernel_type(f.data_type()).ok_or_else(|| Error::Schema {
+                    table: name.to_string(),
+                    reason: format!("column {} has type {} that the sink cannot write", f.name(), f.data_type()),
+                })?;
+                columns.push(StructField::new(f.name(), t, f.is_nullable()));
+            }
+            let created = table
+                .create()
+                .with_table_name(name.to_string())
+                .with_columns(columns)
+                .with_partition_columns(partitions.iter().copied())
+                .with_configuration_property(deltalake::TableProperty::CheckpointInterval, Some("20"))
+                .await;
+            table = match created {
+                Ok(t) => t,
+                // Another worker created it first: open that one.
+                Err(DeltaTableError::VersionAlreadyExists(_) | DeltaTableError::Transaction { .. }) => {
+                    let mut t = DeltaTable::try_from_url_with_storage_options(lake.table_url(name), lake.storage_options().clone())
+                        .await
+                        .map_err(de)?;
+                    t.load().await.map_err(de)?;
+                    t
+                }
+                Err(e) => return Err(de(e)),
+            };
+            tracing::info!(table = %name, "created table");
+        }
+        Ok(Self { name, schema, table, known: BTreeMap::new() })
+    }
+
+    /// The table's name.
+    pub fn name(&self) -> TableName {
+        self.name
+    }
+
+    /// The table's Arrow schema, as batches must have it.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Reloads the table and returns the txn versions of `app_ids` (absent: never written).
+    pub async fn refresh_versions(&mut self, app_ids: &[String]) -> Result<BTreeMap<String, Option<i64>>> {
+        let de = |source| Error::Delta { table: self.name.to_string(), source };
+        self.table.update_state().await.map_err(de)?;
+        let mut out = BTreeMap::new();
+        let snapshot = self.table.snapshot().map_err(de)?;
+        let store = self.table.log_store();
+        for id in app_ids {
+            let v = snapshot.transaction_version(store.as_ref(), id).await.map_err(de)?;
+            match v {
+                Some(v) => self.known.insert(id.clone(), v),
+                None => self.known.remove(id),
+            };
+            out.insert(id.clone(), v);
+        }
+        Ok(out)
+    }
+
+    /// The version this sink last saw for an app id.
+    pub fn known_version(&self, app_id: &str) -> Option<i64> {
+        self.known.get(app_id).copied()
+    }
+
+    /// Commits `batches` with the txn versions `txns` (app id → next offset) in one Delta commit.
+    ///
+    /// Fails with [`Error::ConflictingOffsets`] if the table's versions are no longer those this
+    /// sink last saw (another worker advanced them); nothing is committed then.
+    pub async fn commit(&mut self, batches: Vec<RecordBatch>, txns: &BTreeMap<String, i64>) -> Result<i64> {
+        let table_name = self.name.to_string();
+        let de = |source| Error::Delta { table: table_name.clone(), source };
+        let ids: Vec<String> = txns.keys().cloned().collect();
+        let expected: BTreeMap<String, Option<i64>> = ids.iter().map(|id| (id.clone(), self.known.get(id).copied())).collect();
+        let found = self.refresh_versions(&ids).await?;
+        for (id, want) in &expected {
+            if found.get(id).copied().flatten() != *want {
+                return Err(Error::ConflictingOffsets {
+                    table: table_name.clone(),
+                    app_id: id.clone(),
+                    expected: *want,
+                    found: found.get(id).copied().flatten(),
+                });
+            }
+        }
+        let props = CommitProperties::default()
+            .with_application_transactions(txns.iter().map(|(id, v)| Transaction::new(id, *v)).collect());
+        let mut writer = RecordBatchWriter::for_table(&self.table).map_err(de)?.with_commit_properties(props);
+        for b in batches.into_iter().filter(|b| b.num_rows() > 0) {
+            if b.schema().fields() != self.schema.fields() {
+                return Err(Error::Schema { table: table_name.clone(), reason: format!("batch schema {} differs", b.schema()) });
+            }
+            writer.write(b).await.map_err(de)?;
+        }
+        let version = match writer.flush_and_commit(&mut self.table).await {
+            Ok(v) => v,
+            Err(DeltaTableError::Transaction { source }) => {
+                // The conflict checker saw a concurrent commit of the same partitions.
+                return Err(Error::ConflictingOffsets {
+                    table: format!("{table_name} ({source})"),
+                    app_id: ids.join(","),
+                    expected: None,
+                    found: None,
+                });
+            }
+            Err(e) => return Err(de(e)),
+        };
+        for (id, v) in txns {
+            self.known.insert(id.clone(), *v);
+        }
+        Ok(version)
+    }
+}
+
+/// Reads the txn versions of `app_ids` from the latest version of a table, without writing.
+/// A table that does not exist yet has none.
+pub async fn read_versions(lake: &Lake, name: TableName, app_ids: &[String]) -> Result<BTreeMap<String, Option<i64>>> {
+    let de = |source| Error::Delta { table: name.to_string(), source };
+    let table = DeltaTable::try_from_url_with_storage_options(lake.table_url(name), lake.storage_options().clone())
+        .await
+        .map_err(de)?;
+    let mut out = BTreeMap::new();
+    if table.version().is_none() {
+        out.extend(app_ids.iter().map(|id| (id.clone(), None)));
+        return Ok(out);
+    }
+    let snapshot = table.snapshot().map_err(de)?;
+    let store = table.log_store();
+    for id in app_ids {
+        out.insert(id.clone(), snapshot.transaction_version(store.as_ref(), id).await.map_err(de)?);
+    }
+    Ok(out)
+}

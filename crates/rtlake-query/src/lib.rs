@@ -1,0 +1,132 @@
+//! SQL over the lake: a DataFusion session with every Delta table of the catalog registered by
+//! its name (`bronze.station_status`, `_rejected`), and the output formats of `rtlake sql`.
+#![warn(missing_docs)]
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use datafusion::catalog::MemorySchemaProvider;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use rtlake_lake::Lake;
+use std::sync::Arc;
+
+/// Errors of SQL.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The query is wrong (syntax, unknown table or column, type error).
+    #[error("{0}")]
+    Query(#[from] datafusion::error::DataFusionError),
+    /// The lake could not be read.
+    #[error(transparent)]
+    Lake(#[from] rtlake_lake::Error),
+    /// A table could not be opened.
+    #[error("table {table}: {source}")]
+    Table {
+        /// The table.
+        table: String,
+        /// Why.
+        source: deltalake::DeltaTableError,
+    },
+    /// Output could not be written.
+    #[error("output: {0}")]
+    Output(String),
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A SQL session over the lake's tables.
+pub struct LakeSql {
+    ctx: SessionContext,
+    tables: Vec<String>,
+}
+
+impl LakeSql {
+    /// Registers every table found in the lake.
+    pub async fn open(lake: &Lake) -> Result<Self> {
+        let config = SessionConfig::new().with_information_schema(true).with_default_catalog_and_schema("datafusion", "public");
+        let ctx = SessionContext::new_with_config(config);
+        let catalog = ctx.catalog("datafusion").ok_or_else(|| Error::Output("no default catalog".into()))?;
+        let mut tables = Vec::new();
+        for entry in rtlake_lake::catalog::list_tables(lake)? {
+            let table_err = |source| Error::Table { table: entry.qualified(), source };
+            let mut table = deltalake::DeltaTable::try_from_url_with_storage_options(entry.url.clone(), lake.storage_options().clone())
+                .await
+                .map_err(table_err)?;
+            table.load().await.map_err(table_err)?;
+            table.update_datafusion_session(&ctx.state()).map_err(table_err)?;
+            let provider = table.table_provider().await.map_err(table_err)?;
+            let schema_name = if entry.namespace.is_empty() { "public" } else { entry.namespace.as_str() };
+            let schema = match catalog.schema(schema_name) {
+                Some(s) => s,
+                None => {
+                    let s = Arc::new(MemorySchemaProvider::new());
+                    catalog.register_schema(schema_name, s.clone())?;
+                    s
+                }
+            };
+            schema.register_table(entry.name.clone(), provider)?;
+            tables.push(entry.qualified());
+        }
+        Ok(Self { ctx, tables })
+    }
+
+    /// The registered tables, by qualified name.
+    pub fn tables(&self) -> &[String] {
+        &self.tables
+    }
+
+    /// The DataFusion session, for callers that need more than [`LakeSql::query`].
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Runs one statement and collects its result.
+    pub async fn query(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let df = self.ctx.sql(sql).await?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await?;
+        Ok((schema, batches))
+    }
+}
+
+/// How `rtlake sql` prints results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// An aligned table.
+    Table,
+    /// CSV with a header line.
+    Csv,
+    /// JSON Lines, one object per row.
+    Json,
+}
+
+/// Writes a result in a format.
+pub fn write(out: &mut dyn std::io::Write, schema: &SchemaRef, batches: &[RecordBatch], format: Format) -> Result<()> {
+    let e = |x: arrow::error::ArrowError| Error::Output(x.to_string());
+    match format {
+        Format::Table => {
+            let shown = if batches.is_empty() { vec![RecordBatch::new_empty(schema.clone())] } else { batches.to_vec() };
+            let t = arrow::util::pretty::pretty_format_batches(&shown).map_err(e)?;
+            writeln!(out, "{t}").map_err(|x| Error::Output(x.to_string()))?;
+            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            writeln!(out, "{rows} row{}", if rows == 1 { "" } else { "s" }).map_err(|x| Error::Output(x.to_string()))?;
+        }
+        Format::Csv => {
+            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut *out);
+            if batches.is_empty() {
+                w.write(&RecordBatch::new_empty(schema.clone())).map_err(e)?;
+            }
+            for b in batches {
+                w.write(b).map_err(e)?;
+            }
+        }
+        Format::Json => {
+            let mut w = arrow::json::LineDelimitedWriter::new(&mut *out);
+            for b in batches {
+                w.write(b).map_err(e)?;
+            }
+            w.finish().map_err(e)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,222 @@
+//! Decoding station status messages into `bronze.station_status` rows, and the rest into
+//! `_rejected` rows.
+
+use crate::source::RawMessage;
+use arrow::array::{ArrayRef, BinaryBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
+use chrono::{DateTime, Utc};
+use rtlake_bikes::districts::Districts;
+use rtlake_bikes::model::StationStatus;
+use rtlake_core::schema::{self, RejectReason};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Builds the bronze and rejected batches of an epoch.
+pub struct BronzeDecoder {
+    districts: Districts,
+    /// District by exact coordinates: stations do not move, and polygons are costly.
+    cache: HashMap<(u64, u64), Option<Arc<str>>>,
+    topic: String,
+}
+
+/// Columns of `bronze.station_status` being built.
+#[derive(Default)]
+struct BronzeColumns {
+    station_id: StringBuilder,
+    station_name: StringBuilder,
+    rack_total: Int32Builder,
+    bikes_parked: Int32Builder,
+    shared_pct: Int32Builder,
+    lat: Float64Builder,
+    lon: Float64Builder,
+    polled_at: TimestampMicrosecondBuilder,
+    district: StringBuilder,
+    kafka_partition: Int32Builder,
+    kafka_offset: Int64Builder,
+    ingested_at: TimestampMicrosecondBuilder,
+    date: Date32Builder,
+    hour: Int32Builder,
+}
+
+/// Columns of `_rejected` being built.
+#[derive(Default)]
+pub struct RejectedColumns {
+    topic: StringBuilder,
+    partition: Int32Builder,
+    offset: Int64Builder,
+    key: StringBuilder,
+    value: BinaryBuilder,
+    reason: StringBuilder,
+    error: StringBuilder,
+    sink: StringBuilder,
+    rejected_at: TimestampMicrosecondBuilder,
+    date: Date32Builder,
+    hour: Int32Builder,
+    rows: usize,
+}
+
+impl RejectedColumns {
+    /// Adds a rejected message.
+    pub fn push(&mut self, topic: &str, m: &RawMessage, reason: RejectReason, error: &str, sink: &str, at: DateTime<Utc>) {
+        let (d, h) = rtlake_core::time::kst_partition(&at);
+        self.topic.append_value(topic);
+        self.partition.append_value(m.partition);
+        self.offset.append_value(m.offset);
+        self.key.append_option(m.key.as_deref().map(String::from_utf8_lossy));
+        self.value.append_option(m.payload.as_deref());
+        self.reason.append_value(reason.as_str());
+        self.error.append_value(error);
+        self.sink.append_value(sink);
+        self.rejected_at.append_value(at.timestamp_micros());
+        self.date.append_value(rtlake_core::time::date32(d));
+        self.hour.append_value(h as i32);
+        self.rows += 1;
+    }
+
+    /// Rows added.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// Whether none were added.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// The batch, in `_rejected`'s schema.
+    pub fn finish(mut self) -> RecordBatch {
+        let ts = |b: &mut TimestampMicrosecondBuilder| Arc::new(b.finish().with_timezone("UTC")) as ArrayRef;
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(self.topic.finish()),
+            Arc::new(self.partition.finish()),
+            Arc::new(self.offset.finish()),
+            Arc::new(self.key.finish()),
+            Arc::new(self.value.finish()),
+            Arc::new(self.reason.finish()),
+            Arc::new(self.error.finish()),
+            Arc::new(self.sink.finish()),
+            ts(&mut self.rejected_at),
+            Arc::new(self.date.finish()),
+            Arc::new(self.hour.finish()),
+        ];
+        // The columns follow the schema by construction.
+        RecordBatch::try_new(schema::rejected(), cols).expect("rejected columns match the schema")
+    }
+}
+
+/// The outcome of decoding an epoch.
+pub struct Decoded {
+    /// Rows for `bronze.station_status`.
+    pub bronze: RecordBatch,
+    /// Rows for `_rejected`.
+    pub rejected: RejectedColumns,
+}
+
+impl BronzeDecoder {
+    /// A decoder for messages of `topic`.
+    pub fn new(topic: &str) -> Self {
+        Self { districts: Districts::builtin(), cache: HashMap::new(), topic: topic.to_string() }
+    }
+
+    fn district(&mut self, lat: f64, lon: f64) -> Option<Arc<str>> {
+        let districts = &self.districts;
+        self.cache
+            .entry((lat.to_bits(), lon.to_bits()))
+            .or_insert_with(|| districts.locate(lat, lon).map(|d| Arc::from(d.name_eng.as_str())))
+            .clone()
+    }
+
+    /// Decodes messages; `to_bronze`/`to_rejected` say whether a message is still owed to that
+    /// table (a re-run epoch skips what a table already holds).
+    pub fn decode<'a>(
+        &mut self,
+        msgs: impl IntoIterator<Item = &'a RawMessage>,
+        to_bronze: impl Fn(&RawMessage) -> bool,
+        to_rejected: impl Fn(&RawMessage) -> bool,
+        now: DateTime<Utc>,
+    ) -> Decoded {
+        let mut b = BronzeColumns::default();
+        let mut rejected = RejectedColumns::default();
+        let sink = schema::BRONZE_STATION_STATUS.to_string();
+        for m in msgs {
+            let decoded = match &m.payload {
+                Some(p) => StationStatus::decode(p),
+                None => Err(rtlake_bikes::model::DecodeError { reason: RejectReason::Decode, error: "message has no value".into() }),
+            };
+            match decoded {
+                Ok(s) if to_bronze(m) => {
+                    let (d, h) = rtlake_core::time::kst_partition(&s.polled_at);
+                    let district = self.district(s.lat, s.lon);
+                    b.station_id.append_value(&s.station_id);
+                    b.station_name.append_value(&s.station_name);
+                    b.rack_total.append_value(s.rack_total);
+                    b.bikes_parked.append_value(s.bikes_parked);
+                    b.shared_pct.append_value(s.shared_pct);
+                    b.lat.append_value(s.lat);
+                    b.lon.append_value(s.lon);
+                    b.polled_at.append_value(s.polled_at.timestamp_micros());
+                    b.district.append_option(district.as_deref());
+                    b.kafka_partition.append_value(m.partition);
+                    b.kafka_offset.append_value(m.offset);
+                    b.ingested_at.append_value(now.timestamp_micros());
+                    b.date.append_value(rtlake_core::time::date32(d));
+                    b.hour.append_value(h as i32);
+                }
+                Ok(_) => {}
+                Err(e) if to_rejected(m) => rejected.push(&self.topic, m, e.reason, &e.error, &sink, now),
+                Err(_) => {}
+            }
+        }
+        let ts = |x: &mut TimestampMicrosecondBuilder| Arc::new(x.finish().with_timezone("UTC")) as ArrayRef;
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(b.station_id.finish()),
+            Arc::new(b.station_name.finish()),
+            Arc::new(b.rack_total.finish()),
+            Arc::new(b.bikes_parked.finish()),
+            Arc::new(b.shared_pct.finish()),
+            Arc::new(b.lat.finish()),
+            Arc::new(b.lon.finish()),
+            ts(&mut b.polled_at),
+            Arc::new(b.district.finish()),
+            Arc::new(b.kafka_partition.finish()),
+            Arc::new(b.kafka_offset.finish()),
+            ts(&mut b.ingested_at),
+            Arc::new(b.date.finish()),
+            Arc::new(b.hour.finish()),
+        ];
+        // The columns follow the schema by construction.
+        let bronze = RecordBatch::try_new(schema::bronze_station_status(), cols).expect("bronze columns match the schema");
+        Decoded { bronze, rejected }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(offset: i64, value: &str) -> RawMessage {
+        RawMessage { partition: 1, offset, key: Some(b"ST-4".to_vec()), payload: Some(value.as_bytes().to_vec()) }
+    }
+
+    #[test]
+    fn good_rows_go_to_bronze_and_bad_ones_to_rejected_with_reasons() {
+        let good = r#"{"rackTotCnt":"15","stationName":"망원역","parkingBikeTotCnt":"16","shared":"107","stationLatitude":"37.5556488","stationLongitude":"126.91062927","stationId":"ST-4","polledAt":"2025-10-01T08:00:15+09:00"}"#;
+        let msgs = vec![msg(0, good), msg(1, "{oops"), msg(2, &good.replace("\"16\"", "\"-\""))];
+        let mut d = BronzeDecoder::new("t");
+        let out = d.decode(&msgs, |_| true, |_| true, Utc::now());
+        assert_eq!(out.bronze.num_rows(), 1);
+        assert_eq!(out.rejected.len(), 2);
+        let district = out.bronze.column_by_name("district").unwrap();
+        let district = district.as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
+        assert_eq!(district.value(0), "Mapo-gu");
+        let rej = out.rejected.finish();
+        let reasons = rej.column_by_name("reason").unwrap().as_any().downcast_ref::<arrow::array::StringArray>().unwrap().clone();
+        assert_eq!((reasons.value(0), reasons.value(1)), ("decode", "validation"));
+    }
+
+    #[test]
+    fn rows_a_table_already_holds_are_skipped() {
+        let msgs = vec![msg(5, "bad"), msg(6, "bad")];
+        let out = BronzeDecoder::new("t").decode(&msgs, |_| true, |m| m.offset >= 6, Utc::now());
+        assert_eq!(out.rejected.len(), 1);
+    }
+}

@@ -1,0 +1,289 @@
+//! The command line: subcommands and their flags. Every flag maps to a config key (shown in its
+//! help), so it can also be set in the config file or as an `RTLAKE_*` variable.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// rtlake: a real-time data lake in one binary.
+///
+/// Kafka in, exactly-once Delta Lake tables out, SQL on top. Start with `rtlake demo`, which runs
+/// the whole pipeline on an embedded broker; then query it with `rtlake sql`.
+///
+/// Settings come from, in rising order: built-in defaults, a TOML file (--config, or
+/// ./rtlake.toml if present), RTLAKE_<SECTION>_<KEY> variables (RTLAKE_KAFKA_BROKERS sets
+/// kafka.brokers) and flags.
+#[derive(Debug, Parser)]
+#[command(name = "rtlake", version, max_term_width = 100)]
+pub struct Cli {
+    /// A TOML config file (default: ./rtlake.toml when it exists).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log filter, e.g. `info`, `debug`, `rtlake_stream=debug` (also RTLAKE_LOG).
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything on one machine: embedded broker, replay producer, processor.
+    ///
+    /// State lives under --dir (default ./rtlake-data): the broker's log, the lake, and the
+    /// replay's clock. Ctrl-C stops everything cleanly; running it again continues where it
+    /// stopped.
+    Demo(DemoArgs),
+    /// Run the embedded Kafka-compatible broker (durable on SQLite).
+    Broker(BrokerArgs),
+    /// Publish events to Kafka.
+    Produce {
+        /// What to publish.
+        #[command(subcommand)]
+        what: ProduceCommand,
+    },
+    /// Run the stream processor: Kafka → bronze.station_status (+ _rejected), exactly once.
+    Run(RunArgs),
+    /// Query the lake with SQL (DataFusion). Without a statement, an interactive prompt.
+    ///
+    /// Tables are registered by name: bronze.station_status, _rejected, ... Besides SELECT:
+    /// SHOW TABLES, DESCRIBE <table>, EXPLAIN <query>.
+    Sql(SqlArgs),
+    /// Manage topics through the Kafka admin API.
+    Topics {
+        /// The topic operation.
+        #[command(subcommand)]
+        op: TopicsCommand,
+    },
+}
+
+/// Connection to a Kafka cluster.
+#[derive(Debug, Args, Clone, Default)]
+pub struct KafkaArgs {
+    /// Bootstrap servers, host:port[,host:port] [kafka.brokers; default 127.0.0.1:9092].
+    #[arg(long, value_name = "HOST:PORT,...")]
+    pub brokers: Option<String>,
+}
+
+/// `rtlake demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the demo keeps its broker data, lake and replay clock.
+    #[arg(long, default_value = "./rtlake-data", value_name = "DIR")]
+    pub dir: PathBuf,
+    /// The embedded broker's address.
+    #[arg(long, default_value = "127.0.0.1:9092", value_name = "ADDR")]
+    pub listen: String,
+    /// Replay speed: a factor of real time (10 = a poll every 1.5 s) or `max`.
+    #[arg(long, default_value = "10")]
+    pub speed: String,
+    /// Stop the replay after this many simulated minutes (default: run until Ctrl-C).
+    #[arg(long)]
+    pub minutes: Option<u64>,
+}
+
+/// `rtlake broker`.
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// The address to listen on and advertise [broker.listen; default 127.0.0.1:9092].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// The data folder, relative or absolute [broker.data; default ./rtlake-data/broker].
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+}
+
+/// `rtlake produce ...`.
+#[derive(Debug, Subcommand)]
+pub enum ProduceCommand {
+    /// Seoul bike station status to the station status topic, keyed by station id.
+    Bikes(ProduceBikesArgs),
+}
+
+/// Where the bike producer reads from.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SourceArg {
+    /// Replay the recorded data (no key needed).
+    Replay,
+    /// Poll the live bikeList API (needs SEOUL_API_KEY or --api-key-file).
+    SeoulApi,
+    /// Publish a JSON Lines file as is (give its PATH).
+    File,
+}
+
+/// `rtlake produce bikes`.
+#[derive(Debug, Args)]
+pub struct ProduceBikesArgs {
+    /// The source [source.kind; default replay].
+    #[arg(long, value_enum)]
+    pub source: Option<SourceArg>,
+    /// The JSON Lines file, with --source file.
+    #[arg(value_name = "PATH")]
+    pub path: Option<PathBuf>,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// The topic [kafka.topic; default bike.station-status].
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Partitions if the topic must be created [kafka.partitions; default 3].
+    #[arg(long)]
+    pub partitions: Option<i32>,
+    /// Time between polls, e.g. 15s [source.interval].
+    #[arg(long)]
+    pub interval: Option<String>,
+    /// Replay speed: a factor of real time (60 = an hour a minute) or `max` [source.speed].
+    #[arg(long)]
+    pub speed: Option<String>,
+    /// Replay start, RFC 3339 [source.start; default 2025-10-01T08:00:00+09:00].
+    #[arg(long)]
+    pub start: Option<String>,
+    /// Replay length in simulated minutes [source.minutes; default: run on].
+    #[arg(long)]
+    pub minutes: Option<u64>,
+    /// Replay copies of the city, for heavier loads [source.scale; default 1].
+    #[arg(long)]
+    pub scale: Option<u32>,
+    /// Replay from this folder instead of the built-in recorded data [source.data-dir].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Keep the replay's clock here, so that a restart resumes [source.state-file].
+    #[arg(long, value_name = "FILE")]
+    pub state_file: Option<PathBuf>,
+    /// bikeList API base URL [source.api-base].
+    #[arg(long, value_name = "URL")]
+    pub api_base: Option<String>,
+    /// A file holding the API key (else SEOUL_API_KEY) [source.api-key-file].
+    #[arg(long, value_name = "FILE")]
+    pub api_key_file: Option<PathBuf>,
+    /// acks: all, 1 or 0 [producer.acks; default all].
+    #[arg(long)]
+    pub acks: Option<String>,
+    /// Turn idempotence off [producer.idempotence; default on].
+    #[arg(long)]
+    pub no_idempotence: bool,
+    /// linger, e.g. 20ms [producer.linger].
+    #[arg(long)]
+    pub linger: Option<String>,
+    /// Batch size, e.g. 1MiB [producer.batch-size].
+    #[arg(long)]
+    pub batch_size: Option<String>,
+    /// none, gzip, snappy, lz4 or zstd [producer.compression; default lz4].
+    #[arg(long)]
+    pub compression: Option<String>,
+    /// Max in-flight requests per connection, at most 5 with idempotence [producer.max-in-flight].
+    #[arg(long)]
+    pub max_in_flight: Option<u32>,
+}
+
+/// When the processor stops.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TriggerArg {
+    /// Run on: an epoch every --max-batch-delay or --max-batch-events.
+    ProcessingTime,
+    /// Drain what the topic holds now, then stop.
+    AvailableNow,
+}
+
+/// Assignment strategies.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StrategyArg {
+    /// Eager rebalancing.
+    Range,
+    /// Incremental rebalancing.
+    CooperativeSticky,
+}
+
+/// `rtlake run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// The lake: a path or URL [lake.uri; default ./rtlake-data/lake].
+    #[arg(long, value_name = "URL_OR_PATH")]
+    pub lake: Option<String>,
+    /// A pipeline file: TOML with the keys of the [run] section (pipeline, group-id, ...).
+    #[arg(long, value_name = "FILE")]
+    pub pipeline: Option<PathBuf>,
+    /// The topic to read [kafka.topic].
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// The consumer group [run.group-id; default rtlake-<pipeline>].
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Partition assignment [run.assignment-strategy; default cooperative-sticky].
+    #[arg(long, value_enum)]
+    pub assignment_strategy: Option<StrategyArg>,
+    /// Close an epoch at this many events [run.max-batch-events; default 50000].
+    #[arg(long)]
+    pub max_batch_events: Option<usize>,
+    /// ... or when its first event is this old [run.max-batch-delay; default 500ms].
+    #[arg(long)]
+    pub max_batch_delay: Option<String>,
+    /// processing-time (run on) or available-now (drain and stop) [run.trigger].
+    #[arg(long, value_enum)]
+    pub trigger: Option<TriggerArg>,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    /// An aligned table.
+    Table,
+    /// CSV with a header.
+    Csv,
+    /// JSON Lines.
+    Json,
+}
+
+/// `rtlake sql`.
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// The lake: a path or URL [lake.uri; default ./rtlake-data/lake].
+    #[arg(long, value_name = "URL_OR_PATH")]
+    pub lake: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: FormatArg,
+    /// The statement; without one, statements are read from standard input (end each with ;).
+    pub sql: Option<String>,
+}
+
+/// `rtlake topics ...`.
+#[derive(Debug, Subcommand)]
+pub enum TopicsCommand {
+    /// Create a topic.
+    Create {
+        /// Its name.
+        name: String,
+        #[command(flatten)]
+        kafka: KafkaArgs,
+        /// Partitions [default: kafka.partitions, 3].
+        #[arg(long)]
+        partitions: Option<i32>,
+        /// Replication factor [default: kafka.replication-factor, 1].
+        #[arg(long)]
+        replication_factor: Option<i32>,
+        /// Retention, e.g. 7d as 168h, or -1 for forever (sets retention.ms).
+        #[arg(long)]
+        retention: Option<String>,
+        /// delete or compact (sets cleanup.policy).
+        #[arg(long)]
+        cleanup_policy: Option<String>,
+        /// Any other topic config, KEY=VALUE (repeatable).
+        #[arg(long = "config-entry", value_name = "KEY=VALUE")]
+        entries: Vec<String>,
+    },
+    /// List topics with partitions and message counts.
+    List {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+    },
+    /// Show a topic's partitions, offsets, config and consumer groups with their lag.
+    Describe {
+        /// The topic.
+        name: String,
+        #[command(flatten)]
+        kafka: KafkaArgs,
+    },
+}

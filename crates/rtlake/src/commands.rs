@@ -1,0 +1,371 @@
+//! One function per subcommand; each builds its config and calls a library's `run`.
+
+use crate::cli::{self, Cli, Command, FormatArg, ProduceCommand, SourceArg, StrategyArg, TopicsCommand, TriggerArg};
+use crate::settings::{Flags, load};
+use anyhow::{Context, Result, bail};
+use rtlake_bikes::produce::Source;
+use std::io::{BufRead, IsTerminal, Write};
+use tokio_util::sync::CancellationToken;
+
+/// Runs the parsed command.
+pub async fn dispatch(cli: Cli) -> Result<()> {
+    match &cli.command {
+        Command::Demo(a) => demo(&cli, a).await,
+        Command::Broker(a) => broker(&cli, a).await,
+        Command::Produce { what: ProduceCommand::Bikes(a) } => produce(&cli, a).await,
+        Command::Run(a) => run(&cli, a).await,
+        Command::Sql(a) => sql(&cli, a).await,
+        Command::Topics { op } => topics(&cli, op).await,
+    }
+}
+
+/// A token cancelled by Ctrl-C or SIGTERM; a second Ctrl-C exits at once.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        #[cfg(unix)]
+        let term_fut = async {
+            match term.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term_fut = std::future::pending::<()>();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term_fut => {}
+        }
+        eprintln!("\nstopping cleanly (Ctrl-C again to quit at once)...");
+        t.cancel();
+        let _ = tokio::signal::ctrl_c().await;
+        std::process::exit(130);
+    });
+    token
+}
+
+async fn broker(cli: &Cli, a: &cli::BrokerArgs) -> Result<()> {
+    let mut f = Flags::default();
+    f.opt("broker.listen", "listen", a.listen.clone()).path("broker.data", "data", a.data.as_deref());
+    let cfg = load(cli, None, &f)?;
+    let addr = cfg.broker.listen.parse().context("broker.listen")?;
+    let shutdown = shutdown_on_signal();
+    let b = rtlake_broker::EmbeddedBroker::start(addr, &cfg.broker.data).await?;
+    println!("rtlake broker listening on {} (data in {})", b.bootstrap(), cfg.broker.data.display());
+    println!("try: rtlake topics list --brokers {}", b.bootstrap());
+    shutdown.cancelled().await;
+    b.stop().await;
+    Ok(())
+}
+
+fn producer_flags(a: &cli::ProduceBikesArgs) -> Flags {
+    let mut f = Flags::default();
+    f.kafka(&a.kafka)
+        .opt("kafka.topic", "topic", a.topic.clone())
+        .opt("kafka.partitions", "partitions", a.partitions.map(i64::from))
+        .opt("source.kind", "source", a.source.map(|s| match s {
+            SourceArg::Replay => "replay",
+            SourceArg::SeoulApi => "seoul-api",
+            SourceArg::File => "file",
+        }))
+        .opt("source.interval", "interval", a.interval.clone())
+        .str("source.speed", "speed", a.speed.as_deref())
+        .opt("source.start", "start", a.start.clone())
+        .opt("source.minutes", "minutes", a.minutes.map(|m| m as i64))
+        .opt("source.scale", "scale", a.scale.map(i64::from))
+        .path("source.data-dir", "data-dir", a.data_dir.as_deref())
+        .path("source.state-file", "state-file", a.state_file.as_deref())
+        .opt("source.api-base", "api-base", a.api_base.clone())
+        .path("source.api-key-file", "api-key-file", a.api_key_file.as_deref())
+        .opt("producer.acks", "acks", a.acks.clone())
+        .opt("producer.idempotence", "no-idempotence", a.no_idempotence.then_some(false))
+        .opt("producer.linger", "linger", a.linger.clone())
+        .str("producer.batch-size", "batch-size", a.batch_size.as_deref())
+        .opt("producer.compression", "compression", a.compression.clone())
+        .opt("producer.max-in-flight", "max-in-flight", a.max_in_flight.map(i64::from));
+    f
+}
+
+async fn produce(cli: &Cli, a: &cli::ProduceBikesArgs) -> Result<()> {
+    let cfg = load(cli, None, &producer_flags(a))?;
+    let source = match cfg.source.kind {
+        rtlake_core::config::SourceKind::Replay => Source::Replay,
+        rtlake_core::config::SourceKind::SeoulApi => Source::SeoulApi,
+        rtlake_core::config::SourceKind::File => match &a.path {
+            Some(p) => Source::File(p.clone()),
+            None => bail!("--source file needs the PATH of a JSON Lines file: rtlake produce bikes --source file events.jsonl"),
+        },
+    };
+    if a.path.is_some() && !matches!(source, Source::File(_)) {
+        bail!("a PATH is only taken with --source file");
+    }
+    let report = rtlake_bikes::produce::produce(&cfg, source, shutdown_on_signal()).await?;
+    let secs = report.elapsed.as_secs_f64().max(1e-9);
+    println!(
+        "produced {} events to {} ({} delivered, {} failed) in {:.1} s: {:.0} events/s",
+        report.sent, cfg.kafka.topic, report.delivered, report.failed, secs, report.delivered as f64 / secs
+    );
+    Ok(())
+}
+
+fn run_flags(a: &cli::RunArgs) -> Flags {
+    let mut f = Flags::default();
+    f.kafka(&a.kafka)
+        .opt("lake.uri", "lake", a.lake.clone())
+        .opt("kafka.topic", "topic", a.topic.clone())
+        .opt("run.group-id", "group", a.group.clone())
+        .opt("run.assignment-strategy", "assignment-strategy", a.assignment_strategy.map(|s| match s {
+            StrategyArg::Range => "range",
+            StrategyArg::CooperativeSticky => "cooperative-sticky",
+        }))
+        .opt("run.max-batch-events", "max-batch-events", a.max_batch_events.map(|n| n as i64))
+        .opt("run.max-batch-delay", "max-batch-delay", a.max_batch_delay.clone())
+        .opt("run.trigger", "trigger", a.trigger.map(|t| match t {
+            TriggerArg::ProcessingTime => "processing-time",
+            TriggerArg::AvailableNow => "available-now",
+        }));
+    f
+}
+
+async fn run(cli: &Cli, a: &cli::RunArgs) -> Result<()> {
+    let cfg = load(cli, a.pipeline.as_ref(), &run_flags(a))?;
+    let started = std::time::Instant::now();
+    let r = rtlake_stream::ingest::run(&cfg, shutdown_on_signal()).await?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "processed {} messages in {} epochs in {:.1} s ({:.0} events/s): {} rows to bronze.station_status, {} to _rejected",
+        r.messages, r.epochs, secs, r.messages as f64 / secs.max(1e-9), r.bronze_rows, r.rejected_rows
+    );
+    Ok(())
+}
+
+async fn sql(cli: &Cli, a: &cli::SqlArgs) -> Result<()> {
+    let mut f = Flags::default();
+    f.opt("lake.uri", "lake", a.lake.clone());
+    let cfg = load(cli, None, &f)?;
+    let lake = rtlake_lake::Lake::open(&cfg.lake)?;
+    let session = rtlake_query::LakeSql::open(&lake).await?;
+    let format = match a.format {
+        FormatArg::Table => rtlake_query::Format::Table,
+        FormatArg::Csv => rtlake_query::Format::Csv,
+        FormatArg::Json => rtlake_query::Format::Json,
+    };
+    if session.tables().is_empty() {
+        eprintln!("note: the lake at {} has no tables yet (run `rtlake demo` or `rtlake run` first)", lake.root());
+    }
+    if let Some(q) = &a.sql {
+        return run_statement(&session, q, format).await;
+    }
+    let stdin = std::io::stdin();
+    let tty = stdin.is_terminal();
+    if tty {
+        println!("rtlake sql on {}; tables: {}", lake.root(), session.tables().join(", "));
+        println!("end statements with ; and quit with \\q");
+    }
+    let mut pending = String::new();
+    let prompt = |p: &str| {
+        if tty {
+            print!("{}", if p.is_empty() { "rtlake> " } else { "    -> " });
+            let _ = std::io::stdout().flush();
+        }
+    };
+    prompt(&pending);
+    for line in stdin.lock().lines() {
+        let line = line?;
+        let t = line.trim();
+        if pending.is_empty() && matches!(t, "\\q" | "quit" | "exit") {
+            break;
+        }
+        pending.push_str(&line);
+        pending.push('\n');
+        while let Some(end) = pending.find(';') {
+            let stmt: String = pending[..end].to_string();
+            pending = pending[end + 1..].trim_start().to_string();
+            if !stmt.trim().is_empty() {
+                if let Err(e) = run_statement(&session, &stmt, format).await {
+                    if !tty {
+                        return Err(e);
+                    }
+                    eprintln!("error: {e:#}");
+                }
+            }
+        }
+        prompt(&pending);
+    }
+    if !pending.trim().is_empty() {
+        run_statement(&session, &pending, format).await?;
+    }
+    Ok(())
+}
+
+async fn run_statement(session: &rtlake_query::LakeSql, stmt: &str, format: rtlake_query::Format) -> Result<()> {
+    let trimmed = stmt.trim().trim_end_matches(';').trim();
+    // SHOW TABLES lists the lake's tables, not DataFusion's information_schema.
+    let q = if trimmed.eq_ignore_ascii_case("show tables") {
+        "SELECT table_schema AS schema, table_name AS name, table_schema || '.' || table_name AS qualified \
+         FROM information_schema.tables WHERE table_schema <> 'information_schema' ORDER BY 1, 2"
+    } else {
+        trimmed
+    };
+    let (schema, batches) = session.query(q).await.with_context(|| format!("query failed: {}", one_line(trimmed)))?;
+    let mut out = std::io::stdout().lock();
+    rtlake_query::write(&mut out, &schema, &batches, format)?;
+    Ok(())
+}
+
+fn one_line(s: &str) -> String {
+    let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.len() > 80 { format!("{}...", &s[..s.floor_char_boundary(77)]) } else { s }
+}
+
+async fn topics(cli: &Cli, op: &TopicsCommand) -> Result<()> {
+    match op {
+        TopicsCommand::Create { name, kafka, partitions, replication_factor, retention, cleanup_policy, entries } => {
+            let mut f = Flags::default();
+            f.kafka(kafka);
+            let cfg = load(cli, None, &f)?;
+            let mut config = Vec::new();
+            if let Some(r) = retention {
+                let ms = if r.trim() == "-1" {
+                    "-1".to_string()
+                } else {
+                    let d: rtlake_core::units::HumanDuration = r.parse().map_err(|e: String| anyhow::anyhow!("--retention: {e}"))?;
+                    d.get().as_millis().to_string()
+                };
+                config.push(("retention.ms".to_string(), ms));
+            }
+            if let Some(p) = cleanup_policy {
+                if !matches!(p.as_str(), "delete" | "compact" | "compact,delete" | "delete,compact") {
+                    bail!("--cleanup-policy: `{p}` is not delete, compact or compact,delete");
+                }
+                config.push(("cleanup.policy".to_string(), p.clone()));
+            }
+            for e in entries {
+                let (k, v) = e.split_once('=').with_context(|| format!("--config-entry `{e}` is not KEY=VALUE"))?;
+                config.push((k.trim().to_string(), v.trim().to_string()));
+            }
+            let spec = rtlake_kafka::admin::TopicSpec {
+                name: name.clone(),
+                partitions: partitions.unwrap_or(cfg.kafka.partitions),
+                replication_factor: replication_factor.unwrap_or(cfg.kafka.replication_factor),
+                config,
+            };
+            if spec.partitions < 1 || spec.replication_factor < 1 {
+                bail!("--partitions and --replication-factor must be at least 1");
+            }
+            if rtlake_kafka::admin::create_topic(&cfg.kafka, &spec).await? {
+                println!("created topic {name} ({} partitions, replication factor {})", spec.partitions, spec.replication_factor);
+            } else {
+                println!("topic {name} already exists");
+            }
+        }
+        TopicsCommand::List { kafka } => {
+            let mut f = Flags::default();
+            f.kafka(kafka);
+            let cfg = load(cli, None, &f)?;
+            let list = rtlake_kafka::admin::list_topics(&cfg.kafka).await?;
+            println!("{:<40} {:>10} {:>12}", "TOPIC", "PARTITIONS", "MESSAGES");
+            for t in list {
+                println!("{:<40} {:>10} {:>12}", t.name, t.partitions, t.messages);
+            }
+        }
+        TopicsCommand::Describe { name, kafka } => {
+            let mut f = Flags::default();
+            f.kafka(kafka);
+            let cfg = load(cli, None, &f)?;
+            let d = rtlake_kafka::admin::describe_topic(&cfg.kafka, name).await?;
+            println!("topic {} ({} partitions)", d.name, d.partitions.len());
+            println!("\n{:>9} {:>7} {:<10} {:>12} {:>12} {:>10}", "PARTITION", "LEADER", "REPLICAS", "LOW", "HIGH", "MESSAGES");
+            for p in &d.partitions {
+                let replicas = p.replicas.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(",");
+                println!("{:>9} {:>7} {:<10} {:>12} {:>12} {:>10}", p.id, p.leader, replicas, p.low, p.high, p.high - p.low);
+            }
+            if !d.config.is_empty() {
+                println!("\nCONFIG");
+                for (k, v) in &d.config {
+                    println!("  {k} = {v}");
+                }
+            }
+            println!("\n{:<30} {:>9} {:>12} {:>10}", "CONSUMER GROUP", "PARTITION", "COMMITTED", "LAG");
+            if d.groups.is_empty() {
+                println!("  (no group has committed offsets on this topic)");
+            }
+            for g in &d.groups {
+                let c = g.committed.map_or("-".to_string(), |c| c.to_string());
+                println!("{:<30} {:>9} {:>12} {:>10}", g.group, g.partition, c, g.lag);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn demo(cli: &Cli, a: &cli::DemoArgs) -> Result<()> {
+    let dir = &a.dir;
+    let mut f = Flags::default();
+    f.opt("broker.listen", "listen", Some(a.listen.clone()))
+        .opt("kafka.brokers", "listen", Some(a.listen.clone()))
+        .path("broker.data", "dir", Some(&dir.join("broker")))
+        .opt("lake.uri", "dir", Some(dir.join("lake").display().to_string()))
+        .path("source.state-file", "dir", Some(&dir.join("replay-state.json")))
+        .opt("source.kind", "demo", Some("replay"))
+        .str("source.speed", "speed", Some(&a.speed))
+        .opt("source.minutes", "minutes", a.minutes.map(|m| m as i64));
+    let cfg = load(cli, None, &f)?;
+    let shutdown = shutdown_on_signal();
+    let broker = rtlake_broker::EmbeddedBroker::start(cfg.broker.listen.parse()?, &cfg.broker.data).await?;
+    let producer = {
+        let (cfg, token) = (cfg.clone(), shutdown.child_token());
+        tokio::spawn(async move { rtlake_bikes::produce::produce(&cfg, Source::Replay, token).await })
+    };
+    let processor = {
+        let (cfg, token) = (cfg.clone(), shutdown.child_token());
+        tokio::spawn(async move { rtlake_stream::ingest::run(&cfg, token).await })
+    };
+    let lake = dir.join("lake");
+    println!("rtlake demo is running: broker {}, lake {}", broker.bootstrap(), lake.display());
+    println!("the replay publishes a poll of 2,721 stations every {:.1} s; in another terminal, try:", 15.0 / speed_factor(&a.speed));
+    println!("  rtlake sql --lake {} \"SELECT count(*) AS events, max(polled_at) AS latest FROM bronze.station_status\"", lake.display());
+    println!("  rtlake sql --lake {} \"SELECT district, sum(bikes_parked) AS bikes FROM bronze.station_status WHERE polled_at = (SELECT max(polled_at) FROM bronze.station_status) GROUP BY district ORDER BY bikes DESC\"", lake.display());
+    println!("  rtlake topics describe {} --brokers {}", cfg.kafka.topic, broker.bootstrap());
+    println!("Ctrl-C stops everything; running the demo again continues where it stopped.");
+    let (mut producer, mut processor) = (producer, processor);
+    let mut producer_done = false;
+    let result: Result<()> = loop {
+        tokio::select! {
+            r = &mut producer, if !producer_done => {
+                producer_done = true;
+                match r {
+                    Ok(Ok(rep)) => {
+                        println!("replay finished: {} events", rep.sent);
+                        if !shutdown.is_cancelled() { continue; }
+                    }
+                    Ok(Err(e)) => break Err(anyhow::Error::from(e).context("producer")),
+                    Err(e) => break Err(anyhow::anyhow!("producer task: {e}")),
+                }
+            }
+            r = &mut processor => match r {
+                Ok(Ok(_)) => break Ok(()),
+                Ok(Err(e)) => break Err(anyhow::Error::from(e).context("processor")),
+                Err(e) => break Err(anyhow::anyhow!("processor task: {e}")),
+            },
+        }
+    };
+    shutdown.cancel();
+    if !producer_done {
+        let _ = producer.await;
+    }
+    if !processor.is_finished() {
+        let _ = processor.await;
+    }
+    broker.stop().await;
+    result
+}
+
+fn speed_factor(s: &str) -> f64 {
+    s.trim_end_matches('x').parse::<f64>().ok().filter(|f| *f > 0.0).unwrap_or(f64::INFINITY)
+}

@@ -1,0 +1,73 @@
+//! Turns flags into config keys, on top of defaults, the file and the environment.
+
+use crate::cli::{self, KafkaArgs};
+use rtlake_core::{Config, ConfigError, ConfigLoader};
+use std::path::{Path, PathBuf};
+
+/// Collects flag values as config keys.
+#[derive(Default)]
+pub struct Flags(Vec<(String, toml::Value, String)>);
+
+impl Flags {
+    /// Sets `key` from `--flag` when given.
+    pub fn opt<T: Into<toml::Value>>(&mut self, key: &str, flag: &str, v: Option<T>) -> &mut Self {
+        if let Some(v) = v {
+            self.0.push((key.into(), v.into(), format!("flag --{flag}")));
+        }
+        self
+    }
+
+    /// Sets `key` from a string flag, read like an environment value.
+    pub fn str(&mut self, key: &str, flag: &str, v: Option<&str>) -> &mut Self {
+        if let Some(v) = v {
+            self.0.push((key.into(), parse_scalar(v), format!("flag --{flag}")));
+        }
+        self
+    }
+
+    /// Sets a path-valued key.
+    pub fn path(&mut self, key: &str, flag: &str, v: Option<&Path>) -> &mut Self {
+        self.opt(key, flag, v.map(|p| p.display().to_string()))
+    }
+
+    /// `--brokers`.
+    pub fn kafka(&mut self, k: &KafkaArgs) -> &mut Self {
+        self.opt("kafka.brokers", "brokers", k.brokers.clone())
+    }
+}
+
+fn parse_scalar(raw: &str) -> toml::Value {
+    match format!("v = {raw}").parse::<toml::Table>().ok().and_then(|mut t| t.remove("v")) {
+        Some(v @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_))) => v,
+        _ => toml::Value::String(raw.to_string()),
+    }
+}
+
+/// Loads defaults < file (given, or ./rtlake.toml) < extra file (a pipeline) < env < flags.
+pub fn load(cli: &cli::Cli, pipeline: Option<&PathBuf>, flags: &Flags) -> Result<Config, ConfigError> {
+    let mut loader = ConfigLoader::new();
+    loader = match &cli.config {
+        Some(f) => loader.file(f)?,
+        None => loader.file_if_exists(Path::new("rtlake.toml"))?,
+    };
+    if let Some(p) = pipeline {
+        loader = load_pipeline(loader, p)?;
+    }
+    loader = loader.env(std::env::vars());
+    for (k, v, origin) in &flags.0 {
+        loader = loader.set(k, v.clone(), origin);
+    }
+    loader.build()
+}
+
+/// A pipeline file holds the keys of `[run]` at its top level (or a `[run]` section).
+fn load_pipeline(loader: ConfigLoader, path: &Path) -> Result<ConfigLoader, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax { path: path.into(), message: e.to_string() })?;
+    let run = match table.get("run") {
+        Some(toml::Value::Table(t)) => t.clone(),
+        _ => table,
+    };
+    let origin = format!("pipeline file {}", path.display());
+    Ok(run.into_iter().fold(loader, |l, (k, v)| l.set(&format!("run.{k}"), v, &origin)))
+}
