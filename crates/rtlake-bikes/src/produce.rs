@@ -117,10 +117,8 @@ impl Publisher {
 
     async fn send(&mut self, key: Option<&str>, value: &[u8], poll: usize) -> Result<()> {
         self.producer.context().pending.lock().unwrap_or_else(|p| p.into_inner()).entry(poll).and_modify(|n| *n += 1).or_insert(1);
-        let mut record = BaseRecord::with_opaque_to(&self.topic, poll).payload(value);
-        if let Some(k) = key {
-            record = record.key(k);
-        }
+        let mut record: BaseRecord<'_, str, [u8], usize> = BaseRecord::with_opaque_to(&self.topic, poll).payload(value);
+        record.key = key;
         loop {
             match self.producer.send(record) {
                 Ok(()) => break,

@@ -8,6 +8,8 @@
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
 use tansu_broker::broker::Broker;
+use tansu_broker::coordinator::group::administrator::Controller;
+use tansu_storage::StorageContainer;
 use tokio::task::JoinHandle;
 use url::Url;
 
@@ -63,7 +65,7 @@ impl EmbeddedBroker {
         let storage = Url::parse(&format!("sqlite://{}", rel.display())).map_err(|e| Error::Tansu(e.to_string()))?;
         let listener = Url::parse(&format!("tcp://{addr}")).map_err(|e| Error::Tansu(e.to_string()))?;
         tracing::info!(%addr, data = %data_dir.display(), "starting embedded broker");
-        let mut broker = Broker::builder()
+        let mut broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
             .node_id(111)
             .cluster_id("rtlake")
             .incarnation_id(uuid::Uuid::now_v7())
@@ -103,9 +105,10 @@ impl EmbeddedBroker {
     }
 
     /// Stops the broker. SQLite keeps what was acknowledged.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.task.abort();
-        let _ = self.task.await;
+        let task = std::mem::replace(&mut self.task, tokio::spawn(async {}));
+        let _ = task.await;
     }
 }
 

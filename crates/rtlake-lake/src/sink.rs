@@ -128,7 +128,7 @@ impl DeltaSink {
     ///
     /// Fails with [`Error::ConflictingOffsets`] if the table's versions are no longer those this
     /// sink last saw (another worker advanced them); nothing is committed then.
-    pub async fn commit(&mut self, batches: Vec<RecordBatch>, txns: &BTreeMap<String, i64>) -> Result<i64> {
+    pub async fn commit(&mut self, batches: Vec<RecordBatch>, txns: &BTreeMap<String, i64>) -> Result<u64> {
         let table_name = self.name.to_string();
         let de = |source| Error::Delta { table: table_name.clone(), source };
         let ids: Vec<String> = txns.keys().cloned().collect();

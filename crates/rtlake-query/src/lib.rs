@@ -54,7 +54,7 @@ impl LakeSql {
                 .map_err(table_err)?;
             table.load().await.map_err(table_err)?;
             table.update_datafusion_session(&ctx.state()).map_err(table_err)?;
-            let provider = table.table_provider().await.map_err(table_err)?;
+            let provider = table.table_provider().await?;
             let schema_name = if entry.namespace.is_empty() { "public" } else { entry.namespace.as_str() };
             let schema = match catalog.schema(schema_name) {
                 Some(s) => s,

@@ -72,7 +72,7 @@ pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport>
     let consumer = subscribe(&cfg.kafka, &cfg.run.group(), cfg.run.assignment_strategy.as_str(), &topic, positions.clone())
         .map_err(|e| Error::Kafka(rtlake_kafka::Error::Kafka { context: "create consumer".into(), source: e }))?;
     tracing::info!(pipeline = %cfg.run.pipeline, group = %cfg.run.group(), %topic, lake = %lake.root(), "processor started");
-    let mut w = Worker {
+    let w = Worker {
         cfg: cfg.clone(),
         pipeline: cfg.run.pipeline.clone(),
         decoder: BronzeDecoder::new(&topic),
@@ -150,15 +150,16 @@ impl Worker {
                 }
             }
         }
+        let report = self.report.clone();
         self.close().await;
         tracing::info!(
-            epochs = self.report.epochs,
-            messages = self.report.messages,
-            bronze_rows = self.report.bronze_rows,
-            rejected_rows = self.report.rejected_rows,
+            epochs = report.epochs,
+            messages = report.messages,
+            bronze_rows = report.bronze_rows,
+            rejected_rows = report.rejected_rows,
             "processor stopped"
         );
-        Ok(self.report)
+        Ok(report)
     }
 
     /// Whether this worker's partitions have been read up to the targets.

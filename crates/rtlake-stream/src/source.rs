@@ -102,7 +102,7 @@ impl ClientContext for SourceContext {}
 
 impl ConsumerContext for SourceContext {
     fn rebalance(&self, c: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
-        let cooperative = c.rebalance_protocol() == RebalanceProtocol::Cooperative;
+        let cooperative = matches!(c.rebalance_protocol(), RebalanceProtocol::Cooperative);
         let parts: Vec<i32> = tpl.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {

@@ -1,0 +1,106 @@
+//! Helpers for integration tests: a real broker (embedded, or external via
+//! `RTLAKE_TEST_BROKERS`), a unique topic and lake per test, the `rtlake` binary, SQL.
+#![allow(dead_code)]
+
+use rtlake_broker::EmbeddedBroker;
+use rtlake_core::{Config, ConfigLoader};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct TestEnv {
+    pub broker: Option<EmbeddedBroker>,
+    pub brokers: String,
+    pub dir: tempfile::TempDir,
+    pub topic: String,
+    pub group: String,
+}
+
+impl TestEnv {
+    pub async fn new(name: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (broker, brokers) = match std::env::var("RTLAKE_TEST_BROKERS") {
+            Ok(b) => (None, b),
+            Err(_) => {
+                let b = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap(), &dir.path().join("broker")).await.expect("broker starts");
+                let s = b.bootstrap();
+                (Some(b), s)
+            }
+        };
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        Self { broker, brokers, dir, topic: format!("{name}-{}", &id[..8]), group: format!("g-{}", &id[..8]) }
+    }
+
+    pub fn lake(&self) -> PathBuf {
+        self.dir.path().join("lake")
+    }
+
+    pub fn config(&self) -> Config {
+        ConfigLoader::new()
+            .set("kafka.brokers", self.brokers.as_str(), "test")
+            .set("kafka.topic", self.topic.as_str(), "test")
+            .set("lake.uri", self.lake().display().to_string(), "test")
+            .set("run.group-id", self.group.as_str(), "test")
+            .set("source.speed", "max", "test")
+            .build()
+            .expect("test config")
+    }
+
+    /// `rtlake run` against this env, with extra flags.
+    pub fn run_cmd(&self, extra: &[&str]) -> Command {
+        let mut c = rtlake();
+        c.args(["run", "--brokers", &self.brokers, "--lake"])
+            .arg(self.lake())
+            .args(["--topic", &self.topic, "--group", &self.group])
+            .args(extra);
+        c
+    }
+
+    pub async fn sql(&self, q: &str) -> Vec<Vec<String>> {
+        sql_rows(&self.lake(), q).await
+    }
+}
+
+/// The `rtlake` binary, logging warnings only.
+pub fn rtlake() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rtlake"));
+    c.env("RTLAKE_LOG", "warn");
+    c
+}
+
+/// Runs SQL over a lake and returns the rows as strings (via the CSV writer).
+pub async fn sql_rows(lake: &Path, q: &str) -> Vec<Vec<String>> {
+    let cfg = rtlake_core::config::LakeConfig { uri: lake.display().to_string(), ..Default::default() };
+    let lake = rtlake_lake::Lake::open(&cfg).expect("lake");
+    let s = rtlake_query::LakeSql::open(&lake).await.expect("sql session");
+    let (schema, batches) = s.query(q).await.unwrap_or_else(|e| panic!("{q}: {e}"));
+    let mut out = Vec::new();
+    rtlake_query::write(&mut out, &schema, &batches, rtlake_query::Format::Csv).unwrap();
+    String::from_utf8(out).unwrap().lines().skip(1).map(|l| l.split(',').map(String::from).collect()).collect()
+}
+
+/// Counts the commits (JSON log entries) of a table.
+pub fn commits(table: &Path) -> usize {
+    std::fs::read_dir(table.join("_delta_log"))
+        .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".json")).count())
+        .unwrap_or(0)
+}
+
+/// sha256 over sorted `station_id,polled_at_us,bikes` lines: the checksum every reader must agree on.
+pub fn checksum(mut lines: Vec<String>) -> String {
+    use sha2::Digest;
+    lines.sort();
+    let mut h = sha2::Sha256::new();
+    for l in &lines {
+        h.update(l.as_bytes());
+        h.update(b"\n");
+    }
+    format!("{:x}", h.finalize())
+}
+
+/// The Python interpreter with `deltalake` (scripts/setup.sh makes it).
+pub fn python() -> String {
+    std::env::var("RTLAKE_PYTHON").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_default();
+        format!("{home}/.cache/rtlake/venv/bin/python")
+    })
+}

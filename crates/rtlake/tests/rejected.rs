@@ -1,0 +1,79 @@
+//! Bad messages land in `_rejected` with a reason, the pipeline goes on, and every offset ends in
+//! exactly one table, also when the processor dies between the two tables' commits.
+
+mod common;
+
+use common::TestEnv;
+use rtlake_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
+use std::time::Duration;
+
+const GOOD: &str = r#"{"rackTotCnt":"15","stationName":"102. 망원역 1번출구 앞","parkingBikeTotCnt":"16","shared":"107","stationLatitude":"37.55564880","stationLongitude":"126.91062927","stationId":"ST-4","polledAt":"2025-10-01T08:00:15+09:00"}"#;
+
+async fn send_all(env: &TestEnv, values: &[String]) {
+    rtlake_kafka::admin::ensure_topic(&env.config().kafka, &env.topic).await.unwrap();
+    let p: FutureProducer = rtlake_kafka::client::producer(&env.config().kafka, &env.config().producer).create().unwrap();
+    for v in values {
+        p.send(FutureRecord::to(&env.topic).key("ST-4").payload(v), Duration::from_secs(10)).await.map_err(|(e, _)| e).unwrap();
+    }
+}
+
+fn messages() -> Vec<String> {
+    vec![
+        GOOD.to_string(),
+        "this is not json".to_string(),
+        GOOD.replace(r#""stationId":"ST-4","#, ""),
+        GOOD.replace(r#""parkingBikeTotCnt":"16""#, r#""parkingBikeTotCnt":"lots""#),
+        GOOD.replace("2025-10-01T08:00:15+09:00", "2025-10-01 8am"),
+        GOOD.replace("08:00:15", "08:00:30"),
+    ]
+}
+
+async fn check_tables(env: &TestEnv) {
+    let bronze = env.sql("SELECT kafka_offset FROM bronze.station_status ORDER BY 1").await;
+    assert_eq!(bronze, vec![vec!["0".to_string()], vec!["5".to_string()]]);
+    let rej = env.sql("SELECT kafka_offset, reason, error, sink, CAST(value AS VARCHAR) FROM _rejected ORDER BY kafka_offset").await;
+    let offsets: Vec<&str> = rej.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(offsets, ["1", "2", "3", "4"], "each bad message once: {rej:?}");
+    let reasons: Vec<&str> = rej.iter().map(|r| r[1].as_str()).collect();
+    assert_eq!(reasons, ["decode", "decode", "validation", "validation"]);
+    assert!(rej[1][2].contains("stationId"), "missing field named: {}", rej[1][2]);
+    assert!(rej[2][2].contains("parkingBikeTotCnt") && rej[2][2].contains("lots"), "{}", rej[2][2]);
+    assert!(rej[3][2].contains("polledAt"), "{}", rej[3][2]);
+    assert!(rej.iter().all(|r| r[3] == "bronze.station_status"));
+    assert_eq!(rej[0][4], "this is not json", "the raw value is kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_messages_go_to_rejected_with_a_reason() {
+    let env = TestEnv::new("rejected").await;
+    let mut cfg = env.config();
+    cfg.kafka.partitions = 1;
+    rtlake_kafka::admin::create_topic(&cfg.kafka, &rtlake_kafka::admin::TopicSpec { name: env.topic.clone(), partitions: 1, replication_factor: 1, config: vec![] }).await.unwrap();
+    send_all(&env, &messages()).await;
+    let out = env.run_cmd(&["--trigger", "available-now"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    check_tables(&env).await;
+
+    // `topics describe` shows the group caught up: lag 0.
+    let out = common::rtlake().args(["topics", "describe", &env.topic, "--brokers", &env.brokers]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = text.lines().find(|l| l.starts_with(&env.group)).unwrap_or_else(|| panic!("group missing:\n{text}"));
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(cols[1..], ["0", "6", "0"], "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_the_two_commits_loses_and_duplicates_nothing() {
+    let env = TestEnv::new("crash").await;
+    rtlake_kafka::admin::create_topic(&env.config().kafka, &rtlake_kafka::admin::TopicSpec { name: env.topic.clone(), partitions: 1, replication_factor: 1, config: vec![] }).await.unwrap();
+    send_all(&env, &messages()).await;
+    let out = env.run_cmd(&["--trigger", "available-now"]).env("RTLAKE_FAILPOINT", "after-commit:bronze.station_status").output().unwrap();
+    assert!(!out.status.success(), "the failpoint aborts the process");
+    // Only the first table advanced.
+    assert_eq!(env.sql("SELECT count(*) FROM bronze.station_status").await[0][0], "2");
+    assert_eq!(env.sql("SELECT count(*) FROM _rejected").await[0][0], "0");
+    let out = env.run_cmd(&["--trigger", "available-now"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    check_tables(&env).await;
+}

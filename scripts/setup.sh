@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what building and testing rtlake needs on a fresh Debian machine (idempotent):
+# cmake and libcurl headers for librdkafka, lld for fast links, and a Python virtualenv with
+# the `deltalake` reader that the tests use to check the lake from outside.
+set -euo pipefail
+need=()
+command -v cmake >/dev/null || need+=(cmake)
+dpkg -s libcurl4-openssl-dev >/dev/null 2>&1 || need+=(libcurl4-openssl-dev)
+command -v ld.lld >/dev/null || need+=(lld)
+command -v python3 >/dev/null || need+=(python3 python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+VENV="${RTLAKE_VENV:-$HOME/.cache/rtlake/venv}"
+if ! "$VENV/bin/python" -c "import deltalake, pyarrow" 2>/dev/null; then
+  echo "setup: creating $VENV with deltalake"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "deltalake>=1.1" pyarrow
+fi
