@@ -60,9 +60,7 @@ impl EmbeddedBroker {
             drop(std::net::TcpListener::bind(addr).map_err(|source| Error::Listen { addr, source })?);
             addr
         };
-        let db = data_dir.join("tansu.db");
-        let rel = relative_to_cwd(&db).map_err(|source| Error::Data { path: data_dir.into(), source })?;
-        let storage = Url::parse(&format!("sqlite://{}", rel.display())).map_err(|e| Error::Tansu(e.to_string()))?;
+        let storage = sqlite_url(&data_dir.join("tansu.db")).map_err(|source| Error::Data { path: data_dir.into(), source })?;
         let listener = Url::parse(&format!("tcp://{addr}")).map_err(|e| Error::Tansu(e.to_string()))?;
         tracing::info!(%addr, data = %data_dir.display(), "starting embedded broker");
         let mut broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
@@ -118,23 +116,17 @@ impl Drop for EmbeddedBroker {
     }
 }
 
-/// `path` expressed relative to the working directory (tansu's SQLite engine prefixes it).
-fn relative_to_cwd(path: &Path) -> std::io::Result<PathBuf> {
-    let cwd = std::env::current_dir()?;
-    let abs = if path.is_absolute() { path.to_path_buf() } else { cwd.join(path) };
+/// The `sqlite://` URL tansu needs for a database file, relative or absolute.
+///
+/// tansu joins the URL's path (less its leading `/`) onto the working directory with
+/// `PathBuf::push`, and the URL parser folds `..` segments, so a path outside the working
+/// directory cannot be written relatively. `push` of an absolute path replaces the base, though:
+/// a URL path of `//abs/path` becomes `/abs/path`.
+fn sqlite_url(path: &Path) -> std::io::Result<Url> {
+    let abs = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir()?.join(path) };
     let abs = normalize(&abs);
-    let cwd = normalize(&cwd);
-    let a: Vec<_> = abs.components().collect();
-    let c: Vec<_> = cwd.components().collect();
-    let common = a.iter().zip(&c).take_while(|(x, y)| x == y).count();
-    let mut rel = PathBuf::new();
-    for _ in common..c.len() {
-        rel.push("..");
-    }
-    for comp in &a[common..] {
-        rel.push(comp.as_os_str());
-    }
-    Ok(rel)
+    Url::parse(&format!("sqlite:///{}", abs.display()))
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{}: {e}", abs.display())))
 }
 
 fn normalize(p: &Path) -> PathBuf {
@@ -156,12 +148,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn absolute_paths_become_relative_to_the_working_directory() {
-        let cwd = std::env::current_dir().unwrap();
-        let target = Path::new("/tmp/rtlake-x/tansu.db");
-        let rel = relative_to_cwd(target).unwrap();
-        assert!(rel.is_relative());
-        assert_eq!(normalize(&cwd.join(&rel)), normalize(target));
-        assert_eq!(relative_to_cwd(Path::new("./a/b.db")).unwrap(), PathBuf::from("a/b.db"));
+    fn any_path_becomes_the_absolute_path_tansu_opens() {
+        // What tansu does with the URL (tansu-storage lite.rs, Builder::build).
+        let tansu_path = |u: &Url| {
+            let mut p = std::env::current_dir().unwrap();
+            p.push(u.path().strip_prefix('/').unwrap_or(u.path()));
+            p
+        };
+        let u = sqlite_url(Path::new("/tmp/rtlake-x/../rtlake-y/tansu.db")).unwrap();
+        assert_eq!(tansu_path(&u), PathBuf::from("/tmp/rtlake-y/tansu.db"));
+        let u = sqlite_url(Path::new("./data/tansu.db")).unwrap();
+        assert_eq!(tansu_path(&u), std::env::current_dir().unwrap().join("data/tansu.db"));
     }
 }

@@ -130,7 +130,7 @@ impl Default for BrokerConfig {
 
 /// Acknowledgements the producer waits for.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case", try_from = "toml::Value")]
 pub enum Acks {
     /// Every in-sync replica.
     All,
@@ -140,6 +140,19 @@ pub enum Acks {
     /// None (fire and forget; not allowed with idempotence).
     #[serde(rename = "0")]
     Zero,
+}
+
+impl TryFrom<toml::Value> for Acks {
+    type Error = String;
+
+    fn try_from(v: toml::Value) -> Result<Self, String> {
+        match v.to_string().trim_matches('"') {
+            "all" | "-1" => Ok(Self::All),
+            "1" => Ok(Self::One),
+            "0" => Ok(Self::Zero),
+            other => Err(format!("`{other}` is not an acks setting (all, 1 or 0)")),
+        }
+    }
 }
 
 /// Compression codec of produced batches.

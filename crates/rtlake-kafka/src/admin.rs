@@ -164,10 +164,14 @@ pub struct TopicDescription {
     pub config: Vec<(String, String)>,
     /// Consumer groups that have committed offsets on it, per partition.
     pub groups: Vec<GroupLag>,
+    /// Anything that could not be shown, and why.
+    pub notes: Vec<String>,
 }
 
-/// Describes a topic: partitions, offsets, config and the lag of every group that consumes it.
-pub async fn describe_topic(kafka: &KafkaConfig, topic: &str) -> Result<TopicDescription> {
+/// Describes a topic: partitions, offsets, config and the lag of every group that consumes it
+/// (the groups the cluster lists, plus `groups`, which are checked even when listing fails).
+pub async fn describe_topic(kafka: &KafkaConfig, topic: &str, groups: &[String]) -> Result<TopicDescription> {
+    let extra = groups.to_vec();
     let config = topic_config(kafka, topic).await.unwrap_or_default();
     let kafka = kafka.clone();
     let topic = topic.to_string();
@@ -184,23 +188,33 @@ pub async fn describe_topic(kafka: &KafkaConfig, topic: &str) -> Result<TopicDes
             partitions.push(PartitionInfo { id: p.id(), leader: p.leader(), replicas: p.replicas().to_vec(), low, high });
         }
         partitions.sort_by_key(|p| p.id);
-        let groups = group_lag(&kafka, &c, &topic, &partitions)?;
-        Ok(TopicDescription { name: topic, partitions, config, groups })
+        let mut notes = Vec::new();
+        let mut names: Vec<String> = match c.fetch_group_list(None, TIMEOUT) {
+            Ok(list) => list.groups().iter().map(|g| g.name().to_string()).collect(),
+            Err(e) => {
+                notes.push(format!("the cluster did not list its consumer groups ({e}); showing the named ones"));
+                Vec::new()
+            }
+        };
+        names.extend(extra);
+        names.sort();
+        names.dedup();
+        let groups = group_lag(&kafka, &names, &topic, &partitions)?;
+        Ok(TopicDescription { name: topic, partitions, config, groups, notes })
     })
     .await
 }
 
-fn group_lag(kafka: &KafkaConfig, c: &BaseConsumer, topic: &str, parts: &[PartitionInfo]) -> Result<Vec<GroupLag>> {
-    let list = c.fetch_group_list(None, TIMEOUT).context("list consumer groups")?;
+fn group_lag(kafka: &KafkaConfig, names: &[String], topic: &str, parts: &[PartitionInfo]) -> Result<Vec<GroupLag>> {
     let mut out = Vec::new();
-    for g in list.groups() {
+    for name in names {
         // A consumer configured with the group's id reads its committed offsets without joining.
-        let gc: BaseConsumer = client::consumer(kafka, g.name(), "range").create().context("create group reader")?;
+        let gc: BaseConsumer = client::consumer(kafka, name, "range").create().context("create group reader")?;
         let mut tpl = TopicPartitionList::new();
         for p in parts {
             tpl.add_partition(topic, p.id);
         }
-        let committed = gc.committed_offsets(tpl, TIMEOUT).context(format!("committed offsets of group {}", g.name()))?;
+        let committed = gc.committed_offsets(tpl, TIMEOUT).context(format!("committed offsets of group {name}"))?;
         let mut any = false;
         let mut rows = Vec::new();
         for p in parts {
@@ -210,7 +224,7 @@ fn group_lag(kafka: &KafkaConfig, c: &BaseConsumer, topic: &str, parts: &[Partit
             });
             any |= off.is_some();
             rows.push(GroupLag {
-                group: g.name().into(),
+                group: name.clone(),
                 partition: p.id,
                 committed: off,
                 lag: p.high - off.unwrap_or(p.low),

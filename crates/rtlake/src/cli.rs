@@ -283,6 +283,10 @@ pub enum TopicsCommand {
     Describe {
         /// The topic.
         name: String,
+        /// Also show this consumer group's lag (repeatable); the pipeline's own group,
+        /// rtlake-<run.pipeline>, is always checked.
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<String>,
         #[command(flatten)]
         kafka: KafkaArgs,
     },

@@ -274,11 +274,13 @@ async fn topics(cli: &Cli, op: &TopicsCommand) -> Result<()> {
                 println!("{:<40} {:>10} {:>12}", t.name, t.partitions, t.messages);
             }
         }
-        TopicsCommand::Describe { name, kafka } => {
+        TopicsCommand::Describe { name, kafka, groups } => {
             let mut f = Flags::default();
             f.kafka(kafka);
             let cfg = load(cli, None, &f)?;
-            let d = rtlake_kafka::admin::describe_topic(&cfg.kafka, name).await?;
+            let mut groups = groups.clone();
+            groups.push(cfg.run.group());
+            let d = rtlake_kafka::admin::describe_topic(&cfg.kafka, name, &groups).await?;
             println!("topic {} ({} partitions)", d.name, d.partitions.len());
             println!("\n{:>9} {:>7} {:<10} {:>12} {:>12} {:>10}", "PARTITION", "LEADER", "REPLICAS", "LOW", "HIGH", "MESSAGES");
             for p in &d.partitions {
@@ -294,6 +296,9 @@ async fn topics(cli: &Cli, op: &TopicsCommand) -> Result<()> {
             println!("\n{:<30} {:>9} {:>12} {:>10}", "CONSUMER GROUP", "PARTITION", "COMMITTED", "LAG");
             if d.groups.is_empty() {
                 println!("  (no group has committed offsets on this topic)");
+            }
+            for n in &d.notes {
+                println!("note: {n}");
             }
             for g in &d.groups {
                 let c = g.committed.map_or("-".to_string(), |c| c.to_string());

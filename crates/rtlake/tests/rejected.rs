@@ -55,7 +55,7 @@ async fn bad_messages_go_to_rejected_with_a_reason() {
     check_tables(&env).await;
 
     // `topics describe` shows the group caught up: lag 0.
-    let out = common::rtlake().args(["topics", "describe", &env.topic, "--brokers", &env.brokers]).output().unwrap();
+    let out = common::rtlake().args(["topics", "describe", &env.topic, "--brokers", &env.brokers, "--group", &env.group]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let line = text.lines().find(|l| l.starts_with(&env.group)).unwrap_or_else(|| panic!("group missing:\n{text}"));
