@@ -2,6 +2,7 @@
 the checksum the Rust tests compute: sha256 over sorted `station_id,polled_at_us,bikes` lines."""
 import hashlib
 import json
+import os
 import sys
 
 import pyarrow as pa
@@ -15,4 +16,7 @@ lines = sorted(f"{a},{b},{c}" for a, b, c in zip(sid, us, bikes))
 h = hashlib.sha256()
 for line in lines:
     h.update(line.encode() + b"\n")
-print(json.dumps({"count": t.num_rows, "checksum": h.hexdigest()}))
+print(json.dumps({"count": t.num_rows, "checksum": h.hexdigest()}), flush=True)
+# deltalake 1.6's wheel aborts in interpreter teardown ("terminate called without an active
+# exception") after a correct read; leave without the teardown so the exit code means something.
+os._exit(0)
