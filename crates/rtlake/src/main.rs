@@ -10,13 +10,12 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    let filter = cli
-        .log
-        .clone()
-        .or_else(|| std::env::var("RTLAKE_LOG").ok())
-        .unwrap_or_else(|| "info".into());
-    // The embedded broker and the table libraries are chatty at info; keep rtlake's own lines.
-    let filter = format!("{filter},tansu_broker=warn,tansu_storage=warn,tansu_sans_io=warn,tansu_schema=warn,rama=warn,libsql=warn,deltalake_core=warn,datafusion=warn");
+    // By default rtlake's own crates log at info and the libraries (broker, Delta kernel,
+    // DataFusion) only warnings; --log / RTLAKE_LOG replace the whole filter.
+    let filter = cli.log.clone().or_else(|| std::env::var("RTLAKE_LOG").ok()).unwrap_or_else(|| {
+        let ours = ["rtlake", "rtlake_core", "rtlake_kafka", "rtlake_broker", "rtlake_bikes", "rtlake_lake", "rtlake_stream", "rtlake_query"];
+        std::iter::once("warn".to_string()).chain(ours.iter().map(|c| format!("{c}=info"))).collect::<Vec<_>>().join(",")
+    });
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
