@@ -110,7 +110,7 @@ impl Publisher {
         let producer: ThreadedProducer<Deliveries> = rtlake_kafka::client::producer(&cfg.kafka, &cfg.producer)
             .set("partitioner", "murmur2_random") // the Java client's partitioner: same key, same partition
             .create_with_context(Deliveries::default())
-            .map_err(|e| Error::Kafka(rtlake_kafka::Error::Kafka { context: "create producer".into(), source: e }))?;
+            .map_err(|e| Error::Kafka(rtlake_kafka::Error::Kafka { context: "create producer".into(), cause: e }))?;
         let now = Instant::now();
         Ok(Self { producer, topic: cfg.kafka.topic.clone(), sent: 0, last_report: now, sent_at_report: 0, started: now })
     }
@@ -127,7 +127,7 @@ impl Publisher {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 Err((e, _)) => {
-                    return Err(Error::Kafka(rtlake_kafka::Error::Kafka { context: "enqueue message".into(), source: e }));
+                    return Err(Error::Kafka(rtlake_kafka::Error::Kafka { context: "enqueue message".into(), cause: e }));
                 }
             }
         }

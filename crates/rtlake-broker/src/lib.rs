@@ -17,20 +17,20 @@ use url::Url;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The data folder cannot be made or used.
-    #[error("broker data folder {path}: {source}")]
+    #[error("broker data folder {path}: {cause}")]
     Data {
         /// The folder.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The listen address is in use or cannot be bound.
-    #[error("cannot listen on {addr}: {source} (is another broker running? pick another with --listen)")]
+    #[error("cannot listen on {addr}: {cause} (is another broker running? pick another with --listen)")]
     Listen {
         /// The address.
         addr: SocketAddr,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// tansu refused to start.
     #[error("embedded broker failed to start: {0}")]
@@ -50,17 +50,17 @@ impl EmbeddedBroker {
     /// Starts a broker listening on `addr` with its SQLite database in `data_dir`, and waits
     /// until it accepts connections. Port 0 picks a free port (see [`EmbeddedBroker::addr`]).
     pub async fn start(addr: SocketAddr, data_dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(data_dir).map_err(|source| Error::Data { path: data_dir.into(), source })?;
+        std::fs::create_dir_all(data_dir).map_err(|cause| Error::Data { path: data_dir.into(), cause })?;
         let addr = if addr.port() == 0 {
             // tansu advertises the port it is given, so a free one is chosen here.
-            let l = std::net::TcpListener::bind(addr).map_err(|source| Error::Listen { addr, source })?;
-            l.local_addr().map_err(|source| Error::Listen { addr, source })?
+            let l = std::net::TcpListener::bind(addr).map_err(|cause| Error::Listen { addr, cause })?;
+            l.local_addr().map_err(|cause| Error::Listen { addr, cause })?
         } else {
             // Fail early and clearly when the port is taken.
-            drop(std::net::TcpListener::bind(addr).map_err(|source| Error::Listen { addr, source })?);
+            drop(std::net::TcpListener::bind(addr).map_err(|cause| Error::Listen { addr, cause })?);
             addr
         };
-        let storage = sqlite_url(&data_dir.join("tansu.db")).map_err(|source| Error::Data { path: data_dir.into(), source })?;
+        let storage = sqlite_url(&data_dir.join("tansu.db")).map_err(|cause| Error::Data { path: data_dir.into(), cause })?;
         let listener = Url::parse(&format!("tcp://{addr}")).map_err(|e| Error::Tansu(e.to_string()))?;
         tracing::info!(%addr, data = %data_dir.display(), "starting embedded broker");
         let mut broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()

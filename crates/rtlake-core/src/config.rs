@@ -18,12 +18,12 @@ pub const SECTIONS: &[&str] = &["kafka", "lake", "broker", "producer", "source",
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {cause}")]
     Read {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file is not TOML.
     #[error("config file {path} is not valid TOML: {message}")]
@@ -406,7 +406,7 @@ impl ConfigLoader {
     /// Merges a TOML file.
     pub fn file(mut self, path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+            .map_err(|cause| ConfigError::Read { path: path.into(), cause })?;
         let table: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| ConfigError::Syntax { path: path.into(), message: e.to_string() })?;

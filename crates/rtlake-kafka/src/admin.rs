@@ -49,8 +49,10 @@ pub async fn create_topic(kafka: &KafkaConfig, spec: &TopicSpec) -> Result<bool>
 
 /// Creates the topic with the configured partitions and replication unless it exists.
 pub async fn ensure_topic(kafka: &KafkaConfig, name: &str) -> Result<()> {
-    if topic_partitions(kafka, name).await.is_ok() {
-        return Ok(());
+    match topic_partitions(kafka, name).await {
+        Ok(_) => return Ok(()),
+        Err(Error::NoSuchTopic(_)) => {}
+        Err(e) => return Err(e),
     }
     let spec = TopicSpec {
         name: name.into(),
@@ -75,13 +77,19 @@ fn metadata_consumer(kafka: &KafkaConfig) -> Result<BaseConsumer> {
     client::base(kafka).create().context("create metadata client")
 }
 
+/// Fetches metadata, turning a timeout into [`Error::Unreachable`] with advice.
+fn metadata(kafka: &KafkaConfig, c: &BaseConsumer, topic: Option<&str>) -> Result<rdkafka::metadata::Metadata> {
+    c.fetch_metadata(topic, TIMEOUT)
+        .map_err(|e| Error::Unreachable { brokers: kafka.brokers.clone(), detail: e.to_string() })
+}
+
 /// The partition ids of a topic, or [`Error::NoSuchTopic`].
 pub async fn topic_partitions(kafka: &KafkaConfig, topic: &str) -> Result<Vec<i32>> {
     let kafka = kafka.clone();
     let topic = topic.to_string();
     blocking(move || {
         let c = metadata_consumer(&kafka)?;
-        let md = c.fetch_metadata(Some(&topic), TIMEOUT).context("fetch metadata")?;
+        let md = metadata(&kafka, &c, Some(&topic))?;
         let t = md.topics().iter().find(|t| t.name() == topic).ok_or_else(|| Error::NoSuchTopic(topic.clone()))?;
         if t.error().is_some() || t.partitions().is_empty() {
             return Err(Error::NoSuchTopic(topic.clone()));
@@ -109,7 +117,7 @@ pub async fn list_topics(kafka: &KafkaConfig) -> Result<Vec<TopicSummary>> {
     let kafka = kafka.clone();
     blocking(move || {
         let c = metadata_consumer(&kafka)?;
-        let md = c.fetch_metadata(None, TIMEOUT).context("fetch metadata")?;
+        let md = metadata(&kafka, &c, None)?;
         let mut out = Vec::new();
         for t in md.topics().iter().filter(|t| !t.name().starts_with("__")) {
             let mut messages = 0;
@@ -177,7 +185,7 @@ pub async fn describe_topic(kafka: &KafkaConfig, topic: &str, groups: &[String])
     let topic = topic.to_string();
     blocking(move || {
         let c = metadata_consumer(&kafka)?;
-        let md = c.fetch_metadata(Some(&topic), TIMEOUT).context("fetch metadata")?;
+        let md = metadata(&kafka, &c, Some(&topic))?;
         let t = md.topics().iter().find(|t| t.name() == topic).ok_or_else(|| Error::NoSuchTopic(topic.clone()))?;
         if t.partitions().is_empty() {
             return Err(Error::NoSuchTopic(topic.clone()));

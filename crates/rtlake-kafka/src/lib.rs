@@ -14,12 +14,12 @@ pub use rdkafka;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The client library refused or failed a call (network, broker, protocol).
-    #[error("kafka: {context}: {source}")]
+    #[error("kafka: {context}: {cause}")]
     Kafka {
         /// What rtlake was doing.
         context: String,
         /// The client's error.
-        source: rdkafka::error::KafkaError,
+        cause: rdkafka::error::KafkaError,
     },
     /// A topic operation was refused by the cluster.
     #[error("kafka: topic `{topic}`: {message}")]
@@ -28,6 +28,14 @@ pub enum Error {
         topic: String,
         /// What the broker said.
         message: String,
+    },
+    /// No broker answered.
+    #[error("cannot reach Kafka at {brokers} (kafka.brokers): {detail}. Is a broker running? `rtlake broker` starts one; `rtlake demo` runs everything")]
+    Unreachable {
+        /// The bootstrap servers tried.
+        brokers: String,
+        /// What the client said.
+        detail: String,
     },
     /// A topic that must exist does not.
     #[error("kafka: topic `{0}` does not exist (create it with `rtlake topics create {0}`)")]
@@ -43,6 +51,6 @@ pub(crate) trait Context<T> {
 
 impl<T> Context<T> for std::result::Result<T, rdkafka::error::KafkaError> {
     fn context(self, what: impl Into<String>) -> Result<T> {
-        self.map_err(|source| Error::Kafka { context: what.into(), source })
+        self.map_err(|cause| Error::Kafka { context: what.into(), cause })
     }
 }

@@ -28,12 +28,12 @@ pub enum Error {
         reason: String,
     },
     /// A Delta operation failed (storage, log, conflict).
-    #[error("table {table}: {source}")]
+    #[error("table {table}: {cause}")]
     Delta {
         /// The table.
         table: String,
         /// The error from delta-rs.
-        source: deltalake::DeltaTableError,
+        cause: deltalake::DeltaTableError,
     },
     /// Another writer committed the same input partition first: this epoch must be dropped and
     /// the partition re-read from what the table holds (a rebalance moved it).

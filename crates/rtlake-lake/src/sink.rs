@@ -48,7 +48,7 @@ fn kernel_type(t: &ArrowType) -> Option<DataType> {
 impl DeltaSink {
     /// Opens the table, creating it with `schema` and `partitions` if it does not exist.
     pub async fn open(lake: &Lake, name: TableName, schema: SchemaRef, partitions: &[&str]) -> Result<Self> {
-        let de = |source| Error::Delta { table: name.to_string(), source };
+        let de = |cause| Error::Delta { table: name.to_string(), cause };
         let url = lake.table_url(name);
         if url.scheme() == "file" {
             if let Ok(p) = url.to_file_path() {
@@ -103,7 +103,7 @@ impl DeltaSink {
 
     /// Reloads the table and returns the txn versions of `app_ids` (absent: never written).
     pub async fn refresh_versions(&mut self, app_ids: &[String]) -> Result<BTreeMap<String, Option<i64>>> {
-        let de = |source| Error::Delta { table: self.name.to_string(), source };
+        let de = |cause| Error::Delta { table: self.name.to_string(), cause };
         self.table.update_state().await.map_err(de)?;
         let mut out = BTreeMap::new();
         let snapshot = self.table.snapshot().map_err(de)?;
@@ -130,7 +130,7 @@ impl DeltaSink {
     /// sink last saw (another worker advanced them); nothing is committed then.
     pub async fn commit(&mut self, batches: Vec<RecordBatch>, txns: &BTreeMap<String, i64>) -> Result<u64> {
         let table_name = self.name.to_string();
-        let de = |source| Error::Delta { table: table_name.clone(), source };
+        let de = |cause| Error::Delta { table: table_name.clone(), cause };
         let ids: Vec<String> = txns.keys().cloned().collect();
         let expected: BTreeMap<String, Option<i64>> = ids.iter().map(|id| (id.clone(), self.known.get(id).copied())).collect();
         let found = self.refresh_versions(&ids).await?;
@@ -176,7 +176,7 @@ impl DeltaSink {
 /// Reads the txn versions of `app_ids` from the latest version of a table, without writing.
 /// A table that does not exist yet has none.
 pub async fn read_versions(lake: &Lake, name: TableName, app_ids: &[String]) -> Result<BTreeMap<String, Option<i64>>> {
-    let de = |source| Error::Delta { table: name.to_string(), source };
+    let de = |cause| Error::Delta { table: name.to_string(), cause };
     let table = DeltaTable::try_from_url_with_storage_options(lake.table_url(name), lake.storage_options().clone())
         .await
         .map_err(de)?;

@@ -12,23 +12,30 @@ use std::sync::Arc;
 /// Errors of SQL.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The query is wrong (syntax, unknown table or column, type error).
-    #[error("{0}")]
-    Query(#[from] datafusion::error::DataFusionError),
+    /// The query is wrong (syntax, unknown table or column, type error). Shown as DataFusion
+    /// words it, once: it is the message, not a cause to chain.
+    #[error("{}", .0.strip_backtrace())]
+    Query(datafusion::error::DataFusionError),
     /// The lake could not be read.
     #[error(transparent)]
     Lake(#[from] rtlake_lake::Error),
     /// A table could not be opened.
-    #[error("table {table}: {source}")]
+    #[error("table {table}: {cause}")]
     Table {
         /// The table.
         table: String,
         /// Why.
-        source: deltalake::DeltaTableError,
+        cause: deltalake::DeltaTableError,
     },
     /// Output could not be written.
     #[error("output: {0}")]
     Output(String),
+}
+
+impl From<datafusion::error::DataFusionError> for Error {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        Self::Query(e)
+    }
 }
 
 /// Result with this crate's [`Error`].
@@ -48,7 +55,7 @@ impl LakeSql {
         let catalog = ctx.catalog("datafusion").ok_or_else(|| Error::Output("no default catalog".into()))?;
         let mut tables = Vec::new();
         for entry in rtlake_lake::catalog::list_tables(lake)? {
-            let table_err = |source| Error::Table { table: entry.qualified(), source };
+            let table_err = |cause| Error::Table { table: entry.qualified(), cause };
             let mut table = deltalake::DeltaTable::try_from_url_with_storage_options(entry.url.clone(), lake.storage_options().clone())
                 .await
                 .map_err(table_err)?;

@@ -70,7 +70,7 @@ pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport>
         Trigger::ProcessingTime => None,
     };
     let consumer = subscribe(&cfg.kafka, &cfg.run.group(), cfg.run.assignment_strategy.as_str(), &topic, positions.clone())
-        .map_err(|e| Error::Kafka(rtlake_kafka::Error::Kafka { context: "create consumer".into(), source: e }))?;
+        .map_err(|e| Error::Kafka(rtlake_kafka::Error::Kafka { context: "create consumer".into(), cause: e }))?;
     tracing::info!(pipeline = %cfg.run.pipeline, group = %cfg.run.group(), %topic, lake = %lake.root(), "processor started");
     let w = Worker {
         cfg: cfg.clone(),

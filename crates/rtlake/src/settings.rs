@@ -62,7 +62,7 @@ pub fn load(cli: &cli::Cli, pipeline: Option<&PathBuf>, flags: &Flags) -> Result
 
 /// A pipeline file holds the keys of `[run]` at its top level (or a `[run]` section).
 fn load_pipeline(loader: ConfigLoader, path: &Path) -> Result<ConfigLoader, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read { path: path.into(), cause })?;
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax { path: path.into(), message: e.to_string() })?;
     let run = match table.get("run") {
         Some(toml::Value::Table(t)) => t.clone(),
