@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestEnv, checksum, commits, python, rtlake};
+use common::{Guard, TestEnv, checksum, commits, python, rtlake};
 use rtlake_bikes::produce::{Source, produce};
 use rtlake_bikes::replay::{RecordedData, Replay};
 use std::time::{Duration, Instant};
@@ -35,16 +35,16 @@ async fn replay_lands_in_bronze_exactly_once_across_a_sigkill() {
     assert_eq!(report.delivered as usize, total);
 
     // Small epochs, so that the kill lands mid-stream.
-    let mut child = env.run_cmd(&["--max-batch-events", "500", "--max-batch-delay", "100ms"]).spawn().expect("rtlake run");
+    let mut child = Guard::spawn(env.run_cmd(&["--max-batch-events", "500", "--max-batch-delay", "100ms"]));
     let table = env.lake().join("bronze/station_status");
     let t0 = Instant::now();
     while commits(&table) < 4 {
         assert!(t0.elapsed() < Duration::from_secs(120), "the processor made no progress");
-        assert!(child.try_wait().unwrap().is_none(), "rtlake run exited early");
+        assert!(child.0.try_wait().unwrap().is_none(), "rtlake run exited early");
         std::thread::sleep(Duration::from_millis(10));
     }
-    child.kill().expect("SIGKILL"); // std's kill is SIGKILL on Unix
-    child.wait().unwrap();
+    child.0.kill().expect("SIGKILL"); // std's kill is SIGKILL on Unix
+    child.0.wait().unwrap();
     let partial: usize = env.sql("SELECT count(*) FROM bronze.station_status").await[0][0].parse().unwrap();
     assert!(partial > 0 && partial < total, "the kill should land mid-stream: {partial} of {total} rows");
 

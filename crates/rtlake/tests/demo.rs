@@ -3,21 +3,19 @@
 
 mod common;
 
-use common::{rtlake, sql_rows};
+use common::{Guard, rtlake, sql_rows};
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn start(dir: &Path, port: u16) -> Child {
-    rtlake()
-        .args(["demo", "--speed", "40", "--listen", &format!("127.0.0.1:{port}"), "--dir"])
-        .arg(dir)
-        .spawn()
-        .expect("rtlake demo")
+fn start(dir: &Path, port: u16) -> Guard {
+    let mut c = rtlake();
+    c.args(["demo", "--speed", "40", "--listen", &format!("127.0.0.1:{port}"), "--dir"]).arg(dir);
+    Guard::spawn(c)
 }
 
 async fn polls_in_lake(lake: &Path) -> usize {
@@ -32,12 +30,12 @@ async fn run_until(dir: &Path, port: u16, polls: usize) {
     let t0 = Instant::now();
     while polls_in_lake(&dir.join("lake")).await < polls {
         assert!(t0.elapsed() < Duration::from_secs(120), "the demo made no progress");
-        assert!(child.try_wait().unwrap().is_none(), "the demo exited early");
+        assert!(child.0.try_wait().unwrap().is_none(), "the demo exited early");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Ctrl-C.
-    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
-    let status = child.wait().unwrap();
+    assert!(Command::new("kill").args(["-INT", &child.0.id().to_string()]).status().unwrap().success());
+    let status = child.0.wait().unwrap();
     assert!(status.success(), "the demo stops cleanly on Ctrl-C: {status}");
 }
 

@@ -104,3 +104,19 @@ pub fn python() -> String {
         format!("{home}/.cache/rtlake/venv/bin/python")
     })
 }
+
+/// A child process killed when dropped, so a failing test leaves nothing running.
+pub struct Guard(pub std::process::Child);
+
+impl Guard {
+    pub fn spawn(mut c: Command) -> Self {
+        Self(c.spawn().expect("spawn rtlake"))
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

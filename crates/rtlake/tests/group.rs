@@ -1,0 +1,79 @@
+//! Two workers of one pipeline in one consumer group split the partitions; when one stops the
+//! other takes its partitions from where the lake says, and every event lands exactly once.
+//!
+//! The worker is stopped with SIGTERM (it leaves the group). A SIGKILLed worker's partitions are
+//! not handed on by the embedded tansu 0.6 broker: on session expiry it rebalances but keeps the
+//! dead member in the group (seen with both range and cooperative-sticky). Recovery from SIGKILL
+//! by restarting is tested in bronze.rs.
+
+mod common;
+
+use common::{Guard, TestEnv, checksum, commits};
+use rtlake_bikes::produce::{Source, produce};
+use rtlake_bikes::replay::{RecordedData, Replay};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+async fn wait_for(what: &str, secs: u64, mut f: impl AsyncFnMut() -> bool) {
+    eprintln!("waiting for {what}");
+    let t0 = Instant::now();
+    while !f().await {
+        assert!(t0.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_workers_partitions_move_to_the_other_exactly_once() {
+    let env = TestEnv::new("group").await;
+    let mut cfg = env.config();
+    cfg.source.state_file = Some(env.dir.path().join("replay.json"));
+    let wave = async |cfg: &mut rtlake_core::Config, minutes: u64| {
+        cfg.source.minutes = Some(minutes);
+        produce(cfg, Source::Replay, CancellationToken::new()).await.expect("produce");
+    };
+    let table = env.lake().join("bronze/station_status");
+    let strategy = std::env::var("RTLAKE_TEST_STRATEGY").unwrap_or_else(|_| "cooperative-sticky".into());
+    let args = ["--max-batch-events", "300", "--max-batch-delay", "100ms", "--assignment-strategy", &strategy];
+    let log_b = std::env::var("RTLAKE_TEST_LOG_B").map(std::path::PathBuf::from).unwrap_or_else(|_| env.dir.path().join("b.log"));
+
+    wave(&mut cfg, 2).await;
+    let mut a = Guard::spawn(env.run_cmd(&args));
+    wait_for("worker A to commit", 60, async || commits(&table) >= 3).await;
+
+    let mut cmd = env.run_cmd(&args);
+    cmd.env("RTLAKE_LOG", "rtlake_stream=info").stderr(Stdio::from(std::fs::File::create(&log_b).unwrap()));
+    let mut b = Guard::spawn(cmd);
+    let assigned = || std::fs::read_to_string(&log_b).unwrap_or_default().matches("assigned; resuming").count();
+    wait_for("worker B to get partitions", 60, async || assigned() >= 1).await;
+    wave(&mut cfg, 4).await;
+
+    assert!(std::process::Command::new("kill").args(["-TERM", &a.0.id().to_string()]).status().unwrap().success());
+    assert!(a.0.wait().unwrap().success(), "worker A stops cleanly");
+    wave(&mut cfg, 6).await;
+    let total = 24 * 2721;
+    wait_for("worker B to take A's partitions", 60, async || assigned() >= 2).await;
+    wait_for("every event to land", 120, async || {
+        env.sql("SELECT count(*) FROM bronze.station_status").await[0][0].parse::<usize>().unwrap() >= total
+    })
+    .await;
+    assert!(std::process::Command::new("kill").args(["-TERM", &b.0.id().to_string()]).status().unwrap().success());
+    assert!(b.0.wait().unwrap().success(), "worker B stops cleanly");
+
+    let start = rtlake_core::time::parse_rfc3339("2025-10-01T08:00:00+09:00").unwrap();
+    let mut r = Replay::new(RecordedData::builtin().unwrap(), start, Duration::from_secs(15), 1);
+    let mut want = Vec::new();
+    for _ in 0..24 {
+        let p = r.next_poll();
+        want.extend(p.events.iter().map(|e| format!("{},{},{}", e.station_id, p.polled_at.timestamp_micros(), e.parking_bike_tot_cnt)));
+    }
+    let got: Vec<String> = env
+        .sql("SELECT station_id, CAST(polled_at AS BIGINT), bikes_parked FROM bronze.station_status")
+        .await
+        .into_iter()
+        .map(|r| r.join(","))
+        .collect();
+    assert_eq!(got.len(), total, "no duplicates");
+    assert_eq!(checksum(got), checksum(want), "exactly the produced events");
+}
