@@ -14,7 +14,9 @@ fn main() -> ExitCode {
     // DataFusion) only warnings; --log / RTLAKE_LOG replace the whole filter.
     let filter = cli.log.clone().or_else(|| std::env::var("RTLAKE_LOG").ok()).unwrap_or_else(|| {
         let ours = ["rtlake", "rtlake_core", "rtlake_kafka", "rtlake_broker", "rtlake_bikes", "rtlake_lake", "rtlake_stream", "rtlake_query"];
-        std::iter::once("warn".to_string()).chain(ours.iter().map(|c| format!("{c}=info"))).collect::<Vec<_>>().join(",")
+        // delta-kernel logs an ERROR (#[instrument(err)]) when a table is probed before it
+        // exists; rtlake handles that result itself, so the event is noise.
+        ["warn", "buoyant_kernel=off"].iter().map(|s| s.to_string()).chain(ours.iter().map(|c| format!("{c}=info"))).collect::<Vec<_>>().join(",")
     });
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()))

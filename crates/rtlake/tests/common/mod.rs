@@ -63,7 +63,7 @@ impl TestEnv {
 /// The `rtlake` binary, logging warnings only.
 pub fn rtlake() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_rtlake"));
-    c.env("RTLAKE_LOG", "warn");
+    c.env("RTLAKE_LOG", "warn,buoyant_kernel=off");
     c
 }
 
