@@ -5,10 +5,13 @@
 //! - [`replay`]: the simulator over recorded data, byte for byte like `gen_events.py`.
 //! - [`districts`]: station → district by point-in-polygon.
 //! - [`produce`]: the producer loop of `rtlake produce bikes`.
+//! - `fake_api` (feature `fake-api`): a local stand-in for the API, for tests.
 #![warn(missing_docs)]
 
 pub mod api;
 pub mod districts;
+#[cfg(feature = "fake-api")]
+pub mod fake_api;
 pub mod model;
 pub mod produce;
 pub mod replay;

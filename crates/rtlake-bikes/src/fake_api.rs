@@ -1,0 +1,82 @@
+//! A stand-in for Seoul's bikeList API on a local port, speaking its real wire format: the
+//! recorded pages, and every result code and error shape. For tests of anything that polls the
+//! API (the live service cannot be reached from CI).
+//!
+//! The key chooses the behaviour: `good` (or any other key) serves the recorded pages;
+//! `bad` answers INFO-100; `flaky` fails twice with HTTP 500 and then serves; `xml336` answers
+//! ERROR-336 as XML; `down` answers ERROR-500 in the flat `{"CODE":..}` shape; `e600` answers
+//! ERROR-600 in the `{"RESULT":..}` shape; `nodata` answers INFO-200.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const PAGES: [&str; 3] = [
+    include_str!("../../../data/seoul-bike/bikeList_now_1_1000.json"),
+    include_str!("../../../data/seoul-bike/bikeList_now_1001_2000.json"),
+    include_str!("../../../data/seoul-bike/bikeList_now_2001_3000.json"),
+];
+const NO_DATA: &str = r#"{"RESULT":{"CODE":"INFO-200","MESSAGE":"해당하는 데이터가 없습니다."}}"#;
+
+/// A running fake API.
+pub struct FakeApi {
+    /// Its base URL, to use as `source.api-base`.
+    pub base: String,
+    calls: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeApi {
+    /// Starts one on a free loopback port.
+    pub async fn start() -> std::io::Result<Self> {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let app = axum::Router::new()
+            .route("/{key}/json/bikeList/{start}/{end}/", axum::routing::get(handler))
+            .with_state(calls.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { base, calls, task })
+    }
+
+    /// Requests served so far.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for FakeApi {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn json(body: &str) -> Response {
+    ([("content-type", "application/json;charset=UTF-8")], body.to_string()).into_response()
+}
+
+async fn handler(State(calls): State<Arc<AtomicUsize>>, Path((key, start, _end)): Path<(String, u32, u32)>) -> Response {
+    let n = calls.fetch_add(1, Ordering::SeqCst);
+    match key.as_str() {
+        "bad" => json(r#"{"RESULT":{"CODE":"INFO-100","MESSAGE":"인증키가 유효하지 않습니다."}}"#),
+        "flaky" if n < 2 => (StatusCode::INTERNAL_SERVER_ERROR, "<html>Internal Server Error</html>").into_response(),
+        "xml336" => (
+            [("content-type", "text/xml")],
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><RESULT><CODE>ERROR-336</CODE><MESSAGE>데이터요청은 한번에 최대 1000건을 넘을 수 없습니다.</MESSAGE></RESULT>",
+        )
+            .into_response(),
+        "down" => json(r#"{"CODE":"ERROR-500","MESSAGE":"서버 오류입니다."}"#),
+        "e600" => json(r#"{"RESULT":{"CODE":"ERROR-600","MESSAGE":"데이터베이스 연결 오류입니다."}}"#),
+        "nodata" => json(NO_DATA),
+        _ => match start {
+            1 => json(PAGES[0]),
+            1001 => json(PAGES[1]),
+            2001 => json(PAGES[2]),
+            _ => json(NO_DATA),
+        },
+    }
+}
