@@ -490,7 +490,7 @@ impl ConfigLoader {
 }
 
 /// An environment or flag value: a TOML integer, float or boolean when it reads as one, else a string.
-fn parse_scalar(raw: &str) -> toml::Value {
+pub fn parse_scalar(raw: &str) -> toml::Value {
     let doc = format!("v = {raw}");
     match doc.parse::<toml::Table>().ok().and_then(|mut t| t.remove("v")) {
         Some(v @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_))) => v,

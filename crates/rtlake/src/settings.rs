@@ -1,6 +1,7 @@
 //! Turns flags into config keys, on top of defaults, the file and the environment.
 
 use crate::cli::{self, KafkaArgs};
+use rtlake_core::config::parse_scalar;
 use rtlake_core::{Config, ConfigError, ConfigLoader};
 use std::path::{Path, PathBuf};
 
@@ -33,13 +34,6 @@ impl Flags {
     /// `--brokers`.
     pub fn kafka(&mut self, k: &KafkaArgs) -> &mut Self {
         self.opt("kafka.brokers", "brokers", k.brokers.clone())
-    }
-}
-
-fn parse_scalar(raw: &str) -> toml::Value {
-    match format!("v = {raw}").parse::<toml::Table>().ok().and_then(|mut t| t.remove("v")) {
-        Some(v @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_))) => v,
-        _ => toml::Value::String(raw.to_string()),
     }
 }
 

@@ -5,24 +5,10 @@ mod common;
 
 use common::{Guard, TestEnv, checksum, commits, python, rtlake};
 use rtlake_bikes::produce::{Source, produce};
-use rtlake_bikes::replay::{RecordedData, Replay};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 const POLLS: u64 = 8; // two simulated minutes
-
-fn expected_lines() -> Vec<String> {
-    let start = rtlake_core::time::parse_rfc3339("2025-10-01T08:00:00+09:00").unwrap();
-    let mut r = Replay::new(RecordedData::builtin().unwrap(), start, Duration::from_secs(15), 1);
-    let mut out = Vec::new();
-    for _ in 0..POLLS {
-        let p = r.next_poll();
-        for e in p.events {
-            out.push(format!("{},{},{}", e.station_id, p.polled_at.timestamp_micros(), e.parking_bike_tot_cnt));
-        }
-    }
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_lands_in_bronze_exactly_once_across_a_sigkill() {
@@ -30,7 +16,7 @@ async fn replay_lands_in_bronze_exactly_once_across_a_sigkill() {
     let mut cfg = env.config();
     cfg.source.minutes = Some(POLLS / 4);
     let report = produce(&cfg, Source::Replay, CancellationToken::new()).await.expect("produce");
-    let expected = expected_lines();
+    let expected = common::replay_lines(POLLS);
     let total = expected.len();
     assert_eq!(report.delivered as usize, total);
 
@@ -54,12 +40,7 @@ async fn replay_lands_in_bronze_exactly_once_across_a_sigkill() {
     // Every produced event exactly once: count, keys, and the full set of values.
     let rows = env.sql("SELECT count(*), count(DISTINCT station_id || '@' || CAST(polled_at AS VARCHAR)), count(DISTINCT kafka_partition * 100000000 + kafka_offset) FROM bronze.station_status").await;
     assert_eq!(rows[0], vec![total.to_string(), total.to_string(), total.to_string()]);
-    let got: Vec<String> = env
-        .sql("SELECT station_id, CAST(polled_at AS BIGINT), bikes_parked FROM bronze.station_status")
-        .await
-        .into_iter()
-        .map(|r| r.join(","))
-        .collect();
+    let got = env.bronze_lines().await;
     let want = checksum(expected);
     assert_eq!(checksum(got), want, "bronze holds other rows than were produced");
     let rejected = env.sql("SELECT count(*) FROM _rejected").await;

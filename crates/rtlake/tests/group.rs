@@ -10,7 +10,6 @@ mod common;
 
 use common::{Guard, TestEnv, checksum, commits};
 use rtlake_bikes::produce::{Source, produce};
-use rtlake_bikes::replay::{RecordedData, Replay};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -61,19 +60,8 @@ async fn a_stopped_workers_partitions_move_to_the_other_exactly_once() {
     assert!(std::process::Command::new("kill").args(["-TERM", &b.0.id().to_string()]).status().unwrap().success());
     assert!(b.0.wait().unwrap().success(), "worker B stops cleanly");
 
-    let start = rtlake_core::time::parse_rfc3339("2025-10-01T08:00:00+09:00").unwrap();
-    let mut r = Replay::new(RecordedData::builtin().unwrap(), start, Duration::from_secs(15), 1);
-    let mut want = Vec::new();
-    for _ in 0..24 {
-        let p = r.next_poll();
-        want.extend(p.events.iter().map(|e| format!("{},{},{}", e.station_id, p.polled_at.timestamp_micros(), e.parking_bike_tot_cnt)));
-    }
-    let got: Vec<String> = env
-        .sql("SELECT station_id, CAST(polled_at AS BIGINT), bikes_parked FROM bronze.station_status")
-        .await
-        .into_iter()
-        .map(|r| r.join(","))
-        .collect();
+    let want = common::replay_lines(24);
+    let got = env.bronze_lines().await;
     assert_eq!(got.len(), total, "no duplicates");
     assert_eq!(checksum(got), checksum(want), "exactly the produced events");
 }

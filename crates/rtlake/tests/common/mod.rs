@@ -120,3 +120,28 @@ impl Drop for Guard {
         let _ = self.0.wait();
     }
 }
+
+/// The `station_id,polled_at_us,bikes` lines of the first `polls` polls of the replay from
+/// 2025-10-01 08:00 KST.
+pub fn replay_lines(polls: u64) -> Vec<String> {
+    let start = rtlake_core::time::parse_rfc3339("2025-10-01T08:00:00+09:00").unwrap();
+    let data = rtlake_bikes::replay::RecordedData::builtin().unwrap();
+    let mut r = rtlake_bikes::replay::Replay::new(data, start, std::time::Duration::from_secs(15), 1);
+    let mut out = Vec::new();
+    for _ in 0..polls {
+        let p = r.next_poll();
+        out.extend(p.events.iter().map(|e| format!("{},{},{}", e.station_id, p.polled_at.timestamp_micros(), e.parking_bike_tot_cnt)));
+    }
+    out
+}
+
+impl TestEnv {
+    /// The same lines as bronze holds them.
+    pub async fn bronze_lines(&self) -> Vec<String> {
+        self.sql("SELECT station_id, CAST(polled_at AS BIGINT), bikes_parked FROM bronze.station_status")
+            .await
+            .into_iter()
+            .map(|r| r.join(","))
+            .collect()
+    }
+}
