@@ -1,5 +1,6 @@
 //! The bike domain: Seoul's bikeList API and its recorded data, as events on Kafka.
 //!
+//! - [`changes`]: the change rule (rentals/returns) and its per-station state.
 //! - [`model`]: the API row, the topic's event (DESIGN.md §3) and its decoding for the lake.
 //! - [`api`]: the bikeList HTTP client, every result code and error shape, the secret key.
 //! - [`replay`]: the simulator over recorded data, byte for byte like `gen_events.py`.
@@ -9,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod changes;
 pub mod districts;
 #[cfg(feature = "fake-api")]
 pub mod fake_api;
