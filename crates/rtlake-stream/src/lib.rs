@@ -3,11 +3,13 @@
 //! - [`source`]: the Kafka source; partitions resume from the lake's txn versions.
 //! - [`bronze`]: station status messages → `bronze.station_status` and `_rejected` batches.
 //! - [`ingest`]: the epoch loop of `rtlake run` with exactly-once commits.
+//! - [`window`]: event-time windows, per-partition watermarks and output modes.
 #![warn(missing_docs)]
 
 pub mod bronze;
 pub mod ingest;
 pub mod source;
+pub mod window;
 
 /// Errors of the stream engine.
 #[derive(Debug, thiserror::Error)]
