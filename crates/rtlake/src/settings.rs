@@ -65,3 +65,29 @@ fn load_pipeline(loader: ConfigLoader, path: &Path) -> Result<ConfigLoader, Conf
     let origin = format!("pipeline file {}", path.display());
     Ok(run.into_iter().fold(loader, |l, (k, v)| l.set(&format!("run.{k}"), v, &origin)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn a_pipeline_file_sets_run_keys_below_env_and_flags() {
+        let dir = std::env::temp_dir().join(format!("rtlake-pipeline-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pipeline.toml");
+        std::fs::write(&file, "pipeline = \"nightly\"\nmax-batch-events = 1000\ntrigger = \"available-now\"\n").unwrap();
+        let cli = cli::Cli::parse_from(["rtlake", "run"]);
+        let mut f = Flags::default();
+        f.opt("run.max-batch-events", "max-batch-events", Some(7i64));
+        let cfg = load(&cli, Some(&file), &f).unwrap();
+        assert_eq!(cfg.run.pipeline, "nightly");
+        assert_eq!(cfg.run.group(), "rtlake-nightly");
+        assert_eq!(cfg.run.max_batch_events, 7, "flags win over the pipeline file");
+        assert_eq!(cfg.run.trigger, rtlake_core::config::Trigger::AvailableNow);
+
+        std::fs::write(&file, "max-batch-event = 1\n").unwrap();
+        let err = load(&cli, Some(&file), &Flags::default()).unwrap_err().to_string();
+        assert!(err.contains("max-batch-event"), "a typo is named: {err}");
+    }
+}
