@@ -27,6 +27,8 @@ impl std::fmt::Display for TableName {
 
 /// `bronze.station_status`: every station status event.
 pub const BRONZE_STATION_STATUS: TableName = TableName { namespace: "bronze", name: "station_status" };
+/// `silver.station_changes`: one row per station snapshot whose bike count changed.
+pub const SILVER_STATION_CHANGES: TableName = TableName { namespace: "silver", name: "station_changes" };
 /// `_rejected`: every message a sink could not take, with the reason.
 pub const REJECTED: TableName = TableName { namespace: "", name: "_rejected" };
 
@@ -56,6 +58,22 @@ pub fn bronze_station_status() -> SchemaRef {
         Field::new("kafka_partition", DataType::Int32, false),
         Field::new("kafka_offset", DataType::Int64, false),
         Field::new("ingested_at", ts(), false),
+    ];
+    f.extend(partition_fields());
+    Arc::new(Schema::new(f))
+}
+
+/// The schema of `silver.station_changes`.
+pub fn silver_station_changes() -> SchemaRef {
+    let mut f = vec![
+        Field::new("station_id", DataType::Utf8, false),
+        Field::new("polled_at", ts(), false),
+        Field::new("prev_polled_at", ts(), false),
+        Field::new("bikes_parked", DataType::Int32, false),
+        Field::new("prev_bikes_parked", DataType::Int32, false),
+        Field::new("rentals", DataType::Int32, false),
+        Field::new("returns", DataType::Int32, false),
+        Field::new("district", DataType::Utf8, true),
     ];
     f.extend(partition_fields());
     Arc::new(Schema::new(f))

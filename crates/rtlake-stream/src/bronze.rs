@@ -117,7 +117,8 @@ impl BronzeDecoder {
         Self { districts: Districts::builtin(), cache: HashMap::new(), topic: topic.to_string() }
     }
 
-    fn district(&mut self, lat: f64, lon: f64) -> Option<Arc<str>> {
+    /// The district of a point (cached per coordinate).
+    pub fn district(&mut self, lat: f64, lon: f64) -> Option<Arc<str>> {
         let districts = &self.districts;
         self.cache
             .entry((lat.to_bits(), lon.to_bits()))

@@ -1,12 +1,20 @@
-//! `rtlake run`: Kafka → `bronze.station_status` (+ `_rejected`), exactly once.
+//! `rtlake run`: Kafka → `bronze.station_status`, `silver.station_changes` and `_rejected`,
+//! exactly once.
 //!
 //! Each epoch is the messages gathered until `max-batch-events` or `max-batch-delay`; per
-//! partition it covers an offset range. Both tables are committed with a `txn` per partition
-//! whose version is the range's end, even when the epoch gave a table no rows; a table skips the
-//! messages below its own version, so an epoch re-run after a crash lands each row once. Group
+//! partition it covers an offset range. Every table is committed with a `txn` per partition
+//! whose version is the range's end, even when the epoch gave it no rows; a table skips the
+//! messages below its own version, so an epoch re-run after a crash lands each row once.
+//!
+//! `_rejected` is committed first: a stateful table (silver) rejects stale snapshots only while
+//! it processes them, so its rejections must never be behind it. Silver's per-partition state
+//! is snapshotted under the version its commit will carry, before that commit; on assignment a
+//! partition's state is restored from the snapshot of the version the table holds. Group
 //! offsets are committed after the lake commits, for lag display only.
 
 use crate::bronze::BronzeDecoder;
+use crate::silver::SilverOperator;
+use crate::state::StateStore;
 use crate::source::{Positions, RawMessage, SourceContext, subscribe};
 use crate::{Error, Result};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -32,6 +40,8 @@ pub struct RunReport {
     pub bronze_rows: u64,
     /// Rows written to `_rejected`.
     pub rejected_rows: u64,
+    /// Rows written to silver.
+    pub silver_rows: u64,
 }
 
 struct Worker {
@@ -39,7 +49,10 @@ struct Worker {
     topic: String,
     pipeline: String,
     bronze: DeltaSink,
+    silver: DeltaSink,
     rejected: DeltaSink,
+    changes: SilverOperator,
+    state: StateStore,
     positions: Positions,
     consumer: StreamConsumer<SourceContext>,
     decoder: BronzeDecoder,
@@ -56,12 +69,21 @@ pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport>
     let topic = cfg.kafka.topic.clone();
     rtlake_kafka::admin::ensure_topic(&cfg.kafka, &topic).await?;
     let bronze = DeltaSink::open(&lake, schema::BRONZE_STATION_STATUS, schema::bronze_station_status(), &TIME_PARTITIONS).await?;
+    let silver = DeltaSink::open(&lake, schema::SILVER_STATION_CHANGES, schema::silver_station_changes(), &TIME_PARTITIONS).await?;
     let rejected = DeltaSink::open(&lake, schema::REJECTED, schema::rejected(), &TIME_PARTITIONS).await?;
+    let state_root = lake
+        .root()
+        .to_file_path()
+        .map_err(|_| rtlake_lake::Error::Location { uri: lake.root().to_string(), reason: "keyed state needs a local lake in this build".into() })?
+        .join("_checkpoints")
+        .join(&cfg.run.pipeline)
+        .join("state");
     let positions = Positions {
         lake: lake.clone(),
         pipeline: cfg.run.pipeline.clone(),
         sinks: vec![
             (schema::BRONZE_STATION_STATUS, schema::BRONZE_STATION_STATUS.to_string()),
+            (schema::SILVER_STATION_CHANGES, schema::SILVER_STATION_CHANGES.to_string()),
             (schema::REJECTED, schema::REJECTED.to_string()),
         ],
     };
@@ -78,7 +100,10 @@ pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport>
         decoder: BronzeDecoder::new(&topic),
         topic,
         bronze,
+        silver,
         rejected,
+        changes: SilverOperator::default(),
+        state: StateStore::new(state_root),
         positions,
         consumer,
         assigned: BTreeSet::new(),
@@ -136,6 +161,8 @@ impl Worker {
                     epochs = self.report.epochs,
                     bronze_rows = self.report.bronze_rows,
                     rejected_rows = self.report.rejected_rows,
+                    silver_rows = self.report.silver_rows,
+                    state_stations = self.changes.state_len(),
                     events_per_sec = ((self.report.messages - logged.messages) as f64 / secs).round() as u64,
                     partitions = ?self.assigned,
                     "processing"
@@ -185,6 +212,9 @@ impl Worker {
         let now = ctx.assigned_now();
         buf.retain(|m| now.contains(&m.partition));
         self.next.retain(|p, _| now.contains(p));
+        for p in self.assigned.difference(&now) {
+            self.changes.drop_partition(*p);
+        }
         let added: Vec<i32> = now.difference(&self.assigned).copied().collect();
         if !added.is_empty() {
             let resume = self.positions.resume_offsets(&added).await?;
@@ -197,11 +227,20 @@ impl Worker {
         Ok(())
     }
 
+    /// Learns the tables' versions of `parts` and restores their keyed state to match.
     async fn refresh_sinks(&mut self, parts: &[i32]) -> Result<()> {
-        for sink in [&mut self.bronze, &mut self.rejected] {
+        for sink in [&mut self.bronze, &mut self.silver, &mut self.rejected] {
             let name = sink.name().to_string();
             let ids: Vec<String> = parts.iter().map(|p| app_id(&self.pipeline, &name, *p)).collect();
             sink.refresh_versions(&ids).await?;
+        }
+        let table = self.silver.name().to_string();
+        for p in parts {
+            let version = self.silver.known_version(&app_id(&self.pipeline, &table, *p));
+            let bytes = self.state.load(&table, *p, version)?;
+            self.changes
+                .restore(*p, bytes.as_deref())
+                .map_err(|e| Error::Rebalance(format!("state of {table} partition {p} is unreadable: {e}")))?;
         }
         Ok(())
     }
@@ -217,15 +256,22 @@ impl Worker {
             let e = ends.entry(m.partition).or_insert(m.offset + 1);
             *e = (*e).max(m.offset + 1);
         }
-        let (bname, rname) = (self.bronze.name().to_string(), self.rejected.name().to_string());
+        let (bname, sname, rname) =
+            (self.bronze.name().to_string(), self.silver.name().to_string(), self.rejected.name().to_string());
         let owed = |sink: &DeltaSink, name: &str, m: &RawMessage| {
             m.offset >= sink.known_version(&app_id(&self.pipeline, name, m.partition)).unwrap_or(0)
         };
-        let decoded = self.decoder.decode(
+        let now = chrono::Utc::now();
+        let mut decoded = self.decoder.decode(&msgs, |m| owed(&self.bronze, &bname, m), |m| owed(&self.rejected, &rname, m), now);
+        let decoder = &mut self.decoder;
+        let silver_batch = self.changes.process(
+            &self.topic,
             &msgs,
-            |m| owed(&self.bronze, &bname, m),
+            |m| owed(&self.silver, &sname, m),
             |m| owed(&self.rejected, &rname, m),
-            chrono::Utc::now(),
+            |lat, lon| decoder.district(lat, lon),
+            &mut decoded.rejected,
+            now,
         );
         let txns = |sink: &DeltaSink, name: &str| -> BTreeMap<String, i64> {
             ends.iter()
@@ -233,10 +279,17 @@ impl Worker {
                 .filter(|(id, end)| sink.known_version(id).is_none_or(|v| *end > v))
                 .collect()
         };
-        let (bt, rt) = (txns(&self.bronze, &bname), txns(&self.rejected, &rname));
-        let (bronze_rows, rejected_rows) = (decoded.bronze.num_rows() as u64, decoded.rejected.len() as u64);
+        let (bt, st, rt) = (txns(&self.bronze, &bname), txns(&self.silver, &sname), txns(&self.rejected, &rname));
+        let (bronze_rows, silver_rows, rejected_rows) =
+            (decoded.bronze.num_rows() as u64, silver_batch.num_rows() as u64, decoded.rejected.len() as u64);
+        // The state after this epoch, under the version silver's commit will carry.
+        for (p, end) in &ends {
+            if st.contains_key(&app_id(&self.pipeline, &sname, *p)) {
+                self.state.save(&sname, *p, *end, &self.changes.snapshot(*p))?;
+            }
+        }
         let rejected_batch = decoded.rejected.finish();
-        if let Err(e) = self.commit_sinks(decoded.bronze, rejected_batch, &bt, &rt).await {
+        if let Err(e) = self.commit_sinks([(decoded.bronze, bt), (silver_batch, st)], rejected_batch, &rt).await {
             return match e {
                 Error::Lake(rtlake_lake::Error::ConflictingOffsets { .. }) => {
                     tracing::warn!(error = %e, "another worker wrote these partitions; dropping the epoch and resuming from the lake");
@@ -249,6 +302,7 @@ impl Worker {
         self.report.messages += msgs.len() as u64;
         self.report.bronze_rows += bronze_rows;
         self.report.rejected_rows += rejected_rows;
+        self.report.silver_rows += silver_rows;
         {
             let mut c = self.consumer.context().committed.lock().unwrap_or_else(|p| p.into_inner());
             c.extend(ends.iter().map(|(p, e)| (*p, *e)));
@@ -264,20 +318,23 @@ impl Worker {
         Ok(())
     }
 
+    /// Commits `_rejected` first, then bronze and silver (see the module docs for why).
     async fn commit_sinks(
         &mut self,
-        bronze: arrow::array::RecordBatch,
+        tables: [(arrow::array::RecordBatch, BTreeMap<String, i64>); 2],
         rejected: arrow::array::RecordBatch,
-        bt: &BTreeMap<String, i64>,
         rt: &BTreeMap<String, i64>,
     ) -> Result<()> {
-        if !bt.is_empty() {
-            self.bronze.commit(vec![bronze], bt).await?;
-            crate::failpoint(&format!("after-commit:{}", self.bronze.name()));
-        }
         if !rt.is_empty() {
             self.rejected.commit(vec![rejected], rt).await?;
             crate::failpoint(&format!("after-commit:{}", self.rejected.name()));
+        }
+        let [(bronze, bt), (silver, st)] = tables;
+        for (sink, batch, txns) in [(&mut self.bronze, bronze, bt), (&mut self.silver, silver, st)] {
+            if !txns.is_empty() {
+                sink.commit(vec![batch], &txns).await?;
+                crate::failpoint(&format!("after-commit:{}", sink.name()));
+            }
         }
         Ok(())
     }

@@ -2,13 +2,17 @@
 //!
 //! - [`source`]: the Kafka source; partitions resume from the lake's txn versions.
 //! - [`bronze`]: station status messages → `bronze.station_status` and `_rejected` batches.
+//! - [`silver`]: the change rule over station snapshots → `silver.station_changes`.
+//! - [`state`]: keyed state snapshots, chosen by the txn version the table holds.
 //! - [`ingest`]: the epoch loop of `rtlake run` with exactly-once commits.
 //! - [`window`]: event-time windows, per-partition watermarks and output modes.
 #![warn(missing_docs)]
 
 pub mod bronze;
 pub mod ingest;
+pub mod silver;
 pub mod source;
+pub mod state;
 pub mod window;
 
 /// Errors of the stream engine.
@@ -20,6 +24,9 @@ pub enum Error {
     /// The lake failed.
     #[error(transparent)]
     Lake(#[from] rtlake_lake::Error),
+    /// Keyed state could not be saved or restored.
+    #[error(transparent)]
+    State(#[from] state::StateError),
     /// A rebalance could not be applied safely.
     #[error("rebalance: {0}")]
     Rebalance(String),

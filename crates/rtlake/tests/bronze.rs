@@ -43,6 +43,12 @@ async fn replay_lands_in_bronze_exactly_once_across_a_sigkill() {
     let got = env.bronze_lines().await;
     let want = checksum(expected);
     assert_eq!(checksum(got), want, "bronze holds other rows than were produced");
+    // silver.station_changes holds exactly the change rule's rows, state carried across the kill.
+    let want_changes = common::replay_changes(POLLS);
+    assert!(want_changes.len() > 100, "the replay moves bikes: {} changes", want_changes.len());
+    let got_changes = env.silver_lines().await;
+    assert_eq!(got_changes.len(), want_changes.len(), "silver row count");
+    assert_eq!(checksum(got_changes), checksum(want_changes), "silver holds other rows than the rule gives");
     let rejected = env.sql("SELECT count(*) FROM _rejected").await;
     assert_eq!(rejected[0][0], "0");
 

@@ -64,4 +64,8 @@ async fn a_stopped_workers_partitions_move_to_the_other_exactly_once() {
     let got = env.bronze_lines().await;
     assert_eq!(got.len(), total, "no duplicates");
     assert_eq!(checksum(got), checksum(want), "exactly the produced events");
+    // The change rule's state moved with the partitions: silver is exactly the reference.
+    let (got, want) = (env.silver_lines().await, common::replay_changes(24));
+    assert_eq!(got.len(), want.len(), "silver row count");
+    assert_eq!(checksum(got), checksum(want), "silver rows");
 }

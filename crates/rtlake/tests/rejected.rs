@@ -25,21 +25,30 @@ fn messages() -> Vec<String> {
         GOOD.replace(r#""parkingBikeTotCnt":"16""#, r#""parkingBikeTotCnt":"lots""#),
         GOOD.replace("2025-10-01T08:00:15+09:00", "2025-10-01 8am"),
         GOOD.replace("08:00:15", "08:00:30"),
+        GOOD.replace("08:00:15", "08:00:30"), // a duplicate snapshot: stale for silver
     ]
+}
+
+async fn env_count(env: &TestEnv, table: &str) -> usize {
+    env.sql(&format!("SELECT count(*) FROM {table}")).await[0][0].parse().unwrap()
 }
 
 async fn check_tables(env: &TestEnv) {
     let bronze = env.sql("SELECT kafka_offset FROM bronze.station_status ORDER BY 1").await;
-    assert_eq!(bronze, vec![vec!["0".to_string()], vec!["5".to_string()]]);
+    assert_eq!(bronze, vec![vec!["0".to_string()], vec!["5".to_string()], vec!["6".to_string()]]);
     let rej = env.sql("SELECT kafka_offset, reason, error, sink, CAST(value AS VARCHAR) FROM _rejected ORDER BY kafka_offset").await;
     let offsets: Vec<&str> = rej.iter().map(|r| r[0].as_str()).collect();
-    assert_eq!(offsets, ["1", "2", "3", "4"], "each bad message once: {rej:?}");
+    assert_eq!(offsets, ["1", "2", "3", "4", "6"], "each bad message once: {rej:?}");
     let reasons: Vec<&str> = rej.iter().map(|r| r[1].as_str()).collect();
-    assert_eq!(reasons, ["decode", "decode", "validation", "validation"]);
+    assert_eq!(reasons, ["decode", "decode", "validation", "validation", "stale"]);
+    assert_eq!(rej[4][3], "silver.station_changes", "stale is silver's rejection only");
+    assert!(rej[4][2].contains("not after the stored one"), "{}", rej[4][2]);
+    // 16 bikes at 08:00:15 and again at 08:00:30: no change row.
+    assert_eq!(env_count(env, "silver.station_changes").await, 0);
     assert!(rej[1][2].contains("stationId"), "missing field named: {}", rej[1][2]);
     assert!(rej[2][2].contains("parkingBikeTotCnt") && rej[2][2].contains("lots"), "{}", rej[2][2]);
     assert!(rej[3][2].contains("polledAt"), "{}", rej[3][2]);
-    assert!(rej.iter().all(|r| r[3] == "bronze.station_status"));
+    assert!(rej[..4].iter().all(|r| r[3] == "bronze.station_status"));
     assert_eq!(rej[0][4], "this is not json", "the raw value is kept");
 }
 
@@ -60,19 +69,19 @@ async fn bad_messages_go_to_rejected_with_a_reason() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let line = text.lines().find(|l| l.starts_with(&env.group)).unwrap_or_else(|| panic!("group missing:\n{text}"));
     let cols: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(cols[1..], ["0", "6", "0"], "{text}");
+    assert_eq!(cols[1..], ["0", "7", "0"], "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_between_the_two_commits_loses_and_duplicates_nothing() {
+async fn a_crash_between_two_tables_commits_loses_and_duplicates_nothing() {
     let env = TestEnv::new("crash").await;
     rtlake_kafka::admin::create_topic(&env.config().kafka, &rtlake_kafka::admin::TopicSpec { name: env.topic.clone(), partitions: 1, replication_factor: 1, config: vec![] }).await.unwrap();
     send_all(&env, &messages()).await;
-    let out = env.run_cmd(&["--trigger", "available-now"]).env("RTLAKE_FAILPOINT", "after-commit:bronze.station_status").output().unwrap();
+    let out = env.run_cmd(&["--trigger", "available-now"]).env("RTLAKE_FAILPOINT", "after-commit:_rejected").output().unwrap();
     assert!(!out.status.success(), "the failpoint aborts the process");
-    // Only the first table advanced.
-    assert_eq!(env.sql("SELECT count(*) FROM bronze.station_status").await[0][0], "2");
-    assert_eq!(env.sql("SELECT count(*) FROM _rejected").await[0][0], "0");
+    // Only the first table (_rejected) advanced.
+    assert_eq!(env_count(&env, "_rejected").await, 5);
+    assert_eq!(env_count(&env, "bronze.station_status").await, 0);
     let out = env.run_cmd(&["--trigger", "available-now"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     check_tables(&env).await;

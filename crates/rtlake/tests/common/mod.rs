@@ -145,3 +145,36 @@ impl TestEnv {
             .collect()
     }
 }
+
+/// `station,polled_us,prev_polled_us,bikes,prev_bikes,rentals,returns` lines of the change rows
+/// the first `polls` polls of the replay must give.
+pub fn replay_changes(polls: u64) -> Vec<String> {
+    use rtlake_bikes::changes::{ChangeState, Outcome, Snapshot};
+    let start = rtlake_core::time::parse_rfc3339("2025-10-01T08:00:00+09:00").unwrap();
+    let data = rtlake_bikes::replay::RecordedData::builtin().unwrap();
+    let mut r = rtlake_bikes::replay::Replay::new(data, start, std::time::Duration::from_secs(15), 1);
+    let mut state = ChangeState::default();
+    let mut out = Vec::new();
+    for _ in 0..polls {
+        let p = r.next_poll();
+        for e in &p.events {
+            let bikes: i32 = e.parking_bike_tot_cnt.parse().unwrap();
+            let s = Snapshot { station_id: e.station_id.clone(), polled_at: p.polled_at.timestamp_micros(), bikes };
+            if let Outcome::Change { prev, rentals, returns } = state.apply(&s) {
+                out.push(format!("{},{},{},{},{},{},{}", s.station_id, s.polled_at, prev.polled_at, bikes, prev.bikes, rentals, returns));
+            }
+        }
+    }
+    out
+}
+
+impl TestEnv {
+    /// The same lines as silver holds them.
+    pub async fn silver_lines(&self) -> Vec<String> {
+        self.sql("SELECT station_id, CAST(polled_at AS BIGINT), CAST(prev_polled_at AS BIGINT), bikes_parked, prev_bikes_parked, rentals, returns FROM silver.station_changes")
+            .await
+            .into_iter()
+            .map(|r| r.join(","))
+            .collect()
+    }
+}

@@ -1,0 +1,128 @@
+//! `silver.station_changes`: the change rule over each partition's station snapshots, with its
+//! keyed state, as Arrow batches. Stale snapshots become `_rejected` rows (sink
+//! `silver.station_changes`, reason `stale`).
+
+use crate::bronze::RejectedColumns;
+use crate::source::RawMessage;
+use arrow::array::{ArrayRef, Date32Builder, Int32Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
+use chrono::{DateTime, Utc};
+use rtlake_bikes::changes::{ChangeState, Last, Outcome, Snapshot};
+use rtlake_bikes::model::StationStatus;
+use rtlake_core::schema::{self, RejectReason};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The change operator of every partition this worker holds.
+#[derive(Default)]
+pub struct SilverOperator {
+    states: HashMap<i32, ChangeState>,
+}
+
+#[derive(Default)]
+struct Columns {
+    station_id: StringBuilder,
+    polled_at: TimestampMicrosecondBuilder,
+    prev_polled_at: TimestampMicrosecondBuilder,
+    bikes: Int32Builder,
+    prev_bikes: Int32Builder,
+    rentals: Int32Builder,
+    returns: Int32Builder,
+    district: StringBuilder,
+    date: Date32Builder,
+    hour: Int32Builder,
+}
+
+impl SilverOperator {
+    /// Sets a partition's state from a snapshot (`None`: no state yet).
+    pub fn restore(&mut self, partition: i32, bytes: Option<&[u8]>) -> Result<(), serde_json::Error> {
+        let state = match bytes {
+            Some(b) => ChangeState::restore(serde_json::from_slice::<Vec<(String, Last)>>(b)?),
+            None => ChangeState::default(),
+        };
+        self.states.insert(partition, state);
+        Ok(())
+    }
+
+    /// Forgets a partition this worker no longer holds.
+    pub fn drop_partition(&mut self, partition: i32) {
+        self.states.remove(&partition);
+    }
+
+    /// A partition's state as a snapshot.
+    pub fn snapshot(&self, partition: i32) -> Vec<u8> {
+        let snap = self.states.get(&partition).map(ChangeState::snapshot).unwrap_or_default();
+        // Strings and integers always serialise.
+        serde_json::to_vec(&snap).expect("state serialises")
+    }
+
+    /// Stations held, over all partitions.
+    pub fn state_len(&self) -> usize {
+        self.states.values().map(ChangeState::len).sum()
+    }
+
+    /// Runs the rule over messages (in offset order per partition). `owed` says whether a
+    /// message is past what the table holds; `rejected_owed` the same for `_rejected`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn process<'a>(
+        &mut self,
+        topic: &str,
+        msgs: impl IntoIterator<Item = &'a RawMessage>,
+        owed: impl Fn(&RawMessage) -> bool,
+        rejected_owed: impl Fn(&RawMessage) -> bool,
+        mut district: impl FnMut(f64, f64) -> Option<Arc<str>>,
+        rejected: &mut RejectedColumns,
+        now: DateTime<Utc>,
+    ) -> RecordBatch {
+        let sink = schema::SILVER_STATION_CHANGES.to_string();
+        let mut c = Columns::default();
+        for m in msgs {
+            if !owed(m) {
+                continue;
+            }
+            // Undecodable messages are rejected once, by bronze.
+            let Some(s) = m.payload.as_deref().and_then(|p| StationStatus::decode(p).ok()) else { continue };
+            let snap = Snapshot { station_id: s.station_id.clone(), polled_at: s.polled_at.timestamp_micros(), bikes: s.bikes_parked };
+            let state = self.states.entry(m.partition).or_default();
+            match state.apply(&snap) {
+                Outcome::Change { prev, rentals, returns } => {
+                    let (d, h) = rtlake_core::time::kst_partition(&s.polled_at);
+                    c.station_id.append_value(&s.station_id);
+                    c.polled_at.append_value(snap.polled_at);
+                    c.prev_polled_at.append_value(prev.polled_at);
+                    c.bikes.append_value(s.bikes_parked);
+                    c.prev_bikes.append_value(prev.bikes);
+                    c.rentals.append_value(rentals);
+                    c.returns.append_value(returns);
+                    c.district.append_option(district(s.lat, s.lon).as_deref());
+                    c.date.append_value(rtlake_core::time::date32(d));
+                    c.hour.append_value(h as i32);
+                }
+                Outcome::Stale { stored } if rejected_owed(m) => {
+                    let error = format!(
+                        "snapshot of {} at {} is not after the stored one at {}",
+                        s.station_id,
+                        s.polled_at.to_rfc3339(),
+                        DateTime::from_timestamp_micros(stored).map(|t| t.to_rfc3339()).unwrap_or_default()
+                    );
+                    rejected.push(topic, m, RejectReason::Stale, &error, &sink, now);
+                }
+                _ => {}
+            }
+        }
+        let ts = |x: &mut TimestampMicrosecondBuilder| Arc::new(x.finish().with_timezone("UTC")) as ArrayRef;
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(c.station_id.finish()),
+            ts(&mut c.polled_at),
+            ts(&mut c.prev_polled_at),
+            Arc::new(c.bikes.finish()),
+            Arc::new(c.prev_bikes.finish()),
+            Arc::new(c.rentals.finish()),
+            Arc::new(c.returns.finish()),
+            Arc::new(c.district.finish()),
+            Arc::new(c.date.finish()),
+            Arc::new(c.hour.finish()),
+        ];
+        // The columns follow the schema by construction.
+        RecordBatch::try_new(schema::silver_station_changes(), cols).expect("silver columns match the schema")
+    }
+}
