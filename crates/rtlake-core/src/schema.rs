@@ -29,6 +29,8 @@ impl std::fmt::Display for TableName {
 pub const BRONZE_STATION_STATUS: TableName = TableName { namespace: "bronze", name: "station_status" };
 /// `silver.station_changes`: one row per station snapshot whose bike count changed.
 pub const SILVER_STATION_CHANGES: TableName = TableName { namespace: "silver", name: "station_changes" };
+/// `gold.station_hourly`: one row per station and hour window.
+pub const GOLD_STATION_HOURLY: TableName = TableName { namespace: "gold", name: "station_hourly" };
 /// `_rejected`: every message a sink could not take, with the reason.
 pub const REJECTED: TableName = TableName { namespace: "", name: "_rejected" };
 
@@ -74,6 +76,24 @@ pub fn silver_station_changes() -> SchemaRef {
         Field::new("rentals", DataType::Int32, false),
         Field::new("returns", DataType::Int32, false),
         Field::new("district", DataType::Utf8, true),
+    ];
+    f.extend(partition_fields());
+    Arc::new(Schema::new(f))
+}
+
+/// The schema of `gold.station_hourly`, partitioned by the date and hour (KST) of `window_start`.
+pub fn gold_station_hourly() -> SchemaRef {
+    let mut f = vec![
+        Field::new("station_id", DataType::Utf8, false),
+        Field::new("window_start", ts(), false),
+        Field::new("window_end", ts(), false),
+        Field::new("snapshots", DataType::Int64, false),
+        Field::new("rentals", DataType::Int64, false),
+        Field::new("returns", DataType::Int64, false),
+        Field::new("avg_bikes_parked", DataType::Float64, false),
+        Field::new("min_bikes_parked", DataType::Int32, false),
+        Field::new("max_bikes_parked", DataType::Int32, false),
+        Field::new("empty_minutes", DataType::Float64, false),
     ];
     f.extend(partition_fields());
     Arc::new(Schema::new(f))

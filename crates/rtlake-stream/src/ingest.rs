@@ -1,5 +1,5 @@
-//! `rtlake run`: Kafka → `bronze.station_status`, `silver.station_changes` and `_rejected`,
-//! exactly once.
+//! `rtlake run`: Kafka → `bronze.station_status`, `silver.station_changes`,
+//! `gold.station_hourly` and `_rejected`, exactly once.
 //!
 //! Each epoch is the messages gathered until `max-batch-events` or `max-batch-delay`; per
 //! partition it covers an offset range. Every table is committed with a `txn` per partition
@@ -7,14 +7,15 @@
 //! messages below its own version, so an epoch re-run after a crash lands each row once.
 //!
 //! `_rejected` is committed first: a stateful table (silver) rejects stale snapshots only while
-//! it processes them, so its rejections must never be behind it. Silver's per-partition state
-//! is snapshotted under the version its commit will carry, before that commit; on assignment a
+//! it processes them, so its rejections must never be behind it. The per-partition state of
+//! silver (last snapshot per station) and gold (open windows, watermark) is snapshotted under the version its commit will carry, before that commit; on assignment a
 //! partition's state is restored from the snapshot of the version the table holds. Group
 //! offsets are committed after the lake commits, for lag display only.
 
 use crate::bronze::BronzeDecoder;
+use crate::gold::HourlyOperator;
 use crate::silver::SilverOperator;
-use crate::state::StateStore;
+use crate::state::{KeyedState, StateStore};
 use crate::source::{Positions, RawMessage, SourceContext, subscribe};
 use crate::{Error, Result};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -42,6 +43,8 @@ pub struct RunReport {
     pub rejected_rows: u64,
     /// Rows written to silver.
     pub silver_rows: u64,
+    /// Rows written to gold.station_hourly.
+    pub gold_rows: u64,
 }
 
 struct Worker {
@@ -50,8 +53,10 @@ struct Worker {
     pipeline: String,
     bronze: DeltaSink,
     silver: DeltaSink,
+    gold: DeltaSink,
     rejected: DeltaSink,
     changes: SilverOperator,
+    hourly: HourlyOperator,
     state: StateStore,
     positions: Positions,
     consumer: StreamConsumer<SourceContext>,
@@ -70,6 +75,7 @@ pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport>
     rtlake_kafka::admin::ensure_topic(&cfg.kafka, &topic).await?;
     let bronze = DeltaSink::open(&lake, schema::BRONZE_STATION_STATUS, schema::bronze_station_status(), &TIME_PARTITIONS).await?;
     let silver = DeltaSink::open(&lake, schema::SILVER_STATION_CHANGES, schema::silver_station_changes(), &TIME_PARTITIONS).await?;
+    let gold = DeltaSink::open(&lake, schema::GOLD_STATION_HOURLY, schema::gold_station_hourly(), &TIME_PARTITIONS).await?;
     let rejected = DeltaSink::open(&lake, schema::REJECTED, schema::rejected(), &TIME_PARTITIONS).await?;
     let state_root = lake
         .root()
@@ -84,6 +90,7 @@ pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport>
         sinks: vec![
             (schema::BRONZE_STATION_STATUS, schema::BRONZE_STATION_STATUS.to_string()),
             (schema::SILVER_STATION_CHANGES, schema::SILVER_STATION_CHANGES.to_string()),
+            (schema::GOLD_STATION_HOURLY, schema::GOLD_STATION_HOURLY.to_string()),
             (schema::REJECTED, schema::REJECTED.to_string()),
         ],
     };
@@ -101,8 +108,10 @@ pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport>
         topic,
         bronze,
         silver,
+        gold,
         rejected,
         changes: SilverOperator::default(),
+        hourly: HourlyOperator::new(cfg.run.lateness.get().as_micros() as i64),
         state: StateStore::new(state_root),
         positions,
         consumer,
@@ -162,7 +171,9 @@ impl Worker {
                     bronze_rows = self.report.bronze_rows,
                     rejected_rows = self.report.rejected_rows,
                     silver_rows = self.report.silver_rows,
+                    gold_rows = self.report.gold_rows,
                     state_stations = self.changes.state_len(),
+                    state_windows = self.hourly.state_len(),
                     events_per_sec = ((self.report.messages - logged.messages) as f64 / secs).round() as u64,
                     partitions = ?self.assigned,
                     "processing"
@@ -214,6 +225,7 @@ impl Worker {
         self.next.retain(|p, _| now.contains(p));
         for p in self.assigned.difference(&now) {
             self.changes.drop_partition(*p);
+            self.hourly.drop_partition(*p);
         }
         let added: Vec<i32> = now.difference(&self.assigned).copied().collect();
         if !added.is_empty() {
@@ -229,18 +241,20 @@ impl Worker {
 
     /// Learns the tables' versions of `parts` and restores their keyed state to match.
     async fn refresh_sinks(&mut self, parts: &[i32]) -> Result<()> {
-        for sink in [&mut self.bronze, &mut self.silver, &mut self.rejected] {
+        for sink in [&mut self.bronze, &mut self.silver, &mut self.gold, &mut self.rejected] {
             let name = sink.name().to_string();
             let ids: Vec<String> = parts.iter().map(|p| app_id(&self.pipeline, &name, *p)).collect();
             sink.refresh_versions(&ids).await?;
         }
-        let table = self.silver.name().to_string();
-        for p in parts {
-            let version = self.silver.known_version(&app_id(&self.pipeline, &table, *p));
-            let bytes = self.state.load(&table, *p, version)?;
-            self.changes
-                .restore(*p, bytes.as_deref())
-                .map_err(|e| Error::Rebalance(format!("state of {table} partition {p} is unreadable: {e}")))?;
+        let stateful: [(&DeltaSink, &mut dyn KeyedState); 2] = [(&self.silver, &mut self.changes), (&self.gold, &mut self.hourly)];
+        for (sink, op) in stateful {
+            let table = sink.name().to_string();
+            for p in parts {
+                let version = sink.known_version(&app_id(&self.pipeline, &table, *p));
+                let bytes = self.state.load(&table, *p, version)?;
+                op.restore(*p, bytes.as_deref())
+                    .map_err(|e| Error::Rebalance(format!("state of {table} partition {p} is unreadable: {e}")))?;
+            }
         }
         Ok(())
     }
@@ -256,8 +270,12 @@ impl Worker {
             let e = ends.entry(m.partition).or_insert(m.offset + 1);
             *e = (*e).max(m.offset + 1);
         }
-        let (bname, sname, rname) =
-            (self.bronze.name().to_string(), self.silver.name().to_string(), self.rejected.name().to_string());
+        let (bname, sname, gname, rname) = (
+            self.bronze.name().to_string(),
+            self.silver.name().to_string(),
+            self.gold.name().to_string(),
+            self.rejected.name().to_string(),
+        );
         let owed = |sink: &DeltaSink, name: &str, m: &RawMessage| {
             m.offset >= sink.known_version(&app_id(&self.pipeline, name, m.partition)).unwrap_or(0)
         };
@@ -273,23 +291,40 @@ impl Worker {
             &mut decoded.rejected,
             now,
         );
+        let gold_batch = self.hourly.process(
+            &self.topic,
+            &msgs,
+            |m| owed(&self.gold, &gname, m),
+            |m| owed(&self.rejected, &rname, m),
+            &mut decoded.rejected,
+            now,
+        );
         let txns = |sink: &DeltaSink, name: &str| -> BTreeMap<String, i64> {
             ends.iter()
                 .map(|(p, end)| (app_id(&self.pipeline, name, *p), *end))
                 .filter(|(id, end)| sink.known_version(id).is_none_or(|v| *end > v))
                 .collect()
         };
-        let (bt, st, rt) = (txns(&self.bronze, &bname), txns(&self.silver, &sname), txns(&self.rejected, &rname));
-        let (bronze_rows, silver_rows, rejected_rows) =
-            (decoded.bronze.num_rows() as u64, silver_batch.num_rows() as u64, decoded.rejected.len() as u64);
-        // The state after this epoch, under the version silver's commit will carry.
-        for (p, end) in &ends {
-            if st.contains_key(&app_id(&self.pipeline, &sname, *p)) {
-                self.state.save(&sname, *p, *end, &self.changes.snapshot(*p))?;
+        let (bt, st, gt, rt) =
+            (txns(&self.bronze, &bname), txns(&self.silver, &sname), txns(&self.gold, &gname), txns(&self.rejected, &rname));
+        let (bronze_rows, silver_rows, gold_rows, rejected_rows) = (
+            decoded.bronze.num_rows() as u64,
+            silver_batch.num_rows() as u64,
+            gold_batch.num_rows() as u64,
+            decoded.rejected.len() as u64,
+        );
+        // The state after this epoch, under the version each stateful table's commit will carry.
+        let stateful: [(&str, &BTreeMap<String, i64>, &dyn KeyedState); 2] = [(&sname, &st, &self.changes), (&gname, &gt, &self.hourly)];
+        for (table, txns, op) in stateful {
+            for (p, end) in &ends {
+                if txns.contains_key(&app_id(&self.pipeline, table, *p)) {
+                    self.state.save(table, *p, *end, &op.snapshot(*p))?;
+                }
             }
         }
         let rejected_batch = decoded.rejected.finish();
-        if let Err(e) = self.commit_sinks([(decoded.bronze, bt), (silver_batch, st)], rejected_batch, &rt).await {
+        let tables = [(decoded.bronze, bt), (silver_batch, st), (gold_batch, gt)];
+        if let Err(e) = self.commit_sinks(tables, rejected_batch, &rt).await {
             return match e {
                 Error::Lake(rtlake_lake::Error::ConflictingOffsets { .. }) => {
                     tracing::warn!(error = %e, "another worker wrote these partitions; dropping the epoch and resuming from the lake");
@@ -303,6 +338,7 @@ impl Worker {
         self.report.bronze_rows += bronze_rows;
         self.report.rejected_rows += rejected_rows;
         self.report.silver_rows += silver_rows;
+        self.report.gold_rows += gold_rows;
         {
             let mut c = self.consumer.context().committed.lock().unwrap_or_else(|p| p.into_inner());
             c.extend(ends.iter().map(|(p, e)| (*p, *e)));
@@ -321,7 +357,7 @@ impl Worker {
     /// Commits `_rejected` first, then bronze and silver (see the module docs for why).
     async fn commit_sinks(
         &mut self,
-        tables: [(arrow::array::RecordBatch, BTreeMap<String, i64>); 2],
+        tables: [(arrow::array::RecordBatch, BTreeMap<String, i64>); 3],
         rejected: arrow::array::RecordBatch,
         rt: &BTreeMap<String, i64>,
     ) -> Result<()> {
@@ -329,8 +365,8 @@ impl Worker {
             self.rejected.commit(vec![rejected], rt).await?;
             crate::failpoint(&format!("after-commit:{}", self.rejected.name()));
         }
-        let [(bronze, bt), (silver, st)] = tables;
-        for (sink, batch, txns) in [(&mut self.bronze, bronze, bt), (&mut self.silver, silver, st)] {
+        let [(bronze, bt), (silver, st), (gold, gt)] = tables;
+        for (sink, batch, txns) in [(&mut self.bronze, bronze, bt), (&mut self.silver, silver, st), (&mut self.gold, gold, gt)] {
             if !txns.is_empty() {
                 sink.commit(vec![batch], &txns).await?;
                 crate::failpoint(&format!("after-commit:{}", sink.name()));

@@ -3,12 +3,14 @@
 //! - [`source`]: the Kafka source; partitions resume from the lake's txn versions.
 //! - [`bronze`]: station status messages → `bronze.station_status` and `_rejected` batches.
 //! - [`silver`]: the change rule over station snapshots → `silver.station_changes`.
+//! - [`gold`]: hourly windows per station → `gold.station_hourly`.
 //! - [`state`]: keyed state snapshots, chosen by the txn version the table holds.
 //! - [`ingest`]: the epoch loop of `rtlake run` with exactly-once commits.
 //! - [`window`]: event-time windows, per-partition watermarks and output modes.
 #![warn(missing_docs)]
 
 pub mod bronze;
+pub mod gold;
 pub mod ingest;
 pub mod silver;
 pub mod source;

@@ -4,6 +4,7 @@
 
 use crate::bronze::RejectedColumns;
 use crate::source::RawMessage;
+use crate::state::KeyedState;
 use arrow::array::{ArrayRef, Date32Builder, Int32Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
 use chrono::{DateTime, Utc};
 use rtlake_bikes::changes::{ChangeState, Last, Outcome, Snapshot};
@@ -16,6 +17,30 @@ use std::sync::Arc;
 #[derive(Default)]
 pub struct SilverOperator {
     states: HashMap<i32, ChangeState>,
+}
+
+impl KeyedState for SilverOperator {
+    /// Sets a partition's state from a snapshot (`None`: no state yet).
+    fn restore(&mut self, partition: i32, bytes: Option<&[u8]>) -> Result<(), serde_json::Error> {
+        let state = match bytes {
+            Some(b) => ChangeState::restore(serde_json::from_slice::<Vec<(String, Last)>>(b)?),
+            None => ChangeState::default(),
+        };
+        self.states.insert(partition, state);
+        Ok(())
+    }
+
+    /// Forgets a partition this worker no longer holds.
+    fn drop_partition(&mut self, partition: i32) {
+        self.states.remove(&partition);
+    }
+
+    /// A partition's state as a snapshot.
+    fn snapshot(&self, partition: i32) -> Vec<u8> {
+        let snap = self.states.get(&partition).map(ChangeState::snapshot).unwrap_or_default();
+        // Strings and integers always serialise.
+        serde_json::to_vec(&snap).expect("state serialises")
+    }
 }
 
 #[derive(Default)]
@@ -33,28 +58,6 @@ struct Columns {
 }
 
 impl SilverOperator {
-    /// Sets a partition's state from a snapshot (`None`: no state yet).
-    pub fn restore(&mut self, partition: i32, bytes: Option<&[u8]>) -> Result<(), serde_json::Error> {
-        let state = match bytes {
-            Some(b) => ChangeState::restore(serde_json::from_slice::<Vec<(String, Last)>>(b)?),
-            None => ChangeState::default(),
-        };
-        self.states.insert(partition, state);
-        Ok(())
-    }
-
-    /// Forgets a partition this worker no longer holds.
-    pub fn drop_partition(&mut self, partition: i32) {
-        self.states.remove(&partition);
-    }
-
-    /// A partition's state as a snapshot.
-    pub fn snapshot(&self, partition: i32) -> Vec<u8> {
-        let snap = self.states.get(&partition).map(ChangeState::snapshot).unwrap_or_default();
-        // Strings and integers always serialise.
-        serde_json::to_vec(&snap).expect("state serialises")
-    }
-
     /// Stations held, over all partitions.
     pub fn state_len(&self) -> usize {
         self.states.values().map(ChangeState::len).sum()

@@ -8,10 +8,11 @@
 //! the end of each epoch, gives the rows of the output mode: append (final windows, once), update
 //! (windows changed since the last emit) or complete (every window). Times are µs since the epoch.
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// How events are grouped in time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WindowSpec {
     /// Fixed, non-overlapping windows of `size`.
     Tumbling {
@@ -58,7 +59,7 @@ impl WindowSpec {
 }
 
 /// Which rows [`WindowOperator::emit`] gives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OutputMode {
     /// Each window once, when it is final.
     Append,
@@ -69,7 +70,7 @@ pub enum OutputMode {
 }
 
 /// The watermark of one input partition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Watermark {
     lateness: i64,
     max_seen: Option<i64>,
@@ -95,8 +96,9 @@ impl Watermark {
 }
 
 /// Aggregates of a window over each value column: count, sum, min, max, avg and the last value
-/// (of the latest event time; the later in offset order on a tie).
-#[derive(Clone, Debug, PartialEq)]
+/// (of the latest event time; the later in offset order on a tie). Every field stays finite, so
+/// the state serialises as JSON.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Acc {
     /// Events.
     pub count: u64,
@@ -114,15 +116,16 @@ pub struct Acc {
 
 impl Acc {
     fn new(n: usize) -> Self {
-        Self { count: 0, sum: vec![0.0; n], min: vec![f64::INFINITY; n], max: vec![f64::NEG_INFINITY; n], last: vec![f64::NAN; n], last_time: i64::MIN }
+        Self { count: 0, sum: vec![0.0; n], min: vec![0.0; n], max: vec![0.0; n], last: vec![0.0; n], last_time: i64::MIN }
     }
 
     fn add(&mut self, t: i64, values: &[f64]) {
+        let first = self.count == 0;
         self.count += 1;
         for (i, v) in values.iter().enumerate() {
             self.sum[i] += v;
-            self.min[i] = self.min[i].min(*v);
-            self.max[i] = self.max[i].max(*v);
+            self.min[i] = if first { *v } else { self.min[i].min(*v) };
+            self.max[i] = if first { *v } else { self.max[i].max(*v) };
         }
         if t >= self.last_time {
             self.last.copy_from_slice(values);
@@ -131,11 +134,14 @@ impl Acc {
     }
 
     fn merge(&mut self, o: &Acc) {
+        let (mine, theirs) = (self.count > 0, o.count > 0);
         self.count += o.count;
         for i in 0..self.sum.len() {
             self.sum[i] += o.sum[i];
-            self.min[i] = self.min[i].min(o.min[i]);
-            self.max[i] = self.max[i].max(o.max[i]);
+            if theirs {
+                self.min[i] = if mine { self.min[i].min(o.min[i]) } else { o.min[i] };
+                self.max[i] = if mine { self.max[i].max(o.max[i]) } else { o.max[i] };
+            }
         }
         if o.last_time >= self.last_time {
             self.last.clone_from(&o.last);
@@ -149,7 +155,7 @@ impl Acc {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct Win {
     start: i64,
     end: i64,
@@ -181,8 +187,8 @@ pub struct Late {
     pub watermark: i64,
 }
 
-/// Keyed event-time window aggregation for one input partition.
-#[derive(Clone, Debug)]
+/// Keyed event-time window aggregation for one input partition; serialisable as a state snapshot.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WindowOperator<K: Ord + Clone> {
     spec: WindowSpec,
     mode: OutputMode,
@@ -248,6 +254,20 @@ impl<K: Ord + Clone> WindowOperator<K> {
             }
         }
         Ok(())
+    }
+
+    /// Adds `delta` to column `column`'s sum in `key`'s open windows that contain `t`, without
+    /// counting an event (for figures known only later, like time spent empty). Windows already
+    /// final and gone are not changed; returns how many windows took it.
+    pub fn adjust(&mut self, key: &K, t: i64, column: usize, delta: f64) -> usize {
+        let Some(wins) = self.windows.get_mut(key) else { return 0 };
+        let mut n = 0;
+        for w in wins.iter_mut().filter(|w| w.start <= t && t < w.end) {
+            w.acc.sum[column] += delta;
+            w.dirty = true;
+            n += 1;
+        }
+        n
     }
 
     /// The rows of the output mode at the end of an epoch. Final windows leave the state in
@@ -356,6 +376,18 @@ mod tests {
         assert_eq!((r.acc.count, r.acc.sum[0], r.acc.min[0], r.acc.max[0]), (3, 12.0, 1.0, 7.0));
         assert_eq!(r.acc.avg(0), 4.0);
         assert_eq!(r.acc.last[0], 1.0, "the value at the latest event time, not the last to arrive");
+    }
+
+    #[test]
+    fn state_round_trips_through_json_and_adjust_adds_without_counting() {
+        let mut op = hourly(OutputMode::Append);
+        op.process("a", 5 * MIN, &[2.0]).unwrap();
+        assert_eq!(op.adjust(&"a", 5 * MIN, 0, 1.5), 1);
+        let json = serde_json::to_string(&op).unwrap();
+        let mut back: WindowOperator<String> = serde_json::from_str(&json).unwrap();
+        back.process("a".into(), 2 * HOUR, &[0.0]).unwrap();
+        let r = &back.emit()[0];
+        assert_eq!((r.acc.count, r.acc.sum[0], r.acc.min[0], r.acc.max[0]), (1, 3.5, 2.0, 2.0));
     }
 
     #[test]

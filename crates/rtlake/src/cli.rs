@@ -43,7 +43,7 @@ pub enum Command {
         #[command(subcommand)]
         what: ProduceCommand,
     },
-    /// Run the stream processor: Kafka → bronze.station_status (+ _rejected), exactly once.
+    /// Run the stream processor: Kafka → bronze, silver and gold tables (+ _rejected), exactly once.
     Run(RunArgs),
     /// Query the lake with SQL (DataFusion). Without a statement, an interactive prompt.
     ///
@@ -220,6 +220,9 @@ pub struct RunArgs {
     /// ... or when its first event is this old [run.max-batch-delay; default 500ms].
     #[arg(long)]
     pub max_batch_delay: Option<String>,
+    /// Allowed lateness of event time behind its partition's newest, e.g. 10m [run.lateness].
+    #[arg(long)]
+    pub lateness: Option<String>,
     /// processing-time (run on) or available-now (drain and stop) [run.trigger].
     #[arg(long, value_enum)]
     pub trigger: Option<TriggerArg>,

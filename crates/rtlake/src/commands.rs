@@ -125,6 +125,7 @@ fn run_flags(a: &cli::RunArgs) -> Flags {
         }))
         .opt("run.max-batch-events", "max-batch-events", a.max_batch_events.map(|n| n as i64))
         .opt("run.max-batch-delay", "max-batch-delay", a.max_batch_delay.clone())
+        .opt("run.lateness", "lateness", a.lateness.clone())
         .opt("run.trigger", "trigger", a.trigger.map(|t| match t {
             TriggerArg::ProcessingTime => "processing-time",
             TriggerArg::AvailableNow => "available-now",
@@ -138,8 +139,8 @@ async fn run(cli: &Cli, a: &cli::RunArgs) -> Result<()> {
     let r = rtlake_stream::ingest::run(&cfg, shutdown_on_signal()).await?;
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "processed {} messages in {} epochs in {:.1} s ({:.0} events/s): {} rows to bronze.station_status, {} to _rejected",
-        r.messages, r.epochs, secs, r.messages as f64 / secs.max(1e-9), r.bronze_rows, r.rejected_rows
+        "processed {} messages in {} epochs in {:.1} s ({:.0} events/s): rows to bronze.station_status {}, silver.station_changes {}, gold.station_hourly {}, _rejected {}",
+        r.messages, r.epochs, secs, r.messages as f64 / secs.max(1e-9), r.bronze_rows, r.silver_rows, r.gold_rows, r.rejected_rows
     );
     Ok(())
 }

@@ -373,6 +373,8 @@ pub struct RunConfig {
     pub max_batch_delay: HumanDuration,
     /// `processing-time` (run on) or `available-now` (drain and stop).
     pub trigger: Trigger,
+    /// How far behind the newest event time of its partition an event may be before it is late.
+    pub lateness: HumanDuration,
 }
 
 impl Default for RunConfig {
@@ -384,6 +386,7 @@ impl Default for RunConfig {
             max_batch_events: 50_000,
             max_batch_delay: HumanDuration::from_millis(500),
             trigger: Trigger::ProcessingTime,
+            lateness: HumanDuration::from_secs(600),
         }
     }
 }
