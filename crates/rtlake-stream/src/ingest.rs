@@ -130,6 +130,8 @@ impl Worker {
         let mut epoch_start: Option<Instant> = None;
         let mut last_log = Instant::now();
         let mut logged = RunReport::default();
+        let mut unassigned_since = Some(Instant::now());
+        let mut warned = false;
         loop {
             if let Some(msg) = self.consumer.context().failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
                 return Err(Error::Rebalance(msg));
@@ -163,6 +165,20 @@ impl Worker {
             if buf.len() >= max_events || due {
                 self.epoch(&mut buf).await?;
                 epoch_start = None;
+            }
+            match (self.assigned.is_empty(), unassigned_since) {
+                (false, _) => (unassigned_since, warned) = (None, false),
+                (true, None) => unassigned_since = Some(Instant::now()),
+                (true, Some(t)) if !warned && t.elapsed() >= Duration::from_secs(30) => {
+                    warned = true;
+                    tracing::warn!(
+                        group = %self.cfg.run.group(),
+                        "no partitions assigned for 30 s: other members of the group hold them all. On the embedded \
+                         broker (tansu 0.6) a crashed worker's membership can linger; restarting with another --group is \
+                         safe, since the lake, not the group, says where to resume"
+                    );
+                }
+                _ => {}
             }
             if last_log.elapsed() >= Duration::from_secs(5) {
                 let secs = last_log.elapsed().as_secs_f64();
