@@ -5,10 +5,20 @@ use crate::source::RawMessage;
 use arrow::array::{ArrayRef, BinaryBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
 use chrono::{DateTime, Utc};
 use rtlake_bikes::districts::Districts;
-use rtlake_bikes::model::StationStatus;
+use rtlake_bikes::model::{DecodeError, StationStatus};
 use rtlake_core::schema::{self, RejectReason};
 use std::collections::HashMap;
 use std::sync::Arc;
+
+/// Decodes each message once per epoch; every operator reads the result.
+pub fn decode_all(msgs: &[RawMessage]) -> Vec<Result<StationStatus, DecodeError>> {
+    msgs.iter()
+        .map(|m| match &m.payload {
+            Some(p) => StationStatus::decode(p),
+            None => Err(DecodeError { reason: RejectReason::Decode, error: "message has no value".into() }),
+        })
+        .collect()
+}
 
 /// Builds the bronze and rejected batches of an epoch.
 pub struct BronzeDecoder {
@@ -126,11 +136,12 @@ impl BronzeDecoder {
             .clone()
     }
 
-    /// Decodes messages; `to_bronze`/`to_rejected` say whether a message is still owed to that
-    /// table (a re-run epoch skips what a table already holds).
+    /// Builds the batches from messages and their decoding ([`decode_all`]); `to_bronze` and
+    /// `to_rejected` say whether a message is still owed to that table (a re-run epoch skips
+    /// what a table already holds).
     pub fn decode<'a>(
         &mut self,
-        msgs: impl IntoIterator<Item = &'a RawMessage>,
+        msgs: impl IntoIterator<Item = (&'a RawMessage, &'a Result<StationStatus, DecodeError>)>,
         to_bronze: impl Fn(&RawMessage) -> bool,
         to_rejected: impl Fn(&RawMessage) -> bool,
         now: DateTime<Utc>,
@@ -138,11 +149,7 @@ impl BronzeDecoder {
         let mut b = BronzeColumns::default();
         let mut rejected = RejectedColumns::default();
         let sink = schema::BRONZE_STATION_STATUS.to_string();
-        for m in msgs {
-            let decoded = match &m.payload {
-                Some(p) => StationStatus::decode(p),
-                None => Err(rtlake_bikes::model::DecodeError { reason: RejectReason::Decode, error: "message has no value".into() }),
-            };
+        for (m, decoded) in msgs {
             match decoded {
                 Ok(s) if to_bronze(m) => {
                     let (d, h) = rtlake_core::time::kst_partition(&s.polled_at);
@@ -203,7 +210,8 @@ mod tests {
         let good = r#"{"rackTotCnt":"15","stationName":"망원역","parkingBikeTotCnt":"16","shared":"107","stationLatitude":"37.5556488","stationLongitude":"126.91062927","stationId":"ST-4","polledAt":"2025-10-01T08:00:15+09:00"}"#;
         let msgs = vec![msg(0, good), msg(1, "{oops"), msg(2, &good.replace("\"16\"", "\"-\""))];
         let mut d = BronzeDecoder::new("t");
-        let out = d.decode(&msgs, |_| true, |_| true, Utc::now());
+        let decoded = decode_all(&msgs);
+        let out = d.decode(msgs.iter().zip(&decoded), |_| true, |_| true, Utc::now());
         assert_eq!(out.bronze.num_rows(), 1);
         assert_eq!(out.rejected.len(), 2);
         let district = out.bronze.column_by_name("district").unwrap();
@@ -217,7 +225,8 @@ mod tests {
     #[test]
     fn rows_a_table_already_holds_are_skipped() {
         let msgs = vec![msg(5, "bad"), msg(6, "bad")];
-        let out = BronzeDecoder::new("t").decode(&msgs, |_| true, |m| m.offset >= 6, Utc::now());
+        let decoded = decode_all(&msgs);
+        let out = BronzeDecoder::new("t").decode(msgs.iter().zip(&decoded), |_| true, |m| m.offset >= 6, Utc::now());
         assert_eq!(out.rejected.len(), 1);
     }
 }

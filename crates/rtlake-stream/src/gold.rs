@@ -14,7 +14,7 @@ use crate::window::{OutputMode, WindowOperator, WindowRow, WindowSpec};
 use arrow::array::{ArrayRef, Date32Builder, Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
 use chrono::{DateTime, Utc};
 use rtlake_bikes::changes::MAX_GAP_MICROS;
-use rtlake_bikes::model::StationStatus;
+use rtlake_bikes::model::{DecodeError, StationStatus};
 use rtlake_core::schema::{self, RejectReason};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -57,18 +57,18 @@ impl HourlyOperator {
     pub fn process<'a>(
         &mut self,
         topic: &str,
-        msgs: impl IntoIterator<Item = &'a RawMessage>,
+        msgs: impl IntoIterator<Item = (&'a RawMessage, &'a Result<StationStatus, DecodeError>)>,
         owed: impl Fn(&RawMessage) -> bool,
         rejected_owed: impl Fn(&RawMessage) -> bool,
         rejected: &mut RejectedColumns,
         now: DateTime<Utc>,
     ) -> RecordBatch {
         let sink = schema::GOLD_STATION_HOURLY.to_string();
-        for m in msgs {
+        for (m, decoded) in msgs {
             if !owed(m) {
                 continue;
             }
-            let Some(s) = m.payload.as_deref().and_then(|p| StationStatus::decode(p).ok()) else { continue };
+            let Ok(s) = decoded else { continue };
             let t = s.polled_at.timestamp_micros();
             if !self.parts.contains_key(&m.partition) {
                 let fresh = self.fresh();
@@ -94,7 +94,7 @@ impl HourlyOperator {
                         let minutes = (t.min(end) - lt) as f64 / 60e6;
                         part.windows.adjust(&s.station_id, lt, EMPTY_MINUTES, minutes);
                     }
-                    part.last.insert(s.station_id, (t, s.bikes_parked));
+                    part.last.insert(s.station_id.clone(), (t, s.bikes_parked));
                 }
                 Err(late) if rejected_owed(m) => {
                     let at = |us: i64| DateTime::from_timestamp_micros(us).map(|t| t.to_rfc3339()).unwrap_or_default();

@@ -296,11 +296,13 @@ impl Worker {
             m.offset >= sink.known_version(&app_id(&self.pipeline, name, m.partition)).unwrap_or(0)
         };
         let now = chrono::Utc::now();
-        let mut decoded = self.decoder.decode(&msgs, |m| owed(&self.bronze, &bname, m), |m| owed(&self.rejected, &rname, m), now);
+        let statuses = crate::bronze::decode_all(&msgs);
+        let input = || msgs.iter().zip(&statuses);
+        let mut decoded = self.decoder.decode(input(), |m| owed(&self.bronze, &bname, m), |m| owed(&self.rejected, &rname, m), now);
         let decoder = &mut self.decoder;
         let silver_batch = self.changes.process(
             &self.topic,
-            &msgs,
+            input(),
             |m| owed(&self.silver, &sname, m),
             |m| owed(&self.rejected, &rname, m),
             |lat, lon| decoder.district(lat, lon),
@@ -309,7 +311,7 @@ impl Worker {
         );
         let gold_batch = self.hourly.process(
             &self.topic,
-            &msgs,
+            input(),
             |m| owed(&self.gold, &gname, m),
             |m| owed(&self.rejected, &rname, m),
             &mut decoded.rejected,

@@ -8,7 +8,7 @@ use crate::state::KeyedState;
 use arrow::array::{ArrayRef, Date32Builder, Int32Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
 use chrono::{DateTime, Utc};
 use rtlake_bikes::changes::{ChangeState, Last, Outcome, Snapshot};
-use rtlake_bikes::model::StationStatus;
+use rtlake_bikes::model::{DecodeError, StationStatus};
 use rtlake_core::schema::{self, RejectReason};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -69,7 +69,7 @@ impl SilverOperator {
     pub fn process<'a>(
         &mut self,
         topic: &str,
-        msgs: impl IntoIterator<Item = &'a RawMessage>,
+        msgs: impl IntoIterator<Item = (&'a RawMessage, &'a Result<StationStatus, DecodeError>)>,
         owed: impl Fn(&RawMessage) -> bool,
         rejected_owed: impl Fn(&RawMessage) -> bool,
         mut district: impl FnMut(f64, f64) -> Option<Arc<str>>,
@@ -78,12 +78,12 @@ impl SilverOperator {
     ) -> RecordBatch {
         let sink = schema::SILVER_STATION_CHANGES.to_string();
         let mut c = Columns::default();
-        for m in msgs {
+        for (m, decoded) in msgs {
             if !owed(m) {
                 continue;
             }
             // Undecodable messages are rejected once, by bronze.
-            let Some(s) = m.payload.as_deref().and_then(|p| StationStatus::decode(p).ok()) else { continue };
+            let Ok(s) = decoded else { continue };
             let snap = Snapshot { station_id: s.station_id.clone(), polled_at: s.polled_at.timestamp_micros(), bikes: s.bikes_parked };
             let state = self.states.entry(m.partition).or_default();
             match state.apply(&snap) {
