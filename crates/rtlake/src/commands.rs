@@ -337,6 +337,7 @@ async fn demo(cli: &Cli, a: &cli::DemoArgs) -> Result<()> {
     println!("the replay publishes a poll of 2,721 stations every {:.1} s; in another terminal, try:", 15.0 / speed_factor(&a.speed));
     println!("  rtlake sql --lake {} \"SELECT count(*) AS events, max(polled_at) AS latest FROM bronze.station_status\"", lake.display());
     println!("  rtlake sql --lake {} \"SELECT district, sum(bikes_parked) AS bikes FROM bronze.station_status WHERE polled_at = (SELECT max(polled_at) FROM bronze.station_status) GROUP BY district ORDER BY bikes DESC\"", lake.display());
+    println!("  rtlake sql --lake {} \"SELECT district, sum(rentals) AS rentals, sum(returns) AS returns FROM silver.station_changes GROUP BY district ORDER BY rentals DESC LIMIT 5\"", lake.display());
     println!("  rtlake topics describe {} --brokers {}", cfg.kafka.topic, broker.bootstrap());
     println!("Ctrl-C stops everything; running the demo again continues where it stopped.");
     let (mut producer, mut processor) = (producer, processor);
