@@ -1,6 +1,6 @@
 //! Time helpers: Seoul time (KST, UTC+9, no daylight saving) for partitions and timestamps.
 
-use chrono::{DateTime, FixedOffset, NaiveDate, Timelike, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDate, Timelike};
 
 /// Korea Standard Time, UTC+09:00. Korea has no daylight saving, so a fixed offset is exact.
 pub fn kst() -> FixedOffset {
@@ -23,11 +23,6 @@ pub fn isoformat(t: &DateTime<FixedOffset>) -> String {
     }
 }
 
-/// Microseconds since the Unix epoch, the unit of every timestamp column in the lake.
-pub fn micros(t: &DateTime<impl chrono::TimeZone>) -> i64 {
-    t.timestamp_micros()
-}
-
 /// The lake's partition of an instant: its date and hour in KST.
 pub fn kst_partition(t: &DateTime<impl chrono::TimeZone>) -> (NaiveDate, u32) {
     let local = t.with_timezone(&kst());
@@ -38,11 +33,6 @@ pub fn kst_partition(t: &DateTime<impl chrono::TimeZone>) -> (NaiveDate, u32) {
 pub fn date32(d: NaiveDate) -> i32 {
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
     (d - epoch).num_days() as i32
-}
-
-/// Now, in UTC.
-pub fn now() -> DateTime<Utc> {
-    Utc::now()
 }
 
 #[cfg(test)]

@@ -10,22 +10,43 @@ use rtlake_core::schema::{self, RejectReason};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Decodes each message once per epoch; every operator reads the result.
-pub fn decode_all(msgs: &[RawMessage]) -> Vec<Result<StationStatus, DecodeError>> {
-    msgs.iter()
-        .map(|m| match &m.payload {
-            Some(p) => StationStatus::decode(p),
-            None => Err(DecodeError { reason: RejectReason::Decode, error: "message has no value".into() }),
-        })
-        .collect()
+/// One epoch's messages, each decoded once, as every operator reads them.
+pub struct EpochInput<'a> {
+    /// The topic the messages came from.
+    pub topic: &'a str,
+    /// The messages, in offset order per partition.
+    pub msgs: &'a [RawMessage],
+    /// Each message's decoding, index for index.
+    pub decoded: Vec<Result<StationStatus, DecodeError>>,
+    /// The epoch's processing time (`ingested_at`, `rejected_at`).
+    pub now: DateTime<Utc>,
+}
+
+impl<'a> EpochInput<'a> {
+    /// Decodes the messages.
+    pub fn new(topic: &'a str, msgs: &'a [RawMessage], now: DateTime<Utc>) -> Self {
+        let decoded = msgs
+            .iter()
+            .map(|m| match &m.payload {
+                Some(p) => StationStatus::decode(p),
+                None => Err(DecodeError { reason: RejectReason::Decode, error: "message has no value".into() }),
+            })
+            .collect();
+        Self { topic, msgs, decoded, now }
+    }
+
+    /// Each message with its decoding.
+    pub fn iter(&self) -> impl Iterator<Item = (&RawMessage, &Result<StationStatus, DecodeError>)> {
+        self.msgs.iter().zip(&self.decoded)
+    }
 }
 
 /// Builds the bronze and rejected batches of an epoch.
+#[allow(clippy::new_without_default)]
 pub struct BronzeDecoder {
     districts: Districts,
     /// District by exact coordinates: stations do not move, and polygons are costly.
     cache: HashMap<(u64, u64), Option<Arc<str>>>,
-    topic: String,
 }
 
 /// Columns of `bronze.station_status` being built.
@@ -122,9 +143,9 @@ pub struct Decoded {
 }
 
 impl BronzeDecoder {
-    /// A decoder for messages of `topic`.
-    pub fn new(topic: &str) -> Self {
-        Self { districts: Districts::builtin(), cache: HashMap::new(), topic: topic.to_string() }
+    /// A decoder with Seoul's districts.
+    pub fn new() -> Self {
+        Self { districts: Districts::builtin(), cache: HashMap::new() }
     }
 
     /// The district of a point (cached per coordinate).
@@ -136,20 +157,14 @@ impl BronzeDecoder {
             .clone()
     }
 
-    /// Builds the batches from messages and their decoding ([`decode_all`]); `to_bronze` and
-    /// `to_rejected` say whether a message is still owed to that table (a re-run epoch skips
-    /// what a table already holds).
-    pub fn decode<'a>(
-        &mut self,
-        msgs: impl IntoIterator<Item = (&'a RawMessage, &'a Result<StationStatus, DecodeError>)>,
-        to_bronze: impl Fn(&RawMessage) -> bool,
-        to_rejected: impl Fn(&RawMessage) -> bool,
-        now: DateTime<Utc>,
-    ) -> Decoded {
+    /// Builds the batches of an epoch; `to_bronze` and `to_rejected` say whether a message is
+    /// still owed to that table (a re-run epoch skips what a table already holds).
+    pub fn decode(&mut self, input: &EpochInput<'_>, to_bronze: impl Fn(&RawMessage) -> bool, to_rejected: impl Fn(&RawMessage) -> bool) -> Decoded {
+        let now = input.now;
         let mut b = BronzeColumns::default();
         let mut rejected = RejectedColumns::default();
         let sink = schema::BRONZE_STATION_STATUS.to_string();
-        for (m, decoded) in msgs {
+        for (m, decoded) in input.iter() {
             match decoded {
                 Ok(s) if to_bronze(m) => {
                     let (d, h) = rtlake_core::time::kst_partition(&s.polled_at);
@@ -170,7 +185,7 @@ impl BronzeDecoder {
                     b.hour.append_value(h as i32);
                 }
                 Ok(_) => {}
-                Err(e) if to_rejected(m) => rejected.push(&self.topic, m, e.reason, &e.error, &sink, now),
+                Err(e) if to_rejected(m) => rejected.push(input.topic, m, e.reason, &e.error, &sink, now),
                 Err(_) => {}
             }
         }
@@ -209,9 +224,8 @@ mod tests {
     fn good_rows_go_to_bronze_and_bad_ones_to_rejected_with_reasons() {
         let good = r#"{"rackTotCnt":"15","stationName":"망원역","parkingBikeTotCnt":"16","shared":"107","stationLatitude":"37.5556488","stationLongitude":"126.91062927","stationId":"ST-4","polledAt":"2025-10-01T08:00:15+09:00"}"#;
         let msgs = vec![msg(0, good), msg(1, "{oops"), msg(2, &good.replace("\"16\"", "\"-\""))];
-        let mut d = BronzeDecoder::new("t");
-        let decoded = decode_all(&msgs);
-        let out = d.decode(msgs.iter().zip(&decoded), |_| true, |_| true, Utc::now());
+        let mut d = BronzeDecoder::new();
+        let out = d.decode(&EpochInput::new("t", &msgs, Utc::now()), |_| true, |_| true);
         assert_eq!(out.bronze.num_rows(), 1);
         assert_eq!(out.rejected.len(), 2);
         let district = out.bronze.column_by_name("district").unwrap();
@@ -225,8 +239,7 @@ mod tests {
     #[test]
     fn rows_a_table_already_holds_are_skipped() {
         let msgs = vec![msg(5, "bad"), msg(6, "bad")];
-        let decoded = decode_all(&msgs);
-        let out = BronzeDecoder::new("t").decode(msgs.iter().zip(&decoded), |_| true, |m| m.offset >= 6, Utc::now());
+        let out = BronzeDecoder::new().decode(&EpochInput::new("t", &msgs, Utc::now()), |_| true, |m| m.offset >= 6);
         assert_eq!(out.rejected.len(), 1);
     }
 }

@@ -7,14 +7,13 @@
 //! the station's next snapshot, capped at the window end. Late snapshots go to `_rejected` as
 //! `late`; stale ones are left to silver, which rejects them.
 
-use crate::bronze::RejectedColumns;
+use crate::bronze::{EpochInput, RejectedColumns};
 use crate::source::RawMessage;
 use crate::state::KeyedState;
 use crate::window::{OutputMode, WindowOperator, WindowRow, WindowSpec};
 use arrow::array::{ArrayRef, Date32Builder, Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use rtlake_bikes::changes::MAX_GAP_MICROS;
-use rtlake_bikes::model::{DecodeError, StationStatus};
 use rtlake_core::schema::{self, RejectReason};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -54,17 +53,15 @@ impl HourlyOperator {
     }
 
     /// Feeds messages (in offset order per partition) and returns the windows that became final.
-    pub fn process<'a>(
+    pub fn process(
         &mut self,
-        topic: &str,
-        msgs: impl IntoIterator<Item = (&'a RawMessage, &'a Result<StationStatus, DecodeError>)>,
+        input: &EpochInput<'_>,
         owed: impl Fn(&RawMessage) -> bool,
         rejected_owed: impl Fn(&RawMessage) -> bool,
         rejected: &mut RejectedColumns,
-        now: DateTime<Utc>,
     ) -> RecordBatch {
         let sink = schema::GOLD_STATION_HOURLY.to_string();
-        for (m, decoded) in msgs {
+        for (m, decoded) in input.iter() {
             if !owed(m) {
                 continue;
             }
@@ -99,7 +96,7 @@ impl HourlyOperator {
                 Err(late) if rejected_owed(m) => {
                     let at = |us: i64| DateTime::from_timestamp_micros(us).map(|t| t.to_rfc3339()).unwrap_or_default();
                     let error = format!("polledAt {} is below partition {}'s watermark {}", at(late.time), m.partition, at(late.watermark));
-                    rejected.push(topic, m, RejectReason::Late, &error, &sink, now);
+                    rejected.push(input.topic, m, RejectReason::Late, &error, &sink, input.now);
                 }
                 Err(_) => {}
             }

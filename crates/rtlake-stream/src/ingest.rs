@@ -12,7 +12,7 @@
 //! partition's state is restored from the snapshot of the version the table holds. Group
 //! offsets are committed after the lake commits, for lag display only.
 
-use crate::bronze::BronzeDecoder;
+use crate::bronze::{BronzeDecoder, EpochInput};
 use crate::gold::HourlyOperator;
 use crate::silver::SilverOperator;
 use crate::state::{KeyedState, StateStore};
@@ -104,7 +104,7 @@ pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport>
     let w = Worker {
         cfg: cfg.clone(),
         pipeline: cfg.run.pipeline.clone(),
-        decoder: BronzeDecoder::new(&topic),
+        decoder: BronzeDecoder::new(),
         topic,
         bronze,
         silver,
@@ -245,14 +245,24 @@ impl Worker {
         }
         let added: Vec<i32> = now.difference(&self.assigned).copied().collect();
         if !added.is_empty() {
-            let resume = self.positions.resume_offsets(&added).await?;
-            for p in &added {
-                self.next.insert(*p, resume.get(p).copied().flatten().unwrap_or(0));
-            }
             self.refresh_sinks(&added).await?;
+            for p in &added {
+                self.next.insert(*p, self.resume_offset(*p).unwrap_or(0));
+            }
         }
         self.assigned = now;
         Ok(())
+    }
+
+    /// Where a partition resumes, from the versions the sinks last read or wrote: the smallest,
+    /// or `None` (the earliest) if any table has never written it. Same rule as
+    /// [`Positions::resume_offsets`], without reading the lake again.
+    fn resume_offset(&self, p: i32) -> Option<i64> {
+        [&self.bronze, &self.silver, &self.gold, &self.rejected]
+            .iter()
+            .map(|s| s.known_version(&app_id(&self.pipeline, &s.name().to_string(), p)))
+            .collect::<Option<Vec<i64>>>()
+            .and_then(|v| v.into_iter().min())
     }
 
     /// Learns the tables' versions of `parts` and restores their keyed state to match.
@@ -295,28 +305,18 @@ impl Worker {
         let owed = |sink: &DeltaSink, name: &str, m: &RawMessage| {
             m.offset >= sink.known_version(&app_id(&self.pipeline, name, m.partition)).unwrap_or(0)
         };
-        let now = chrono::Utc::now();
-        let statuses = crate::bronze::decode_all(&msgs);
-        let input = || msgs.iter().zip(&statuses);
-        let mut decoded = self.decoder.decode(input(), |m| owed(&self.bronze, &bname, m), |m| owed(&self.rejected, &rname, m), now);
+        let input = EpochInput::new(&self.topic, &msgs, chrono::Utc::now());
+        let to_rejected = |m: &RawMessage| owed(&self.rejected, &rname, m);
+        let mut decoded = self.decoder.decode(&input, |m| owed(&self.bronze, &bname, m), to_rejected);
         let decoder = &mut self.decoder;
         let silver_batch = self.changes.process(
-            &self.topic,
-            input(),
+            &input,
             |m| owed(&self.silver, &sname, m),
-            |m| owed(&self.rejected, &rname, m),
+            to_rejected,
             |lat, lon| decoder.district(lat, lon),
             &mut decoded.rejected,
-            now,
         );
-        let gold_batch = self.hourly.process(
-            &self.topic,
-            input(),
-            |m| owed(&self.gold, &gname, m),
-            |m| owed(&self.rejected, &rname, m),
-            &mut decoded.rejected,
-            now,
-        );
+        let gold_batch = self.hourly.process(&input, |m| owed(&self.gold, &gname, m), to_rejected, &mut decoded.rejected);
         let txns = |sink: &DeltaSink, name: &str| -> BTreeMap<String, i64> {
             ends.iter()
                 .map(|(p, end)| (app_id(&self.pipeline, name, *p), *end))
@@ -396,10 +396,9 @@ impl Worker {
     /// After a conflict: learn the lake's versions again and seek every partition there.
     async fn reseek(&mut self) -> Result<()> {
         let parts: Vec<i32> = self.assigned.iter().copied().collect();
-        let resume = self.positions.resume_offsets(&parts).await?;
         self.refresh_sinks(&parts).await?;
         for p in parts {
-            let at = resume.get(&p).copied().flatten();
+            let at = self.resume_offset(p);
             self.next.insert(p, at.unwrap_or(0));
             let offset = at.map_or(Offset::Beginning, Offset::Offset);
             if let Err(e) = self.consumer.seek(&self.topic, p, offset, Duration::from_secs(10)) {

@@ -2,13 +2,12 @@
 //! keyed state, as Arrow batches. Stale snapshots become `_rejected` rows (sink
 //! `silver.station_changes`, reason `stale`).
 
-use crate::bronze::RejectedColumns;
+use crate::bronze::{EpochInput, RejectedColumns};
 use crate::source::RawMessage;
 use crate::state::KeyedState;
 use arrow::array::{ArrayRef, Date32Builder, Int32Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use rtlake_bikes::changes::{ChangeState, Last, Outcome, Snapshot};
-use rtlake_bikes::model::{DecodeError, StationStatus};
 use rtlake_core::schema::{self, RejectReason};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -65,20 +64,17 @@ impl SilverOperator {
 
     /// Runs the rule over messages (in offset order per partition). `owed` says whether a
     /// message is past what the table holds; `rejected_owed` the same for `_rejected`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn process<'a>(
+    pub fn process(
         &mut self,
-        topic: &str,
-        msgs: impl IntoIterator<Item = (&'a RawMessage, &'a Result<StationStatus, DecodeError>)>,
+        input: &EpochInput<'_>,
         owed: impl Fn(&RawMessage) -> bool,
         rejected_owed: impl Fn(&RawMessage) -> bool,
         mut district: impl FnMut(f64, f64) -> Option<Arc<str>>,
         rejected: &mut RejectedColumns,
-        now: DateTime<Utc>,
     ) -> RecordBatch {
         let sink = schema::SILVER_STATION_CHANGES.to_string();
         let mut c = Columns::default();
-        for (m, decoded) in msgs {
+        for (m, decoded) in input.iter() {
             if !owed(m) {
                 continue;
             }
@@ -107,7 +103,7 @@ impl SilverOperator {
                         s.polled_at.to_rfc3339(),
                         DateTime::from_timestamp_micros(stored).map(|t| t.to_rfc3339()).unwrap_or_default()
                     );
-                    rejected.push(topic, m, RejectReason::Stale, &error, &sink, now);
+                    rejected.push(input.topic, m, RejectReason::Stale, &error, &sink, input.now);
                 }
                 _ => {}
             }

@@ -347,10 +347,9 @@ async fn demo(cli: &Cli, a: &cli::DemoArgs) -> Result<()> {
             r = &mut producer, if !producer_done => {
                 producer_done = true;
                 match r {
-                    Ok(Ok(rep)) => {
-                        println!("replay finished: {} events", rep.sent);
-                        if !shutdown.is_cancelled() { continue; }
-                    }
+                    // The replay ran its --minutes; the processor goes on until Ctrl-C.
+                    Ok(Ok(rep)) if !shutdown.is_cancelled() => println!("replay finished: {} events", rep.sent),
+                    Ok(Ok(_)) => {}
                     Ok(Err(e)) => break Err(anyhow::Error::from(e).context("producer")),
                     Err(e) => break Err(anyhow::anyhow!("producer task: {e}")),
                 }
