@@ -31,6 +31,8 @@ pub const BRONZE_STATION_STATUS: TableName = TableName { namespace: "bronze", na
 pub const SILVER_STATION_CHANGES: TableName = TableName { namespace: "silver", name: "station_changes" };
 /// `gold.station_hourly`: one row per station and hour window.
 pub const GOLD_STATION_HOURLY: TableName = TableName { namespace: "gold", name: "station_hourly" };
+/// `gold.district_5min`: per-partition partials per district and 5-minute window.
+pub const GOLD_DISTRICT_5MIN: TableName = TableName { namespace: "gold", name: "district_5min" };
 /// `_rejected`: every message a sink could not take, with the reason.
 pub const REJECTED: TableName = TableName { namespace: "", name: "_rejected" };
 
@@ -94,6 +96,23 @@ pub fn gold_station_hourly() -> SchemaRef {
         Field::new("min_bikes_parked", DataType::Int32, false),
         Field::new("max_bikes_parked", DataType::Int32, false),
         Field::new("empty_minutes", DataType::Float64, false),
+    ];
+    f.extend(partition_fields());
+    Arc::new(Schema::new(f))
+}
+
+/// The schema of `gold.district_5min` (partials: one row per district, window and source
+/// partition; sum over `kafka_partition` for the district's figure).
+pub fn gold_district_5min() -> SchemaRef {
+    let mut f = vec![
+        Field::new("district", DataType::Utf8, false),
+        Field::new("window_start", ts(), false),
+        Field::new("window_end", ts(), false),
+        Field::new("kafka_partition", DataType::Int32, false),
+        Field::new("rentals", DataType::Int64, false),
+        Field::new("returns", DataType::Int64, false),
+        Field::new("bikes_parked", DataType::Int64, false),
+        Field::new("stations_empty", DataType::Int64, false),
     ];
     f.extend(partition_fields());
     Arc::new(Schema::new(f))

@@ -283,6 +283,31 @@ pub async fn high_watermarks(kafka: &KafkaConfig, topic: &str) -> Result<Vec<(i3
     .await
 }
 
+/// Per partition, the first offset whose timestamp is at or after `ms` (ms since the Unix
+/// epoch); -1 (the end) for a partition with no such message.
+pub async fn offsets_for_time(kafka: &KafkaConfig, topic: &str, ms: i64) -> Result<std::collections::BTreeMap<i32, i64>> {
+    let kafka = kafka.clone();
+    let topic = topic.to_string();
+    let parts = topic_partitions(&kafka, &topic).await?;
+    blocking(move || {
+        let c = metadata_consumer(&kafka)?;
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in &parts {
+            tpl.add_partition_offset(&topic, *p, rdkafka::Offset::Offset(ms)).context("offsets for time")?;
+        }
+        let found = c.offsets_for_times(tpl, TIMEOUT).context("offsets for time")?;
+        Ok(found
+            .elements_for_topic(&topic)
+            .iter()
+            .map(|e| (e.partition(), match e.offset() {
+                rdkafka::Offset::Offset(o) => o,
+                _ => -1,
+            }))
+            .collect())
+    })
+    .await
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
         Err(Error::Topic { topic: String::new(), message: format!("internal: admin task failed: {e}") })

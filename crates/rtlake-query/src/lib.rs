@@ -41,6 +41,14 @@ impl From<datafusion::error::DataFusionError> for Error {
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Views the catalog adds over the lake's tables (when their table exists): name and query.
+pub const VIEWS: &[(&str, &str)] = &[(
+    "gold.district_5min_total",
+    "SELECT district, window_start, window_end, SUM(rentals) AS rentals, SUM(returns) AS returns, \
+     SUM(bikes_parked) AS bikes_parked, SUM(stations_empty) AS stations_empty, COUNT(*) AS partitions \
+     FROM gold.district_5min GROUP BY district, window_start, window_end",
+)];
+
 /// A SQL session over the lake's tables.
 pub struct LakeSql {
     ctx: SessionContext,
@@ -74,6 +82,16 @@ impl LakeSql {
             schema.register_table(entry.name.clone(), provider)?;
             tables.push(entry.qualified());
         }
+        for (name, sql) in VIEWS {
+            let (ns, _) = name.split_once('.').unwrap_or(("public", name));
+            let base = sql.split(" FROM ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or_default();
+            if tables.iter().any(|t| t == base) && catalog.schema(ns).is_some() {
+                let view = ctx.sql(sql).await?.into_view();
+                ctx.register_table(*name, view)?;
+                tables.push(name.to_string());
+            }
+        }
+        tables.sort();
         Ok(Self { ctx, tables })
     }
 

@@ -1,7 +1,9 @@
 //! Decoding station status messages into `bronze.station_status` rows, and the rest into
 //! `_rejected` rows.
 
+use crate::operator::{Emitted, Operator, Rejections};
 use crate::source::RawMessage;
+use arrow::datatypes::SchemaRef;
 use arrow::array::{ArrayRef, BinaryBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
 use chrono::{DateTime, Utc};
 use rtlake_bikes::districts::Districts;
@@ -18,36 +20,60 @@ pub struct EpochInput<'a> {
     pub msgs: &'a [RawMessage],
     /// Each message's decoding, index for index.
     pub decoded: Vec<Result<StationStatus, DecodeError>>,
+    /// Each decoded message's district, index for index.
+    pub districts: Vec<Option<Arc<str>>>,
     /// The epoch's processing time (`ingested_at`, `rejected_at`).
     pub now: DateTime<Utc>,
 }
 
 impl<'a> EpochInput<'a> {
-    /// Decodes the messages.
-    pub fn new(topic: &'a str, msgs: &'a [RawMessage], now: DateTime<Utc>) -> Self {
-        let decoded = msgs
+    /// Decodes the messages and places each station in its district.
+    pub fn new(topic: &'a str, msgs: &'a [RawMessage], now: DateTime<Utc>, places: &mut DistrictCache) -> Self {
+        let decoded: Vec<_> = msgs
             .iter()
             .map(|m| match &m.payload {
                 Some(p) => StationStatus::decode(p),
                 None => Err(DecodeError { reason: RejectReason::Decode, error: "message has no value".into() }),
             })
             .collect();
-        Self { topic, msgs, decoded, now }
+        let districts = decoded.iter().map(|d| d.as_ref().ok().and_then(|s| places.district(s.lat, s.lon))).collect();
+        Self { topic, msgs, decoded, districts, now }
     }
 
-    /// Each message with its decoding.
-    pub fn iter(&self) -> impl Iterator<Item = (&RawMessage, &Result<StationStatus, DecodeError>)> {
-        self.msgs.iter().zip(&self.decoded)
+    /// Each message with its decoding and district.
+    pub fn iter(&self) -> impl Iterator<Item = (&RawMessage, &Result<StationStatus, DecodeError>, Option<&Arc<str>>)> {
+        self.msgs.iter().zip(&self.decoded).zip(&self.districts).map(|((m, d), p)| (m, d, p.as_ref()))
     }
 }
 
-/// Builds the bronze and rejected batches of an epoch.
-#[allow(clippy::new_without_default)]
-pub struct BronzeDecoder {
+/// Station → district by point-in-polygon (the stream-static join), cached per coordinate.
+pub struct DistrictCache {
     districts: Districts,
     /// District by exact coordinates: stations do not move, and polygons are costly.
     cache: HashMap<(u64, u64), Option<Arc<str>>>,
 }
+
+impl Default for DistrictCache {
+    fn default() -> Self {
+        Self { districts: Districts::builtin(), cache: HashMap::new() }
+    }
+}
+
+impl DistrictCache {
+    /// The district of a point.
+    pub fn district(&mut self, lat: f64, lon: f64) -> Option<Arc<str>> {
+        let districts = &self.districts;
+        self.cache
+            .entry((lat.to_bits(), lon.to_bits()))
+            .or_insert_with(|| districts.locate(lat, lon).map(|d| Arc::from(d.name_eng.as_str())))
+            .clone()
+    }
+}
+
+/// `bronze.station_status`: every decodable message as a row; the rest go to `_rejected`
+/// (reasons `decode` and `validation`). Stateless.
+#[derive(Default)]
+pub struct BronzeOperator;
 
 /// Columns of `bronze.station_status` being built.
 #[derive(Default)]
@@ -134,41 +160,26 @@ impl RejectedColumns {
     }
 }
 
-/// The outcome of decoding an epoch.
-pub struct Decoded {
-    /// Rows for `bronze.station_status`.
-    pub bronze: RecordBatch,
-    /// Rows for `_rejected`.
-    pub rejected: RejectedColumns,
-}
-
-impl BronzeDecoder {
-    /// A decoder with Seoul's districts.
-    pub fn new() -> Self {
-        Self { districts: Districts::builtin(), cache: HashMap::new() }
+impl Operator for BronzeOperator {
+    fn kind(&self) -> &'static str {
+        "bronze"
     }
 
-    /// The district of a point (cached per coordinate).
-    pub fn district(&mut self, lat: f64, lon: f64) -> Option<Arc<str>> {
-        let districts = &self.districts;
-        self.cache
-            .entry((lat.to_bits(), lon.to_bits()))
-            .or_insert_with(|| districts.locate(lat, lon).map(|d| Arc::from(d.name_eng.as_str())))
-            .clone()
+    fn schema(&self) -> SchemaRef {
+        schema::bronze_station_status()
     }
 
-    /// Builds the batches of an epoch; `to_bronze` and `to_rejected` say whether a message is
-    /// still owed to that table (a re-run epoch skips what a table already holds).
-    pub fn decode(&mut self, input: &EpochInput<'_>, to_bronze: impl Fn(&RawMessage) -> bool, to_rejected: impl Fn(&RawMessage) -> bool) -> Decoded {
+    fn process(&mut self, input: &EpochInput<'_>, owed: &dyn Fn(&RawMessage) -> bool, rejected: &mut Rejections<'_>, sink: &str) -> Emitted {
         let now = input.now;
         let mut b = BronzeColumns::default();
-        let mut rejected = RejectedColumns::default();
-        let sink = schema::BRONZE_STATION_STATUS.to_string();
-        for (m, decoded) in input.iter() {
+        let mut origins = Vec::new();
+        for (m, decoded, district) in input.iter() {
+            if !owed(m) {
+                continue;
+            }
             match decoded {
-                Ok(s) if to_bronze(m) => {
+                Ok(s) => {
                     let (d, h) = rtlake_core::time::kst_partition(&s.polled_at);
-                    let district = self.district(s.lat, s.lon);
                     b.station_id.append_value(&s.station_id);
                     b.station_name.append_value(&s.station_name);
                     b.rack_total.append_value(s.rack_total);
@@ -177,16 +188,15 @@ impl BronzeDecoder {
                     b.lat.append_value(s.lat);
                     b.lon.append_value(s.lon);
                     b.polled_at.append_value(s.polled_at.timestamp_micros());
-                    b.district.append_option(district.as_deref());
+                    b.district.append_option(district.map(|d| &**d));
                     b.kafka_partition.append_value(m.partition);
                     b.kafka_offset.append_value(m.offset);
                     b.ingested_at.append_value(now.timestamp_micros());
                     b.date.append_value(rtlake_core::time::date32(d));
                     b.hour.append_value(h as i32);
+                    origins.push((m.partition, m.offset));
                 }
-                Ok(_) => {}
-                Err(e) if to_rejected(m) => rejected.push(input.topic, m, e.reason, &e.error, &sink, now),
-                Err(_) => {}
+                Err(e) => rejected.push(m, e.reason, sink, || e.error.clone()),
             }
         }
         let ts = |x: &mut TimestampMicrosecondBuilder| Arc::new(x.finish().with_timezone("UTC")) as ArrayRef;
@@ -207,8 +217,8 @@ impl BronzeDecoder {
             Arc::new(b.hour.finish()),
         ];
         // The columns follow the schema by construction.
-        let bronze = RecordBatch::try_new(schema::bronze_station_status(), cols).expect("bronze columns match the schema");
-        Decoded { bronze, rejected }
+        let batch = RecordBatch::try_new(schema::bronze_station_status(), cols).expect("bronze columns match the schema");
+        Emitted { batch, origins }
     }
 }
 
@@ -217,21 +227,27 @@ mod tests {
     use super::*;
 
     fn msg(offset: i64, value: &str) -> RawMessage {
-        RawMessage { partition: 1, offset, key: Some(b"ST-4".to_vec()), payload: Some(value.as_bytes().to_vec()) }
+        RawMessage { partition: 1, offset, key: Some(b"ST-4".to_vec()), payload: Some(value.as_bytes().to_vec()), timestamp: None }
+    }
+
+    fn run(msgs: &[RawMessage], owed: &dyn Fn(&RawMessage) -> bool, rejected_owed: &dyn Fn(&RawMessage) -> bool) -> (Emitted, RecordBatch) {
+        let input = EpochInput::new("t", msgs, Utc::now(), &mut DistrictCache::default());
+        let mut cols = RejectedColumns::default();
+        let out = BronzeOperator.process(&input, owed, &mut Rejections::new(&mut cols, rejected_owed, "t", input.now), "bronze.station_status");
+        (out, cols.finish())
     }
 
     #[test]
     fn good_rows_go_to_bronze_and_bad_ones_to_rejected_with_reasons() {
         let good = r#"{"rackTotCnt":"15","stationName":"망원역","parkingBikeTotCnt":"16","shared":"107","stationLatitude":"37.5556488","stationLongitude":"126.91062927","stationId":"ST-4","polledAt":"2025-10-01T08:00:15+09:00"}"#;
         let msgs = vec![msg(0, good), msg(1, "{oops"), msg(2, &good.replace("\"16\"", "\"-\""))];
-        let mut d = BronzeDecoder::new();
-        let out = d.decode(&EpochInput::new("t", &msgs, Utc::now()), |_| true, |_| true);
-        assert_eq!(out.bronze.num_rows(), 1);
-        assert_eq!(out.rejected.len(), 2);
-        let district = out.bronze.column_by_name("district").unwrap();
+        let (out, rej) = run(&msgs, &|_| true, &|_| true);
+        assert_eq!(out.batch.num_rows(), 1);
+        assert_eq!(out.origins, vec![(1, 0)]);
+        assert_eq!(rej.num_rows(), 2);
+        let district = out.batch.column_by_name("district").unwrap();
         let district = district.as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
         assert_eq!(district.value(0), "Mapo-gu");
-        let rej = out.rejected.finish();
         let reasons = rej.column_by_name("reason").unwrap().as_any().downcast_ref::<arrow::array::StringArray>().unwrap().clone();
         assert_eq!((reasons.value(0), reasons.value(1)), ("decode", "validation"));
     }
@@ -239,7 +255,7 @@ mod tests {
     #[test]
     fn rows_a_table_already_holds_are_skipped() {
         let msgs = vec![msg(5, "bad"), msg(6, "bad")];
-        let out = BronzeDecoder::new().decode(&EpochInput::new("t", &msgs, Utc::now()), |_| true, |m| m.offset >= 6);
-        assert_eq!(out.rejected.len(), 1);
+        let (_, rej) = run(&msgs, &|_| true, &|m| m.offset >= 6);
+        assert_eq!(rej.num_rows(), 1);
     }
 }

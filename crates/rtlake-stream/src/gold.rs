@@ -7,9 +7,10 @@
 //! the station's next snapshot, capped at the window end. Late snapshots go to `_rejected` as
 //! `late`; stale ones are left to silver, which rejects them.
 
-use crate::bronze::{EpochInput, RejectedColumns};
+use crate::bronze::EpochInput;
+use crate::operator::{Emitted, Operator, Rejections};
 use crate::source::RawMessage;
-use crate::state::KeyedState;
+use arrow::datatypes::SchemaRef;
 use crate::window::{OutputMode, WindowOperator, WindowRow, WindowSpec};
 use arrow::array::{ArrayRef, Date32Builder, Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
 use chrono::DateTime;
@@ -47,21 +48,49 @@ impl HourlyOperator {
         PartitionState { windows: WindowOperator::new(WindowSpec::Tumbling { size: HOUR }, self.lateness, OutputMode::Append, 4), last: HashMap::new() }
     }
 
-    /// Windows held, over all partitions.
-    pub fn state_len(&self) -> usize {
-        self.parts.values().map(|p| p.windows.state_len()).sum()
+}
+
+/// The change since a station's previous accepted snapshot `last` (time, bikes): `None` if the
+/// snapshot is stale (not after it), else (rentals, returns), zero across a gap over 600 s.
+pub(crate) fn delta_since(last: Option<(i64, i32)>, t: i64, bikes: i32) -> Option<(i32, i32)> {
+    match last {
+        Some((lt, _)) if t <= lt => None,
+        Some((lt, lb)) if t - lt <= MAX_GAP_MICROS => {
+            let d = lb - bikes;
+            Some((d.max(0), (-d).max(0)))
+        }
+        _ => Some((0, 0)),
+    }
+}
+
+/// The last offset of each partition among the messages `owed` in an epoch: the origin of the
+/// windows that partition's messages made final.
+pub(crate) fn last_offsets(input: &EpochInput<'_>, owed: &dyn Fn(&RawMessage) -> bool) -> HashMap<i32, i64> {
+    let mut out = HashMap::new();
+    for m in input.msgs.iter().filter(|m| owed(m)) {
+        let e = out.entry(m.partition).or_insert(m.offset);
+        *e = (*e).max(m.offset);
+    }
+    out
+}
+
+/// The message text of a late event.
+pub(crate) fn late_error(m: &RawMessage, late: &crate::window::Late) -> String {
+    let at = |us: i64| DateTime::from_timestamp_micros(us).map(|t| t.to_rfc3339()).unwrap_or_default();
+    format!("polledAt {} is below partition {}'s watermark {}", at(late.time), m.partition, at(late.watermark))
+}
+
+impl Operator for HourlyOperator {
+    fn kind(&self) -> &'static str {
+        "station-hourly"
     }
 
-    /// Feeds messages (in offset order per partition) and returns the windows that became final.
-    pub fn process(
-        &mut self,
-        input: &EpochInput<'_>,
-        owed: impl Fn(&RawMessage) -> bool,
-        rejected_owed: impl Fn(&RawMessage) -> bool,
-        rejected: &mut RejectedColumns,
-    ) -> RecordBatch {
-        let sink = schema::GOLD_STATION_HOURLY.to_string();
-        for (m, decoded) in input.iter() {
+    fn schema(&self) -> SchemaRef {
+        schema::gold_station_hourly()
+    }
+
+    fn process(&mut self, input: &EpochInput<'_>, owed: &dyn Fn(&RawMessage) -> bool, rejected: &mut Rejections<'_>, sink: &str) -> Emitted {
+        for (m, decoded, _) in input.iter() {
             if !owed(m) {
                 continue;
             }
@@ -73,16 +102,8 @@ impl HourlyOperator {
             }
             let Some(part) = self.parts.get_mut(&m.partition) else { continue };
             let last = part.last.get(&s.station_id).copied();
-            if last.is_some_and(|(lt, _)| t <= lt) {
-                continue; // stale: silver rejects it
-            }
-            let (rentals, returns) = match last {
-                Some((lt, lb)) if t - lt <= MAX_GAP_MICROS => {
-                    let d = lb - s.bikes_parked;
-                    (d.max(0), (-d).max(0))
-                }
-                _ => (0, 0),
-            };
+            // Stale: silver rejects it.
+            let Some((rentals, returns)) = delta_since(last, t, s.bikes_parked) else { continue };
             let values = [f64::from(s.bikes_parked), f64::from(rentals), f64::from(returns), 0.0];
             match part.windows.process(s.station_id.clone(), t, &values) {
                 Ok(()) => {
@@ -93,20 +114,21 @@ impl HourlyOperator {
                     }
                     part.last.insert(s.station_id.clone(), (t, s.bikes_parked));
                 }
-                Err(late) if rejected_owed(m) => {
-                    let at = |us: i64| DateTime::from_timestamp_micros(us).map(|t| t.to_rfc3339()).unwrap_or_default();
-                    let error = format!("polledAt {} is below partition {}'s watermark {}", at(late.time), m.partition, at(late.watermark));
-                    rejected.push(input.topic, m, RejectReason::Late, &error, &sink, input.now);
-                }
-                Err(_) => {}
+                Err(late) => rejected.push(m, RejectReason::Late, sink, || late_error(m, &late)),
             }
         }
-        let rows: Vec<WindowRow<String>> = self.parts.values_mut().flat_map(|p| p.windows.emit()).collect();
-        to_batch(&rows)
+        let ends = last_offsets(input, owed);
+        let mut rows = Vec::new();
+        let mut origins = Vec::new();
+        for (p, part) in self.parts.iter_mut() {
+            let Some(end) = ends.get(p) else { continue };
+            let emitted = part.windows.emit();
+            origins.extend(std::iter::repeat_n((*p, *end), emitted.len()));
+            rows.extend(emitted);
+        }
+        Emitted { batch: to_batch(&rows), origins }
     }
-}
 
-impl KeyedState for HourlyOperator {
     fn restore(&mut self, partition: i32, bytes: Option<&[u8]>) -> Result<(), serde_json::Error> {
         let state = match bytes {
             Some(b) => serde_json::from_slice(b)?,
@@ -116,21 +138,20 @@ impl KeyedState for HourlyOperator {
         Ok(())
     }
 
-    fn snapshot(&self, partition: i32) -> Vec<u8> {
-        let fresh;
-        let state = match self.parts.get(&partition) {
-            Some(s) => s,
-            None => {
-                fresh = self.fresh();
-                &fresh
-            }
-        };
+    fn snapshot(&self, partition: i32) -> Option<Vec<u8>> {
         // Finite numbers and strings always serialise.
-        serde_json::to_vec(state).expect("state serialises")
+        Some(match self.parts.get(&partition) {
+            Some(s) => serde_json::to_vec(s).expect("state serialises"),
+            None => serde_json::to_vec(&self.fresh()).expect("state serialises"),
+        })
     }
 
     fn drop_partition(&mut self, partition: i32) {
         self.parts.remove(&partition);
+    }
+
+    fn state_len(&self) -> usize {
+        self.parts.values().map(|p| p.windows.state_len()).sum()
     }
 }
 

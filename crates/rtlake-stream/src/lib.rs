@@ -1,17 +1,25 @@
 //! The stream engine.
 //!
-//! - [`source`]: the Kafka source; partitions resume from the lake's txn versions.
-//! - [`bronze`]: station status messages → `bronze.station_status` and `_rejected` batches.
-//! - [`silver`]: the change rule over station snapshots → `silver.station_changes`.
-//! - [`gold`]: hourly windows per station → `gold.station_hourly`.
-//! - [`state`]: keyed state snapshots, chosen by the txn version the table holds.
-//! - [`ingest`]: the epoch loop of `rtlake run` with exactly-once commits.
+//! - [`source`]: the Kafka source; partitions resume from the outputs' versions.
+//! - [`file_source`]: JSON Lines files as one partition, for backfills and benchmarks.
+//! - [`operator`]: the interface of a stage; [`bronze`], [`silver`] (the change rule),
+//!   [`gold`] (hourly windows per station) and [`district`] (5-minute partials per district).
 //! - [`window`]: event-time windows, per-partition watermarks and output modes.
+//! - [`pipeline`]: operators and their outputs (Delta tables, [`kafka_sink`] topics).
+//! - [`state`] and [`checkpoint`]: keyed state snapshots, the offset log and the commit log.
+//! - [`engine`]: one epoch, exactly once; [`ingest`]: the loop of `rtlake run`.
 #![warn(missing_docs)]
 
 pub mod bronze;
+pub mod checkpoint;
+pub mod district;
+pub mod engine;
+pub mod file_source;
 pub mod gold;
 pub mod ingest;
+pub mod kafka_sink;
+pub mod operator;
+pub mod pipeline;
 pub mod silver;
 pub mod source;
 pub mod state;
@@ -32,13 +40,27 @@ pub enum Error {
     /// A rebalance could not be applied safely.
     #[error("rebalance: {0}")]
     Rebalance(String),
+    /// The checkpoint (offset log, commit log, sink versions) could not be read or written.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    /// An output refused the rows.
+    #[error("sink: {0}")]
+    Sink(String),
+    /// The input could not be read.
+    #[error("source: {0}")]
+    Source(String),
+    /// Offsets the pipeline had not read are gone.
+    #[error("data loss: {0}")]
+    DataLoss(String),
 }
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Aborts the process at a named point when `RTLAKE_FAILPOINT` names it: for crash tests.
-/// `after-commit:<table>` fires right after that table's commit.
+/// `after-commit:<output>` fires right after that output's commit (`bronze.station_status`,
+/// `kafka:bike.station-changes`, ...); `after-publish:kafka:<topic>` after a Kafka sink's
+/// messages are delivered but before its version is recorded.
 pub fn failpoint(name: &str) {
     if std::env::var("RTLAKE_FAILPOINT").is_ok_and(|v| v == name) {
         eprintln!("rtlake: failpoint {name} reached, aborting");

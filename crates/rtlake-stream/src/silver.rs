@@ -2,9 +2,10 @@
 //! keyed state, as Arrow batches. Stale snapshots become `_rejected` rows (sink
 //! `silver.station_changes`, reason `stale`).
 
-use crate::bronze::{EpochInput, RejectedColumns};
+use crate::bronze::EpochInput;
+use crate::operator::{Emitted, Operator, Rejections};
 use crate::source::RawMessage;
-use crate::state::KeyedState;
+use arrow::datatypes::SchemaRef;
 use arrow::array::{ArrayRef, Date32Builder, Int32Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
 use chrono::DateTime;
 use rtlake_bikes::changes::{ChangeState, Last, Outcome, Snapshot};
@@ -16,30 +17,6 @@ use std::sync::Arc;
 #[derive(Default)]
 pub struct SilverOperator {
     states: HashMap<i32, ChangeState>,
-}
-
-impl KeyedState for SilverOperator {
-    /// Sets a partition's state from a snapshot (`None`: no state yet).
-    fn restore(&mut self, partition: i32, bytes: Option<&[u8]>) -> Result<(), serde_json::Error> {
-        let state = match bytes {
-            Some(b) => ChangeState::restore(serde_json::from_slice::<Vec<(String, Last)>>(b)?),
-            None => ChangeState::default(),
-        };
-        self.states.insert(partition, state);
-        Ok(())
-    }
-
-    /// Forgets a partition this worker no longer holds.
-    fn drop_partition(&mut self, partition: i32) {
-        self.states.remove(&partition);
-    }
-
-    /// A partition's state as a snapshot.
-    fn snapshot(&self, partition: i32) -> Vec<u8> {
-        let snap = self.states.get(&partition).map(ChangeState::snapshot).unwrap_or_default();
-        // Strings and integers always serialise.
-        serde_json::to_vec(&snap).expect("state serialises")
-    }
 }
 
 #[derive(Default)]
@@ -56,25 +33,19 @@ struct Columns {
     hour: Int32Builder,
 }
 
-impl SilverOperator {
-    /// Stations held, over all partitions.
-    pub fn state_len(&self) -> usize {
-        self.states.values().map(ChangeState::len).sum()
+impl Operator for SilverOperator {
+    fn kind(&self) -> &'static str {
+        "changes"
     }
 
-    /// Runs the rule over messages (in offset order per partition). `owed` says whether a
-    /// message is past what the table holds; `rejected_owed` the same for `_rejected`.
-    pub fn process(
-        &mut self,
-        input: &EpochInput<'_>,
-        owed: impl Fn(&RawMessage) -> bool,
-        rejected_owed: impl Fn(&RawMessage) -> bool,
-        mut district: impl FnMut(f64, f64) -> Option<Arc<str>>,
-        rejected: &mut RejectedColumns,
-    ) -> RecordBatch {
-        let sink = schema::SILVER_STATION_CHANGES.to_string();
+    fn schema(&self) -> SchemaRef {
+        schema::silver_station_changes()
+    }
+
+    fn process(&mut self, input: &EpochInput<'_>, owed: &dyn Fn(&RawMessage) -> bool, rejected: &mut Rejections<'_>, sink: &str) -> Emitted {
         let mut c = Columns::default();
-        for (m, decoded) in input.iter() {
+        let mut origins = Vec::new();
+        for (m, decoded, district) in input.iter() {
             if !owed(m) {
                 continue;
             }
@@ -92,19 +63,19 @@ impl SilverOperator {
                     c.prev_bikes.append_value(prev.bikes);
                     c.rentals.append_value(rentals);
                     c.returns.append_value(returns);
-                    c.district.append_option(district(s.lat, s.lon).as_deref());
+                    c.district.append_option(district.map(|d| &**d));
                     c.date.append_value(rtlake_core::time::date32(d));
                     c.hour.append_value(h as i32);
+                    origins.push((m.partition, m.offset));
                 }
-                Outcome::Stale { stored } if rejected_owed(m) => {
-                    let error = format!(
+                Outcome::Stale { stored } => rejected.push(m, RejectReason::Stale, sink, || {
+                    format!(
                         "snapshot of {} at {} is not after the stored one at {}",
                         s.station_id,
                         s.polled_at.to_rfc3339(),
                         DateTime::from_timestamp_micros(stored).map(|t| t.to_rfc3339()).unwrap_or_default()
-                    );
-                    rejected.push(input.topic, m, RejectReason::Stale, &error, &sink, input.now);
-                }
+                    )
+                }),
                 _ => {}
             }
         }
@@ -122,6 +93,30 @@ impl SilverOperator {
             Arc::new(c.hour.finish()),
         ];
         // The columns follow the schema by construction.
-        RecordBatch::try_new(schema::silver_station_changes(), cols).expect("silver columns match the schema")
+        let batch = RecordBatch::try_new(schema::silver_station_changes(), cols).expect("silver columns match the schema");
+        Emitted { batch, origins }
+    }
+
+    fn restore(&mut self, partition: i32, bytes: Option<&[u8]>) -> Result<(), serde_json::Error> {
+        let state = match bytes {
+            Some(b) => ChangeState::restore(serde_json::from_slice::<Vec<(String, Last)>>(b)?),
+            None => ChangeState::default(),
+        };
+        self.states.insert(partition, state);
+        Ok(())
+    }
+
+    fn snapshot(&self, partition: i32) -> Option<Vec<u8>> {
+        let snap = self.states.get(&partition).map(ChangeState::snapshot).unwrap_or_default();
+        // Strings and integers always serialise.
+        Some(serde_json::to_vec(&snap).expect("state serialises"))
+    }
+
+    fn drop_partition(&mut self, partition: i32) {
+        self.states.remove(&partition);
+    }
+
+    fn state_len(&self) -> usize {
+        self.states.values().map(ChangeState::len).sum()
     }
 }

@@ -14,6 +14,7 @@ use rtlake_lake::Lake;
 use rtlake_lake::sink::{app_id, read_versions};
 use rtlake_core::schema::TableName;
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -28,48 +29,124 @@ pub struct RawMessage {
     pub key: Option<Vec<u8>>,
     /// Its value.
     pub payload: Option<Vec<u8>>,
+    /// Its timestamp (ms since the Unix epoch), when it has one.
+    pub timestamp: Option<i64>,
 }
 
 impl RawMessage {
     /// Copies a consumed message.
     pub fn from_message(m: &impl Message) -> Self {
-        Self { partition: m.partition(), offset: m.offset(), key: m.key().map(<[u8]>::to_vec), payload: m.payload().map(<[u8]>::to_vec) }
+        Self { partition: m.partition(), offset: m.offset(), key: m.key().map(<[u8]>::to_vec), payload: m.payload().map(<[u8]>::to_vec), timestamp: m.timestamp().to_millis() }
     }
 }
 
-/// The sinks whose txn versions decide where a partition resumes: the smallest one wins, and
-/// each sink skips what it already holds.
+/// Where a partition resumes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resume {
+    /// No output holds anything of it: a new pipeline, which starts at the starting offsets.
+    Start,
+    /// Some output holds nothing of it (a sink added later): from the earliest.
+    Earliest,
+    /// The smallest next offset over the outputs.
+    At(i64),
+}
+
+impl Resume {
+    /// The rule over the outputs' versions (`None`: the output never wrote the partition).
+    pub fn of(versions: impl IntoIterator<Item = Option<i64>>) -> Self {
+        let v: Vec<Option<i64>> = versions.into_iter().collect();
+        if v.iter().all(Option::is_none) {
+            Self::Start
+        } else if v.iter().any(Option::is_none) {
+            Self::Earliest
+        } else {
+            v.into_iter().flatten().min().map_or(Self::Start, Self::At)
+        }
+    }
+
+    /// The offset the run loop expects first (0 when not known).
+    pub fn expected(self) -> i64 {
+        match self {
+            Self::At(o) => o,
+            _ => 0,
+        }
+    }
+}
+
+/// Where a new pipeline starts, resolved per partition (timestamps already turned to offsets).
+#[derive(Clone, Debug)]
+pub enum StartAt {
+    /// The oldest offset held.
+    Earliest,
+    /// The end.
+    Latest,
+    /// Per partition: an offset, or -2 (earliest) / -1 (latest); others from the earliest.
+    Offsets(BTreeMap<i32, i64>),
+}
+
+impl StartAt {
+    fn offset(&self, partition: i32) -> Offset {
+        let o = match self {
+            Self::Earliest => -2,
+            Self::Latest => -1,
+            Self::Offsets(m) => m.get(&partition).copied().unwrap_or(-2),
+        };
+        match o {
+            -2 => Offset::Beginning,
+            -1 => Offset::End,
+            o => Offset::Offset(o),
+        }
+    }
+}
+
+/// The outputs whose versions decide where a partition resumes: the smallest one wins, and
+/// each output skips what it already holds.
 #[derive(Clone, Debug)]
 pub struct Positions {
     /// The lake.
     pub lake: Lake,
     /// The pipeline name (first part of the txn app id).
     pub pipeline: String,
-    /// The sinks: (table, sink name in the app id).
-    pub sinks: Vec<(TableName, String)>,
+    /// The Delta outputs.
+    pub tables: Vec<TableName>,
+    /// The Kafka outputs' checkpoint folders (one `<partition>.json` version file each).
+    pub kafka_dirs: Vec<PathBuf>,
+    /// Where a new pipeline starts.
+    pub start: StartAt,
 }
 
 impl Positions {
-    /// Where each partition resumes: the smallest next offset over the sinks; `None` for a
-    /// partition no sink has written (start from the earliest).
-    pub async fn resume_offsets(&self, partitions: &[i32]) -> rtlake_lake::Result<BTreeMap<i32, Option<i64>>> {
-        let mut out: BTreeMap<i32, Option<i64>> = BTreeMap::new();
-        for (i, (table, sink)) in self.sinks.iter().enumerate() {
-            let ids: Vec<String> = partitions.iter().map(|p| app_id(&self.pipeline, sink, *p)).collect();
-            let versions = read_versions(&self.lake, *table, &ids).await?;
+    /// Where each partition resumes.
+    pub async fn resume_offsets(&self, partitions: &[i32]) -> rtlake_lake::Result<BTreeMap<i32, Resume>> {
+        let mut versions: BTreeMap<i32, Vec<Option<i64>>> = partitions.iter().map(|p| (*p, Vec::new())).collect();
+        for table in &self.tables {
+            let ids: Vec<String> = partitions.iter().map(|p| app_id(&self.pipeline, &table.to_string(), *p)).collect();
+            let found = read_versions(&self.lake, *table, &ids).await?;
             for (p, id) in partitions.iter().zip(&ids) {
-                let v = versions.get(id).copied().flatten();
-                let e = out.entry(*p).or_insert(v);
-                // A sink that never wrote the partition needs it from the start.
-                *e = if i == 0 { v } else { match (*e, v) { (Some(a), Some(b)) => Some(a.min(b)), _ => None } };
+                versions.entry(*p).or_default().push(found.get(id).copied().flatten());
             }
         }
-        Ok(out)
+        for dir in &self.kafka_dirs {
+            for p in partitions {
+                let v = std::fs::read_to_string(dir.join(format!("{p}.json"))).ok().and_then(|s| s.trim().parse().ok());
+                versions.entry(*p).or_default().push(v);
+            }
+        }
+        Ok(versions.into_iter().map(|(p, v)| (p, Resume::of(v))).collect())
+    }
+
+    /// The offset to assign a partition at.
+    pub fn offset(&self, partition: i32, resume: Resume) -> Offset {
+        match resume {
+            Resume::Start => self.start.offset(partition),
+            Resume::Earliest => Offset::Beginning,
+            Resume::At(o) => Offset::Offset(o),
+        }
     }
 
     /// The same, blocking, on a thread of its own: for the rebalance callback, which runs
     /// inside the consumer's poll on a runtime thread.
-    fn resume_offsets_blocking(&self, partitions: &[i32]) -> rtlake_lake::Result<BTreeMap<i32, Option<i64>>> {
+    fn resume_offsets_blocking(&self, partitions: &[i32]) -> rtlake_lake::Result<BTreeMap<i32, Resume>> {
         let this = self.clone();
         let parts = partitions.to_vec();
         std::thread::spawn(move || {
@@ -108,9 +185,8 @@ impl ConsumerContext for SourceContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 match self.positions.resume_offsets_blocking(&parts) {
                     Ok(pos) => {
-                        for (p, off) in &pos {
-                            let o = off.map_or(Offset::Beginning, Offset::Offset);
-                            let _ = tpl.set_partition_offset(&self.topic, *p, o);
+                        for (p, resume) in &pos {
+                            let _ = tpl.set_partition_offset(&self.topic, *p, self.positions.offset(*p, *resume));
                         }
                         tracing::info!(partitions = ?pos, "assigned; resuming from the lake's offsets");
                     }

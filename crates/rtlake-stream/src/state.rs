@@ -32,16 +32,6 @@ pub enum StateError {
     },
 }
 
-/// An operator with per-partition keyed state that the run loop snapshots and restores.
-pub trait KeyedState {
-    /// Sets a partition's state from a snapshot (`None`: no state yet).
-    fn restore(&mut self, partition: i32, bytes: Option<&[u8]>) -> Result<(), serde_json::Error>;
-    /// A partition's state as a snapshot.
-    fn snapshot(&self, partition: i32) -> Vec<u8>;
-    /// Forgets a partition this worker no longer holds.
-    fn drop_partition(&mut self, partition: i32);
-}
-
 /// Where a pipeline keeps its state snapshots (a local folder).
 #[derive(Clone, Debug)]
 pub struct StateStore {

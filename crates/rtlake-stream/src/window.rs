@@ -194,7 +194,22 @@ pub struct WindowOperator<K: Ord + Clone> {
     mode: OutputMode,
     columns: usize,
     watermark: Watermark,
+    /// As a list of pairs in snapshots, so any key type (tuples too) serialises as JSON.
+    #[serde(with = "pairs", bound(serialize = "K: Serialize", deserialize = "K: Deserialize<'de>"))]
     windows: BTreeMap<K, Vec<Win>>,
+}
+
+mod pairs {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(m: &BTreeMap<K, V>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(m.iter())
+    }
+
+    pub fn deserialize<'de, K: Deserialize<'de> + Ord, V: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<K, V>, D::Error> {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+    }
 }
 
 impl<K: Ord + Clone> WindowOperator<K> {

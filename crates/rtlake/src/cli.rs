@@ -183,6 +183,8 @@ pub enum TriggerArg {
     ProcessingTime,
     /// Drain what the topic holds now, then stop.
     AvailableNow,
+    /// The next epoch as soon as data arrives (lowest latency).
+    LowLatency,
 }
 
 /// Assignment strategies.
@@ -202,9 +204,30 @@ pub struct RunArgs {
     /// The lake: a path or URL [lake.uri; default ./rtlake-data/lake].
     #[arg(long, value_name = "URL_OR_PATH")]
     pub lake: Option<String>,
-    /// A pipeline file: TOML with the keys of the [run] section (pipeline, group-id, ...).
+    /// A pipeline file: TOML with the keys of the [run] section (pipeline, group-id, sinks...);
+    /// see docs/pipelines.md. Without one, the built-in bike pipeline runs.
     #[arg(long, value_name = "FILE")]
     pub pipeline: Option<PathBuf>,
+    /// Read from `kafka` (the default) or `file:PATH`, JSON Lines from a file or a folder,
+    /// processed once and then stopped [run.source].
+    #[arg(long, value_name = "kafka|file:PATH")]
+    pub source: Option<String>,
+    /// Where a new pipeline starts: earliest, latest, timestamp:<RFC 3339 or ms>, or JSON
+    /// like '{"0": 42, "1": -2}' (-2 earliest, -1 latest) [run.starting-offsets; default earliest].
+    /// A pipeline with positions in the lake resumes there instead.
+    #[arg(long, value_name = "WHERE")]
+    pub starting_offsets: Option<String>,
+    /// At most this many messages per epoch [run.max-offsets-per-trigger].
+    #[arg(long, value_name = "N")]
+    pub max_offsets_per_trigger: Option<usize>,
+    /// Skip offsets deleted by retention before they were read, with a warning, instead of
+    /// stopping [run.fail-on-data-loss = false].
+    #[arg(long)]
+    pub no_fail_on_data_loss: bool,
+    /// Where the offset log, commit log and state live [run.checkpoint; default
+    /// <lake>/_checkpoints/<pipeline>].
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: Option<String>,
     /// The topic to read [kafka.topic].
     #[arg(long)]
     pub topic: Option<String>,
@@ -223,7 +246,8 @@ pub struct RunArgs {
     /// Allowed lateness of event time behind its partition's newest, e.g. 10m [run.lateness].
     #[arg(long)]
     pub lateness: Option<String>,
-    /// processing-time (run on) or available-now (drain and stop) [run.trigger].
+    /// processing-time (run on), available-now (drain and stop) or low-latency (the next
+    /// epoch as soon as data arrives) [run.trigger].
     #[arg(long, value_enum)]
     pub trigger: Option<TriggerArg>,
 }

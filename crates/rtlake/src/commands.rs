@@ -129,7 +129,13 @@ fn run_flags(a: &cli::RunArgs) -> Flags {
         .opt("run.trigger", "trigger", a.trigger.map(|t| match t {
             TriggerArg::ProcessingTime => "processing-time",
             TriggerArg::AvailableNow => "available-now",
-        }));
+            TriggerArg::LowLatency => "low-latency",
+        }))
+        .opt("run.source", "source", a.source.clone())
+        .opt("run.starting-offsets", "starting-offsets", a.starting_offsets.clone())
+        .opt("run.max-offsets-per-trigger", "max-offsets-per-trigger", a.max_offsets_per_trigger.map(|n| n as i64))
+        .opt("run.checkpoint", "checkpoint", a.checkpoint.clone())
+        .opt("run.fail-on-data-loss", "no-fail-on-data-loss", a.no_fail_on_data_loss.then_some(false));
     f
 }
 
@@ -138,10 +144,18 @@ async fn run(cli: &Cli, a: &cli::RunArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let r = rtlake_stream::ingest::run(&cfg, shutdown_on_signal()).await?;
     let secs = started.elapsed().as_secs_f64();
+    let rows: Vec<String> = r.rows.iter().map(|(k, v)| format!("{k} {v}")).collect();
     println!(
-        "processed {} messages in {} epochs in {:.1} s ({:.0} events/s): rows to bronze.station_status {}, silver.station_changes {}, gold.station_hourly {}, _rejected {}",
-        r.messages, r.epochs, secs, r.messages as f64 / secs.max(1e-9), r.bronze_rows, r.silver_rows, r.gold_rows, r.rejected_rows
+        "processed {} messages in {} epochs in {:.1} s ({:.0} events/s); rows: {}",
+        r.messages,
+        r.epochs,
+        secs,
+        r.messages as f64 / secs.max(1e-9),
+        rows.join(", ")
     );
+    if let (Some(p50), Some(p99)) = (r.latency_quantile(0.5), r.latency_quantile(0.99)) {
+        println!("event-to-lake latency (Kafka timestamp to committed): p50 {p50} ms, p99 {p99} ms");
+    }
     Ok(())
 }
 

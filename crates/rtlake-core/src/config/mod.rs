@@ -12,9 +12,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 mod loader;
+mod run;
 mod validate;
 
 pub use loader::{ConfigLoader, parse_scalar};
+pub use run::{AssignmentStrategy, OPERATORS, RunConfig, SinkConfig, StartingOffsets, Trigger};
 
 /// The sections of the configuration, also the first word of an `RTLAKE_*` variable.
 pub const SECTIONS: &[&str] = &["kafka", "lake", "broker", "producer", "source", "run"];
@@ -324,77 +326,6 @@ impl Default for SourceConfig {
             retry_backoff: HumanDuration::from_millis(500),
             request_timeout: HumanDuration::from_secs(10),
         }
-    }
-}
-
-/// Kafka consumer partition assignment strategy.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum AssignmentStrategy {
-    /// Eager: every member gives up its partitions on each rebalance.
-    Range,
-    /// Incremental: only the partitions that move are revoked.
-    CooperativeSticky,
-}
-
-impl AssignmentStrategy {
-    /// The librdkafka name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Range => "range",
-            Self::CooperativeSticky => "cooperative-sticky",
-        }
-    }
-}
-
-/// When the processor runs an epoch and when it stops.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum Trigger {
-    /// Run on and on: an epoch closes at `max-batch-events` or `max-batch-delay`.
-    ProcessingTime,
-    /// Drain what the topic holds when the run starts, then stop.
-    AvailableNow,
-}
-
-/// The stream processor.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
-pub struct RunConfig {
-    /// The pipeline's name: its consumer group and its transaction ids in the lake.
-    pub pipeline: String,
-    /// The consumer group (default `rtlake-<pipeline>`).
-    pub group_id: Option<String>,
-    /// `range` or `cooperative-sticky` (default).
-    pub assignment_strategy: AssignmentStrategy,
-    /// An epoch closes when it holds this many events...
-    pub max_batch_events: usize,
-    /// ...or when its first event is this old.
-    pub max_batch_delay: HumanDuration,
-    /// `processing-time` (run on) or `available-now` (drain and stop).
-    pub trigger: Trigger,
-    /// How far behind the newest event time of its partition an event may be before it is late.
-    pub lateness: HumanDuration,
-}
-
-impl Default for RunConfig {
-    fn default() -> Self {
-        Self {
-            pipeline: "bikes".into(),
-            group_id: None,
-            assignment_strategy: AssignmentStrategy::CooperativeSticky,
-            max_batch_events: 50_000,
-            max_batch_delay: HumanDuration::from_millis(500),
-            trigger: Trigger::ProcessingTime,
-            lateness: HumanDuration::from_secs(600),
-        }
-    }
-}
-
-impl RunConfig {
-    /// The consumer group id.
-    pub fn group(&self) -> String {
-        self.group_id.clone().unwrap_or_else(|| format!("rtlake-{}", self.pipeline))
     }
 }
 

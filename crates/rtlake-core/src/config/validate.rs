@@ -73,6 +73,16 @@ impl Config {
         if r.max_batch_delay.get().is_zero() {
             return Err(err("run.max-batch-delay", &r.max_batch_delay, "must be more than 0"));
         }
+        if r.max_offsets_per_trigger == Some(0) {
+            return Err(err("run.max-offsets-per-trigger", &0, "must be at least 1 (leave it out for no limit)"));
+        }
+        r.starting_offsets
+            .parse::<super::StartingOffsets>()
+            .map_err(|e| err("run.starting-offsets", &r.starting_offsets, &e))?;
+        if r.source != "kafka" && r.file_source().is_none_or(|p| p.is_empty()) {
+            return Err(err("run.source", &r.source, "write kafka, or file:PATH (a JSON Lines file or a folder of them)"));
+        }
+        validate_sinks(&r.sinks).map_err(|(i, reason)| err(&format!("run.sinks[{i}]"), &"…", &reason))?;
         Ok(())
     }
 }
@@ -97,4 +107,39 @@ fn url_ok(s: &str) -> Result<(), String> {
         Ok(u) => Err(format!("scheme `{}` is not http or https", u.scheme())),
         Err(e) => Err(e.to_string()),
     }
+}
+
+fn validate_sinks(sinks: &[super::SinkConfig]) -> Result<(), (usize, String)> {
+    if sinks.is_empty() {
+        return Err((0, "a pipeline needs at least one sink".into()));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, s) in sinks.iter().enumerate() {
+        if !super::OPERATORS.contains(&s.operator.as_str()) {
+            return Err((i, format!("operator {:?} is not one of {}", s.operator, super::OPERATORS.join(", "))));
+        }
+        if s.table.is_some() && s.topic.is_some() {
+            return Err((i, "a sink writes a table or a topic, not both".into()));
+        }
+        if let Some(t) = &s.table {
+            let ok = t.split_once('.').is_some_and(|(ns, n)| {
+                let ident = |x: &str| !x.is_empty() && x.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                ident(ns) && ident(n)
+            });
+            if !ok {
+                return Err((i, format!("table {t:?} must be namespace.name (letters, digits, _)")));
+            }
+        }
+        if s.key.is_some() && s.topic.is_none() {
+            return Err((i, "key is for Kafka sinks (set topic)".into()));
+        }
+        if s.topic.is_some() && !matches!(s.operator.as_str(), "bronze" | "changes") {
+            return Err((i, format!("operator {} emits window rows; a Kafka sink takes bronze or changes rows", s.operator)));
+        }
+        let target = s.topic.clone().map(|t| format!("topic {t}")).or(s.table.clone()).unwrap_or_else(|| format!("table of {}", s.operator));
+        if !seen.insert(target.clone()) {
+            return Err((i, format!("{target} is written by two sinks")));
+        }
+    }
+    Ok(())
 }

@@ -57,7 +57,7 @@ impl TestEnv {
         self.run_cmd_in_group(&format!("{}-restarted", self.group), extra)
     }
 
-    fn run_cmd_in_group(&self, group: &str, extra: &[&str]) -> Command {
+    pub fn run_cmd_in_group(&self, group: &str, extra: &[&str]) -> Command {
         let mut c = rtlake();
         c.args(["run", "--brokers", &self.brokers, "--lake"])
             .arg(self.lake())

@@ -1,0 +1,194 @@
+//! The `[run]` section: the stream processor, its trigger, source options and sinks.
+
+use crate::units::HumanDuration;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Kafka consumer partition assignment strategy.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum AssignmentStrategy {
+    /// Eager: every member gives up its partitions on each rebalance.
+    Range,
+    /// Incremental: only the partitions that move are revoked.
+    CooperativeSticky,
+}
+
+impl AssignmentStrategy {
+    /// The librdkafka name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Range => "range",
+            Self::CooperativeSticky => "cooperative-sticky",
+        }
+    }
+}
+
+/// When the processor runs an epoch and when it stops.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trigger {
+    /// Run on and on: an epoch closes at `max-batch-events` or `max-batch-delay`.
+    ProcessingTime,
+    /// Drain what the topic holds when the run starts, then stop.
+    AvailableNow,
+    /// Start the next epoch as soon as data arrives: an epoch closes whenever the consumer has
+    /// nothing more to hand over at once (or at `max-batch-events`).
+    LowLatency,
+}
+
+/// Where a new pipeline starts reading (a pipeline with positions in the lake resumes there).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartingOffsets {
+    /// The oldest offset the topic still holds.
+    Earliest,
+    /// Only what arrives after the start.
+    Latest,
+    /// The first offset at or after a time (ms since the Unix epoch).
+    Timestamp(i64),
+    /// Per partition: an offset, or -2 (earliest) / -1 (latest) as in Spark; partitions not
+    /// named start at the earliest.
+    Offsets(BTreeMap<i32, i64>),
+}
+
+impl std::str::FromStr for StartingOffsets {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        match s {
+            "earliest" => return Ok(Self::Earliest),
+            "latest" => return Ok(Self::Latest),
+            _ => {}
+        }
+        if let Some(t) = s.strip_prefix("timestamp:") {
+            let t = t.trim();
+            let ms = match t.parse::<i64>() {
+                Ok(ms) => ms,
+                Err(_) => crate::time::parse_rfc3339(t).map_err(|e| format!("{e}"))?.timestamp_millis(),
+            };
+            return Ok(Self::Timestamp(ms));
+        }
+        if s.starts_with('{') {
+            let m: BTreeMap<String, i64> = serde_json::from_str(s).map_err(|e| format!("not a JSON object of partition to offset: {e}"))?;
+            let mut out = BTreeMap::new();
+            for (k, v) in m {
+                let p: i32 = k.parse().map_err(|_| format!("partition {k:?} is not a number"))?;
+                if v < -2 {
+                    return Err(format!("offset {v} of partition {p} must be -2 (earliest), -1 (latest) or at least 0"));
+                }
+                out.insert(p, v);
+            }
+            return Ok(Self::Offsets(out));
+        }
+        Err("write earliest, latest, timestamp:<RFC 3339 or ms>, or a JSON object like {\"0\": 42, \"1\": -2}".into())
+    }
+}
+
+/// One sink of a pipeline: an operator's rows into a Delta table or a Kafka topic. Sinks that
+/// name the same operator share one instance of it (one state, several outputs per epoch).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SinkConfig {
+    /// `bronze`, `changes`, `station-hourly` or `district-5min`.
+    pub operator: String,
+    /// A Delta table `ns.name` (default: the operator's own table), unless `topic` is set.
+    pub table: Option<String>,
+    /// A Kafka topic to publish the rows to as JSON, instead of a table.
+    pub topic: Option<String>,
+    /// The column whose value keys a Kafka message (default `station_id`).
+    pub key: Option<String>,
+}
+
+impl SinkConfig {
+    /// The built-in bike pipeline: bronze, silver, both gold tables and the changes topic.
+    pub fn bike_pipeline() -> Vec<SinkConfig> {
+        let s = |operator: &str, topic: Option<&str>| SinkConfig { operator: operator.into(), table: None, topic: topic.map(Into::into), key: None };
+        vec![
+            s("bronze", None),
+            s("changes", None),
+            s("station-hourly", None),
+            s("district-5min", None),
+            s("changes", Some("bike.station-changes")),
+        ]
+    }
+}
+
+/// The operators a sink can name.
+pub const OPERATORS: &[&str] = &["bronze", "changes", "station-hourly", "district-5min"];
+
+/// The stream processor.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct RunConfig {
+    /// The pipeline's name: its consumer group and its transaction ids in the lake.
+    pub pipeline: String,
+    /// The consumer group (default `rtlake-<pipeline>`).
+    pub group_id: Option<String>,
+    /// `range` or `cooperative-sticky` (default).
+    pub assignment_strategy: AssignmentStrategy,
+    /// An epoch closes when it holds this many events...
+    pub max_batch_events: usize,
+    /// ...or when its first event is this old.
+    pub max_batch_delay: HumanDuration,
+    /// `processing-time` (run on) or `available-now` (drain and stop).
+    pub trigger: Trigger,
+    /// How far behind the newest event time of its partition an event may be before it is late.
+    pub lateness: HumanDuration,
+    /// Where the offset log, commit log and state live (default `<lake>/_checkpoints/<pipeline>`).
+    pub checkpoint: Option<String>,
+    /// `kafka` (the topic `kafka.topic`), or `file:PATH` (JSON Lines, a file or a folder).
+    pub source: String,
+    /// Where a new pipeline starts: `earliest`, `latest`, `timestamp:<time>` or a JSON object.
+    pub starting_offsets: String,
+    /// At most this many messages per epoch over all partitions (none: `max-batch-events`).
+    pub max_offsets_per_trigger: Option<usize>,
+    /// Whether a pipeline stops when offsets it has not read were deleted (retention), or
+    /// skips them with a warning.
+    pub fail_on_data_loss: bool,
+    /// The sinks (default: the bike pipeline).
+    pub sinks: Vec<SinkConfig>,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            pipeline: "bikes".into(),
+            group_id: None,
+            assignment_strategy: AssignmentStrategy::CooperativeSticky,
+            max_batch_events: 50_000,
+            max_batch_delay: HumanDuration::from_millis(500),
+            trigger: Trigger::ProcessingTime,
+            lateness: HumanDuration::from_secs(600),
+            checkpoint: None,
+            source: "kafka".into(),
+            starting_offsets: "earliest".into(),
+            max_offsets_per_trigger: None,
+            fail_on_data_loss: true,
+            sinks: SinkConfig::bike_pipeline(),
+        }
+    }
+}
+
+impl RunConfig {
+    /// The consumer group id.
+    pub fn group(&self) -> String {
+        self.group_id.clone().unwrap_or_else(|| format!("rtlake-{}", self.pipeline))
+    }
+
+    /// The parsed starting offsets (validated at load).
+    pub fn starting(&self) -> StartingOffsets {
+        self.starting_offsets.parse().unwrap_or(StartingOffsets::Earliest)
+    }
+
+    /// The file source's path, if the source is `file:PATH`.
+    pub fn file_source(&self) -> Option<&str> {
+        self.source.strip_prefix("file:")
+    }
+
+    /// The most messages one epoch takes.
+    pub fn epoch_limit(&self) -> usize {
+        self.max_offsets_per_trigger.map_or(self.max_batch_events, |m| m.min(self.max_batch_events))
+    }
+}
+

@@ -1,0 +1,112 @@
+//! The offset log and the commit log (Spark's `offsets/` and `commits/`), per input partition.
+//!
+//! Before an epoch is processed, each of its partitions' offset ranges is written to
+//! `offsets/<partition>/<end>.json`; once every output has committed, `commits/<partition>/<end>`
+//! marks it done. A partition whose newest range has no commit was interrupted: after a restart
+//! its next epoch is cut at exactly that range's end, so the re-run covers the same offsets and
+//! emits the same rows (operators keep state and watermarks per partition, so a partition's
+//! output does not depend on which other partitions shared its epoch). The newest
+//! [`RETAIN`] entries of each log are kept.
+
+use crate::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// Entries kept per partition in each log.
+pub const RETAIN: usize = 100;
+
+/// One partition's range in an epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Range {
+    /// First offset.
+    pub start: i64,
+    /// One past the last offset.
+    pub end: i64,
+}
+
+/// The offset and commit logs of a pipeline, under its checkpoint folder.
+#[derive(Clone, Debug)]
+pub struct EpochLog {
+    root: PathBuf,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |e| Error::Checkpoint(format!("{}: {e}", path.display()))
+}
+
+impl EpochLog {
+    /// The logs under `root` (the pipeline's checkpoint folder).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    fn dir(&self, log: &str, partition: i32) -> PathBuf {
+        self.root.join(log).join(partition.to_string())
+    }
+
+    fn write(&self, log: &str, partition: i32, range: Range) -> Result<()> {
+        let dir = self.dir(log, partition);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let file = dir.join(format!("{:020}.json", range.end));
+        let tmp = dir.join(format!("{:020}.tmp", range.end));
+        // Two integers always serialise.
+        std::fs::write(&tmp, serde_json::to_vec(&range).expect("range serialises")).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &file).map_err(io(&file))?;
+        let mut ends = Self::ends(&dir)?;
+        ends.sort_unstable();
+        for old in ends.iter().rev().skip(RETAIN) {
+            let _ = std::fs::remove_file(dir.join(format!("{old:020}.json")));
+        }
+        Ok(())
+    }
+
+    fn ends(dir: &Path) -> Result<Vec<i64>> {
+        match std::fs::read_dir(dir) {
+            Ok(rd) => Ok(rd.flatten().filter_map(|e| e.file_name().to_str()?.strip_suffix(".json")?.parse().ok()).collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(io(dir)(e)),
+        }
+    }
+
+    /// Records an epoch's ranges before it is processed.
+    pub fn begin(&self, ranges: &[(i32, Range)]) -> Result<()> {
+        ranges.iter().try_for_each(|(p, r)| self.write("offsets", *p, *r))
+    }
+
+    /// Records an epoch as done, after every output committed.
+    pub fn commit(&self, ranges: &[(i32, Range)]) -> Result<()> {
+        ranges.iter().try_for_each(|(p, r)| self.write("commits", *p, *r))
+    }
+
+    /// The partition's interrupted range: its newest offset-log entry without a commit.
+    pub fn pending(&self, partition: i32) -> Result<Option<Range>> {
+        let Some(end) = Self::ends(&self.dir("offsets", partition))?.into_iter().max() else { return Ok(None) };
+        if Self::ends(&self.dir("commits", partition))?.contains(&end) {
+            return Ok(None);
+        }
+        let file = self.dir("offsets", partition).join(format!("{end:020}.json"));
+        let bytes = std::fs::read(&file).map_err(io(&file))?;
+        let range = serde_json::from_slice(&bytes).map_err(|e| Error::Checkpoint(format!("{}: {e}", file.display())))?;
+        Ok(Some(range))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_epoch_without_a_commit_is_pending_with_its_exact_range() {
+        let dir = std::env::temp_dir().join(format!("rtlake-epochlog-{}", std::process::id()));
+        let log = EpochLog::new(&dir);
+        assert_eq!(log.pending(0).unwrap(), None);
+        let first = [(0, Range { start: 0, end: 10 }), (1, Range { start: 0, end: 7 })];
+        log.begin(&first).unwrap();
+        assert_eq!(log.pending(0).unwrap(), Some(Range { start: 0, end: 10 }));
+        log.commit(&first).unwrap();
+        assert_eq!(log.pending(0).unwrap(), None);
+        log.begin(&[(0, Range { start: 10, end: 25 })]).unwrap();
+        assert_eq!(log.pending(0).unwrap(), Some(Range { start: 10, end: 25 }));
+        assert_eq!(log.pending(1).unwrap(), None, "partition 1 was not in the interrupted epoch");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

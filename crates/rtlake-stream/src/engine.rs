@@ -1,0 +1,202 @@
+//! One epoch, from messages to committed outputs, whatever the source.
+//!
+//! An epoch's per-partition offset ranges go to the offset log first. Every message is decoded
+//! once; each stage's operator processes the messages past the smallest version of its
+//! outputs; the state after the epoch is snapshotted under the version the commits will carry;
+//! then `_rejected` commits, then each stage's outputs in order, and last the commit log.
+//!
+//! `_rejected` is committed first: an operator rejects stale or late messages only while it
+//! processes them, so its rejections must never be behind it. A crash between two commits
+//! leaves each output at its own version; on restart the partition resumes at the smallest,
+//! re-runs the interrupted range exactly (the offset log), and each output skips what it holds.
+
+use crate::bronze::{DistrictCache, EpochInput, RejectedColumns};
+use crate::checkpoint::{EpochLog, Range};
+use crate::operator::Rejections;
+use crate::pipeline::{Output, Stage};
+use crate::source::{RawMessage, Resume};
+use crate::state::StateStore;
+use crate::{Error, Result};
+use std::collections::BTreeMap;
+
+/// What a run did.
+#[derive(Clone, Debug, Default)]
+pub struct RunReport {
+    /// Epochs committed.
+    pub epochs: u64,
+    /// Messages processed (including re-reads after a rebalance).
+    pub messages: u64,
+    /// Rows committed per output (`_rejected` included).
+    pub rows: BTreeMap<String, u64>,
+    /// Event-to-lake latency: from a message's Kafka timestamp to the end of its epoch's
+    /// commits, counted per millisecond up to a minute (the last bucket holds the rest).
+    pub latency_ms: Vec<u64>,
+}
+
+impl RunReport {
+    /// Rows committed to an output so far.
+    pub fn rows_of(&self, output: &str) -> u64 {
+        self.rows.get(output).copied().unwrap_or(0)
+    }
+
+    /// A quantile (0..=1) of the event-to-lake latency in ms, if any message had a timestamp.
+    pub fn latency_quantile(&self, q: f64) -> Option<u64> {
+        let total: u64 = self.latency_ms.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let target = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (ms, n) in self.latency_ms.iter().enumerate() {
+            seen += n;
+            if seen >= target {
+                return Some(ms as u64);
+            }
+        }
+        None
+    }
+
+    fn record_latency(&mut self, ms: i64) {
+        const BUCKETS: usize = 60_001;
+        if self.latency_ms.is_empty() {
+            self.latency_ms = vec![0; BUCKETS];
+        }
+        self.latency_ms[(ms.max(0) as usize).min(BUCKETS - 1)] += 1;
+    }
+}
+
+/// The stages of a pipeline with their state and logs.
+pub struct Engine {
+    /// The pipeline name.
+    pub pipeline: String,
+    /// The input topic (or file) name, for `_rejected`.
+    pub topic: String,
+    /// The stages.
+    pub stages: Vec<Stage>,
+    /// `_rejected`.
+    pub rejected: Output,
+    /// State snapshots.
+    pub state: StateStore,
+    /// Offset and commit logs.
+    pub log: EpochLog,
+    /// Station → district.
+    pub places: DistrictCache,
+    /// Totals.
+    pub report: RunReport,
+}
+
+impl Engine {
+    /// Every output's version of `p` (`_rejected` included).
+    fn versions(&self, p: i32) -> impl Iterator<Item = Option<i64>> + '_ {
+        let pipeline = &self.pipeline;
+        self.stages.iter().flat_map(|s| s.outputs.iter()).chain([&self.rejected]).map(move |o| o.version(pipeline, p))
+    }
+
+    /// Where a partition resumes, from the versions the outputs last read or wrote.
+    pub fn resume(&self, p: i32) -> Resume {
+        Resume::of(self.versions(p))
+    }
+
+    /// Learns the outputs' versions of `parts` and restores each operator's state to match;
+    /// returns the interrupted range of each partition that has one.
+    pub async fn refresh(&mut self, parts: &[i32]) -> Result<BTreeMap<i32, Range>> {
+        for o in self.stages.iter_mut().flat_map(|s| s.outputs.iter_mut()).chain([&mut self.rejected]) {
+            o.refresh(&self.pipeline, parts).await?;
+        }
+        for stage in &mut self.stages {
+            let kind = stage.op.kind();
+            for p in parts {
+                let version = stage.version(&self.pipeline, *p);
+                let bytes = self.state.load(kind, *p, version)?;
+                stage.op.restore(*p, bytes.as_deref()).map_err(|e| Error::Rebalance(format!("state of {kind} partition {p} is unreadable: {e}")))?;
+            }
+        }
+        let mut pending = BTreeMap::new();
+        for p in parts {
+            if let Some(r) = self.log.pending(*p)? {
+                if r.end > self.resume(*p).expected() {
+                    pending.insert(*p, r);
+                }
+            }
+        }
+        Ok(pending)
+    }
+
+    /// Forgets a partition this worker lost.
+    pub fn drop_partition(&mut self, p: i32) {
+        for s in &mut self.stages {
+            s.op.drop_partition(p);
+        }
+    }
+
+    /// Keys held in state over all stages.
+    pub fn state_len(&self) -> usize {
+        self.stages.iter().map(|s| s.op.state_len()).sum()
+    }
+
+    /// Processes and commits one epoch; returns the end offset per partition.
+    pub async fn epoch(&mut self, msgs: &[RawMessage]) -> Result<BTreeMap<i32, i64>> {
+        let mut ranges: BTreeMap<i32, Range> = BTreeMap::new();
+        for m in msgs {
+            let r = ranges.entry(m.partition).or_insert(Range { start: m.offset, end: m.offset + 1 });
+            r.start = r.start.min(m.offset);
+            r.end = r.end.max(m.offset + 1);
+        }
+        let ranges: Vec<(i32, Range)> = ranges.into_iter().collect();
+        let ends: BTreeMap<i32, i64> = ranges.iter().map(|(p, r)| (*p, r.end)).collect();
+        if msgs.is_empty() {
+            return Ok(ends);
+        }
+        self.log.begin(&ranges)?;
+        let now = chrono::Utc::now();
+        let input = EpochInput::new(&self.topic, msgs, now, &mut self.places);
+        let pipeline = self.pipeline.clone();
+        let rejected_at: BTreeMap<i32, i64> = ends.keys().map(|p| (*p, self.rejected.version(&pipeline, *p).unwrap_or(0))).collect();
+        let rejected_owed = |m: &RawMessage| m.offset >= rejected_at[&m.partition];
+        let mut rejected_cols = RejectedColumns::default();
+        let mut emitted = Vec::with_capacity(self.stages.len());
+        for stage in &mut self.stages {
+            let at: BTreeMap<i32, i64> = ends.keys().map(|p| (*p, stage.version(&pipeline, *p).unwrap_or(0))).collect();
+            let owed = |m: &RawMessage| m.offset >= at[&m.partition];
+            let sink = stage.sink_name();
+            let mut rejections = Rejections::new(&mut rejected_cols, &rejected_owed, &self.topic, now);
+            emitted.push(stage.op.process(&input, &owed, &mut rejections, &sink));
+            // The state after this epoch, under the version its outputs' commits will carry.
+            for (p, end) in &ends {
+                if stage.version(&pipeline, *p).is_none_or(|v| *end > v) {
+                    if let Some(bytes) = stage.op.snapshot(*p) {
+                        self.state.save(stage.op.kind(), *p, *end, &bytes)?;
+                    }
+                }
+            }
+        }
+        drop(input);
+        let rejected = crate::operator::Emitted {
+            origins: Vec::new(),
+            batch: rejected_cols.finish(),
+        };
+        let rejected_rows = rejected.batch.num_rows() as u64;
+        if self.rejected.commit(&pipeline, &rejected, &ends).await?.is_some() {
+            crate::failpoint(&format!("after-commit:{}", self.rejected.name()));
+            *self.report.rows.entry(self.rejected.name()).or_default() += rejected_rows;
+        }
+        for (stage, out) in self.stages.iter_mut().zip(&emitted) {
+            for o in &mut stage.outputs {
+                if let Some(rows) = o.commit(&pipeline, out, &ends).await? {
+                    crate::failpoint(&format!("after-commit:{}", o.name()));
+                    *self.report.rows.entry(o.name()).or_default() += rows;
+                }
+            }
+        }
+        self.log.commit(&ranges)?;
+        let done = chrono::Utc::now().timestamp_millis();
+        for m in msgs {
+            if let Some(ts) = m.timestamp {
+                self.report.record_latency(done - ts);
+            }
+        }
+        self.report.epochs += 1;
+        self.report.messages += msgs.len() as u64;
+        Ok(ends)
+    }
+}

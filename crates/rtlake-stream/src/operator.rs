@@ -1,0 +1,87 @@
+//! The operator interface: what the epoch loop asks of every stage of a pipeline.
+//!
+//! An operator turns an epoch's decoded input into one Arrow batch for its sinks. It sees the
+//! messages of the partitions this worker holds, in offset order per partition, and skips those
+//! every one of its sinks already holds (`owed`). Stateful operators keep their state per input
+//! partition, so the loop can snapshot it per epoch and restore it per partition on a
+//! rebalance; the state hooks default to "no state".
+
+use crate::bronze::{EpochInput, RejectedColumns};
+use crate::source::RawMessage;
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use chrono::{DateTime, Utc};
+use rtlake_core::schema::RejectReason;
+
+/// What an operator emits for an epoch.
+pub struct Emitted {
+    /// The rows, in the operator's schema.
+    pub batch: RecordBatch,
+    /// For each row, the (partition, offset) of the input message that produced it: a sink
+    /// whose version is past that offset already holds the row.
+    pub origins: Vec<(i32, i64)>,
+}
+
+/// Where an operator puts the messages it refuses (stale, late): `_rejected`, unless that
+/// table already holds the message.
+pub struct Rejections<'a> {
+    cols: &'a mut RejectedColumns,
+    owed: &'a dyn Fn(&RawMessage) -> bool,
+    topic: &'a str,
+    now: DateTime<Utc>,
+}
+
+impl<'a> Rejections<'a> {
+    /// Rejections into `cols` for messages `owed` to `_rejected`.
+    pub fn new(cols: &'a mut RejectedColumns, owed: &'a dyn Fn(&RawMessage) -> bool, topic: &'a str, now: DateTime<Utc>) -> Self {
+        Self { cols, owed, topic, now }
+    }
+
+    /// Rejects `m` on behalf of `sink`; `error` is only built when the row is written.
+    pub fn push(&mut self, m: &RawMessage, reason: RejectReason, sink: &str, error: impl FnOnce() -> String) {
+        if (self.owed)(m) {
+            self.cols.push(self.topic, m, reason, &error(), sink, self.now);
+        }
+    }
+
+    /// Rows rejected so far in this epoch.
+    pub fn len(&self) -> usize {
+        self.cols.len()
+    }
+
+    /// Whether none were rejected so far.
+    pub fn is_empty(&self) -> bool {
+        self.cols.is_empty()
+    }
+}
+
+/// One stage of a pipeline.
+pub trait Operator: Send + Sync {
+    /// The operator's name as pipelines spell it (`changes`, `station-hourly`, ...).
+    fn kind(&self) -> &'static str;
+
+    /// The schema of the batches it emits.
+    fn schema(&self) -> SchemaRef;
+
+    /// Processes an epoch. `owed` says whether a message is past what every sink holds;
+    /// refused messages go to `rejected` under the name `sink`.
+    fn process(&mut self, input: &EpochInput<'_>, owed: &dyn Fn(&RawMessage) -> bool, rejected: &mut Rejections<'_>, sink: &str) -> Emitted;
+
+    /// Sets a partition's state from a snapshot (`None`: no state yet).
+    fn restore(&mut self, _partition: i32, _bytes: Option<&[u8]>) -> Result<(), serde_json::Error> {
+        Ok(())
+    }
+
+    /// A partition's state as a snapshot; `None` for a stateless operator.
+    fn snapshot(&self, _partition: i32) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Forgets a partition this worker no longer holds.
+    fn drop_partition(&mut self, _partition: i32) {}
+
+    /// Keys (stations, windows) held over all partitions.
+    fn state_len(&self) -> usize {
+        0
+    }
+}

@@ -1,0 +1,164 @@
+//! A pipeline: operators, each feeding one or more outputs (Delta tables, Kafka topics).
+//!
+//! Sinks in the config that name the same operator share one instance of it, so one epoch's
+//! rows of one state feed several outputs (Spark's foreachBatch). Each output has its own
+//! version per input partition (a Delta txn, or the Kafka sink's checkpoint file); an operator
+//! processes the messages past the smallest of its outputs' versions, restores its state at that
+//! version, and each output takes only the rows whose input message is past its own version.
+
+use crate::bronze::BronzeOperator;
+use crate::district::District5MinOperator;
+use crate::gold::HourlyOperator;
+use crate::kafka_sink::KafkaSink;
+use crate::operator::{Emitted, Operator};
+use crate::silver::SilverOperator;
+use crate::{Error, Result};
+use arrow::array::BooleanArray;
+use rtlake_core::Config;
+use rtlake_core::schema::{self, TIME_PARTITIONS, TableName};
+use rtlake_lake::Lake;
+use rtlake_lake::sink::{DeltaSink, app_id};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Where an operator's rows go.
+pub enum Output {
+    /// A Delta table, exactly once.
+    Delta(DeltaSink),
+    /// A Kafka topic, at least once with deduplication headers.
+    Kafka(KafkaSink),
+}
+
+impl Output {
+    /// The output's name: the table (`silver.station_changes`) or `kafka:<topic>`.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Delta(d) => d.name().to_string(),
+            Self::Kafka(k) => k.name(),
+        }
+    }
+
+    /// The next input offset of `partition` this output does not hold (`None`: never written).
+    pub fn version(&self, pipeline: &str, partition: i32) -> Option<i64> {
+        match self {
+            Self::Delta(d) => d.known_version(&app_id(pipeline, &d.name().to_string(), partition)),
+            Self::Kafka(k) => k.known_version(partition),
+        }
+    }
+
+    /// Reads the versions of `parts` again from the table or checkpoint.
+    pub async fn refresh(&mut self, pipeline: &str, parts: &[i32]) -> Result<()> {
+        match self {
+            Self::Delta(d) => {
+                let name = d.name().to_string();
+                let ids: Vec<String> = parts.iter().map(|p| app_id(pipeline, &name, *p)).collect();
+                d.refresh_versions(&ids).await?;
+            }
+            Self::Kafka(k) => k.refresh(parts)?,
+        }
+        Ok(())
+    }
+
+    /// Commits the rows of `emitted` this output does not hold, with versions `ends`
+    /// (partition → next offset) for the partitions it is behind on; returns the rows written,
+    /// or `None` if it held the whole epoch already.
+    pub async fn commit(&mut self, pipeline: &str, emitted: &Emitted, ends: &BTreeMap<i32, i64>) -> Result<Option<u64>> {
+        let behind: BTreeMap<i32, i64> =
+            ends.iter().filter(|(p, end)| self.version(pipeline, **p).is_none_or(|v| **end > v)).map(|(p, e)| (*p, *e)).collect();
+        if behind.is_empty() {
+            return Ok(None);
+        }
+        let keep: Vec<bool> = emitted.origins.iter().map(|(p, o)| *o >= self.version(pipeline, *p).unwrap_or(0)).collect();
+        let (batch, origins) = if keep.iter().all(|k| *k) {
+            (emitted.batch.clone(), emitted.origins.clone())
+        } else {
+            let mask = BooleanArray::from(keep.clone());
+            let batch = arrow::compute::filter_record_batch(&emitted.batch, &mask).map_err(|e| Error::Sink(format!("filter rows: {e}")))?;
+            (batch, emitted.origins.iter().zip(&keep).filter(|(_, k)| **k).map(|(o, _)| *o).collect())
+        };
+        let rows = batch.num_rows() as u64;
+        match self {
+            Self::Delta(d) => {
+                let name = d.name().to_string();
+                let txns = behind.iter().map(|(p, e)| (app_id(pipeline, &name, *p), *e)).collect();
+                d.commit(vec![batch], &txns).await?;
+            }
+            Self::Kafka(k) => k.commit(&batch, &origins, &behind).await?,
+        }
+        Ok(Some(rows))
+    }
+}
+
+/// One operator and its outputs.
+pub struct Stage {
+    /// The operator.
+    pub op: Box<dyn Operator>,
+    /// Its outputs, in commit order.
+    pub outputs: Vec<Output>,
+    /// Rows committed per output name since the start.
+    pub rows: BTreeMap<String, u64>,
+}
+
+impl Stage {
+    /// The name refusals are written under: the first output's.
+    pub fn sink_name(&self) -> String {
+        self.outputs.first().map(Output::name).unwrap_or_default()
+    }
+
+    /// Where the operator resumes a partition: the smallest of its outputs' versions.
+    pub fn version(&self, pipeline: &str, partition: i32) -> Option<i64> {
+        self.outputs.iter().map(|o| o.version(pipeline, partition)).collect::<Option<Vec<i64>>>().and_then(|v| v.into_iter().min())
+    }
+}
+
+fn operator(kind: &str, cfg: &Config) -> Box<dyn Operator> {
+    let lateness = cfg.run.lateness.get().as_micros() as i64;
+    match kind {
+        "bronze" => Box::new(BronzeOperator),
+        "changes" => Box::new(SilverOperator::default()),
+        "station-hourly" => Box::new(HourlyOperator::new(lateness)),
+        // Validated at load: the only other name.
+        _ => Box::new(District5MinOperator::new(lateness)),
+    }
+}
+
+fn default_table(kind: &str) -> TableName {
+    match kind {
+        "bronze" => schema::BRONZE_STATION_STATUS,
+        "changes" => schema::SILVER_STATION_CHANGES,
+        "station-hourly" => schema::GOLD_STATION_HOURLY,
+        _ => schema::GOLD_DISTRICT_5MIN,
+    }
+}
+
+/// A table name from the config (`ns.name`), kept for the life of the process.
+fn table_name(s: &str) -> TableName {
+    let (ns, name) = s.split_once('.').unwrap_or(("default", s));
+    TableName { namespace: Box::leak(ns.to_string().into_boxed_str()), name: Box::leak(name.to_string().into_boxed_str()) }
+}
+
+/// Builds the stages of `cfg.run.sinks`, opening (creating) their tables and topics.
+pub async fn build(cfg: &Config, lake: &Lake, checkpoint: &Path) -> Result<Vec<Stage>> {
+    let mut stages: Vec<Stage> = Vec::new();
+    for s in &cfg.run.sinks {
+        let op = operator(&s.operator, cfg);
+        let output = match &s.topic {
+            Some(topic) => {
+                let key = s.key.as_deref().unwrap_or("station_id");
+                if op.schema().field_with_name(key).is_err() {
+                    return Err(Error::Sink(format!("kafka sink {topic}: key column {key} is not a column of {} rows", s.operator)));
+                }
+                Output::Kafka(KafkaSink::open(&cfg.kafka, topic, key, &cfg.run.pipeline, checkpoint).await?)
+            }
+            None => {
+                let name = s.table.as_deref().map_or_else(|| default_table(&s.operator), table_name);
+                Output::Delta(DeltaSink::open(lake, name, op.schema(), &TIME_PARTITIONS).await?)
+            }
+        };
+        match stages.iter_mut().find(|st| st.op.kind() == s.operator) {
+            Some(st) => st.outputs.push(output),
+            None => stages.push(Stage { op, outputs: vec![output], rows: BTreeMap::new() }),
+        }
+    }
+    Ok(stages)
+}
