@@ -104,6 +104,10 @@ impl Operator for District5MinOperator {
         Emitted { batch: to_batch(&partials), origins }
     }
 
+    fn stateful(&self) -> bool {
+        true
+    }
+
     fn restore(&mut self, partition: i32, bytes: Option<&[u8]>) -> Result<(), serde_json::Error> {
         let state = match bytes {
             Some(b) => serde_json::from_slice(b)?,

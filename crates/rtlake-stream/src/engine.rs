@@ -103,7 +103,7 @@ impl Engine {
         for o in self.stages.iter_mut().flat_map(|s| s.outputs.iter_mut()).chain([&mut self.rejected]) {
             o.refresh(&self.pipeline, parts).await?;
         }
-        for stage in &mut self.stages {
+        for stage in self.stages.iter_mut().filter(|s| s.op.stateful()) {
             let kind = stage.op.kind();
             for p in parts {
                 let version = stage.version(&self.pipeline, *p);
@@ -162,7 +162,7 @@ impl Engine {
             let mut rejections = Rejections::new(&mut rejected_cols, &rejected_owed, &self.topic, now);
             emitted.push(stage.op.process(&input, &owed, &mut rejections, &sink));
             // The state after this epoch, under the version its outputs' commits will carry.
-            for (p, end) in &ends {
+            for (p, end) in ends.iter().filter(|_| stage.op.stateful()) {
                 if stage.version(&pipeline, *p).is_none_or(|v| *end > v) {
                     if let Some(bytes) = stage.op.snapshot(*p) {
                         self.state.save(stage.op.kind(), *p, *end, &bytes)?;

@@ -129,6 +129,10 @@ impl Operator for HourlyOperator {
         Emitted { batch: to_batch(&rows), origins }
     }
 
+    fn stateful(&self) -> bool {
+        true
+    }
+
     fn restore(&mut self, partition: i32, bytes: Option<&[u8]>) -> Result<(), serde_json::Error> {
         let state = match bytes {
             Some(b) => serde_json::from_slice(b)?,

@@ -210,6 +210,8 @@ impl KafkaWorker {
                 r = tokio::time::timeout_at(deadline, self.consumer.recv()) => match r {
                     Ok(Ok(m)) => {
                         let m = RawMessage::from_message(&m);
+                        // The assignment that delivered it is learnt before the message is judged.
+                        self.apply_rebalance(&mut buf).await?;
                         if m.offset >= self.next.get(&m.partition).copied().unwrap_or(0) {
                             self.check_loss(&m)?;
                             if self.cuts.get(&m.partition).is_some_and(|c| m.offset >= *c) {

@@ -67,6 +67,11 @@ pub trait Operator: Send + Sync {
     /// refused messages go to `rejected` under the name `sink`.
     fn process(&mut self, input: &EpochInput<'_>, owed: &dyn Fn(&RawMessage) -> bool, rejected: &mut Rejections<'_>, sink: &str) -> Emitted;
 
+    /// Whether it keeps state per partition (snapshotted each epoch, restored on assignment).
+    fn stateful(&self) -> bool {
+        false
+    }
+
     /// Sets a partition's state from a snapshot (`None`: no state yet).
     fn restore(&mut self, _partition: i32, _bytes: Option<&[u8]>) -> Result<(), serde_json::Error> {
         Ok(())

@@ -97,6 +97,10 @@ impl Operator for SilverOperator {
         Emitted { batch, origins }
     }
 
+    fn stateful(&self) -> bool {
+        true
+    }
+
     fn restore(&mut self, partition: i32, bytes: Option<&[u8]>) -> Result<(), serde_json::Error> {
         let state = match bytes {
             Some(b) => ChangeState::restore(serde_json::from_slice::<Vec<(String, Last)>>(b)?),

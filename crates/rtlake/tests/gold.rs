@@ -100,8 +100,8 @@ async fn hourly_windows_match_sql_over_bronze_and_silver() {
             SELECT l.district, l.w, l.bikes, l.empty, coalesce(c.rentals, 0) AS rentals, coalesce(c.returns, 0) AS returns
             FROM last l LEFT JOIN ch c ON l.district = c.district AND l.w = c.w
             WHERE l.w < TIMESTAMP '2025-10-01T00:00:00Z')
-        SELECT (SELECT count(*) FROM ref),
-               (SELECT count(*) FROM gold.district_5min_total),
+        SELECT (SELECT count(*) FROM ref) AS ref_windows,
+               (SELECT count(*) FROM gold.district_5min_total) AS gold_windows,
                count(*),
                sum(CASE WHEN g.rentals <> r.rentals OR g.returns <> r.returns OR g.bikes_parked <> r.bikes
                          OR g.stations_empty <> r.empty THEN 1 ELSE 0 END),
