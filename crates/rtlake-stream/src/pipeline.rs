@@ -137,10 +137,10 @@ fn table_name(s: &str) -> TableName {
     TableName { namespace: Box::leak(ns.to_string().into_boxed_str()), name: Box::leak(name.to_string().into_boxed_str()) }
 }
 
-/// Builds the stages of `cfg.run.sinks`, opening (creating) their tables and topics.
+/// Builds the stages of the configured sinks, opening (creating) their tables and topics.
 pub async fn build(cfg: &Config, lake: &Lake, checkpoint: &Path) -> Result<Vec<Stage>> {
     let mut stages: Vec<Stage> = Vec::new();
-    for s in &cfg.run.sinks {
+    for s in &cfg.run.sinks() {
         let op = operator(&s.operator, cfg);
         let output = match &s.topic {
             Some(topic) => {

@@ -146,8 +146,8 @@ pub struct RunConfig {
     /// Whether a pipeline stops when offsets it has not read were deleted (retention), or
     /// skips them with a warning.
     pub fail_on_data_loss: bool,
-    /// The sinks (default: the bike pipeline).
-    pub sinks: Vec<SinkConfig>,
+    /// The sinks (default: the bike pipeline; see [`RunConfig::sinks`]).
+    pub sinks: Option<Vec<SinkConfig>>,
 }
 
 impl Default for RunConfig {
@@ -165,7 +165,7 @@ impl Default for RunConfig {
             starting_offsets: "earliest".into(),
             max_offsets_per_trigger: None,
             fail_on_data_loss: true,
-            sinks: SinkConfig::bike_pipeline(),
+            sinks: None,
         }
     }
 }
@@ -179,6 +179,16 @@ impl RunConfig {
     /// The parsed starting offsets (validated at load).
     pub fn starting(&self) -> StartingOffsets {
         self.starting_offsets.parse().unwrap_or(StartingOffsets::Earliest)
+    }
+
+    /// The sinks: as configured, or the bike pipeline (without its Kafka topic when reading
+    /// files, a backfill that needs no broker).
+    pub fn sinks(&self) -> Vec<SinkConfig> {
+        match &self.sinks {
+            Some(s) => s.clone(),
+            None if self.file_source().is_some() => SinkConfig::bike_pipeline().into_iter().filter(|s| s.topic.is_none()).collect(),
+            None => SinkConfig::bike_pipeline(),
+        }
     }
 
     /// The file source's path, if the source is `file:PATH`.

@@ -82,7 +82,7 @@ impl Config {
         if r.source != "kafka" && r.file_source().is_none_or(|p| p.is_empty()) {
             return Err(err("run.source", &r.source, "write kafka, or file:PATH (a JSON Lines file or a folder of them)"));
         }
-        validate_sinks(&r.sinks).map_err(|(i, reason)| err(&format!("run.sinks[{i}]"), &"…", &reason))?;
+        validate_sinks(&r.sinks()).map_err(|(i, reason)| err(&format!("run.sinks[{i}]"), &"…", &reason))?;
         Ok(())
     }
 }
