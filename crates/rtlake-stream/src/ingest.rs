@@ -57,7 +57,7 @@ pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport>
         }
     };
     let stages = build(cfg, &lake, &checkpoint).await?;
-    let rejected = Output::Delta(DeltaSink::open(&lake, schema::REJECTED, schema::rejected(), &TIME_PARTITIONS).await?);
+    let rejected = Output::Delta(DeltaSink::open(&lake, schema::REJECTED, schema::rejected(), &TIME_PARTITIONS).await?, None);
     let engine = Engine {
         pipeline: cfg.run.pipeline.clone(),
         topic,
@@ -77,7 +77,7 @@ pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport>
                 lake: lake.clone(),
                 pipeline: cfg.run.pipeline.clone(),
                 tables: engine.stages.iter().flat_map(|s| &s.outputs).chain([&engine.rejected]).filter_map(|o| match o {
-                    Output::Delta(d) => Some(d.name()),
+                    Output::Delta(d, _) => Some(d.name()),
                     Output::Kafka(_) => None,
                 }).collect(),
                 kafka_dirs: engine
@@ -86,7 +86,7 @@ pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport>
                     .flat_map(|s| &s.outputs)
                     .filter_map(|o| match o {
                         Output::Kafka(k) => Some(checkpoint.join("sinks").join(k.name().trim_start_matches("kafka:"))),
-                        Output::Delta(_) => None,
+                        Output::Delta(..) => None,
                     })
                     .collect(),
                 start: start_at(cfg).await?,

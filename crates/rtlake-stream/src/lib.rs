@@ -5,7 +5,8 @@
 //! - [`operator`]: the interface of a stage; [`bronze`], [`silver`] (the change rule),
 //!   [`gold`] (hourly windows per station) and [`district`] (5-minute partials per district).
 //! - [`window`]: event-time windows, per-partition watermarks and output modes.
-//! - [`pipeline`]: operators and their outputs (Delta tables, [`kafka_sink`] topics).
+//! - [`pipeline`]: operators and their outputs (Delta tables, [`kafka_sink`] topics), each
+//!   optionally through a [`sql`] projection and filter.
 //! - [`state`] and [`checkpoint`]: keyed state snapshots, the offset log and the commit log.
 //! - [`engine`]: one epoch, exactly once; [`ingest`]: the loop of `rtlake run`.
 #![warn(missing_docs)]
@@ -22,6 +23,7 @@ pub mod operator;
 pub mod pipeline;
 pub mod silver;
 pub mod source;
+pub mod sql;
 pub mod state;
 pub mod window;
 

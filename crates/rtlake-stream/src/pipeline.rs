@@ -12,6 +12,7 @@ use crate::gold::HourlyOperator;
 use crate::kafka_sink::KafkaSink;
 use crate::operator::{Emitted, Operator};
 use crate::silver::SilverOperator;
+use crate::sql::SqlTransform;
 use crate::{Error, Result};
 use arrow::array::BooleanArray;
 use rtlake_core::Config;
@@ -23,8 +24,8 @@ use std::path::Path;
 
 /// Where an operator's rows go.
 pub enum Output {
-    /// A Delta table, exactly once.
-    Delta(DeltaSink),
+    /// A Delta table, exactly once; its rows optionally through a query.
+    Delta(DeltaSink, Option<SqlTransform>),
     /// A Kafka topic, at least once with deduplication headers.
     Kafka(KafkaSink),
 }
@@ -33,7 +34,7 @@ impl Output {
     /// The output's name: the table (`silver.station_changes`) or `kafka:<topic>`.
     pub fn name(&self) -> String {
         match self {
-            Self::Delta(d) => d.name().to_string(),
+            Self::Delta(d, _) => d.name().to_string(),
             Self::Kafka(k) => k.name(),
         }
     }
@@ -41,7 +42,7 @@ impl Output {
     /// The next input offset of `partition` this output does not hold (`None`: never written).
     pub fn version(&self, pipeline: &str, partition: i32) -> Option<i64> {
         match self {
-            Self::Delta(d) => d.known_version(&app_id(pipeline, &d.name().to_string(), partition)),
+            Self::Delta(d, _) => d.known_version(&app_id(pipeline, &d.name().to_string(), partition)),
             Self::Kafka(k) => k.known_version(partition),
         }
     }
@@ -49,7 +50,7 @@ impl Output {
     /// Reads the versions of `parts` again from the table or checkpoint.
     pub async fn refresh(&mut self, pipeline: &str, parts: &[i32]) -> Result<()> {
         match self {
-            Self::Delta(d) => {
+            Self::Delta(d, _) => {
                 let name = d.name().to_string();
                 let ids: Vec<String> = parts.iter().map(|p| app_id(pipeline, &name, *p)).collect();
                 d.refresh_versions(&ids).await?;
@@ -78,10 +79,16 @@ impl Output {
         };
         let rows = batch.num_rows() as u64;
         match self {
-            Self::Delta(d) => {
+            Self::Delta(d, sql) => {
                 let name = d.name().to_string();
                 let txns = behind.iter().map(|(p, e)| (app_id(pipeline, &name, *p), *e)).collect();
+                let batch = match sql {
+                    Some(q) => q.apply(batch).await?,
+                    None => batch,
+                };
+                let rows = batch.num_rows() as u64;
                 d.commit(vec![batch], &txns).await?;
+                return Ok(Some(rows));
             }
             Self::Kafka(k) => k.commit(&batch, &origins, &behind).await?,
         }
@@ -152,7 +159,14 @@ pub async fn build(cfg: &Config, lake: &Lake, checkpoint: &Path) -> Result<Vec<S
             }
             None => {
                 let name = s.table.as_deref().map_or_else(|| default_table(&s.operator), table_name);
-                Output::Delta(DeltaSink::open(lake, name, op.schema(), &TIME_PARTITIONS).await?)
+                let sql = match &s.sql {
+                    Some(q) => Some(SqlTransform::new(q, op.schema()).await?),
+                    None => None,
+                };
+                let schema = sql.as_ref().map_or_else(|| op.schema(), SqlTransform::schema);
+                // Partitioned by date and hour when the rows have them.
+                let parts: Vec<&str> = TIME_PARTITIONS.iter().copied().filter(|c| schema.field_with_name(c).is_ok()).collect();
+                Output::Delta(DeltaSink::open(lake, name, schema, &parts).await?, sql)
             }
         };
         match stages.iter_mut().find(|st| st.op.kind() == s.operator) {

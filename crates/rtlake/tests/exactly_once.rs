@@ -25,7 +25,9 @@ fn pipeline_file(dir: &Path, name: &str, topic: &str) -> std::path::PathBuf {
          [[sinks]]\noperator = \"changes\"\n\n\
          [[sinks]]\noperator = \"station-hourly\"\n\n\
          [[sinks]]\noperator = \"district-5min\"\n\n\
-         [[sinks]]\noperator = \"changes\"\ntopic = \"{topic}\"\nkey = \"station_id\"\n"
+         [[sinks]]\noperator = \"changes\"\ntopic = \"{topic}\"\nkey = \"station_id\"\n\n\
+         [[sinks]]\noperator = \"changes\"\ntable = \"silver.busy_changes\"\n\
+         sql = \"SELECT station_id, polled_at, rentals + returns AS moved, district, date, hour FROM input WHERE rentals + returns >= 2\"\n"
     );
     std::fs::write(&f, text).unwrap();
     f
@@ -39,6 +41,8 @@ async fn tables(lake: &Path) -> BTreeMap<&'static str, (usize, String)> {
         ("hourly", "SELECT * FROM gold.station_hourly"),
         ("district", "SELECT * FROM gold.district_5min"),
         ("rejected", "SELECT kafka_partition, kafka_offset, reason, sink FROM _rejected"),
+        ("busy", "SELECT station_id, CAST(polled_at AS BIGINT), moved, district FROM silver.busy_changes"),
+        ("busy-by-sql", "SELECT station_id, CAST(polled_at AS BIGINT), rentals + returns, district FROM silver.station_changes WHERE rentals + returns >= 2"),
     ];
     let mut out = BTreeMap::new();
     for (name, q) in queries {
@@ -120,6 +124,8 @@ async fn crashes_at_every_commit_point_leave_every_output_exact() {
     let want = tables(&ref_lake).await;
     assert!(want["silver"].0 > 1000 && want["district"].0 >= 25, "the reference run has data: {want:?}");
     assert_eq!(want["hourly"].0, 0, "no hour closes in 6 minutes");
+    assert!(want["busy"].0 > 10, "the SQL sink has rows: {want:?}");
+    assert_eq!(want["busy"], want["busy-by-sql"], "the SQL sink holds what the same query over silver gives");
 
     // Crashes at each point in turn, small epochs so each run makes a little progress.
     let pipeline = pipeline_file(dir, "crash", &topic);

@@ -98,12 +98,15 @@ pub struct SinkConfig {
     pub topic: Option<String>,
     /// The column whose value keys a Kafka message (default `station_id`).
     pub key: Option<String>,
+    /// A query over the operator's rows of each epoch, as table `input` (projection, filter);
+    /// its result is what a table sink writes. Table sinks only.
+    pub sql: Option<String>,
 }
 
 impl SinkConfig {
     /// The built-in bike pipeline: bronze, silver, both gold tables and the changes topic.
     pub fn bike_pipeline() -> Vec<SinkConfig> {
-        let s = |operator: &str, topic: Option<&str>| SinkConfig { operator: operator.into(), table: None, topic: topic.map(Into::into), key: None };
+        let s = |operator: &str, topic: Option<&str>| SinkConfig { operator: operator.into(), table: None, topic: topic.map(Into::into), key: None, sql: None };
         vec![
             s("bronze", None),
             s("changes", None),

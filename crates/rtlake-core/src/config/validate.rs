@@ -130,6 +130,12 @@ fn validate_sinks(sinks: &[super::SinkConfig]) -> Result<(), (usize, String)> {
                 return Err((i, format!("table {t:?} must be namespace.name (letters, digits, _)")));
             }
         }
+        if s.sql.is_some() && s.topic.is_some() {
+            return Err((i, "sql is for table sinks: a Kafka sink's headers name each row's input message".into()));
+        }
+        if s.sql.is_some() && s.table.is_none() {
+            return Err((i, "a sink with sql writes rows of its own shape: name its table".into()));
+        }
         if s.key.is_some() && s.topic.is_none() {
             return Err((i, "key is for Kafka sinks (set topic)".into()));
         }
