@@ -3,7 +3,7 @@
 //! An epoch's per-partition offset ranges go to the offset log first. Every message is decoded
 //! once; each stage's operator processes the messages past the smallest version of its
 //! outputs; the state after the epoch is snapshotted under the version the commits will carry;
-//! then `_rejected` commits, then each stage's outputs in order, and last the commit log.
+//! then `_rejected` commits, then every stage's outputs at once, and last the commit log.
 //!
 //! `_rejected` is committed first: an operator rejects stale or late messages only while it
 //! processes them, so its rejections must never be behind it. A crash between two commits
@@ -180,12 +180,21 @@ impl Engine {
             crate::failpoint(&format!("after-commit:{}", self.rejected.name()));
             *self.report.rows.entry(self.rejected.name()).or_default() += rejected_rows;
         }
-        for (stage, out) in self.stages.iter_mut().zip(&emitted) {
-            for o in &mut stage.outputs {
-                if let Some(rows) = o.commit(&pipeline, out, &ends).await? {
+        // The outputs are independent tables and topics: commit them concurrently.
+        let commits = self.stages.iter_mut().zip(&emitted).flat_map(|(stage, out)| stage.outputs.iter_mut().map(move |o| (o, out))).map(|(o, out)| {
+            let pipeline = &pipeline;
+            let ends = &ends;
+            async move {
+                let rows = o.commit(pipeline, out, ends).await?;
+                if rows.is_some() {
                     crate::failpoint(&format!("after-commit:{}", o.name()));
-                    *self.report.rows.entry(o.name()).or_default() += rows;
                 }
+                Ok::<_, Error>((o.name(), rows))
+            }
+        });
+        for (name, rows) in futures::future::try_join_all(commits).await? {
+            if let Some(rows) = rows {
+                *self.report.rows.entry(name).or_default() += rows;
             }
         }
         self.log.commit(&ranges)?;

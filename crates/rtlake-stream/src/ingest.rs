@@ -163,7 +163,12 @@ impl KafkaWorker {
             Trigger::AvailableNow => Some(rtlake_kafka::admin::high_watermarks(&cfg.kafka, &topic).await?),
             _ => None,
         };
-        let consumer = subscribe(&cfg.kafka, &cfg.run.group(), cfg.run.assignment_strategy.as_str(), &topic, positions.clone())
+        let mut kafka = cfg.kafka.clone();
+        if cfg.run.trigger == Trigger::LowLatency {
+            // Fetches answer at once when data is there; bound the wait when it is not.
+            kafka.properties.entry("fetch.wait.max.ms".into()).or_insert_with(|| "50".into());
+        }
+        let consumer = subscribe(&kafka, &cfg.run.group(), cfg.run.assignment_strategy.as_str(), &topic, positions.clone())
             .map_err(|e| Error::Kafka(rtlake_kafka::Error::Kafka { context: "create consumer".into(), cause: e }))?;
         tracing::info!(group = %cfg.run.group(), %topic, trigger = ?cfg.run.trigger, "subscribed");
         Ok(Self {
