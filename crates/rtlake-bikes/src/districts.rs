@@ -45,13 +45,14 @@ enum Geometry {
     MultiPolygon(Vec<Vec<Vec<[f64; 2]>>>),
 }
 
-const BUILTIN: &str = include_str!("../../../data/seoul-bike/seoul_districts.geojson");
+/// The 25 districts of Seoul as GeoJSON (the recorded data's simplified polygons).
+pub const BUILTIN_GEOJSON: &str = include_str!("../../../data/seoul-bike/seoul_districts.geojson");
 
 impl Districts {
     /// Seoul's 25 districts, built into the binary.
     pub fn builtin() -> Self {
         // The built-in file is parsed by a unit test; failing here would be a build defect.
-        Self::from_geojson(BUILTIN).expect("built-in districts parse")
+        Self::from_geojson(BUILTIN_GEOJSON).expect("built-in districts parse")
     }
 
     /// Parses a FeatureCollection whose features have `code`, `name` and `name_eng`.

@@ -60,11 +60,19 @@ impl ProducerContext for Deliveries {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, poll: usize) {
+        let metrics = &rtlake_core::metrics::global().produce;
         match result {
-            Ok(_) => {
+            Ok(m) => {
                 self.delivered.fetch_add(1, Ordering::Relaxed);
+                metrics.events.with_label_values(&[m.topic()]).inc();
+                metrics.bytes.with_label_values(&[m.topic()]).inc_by(m.payload_len() as u64);
+                if let Some(ts) = m.timestamp().to_millis() {
+                    let secs = (chrono::Utc::now().timestamp_millis() - ts).max(0) as f64 / 1000.0;
+                    metrics.delivery_latency.with_label_values(&[m.topic()]).observe(secs);
+                }
             }
             Err((e, m)) => {
+                metrics.errors.with_label_values(&[m.topic()]).inc();
                 let n = self.failed.fetch_add(1, Ordering::Relaxed);
                 if n < 10 {
                     let key = m.key().map(String::from_utf8_lossy).unwrap_or_default();
@@ -246,6 +254,7 @@ async fn replay(cfg: &Config, shutdown: CancellationToken) -> Result<ProduceRepo
             publisher.send(Some(&e.station_id), e.to_json().as_bytes(), index as usize).await?;
         }
         polls += 1;
+        rtlake_core::metrics::global().produce.polls.with_label_values(&["replay"]).inc();
         save_state(s.state_file.as_ref(), &mut state, publisher.producer.context().complete_through.load(Ordering::Acquire))?;
     }
     let report = publisher.finish(polls).await;
@@ -297,9 +306,11 @@ async fn live(cfg: &Config, shutdown: CancellationToken) -> Result<ProduceReport
                 }
                 tracing::info!(stations = n, %polled_at, "polled bikeList");
                 polls += 1;
+                rtlake_core::metrics::global().produce.polls.with_label_values(&["seoul-api"]).inc();
             }
             Err(e) if e.is_retryable() => {
                 failed_polls += 1;
+                rtlake_core::metrics::global().produce.poll_errors.with_label_values(&["seoul-api"]).inc();
                 tracing::error!(error = %e, failed_polls, "poll failed after retries; trying again next interval");
             }
             Err(e) => return Err(e.into()),

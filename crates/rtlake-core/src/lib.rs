@@ -3,10 +3,12 @@
 //! - [`config`]: the typed, layered configuration (defaults < file < `RTLAKE_*` env < flags).
 //! - [`units`]: durations and byte sizes as people write them.
 //! - [`schema`]: the Arrow schemas and names of the lake's tables (DESIGN.md §3).
+//! - [`metrics`]: the Prometheus metrics of every process.
 //! - [`time`]: Seoul time, RFC 3339, and the date/hour partition of an instant.
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod metrics;
 pub mod schema;
 pub mod time;
 pub mod units;

@@ -3,10 +3,12 @@
 //! - [`client`]: producer and consumer configurations built from rtlake's typed config.
 //! - [`admin`]: topic creation, listing and description (partitions, offsets, config, groups
 //!   and their lag).
+//! - [`inspect`]: the brokers, and a peek at a topic's newest messages.
 #![warn(missing_docs)]
 
 pub mod admin;
 pub mod client;
+pub mod inspect;
 
 pub use rdkafka;
 

@@ -61,3 +61,39 @@ pub fn list_tables(lake: &Lake) -> Result<Vec<CatalogEntry>> {
     }
     Ok(out)
 }
+
+/// A table's progress, for status pages.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TableStatus {
+    /// The table, `ns.name`.
+    pub table: String,
+    /// Its latest Delta version.
+    pub version: Option<u64>,
+    /// When its latest commit was written, ms since the Unix epoch (local lakes).
+    pub last_commit_ms: Option<i64>,
+    /// The txn version of each app id asked for (`None`: never written).
+    pub txns: std::collections::BTreeMap<String, Option<i64>>,
+}
+
+/// Reads a table's latest version, last commit time and the txn versions of `app_ids`.
+pub async fn table_status(lake: &Lake, entry: &CatalogEntry, app_ids: &[String]) -> Result<TableStatus> {
+    let de = |cause| Error::Delta { table: entry.qualified(), cause };
+    let table = deltalake::DeltaTable::try_from_url_with_storage_options(entry.url.clone(), lake.storage_options().clone())
+        .await
+        .map_err(de)?;
+    let mut txns = std::collections::BTreeMap::new();
+    let version = table.version();
+    if version.is_some() {
+        let snapshot = table.snapshot().map_err(de)?;
+        let store = table.log_store();
+        for id in app_ids {
+            txns.insert(id.clone(), snapshot.transaction_version(store.as_ref(), id).await.map_err(de)?);
+        }
+    }
+    let last_commit_ms = version.and_then(|v| {
+        let log = entry.url.to_file_path().ok()?.join("_delta_log").join(format!("{v:020}.json"));
+        let modified = std::fs::metadata(log).ok()?.modified().ok()?;
+        Some(modified.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64)
+    });
+    Ok(TableStatus { table: entry.qualified(), version, last_commit_ms, txns })
+}

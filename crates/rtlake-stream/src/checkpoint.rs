@@ -23,6 +23,19 @@ pub struct Range {
     pub end: i64,
 }
 
+/// A commit-log entry: the range, and how the epoch went (for status pages).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Committed {
+    /// First offset.
+    pub start: i64,
+    /// One past the last offset.
+    pub end: i64,
+    /// Wall time of the epoch, ms.
+    pub duration_ms: u64,
+    /// When every output had committed, ms since the Unix epoch.
+    pub committed_at_ms: i64,
+}
+
 /// The offset and commit logs of a pipeline, under its checkpoint folder.
 #[derive(Clone, Debug)]
 pub struct EpochLog {
@@ -43,13 +56,13 @@ impl EpochLog {
         self.root.join(log).join(partition.to_string())
     }
 
-    fn write(&self, log: &str, partition: i32, range: Range) -> Result<()> {
+    fn write(&self, log: &str, partition: i32, end: i64, entry: &impl serde::Serialize) -> Result<()> {
         let dir = self.dir(log, partition);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let file = dir.join(format!("{:020}.json", range.end));
-        let tmp = dir.join(format!("{:020}.tmp", range.end));
-        // Two integers always serialise.
-        std::fs::write(&tmp, serde_json::to_vec(&range).expect("range serialises")).map_err(io(&tmp))?;
+        let file = dir.join(format!("{end:020}.json"));
+        let tmp = dir.join(format!("{end:020}.tmp"));
+        // Integers always serialise.
+        std::fs::write(&tmp, serde_json::to_vec(entry).expect("entry serialises")).map_err(io(&tmp))?;
         std::fs::rename(&tmp, &file).map_err(io(&file))?;
         let mut ends = Self::ends(&dir)?;
         ends.sort_unstable();
@@ -69,12 +82,22 @@ impl EpochLog {
 
     /// Records an epoch's ranges before it is processed.
     pub fn begin(&self, ranges: &[(i32, Range)]) -> Result<()> {
-        ranges.iter().try_for_each(|(p, r)| self.write("offsets", *p, *r))
+        ranges.iter().try_for_each(|(p, r)| self.write("offsets", *p, r.end, r))
     }
 
-    /// Records an epoch as done, after every output committed.
-    pub fn commit(&self, ranges: &[(i32, Range)]) -> Result<()> {
-        ranges.iter().try_for_each(|(p, r)| self.write("commits", *p, *r))
+    /// Records an epoch as done, after every output committed; it took `duration_ms`.
+    pub fn commit(&self, ranges: &[(i32, Range)], duration_ms: u64) -> Result<()> {
+        let committed_at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        ranges.iter().try_for_each(|(p, r)| self.write("commits", *p, r.end, &Committed { start: r.start, end: r.end, duration_ms, committed_at_ms }))
+    }
+
+    /// The newest commit-log entry of a partition.
+    pub fn last_commit(&self, partition: i32) -> Result<Option<Committed>> {
+        let dir = self.dir("commits", partition);
+        let Some(end) = Self::ends(&dir)?.into_iter().max() else { return Ok(None) };
+        let file = dir.join(format!("{end:020}.json"));
+        let bytes = std::fs::read(&file).map_err(io(&file))?;
+        Ok(serde_json::from_slice(&bytes).ok())
     }
 
     /// The partition's interrupted range: its newest offset-log entry without a commit.
@@ -102,7 +125,8 @@ mod tests {
         let first = [(0, Range { start: 0, end: 10 }), (1, Range { start: 0, end: 7 })];
         log.begin(&first).unwrap();
         assert_eq!(log.pending(0).unwrap(), Some(Range { start: 0, end: 10 }));
-        log.commit(&first).unwrap();
+        log.commit(&first, 5).unwrap();
+        assert_eq!(log.last_commit(1).unwrap().map(|c| (c.start, c.end, c.duration_ms)), Some((0, 7, 5)));
         assert_eq!(log.pending(0).unwrap(), None);
         log.begin(&[(0, Range { start: 10, end: 25 })]).unwrap();
         assert_eq!(log.pending(0).unwrap(), Some(Range { start: 10, end: 25 }));

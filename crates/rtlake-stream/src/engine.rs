@@ -85,7 +85,35 @@ pub struct Engine {
     pub report: RunReport,
 }
 
+/// Counts `_rejected` rows by refusing table and reason (late ones also as late events).
+fn count_rejections(pipeline: &str, batch: &arrow::array::RecordBatch) {
+    use arrow::array::{Array, StringArray};
+    let metrics = &rtlake_core::metrics::global().run;
+    let col = |n: &str| batch.column_by_name(n).and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
+    let (Some(sink), Some(reason)) = (col("sink"), col("reason")) else { return };
+    let mut counts: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    for i in 0..batch.num_rows() {
+        if !sink.is_null(i) && !reason.is_null(i) {
+            *counts.entry((sink.value(i), reason.value(i))).or_default() += 1;
+        }
+    }
+    for ((table, reason), n) in counts {
+        metrics.rejected.with_label_values(&[pipeline, table, reason]).inc_by(n);
+        if reason == "late" {
+            metrics.late.with_label_values(&[pipeline, table]).inc_by(n);
+        }
+    }
+}
+
 impl Engine {
+    fn observe_commit(&self, output: &str, rows: u64, took: std::time::Duration) {
+        let metrics = &rtlake_core::metrics::global().run;
+        let labels = [self.pipeline.as_str(), output];
+        metrics.rows_out.with_label_values(&labels).inc_by(rows);
+        metrics.commit_duration.with_label_values(&labels).observe(took.as_secs_f64());
+        metrics.last_commit.with_label_values(&labels).set(chrono::Utc::now().timestamp());
+    }
+
     /// Every output's version of `p` (`_rejected` included).
     fn versions(&self, p: i32) -> impl Iterator<Item = Option<i64>> + '_ {
         let pipeline = &self.pipeline;
@@ -148,6 +176,8 @@ impl Engine {
             return Ok(ends);
         }
         self.log.begin(&ranges)?;
+        let started = std::time::Instant::now();
+        let metrics = &rtlake_core::metrics::global().run;
         let now = chrono::Utc::now();
         let input = EpochInput::new(&self.topic, msgs, now, &mut self.places);
         let pipeline = self.pipeline.clone();
@@ -176,34 +206,53 @@ impl Engine {
             batch: rejected_cols.finish(),
         };
         let rejected_rows = rejected.batch.num_rows() as u64;
+        let t = std::time::Instant::now();
         if self.rejected.commit(&pipeline, &rejected, &ends).await?.is_some() {
             crate::failpoint(&format!("after-commit:{}", self.rejected.name()));
             *self.report.rows.entry(self.rejected.name()).or_default() += rejected_rows;
+            self.observe_commit(&self.rejected.name(), rejected_rows, t.elapsed());
+            count_rejections(&pipeline, &rejected.batch);
         }
         // The outputs are independent tables and topics: commit them concurrently.
         let commits = self.stages.iter_mut().zip(&emitted).flat_map(|(stage, out)| stage.outputs.iter_mut().map(move |o| (o, out))).map(|(o, out)| {
             let pipeline = &pipeline;
             let ends = &ends;
             async move {
+                let t = std::time::Instant::now();
                 let rows = o.commit(pipeline, out, ends).await?;
                 if rows.is_some() {
                     crate::failpoint(&format!("after-commit:{}", o.name()));
                 }
-                Ok::<_, Error>((o.name(), rows))
+                Ok::<_, Error>((o.name(), rows, t.elapsed()))
             }
         });
-        for (name, rows) in futures::future::try_join_all(commits).await? {
+        for (name, rows, took) in futures::future::try_join_all(commits).await? {
             if let Some(rows) = rows {
-                *self.report.rows.entry(name).or_default() += rows;
+                *self.report.rows.entry(name.clone()).or_default() += rows;
+                self.observe_commit(&name, rows, took);
             }
         }
-        self.log.commit(&ranges)?;
+        self.log.commit(&ranges, started.elapsed().as_millis() as u64)?;
         let done = chrono::Utc::now().timestamp_millis();
+        let latency = metrics.event_to_lake.with_label_values(&[&pipeline]);
         for m in msgs {
             if let Some(ts) = m.timestamp {
                 self.report.record_latency(done - ts);
+                latency.observe((done - ts).max(0) as f64 / 1000.0);
             }
         }
+        let mut read: BTreeMap<i32, u64> = BTreeMap::new();
+        for m in msgs {
+            *read.entry(m.partition).or_default() += 1;
+        }
+        for (p, n) in read {
+            metrics.events_in.with_label_values(&[&pipeline, &self.topic, &p.to_string()]).inc_by(n);
+        }
+        for stage in &self.stages {
+            metrics.state_keys.with_label_values(&[&pipeline, stage.op.kind()]).set(stage.op.state_len() as i64);
+        }
+        metrics.epochs.with_label_values(&[&pipeline]).inc();
+        metrics.epoch_duration.with_label_values(&[&pipeline]).observe(started.elapsed().as_secs_f64());
         self.report.epochs += 1;
         self.report.messages += msgs.len() as u64;
         Ok(ends)

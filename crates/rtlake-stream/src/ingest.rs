@@ -164,6 +164,8 @@ impl KafkaWorker {
             _ => None,
         };
         let mut kafka = cfg.kafka.clone();
+        // Statistics carry the high watermarks behind the lag gauges.
+        kafka.properties.entry("statistics.interval.ms".into()).or_insert_with(|| "1000".into());
         if cfg.run.trigger == Trigger::LowLatency {
             // Fetches answer at once when data is there; bound the wait when it is not.
             kafka.properties.entry("fetch.wait.max.ms".into()).or_insert_with(|| "50".into());
@@ -337,6 +339,7 @@ impl KafkaWorker {
         self.cuts.retain(|p, _| now.contains(p));
         for p in self.assigned.difference(&now) {
             self.engine.drop_partition(*p);
+            ctx.forget(*p);
         }
         let added: Vec<i32> = now.difference(&self.assigned).copied().collect();
         if !added.is_empty() {
@@ -378,7 +381,12 @@ impl KafkaWorker {
             }
             Err(e) => return Err(e),
         };
-        self.consumer.context().committed.lock().unwrap_or_else(|p| p.into_inner()).extend(ends.iter().map(|(p, e)| (*p, *e)));
+        let ctx = self.consumer.context();
+        ctx.committed.lock().unwrap_or_else(|p| p.into_inner()).extend(ends.iter().map(|(p, e)| (*p, *e)));
+        let hi = ctx.high_watermarks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for (p, end) in &ends {
+            ctx.observe(*p, hi.get(p).copied().unwrap_or(*end).max(*end), Some(*end));
+        }
         let mut tpl = TopicPartitionList::new();
         for (p, end) in &ends {
             let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*end));

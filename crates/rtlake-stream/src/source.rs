@@ -173,9 +173,27 @@ pub struct SourceContext {
     pub committed: Mutex<BTreeMap<i32, i64>>,
     /// An error the callback could not return; the run loop fails with it.
     pub failure: Mutex<Option<String>>,
+    /// The high watermark of each assigned partition, from librdkafka's statistics.
+    pub high_watermarks: Mutex<BTreeMap<i32, i64>>,
 }
 
-impl ClientContext for SourceContext {}
+impl ClientContext for SourceContext {
+    /// librdkafka's statistics (every `statistics.interval.ms`): the high watermark of each
+    /// assigned partition, and the lag behind what the lake holds.
+    fn stats(&self, stats: rdkafka::Statistics) {
+        let Some(topic) = stats.topics.get(&self.topic) else { return };
+        let assigned = self.assigned_now();
+        let committed = self.committed.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut hi = self.high_watermarks.lock().unwrap_or_else(|p| p.into_inner());
+        for (p, part) in &topic.partitions {
+            if *p < 0 || !assigned.contains(p) || part.hi_offset < 0 {
+                continue;
+            }
+            hi.insert(*p, part.hi_offset);
+            self.observe(*p, part.hi_offset, committed.get(p).copied());
+        }
+    }
+}
 
 impl ConsumerContext for SourceContext {
     fn rebalance(&self, c: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
@@ -238,6 +256,29 @@ impl SourceContext {
         self.assigned.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Sets a partition's offset gauges: high watermark, next offset in the lake, lag.
+    pub fn observe(&self, partition: i32, hi: i64, committed: Option<i64>) {
+        let m = &rtlake_core::metrics::global().run;
+        let p = partition.to_string();
+        let labels = [self.positions.pipeline.as_str(), self.topic.as_str(), p.as_str()];
+        m.high_watermark.with_label_values(&labels).set(hi);
+        if let Some(c) = committed {
+            m.committed_offset.with_label_values(&labels).set(c);
+            m.consumer_lag.with_label_values(&labels).set((hi - c).max(0));
+        }
+    }
+
+    /// Drops a lost partition's gauges: its new owner reports it.
+    pub fn forget(&self, partition: i32) {
+        let m = &rtlake_core::metrics::global().run;
+        let p = partition.to_string();
+        let labels = [self.positions.pipeline.as_str(), self.topic.as_str(), p.as_str()];
+        let _ = m.high_watermark.remove_label_values(&labels);
+        let _ = m.committed_offset.remove_label_values(&labels);
+        let _ = m.consumer_lag.remove_label_values(&labels);
+        self.high_watermarks.lock().unwrap_or_else(|p| p.into_inner()).remove(&partition);
+    }
+
     /// The partitions assigned now.
     pub fn assigned_now(&self) -> BTreeSet<i32> {
         self.lock_assigned().clone()
@@ -259,6 +300,7 @@ pub fn subscribe(
         changed: AtomicBool::new(false),
         committed: Mutex::default(),
         failure: Mutex::default(),
+        high_watermarks: Mutex::default(),
     };
     let consumer: StreamConsumer<SourceContext> =
         rtlake_kafka::client::consumer(kafka, group, strategy).create_with_context(ctx)?;

@@ -50,6 +50,9 @@ pub enum Command {
     /// Tables are registered by name: bronze.station_status, _rejected, ... Besides SELECT:
     /// SHOW TABLES, DESCRIBE <table>, EXPLAIN <query>.
     Sql(SqlArgs),
+    /// Serve the live dashboard, the pipeline and Kafka pages, the read-only SQL API and
+    /// /metrics (http://127.0.0.1:8080/ by default).
+    Serve(ServeArgs),
     /// Manage topics through the Kafka admin API.
     Topics {
         /// The topic operation.
@@ -81,6 +84,26 @@ pub struct DemoArgs {
     /// Stop the replay after this many simulated minutes (default: run until Ctrl-C).
     #[arg(long)]
     pub minutes: Option<u64>,
+    /// The dashboard's address (it also serves every component's /metrics), or `off`.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub dashboard: String,
+}
+
+/// `rtlake serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// The lake: a path or URL [lake.uri; default ./rtlake-data/lake].
+    #[arg(long, value_name = "URL_OR_PATH")]
+    pub lake: Option<String>,
+    /// The address to listen on [serve.listen; default 127.0.0.1:8080]. Use 0.0.0.0:PORT only
+    /// if other machines should reach it: the SQL API reads the whole lake.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// The station status topic the live view follows [kafka.topic].
+    #[arg(long)]
+    pub topic: Option<String>,
 }
 
 /// `rtlake broker`.
@@ -174,6 +197,10 @@ pub struct ProduceBikesArgs {
     /// Max in-flight requests per connection, at most 5 with idempotence [producer.max-in-flight].
     #[arg(long)]
     pub max_in_flight: Option<u32>,
+    /// Where to serve Prometheus /metrics, or `off` [producer.metrics-listen; default
+    /// 127.0.0.1:9465].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 /// When the processor stops.
@@ -228,6 +255,9 @@ pub struct RunArgs {
     /// <lake>/_checkpoints/<pipeline>].
     #[arg(long, value_name = "PATH")]
     pub checkpoint: Option<String>,
+    /// Where to serve Prometheus /metrics, or `off` [run.metrics-listen; default 127.0.0.1:9464].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
     /// The topic to read [kafka.topic].
     #[arg(long)]
     pub topic: Option<String>,

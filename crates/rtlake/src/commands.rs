@@ -15,6 +15,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Produce { what: ProduceCommand::Bikes(a) } => produce(&cli, a).await,
         Command::Run(a) => run(&cli, a).await,
         Command::Sql(a) => sql(&cli, a).await,
+        Command::Serve(a) => serve(&cli, a).await,
         Command::Topics { op } => topics(&cli, op).await,
     }
 }
@@ -87,8 +88,38 @@ fn producer_flags(a: &cli::ProduceBikesArgs) -> Flags {
         .opt("producer.linger", "linger", a.linger.clone())
         .str("producer.batch-size", "batch-size", a.batch_size.as_deref())
         .opt("producer.compression", "compression", a.compression.clone())
-        .opt("producer.max-in-flight", "max-in-flight", a.max_in_flight.map(i64::from));
+        .opt("producer.max-in-flight", "max-in-flight", a.max_in_flight.map(i64::from))
+        .opt("producer.metrics-listen", "metrics-listen", a.metrics_listen.clone());
     f
+}
+
+/// Serves /metrics on `addr` in the background (unless `off`); a busy port is a warning, not
+/// a failure, so that a second worker on one machine still runs.
+async fn start_metrics(addr: &str, key: &str, shutdown: CancellationToken) {
+    if addr == "off" {
+        return;
+    }
+    match rtlake_web::bind(addr, key).await {
+        Ok(listener) => {
+            let at = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| addr.to_string());
+            tracing::info!(url = %format!("http://{at}/metrics"), "metrics serving");
+            tokio::spawn(rtlake_web::serve_metrics(listener, shutdown));
+        }
+        Err(e) => tracing::warn!(error = %e, "not serving metrics (pass --metrics-listen ADDR, or off)"),
+    }
+}
+
+async fn serve(cli: &Cli, a: &cli::ServeArgs) -> Result<()> {
+    let mut f = Flags::default();
+    f.kafka(&a.kafka)
+        .opt("lake.uri", "lake", a.lake.clone())
+        .opt("serve.listen", "listen", a.listen.clone())
+        .opt("kafka.topic", "topic", a.topic.clone());
+    let cfg = load(cli, None, &f)?;
+    let listener = rtlake_web::bind(&cfg.serve.listen, "serve.listen / --listen").await?;
+    println!("rtlake serve: dashboard on http://{}/ (lake {}, Kafka {})", listener.local_addr()?, cfg.lake.uri, cfg.kafka.brokers);
+    rtlake_web::serve(&cfg, listener, shutdown_on_signal()).await?;
+    Ok(())
 }
 
 async fn produce(cli: &Cli, a: &cli::ProduceBikesArgs) -> Result<()> {
@@ -104,7 +135,9 @@ async fn produce(cli: &Cli, a: &cli::ProduceBikesArgs) -> Result<()> {
     if a.path.is_some() && !matches!(source, Source::File(_)) {
         bail!("a PATH is only taken with --source file");
     }
-    let report = rtlake_bikes::produce::produce(&cfg, source, shutdown_on_signal()).await?;
+    let shutdown = shutdown_on_signal();
+    start_metrics(&cfg.producer.metrics_listen, "producer.metrics-listen", shutdown.clone()).await;
+    let report = rtlake_bikes::produce::produce(&cfg, source, shutdown).await?;
     let secs = report.elapsed.as_secs_f64().max(1e-9);
     println!(
         "produced {} events to {} ({} delivered, {} failed) in {:.1} s: {:.0} events/s",
@@ -135,14 +168,17 @@ fn run_flags(a: &cli::RunArgs) -> Flags {
         .opt("run.starting-offsets", "starting-offsets", a.starting_offsets.clone())
         .opt("run.max-offsets-per-trigger", "max-offsets-per-trigger", a.max_offsets_per_trigger.map(|n| n as i64))
         .opt("run.checkpoint", "checkpoint", a.checkpoint.clone())
-        .opt("run.fail-on-data-loss", "no-fail-on-data-loss", a.no_fail_on_data_loss.then_some(false));
+        .opt("run.fail-on-data-loss", "no-fail-on-data-loss", a.no_fail_on_data_loss.then_some(false))
+        .opt("run.metrics-listen", "metrics-listen", a.metrics_listen.clone());
     f
 }
 
 async fn run(cli: &Cli, a: &cli::RunArgs) -> Result<()> {
     let cfg = load(cli, a.pipeline.as_ref(), &run_flags(a))?;
     let started = std::time::Instant::now();
-    let r = rtlake_stream::ingest::run(&cfg, shutdown_on_signal()).await?;
+    let shutdown = shutdown_on_signal();
+    start_metrics(&cfg.run.metrics_listen, "run.metrics-listen", shutdown.clone()).await;
+    let r = rtlake_stream::ingest::run(&cfg, shutdown).await?;
     let secs = started.elapsed().as_secs_f64();
     let rows: Vec<String> = r.rows.iter().map(|(k, v)| format!("{k} {v}")).collect();
     println!(
@@ -335,8 +371,16 @@ async fn demo(cli: &Cli, a: &cli::DemoArgs) -> Result<()> {
         .opt("source.kind", "demo", Some("replay"))
         .str("source.speed", "speed", Some(&a.speed))
         .opt("source.minutes", "minutes", a.minutes.map(|m| m as i64));
+    if a.dashboard != "off" {
+        f.opt("serve.listen", "dashboard", Some(a.dashboard.clone()));
+    }
     let cfg = load(cli, None, &f)?;
     let shutdown = shutdown_on_signal();
+    // Bind first: a busy dashboard port fails before anything starts.
+    let dashboard = match a.dashboard.as_str() {
+        "off" => None,
+        _ => Some(rtlake_web::bind(&cfg.serve.listen, "--dashboard").await?),
+    };
     let broker = rtlake_broker::EmbeddedBroker::start(cfg.broker.listen.parse()?, &cfg.broker.data).await?;
     let producer = {
         let (cfg, token) = (cfg.clone(), shutdown.child_token());
@@ -346,8 +390,20 @@ async fn demo(cli: &Cli, a: &cli::DemoArgs) -> Result<()> {
         let (cfg, token) = (cfg.clone(), shutdown.child_token());
         tokio::spawn(async move { rtlake_stream::ingest::run(&cfg, token).await })
     };
+    let web_url = dashboard.as_ref().and_then(|l| l.local_addr().ok()).map(|a| format!("http://{a}/"));
+    if let Some(listener) = dashboard {
+        let (cfg, token) = (cfg.clone(), shutdown.child_token());
+        tokio::spawn(async move {
+            if let Err(e) = rtlake_web::serve(&cfg, listener, token).await {
+                tracing::error!(error = %e, "dashboard stopped");
+            }
+        });
+    }
     let lake = dir.join("lake");
     println!("rtlake demo is running: broker {}, lake {}", broker.bootstrap(), lake.display());
+    if let Some(url) = &web_url {
+        println!("dashboard: {url}  (pipeline: {url}pipeline, Kafka: {url}kafka, metrics: {url}metrics)");
+    }
     println!("the replay publishes a poll of 2,721 stations every {:.1} s; in another terminal, try:", 15.0 / speed_factor(&a.speed));
     println!("  rtlake sql --lake {} \"SELECT count(*) AS events, max(polled_at) AS latest FROM bronze.station_status\"", lake.display());
     println!("  rtlake sql --lake {} \"SELECT district, sum(bikes_parked) AS bikes FROM bronze.station_status WHERE polled_at = (SELECT max(polled_at) FROM bronze.station_status) GROUP BY district ORDER BY bikes DESC\"", lake.display());

@@ -19,7 +19,7 @@ pub use loader::{ConfigLoader, parse_scalar};
 pub use run::{AssignmentStrategy, OPERATORS, RunConfig, SinkConfig, StartingOffsets, Trigger};
 
 /// The sections of the configuration, also the first word of an `RTLAKE_*` variable.
-pub const SECTIONS: &[&str] = &["kafka", "lake", "broker", "producer", "source", "run"];
+pub const SECTIONS: &[&str] = &["kafka", "lake", "broker", "producer", "source", "run", "serve"];
 
 /// An error in the configuration, naming the key and the bad value.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +73,26 @@ pub struct Config {
     pub source: SourceConfig,
     /// The stream processor, `rtlake run`.
     pub run: RunConfig,
+    /// The web server, `rtlake serve`.
+    pub serve: ServeConfig,
+}
+
+/// The web server: dashboard, status pages, SQL API and metrics.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct ServeConfig {
+    /// Address to listen on (loopback unless you mean it).
+    pub listen: String,
+    /// Most rows one SQL API answer holds.
+    pub sql_row_limit: usize,
+    /// Longest a SQL API query may run.
+    pub sql_timeout: HumanDuration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:8080".into(), sql_row_limit: 10_000, sql_timeout: HumanDuration::from_secs(30) }
+    }
 }
 
 /// The Kafka cluster and topic settings.
@@ -209,6 +229,8 @@ pub struct ProducerConfig {
     pub max_in_flight: u32,
     /// `delivery.timeout.ms`: how long a message may take to be delivered before it fails.
     pub delivery_timeout: HumanDuration,
+    /// Where `rtlake produce` serves `/metrics` (`off`: nowhere).
+    pub metrics_listen: String,
 }
 
 impl Default for ProducerConfig {
@@ -221,6 +243,7 @@ impl Default for ProducerConfig {
             compression: Compression::Lz4,
             max_in_flight: 5,
             delivery_timeout: HumanDuration::from_secs(120),
+            metrics_listen: "127.0.0.1:9465".into(),
         }
     }
 }

@@ -149,6 +149,8 @@ pub struct RunConfig {
     /// Whether a pipeline stops when offsets it has not read were deleted (retention), or
     /// skips them with a warning.
     pub fail_on_data_loss: bool,
+    /// Where `rtlake run` serves `/metrics` (`off`: nowhere).
+    pub metrics_listen: String,
     /// The sinks (default: the bike pipeline; see [`RunConfig::sinks`]).
     pub sinks: Option<Vec<SinkConfig>>,
 }
@@ -168,6 +170,7 @@ impl Default for RunConfig {
             starting_offsets: "earliest".into(),
             max_offsets_per_trigger: None,
             fail_on_data_loss: true,
+            metrics_listen: "127.0.0.1:9464".into(),
             sinks: None,
         }
     }

@@ -82,6 +82,14 @@ impl Config {
         if r.source != "kafka" && r.file_source().is_none_or(|p| p.is_empty()) {
             return Err(err("run.source", &r.source, "write kafka, or file:PATH (a JSON Lines file or a folder of them)"));
         }
+        for (key, v) in [("run.metrics-listen", &r.metrics_listen), ("producer.metrics-listen", &self.producer.metrics_listen), ("serve.listen", &self.serve.listen)] {
+            if !(v == "off" && key != "serve.listen") && v.parse::<std::net::SocketAddr>().is_err() {
+                return Err(err(key, v, "must be an IP address and port, e.g. 127.0.0.1:9464 (or off)"));
+            }
+        }
+        if self.serve.sql_row_limit == 0 {
+            return Err(err("serve.sql-row-limit", &0, "must be at least 1"));
+        }
         validate_sinks(&r.sinks()).map_err(|(i, reason)| err(&format!("run.sinks[{i}]"), &"…", &reason))?;
         Ok(())
     }

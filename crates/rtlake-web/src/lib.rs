@@ -1,0 +1,279 @@
+//! `rtlake serve`: the live dashboard, the pipeline and Kafka pages, the read-only SQL API and
+//! `/metrics`, all from one axum server with its assets built in (no CDN: it works offline).
+//!
+//! - [`live`]: every station's newest snapshot from Kafka, and the server-sent event stream.
+//! - [`sql_api`]: `POST /api/sql`, queries only, with a row limit and a timeout.
+//! - [`status`]: what the pipeline and Kafka pages show.
+#![warn(missing_docs)]
+
+pub mod live;
+pub mod sql_api;
+pub mod status;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::Stream;
+use rtlake_core::Config;
+use rtlake_lake::Lake;
+use rtlake_query::LakeSql;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Errors of the web server.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The address could not be bound.
+    #[error("cannot listen on {addr} ({key}): {cause}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The config key that set it.
+        key: String,
+        /// Why.
+        cause: std::io::Error,
+    },
+    /// The lake could not be opened.
+    #[error(transparent)]
+    Lake(#[from] rtlake_lake::Error),
+    /// Serving failed.
+    #[error("http server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The configuration.
+    pub cfg: Arc<Config>,
+    /// The lake.
+    pub lake: Lake,
+    /// The live view.
+    pub live: Arc<live::Live>,
+    session: Arc<tokio::sync::Mutex<Option<(Instant, Arc<LakeSql>)>>>,
+    rates: Arc<Mutex<status::Rates>>,
+}
+
+impl AppState {
+    /// A SQL session over the lake, reopened when older than a second (tables move on).
+    pub async fn session(&self) -> Result<Arc<LakeSql>, rtlake_query::Error> {
+        let mut s = self.session.lock().await;
+        if let Some((at, sql)) = s.as_ref() {
+            if at.elapsed() < Duration::from_secs(1) {
+                return Ok(sql.clone());
+            }
+        }
+        let sql = Arc::new(LakeSql::open(&self.lake).await?);
+        *s = Some((Instant::now(), sql.clone()));
+        Ok(sql)
+    }
+}
+
+/// Binds an address, naming the config key in the error.
+pub async fn bind(addr: &str, key: &str) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr).await.map_err(|cause| Error::Bind { addr: addr.into(), key: key.into(), cause })
+}
+
+/// Serves the dashboard, APIs and `/metrics` on `listener` until `shutdown`.
+pub async fn serve(cfg: &Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), Error> {
+    let lake = Lake::open(&cfg.lake)?;
+    let live = live::Live::new();
+    tokio::spawn(live::follow(cfg.clone(), live.clone(), shutdown.clone()));
+    let state = AppState {
+        cfg: Arc::new(cfg.clone()),
+        lake,
+        live,
+        session: Arc::default(),
+        rates: Arc::default(),
+    };
+    let addr = listener.local_addr().map_err(Error::Serve)?;
+    tracing::info!(url = %format!("http://{addr}/"), "dashboard serving");
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await.map_err(Error::Serve)
+}
+
+/// Serves only `/metrics` (for `rtlake run` and `rtlake produce`) until `shutdown`.
+pub async fn serve_metrics(listener: TcpListener, shutdown: CancellationToken) -> Result<(), Error> {
+    let app = Router::new().route("/metrics", get(metrics));
+    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await.map_err(Error::Serve)
+}
+
+/// Every route.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(|| page(DASHBOARD)))
+        .route("/pipeline", get(|| page(PIPELINE)))
+        .route("/kafka", get(|| page(KAFKA)))
+        .route("/assets/app.css", get(|| asset("text/css", APP_CSS)))
+        .route("/assets/common.js", get(|| asset("text/javascript", COMMON_JS)))
+        .route("/assets/dashboard.js", get(|| asset("text/javascript", DASHBOARD_JS)))
+        .route("/assets/pipeline.js", get(|| asset("text/javascript", PIPELINE_JS)))
+        .route("/assets/kafka.js", get(|| asset("text/javascript", KAFKA_JS)))
+        .route("/api/districts", get(districts))
+        .route("/api/stations", get(stations))
+        .route("/api/live", get(live_stream))
+        .route("/api/pipeline", get(pipeline_status))
+        .route("/api/kafka", get(kafka_status))
+        .route("/api/kafka/topics/{topic}/messages", get(peek))
+        .route("/api/sql", post(sql_api::handle))
+        .route("/api/openapi.json", get(openapi))
+        .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn(count_requests))
+        .with_state(state)
+}
+
+const DASHBOARD: &str = include_str!("../assets/index.html");
+const PIPELINE: &str = include_str!("../assets/pipeline.html");
+const KAFKA: &str = include_str!("../assets/kafka.html");
+const APP_CSS: &str = include_str!("../assets/app.css");
+const COMMON_JS: &str = include_str!("../assets/common.js");
+const DASHBOARD_JS: &str = include_str!("../assets/dashboard.js");
+const PIPELINE_JS: &str = include_str!("../assets/pipeline.js");
+const KAFKA_JS: &str = include_str!("../assets/kafka.js");
+const OPENAPI: &str = include_str!("../assets/openapi.json");
+
+async fn page(html: &'static str) -> Html<&'static str> {
+    Html(html)
+}
+
+async fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
+async fn count_requests(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let m = &rtlake_core::metrics::global().serve;
+    m.requests.with_label_values(&[&route, resp.status().as_str()]).inc();
+    m.duration.with_label_values(&[&route]).observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+async fn metrics() -> Response {
+    ([(header::CONTENT_TYPE, rtlake_core::metrics::CONTENT_TYPE)], rtlake_core::metrics::render()).into_response()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn districts() -> Response {
+    ([(header::CONTENT_TYPE, "application/geo+json")], rtlake_bikes::districts::BUILTIN_GEOJSON).into_response()
+}
+
+async fn stations(State(s): State<AppState>) -> Json<Value> {
+    let stations = s.live.snapshot();
+    let bikes: i64 = stations.iter().map(|x| i64::from(x.bikes)).sum();
+    let newest = stations.iter().map(|x| x.polled_at).max();
+    Json(json!({ "stations": stations, "bikes_total": bikes, "newest_polled_at": newest }))
+}
+
+async fn live_stream(State(s): State<AppState>) -> Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>> {
+    let mut rx = s.live.updates.subscribe();
+    let clients = rtlake_core::metrics::global().serve.live_clients.clone();
+    let stream = async_stream(move |tx| async move {
+        clients.inc();
+        loop {
+            match rx.recv().await {
+                Ok(text) => {
+                    if tx.send(Event::default().event("stations").data(text.as_str())).await.is_err() {
+                        break;
+                    }
+                }
+                // A slow page missed bursts: tell it to reload the full snapshot.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    if tx.send(Event::default().event("resync").data("{}")).await.is_err() {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        clients.dec();
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// A stream fed by a task through a channel (ends when the task does or the client leaves).
+fn async_stream<F, Fut>(f: F) -> impl Stream<Item = Result<Event, std::convert::Infallible>>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Event>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(f(tx));
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) })
+}
+
+async fn pipeline_status(State(s): State<AppState>) -> Response {
+    match status::pipeline(&s).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => sql_api::error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+async fn kafka_status(State(s): State<AppState>) -> Response {
+    match status::kafka(&s).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => sql_api::error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct PeekQuery {
+    limit: Option<i64>,
+}
+
+async fn peek(State(s): State<AppState>, Path(topic): Path<String>, Query(q): Query<PeekQuery>) -> Response {
+    match rtlake_kafka::inspect::peek(&s.cfg.kafka, &topic, q.limit.unwrap_or(10).clamp(1, 100)).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => sql_api::error(StatusCode::NOT_FOUND, e.to_string()),
+    }
+}
+
+/// Record batches as a JSON array of objects.
+pub fn rows_json(batches: &[arrow::array::RecordBatch]) -> Value {
+    let mut buf = Vec::new();
+    {
+        let mut w = arrow::json::ArrayWriter::new(&mut buf);
+        for b in batches {
+            let _ = w.write(b);
+        }
+        let _ = w.finish();
+    }
+    serde_json::from_slice(&buf).unwrap_or(Value::Array(vec![]))
+}
+
+/// The processor's own metrics when it runs in this process (`rtlake demo`): epoch durations
+/// and events/s come from there; `null` otherwise.
+pub fn in_process_run_metrics() -> Value {
+    let text = rtlake_core::metrics::render();
+    let pick = |name: &str| -> Vec<Value> {
+        text.lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter_map(|l| {
+                let (lhs, v) = l.rsplit_once(' ')?;
+                Some(json!({ "series": lhs, "value": v.parse::<f64>().ok()? }))
+            })
+            .collect()
+    };
+    let epochs = pick("rtlake_run_epochs_total");
+    if epochs.is_empty() {
+        return Value::Null;
+    }
+    json!({
+        "epochs": epochs,
+        "events_in": pick("rtlake_run_events_in_total"),
+        "rows_out": pick("rtlake_run_rows_out_total"),
+        "epoch_duration_sum": pick("rtlake_run_epoch_duration_seconds_sum"),
+        "epoch_duration_count": pick("rtlake_run_epoch_duration_seconds_count"),
+        "state_keys": pick("rtlake_run_state_keys"),
+        "late": pick("rtlake_run_late_events_total"),
+    })
+}
