@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
 # Installs what building and testing rtlake needs on a fresh Debian machine (idempotent):
-# cmake and libcurl headers for librdkafka, lld for fast links, and a Python virtualenv with
-# the `deltalake` reader that the tests use to check the lake from outside.
+# cmake and libcurl headers for librdkafka, lld for fast links, a Python virtualenv with the
+# `deltalake` reader that the tests use to check the lake from outside, and for the dashboard
+# tests headless Chromium (with Korean fonts for station names), Node (drives Chromium) and
+# promtool (checks the alert rules).
 set -euo pipefail
 need=()
 command -v cmake >/dev/null || need+=(cmake)
 dpkg -s libcurl4-openssl-dev >/dev/null 2>&1 || need+=(libcurl4-openssl-dev)
 command -v ld.lld >/dev/null || need+=(lld)
 command -v python3 >/dev/null || need+=(python3 python3-venv)
+command -v chromium >/dev/null || need+=(chromium)
+dpkg -s fonts-nanum >/dev/null 2>&1 || need+=(fonts-nanum)
+command -v node >/dev/null || need+=(nodejs)
+command -v promtool >/dev/null || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 VENV="${RTLAKE_VENV:-$HOME/.cache/rtlake/venv}"
 if ! "$VENV/bin/python" -c "import deltalake, pyarrow" 2>/dev/null; then

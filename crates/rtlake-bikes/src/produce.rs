@@ -120,6 +120,18 @@ impl Publisher {
             .create_with_context(Deliveries::default())
             .map_err(|e| Error::Kafka(rtlake_kafka::Error::Kafka { context: "create producer".into(), cause: e }))?;
         let now = Instant::now();
+        let m = &rtlake_core::metrics::global().produce;
+        for family in [&m.events, &m.bytes, &m.errors] {
+            family.with_label_values(&[cfg.kafka.topic.as_str()]);
+        }
+        m.delivery_latency.with_label_values(&[cfg.kafka.topic.as_str()]);
+        let source = match cfg.source.kind {
+            rtlake_core::config::SourceKind::Replay => "replay",
+            rtlake_core::config::SourceKind::SeoulApi => "seoul-api",
+            rtlake_core::config::SourceKind::File => "file",
+        };
+        m.polls.with_label_values(&[source]);
+        m.poll_errors.with_label_values(&[source]);
         Ok(Self { producer, topic: cfg.kafka.topic.clone(), sent: 0, last_report: now, sent_at_report: 0, started: now })
     }
 

@@ -69,6 +69,7 @@ pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport>
         report: RunReport::default(),
     };
     let outputs: Vec<String> = engine.stages.iter().flat_map(|s| s.outputs.iter().map(Output::name)).collect();
+    touch_metrics(&cfg.run.pipeline, outputs.iter().chain([&engine.rejected.name()]));
     tracing::info!(pipeline = %cfg.run.pipeline, source = %engine.topic, lake = %lake.root(), checkpoint = %checkpoint.display(), ?outputs, "processor started");
     let report = match file {
         Some(path) => run_file(cfg, engine, &path, shutdown).await?,
@@ -103,6 +104,23 @@ pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport>
         "processor stopped"
     );
     Ok(report)
+}
+
+/// Creates every series a dashboard or alert reads, at zero, so they exist before the first
+/// rejection, late event or commit.
+fn touch_metrics<'a>(pipeline: &str, outputs: impl Iterator<Item = &'a String>) {
+    let m = &rtlake_core::metrics::global().run;
+    for o in outputs {
+        for reason in ["decode", "validation", "stale", "late"] {
+            m.rejected.with_label_values(&[pipeline, o, reason]);
+        }
+        m.late.with_label_values(&[pipeline, o]);
+        m.rows_out.with_label_values(&[pipeline, o]);
+        m.commit_duration.with_label_values(&[pipeline, o]);
+    }
+    m.epochs.with_label_values(&[pipeline]);
+    m.epoch_duration.with_label_values(&[pipeline]);
+    m.event_to_lake.with_label_values(&[pipeline]);
 }
 
 /// Resolves `run.starting-offsets` (a timestamp becomes offsets through the broker).

@@ -53,6 +53,7 @@ function lineChart(svg, series, opts = {}) {
   series.forEach((s, i) => {
     const d = s.points.map((p, j) => `${j ? "L" : "M"}${X(p[0]).toFixed(1)},${Y(p[1]).toFixed(1)}`).join("");
     svg.append(el("path", { d, fill: "none", stroke: s.color, "stroke-width": 1.6, class: `series series-${i}` }));
+    if (s.points.length < 40) s.points.forEach((p) => svg.append(el("circle", { cx: X(p[0]).toFixed(1), cy: Y(p[1]).toFixed(1), r: 2, fill: s.color })));
     svg.append(el("text", { x: W - R - 4, y: T + 10 + i * 12, "text-anchor": "end", fill: s.color, text: s.name }));
   });
 }

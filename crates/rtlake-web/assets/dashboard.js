@@ -102,6 +102,8 @@ function connect() {
     updates += 1;
     refreshFigures();
     window.rtlakeLastBurst = { at: Date.now(), count: burst.stations.length, sent_at: burst.sent_at };
+    // Kafka timestamp of the burst's oldest event to its arrival here (kept for tests and tools).
+    if (burst.oldest_kafka_ts) (window.rtlakeLatencies ||= []).push(Date.now() - burst.oldest_kafka_ts);
   });
   es.addEventListener("resync", () => loadSnapshot());
 }
@@ -130,10 +132,11 @@ async function drawDistrictChart() {
 async function drawBusiest() {
   const body = document.querySelector("#busiest tbody");
   try {
-    const rows = await sql(`SELECT station_id, first_value(district) AS district, sum(rentals) AS rentals, sum(returns) AS returns
-      FROM silver.station_changes
-      WHERE polled_at >= (SELECT max(polled_at) FROM silver.station_changes) - INTERVAL '1 hour'
-      GROUP BY station_id ORDER BY sum(rentals) + sum(returns) DESC, station_id LIMIT 10`);
+    const rows = await sql(`SELECT station_id, district, rentals, returns FROM (
+        SELECT station_id, max(district) AS district, sum(rentals) AS rentals, sum(returns) AS returns
+        FROM silver.station_changes
+        WHERE polled_at >= (SELECT max(polled_at) FROM silver.station_changes) - INTERVAL '1 hour'
+        GROUP BY station_id) ORDER BY rentals + returns DESC, station_id LIMIT 10`);
     body.replaceChildren(...rows.map((r) => {
       const s = stations.get(r.station_id);
       const tr = el("tr", { onclick: () => showHistory(r.station_id), style: "cursor:pointer" },

@@ -3,7 +3,8 @@
 //!
 //! A consumer outside any group reads each partition from a little before its end (enough for
 //! one whole poll), so the map is complete at once, then follows new messages. Updates are sent
-//! in bursts every 100 ms: one event with every station that changed since the last burst.
+//! in bursts every 100 ms: one event with every station that changed since the last burst, and
+//! the Kafka timestamp of the oldest of them (so a page can measure its own latency).
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -121,13 +122,14 @@ async fn follow_once(cfg: &Config, live: &Arc<Live>, shutdown: &CancellationToke
                 }
                 let burst: Vec<Station> = pending.values().map(|(s, _)| s.clone()).collect();
                 let now = chrono::Utc::now().timestamp_millis();
+                let oldest = pending.values().filter_map(|(_, ts)| *ts).min();
                 for (_, ts) in pending.values() {
                     if let Some(ts) = ts {
                         latency.observe((now - ts).max(0) as f64 / 1000.0);
                     }
                 }
                 pending.clear();
-                if let Ok(text) = serde_json::to_string(&serde_json::json!({ "stations": burst, "sent_at": now })) {
+                if let Ok(text) = serde_json::to_string(&serde_json::json!({ "stations": burst, "sent_at": now, "oldest_kafka_ts": oldest })) {
                     let _ = live.updates.send(Arc::new(text));
                 }
             }
