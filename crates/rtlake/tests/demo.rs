@@ -14,7 +14,7 @@ fn free_port() -> u16 {
 
 fn start(dir: &Path, port: u16) -> Guard {
     let mut c = rtlake();
-    c.args(["demo", "--speed", "40", "--listen", &format!("127.0.0.1:{port}"), "--dir"]).arg(dir);
+    c.args(["demo", "--speed", "40", "--dashboard", "127.0.0.1:0", "--listen", &format!("127.0.0.1:{port}"), "--dir"]).arg(dir);
     Guard::spawn(c)
 }
 
