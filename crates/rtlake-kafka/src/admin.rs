@@ -7,6 +7,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use rtlake_core::config::KafkaConfig;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -172,8 +173,25 @@ pub struct TopicDescription {
     pub config: Vec<(String, String)>,
     /// Consumer groups that have committed offsets on it, per partition.
     pub groups: Vec<GroupLag>,
+    /// The members of those groups (when the cluster lists them).
+    pub members: Vec<GroupMember>,
     /// Anything that could not be shown, and why.
     pub notes: Vec<String>,
+}
+
+static GROUP_LISTING_FAILED: AtomicBool = AtomicBool::new(false);
+
+/// A member of a consumer group.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct GroupMember {
+    /// The group.
+    pub group: String,
+    /// The member id the coordinator gave it.
+    pub member_id: String,
+    /// Its client id.
+    pub client_id: String,
+    /// Its host.
+    pub host: String,
 }
 
 /// Describes a topic: partitions, offsets, config and the lag of every group that consumes it
@@ -197,10 +215,27 @@ pub async fn describe_topic(kafka: &KafkaConfig, topic: &str, groups: &[String])
         }
         partitions.sort_by_key(|p| p.id);
         let mut notes = Vec::new();
-        let mut names: Vec<String> = match c.fetch_group_list(None, TIMEOUT) {
-            Ok(list) => list.groups().iter().map(|g| g.name().to_string()).collect(),
+        let mut members = Vec::new();
+        // A cluster that cannot list groups (tansu 0.6) is not asked again by this process.
+        let listing = if GROUP_LISTING_FAILED.load(Ordering::Relaxed) {
+            Err("it failed earlier in this process".to_string())
+        } else {
+            c.fetch_group_list(None, TIMEOUT).map_err(|e| {
+                GROUP_LISTING_FAILED.store(true, Ordering::Relaxed);
+                e.to_string()
+            })
+        };
+        let mut names: Vec<String> = match listing {
+            Ok(list) => {
+                for g in list.groups() {
+                    for m in g.members() {
+                        members.push(GroupMember { group: g.name().into(), member_id: m.id().into(), client_id: m.client_id().into(), host: m.client_host().into() });
+                    }
+                }
+                list.groups().iter().map(|g| g.name().to_string()).collect()
+            }
             Err(e) => {
-                notes.push(format!("the cluster did not list its consumer groups ({e}); showing the named ones"));
+                notes.push(format!("the cluster did not list its consumer groups and members ({e}); showing the named groups' lag"));
                 Vec::new()
             }
         };
@@ -208,7 +243,8 @@ pub async fn describe_topic(kafka: &KafkaConfig, topic: &str, groups: &[String])
         names.sort();
         names.dedup();
         let groups = group_lag(&kafka, &names, &topic, &partitions)?;
-        Ok(TopicDescription { name: topic, partitions, config, groups, notes })
+        members.retain(|m| groups.iter().any(|g| g.group == m.group));
+        Ok(TopicDescription { name: topic, partitions, config, groups, members, notes })
     })
     .await
 }

@@ -15,12 +15,15 @@ function render(data) {
     const groups = t.groups.length ? el("table", {}, el("thead", {}, el("tr", {}, el("th", { text: "group" }), el("th", { text: "partition" }), el("th", { class: "num", text: "committed" }), el("th", { class: "num", text: "lag" }))),
       el("tbody", {}, ...t.groups.map((g) => el("tr", {}, el("td", { text: g.group }), el("td", { text: g.partition }), el("td", { class: "num", text: fmt.int(g.committed) }), el("td", { class: "num", text: fmt.int(g.lag) })))))
       : el("div", { class: "muted", text: "no consumer group has committed offsets" });
+    const members = (t.members || []).length ? el("table", {}, el("thead", {}, el("tr", {}, ...["group", "member", "client", "host"].map((h) => el("th", { text: h })))),
+      el("tbody", {}, ...t.members.map((m) => el("tr", {}, el("td", { text: m.group }), el("td", { text: m.member_id }), el("td", { text: m.client_id }), el("td", { text: m.host })))))
+      : el("div", { class: "muted", text: "members: not listed by this cluster" });
     const config = el("details", {}, el("summary", { text: `config (${t.config.length} entries)` }),
       el("table", {}, el("tbody", {}, ...t.config.map(([k, v]) => el("tr", {}, el("td", { text: k }), el("td", { text: v }))))));
     const notes = (t.notes || []).map((n) => el("div", { class: "muted", text: n }));
     return el("section", { class: "panel topic", "data-topic": t.name },
       el("h2", {}, `topic ${t.name} · ${t.partitions.length} partitions · ${fmt.int(msgs)} messages `, el("button", { onclick: () => peek(t.name), text: "peek" })),
-      parts, el("h2", { text: "consumer groups", style: "margin-top:10px" }), groups, config, ...notes);
+      parts, el("h2", { text: "consumer groups", style: "margin-top:10px" }), groups, members, config, ...notes);
   });
   document.getElementById("topics").replaceChildren(...topics);
 }

@@ -355,6 +355,12 @@ async fn topics(cli: &Cli, op: &TopicsCommand) -> Result<()> {
                 let c = g.committed.map_or("-".to_string(), |c| c.to_string());
                 println!("{:<30} {:>9} {:>12} {:>10}", g.group, g.partition, c, g.lag);
             }
+            if !d.members.is_empty() {
+                println!("\n{:<30} {:<40} {:<20} HOST", "GROUP", "MEMBER", "CLIENT");
+                for m in &d.members {
+                    println!("{:<30} {:<40} {:<20} {}", m.group, m.member_id, m.client_id, m.host);
+                }
+            }
         }
     }
     Ok(())
