@@ -29,13 +29,21 @@ pub struct EpochInput<'a> {
 impl<'a> EpochInput<'a> {
     /// Decodes the messages and places each station in its district.
     pub fn new(topic: &'a str, msgs: &'a [RawMessage], now: DateTime<Utc>, places: &mut DistrictCache) -> Self {
-        let decoded: Vec<_> = msgs
-            .iter()
-            .map(|m| match &m.payload {
-                Some(p) => StationStatus::decode(p),
-                None => Err(DecodeError { reason: RejectReason::Decode, error: "message has no value".into() }),
+        let decode = |m: &RawMessage| match &m.payload {
+            Some(p) => StationStatus::decode(p),
+            None => Err(DecodeError { reason: RejectReason::Decode, error: "message has no value".into() }),
+        };
+        // Large epochs are decoded on every core, in order.
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let decoded: Vec<_> = if msgs.len() < 20_000 || threads < 2 {
+            msgs.iter().map(decode).collect()
+        } else {
+            let chunk = msgs.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let parts: Vec<_> = msgs.chunks(chunk).map(|c| scope.spawn(move || c.iter().map(decode).collect::<Vec<_>>())).collect();
+                parts.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
             })
-            .collect();
+        };
         let districts = decoded.iter().map(|d| d.as_ref().ok().and_then(|s| places.district(s.lat, s.lon))).collect();
         Self { topic, msgs, decoded, districts, now }
     }
@@ -230,7 +238,7 @@ mod tests {
         RawMessage { partition: 1, offset, key: Some(b"ST-4".to_vec()), payload: Some(value.as_bytes().to_vec()), timestamp: None }
     }
 
-    fn run(msgs: &[RawMessage], owed: &dyn Fn(&RawMessage) -> bool, rejected_owed: &dyn Fn(&RawMessage) -> bool) -> (Emitted, RecordBatch) {
+    fn run(msgs: &[RawMessage], owed: &dyn Fn(&RawMessage) -> bool, rejected_owed: &(dyn Fn(&RawMessage) -> bool + Sync)) -> (Emitted, RecordBatch) {
         let input = EpochInput::new("t", msgs, Utc::now(), &mut DistrictCache::default());
         let mut cols = RejectedColumns::default();
         let out = BronzeOperator.process(&input, owed, &mut Rejections::new(&mut cols, rejected_owed, "t", input.now), "bronze.station_status");

@@ -12,7 +12,7 @@
 
 use crate::bronze::{DistrictCache, EpochInput, RejectedColumns};
 use crate::checkpoint::{EpochLog, Range};
-use crate::operator::Rejections;
+use crate::operator::{Emitted, Rejections};
 use crate::pipeline::{Output, Stage};
 use crate::source::{RawMessage, Resume};
 use crate::state::StateStore;
@@ -183,16 +183,27 @@ impl Engine {
         let pipeline = self.pipeline.clone();
         let rejected_at: BTreeMap<i32, i64> = ends.keys().map(|p| (*p, self.rejected.version(&pipeline, *p).unwrap_or(0))).collect();
         let rejected_owed = |m: &RawMessage| m.offset >= rejected_at[&m.partition];
-        let mut rejected_cols = RejectedColumns::default();
-        let mut emitted = Vec::with_capacity(self.stages.len());
-        for stage in &mut self.stages {
+        let topic = self.topic.as_str();
+        // The stages are independent: each on a thread of its own, with its own rejections.
+        let run_stage = |stage: &mut Stage| {
             let at: BTreeMap<i32, i64> = ends.keys().map(|p| (*p, stage.version(&pipeline, *p).unwrap_or(0))).collect();
             let owed = |m: &RawMessage| m.offset >= at[&m.partition];
             let sink = stage.sink_name();
-            let mut rejections = Rejections::new(&mut rejected_cols, &rejected_owed, &self.topic, now);
-            emitted.push(stage.op.process(&input, &owed, &mut rejections, &sink));
-            // The state after this epoch, under the version its outputs' commits will carry.
-            for (p, end) in ends.iter().filter(|_| stage.op.stateful()) {
+            let mut cols = RejectedColumns::default();
+            let out = stage.op.process(&input, &owed, &mut Rejections::new(&mut cols, &rejected_owed, topic, now), &sink);
+            (out, cols.finish())
+        };
+        let results: Vec<(Emitted, arrow::array::RecordBatch)> = tokio::task::block_in_place(|| {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = self.stages.iter_mut().map(|stage| scope.spawn(|| run_stage(stage))).collect();
+                handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+            })
+        });
+        drop(input);
+        let (emitted, rejected_parts): (Vec<Emitted>, Vec<arrow::array::RecordBatch>) = results.into_iter().unzip();
+        // The state after this epoch, under the version its outputs' commits will carry.
+        for stage in self.stages.iter().filter(|s| s.op.stateful()) {
+            for (p, end) in &ends {
                 if stage.version(&pipeline, *p).is_none_or(|v| *end > v) {
                     if let Some(bytes) = stage.op.snapshot(*p) {
                         self.state.save(stage.op.kind(), *p, *end, &bytes)?;
@@ -200,10 +211,10 @@ impl Engine {
                 }
             }
         }
-        drop(input);
-        let rejected = crate::operator::Emitted {
+        let rejected_schema = rtlake_core::schema::rejected();
+        let rejected = Emitted {
             origins: Vec::new(),
-            batch: rejected_cols.finish(),
+            batch: arrow::compute::concat_batches(&rejected_schema, &rejected_parts).map_err(|e| Error::Sink(format!("_rejected rows: {e}")))?,
         };
         let rejected_rows = rejected.batch.num_rows() as u64;
         let t = std::time::Instant::now();

@@ -26,14 +26,14 @@ pub struct Emitted {
 /// table already holds the message.
 pub struct Rejections<'a> {
     cols: &'a mut RejectedColumns,
-    owed: &'a dyn Fn(&RawMessage) -> bool,
+    owed: &'a (dyn Fn(&RawMessage) -> bool + Sync),
     topic: &'a str,
     now: DateTime<Utc>,
 }
 
 impl<'a> Rejections<'a> {
     /// Rejections into `cols` for messages `owed` to `_rejected`.
-    pub fn new(cols: &'a mut RejectedColumns, owed: &'a dyn Fn(&RawMessage) -> bool, topic: &'a str, now: DateTime<Utc>) -> Self {
+    pub fn new(cols: &'a mut RejectedColumns, owed: &'a (dyn Fn(&RawMessage) -> bool + Sync), topic: &'a str, now: DateTime<Utc>) -> Self {
         Self { cols, owed, topic, now }
     }
 
