@@ -61,7 +61,8 @@ pub enum Outcome {
 }
 
 /// The per-station state of one input partition.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "Vec<(String, Last)>", into = "Vec<(String, Last)>")]
 pub struct ChangeState {
     last: HashMap<String, Last>,
 }
@@ -174,5 +175,17 @@ mod tests {
         let mut back = ChangeState::restore(st.snapshot());
         assert_eq!(back, st);
         assert_eq!(back.apply(&snap("ST-4", 15, 9)), st.apply(&snap("ST-4", 15, 9)));
+    }
+}
+
+impl From<Vec<(String, Last)>> for ChangeState {
+    fn from(v: Vec<(String, Last)>) -> Self {
+        Self::restore(v)
+    }
+}
+
+impl From<ChangeState> for Vec<(String, Last)> {
+    fn from(s: ChangeState) -> Self {
+        s.snapshot()
     }
 }

@@ -8,10 +8,10 @@
 //! stations whose last in-window snapshot has 0 bikes. Late snapshots go to `_rejected`.
 
 use crate::bronze::EpochInput;
-use crate::gold::{delta_since, last_offsets, late_error};
-use crate::operator::{Emitted, Operator, Rejections};
+use crate::gold::{StationWindows, delta_since, last_offsets, late_error};
+use crate::operator::{Emitted, Operator, PartitionState, PerPartition, Rejections};
 use crate::source::RawMessage;
-use crate::window::{OutputMode, WindowOperator, WindowRow, WindowSpec};
+use crate::window::WindowRow;
 use arrow::array::{ArrayRef, Date32Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
 use arrow::datatypes::SchemaRef;
 use chrono::DateTime;
@@ -24,18 +24,10 @@ const BIKES: usize = 0;
 const RENTALS: usize = 1;
 const RETURNS: usize = 2;
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct PartitionState {
-    /// Keyed by (district, station), so each station's last value stays apart.
-    windows: WindowOperator<(String, String)>,
-    /// Each station's previous accepted snapshot: (time, bikes).
-    last: HashMap<String, (i64, i32)>,
-}
-
-/// The district operator of every partition this worker holds.
+/// The district operator of every partition this worker holds. Windows are keyed by
+/// (district, station), so each station's last value stays apart.
 pub struct District5MinOperator {
-    lateness: i64,
-    parts: HashMap<i32, PartitionState>,
+    parts: PerPartition<StationWindows<(String, String)>>,
 }
 
 /// One partial row: (district, window start, window end, partition) → figures.
@@ -44,14 +36,7 @@ type Partials = BTreeMap<(String, i64, i64, i32), [i64; 4]>;
 impl District5MinOperator {
     /// An operator with `lateness` µs of allowed lateness.
     pub fn new(lateness: i64) -> Self {
-        Self { lateness, parts: HashMap::new() }
-    }
-
-    fn fresh(&self) -> PartitionState {
-        PartitionState {
-            windows: WindowOperator::new(WindowSpec::Tumbling { size: FIVE_MINUTES }, self.lateness, OutputMode::Append, 3),
-            last: HashMap::new(),
-        }
+        Self { parts: StationWindows::per_partition(FIVE_MINUTES, lateness, 3) }
     }
 }
 
@@ -71,11 +56,7 @@ impl Operator for District5MinOperator {
             }
             let Ok(s) = decoded else { continue };
             let t = s.polled_at.timestamp_micros();
-            if !self.parts.contains_key(&m.partition) {
-                let fresh = self.fresh();
-                self.parts.insert(m.partition, fresh);
-            }
-            let Some(part) = self.parts.get_mut(&m.partition) else { continue };
+            let part = self.parts.get(m.partition);
             let Some((rentals, returns)) = delta_since(part.last.get(&s.station_id).copied(), t, s.bikes_parked) else { continue };
             let key = (district.map_or_else(|| "unknown".to_string(), |d| d.to_string()), s.station_id.clone());
             let values = [f64::from(s.bikes_parked), f64::from(rentals), f64::from(returns)];
@@ -104,33 +85,12 @@ impl Operator for District5MinOperator {
         Emitted { batch: to_batch(&partials), origins }
     }
 
-    fn stateful(&self) -> bool {
-        true
+    fn state(&self) -> Option<&dyn PartitionState> {
+        Some(&self.parts)
     }
 
-    fn restore(&mut self, partition: i32, bytes: Option<&[u8]>) -> Result<(), serde_json::Error> {
-        let state = match bytes {
-            Some(b) => serde_json::from_slice(b)?,
-            None => self.fresh(),
-        };
-        self.parts.insert(partition, state);
-        Ok(())
-    }
-
-    fn snapshot(&self, partition: i32) -> Option<Vec<u8>> {
-        // Finite numbers and strings always serialise.
-        Some(match self.parts.get(&partition) {
-            Some(s) => serde_json::to_vec(s).expect("state serialises"),
-            None => serde_json::to_vec(&self.fresh()).expect("state serialises"),
-        })
-    }
-
-    fn drop_partition(&mut self, partition: i32) {
-        self.parts.remove(&partition);
-    }
-
-    fn state_len(&self) -> usize {
-        self.parts.values().map(|p| p.windows.state_len()).sum()
+    fn state_mut(&mut self) -> Option<&mut dyn PartitionState> {
+        Some(&mut self.parts)
     }
 }
 

@@ -12,7 +12,7 @@
 
 use crate::bronze::{DistrictCache, EpochInput, RejectedColumns};
 use crate::checkpoint::{EpochLog, Range};
-use crate::operator::{Emitted, Rejections};
+use crate::operator::{Emitted, PartitionState, Rejections};
 use crate::pipeline::{Output, Stage};
 use crate::source::{RawMessage, Resume};
 use crate::state::StateStore;
@@ -131,12 +131,13 @@ impl Engine {
         for o in self.stages.iter_mut().flat_map(|s| s.outputs.iter_mut()).chain([&mut self.rejected]) {
             o.refresh(&self.pipeline, parts).await?;
         }
-        for stage in self.stages.iter_mut().filter(|s| s.op.stateful()) {
+        for stage in &mut self.stages {
             let kind = stage.op.kind();
-            for p in parts {
-                let version = stage.version(&self.pipeline, *p);
+            let versions: Vec<Option<i64>> = parts.iter().map(|p| stage.version(&self.pipeline, *p)).collect();
+            let Some(state) = stage.op.state_mut() else { continue };
+            for (p, version) in parts.iter().zip(versions) {
                 let bytes = self.state.load(kind, *p, version)?;
-                stage.op.restore(*p, bytes.as_deref()).map_err(|e| Error::Rebalance(format!("state of {kind} partition {p} is unreadable: {e}")))?;
+                state.restore(*p, bytes.as_deref()).map_err(|e| Error::Rebalance(format!("state of {kind} partition {p} is unreadable: {e}")))?;
             }
         }
         let mut pending = BTreeMap::new();
@@ -153,13 +154,15 @@ impl Engine {
     /// Forgets a partition this worker lost.
     pub fn drop_partition(&mut self, p: i32) {
         for s in &mut self.stages {
-            s.op.drop_partition(p);
+            if let Some(state) = s.op.state_mut() {
+                state.remove(p);
+            }
         }
     }
 
     /// Keys held in state over all stages.
     pub fn state_len(&self) -> usize {
-        self.stages.iter().map(|s| s.op.state_len()).sum()
+        self.stages.iter().filter_map(|s| s.op.state()).map(PartitionState::keys).sum()
     }
 
     /// Processes and commits one epoch; returns the end offset per partition.
@@ -202,12 +205,11 @@ impl Engine {
         drop(input);
         let (emitted, rejected_parts): (Vec<Emitted>, Vec<arrow::array::RecordBatch>) = results.into_iter().unzip();
         // The state after this epoch, under the version its outputs' commits will carry.
-        for stage in self.stages.iter().filter(|s| s.op.stateful()) {
+        for stage in &self.stages {
+            let Some(state) = stage.op.state() else { continue };
             for (p, end) in &ends {
                 if stage.version(&pipeline, *p).is_none_or(|v| *end > v) {
-                    if let Some(bytes) = stage.op.snapshot(*p) {
-                        self.state.save(stage.op.kind(), *p, *end, &bytes)?;
-                    }
+                    self.state.save(stage.op.kind(), *p, *end, &state.snapshot(*p))?;
                 }
             }
         }
@@ -260,7 +262,7 @@ impl Engine {
             metrics.events_in.with_label_values(&[&pipeline, &self.topic, &p.to_string()]).inc_by(n);
         }
         for stage in &self.stages {
-            metrics.state_keys.with_label_values(&[&pipeline, stage.op.kind()]).set(stage.op.state_len() as i64);
+            metrics.state_keys.with_label_values(&[&pipeline, stage.op.kind()]).set(stage.op.state().map_or(0, PartitionState::keys) as i64);
         }
         metrics.epochs.with_label_values(&[&pipeline]).inc();
         metrics.epoch_duration.with_label_values(&[&pipeline]).observe(started.elapsed().as_secs_f64());

@@ -8,7 +8,7 @@
 //! `late`; stale ones are left to silver, which rejects them.
 
 use crate::bronze::EpochInput;
-use crate::operator::{Emitted, Operator, Rejections};
+use crate::operator::{Emitted, Operator, PartitionState, PerPartition, Rejections};
 use crate::source::RawMessage;
 use arrow::datatypes::SchemaRef;
 use crate::window::{OutputMode, WindowOperator, WindowRow, WindowSpec};
@@ -25,29 +25,33 @@ const RENTALS: usize = 1;
 const RETURNS: usize = 2;
 const EMPTY_MINUTES: usize = 3;
 
+/// A partition's windows of a per-station operator, and each station's previous accepted
+/// snapshot: (time, bikes).
 #[derive(serde::Serialize, serde::Deserialize)]
-struct PartitionState {
-    windows: WindowOperator<String>,
-    /// Each station's previous accepted snapshot: (time, bikes).
-    last: HashMap<String, (i64, i32)>,
+pub(crate) struct StationWindows<K: Ord + Clone> {
+    #[serde(bound(serialize = "K: serde::Serialize", deserialize = "K: serde::Deserialize<'de>"))]
+    pub(crate) windows: WindowOperator<K>,
+    pub(crate) last: HashMap<String, (i64, i32)>,
+}
+
+impl<K: Ord + Clone + Send + Sync + 'static> StationWindows<K> {
+    /// Per-partition state of tumbling windows of `size` µs over `columns` values.
+    pub(crate) fn per_partition(size: i64, lateness: i64, columns: usize) -> PerPartition<Self> {
+        let new = move || Self { windows: WindowOperator::new(WindowSpec::Tumbling { size }, lateness, OutputMode::Append, columns), last: HashMap::new() };
+        PerPartition::new(new, |s| s.windows.state_len())
+    }
 }
 
 /// The hourly operator of every partition this worker holds.
 pub struct HourlyOperator {
-    lateness: i64,
-    parts: HashMap<i32, PartitionState>,
+    parts: PerPartition<StationWindows<String>>,
 }
 
 impl HourlyOperator {
     /// An operator with `lateness` µs of allowed lateness.
     pub fn new(lateness: i64) -> Self {
-        Self { lateness, parts: HashMap::new() }
+        Self { parts: StationWindows::per_partition(HOUR, lateness, 4) }
     }
-
-    fn fresh(&self) -> PartitionState {
-        PartitionState { windows: WindowOperator::new(WindowSpec::Tumbling { size: HOUR }, self.lateness, OutputMode::Append, 4), last: HashMap::new() }
-    }
-
 }
 
 /// The change since a station's previous accepted snapshot `last` (time, bikes): `None` if the
@@ -96,11 +100,7 @@ impl Operator for HourlyOperator {
             }
             let Ok(s) = decoded else { continue };
             let t = s.polled_at.timestamp_micros();
-            if !self.parts.contains_key(&m.partition) {
-                let fresh = self.fresh();
-                self.parts.insert(m.partition, fresh);
-            }
-            let Some(part) = self.parts.get_mut(&m.partition) else { continue };
+            let part = self.parts.get(m.partition);
             let last = part.last.get(&s.station_id).copied();
             // Stale: silver rejects it.
             let Some((rentals, returns)) = delta_since(last, t, s.bikes_parked) else { continue };
@@ -129,33 +129,12 @@ impl Operator for HourlyOperator {
         Emitted { batch: to_batch(&rows), origins }
     }
 
-    fn stateful(&self) -> bool {
-        true
+    fn state(&self) -> Option<&dyn PartitionState> {
+        Some(&self.parts)
     }
 
-    fn restore(&mut self, partition: i32, bytes: Option<&[u8]>) -> Result<(), serde_json::Error> {
-        let state = match bytes {
-            Some(b) => serde_json::from_slice(b)?,
-            None => self.fresh(),
-        };
-        self.parts.insert(partition, state);
-        Ok(())
-    }
-
-    fn snapshot(&self, partition: i32) -> Option<Vec<u8>> {
-        // Finite numbers and strings always serialise.
-        Some(match self.parts.get(&partition) {
-            Some(s) => serde_json::to_vec(s).expect("state serialises"),
-            None => serde_json::to_vec(&self.fresh()).expect("state serialises"),
-        })
-    }
-
-    fn drop_partition(&mut self, partition: i32) {
-        self.parts.remove(&partition);
-    }
-
-    fn state_len(&self) -> usize {
-        self.parts.values().map(|p| p.windows.state_len()).sum()
+    fn state_mut(&mut self) -> Option<&mut dyn PartitionState> {
+        Some(&mut self.parts)
     }
 }
 

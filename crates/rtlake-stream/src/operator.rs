@@ -12,6 +12,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use chrono::{DateTime, Utc};
 use rtlake_core::schema::RejectReason;
+use std::collections::HashMap;
 
 /// What an operator emits for an epoch.
 pub struct Emitted {
@@ -67,26 +68,77 @@ pub trait Operator: Send + Sync {
     /// refused messages go to `rejected` under the name `sink`.
     fn process(&mut self, input: &EpochInput<'_>, owed: &dyn Fn(&RawMessage) -> bool, rejected: &mut Rejections<'_>, sink: &str) -> Emitted;
 
-    /// Whether it keeps state per partition (snapshotted each epoch, restored on assignment).
-    fn stateful(&self) -> bool {
-        false
-    }
-
-    /// Sets a partition's state from a snapshot (`None`: no state yet).
-    fn restore(&mut self, _partition: i32, _bytes: Option<&[u8]>) -> Result<(), serde_json::Error> {
-        Ok(())
-    }
-
-    /// A partition's state as a snapshot; `None` for a stateless operator.
-    fn snapshot(&self, _partition: i32) -> Option<Vec<u8>> {
+    /// Its keyed state, if it keeps any (snapshotted each epoch, restored on assignment).
+    fn state(&self) -> Option<&dyn PartitionState> {
         None
     }
 
-    /// Forgets a partition this worker no longer holds.
-    fn drop_partition(&mut self, _partition: i32) {}
+    /// The same, to restore or drop partitions.
+    fn state_mut(&mut self) -> Option<&mut dyn PartitionState> {
+        None
+    }
+}
 
+/// An operator's state, kept per input partition.
+pub trait PartitionState: Send + Sync {
+    /// Sets a partition's state from a snapshot (`None`: no state yet).
+    fn restore(&mut self, partition: i32, bytes: Option<&[u8]>) -> Result<(), serde_json::Error>;
+    /// A partition's state as a snapshot.
+    fn snapshot(&self, partition: i32) -> Vec<u8>;
+    /// Forgets a partition this worker no longer holds.
+    fn remove(&mut self, partition: i32);
     /// Keys (stations, windows) held over all partitions.
-    fn state_len(&self) -> usize {
-        0
+    fn keys(&self) -> usize;
+}
+
+/// State of type `S` per partition, created fresh by `new` and serialised as JSON.
+pub struct PerPartition<S> {
+    parts: HashMap<i32, S>,
+    new: Box<dyn Fn() -> S + Send + Sync>,
+    keys: fn(&S) -> usize,
+}
+
+impl<S> PerPartition<S> {
+    /// Empty; `new` makes a partition's first state, `keys` counts what one holds.
+    pub fn new(new: impl Fn() -> S + Send + Sync + 'static, keys: fn(&S) -> usize) -> Self {
+        Self { parts: HashMap::new(), new: Box::new(new), keys }
+    }
+
+    /// A partition's state, created on first use.
+    pub fn get(&mut self, partition: i32) -> &mut S {
+        let new = &self.new;
+        self.parts.entry(partition).or_insert_with(|| new())
+    }
+
+    /// Every partition's state.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&i32, &mut S)> {
+        self.parts.iter_mut()
+    }
+}
+
+impl<S: serde::Serialize + serde::de::DeserializeOwned + Send + Sync> PartitionState for PerPartition<S> {
+    fn restore(&mut self, partition: i32, bytes: Option<&[u8]>) -> Result<(), serde_json::Error> {
+        let state = match bytes {
+            Some(b) => serde_json::from_slice(b)?,
+            None => (self.new)(),
+        };
+        self.parts.insert(partition, state);
+        Ok(())
+    }
+
+    fn snapshot(&self, partition: i32) -> Vec<u8> {
+        // Operator state is strings and finite numbers: it always serialises.
+        match self.parts.get(&partition) {
+            Some(s) => serde_json::to_vec(s).expect("state serialises"),
+            None => serde_json::to_vec(&(self.new)()).expect("state serialises"),
+        }
+    }
+
+    fn remove(&mut self, partition: i32) {
+        self.parts.remove(&partition);
+    }
+
+    fn keys(&self) -> usize {
+        self.parts.values().map(self.keys).sum()
     }
 }

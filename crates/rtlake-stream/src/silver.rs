@@ -3,20 +3,24 @@
 //! `silver.station_changes`, reason `stale`).
 
 use crate::bronze::EpochInput;
-use crate::operator::{Emitted, Operator, Rejections};
+use crate::operator::{Emitted, Operator, PartitionState, PerPartition, Rejections};
 use crate::source::RawMessage;
 use arrow::datatypes::SchemaRef;
 use arrow::array::{ArrayRef, Date32Builder, Int32Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
 use chrono::DateTime;
-use rtlake_bikes::changes::{ChangeState, Last, Outcome, Snapshot};
+use rtlake_bikes::changes::{ChangeState, Outcome, Snapshot};
 use rtlake_core::schema::{self, RejectReason};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The change operator of every partition this worker holds.
-#[derive(Default)]
 pub struct SilverOperator {
-    states: HashMap<i32, ChangeState>,
+    states: PerPartition<ChangeState>,
+}
+
+impl Default for SilverOperator {
+    fn default() -> Self {
+        Self { states: PerPartition::new(ChangeState::default, ChangeState::len) }
+    }
 }
 
 #[derive(Default)]
@@ -52,7 +56,7 @@ impl Operator for SilverOperator {
             // Undecodable messages are rejected once, by bronze.
             let Ok(s) = decoded else { continue };
             let snap = Snapshot { station_id: s.station_id.clone(), polled_at: s.polled_at.timestamp_micros(), bikes: s.bikes_parked };
-            let state = self.states.entry(m.partition).or_default();
+            let state = self.states.get(m.partition);
             match state.apply(&snap) {
                 Outcome::Change { prev, rentals, returns } => {
                     let (d, h) = rtlake_core::time::kst_partition(&s.polled_at);
@@ -97,30 +101,11 @@ impl Operator for SilverOperator {
         Emitted { batch, origins }
     }
 
-    fn stateful(&self) -> bool {
-        true
+    fn state(&self) -> Option<&dyn PartitionState> {
+        Some(&self.states)
     }
 
-    fn restore(&mut self, partition: i32, bytes: Option<&[u8]>) -> Result<(), serde_json::Error> {
-        let state = match bytes {
-            Some(b) => ChangeState::restore(serde_json::from_slice::<Vec<(String, Last)>>(b)?),
-            None => ChangeState::default(),
-        };
-        self.states.insert(partition, state);
-        Ok(())
-    }
-
-    fn snapshot(&self, partition: i32) -> Option<Vec<u8>> {
-        let snap = self.states.get(&partition).map(ChangeState::snapshot).unwrap_or_default();
-        // Strings and integers always serialise.
-        Some(serde_json::to_vec(&snap).expect("state serialises"))
-    }
-
-    fn drop_partition(&mut self, partition: i32) {
-        self.states.remove(&partition);
-    }
-
-    fn state_len(&self) -> usize {
-        self.states.values().map(ChangeState::len).sum()
+    fn state_mut(&mut self) -> Option<&mut dyn PartitionState> {
+        Some(&mut self.states)
     }
 }
