@@ -34,9 +34,10 @@ fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 
 impl KafkaSink {
     /// A sink publishing to `topic` (created if missing), keyed by the string column `key`.
-    pub async fn open(kafka: &KafkaConfig, topic: &str, key: &str, pipeline: &str, checkpoint: &std::path::Path) -> Result<Self> {
+    /// The producer settings are `[producer]`'s (idempotent by default).
+    pub async fn open(kafka: &KafkaConfig, producer: &ProducerConfig, topic: &str, key: &str, pipeline: &str, checkpoint: &std::path::Path) -> Result<Self> {
         rtlake_kafka::admin::ensure_topic(kafka, topic).await?;
-        let producer: FutureProducer = rtlake_kafka::client::producer(kafka, &ProducerConfig::default())
+        let producer: FutureProducer = rtlake_kafka::client::producer(kafka, producer)
             .create()
             .map_err(|e| Error::Kafka(rtlake_kafka::Error::Kafka { context: format!("create producer for {topic}"), cause: e }))?;
         let dir = checkpoint.join("sinks").join(topic);

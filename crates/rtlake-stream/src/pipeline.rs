@@ -155,7 +155,7 @@ pub async fn build(cfg: &Config, lake: &Lake, checkpoint: &Path) -> Result<Vec<S
                 if op.schema().field_with_name(key).is_err() {
                     return Err(Error::Sink(format!("kafka sink {topic}: key column {key} is not a column of {} rows", s.operator)));
                 }
-                Output::Kafka(KafkaSink::open(&cfg.kafka, topic, key, &cfg.run.pipeline, checkpoint).await?)
+                Output::Kafka(KafkaSink::open(&cfg.kafka, &cfg.producer, topic, key, &cfg.run.pipeline, checkpoint).await?)
             }
             None => {
                 let name = s.table.as_deref().map_or_else(|| default_table(&s.operator), table_name);
