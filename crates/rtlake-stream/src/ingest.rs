@@ -340,6 +340,7 @@ impl KafkaWorker {
         let pos = self.positions.resume_offsets(&parts).await?;
         Ok(targets.iter().all(|(p, lo, hi)| match pos.get(p) {
             Some(Resume::At(o)) => o >= hi,
+            Some(Resume::Start) => self.positions.start.first(*p, *lo, *hi) >= *hi,
             _ => lo >= hi,
         }))
     }

@@ -85,6 +85,15 @@ pub enum StartAt {
 }
 
 impl StartAt {
+    /// The first offset a new pipeline reads of a partition holding `lo..hi`.
+    pub fn first(&self, partition: i32, lo: i64, hi: i64) -> i64 {
+        match self.offset(partition) {
+            Offset::Offset(o) => o.clamp(lo, hi),
+            Offset::End => hi,
+            _ => lo,
+        }
+    }
+
     fn offset(&self, partition: i32) -> Offset {
         let o = match self {
             Self::Earliest => -2,

@@ -1,0 +1,106 @@
+//! Source options: the file source gives the same tables as Kafka; a new pipeline starts at
+//! per-partition offsets or at the end; max-offsets-per-trigger bounds every epoch.
+
+mod common;
+
+use common::{TestEnv, checksum, rtlake};
+use rtlake_bikes::produce::{Source, produce};
+use std::path::Path;
+use tokio_util::sync::CancellationToken;
+
+const POLLS: u64 = 8;
+
+/// The bike pipeline without its Kafka topic (bench/lake-only.toml).
+fn lake_only() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/lake-only.toml")
+}
+
+fn processed(out: &std::process::Output) -> (u64, u64) {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = text.lines().find(|l| l.starts_with("processed ")).unwrap_or_else(|| panic!("no summary in {text}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    (words[1].parse().unwrap(), words[4].parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_file_source_lands_the_same_rows_as_kafka() {
+    let dir = tempfile::tempdir().unwrap();
+    // The replay's first polls as JSON Lines, split over two files of a folder.
+    let start = rtlake_core::time::parse_rfc3339("2025-10-01T08:00:00+09:00").unwrap();
+    let data = rtlake_bikes::replay::RecordedData::builtin().unwrap();
+    let mut r = rtlake_bikes::replay::Replay::new(data, start, std::time::Duration::from_secs(15), 1);
+    let folder = dir.path().join("events");
+    std::fs::create_dir_all(&folder).unwrap();
+    for half in ["a.jsonl", "b.jsonl"] {
+        let mut text = String::new();
+        for _ in 0..POLLS / 2 {
+            for e in &r.next_poll().events {
+                text.push_str(&e.to_json());
+                text.push('\n');
+            }
+        }
+        std::fs::write(folder.join(half), text).unwrap();
+    }
+    let lake = dir.path().join("lake");
+    let out = rtlake().args(["run", "--metrics-listen", "off", "--lake"]).arg(&lake).arg(format!("--source=file:{}", folder.display())).output().unwrap();
+    let (messages, _) = processed(&out);
+    assert_eq!(messages as usize, common::replay_lines(POLLS).len());
+    let silver: Vec<String> = common::sql_rows(&lake, "SELECT station_id, CAST(polled_at AS BIGINT), CAST(prev_polled_at AS BIGINT), bikes_parked, prev_bikes_parked, rentals, returns FROM silver.station_changes")
+        .await
+        .into_iter()
+        .map(|r| r.join(","))
+        .collect();
+    assert_eq!(checksum(silver), checksum(common::replay_changes(POLLS)), "the change rule's rows, as from Kafka");
+    let bronze: Vec<String> = common::sql_rows(&lake, "SELECT station_id, CAST(polled_at AS BIGINT), bikes_parked FROM bronze.station_status").await.into_iter().map(|r| r.join(",")).collect();
+    assert_eq!(checksum(bronze), checksum(common::replay_lines(POLLS)));
+
+    // Run again: the lake holds every line, so nothing is processed twice.
+    let out = rtlake().args(["run", "--metrics-listen", "off", "--lake"]).arg(&lake).arg(format!("--source=file:{}", folder.display())).output().unwrap();
+    assert_eq!(processed(&out).0, 0, "a second run resumes after what the lake holds");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starting_offsets_and_max_offsets_per_trigger() {
+    let env = TestEnv::new("sources").await;
+    let mut cfg = env.config();
+    cfg.source.minutes = Some(POLLS / 4);
+    produce(&cfg, Source::Replay, CancellationToken::new()).await.expect("produce");
+    let marks = rtlake_kafka::admin::high_watermarks(&cfg.kafka, &env.topic).await.unwrap();
+    let pipeline = lake_only();
+
+    // Per-partition starting offsets: half way through each partition.
+    let starts: serde_json::Map<String, serde_json::Value> = marks.iter().map(|(p, _, hi)| (p.to_string(), serde_json::json!(hi / 2))).collect();
+    let starts = serde_json::Value::Object(starts).to_string();
+    let out = env
+        .run_cmd_in_group(&format!("{}-half", env.group), &["--trigger", "available-now", "--metrics-listen", "off", "--starting-offsets", &starts, "--max-offsets-per-trigger", "1000"])
+        .arg("--pipeline")
+        .arg(&pipeline)
+        .output()
+        .unwrap();
+    let (messages, epochs) = processed(&out);
+    let want: i64 = marks.iter().map(|(_, _, hi)| hi - hi / 2).sum();
+    assert_eq!(messages as i64, want, "only the second half of each partition");
+    assert!(epochs >= (want as u64).div_ceil(1000), "at most 1000 messages an epoch: {epochs} epochs for {want}");
+    let firsts = env.sql("SELECT kafka_partition, min(kafka_offset), count(*) FROM bronze.station_status GROUP BY 1 ORDER BY 1").await;
+    for (row, (p, _, hi)) in firsts.iter().zip(&marks) {
+        assert_eq!(row, &vec![p.to_string(), (hi / 2).to_string(), (hi - hi / 2).to_string()]);
+    }
+
+    // `latest` for a new pipeline: nothing that was already there.
+    let out = rtlake()
+        .args(["run", "--brokers", &env.brokers, "--topic", &env.topic, "--group", &format!("{}-latest", env.group), "--trigger", "available-now", "--metrics-listen", "off"])
+        .args(["--starting-offsets", "latest", "--lake"])
+        .arg(env.dir.path().join("lake-latest"))
+        .arg("--pipeline")
+        .arg(&pipeline)
+        .output()
+        .unwrap();
+    assert_eq!(processed(&out).0, 0, "a new pipeline starting at the end reads nothing old");
+
+    // A bad value is refused, naming the key.
+    let out = env.run_cmd(&["--starting-offsets", "yesterday"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("run.starting-offsets") && err.contains("yesterday"), "{err}");
+}
