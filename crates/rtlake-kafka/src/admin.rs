@@ -74,12 +74,12 @@ pub async fn ensure_topic(kafka: &KafkaConfig, name: &str) -> Result<()> {
     topic_partitions(kafka, name).await.map(|_| ())
 }
 
-fn metadata_consumer(kafka: &KafkaConfig) -> Result<BaseConsumer> {
+pub(crate) fn metadata_consumer(kafka: &KafkaConfig) -> Result<BaseConsumer> {
     client::base(kafka).create().context("create metadata client")
 }
 
 /// Fetches metadata, turning a timeout into [`Error::Unreachable`] with advice.
-fn metadata(kafka: &KafkaConfig, c: &BaseConsumer, topic: Option<&str>) -> Result<rdkafka::metadata::Metadata> {
+pub(crate) fn metadata(kafka: &KafkaConfig, c: &BaseConsumer, topic: Option<&str>) -> Result<rdkafka::metadata::Metadata> {
     c.fetch_metadata(topic, TIMEOUT)
         .map_err(|e| Error::Unreachable { brokers: kafka.brokers.clone(), detail: e.to_string() })
 }
@@ -344,7 +344,7 @@ pub async fn offsets_for_time(kafka: &KafkaConfig, topic: &str, ms: i64) -> Resu
     .await
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
         Err(Error::Topic { topic: String::new(), message: format!("internal: admin task failed: {e}") })
     })

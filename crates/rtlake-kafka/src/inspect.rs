@@ -1,6 +1,7 @@
 //! What a Kafka UI shows beyond topics: the brokers, and a peek at a topic's newest messages.
 
-use crate::{Context, Error, Result, client};
+use crate::admin::{blocking, metadata, metadata_consumer};
+use crate::{Context, Result, client};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -37,18 +38,12 @@ pub struct PeekedMessage {
     pub headers: Vec<(String, String)>,
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| Err(Error::Topic { topic: String::new(), message: format!("internal: task failed: {e}") }))
-}
-
 /// The brokers in the cluster's metadata.
 pub async fn brokers(kafka: &KafkaConfig) -> Result<Vec<BrokerInfo>> {
     let kafka = kafka.clone();
     blocking(move || {
-        let c: BaseConsumer = client::base(&kafka).create().context("create metadata client")?;
-        let md = c.fetch_metadata(None, TIMEOUT).map_err(|e| Error::Unreachable { brokers: kafka.brokers.clone(), detail: e.to_string() })?;
+        let c = metadata_consumer(&kafka)?;
+        let md = metadata(&kafka, &c, None)?;
         Ok(md.brokers().iter().map(|b| BrokerInfo { id: b.id(), host: b.host().to_string(), port: b.port() }).collect())
     })
     .await

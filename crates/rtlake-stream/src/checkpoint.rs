@@ -73,11 +73,7 @@ impl EpochLog {
     }
 
     fn ends(dir: &Path) -> Result<Vec<i64>> {
-        match std::fs::read_dir(dir) {
-            Ok(rd) => Ok(rd.flatten().filter_map(|e| e.file_name().to_str()?.strip_suffix(".json")?.parse().ok()).collect()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(io(dir)(e)),
-        }
+        crate::state::numbered(dir).map_err(io(dir))
     }
 
     /// Records an epoch's ranges before it is processed.

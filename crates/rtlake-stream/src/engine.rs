@@ -168,10 +168,12 @@ impl Engine {
     /// Processes and commits one epoch; returns the end offset per partition.
     pub async fn epoch(&mut self, msgs: &[RawMessage]) -> Result<BTreeMap<i32, i64>> {
         let mut ranges: BTreeMap<i32, Range> = BTreeMap::new();
+        let mut read: BTreeMap<i32, u64> = BTreeMap::new();
         for m in msgs {
             let r = ranges.entry(m.partition).or_insert(Range { start: m.offset, end: m.offset + 1 });
             r.start = r.start.min(m.offset);
             r.end = r.end.max(m.offset + 1);
+            *read.entry(m.partition).or_default() += 1;
         }
         let ranges: Vec<(i32, Range)> = ranges.into_iter().collect();
         let ends: BTreeMap<i32, i64> = ranges.iter().map(|(p, r)| (*p, r.end)).collect();
@@ -253,10 +255,6 @@ impl Engine {
                 self.report.record_latency(done - ts);
                 latency.observe((done - ts).max(0) as f64 / 1000.0);
             }
-        }
-        let mut read: BTreeMap<i32, u64> = BTreeMap::new();
-        for m in msgs {
-            *read.entry(m.partition).or_default() += 1;
         }
         for (p, n) in read {
             metrics.events_in.with_label_values(&[&pipeline, &self.topic, &p.to_string()]).inc_by(n);

@@ -86,7 +86,7 @@ pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport>
                     .iter()
                     .flat_map(|s| &s.outputs)
                     .filter_map(|o| match o {
-                        Output::Kafka(k) => Some(checkpoint.join("sinks").join(k.name().trim_start_matches("kafka:"))),
+                        Output::Kafka(k) => Some(k.dir().to_path_buf()),
                         Output::Delta(..) => None,
                     })
                     .collect(),

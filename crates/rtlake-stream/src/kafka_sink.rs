@@ -32,6 +32,16 @@ fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |e| Error::Checkpoint(format!("{}: {e}", path.display()))
 }
 
+/// A Kafka sink's version of a partition from its folder (`None`: never written).
+pub fn read_version(dir: &std::path::Path, partition: i32) -> Result<Option<i64>> {
+    let file = dir.join(format!("{partition}.json"));
+    match std::fs::read_to_string(&file) {
+        Ok(s) => s.trim().parse().map(Some).map_err(|e| Error::Checkpoint(format!("{}: {e}", file.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(&file)(e)),
+    }
+}
+
 impl KafkaSink {
     /// A sink publishing to `topic` (created if missing), keyed by the string column `key`.
     /// The producer settings are `[producer]`'s (idempotent by default).
@@ -50,20 +60,18 @@ impl KafkaSink {
         format!("kafka:{}", self.topic)
     }
 
+    /// The folder of its version files (`<checkpoint>/sinks/<topic>`).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     /// Reads the versions of `parts` from the checkpoint.
     pub fn refresh(&mut self, parts: &[i32]) -> Result<()> {
         for p in parts {
-            let file = self.dir.join(format!("{p}.json"));
-            match std::fs::read_to_string(&file) {
-                Ok(s) => {
-                    let v: i64 = s.trim().parse().map_err(|e| Error::Checkpoint(format!("{}: {e}", file.display())))?;
-                    self.known.insert(*p, v);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    self.known.remove(p);
-                }
-                Err(e) => return Err(io(&file)(e)),
-            }
+            match read_version(&self.dir, *p)? {
+                Some(v) => self.known.insert(*p, v),
+                None => self.known.remove(p),
+            };
         }
         Ok(())
     }

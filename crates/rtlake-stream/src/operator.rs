@@ -44,16 +44,6 @@ impl<'a> Rejections<'a> {
             self.cols.push(self.topic, m, reason, &error(), sink, self.now);
         }
     }
-
-    /// Rows rejected so far in this epoch.
-    pub fn len(&self) -> usize {
-        self.cols.len()
-    }
-
-    /// Whether none were rejected so far.
-    pub fn is_empty(&self) -> bool {
-        self.cols.is_empty()
-    }
 }
 
 /// One stage of a pipeline.

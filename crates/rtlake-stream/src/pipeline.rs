@@ -77,8 +77,7 @@ impl Output {
             let batch = arrow::compute::filter_record_batch(&emitted.batch, &mask).map_err(|e| Error::Sink(format!("filter rows: {e}")))?;
             (batch, emitted.origins.iter().zip(&keep).filter(|(_, k)| **k).map(|(o, _)| *o).collect())
         };
-        let rows = batch.num_rows() as u64;
-        match self {
+        let rows = match self {
             Self::Delta(d, sql) => {
                 let name = d.name().to_string();
                 let txns = behind.iter().map(|(p, e)| (app_id(pipeline, &name, *p), *e)).collect();
@@ -86,13 +85,16 @@ impl Output {
                     Some(q) => q.apply(batch).await?,
                     None => batch,
                 };
-                let rows = batch.num_rows() as u64;
+                let rows = batch.num_rows();
                 d.commit(vec![batch], &txns).await?;
-                return Ok(Some(rows));
+                rows
             }
-            Self::Kafka(k) => k.commit(&batch, &origins, &behind).await?,
-        }
-        Ok(Some(rows))
+            Self::Kafka(k) => {
+                k.commit(&batch, &origins, &behind).await?;
+                batch.num_rows()
+            }
+        };
+        Ok(Some(rows as u64))
     }
 }
 

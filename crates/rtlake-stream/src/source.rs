@@ -137,7 +137,8 @@ impl Positions {
         }
         for dir in &self.kafka_dirs {
             for p in partitions {
-                let v = std::fs::read_to_string(dir.join(format!("{p}.json"))).ok().and_then(|s| s.trim().parse().ok());
+                let v = crate::kafka_sink::read_version(dir, *p)
+                    .map_err(|e| rtlake_lake::Error::Location { uri: dir.display().to_string(), reason: e.to_string() })?;
                 versions.entry(*p).or_default().push(v);
             }
         }

@@ -60,7 +60,7 @@ impl StateStore {
         let tmp = dir.join(format!("{version:020}.tmp"));
         std::fs::write(&tmp, bytes).map_err(Self::io(&tmp))?;
         std::fs::rename(&tmp, &file).map_err(Self::io(&file))?;
-        let mut versions = self.versions(&dir)?;
+        let mut versions = numbered(&dir).map_err(Self::io(&dir))?;
         versions.sort_unstable();
         // Keep the snapshot the table holds now, and the new one that is about to be committed.
         for old in versions.iter().rev().skip(2) {
@@ -83,12 +83,15 @@ impl StateStore {
         }
     }
 
-    fn versions(&self, dir: &Path) -> Result<Vec<i64>, StateError> {
-        Ok(std::fs::read_dir(dir)
-            .map_err(Self::io(dir))?
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json")?.parse().ok())
-            .collect())
+}
+
+/// The numbers `n` of a folder's `<n>.json` files (none when the folder does not exist): the
+/// versions of state snapshots and the ends of the offset and commit logs.
+pub(crate) fn numbered(dir: &Path) -> std::io::Result<Vec<i64>> {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => Ok(rd.flatten().filter_map(|e| e.file_name().to_str()?.strip_suffix(".json")?.parse().ok()).collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
     }
 }
 

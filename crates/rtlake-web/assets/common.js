@@ -15,6 +15,19 @@ async function getJson(url) {
   return body;
 }
 
+// Renders `url`'s JSON now and every `ms`; a failure shows in the element `errorTarget`.
+function refreshEvery(url, render, errorTarget, ms) {
+  const tick = async () => {
+    try {
+      render(await getJson(url));
+    } catch (e) {
+      document.getElementById(errorTarget).replaceChildren(el("section", { class: "panel error", text: String(e.message || e) }));
+    }
+  };
+  tick();
+  setInterval(tick, ms);
+}
+
 const fmt = {
   int: (n) => (n == null ? "–" : Number(n).toLocaleString("en-US")),
   time: (ms) => (ms == null ? "–" : new Date(ms).toLocaleTimeString("en-GB", { timeZone: "Asia/Seoul" })),

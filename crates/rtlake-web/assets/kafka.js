@@ -42,12 +42,4 @@ async function peek(topic) {
   }
 }
 
-async function tick() {
-  try {
-    render(await getJson("/api/kafka"));
-  } catch (e) {
-    document.getElementById("topics").replaceChildren(el("section", { class: "panel error", text: String(e.message || e) }));
-  }
-}
-tick();
-setInterval(tick, 5000);
+refreshEvery("/api/kafka", render, "topics", 5000);

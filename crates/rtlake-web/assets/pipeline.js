@@ -38,12 +38,4 @@ function render(data) {
   main.replaceChildren(...out);
 }
 
-async function tick() {
-  try {
-    render(await getJson("/api/pipeline"));
-  } catch (e) {
-    document.getElementById("pipelines").replaceChildren(el("section", { class: "panel error", text: String(e.message || e) }));
-  }
-}
-tick();
-setInterval(tick, 2000);
+refreshEvery("/api/pipeline", render, "pipelines", 2000);

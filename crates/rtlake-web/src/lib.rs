@@ -237,43 +237,20 @@ async fn peek(State(s): State<AppState>, Path(topic): Path<String>, Query(q): Qu
     }
 }
 
-/// Record batches as a JSON array of objects.
-pub fn rows_json(batches: &[arrow::array::RecordBatch]) -> Value {
+/// Record batches as the text of a JSON array of objects.
+pub fn rows_json_text(batches: &[arrow::array::RecordBatch]) -> Result<String, arrow::error::ArrowError> {
     let mut buf = Vec::new();
     {
         let mut w = arrow::json::ArrayWriter::new(&mut buf);
         for b in batches {
-            let _ = w.write(b);
+            w.write(b)?;
         }
-        let _ = w.finish();
+        w.finish()?;
     }
-    serde_json::from_slice(&buf).unwrap_or(Value::Array(vec![]))
+    Ok(if buf.is_empty() { "[]".into() } else { String::from_utf8_lossy(&buf).into_owned() })
 }
 
-/// The processor's own metrics when it runs in this process (`rtlake demo`): epoch durations
-/// and events/s come from there; `null` otherwise.
-pub fn in_process_run_metrics() -> Value {
-    let text = rtlake_core::metrics::render();
-    let pick = |name: &str| -> Vec<Value> {
-        text.lines()
-            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-            .filter_map(|l| {
-                let (lhs, v) = l.rsplit_once(' ')?;
-                Some(json!({ "series": lhs, "value": v.parse::<f64>().ok()? }))
-            })
-            .collect()
-    };
-    let epochs = pick("rtlake_run_epochs_total");
-    if epochs.is_empty() {
-        return Value::Null;
-    }
-    json!({
-        "epochs": epochs,
-        "events_in": pick("rtlake_run_events_in_total"),
-        "rows_out": pick("rtlake_run_rows_out_total"),
-        "epoch_duration_sum": pick("rtlake_run_epoch_duration_seconds_sum"),
-        "epoch_duration_count": pick("rtlake_run_epoch_duration_seconds_count"),
-        "state_keys": pick("rtlake_run_state_keys"),
-        "late": pick("rtlake_run_late_events_total"),
-    })
+/// Record batches as a JSON array of objects.
+pub fn rows_json(batches: &[arrow::array::RecordBatch]) -> Value {
+    rows_json_text(batches).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Array(vec![]))
 }

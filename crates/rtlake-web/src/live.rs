@@ -46,14 +46,12 @@ pub struct Live {
     stations: Mutex<HashMap<String, Station>>,
     /// Bursts of changed stations, as the JSON the page receives.
     pub updates: broadcast::Sender<Arc<String>>,
-    /// Messages read and the newest Kafka timestamp seen (for the status line).
-    pub read: std::sync::atomic::AtomicU64,
 }
 
 impl Live {
     /// An empty view.
     pub fn new() -> Arc<Self> {
-        Arc::new(Self { stations: Mutex::default(), updates: broadcast::channel(256).0, read: Default::default() })
+        Arc::new(Self { stations: Mutex::default(), updates: broadcast::channel(256).0 })
     }
 
     /// Every station, by id.
@@ -135,7 +133,6 @@ async fn follow_once(cfg: &Config, live: &Arc<Live>, shutdown: &CancellationToke
             }
             m = consumer.recv() => {
                 let m = m.map_err(|e| e.to_string())?;
-                live.read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(Ok(s)) = m.payload().map(StationStatus::decode) else { continue };
                 let station = Station {
                     id: s.station_id.clone(),

@@ -123,15 +123,7 @@ fn json(batches: &[RecordBatch], truncated: bool, elapsed_ms: u64) -> Result<Str
         .first()
         .map(|b| b.schema().fields().iter().map(|f| serde_json::json!({"name": f.name(), "type": f.data_type().to_string()})).collect())
         .unwrap_or_default();
-    let mut rows = Vec::new();
-    {
-        let mut w = arrow::json::ArrayWriter::new(&mut rows);
-        for b in batches {
-            w.write(b).map_err(|e| e.to_string())?;
-        }
-        w.finish().map_err(|e| e.to_string())?;
-    }
-    let rows = if rows.is_empty() { "[]".to_string() } else { String::from_utf8(rows).map_err(|e| e.to_string())? };
+    let rows = crate::rows_json_text(batches).map_err(|e| e.to_string())?;
     let count: usize = batches.iter().map(RecordBatch::num_rows).sum();
     Ok(format!(
         "{{\"columns\":{},\"rows\":{rows},\"row_count\":{count},\"truncated\":{truncated},\"elapsed_ms\":{elapsed_ms}}}",

@@ -16,7 +16,7 @@ use std::time::Instant;
 /// The previous sample of each pipeline's positions, for rates.
 #[derive(Default)]
 pub struct Rates {
-    last: Option<(Instant, BTreeMap<(String, String, i32), i64>)>,
+    last: Option<(Instant, BTreeMap<(String, i32), i64>)>,
 }
 
 fn now_ms() -> i64 {
@@ -59,6 +59,12 @@ pub async fn pipeline(state: &AppState) -> Result<Value, String> {
             .unwrap_or(Value::Array(vec![])),
         Err(_) => Value::Array(vec![]),
     };
+    // Events/s per partition: the lake's progress since the previous answer.
+    let previous = state.rates.lock().unwrap_or_else(|p| p.into_inner()).last.take();
+    let rate = |key: &(String, i32), now: i64| {
+        let (at, prev) = previous.as_ref()?;
+        Some(((now - prev.get(key)?) as f64 / at.elapsed().as_secs_f64().max(1e-3)).max(0.0).round())
+    };
     let mut sample = BTreeMap::new();
     let mut out = Vec::new();
     for pipeline in &pipelines {
@@ -77,7 +83,7 @@ pub async fn pipeline(state: &AppState) -> Result<Value, String> {
             let name = e.file_name().to_string_lossy().to_string();
             let versions: BTreeMap<i32, i64> = watermarks
                 .iter()
-                .filter_map(|(p, ..)| Some((*p, std::fs::read_to_string(e.path().join(format!("{p}.json"))).ok()?.trim().parse().ok()?)))
+                .filter_map(|(p, ..)| Some((*p, rtlake_stream::kafka_sink::read_version(&e.path(), *p).ok()??)))
                 .collect();
             kafka_sinks.push((name, versions));
         }
@@ -87,12 +93,15 @@ pub async fn pipeline(state: &AppState) -> Result<Value, String> {
             versions.extend(kafka_sinks.iter().map(|(n, v)| (format!("kafka:{n}"), v.get(p).copied())));
             let committed = versions.iter().filter_map(|(_, v)| *v).min();
             let last = log.last_commit(*p).ok().flatten();
-            sample.insert((pipeline.clone(), "in".to_string(), *p), committed.unwrap_or(0));
+            let key = (pipeline.clone(), *p);
+            let events_per_sec = rate(&key, committed.unwrap_or(0));
+            sample.insert(key, committed.unwrap_or(0));
             partitions.push(json!({
                 "partition": p,
                 "high_watermark": hi,
                 "committed": committed,
                 "lag": committed.map(|c| (hi - c).max(0)),
+                "events_per_sec": events_per_sec,
                 "outputs": versions.iter().map(|(n, v)| json!({"output": n, "version": v})).collect::<Vec<_>>(),
                 "epoch_duration_ms": last.map(|c| c.duration_ms),
                 "last_epoch_at_ms": last.map(|c| c.committed_at_ms),
@@ -111,25 +120,8 @@ pub async fn pipeline(state: &AppState) -> Result<Value, String> {
             })).collect::<Vec<_>>(),
         }));
     }
-    // Events/s per partition since the previous answer.
-    let mut rates = state.rates.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((at, prev)) = &rates.last {
-        let secs = at.elapsed().as_secs_f64().max(1e-3);
-        for pl in out.iter_mut() {
-            let name = pl["pipeline"].as_str().unwrap_or_default().to_string();
-            if let Some(parts) = pl["partitions"].as_array_mut() {
-                for part in parts {
-                    let p = part["partition"].as_i64().unwrap_or(-1) as i32;
-                    let key = (name.clone(), "in".to_string(), p);
-                    if let (Some(now), Some(before)) = (sample.get(&key), prev.get(&key)) {
-                        part["events_per_sec"] = json!(((now - before) as f64 / secs).max(0.0).round());
-                    }
-                }
-            }
-        }
-    }
-    rates.last = Some((Instant::now(), sample));
-    Ok(json!({ "pipelines": out, "rejected": rejected, "metrics_in_process": crate::in_process_run_metrics() }))
+    state.rates.lock().unwrap_or_else(|p| p.into_inner()).last = Some((Instant::now(), sample));
+    Ok(json!({ "pipelines": out, "rejected": rejected }))
 }
 
 /// Brokers, topics with partitions, offsets and config, consumer groups and their lag.

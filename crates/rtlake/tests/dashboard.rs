@@ -10,10 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -95,7 +91,7 @@ fn screenshot(b: &mut Browser, dir: &Path, name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_every_station_live_and_its_history() {
     let dir = tempfile::tempdir().unwrap();
-    let (bport, dport) = (free_port(), free_port());
+    let (bport, dport) = (common::free_port(), common::free_port());
     let base = format!("http://127.0.0.1:{dport}");
     let mut demo = common::rtlake();
     demo.args(["demo", "--speed", "4", "--listen", &format!("127.0.0.1:{bport}"), "--dashboard", &format!("127.0.0.1:{dport}"), "--dir"])

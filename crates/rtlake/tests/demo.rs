@@ -3,14 +3,10 @@
 
 mod common;
 
-use common::{Guard, rtlake, sql_rows};
+use common::{Guard, free_port, rtlake, sql_rows};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn start(dir: &Path, port: u16) -> Guard {
     let mut c = rtlake();

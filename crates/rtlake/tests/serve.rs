@@ -9,10 +9,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 async fn get(url: &str) -> Option<String> {
     let r = reqwest::get(url).await.ok()?;
     r.status().is_success().then_some(())?;
@@ -39,7 +35,7 @@ async fn drained_lag_is_zero_and_the_sql_api_only_reads() {
     let produced = produce(&cfg, Source::Replay, CancellationToken::new()).await.expect("produce").delivered;
 
     // A long-running processor with its metrics endpoint.
-    let mport = free_port();
+    let mport = common::free_port();
     let _run = Guard::spawn(env.run_cmd(&["--metrics-listen", &format!("127.0.0.1:{mport}")]));
     let his: BTreeMap<String, f64> = rtlake_kafka::admin::high_watermarks(&cfg.kafka, &env.topic)
         .await
@@ -67,7 +63,7 @@ async fn drained_lag_is_zero_and_the_sql_api_only_reads() {
     assert_eq!(his.values().sum::<f64>() as u64, produced);
 
     // The web server over the same lake.
-    let port = free_port();
+    let port = common::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut serve = rtlake();
     serve.args(["serve", "--brokers", &env.brokers, "--topic", &env.topic, "--listen", &format!("127.0.0.1:{port}"), "--lake"]).arg(env.lake());

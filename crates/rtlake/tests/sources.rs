@@ -27,9 +27,7 @@ fn processed(out: &std::process::Output) -> (u64, u64) {
 async fn the_file_source_lands_the_same_rows_as_kafka() {
     let dir = tempfile::tempdir().unwrap();
     // The replay's first polls as JSON Lines, split over two files of a folder.
-    let start = rtlake_core::time::parse_rfc3339("2025-10-01T08:00:00+09:00").unwrap();
-    let data = rtlake_bikes::replay::RecordedData::builtin().unwrap();
-    let mut r = rtlake_bikes::replay::Replay::new(data, start, std::time::Duration::from_secs(15), 1);
+    let mut r = common::replay();
     let folder = dir.path().join("events");
     std::fs::create_dir_all(&folder).unwrap();
     for half in ["a.jsonl", "b.jsonl"] {

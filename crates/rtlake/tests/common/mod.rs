@@ -132,12 +132,22 @@ impl Drop for Guard {
     }
 }
 
+/// The replay from 2025-10-01 08:00 KST, a poll every 15 s, as the producer's default.
+pub fn replay() -> rtlake_bikes::replay::Replay {
+    let start = rtlake_core::time::parse_rfc3339("2025-10-01T08:00:00+09:00").unwrap();
+    let data = rtlake_bikes::replay::RecordedData::builtin().unwrap();
+    rtlake_bikes::replay::Replay::new(data, start, std::time::Duration::from_secs(15), 1)
+}
+
+/// A TCP port free on loopback now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 /// The `station_id,polled_at_us,bikes` lines of the first `polls` polls of the replay from
 /// 2025-10-01 08:00 KST.
 pub fn replay_lines(polls: u64) -> Vec<String> {
-    let start = rtlake_core::time::parse_rfc3339("2025-10-01T08:00:00+09:00").unwrap();
-    let data = rtlake_bikes::replay::RecordedData::builtin().unwrap();
-    let mut r = rtlake_bikes::replay::Replay::new(data, start, std::time::Duration::from_secs(15), 1);
+    let mut r = replay();
     let mut out = Vec::new();
     for _ in 0..polls {
         let p = r.next_poll();
@@ -161,9 +171,7 @@ impl TestEnv {
 /// the first `polls` polls of the replay must give.
 pub fn replay_changes(polls: u64) -> Vec<String> {
     use rtlake_bikes::changes::{ChangeState, Outcome, Snapshot};
-    let start = rtlake_core::time::parse_rfc3339("2025-10-01T08:00:00+09:00").unwrap();
-    let data = rtlake_bikes::replay::RecordedData::builtin().unwrap();
-    let mut r = rtlake_bikes::replay::Replay::new(data, start, std::time::Duration::from_secs(15), 1);
+    let mut r = replay();
     let mut state = ChangeState::default();
     let mut out = Vec::new();
     for _ in 0..polls {
