@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing rtlake needs on a fresh Debian machine (idempotent):
 # cmake and libcurl headers for librdkafka, lld for fast links, a Python virtualenv with the
-# `deltalake` reader that the tests use to check the lake from outside, and for the dashboard
+# `deltalake` reader that the tests use to check the lake from outside and `kafka-python` (a
+# Kafka client that is not librdkafka) that checks the wire protocol, and for the dashboard
 # tests headless Chromium (with Korean fonts for station names), Node (drives Chromium) and
 # promtool (checks the alert rules).
 set -euo pipefail
@@ -21,8 +22,8 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 VENV="${RTLAKE_VENV:-$HOME/.cache/rtlake/venv}"
-if ! "$VENV/bin/python" -c "import deltalake, pyarrow" 2>/dev/null; then
-  echo "setup: creating $VENV with deltalake"
+if ! "$VENV/bin/python" -c "import deltalake, pyarrow, kafka" 2>/dev/null; then
+  echo "setup: creating $VENV with deltalake and kafka-python"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check "deltalake>=1.1" pyarrow
+  "$VENV/bin/pip" install -q --disable-pip-version-check "deltalake>=1.1" pyarrow "kafka-python>=3.0"
 fi

@@ -1,8 +1,51 @@
 #!/usr/bin/env bash
-# Runs every test: unit tests, and integration tests against a real (embedded) Kafka broker,
-# real Delta tables, and Python's deltalake reader.
+# Runs every test: unit tests and integration tests against the embedded broker, real Delta
+# tables and Python's deltalake reader; then the Kafka-facing integration tests again against
+# a real three-broker Apache Kafka (scripts/kafka.sh), and says how many ran on each broker.
+#
+#   bash scripts/test.sh                 both
+#   RTLAKE_TEST_PHASES=embedded bash scripts/test.sh     only the first
+#   RTLAKE_TEST_PHASES=kafka bash scripts/test.sh        only the Apache Kafka phase
+#   bash scripts/test.sh -- --nocapture  extra arguments go to the test binaries
+#
+# To run the suite against any other cluster: RTLAKE_TEST_BROKERS=host:port,... cargo test
+# --ignore-rust-version -p rtlake --test <name> (topics are created with the cluster's default
+# replication factor; the broker-restart test needs RTLAKE_TEST_KAFKA_SH=1, i.e. this script's
+# cluster, and is skipped otherwise).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . scripts/env.sh
-cargo test --workspace --locked "$@"
+PHASES="${RTLAKE_TEST_PHASES:-embedded kafka}"
+[ "${1:-}" = "--" ] && shift
+LOGS="${CARGO_TARGET_DIR}/test-logs"
+mkdir -p "$LOGS"
+
+# The integration tests that talk to a Kafka cluster (the demo and dashboard tests start the
+# embedded broker themselves and run in the first phase only).
+KAFKA_TESTS=(bronze exactly_once gold group healing producers rejected second_client serve sources transactions)
+
+count() { grep -h "^test result:" "$1" | awk '{p += $4; f += $6; i += $8} END {printf "%d passed, %d failed, %d ignored", p, f, i}'; }
+
+summary=()
+if [[ " $PHASES " == *" embedded "* ]]; then
+  echo "== tests on the embedded broker"
+  cargo test --workspace --locked --ignore-rust-version -- "$@" 2>&1 | tee "$LOGS/embedded.log"
+  summary+=("embedded broker: $(count "$LOGS/embedded.log")")
+fi
+
+if [[ " $PHASES " == *" kafka "* ]]; then
+  echo "== tests on Apache Kafka (three brokers, scripts/kafka.sh)"
+  cargo build --locked --ignore-rust-version -p rtlake --tests
+  bash scripts/kafka.sh reset
+  BOOTSTRAP=$(bash scripts/kafka.sh start | tail -1)
+  trap 'bash scripts/kafka.sh stop' EXIT
+  args=()
+  for t in "${KAFKA_TESTS[@]}"; do args+=(--test "$t"); done
+  RTLAKE_TEST_BROKERS="$BOOTSTRAP" RTLAKE_TEST_KAFKA_SH=1 \
+    cargo test --locked --ignore-rust-version -p rtlake "${args[@]}" -- "$@" 2>&1 | tee "$LOGS/kafka.log"
+  summary+=("Apache Kafka $BOOTSTRAP: $(count "$LOGS/kafka.log")")
+fi
+
+echo "== test summary"
+for s in "${summary[@]}"; do echo "  $s"; done

@@ -1,17 +1,29 @@
-//! The embedded Kafka-compatible broker: tansu, in-process, durable on SQLite.
+//! The embedded Kafka-compatible broker: nisshi (formerly tansu), in-process, durable on disk.
 //!
 //! Only `rtlake broker` and `rtlake demo` start one; everything else talks to any Kafka cluster.
-//! tansu takes its SQLite path relative to the working directory (FINDINGS.md), so
-//! [`EmbeddedBroker::start`] turns any path, absolute or relative, into that form.
+//! nisshi serves the Kafka protocol (produce, fetch, consumer groups, admin); where it keeps
+//! data is its storage engine's job. By default that is [`log::LogStorage`], rtlake's engine:
+//! record batches in segment files as Kafka keeps them, topics, groups and offsets in nisshi's
+//! SQLite engine. `broker.storage = "sqlite"` keeps records in SQLite too (nisshi's own engine,
+//! several times slower; kept for comparison). The database is `<data>/meta.db`, the segment
+//! logs `<data>/topics/<topic>/<partition>/`.
 #![warn(missing_docs)]
 
+pub mod log;
+
+use nisshi_broker::broker::Broker;
+use nisshi_broker::coordinator::group::administrator::{Controller, GroupCoordinatorConfig};
+use nisshi_storage::{ArcDynStorage, StorageContainer};
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
-use tansu_broker::broker::Broker;
-use tansu_broker::coordinator::group::administrator::Controller;
-use tansu_storage::StorageContainer;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use url::Url;
+
+/// The broker's node id.
+const NODE_ID: i32 = 111;
 
 /// Errors starting the broker.
 #[derive(Debug, thiserror::Error)]
@@ -32,9 +44,31 @@ pub enum Error {
         /// Why.
         cause: std::io::Error,
     },
-    /// tansu refused to start.
+    /// nisshi refused to start.
     #[error("embedded broker failed to start: {0}")]
-    Tansu(String),
+    Nisshi(String),
+}
+
+/// Where the broker keeps records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Engine {
+    /// Segment files of record batches, metadata in SQLite (rtlake's engine; the default).
+    #[default]
+    Log,
+    /// Everything in SQLite, one row per record (nisshi's engine).
+    Sqlite,
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "log" => Ok(Self::Log),
+            "sqlite" => Ok(Self::Sqlite),
+            other => Err(format!("`{other}` is not a broker storage engine (log or sqlite)")),
+        }
+    }
 }
 
 /// Result with this crate's [`Error`].
@@ -44,15 +78,22 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct EmbeddedBroker {
     addr: SocketAddr,
     task: JoinHandle<()>,
+    cancel: CancellationToken,
 }
 
 impl EmbeddedBroker {
-    /// Starts a broker listening on `addr` with its SQLite database in `data_dir`, and waits
-    /// until it accepts connections. Port 0 picks a free port (see [`EmbeddedBroker::addr`]).
+    /// Starts a broker on `addr` keeping its data in `data_dir` with the default engine, and
+    /// waits until it accepts connections. Port 0 picks a free port (see [`EmbeddedBroker::addr`]).
     pub async fn start(addr: SocketAddr, data_dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(data_dir).map_err(|cause| Error::Data { path: data_dir.into(), cause })?;
+        Self::start_with(addr, data_dir, Engine::default()).await
+    }
+
+    /// [`EmbeddedBroker::start`] with a chosen storage engine.
+    pub async fn start_with(addr: SocketAddr, data_dir: &Path, engine: Engine) -> Result<Self> {
+        let data = |cause| Error::Data { path: data_dir.into(), cause };
+        std::fs::create_dir_all(data_dir).map_err(data)?;
         let addr = if addr.port() == 0 {
-            // tansu advertises the port it is given, so a free one is chosen here.
+            // The broker advertises the port it is given, so a free one is chosen here.
             let l = std::net::TcpListener::bind(addr).map_err(|cause| Error::Listen { addr, cause })?;
             l.local_addr().map_err(|cause| Error::Listen { addr, cause })?
         } else {
@@ -60,36 +101,60 @@ impl EmbeddedBroker {
             drop(std::net::TcpListener::bind(addr).map_err(|cause| Error::Listen { addr, cause })?);
             addr
         };
-        let storage = sqlite_url(&data_dir.join("tansu.db")).map_err(|cause| Error::Data { path: data_dir.into(), cause })?;
-        let listener = Url::parse(&format!("tcp://{addr}")).map_err(|e| Error::Tansu(e.to_string()))?;
-        tracing::info!(%addr, data = %data_dir.display(), "starting embedded broker");
-        let mut broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
-            .node_id(111)
+        let db = match engine {
+            Engine::Log => "meta.db",
+            Engine::Sqlite => "nisshi.db",
+        };
+        let sqlite = sqlite_url(&data_dir.join(db)).map_err(data)?;
+        let listener = Url::parse(&format!("tcp://{addr}")).map_err(|e| Error::Nisshi(e.to_string()))?;
+        tracing::info!(%addr, data = %data_dir.display(), ?engine, "starting embedded broker");
+        let cancel = CancellationToken::new();
+        let mut builder = StorageContainer::builder();
+        builder.with_factory(Arc::new(nisshi_storage_sql::LiteEngineFactory));
+        let meta = builder
             .cluster_id("rtlake")
-            .incarnation_id(uuid::Uuid::now_v7())
+            .node_id(NODE_ID)
             .advertised_listener(listener.clone())
-            .storage(storage)
-            .listener(listener)
+            .storage(sqlite)
+            .cancellation(cancel.clone())
             .silent(true)
             .build()
             .await
-            .map_err(|e| Error::Tansu(format!("{e:?}")))?;
+            .map_err(|e| Error::Nisshi(format!("opening {}: {e:?}", data_dir.join(db).display())))?;
+        let (storage, logs): (ArcDynStorage, Option<log::LogStorage>) = match engine {
+            Engine::Sqlite => (meta, None),
+            Engine::Log => {
+                let logs = log::LogStorage::open(meta, data_dir).map_err(data)?;
+                (Arc::new(logs.clone()), Some(logs))
+            }
+        };
+        // Kafka waits 3 s for more members of a new group; half a second serves one machine.
+        let groups = Controller::new(storage.clone(), GroupCoordinatorConfig { initial_rebalance_delay: Duration::from_millis(500), ..Default::default() });
+        let mut broker = Broker::new(NODE_ID, "rtlake", listener.clone(), listener, storage, groups, uuid::Uuid::now_v7());
+        let token = cancel.clone();
         let task = tokio::spawn(async move {
-            if let Err(e) = broker.serve(tokio::time::Instant::now()).await {
-                tracing::error!(error = ?e, "embedded broker stopped");
+            tokio::select! {
+                r = broker.serve(tokio::time::Instant::now()) => if let Err(e) = r {
+                    tracing::error!(error = ?e, "embedded broker stopped");
+                },
+                _ = token.cancelled() => {}
             }
         });
-        for _ in 0..200 {
+        if let Some(logs) = logs {
+            tokio::spawn(sync_every_second(logs, cancel.clone()));
+        }
+        for _ in 0..400 {
             if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                return Ok(Self { addr, task });
+                return Ok(Self { addr, task, cancel });
             }
             if task.is_finished() {
-                return Err(Error::Tansu("the broker task ended during start-up (see the log)".into()));
+                return Err(Error::Nisshi("the broker task ended during start-up (see the log)".into()));
             }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
+        cancel.cancel();
         task.abort();
-        Err(Error::Tansu(format!("not accepting connections on {addr} after 5 s")))
+        Err(Error::Nisshi(format!("not accepting connections on {addr} after 10 s")))
     }
 
     /// The address clients connect to.
@@ -102,8 +167,10 @@ impl EmbeddedBroker {
         self.addr.to_string()
     }
 
-    /// Stops the broker. SQLite keeps what was acknowledged.
+    /// Stops the broker. What was acknowledged is on disk (flushed to the OS at once, fsynced
+    /// now).
     pub async fn stop(mut self) {
+        self.cancel.cancel();
         self.task.abort();
         let task = std::mem::replace(&mut self.task, tokio::spawn(async {}));
         let _ = task.await;
@@ -112,13 +179,31 @@ impl EmbeddedBroker {
 
 impl Drop for EmbeddedBroker {
     fn drop(&mut self) {
+        self.cancel.cancel();
         self.task.abort();
     }
 }
 
-/// The `sqlite://` URL tansu needs for a database file, relative or absolute.
+/// Fsyncs the logs written in the last second, and once more at the end.
+async fn sync_every_second(logs: log::LogStorage, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stop = tokio::select! {
+            _ = tick.tick() => false,
+            _ = cancel.cancelled() => true,
+        };
+        let l = logs.clone();
+        let _ = tokio::task::spawn_blocking(move || l.sync()).await;
+        if stop {
+            break;
+        }
+    }
+}
+
+/// The `sqlite://` URL nisshi needs for a database file, relative or absolute.
 ///
-/// tansu joins the URL's path (less its leading `/`) onto the working directory with
+/// nisshi (as tansu did) joins the URL's path (less its leading `/`) onto the working directory with
 /// `PathBuf::push`, and the URL parser folds `..` segments, so a path outside the working
 /// directory cannot be written relatively. `push` of an absolute path replaces the base, though:
 /// a URL path of `//abs/path` becomes `/abs/path`.
@@ -148,16 +233,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn any_path_becomes_the_absolute_path_tansu_opens() {
-        // What tansu does with the URL (tansu-storage lite.rs, Builder::build).
-        let tansu_path = |u: &Url| {
+    fn any_path_becomes_the_absolute_path_nisshi_opens() {
+        // What nisshi does with the URL (nisshi-storage-sql's SQLite factory).
+        let opened = |u: &Url| {
             let mut p = std::env::current_dir().unwrap();
             p.push(u.path().strip_prefix('/').unwrap_or(u.path()));
             p
         };
-        let u = sqlite_url(Path::new("/tmp/rtlake-x/../rtlake-y/tansu.db")).unwrap();
-        assert_eq!(tansu_path(&u), PathBuf::from("/tmp/rtlake-y/tansu.db"));
-        let u = sqlite_url(Path::new("./data/tansu.db")).unwrap();
-        assert_eq!(tansu_path(&u), std::env::current_dir().unwrap().join("data/tansu.db"));
+        let u = sqlite_url(Path::new("/tmp/rtlake-x/../rtlake-y/meta.db")).unwrap();
+        assert_eq!(opened(&u), PathBuf::from("/tmp/rtlake-y/meta.db"));
+        let u = sqlite_url(Path::new("./data/meta.db")).unwrap();
+        assert_eq!(opened(&u), std::env::current_dir().unwrap().join("data/meta.db"));
     }
 }

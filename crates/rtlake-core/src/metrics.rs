@@ -54,6 +54,10 @@ pub struct RunMetrics {
     pub last_commit: IntGaugeVec,
     /// Keys held in state (stations, windows), by pipeline and operator.
     pub state_keys: IntGaugeVec,
+    /// Consumers torn down and started again by the worker's watchdog, by reason.
+    pub consumer_restarts: IntCounterVec,
+    /// Epochs that failed (and were retried from the lake's positions).
+    pub epoch_failures: IntCounterVec,
 }
 
 /// `rtlake serve`.
@@ -125,6 +129,8 @@ impl Metrics {
             consumer_lag: gauge(&r, "rtlake_run_consumer_lag_messages", "High watermark minus the next offset committed.", ptp),
             last_commit: gauge(&r, "rtlake_run_last_commit_timestamp_seconds", "Unix time of an output's last commit.", pt),
             state_keys: gauge(&r, "rtlake_run_state_keys", "Keys held in operator state.", &["pipeline", "operator"]),
+            consumer_restarts: counter(&r, "rtlake_run_consumer_restarts_total", "Consumers restarted by the watchdog (stall, no partitions, errors, a failed epoch).", &["pipeline", "reason"]),
+            epoch_failures: counter(&r, "rtlake_run_epoch_failures_total", "Epochs that failed and were retried.", p),
         };
         let live_clients = IntGauge::new("rtlake_serve_live_clients", "Browsers connected to the live stream.").expect("valid metric");
         r.register(Box::new(live_clients.clone())).expect("metric registered once");

@@ -1,39 +1,73 @@
-//! The Kafka sink: each row as a JSON message, at least once.
+//! The Kafka sink: each row as a JSON message; exactly once where the cluster has transactions,
+//! at least once with deduplication headers where it does not.
 //!
-//! The local broker has no transactions, so the sink publishes an epoch's rows with an
-//! idempotent producer, waits for every delivery, and only then records the epoch's end offsets
-//! as its version (one file per input partition in the checkpoint). A crash between the two
-//! publishes the epoch again. Keys are deterministic (a column of the row) and every message
-//! carries the headers `rtlake-pipeline`, `rtlake-partition` and `rtlake-offset` (the input
-//! message that produced it), so a consumer can drop the duplicates an epoch in flight at a
-//! crash produces.
+//! Every message carries the headers `rtlake-pipeline`, `rtlake-partition` and `rtlake-offset`
+//! (the input message that produced it) and a key from a column of the row.
+//!
+//! - **Transactional** (Apache Kafka): one transactional producer per input partition, id
+//!   `rtlake.<pipeline>.<topic>.<partition>`. An epoch's rows of a partition are published in
+//!   one transaction that also commits the partition's next input offset to the consumer group
+//!   `rtlake.<pipeline>.sink.<topic>` (`send_offsets_to_transaction`), so the rows and the
+//!   sink's version commit together: a `read_committed` reader sees each row exactly once, even
+//!   when the worker dies mid-epoch. A worker taking a partition over initialises its producer,
+//!   which fences the old one and aborts what it left open.
+//! - **At least once** (brokers without transactions, such as the embedded one): an idempotent
+//!   producer publishes, and once every delivery is acknowledged the epoch's end offsets are
+//!   written as the version (one file per input partition in the checkpoint). A crash between
+//!   the two publishes the epoch again; the headers let a consumer drop those duplicates.
+//!
+//! The version file is written in both modes (in the transactional one it may lag the group's
+//! offsets after a crash, which only makes a restart read a little more). Deliveries are bounded:
+//! at most [`MAX_IN_FLIGHT`] messages wait for acknowledgement, and an epoch whose deliveries do
+//! not finish within `run.sink-timeout` fails, to be retried from the lake's positions.
 
 use crate::{Error, Result};
 use arrow::array::{Array, RecordBatch, StringArray};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rtlake_core::config::{KafkaConfig, ProducerConfig};
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::time::Duration;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+use rtlake_core::Config;
+use rtlake_core::config::SinkTransactions;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Messages waiting for acknowledgement, at most.
+pub const MAX_IN_FLIGHT: usize = 100_000;
+
+/// The transactional half: a producer per input partition, and the sink's group.
+struct Transactions {
+    producers: BTreeMap<i32, FutureProducer>,
+    /// Reads the sink group's committed offsets and lends its metadata to transactions.
+    group: BaseConsumer,
+}
 
 /// A topic that one operator's rows are published to.
 pub struct KafkaSink {
+    cfg: Config,
     topic: String,
     key: String,
-    pipeline: String,
+    /// The at-least-once producer (also used to flush at the end).
     producer: FutureProducer,
+    txn: Option<Transactions>,
     /// `<checkpoint>/sinks/<topic>`: one file per input partition holding the version.
     dir: PathBuf,
     known: BTreeMap<i32, i64>,
 }
 
-fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |e| Error::Checkpoint(format!("{}: {e}", path.display()))
 }
 
+fn kafka(context: String) -> impl FnOnce(KafkaError) -> Error {
+    move |cause| Error::Kafka(rtlake_kafka::Error::Kafka { context, cause })
+}
+
 /// A Kafka sink's version of a partition from its folder (`None`: never written).
-pub fn read_version(dir: &std::path::Path, partition: i32) -> Result<Option<i64>> {
+pub fn read_version(dir: &Path, partition: i32) -> Result<Option<i64>> {
     let file = dir.join(format!("{partition}.json"));
     match std::fs::read_to_string(&file) {
         Ok(s) => s.trim().parse().map(Some).map_err(|e| Error::Checkpoint(format!("{}: {e}", file.display()))),
@@ -42,17 +76,80 @@ pub fn read_version(dir: &std::path::Path, partition: i32) -> Result<Option<i64>
     }
 }
 
+/// Runs blocking client calls (transactions, committed offsets) off the async threads.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
 impl KafkaSink {
-    /// A sink publishing to `topic` (created if missing), keyed by the string column `key`.
-    /// The producer settings are `[producer]`'s (idempotent by default).
-    pub async fn open(kafka: &KafkaConfig, producer: &ProducerConfig, topic: &str, key: &str, pipeline: &str, checkpoint: &std::path::Path) -> Result<Self> {
-        rtlake_kafka::admin::ensure_topic(kafka, topic).await?;
-        let producer: FutureProducer = rtlake_kafka::client::producer(kafka, producer)
-            .create()
-            .map_err(|e| Error::Kafka(rtlake_kafka::Error::Kafka { context: format!("create producer for {topic}"), cause: e }))?;
+    /// A sink publishing to `topic` (created if missing), keyed by the string column `key`,
+    /// with `[producer]`'s settings; transactional per `run.sink-transactions` (auto: when the
+    /// cluster has transactions). Logs which mode it runs in.
+    pub async fn open(cfg: &Config, topic: &str, key: &str, checkpoint: &Path) -> Result<Self> {
+        rtlake_kafka::admin::ensure_topic(&cfg.kafka, topic).await?;
         let dir = checkpoint.join("sinks").join(topic);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        Ok(Self { topic: topic.into(), key: key.into(), pipeline: pipeline.into(), producer, dir, known: BTreeMap::new() })
+        let mut sink = Self {
+            cfg: cfg.clone(),
+            topic: topic.into(),
+            key: key.into(),
+            producer: Self::plain_producer(cfg, topic)?,
+            txn: None,
+            dir,
+            known: BTreeMap::new(),
+        };
+        let transactional = match cfg.run.sink_transactions {
+            SinkTransactions::Off => false,
+            SinkTransactions::On => true,
+            SinkTransactions::Auto => sink.cluster_has_transactions(),
+        };
+        if transactional {
+            sink.txn = Some(sink.transactions()?);
+            tracing::info!(topic, group = %sink.group_id(), "kafka sink: exactly once (a transaction per epoch and input partition)");
+        } else {
+            tracing::info!(topic, "kafka sink: at least once (no transactions on this cluster, or run.sink-transactions = off); duplicates carry the same rtlake-partition and rtlake-offset headers");
+        }
+        Ok(sink)
+    }
+
+    fn plain_producer(cfg: &Config, topic: &str) -> Result<FutureProducer> {
+        let mut c = rtlake_kafka::client::producer(&cfg.kafka, &cfg.producer);
+        c.set("message.timeout.ms", cfg.run.sink_timeout.get().as_millis().to_string());
+        c.create().map_err(kafka(format!("create producer for {topic}")))
+    }
+
+    fn group_id(&self) -> String {
+        format!("rtlake.{}.sink.{}", self.cfg.run.pipeline, self.topic)
+    }
+
+    fn transactional_id(&self, partition: i32) -> String {
+        format!("rtlake.{}.{}.{partition}", self.cfg.run.pipeline, self.topic)
+    }
+
+    /// Asks the cluster for a transactional producer id: the embedded broker refuses at once.
+    fn cluster_has_transactions(&self) -> bool {
+        let mut c = rtlake_kafka::client::producer(&self.cfg.kafka, &self.cfg.producer);
+        c.set("transactional.id", format!("rtlake.{}.{}.probe", self.cfg.run.pipeline, self.topic));
+        let Ok(p) = c.create::<FutureProducer>() else { return false };
+        match blocking(|| p.init_transactions(Duration::from_secs(15))) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "the cluster refused a transactional producer");
+                false
+            }
+        }
+    }
+
+    fn transactions(&self) -> Result<Transactions> {
+        let mut c = rtlake_kafka::client::base(&self.cfg.kafka);
+        c.set("group.id", self.group_id()).set("enable.auto.commit", "false").set("isolation.level", "read_committed");
+        let group: BaseConsumer = c.create().map_err(kafka(format!("create the sink group's client for {}", self.topic)))?;
+        Ok(Transactions { producers: BTreeMap::new(), group })
+    }
+
+    /// Whether rows are published in transactions.
+    pub fn transactional(&self) -> bool {
+        self.txn.is_some()
     }
 
     /// The sink's name: `kafka:<topic>`.
@@ -61,17 +158,52 @@ impl KafkaSink {
     }
 
     /// The folder of its version files (`<checkpoint>/sinks/<topic>`).
-    pub fn dir(&self) -> &std::path::Path {
+    pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    /// Reads the versions of `parts` from the checkpoint.
-    pub fn refresh(&mut self, parts: &[i32]) -> Result<()> {
+    /// Drops the producers and makes new ones (after a failed epoch: a producer may have been
+    /// fenced or hit a fatal error); transactional producers are initialised again on refresh.
+    pub fn reconnect(&mut self) -> Result<()> {
+        self.producer = Self::plain_producer(&self.cfg, &self.topic)?;
+        if self.txn.is_some() {
+            self.txn = Some(self.transactions()?);
+        }
+        Ok(())
+    }
+
+    /// Reads the versions of `parts`: the version files, and in transactional mode the sink
+    /// group's committed offsets, after initialising each partition's producer (which fences
+    /// an older owner and aborts its open transaction).
+    pub async fn refresh(&mut self, parts: &[i32]) -> Result<()> {
         for p in parts {
             match read_version(&self.dir, *p)? {
                 Some(v) => self.known.insert(*p, v),
                 None => self.known.remove(p),
             };
+        }
+        let Some(txn) = &mut self.txn else { return Ok(()) };
+        let input = self.cfg.kafka.topic.clone();
+        let timeout = self.cfg.run.sink_timeout.get();
+        let mut tpl = TopicPartitionList::new();
+        for p in parts {
+            if !txn.producers.contains_key(p) {
+                let mut c = rtlake_kafka::client::producer(&self.cfg.kafka, &self.cfg.producer);
+                c.set("transactional.id", format!("rtlake.{}.{}.{p}", self.cfg.run.pipeline, self.topic))
+                    .set("transaction.timeout.ms", (timeout.as_millis() * 2).max(60_000).to_string())
+                    .set("message.timeout.ms", timeout.as_millis().to_string());
+                let producer: FutureProducer = c.create().map_err(kafka(format!("create transactional producer for {}", self.topic)))?;
+                blocking(|| producer.init_transactions(timeout)).map_err(kafka(format!("init transactions of {}", format_args!("rtlake.{}.{}.{p}", self.cfg.run.pipeline, self.topic))))?;
+                txn.producers.insert(*p, producer);
+            }
+            tpl.add_partition(&input, *p);
+        }
+        let committed = blocking(|| txn.group.committed_offsets(tpl, timeout)).map_err(kafka(format!("read the sink group {}", format_args!("rtlake.{}.sink.{}", self.cfg.run.pipeline, self.topic))))?;
+        for e in committed.elements_for_topic(&input) {
+            if let Offset::Offset(o) = e.offset() {
+                let v = self.known.entry(e.partition()).or_insert(o);
+                *v = (*v).max(o);
+            }
         }
         Ok(())
     }
@@ -81,58 +213,133 @@ impl KafkaSink {
         self.known.get(&partition).copied()
     }
 
-    /// Publishes the rows (each with the input message it came from), waits for every
-    /// delivery, then records `ends` as the versions.
+    /// Publishes the rows (each with the input message it came from) and records `ends` as the
+    /// versions: in one transaction per input partition, or after every delivery.
     pub async fn commit(&mut self, batch: &RecordBatch, origins: &[(i32, i64)], ends: &BTreeMap<i32, i64>) -> Result<()> {
-        if batch.num_rows() > 0 {
-            self.publish(batch, origins).await?;
+        let json = if batch.num_rows() > 0 { self.encode(batch)? } else { Vec::new() };
+        let lines: Vec<&[u8]> = json.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+        let keys = self.keys(batch)?;
+        if self.txn.is_some() {
+            for (p, end) in ends {
+                let rows: Vec<usize> = origins.iter().enumerate().filter(|(_, (op, _))| op == p).map(|(i, _)| i).collect();
+                self.commit_partition(*p, *end, &rows, &lines, &keys, origins).await?;
+            }
+        } else {
+            let rows: Vec<usize> = (0..lines.len()).collect();
+            let producer = self.producer.clone();
+            self.publish(&producer, &rows, &lines, &keys, origins).await?;
+            crate::failpoint(&format!("after-publish:{}", self.name()));
         }
-        crate::failpoint(&format!("after-publish:{}", self.name()));
         for (p, end) in ends {
-            let file = self.dir.join(format!("{p}.json"));
-            let tmp = self.dir.join(format!("{p}.tmp"));
-            std::fs::write(&tmp, end.to_string()).map_err(io(&tmp))?;
-            std::fs::rename(&tmp, &file).map_err(io(&file))?;
-            self.known.insert(*p, *end);
+            self.write_version(*p, *end)?;
         }
         Ok(())
     }
 
-    async fn publish(&self, batch: &RecordBatch, origins: &[(i32, i64)]) -> Result<()> {
+    async fn commit_partition(&mut self, p: i32, end: i64, rows: &[usize], lines: &[&[u8]], keys: &[Option<String>], origins: &[(i32, i64)]) -> Result<()> {
+        let timeout = self.cfg.run.sink_timeout.get();
+        let name = self.transactional_id(p);
+        let txn = self.txn.as_ref().expect("transactional");
+        let producer = txn.producers.get(&p).cloned().ok_or_else(|| Error::Sink(format!("kafka sink {}: partition {p} was not refreshed", self.topic)))?;
+        let meta = txn.group.group_metadata().ok_or_else(|| Error::Sink(format!("kafka sink {}: no group metadata", self.topic)))?;
+        blocking(|| producer.begin_transaction()).map_err(kafka(format!("begin transaction {name}")))?;
+        let result = async {
+            self.publish(&producer, rows, lines, keys, origins).await?;
+            crate::failpoint(&format!("after-publish:{}", self.name()));
+            let mut offsets = TopicPartitionList::new();
+            offsets.add_partition_offset(&self.cfg.kafka.topic, p, Offset::Offset(end)).map_err(kafka(format!("offsets of {name}")))?;
+            blocking(|| producer.send_offsets_to_transaction(&offsets, &meta, timeout)).map_err(kafka(format!("send offsets in {name}")))?;
+            blocking(|| producer.commit_transaction(timeout)).map_err(kafka(format!("commit transaction {name}")))
+        }
+        .await;
+        if let Err(e) = result {
+            if let Err(abort) = blocking(|| producer.abort_transaction(timeout)) {
+                tracing::warn!(error = %abort, transaction = %name, "abort failed (the next owner's init aborts it)");
+            }
+            if let Some(t) = &mut self.txn {
+                // A producer that failed is initialised anew (it may be fenced or fatal).
+                t.producers.remove(&p);
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn write_version(&mut self, p: i32, end: i64) -> Result<()> {
+        let file = self.dir.join(format!("{p}.json"));
+        let tmp = self.dir.join(format!("{p}.tmp"));
+        std::fs::write(&tmp, end.to_string()).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &file).map_err(io(&file))?;
+        self.known.insert(p, end);
+        Ok(())
+    }
+
+    fn keys(&self, batch: &RecordBatch) -> Result<Vec<Option<String>>> {
+        if batch.num_rows() == 0 {
+            return Ok(Vec::new());
+        }
         let keys = batch
             .column_by_name(&self.key)
             .and_then(|c| c.as_any().downcast_ref::<StringArray>())
             .ok_or_else(|| Error::Sink(format!("kafka sink {}: key column {} is not a string column of the rows", self.topic, self.key)))?;
+        Ok((0..keys.len()).map(|i| (!keys.is_null(i)).then(|| keys.value(i).to_string())).collect())
+    }
+
+    /// The rows as JSON Lines.
+    fn encode(&self, batch: &RecordBatch) -> Result<Vec<u8>> {
         let mut buf = Vec::new();
-        {
-            let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
-            w.write(batch).map_err(|e| Error::Sink(format!("kafka sink {}: rows as JSON: {e}", self.topic)))?;
-            w.finish().map_err(|e| Error::Sink(format!("kafka sink {}: rows as JSON: {e}", self.topic)))?;
-        }
-        let lines = buf.split(|b| *b == b'\n').filter(|l| !l.is_empty());
-        let mut pending = Vec::with_capacity(batch.num_rows());
-        for (i, (line, (part, offset))) in lines.zip(origins).enumerate() {
-            let (p, o) = (part.to_string(), offset.to_string());
-            let headers = OwnedHeaders::new()
-                .insert(Header { key: "rtlake-pipeline", value: Some(self.pipeline.as_bytes()) })
-                .insert(Header { key: "rtlake-partition", value: Some(p.as_bytes()) })
-                .insert(Header { key: "rtlake-offset", value: Some(o.as_bytes()) });
-            let key = if keys.is_null(i) { None } else { Some(keys.value(i)) };
-            let mut record = FutureRecord::<str, [u8]>::to(&self.topic).payload(line).headers(headers);
-            if let Some(k) = key {
-                record = record.key(k);
+        let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
+        w.write(batch).map_err(|e| Error::Sink(format!("kafka sink {}: rows as JSON: {e}", self.topic)))?;
+        w.finish().map_err(|e| Error::Sink(format!("kafka sink {}: rows as JSON: {e}", self.topic)))?;
+        Ok(buf)
+    }
+
+    /// Sends `rows` and waits for every delivery, with at most [`MAX_IN_FLIGHT`] waiting and
+    /// within `run.sink-timeout` of the last acknowledgement.
+    async fn publish(&self, producer: &FutureProducer, rows: &[usize], lines: &[&[u8]], keys: &[Option<String>], origins: &[(i32, i64)]) -> Result<()> {
+        let timeout = self.cfg.run.sink_timeout.get();
+        let pipeline = self.cfg.run.pipeline.as_bytes();
+        let mut pending: VecDeque<DeliveryFuture> = VecDeque::new();
+        let mut last_ack = Instant::now();
+        let mut i = 0;
+        while i < rows.len() || !pending.is_empty() {
+            if i < rows.len() && pending.len() < MAX_IN_FLIGHT {
+                let row = rows[i];
+                let (part, offset) = origins[row];
+                let (p, o) = (part.to_string(), offset.to_string());
+                let headers = OwnedHeaders::new()
+                    .insert(Header { key: "rtlake-pipeline", value: Some(pipeline) })
+                    .insert(Header { key: "rtlake-partition", value: Some(p.as_bytes()) })
+                    .insert(Header { key: "rtlake-offset", value: Some(o.as_bytes()) });
+                let mut record = FutureRecord::<str, [u8]>::to(&self.topic).payload(lines[row]).headers(headers);
+                if let Some(k) = &keys[row] {
+                    record = record.key(k.as_str());
+                }
+                match producer.send_result(record) {
+                    Ok(f) => {
+                        pending.push_back(f);
+                        i += 1;
+                        continue;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) if !pending.is_empty() => {}
+                    Err((e, _)) => return Err(Error::Sink(format!("kafka sink {}: enqueue: {e}", self.topic))),
+                }
             }
-            let fut = self
-                .producer
-                .send_result(record)
-                .map_err(|(e, _)| Error::Sink(format!("kafka sink {}: enqueue: {e}", self.topic)))?;
-            pending.push(fut);
-        }
-        for fut in pending {
-            match fut.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(Error::Sink(format!("kafka sink {}: delivery failed: {e}", self.topic))),
-                Err(_) => return Err(Error::Sink(format!("kafka sink {}: delivery cancelled", self.topic))),
+            // Full, or everything sent: wait for the oldest delivery.
+            let Some(oldest) = pending.pop_front() else { continue };
+            let left = timeout.saturating_sub(last_ack.elapsed()) + Duration::from_secs(1);
+            match tokio::time::timeout(left, oldest).await {
+                Ok(Ok(Ok(_))) => last_ack = Instant::now(),
+                Ok(Ok(Err((e, _)))) => return Err(Error::Sink(format!("kafka sink {}: delivery failed: {e}", self.topic))),
+                Ok(Err(_)) => return Err(Error::Sink(format!("kafka sink {}: delivery cancelled", self.topic))),
+                Err(_) => {
+                    return Err(Error::Sink(format!(
+                        "kafka sink {}: no delivery acknowledged for {} s ({} messages waiting); the epoch is retried",
+                        self.topic,
+                        timeout.as_secs(),
+                        pending.len() + 1
+                    )));
+                }
             }
         }
         Ok(())

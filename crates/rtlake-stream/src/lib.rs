@@ -8,7 +8,8 @@
 //! - [`pipeline`]: operators and their outputs (Delta tables, [`kafka_sink`] topics), each
 //!   optionally through a [`sql`] projection and filter.
 //! - [`state`] and [`checkpoint`]: keyed state snapshots, the offset log and the commit log.
-//! - [`engine`]: one epoch, exactly once; [`ingest`]: the loop of `rtlake run`.
+//! - [`engine`]: one epoch, exactly once; [`ingest`]: `rtlake run`; [`worker`]: the epoch
+//!   loop over Kafka and the watchdog that keeps it going.
 #![warn(missing_docs)]
 
 pub mod bronze;
@@ -26,6 +27,7 @@ pub mod source;
 pub mod sql;
 pub mod state;
 pub mod window;
+pub mod worker;
 
 /// Errors of the stream engine.
 #[derive(Debug, thiserror::Error)]

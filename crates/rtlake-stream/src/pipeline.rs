@@ -55,7 +55,7 @@ impl Output {
                 let ids: Vec<String> = parts.iter().map(|p| app_id(pipeline, &name, *p)).collect();
                 d.refresh_versions(&ids).await?;
             }
-            Self::Kafka(k) => k.refresh(parts)?,
+            Self::Kafka(k) => k.refresh(parts).await?,
         }
         Ok(())
     }
@@ -157,7 +157,7 @@ pub async fn build(cfg: &Config, lake: &Lake, checkpoint: &Path) -> Result<Vec<S
                 if op.schema().field_with_name(key).is_err() {
                     return Err(Error::Sink(format!("kafka sink {topic}: key column {key} is not a column of {} rows", s.operator)));
                 }
-                Output::Kafka(KafkaSink::open(&cfg.kafka, &cfg.producer, topic, key, &cfg.run.pipeline, checkpoint).await?)
+                Output::Kafka(KafkaSink::open(cfg, topic, key, checkpoint).await?)
             }
             None => {
                 let name = s.table.as_deref().map_or_else(|| default_table(&s.operator), table_name);

@@ -12,6 +12,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use rtlake_lake::Lake;
 use rtlake_lake::sink::{app_id, read_versions};
+use rtlake_core::config::{Assignment, RunConfig};
 use rtlake_core::schema::TableName;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -295,25 +296,53 @@ impl SourceContext {
     }
 }
 
-/// Creates the consumer and subscribes to `topic`.
-pub fn subscribe(
-    kafka: &rtlake_core::config::KafkaConfig,
-    group: &str,
-    strategy: &str,
-    topic: &str,
-    positions: Positions,
-) -> Result<StreamConsumer<SourceContext>, rdkafka::error::KafkaError> {
+/// Creates the consumer: subscribed to `topic` in the pipeline's group, or (static assignment)
+/// assigned its partitions at once at the lake's positions.
+pub async fn connect(kafka: &rtlake_core::config::KafkaConfig, run: &RunConfig, topic: &str, positions: Positions) -> crate::Result<StreamConsumer<SourceContext>> {
+    let kafka_err = |context: &str| {
+        let context = context.to_string();
+        move |cause| crate::Error::Kafka(rtlake_kafka::Error::Kafka { context, cause })
+    };
     let ctx = SourceContext {
         topic: topic.to_string(),
-        positions,
+        positions: positions.clone(),
         assigned: Mutex::default(),
         changed: AtomicBool::new(false),
         committed: Mutex::default(),
         failure: Mutex::default(),
         high_watermarks: Mutex::default(),
     };
-    let consumer: StreamConsumer<SourceContext> =
-        rtlake_kafka::client::consumer(kafka, group, strategy).create_with_context(ctx)?;
-    consumer.subscribe(&[topic])?;
+    let mut config = rtlake_kafka::client::consumer(kafka, &run.group(), run.assignment_strategy.as_str());
+    config.set("session.timeout.ms", run.session_timeout.get().as_millis().to_string());
+    let heartbeat = (run.session_timeout.get().as_millis() / 10).clamp(100, 3000);
+    config.set("heartbeat.interval.ms", heartbeat.to_string());
+    if let Some(id) = &run.instance_id {
+        config.set("group.instance.id", id);
+    }
+    let consumer: StreamConsumer<SourceContext> = config.create_with_context(ctx).map_err(kafka_err("create consumer"))?;
+    match run.assignment {
+        Assignment::Group => consumer.subscribe(&[topic]).map_err(kafka_err(&format!("subscribe to {topic}")))?,
+        Assignment::Static => {
+            let all = rtlake_kafka::admin::topic_partitions(kafka, topic).await?;
+            let parts: Vec<i32> = match &run.partitions {
+                None => all,
+                Some(want) => {
+                    if let Some(p) = want.iter().find(|p| !all.contains(p)) {
+                        return Err(crate::Error::Source(format!("run.partitions names partition {p}, but {topic} has partitions {all:?}")));
+                    }
+                    want.clone()
+                }
+            };
+            let pos = positions.resume_offsets(&parts).await?;
+            let mut tpl = TopicPartitionList::new();
+            for (p, resume) in &pos {
+                tpl.add_partition_offset(topic, *p, positions.offset(*p, *resume)).map_err(kafka_err("assign"))?;
+            }
+            consumer.assign(&tpl).map_err(kafka_err("assign"))?;
+            tracing::info!(partitions = ?pos, "assigned statically; resuming from the lake's offsets");
+            consumer.context().lock_assigned().extend(parts);
+            consumer.context().changed.store(true, Ordering::Release);
+        }
+    }
     Ok(consumer)
 }

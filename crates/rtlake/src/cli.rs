@@ -87,6 +87,10 @@ pub struct DemoArgs {
     /// The dashboard's address (it also serves every component's /metrics), or `off`.
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
     pub dashboard: String,
+    /// Run on this Kafka cluster instead of the embedded broker, e.g. the three brokers of
+    /// `scripts/kafka.sh start` (the last line it prints).
+    #[arg(long, value_name = "HOST:PORT,...")]
+    pub brokers: Option<String>,
 }
 
 /// `rtlake serve`.
@@ -115,6 +119,10 @@ pub struct BrokerArgs {
     /// The data folder, relative or absolute [broker.data; default ./rtlake-data/broker].
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Where records are kept: log (segment files, fast) or sqlite (nisshi's own engine, a row
+    /// per record) [broker.storage; default log].
+    #[arg(long, value_name = "log|sqlite")]
+    pub storage: Option<String>,
 }
 
 /// `rtlake produce ...`.
@@ -214,6 +222,15 @@ pub enum TriggerArg {
     LowLatency,
 }
 
+/// How a worker gets partitions.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AssignmentArg {
+    /// The pipeline's consumer group.
+    Group,
+    /// Partitions taken directly.
+    Static,
+}
+
 /// Assignment strategies.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum StrategyArg {
@@ -264,9 +281,36 @@ pub struct RunArgs {
     /// The consumer group [run.group-id; default rtlake-<pipeline>].
     #[arg(long)]
     pub group: Option<String>,
-    /// Partition assignment [run.assignment-strategy; default cooperative-sticky].
+    /// How this worker gets partitions: group (join the pipeline's consumer group, rebalance
+    /// with other workers) or static (take --partitions directly, no group coordinator, as
+    /// Spark does) [run.assignment; default group].
+    #[arg(long, value_enum)]
+    pub assignment: Option<AssignmentArg>,
+    /// With --assignment static, the partitions to read, e.g. 0,2 [run.partitions; default all].
+    #[arg(long, value_name = "P,P,...", value_delimiter = ',')]
+    pub partitions: Option<Vec<i32>>,
+    /// In a group, this worker's static member id (group.instance.id): restarted with the same
+    /// id it takes its partitions back at once. One id per worker [run.instance-id].
+    #[arg(long, value_name = "ID")]
+    pub instance_id: Option<String>,
+    /// Partition assignment within the group [run.assignment-strategy; default cooperative-sticky].
     #[arg(long, value_enum)]
     pub assignment_strategy: Option<StrategyArg>,
+    /// The group session timeout, e.g. 10s [run.session-timeout].
+    #[arg(long, value_name = "DURATION")]
+    pub session_timeout: Option<String>,
+    /// Restart the consumer (resuming from the lake) when partitions with data deliver nothing
+    /// for this long, e.g. 15s [run.stall-timeout].
+    #[arg(long, value_name = "DURATION")]
+    pub stall_timeout: Option<String>,
+    /// Fail (and retry) an epoch whose Kafka sink deliveries take longer, e.g. 30s
+    /// [run.sink-timeout].
+    #[arg(long, value_name = "DURATION")]
+    pub sink_timeout: Option<String>,
+    /// Kafka sinks in transactions: auto (where the cluster has them), on or off
+    /// [run.sink-transactions; default auto].
+    #[arg(long, value_name = "auto|on|off")]
+    pub sink_transactions: Option<String>,
     /// Close an epoch at this many events [run.max-batch-events; default 50000].
     #[arg(long)]
     pub max_batch_events: Option<usize>,
@@ -318,7 +362,8 @@ pub enum TopicsCommand {
         /// Partitions [default: kafka.partitions, 3].
         #[arg(long)]
         partitions: Option<i32>,
-        /// Replication factor [default: kafka.replication-factor, 1].
+        /// Replication factor, or -1 for the cluster's default.replication.factor [default:
+        /// kafka.replication-factor, -1].
         #[arg(long)]
         replication_factor: Option<i32>,
         /// Retention, e.g. 7d as 168h, or -1 for forever (sets retention.ms).

@@ -1,6 +1,6 @@
 //! One function per subcommand; each builds its config and calls a library's `run`.
 
-use crate::cli::{self, Cli, Command, FormatArg, ProduceCommand, SourceArg, StrategyArg, TopicsCommand, TriggerArg};
+use crate::cli::{self, AssignmentArg, Cli, Command, FormatArg, ProduceCommand, SourceArg, StrategyArg, TopicsCommand, TriggerArg};
 use crate::settings::{Flags, load};
 use anyhow::{Context, Result, bail};
 use rtlake_bikes::produce::Source;
@@ -52,12 +52,13 @@ fn shutdown_on_signal() -> CancellationToken {
 
 async fn broker(cli: &Cli, a: &cli::BrokerArgs) -> Result<()> {
     let mut f = Flags::default();
-    f.opt("broker.listen", "listen", a.listen.clone()).path("broker.data", "data", a.data.as_deref());
+    f.opt("broker.listen", "listen", a.listen.clone()).path("broker.data", "data", a.data.as_deref()).opt("broker.storage", "storage", a.storage.clone());
     let cfg = load(cli, None, &f)?;
     let addr = cfg.broker.listen.parse().context("broker.listen")?;
+    let engine: rtlake_broker::Engine = cfg.broker.storage.parse().map_err(anyhow::Error::msg)?;
     let shutdown = shutdown_on_signal();
-    let b = rtlake_broker::EmbeddedBroker::start(addr, &cfg.broker.data).await?;
-    println!("rtlake broker listening on {} (data in {})", b.bootstrap(), cfg.broker.data.display());
+    let b = rtlake_broker::EmbeddedBroker::start_with(addr, &cfg.broker.data, engine).await?;
+    println!("rtlake broker listening on {} (data in {}, storage {})", b.bootstrap(), cfg.broker.data.display(), cfg.broker.storage);
     println!("try: rtlake topics list --brokers {}", b.bootstrap());
     shutdown.cancelled().await;
     b.stop().await;
@@ -152,6 +153,16 @@ fn run_flags(a: &cli::RunArgs) -> Flags {
         .opt("lake.uri", "lake", a.lake.clone())
         .opt("kafka.topic", "topic", a.topic.clone())
         .opt("run.group-id", "group", a.group.clone())
+        .opt("run.assignment", "assignment", a.assignment.map(|s| match s {
+            AssignmentArg::Group => "group",
+            AssignmentArg::Static => "static",
+        }))
+        .opt("run.partitions", "partitions", a.partitions.as_ref().map(|p| toml::Value::Array(p.iter().map(|x| toml::Value::Integer(i64::from(*x))).collect())))
+        .opt("run.instance-id", "instance-id", a.instance_id.clone())
+        .opt("run.session-timeout", "session-timeout", a.session_timeout.clone())
+        .opt("run.stall-timeout", "stall-timeout", a.stall_timeout.clone())
+        .opt("run.sink-timeout", "sink-timeout", a.sink_timeout.clone())
+        .opt("run.sink-transactions", "sink-transactions", a.sink_transactions.clone())
         .opt("run.assignment-strategy", "assignment-strategy", a.assignment_strategy.map(|s| match s {
             StrategyArg::Range => "range",
             StrategyArg::CooperativeSticky => "cooperative-sticky",
@@ -306,11 +317,12 @@ async fn topics(cli: &Cli, op: &TopicsCommand) -> Result<()> {
                 replication_factor: replication_factor.unwrap_or(cfg.kafka.replication_factor),
                 config,
             };
-            if spec.partitions < 1 || spec.replication_factor < 1 {
-                bail!("--partitions and --replication-factor must be at least 1");
+            if spec.partitions < 1 || (spec.replication_factor < 1 && spec.replication_factor != -1) {
+                bail!("--partitions must be at least 1, and --replication-factor at least 1 (or -1: the cluster's default)");
             }
             if rtlake_kafka::admin::create_topic(&cfg.kafka, &spec).await? {
-                println!("created topic {name} ({} partitions, replication factor {})", spec.partitions, spec.replication_factor);
+                let rf = if spec.replication_factor == -1 { "the cluster's default".to_string() } else { spec.replication_factor.to_string() };
+                println!("created topic {name} ({} partitions, replication factor {rf})", spec.partitions);
             } else {
                 println!("topic {name} already exists");
             }
@@ -371,6 +383,8 @@ async fn demo(cli: &Cli, a: &cli::DemoArgs) -> Result<()> {
     let mut f = Flags::default();
     f.opt("broker.listen", "listen", Some(a.listen.clone()))
         .opt("kafka.brokers", "listen", Some(a.listen.clone()))
+        // The demo's one processor takes every partition itself: no group to rebalance.
+        .opt("run.assignment", "demo", Some("static"))
         .path("broker.data", "dir", Some(&dir.join("broker")))
         .opt("lake.uri", "dir", Some(dir.join("lake").display().to_string()))
         .path("source.state-file", "dir", Some(&dir.join("replay-state.json")))
@@ -380,6 +394,9 @@ async fn demo(cli: &Cli, a: &cli::DemoArgs) -> Result<()> {
     if a.dashboard != "off" {
         f.opt("serve.listen", "dashboard", Some(a.dashboard.clone()));
     }
+    if let Some(b) = &a.brokers {
+        f.opt("kafka.brokers", "brokers", Some(b.clone()));
+    }
     let cfg = load(cli, None, &f)?;
     let shutdown = shutdown_on_signal();
     // Bind first: a busy dashboard port fails before anything starts.
@@ -387,7 +404,13 @@ async fn demo(cli: &Cli, a: &cli::DemoArgs) -> Result<()> {
         "off" => None,
         _ => Some(rtlake_web::bind(&cfg.serve.listen, "--dashboard").await?),
     };
-    let broker = rtlake_broker::EmbeddedBroker::start(cfg.broker.listen.parse()?, &cfg.broker.data).await?;
+    let broker = match &a.brokers {
+        Some(_) => None,
+        None => {
+            let engine: rtlake_broker::Engine = cfg.broker.storage.parse().map_err(anyhow::Error::msg)?;
+            Some(rtlake_broker::EmbeddedBroker::start_with(cfg.broker.listen.parse()?, &cfg.broker.data, engine).await?)
+        }
+    };
     let producer = {
         let (cfg, token) = (cfg.clone(), shutdown.child_token());
         tokio::spawn(async move { rtlake_bikes::produce::produce(&cfg, Source::Replay, token).await })
@@ -406,7 +429,10 @@ async fn demo(cli: &Cli, a: &cli::DemoArgs) -> Result<()> {
         });
     }
     let lake = dir.join("lake");
-    println!("rtlake demo is running: broker {}, lake {}", broker.bootstrap(), lake.display());
+    match &broker {
+        Some(b) => println!("rtlake demo is running: embedded broker {}, lake {}", b.bootstrap(), lake.display()),
+        None => println!("rtlake demo is running on the Kafka cluster {}, lake {}", cfg.kafka.brokers, lake.display()),
+    }
     if let Some(url) = &web_url {
         println!("dashboard: {url}  (pipeline: {url}pipeline, Kafka: {url}kafka, metrics: {url}metrics)");
     }
@@ -414,7 +440,7 @@ async fn demo(cli: &Cli, a: &cli::DemoArgs) -> Result<()> {
     println!("  rtlake sql --lake {} \"SELECT count(*) AS events, max(polled_at) AS latest FROM bronze.station_status\"", lake.display());
     println!("  rtlake sql --lake {} \"SELECT district, sum(bikes_parked) AS bikes FROM bronze.station_status WHERE polled_at = (SELECT max(polled_at) FROM bronze.station_status) GROUP BY district ORDER BY bikes DESC\"", lake.display());
     println!("  rtlake sql --lake {} \"SELECT district, sum(rentals) AS rentals, sum(returns) AS returns FROM silver.station_changes GROUP BY district ORDER BY rentals DESC LIMIT 5\"", lake.display());
-    println!("  rtlake topics describe {} --brokers {}", cfg.kafka.topic, broker.bootstrap());
+    println!("  rtlake topics describe {} --brokers {}", cfg.kafka.topic, cfg.kafka.brokers);
     println!("Ctrl-C stops everything; running the demo again continues where it stopped.");
     let (mut producer, mut processor) = (producer, processor);
     let mut producer_done = false;
@@ -444,7 +470,9 @@ async fn demo(cli: &Cli, a: &cli::DemoArgs) -> Result<()> {
     if !processor.is_finished() {
         let _ = processor.await;
     }
-    broker.stop().await;
+    if let Some(b) = broker {
+        b.stop().await;
+    }
     result
 }
 

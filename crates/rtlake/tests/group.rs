@@ -8,20 +8,10 @@
 
 mod common;
 
-use common::{Guard, TestEnv, checksum, commits};
+use common::{Guard, TestEnv, checksum, commits, wait_for};
 use rtlake_bikes::produce::{Source, produce};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-
-async fn wait_for(what: &str, secs: u64, mut f: impl AsyncFnMut() -> bool) {
-    eprintln!("waiting for {what}");
-    let t0 = Instant::now();
-    while !f().await {
-        assert!(t0.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_workers_partitions_move_to_the_other_exactly_once() {

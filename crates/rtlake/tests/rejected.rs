@@ -57,7 +57,7 @@ async fn bad_messages_go_to_rejected_with_a_reason() {
     let env = TestEnv::new("rejected").await;
     let mut cfg = env.config();
     cfg.kafka.partitions = 1;
-    rtlake_kafka::admin::create_topic(&cfg.kafka, &rtlake_kafka::admin::TopicSpec { name: env.topic.clone(), partitions: 1, replication_factor: 1, config: vec![] }).await.unwrap();
+    rtlake_kafka::admin::create_topic(&cfg.kafka, &rtlake_kafka::admin::TopicSpec { name: env.topic.clone(), partitions: 1, replication_factor: -1, config: vec![] }).await.unwrap();
     send_all(&env, &messages()).await;
     let out = env.run_cmd(&["--trigger", "available-now"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -75,7 +75,7 @@ async fn bad_messages_go_to_rejected_with_a_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_two_tables_commits_loses_and_duplicates_nothing() {
     let env = TestEnv::new("crash").await;
-    rtlake_kafka::admin::create_topic(&env.config().kafka, &rtlake_kafka::admin::TopicSpec { name: env.topic.clone(), partitions: 1, replication_factor: 1, config: vec![] }).await.unwrap();
+    rtlake_kafka::admin::create_topic(&env.config().kafka, &rtlake_kafka::admin::TopicSpec { name: env.topic.clone(), partitions: 1, replication_factor: -1, config: vec![] }).await.unwrap();
     send_all(&env, &messages()).await;
     let out = env.run_cmd(&["--trigger", "available-now"]).env("RTLAKE_FAILPOINT", "after-commit:_rejected").output().unwrap();
     assert!(!out.status.success(), "the failpoint aborts the process");

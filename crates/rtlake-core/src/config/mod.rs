@@ -16,7 +16,7 @@ mod run;
 mod validate;
 
 pub use loader::{ConfigLoader, parse_scalar};
-pub use run::{AssignmentStrategy, OPERATORS, RunConfig, SinkConfig, StartingOffsets, Trigger};
+pub use run::{Assignment, AssignmentStrategy, OPERATORS, RunConfig, SinkConfig, SinkTransactions, StartingOffsets, Trigger};
 
 /// The sections of the configuration, also the first word of an `RTLAKE_*` variable.
 pub const SECTIONS: &[&str] = &["kafka", "lake", "broker", "producer", "source", "run", "serve"];
@@ -105,7 +105,8 @@ pub struct KafkaConfig {
     pub topic: String,
     /// Partitions of topics that rtlake creates.
     pub partitions: i32,
-    /// Replication factor of topics that rtlake creates.
+    /// Replication factor of topics that rtlake creates; -1 (the default) takes the cluster's
+    /// `default.replication.factor` (1 on the embedded broker, 3 on a production cluster).
     pub replication_factor: i32,
     /// Extra librdkafka properties for every client (e.g. `security.protocol`, SASL settings).
     pub properties: BTreeMap<String, String>,
@@ -117,7 +118,7 @@ impl Default for KafkaConfig {
             brokers: "127.0.0.1:9092".into(),
             topic: "bike.station-status".into(),
             partitions: 3,
-            replication_factor: 1,
+            replication_factor: -1,
             properties: BTreeMap::new(),
         }
     }
@@ -145,13 +146,16 @@ impl Default for LakeConfig {
 pub struct BrokerConfig {
     /// The address it listens on, and advertises to clients.
     pub listen: String,
-    /// The folder where it keeps its data (SQLite), relative or absolute.
+    /// The folder where it keeps its data, relative or absolute.
     pub data: PathBuf,
+    /// Where it keeps records: `log` (segment files, the default) or `sqlite` (nisshi's own
+    /// engine, one row per record, several times slower).
+    pub storage: String,
 }
 
 impl Default for BrokerConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:9092".into(), data: "./rtlake-data/broker".into() }
+        Self { listen: "127.0.0.1:9092".into(), data: "./rtlake-data/broker".into(), storage: "log".into() }
     }
 }
 

@@ -24,6 +24,31 @@ impl AssignmentStrategy {
     }
 }
 
+/// How a worker gets its partitions.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Assignment {
+    /// Join the pipeline's consumer group: workers share the partitions and rebalance as they
+    /// come and go (scale-out across processes).
+    Group,
+    /// Take the partitions directly (`run.partitions`, or all), as Spark's driver does: no group
+    /// coordinator, no rebalance, no session to lose. Group offsets are still committed, so
+    /// standard tools show the lag.
+    Static,
+}
+
+/// Whether Kafka sinks publish in transactions.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SinkTransactions {
+    /// When the cluster has them (Apache Kafka does, the embedded broker does not).
+    Auto,
+    /// Always; the run fails where the cluster has none.
+    On,
+    /// Never: at least once, with deduplication headers.
+    Off,
+}
+
 /// When the processor runs an epoch and when it stops.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -130,6 +155,25 @@ pub struct RunConfig {
     pub group_id: Option<String>,
     /// `range` or `cooperative-sticky` (default).
     pub assignment_strategy: AssignmentStrategy,
+    /// `group` (default: a consumer group) or `static` (take `partitions` directly).
+    pub assignment: Assignment,
+    /// With static assignment, the partitions this worker reads (default: all).
+    pub partitions: Option<Vec<i32>>,
+    /// With a group, the static member id (`group.instance.id`, KIP-345): a worker restarted
+    /// with the same id takes its partitions back at once instead of after a rebalance. Give
+    /// each worker its own.
+    pub instance_id: Option<String>,
+    /// The consumer group session timeout: how long the group waits for a silent worker.
+    pub session_timeout: HumanDuration,
+    /// A worker whose partitions have data it has not received for this long (or that has no
+    /// partitions while nobody commits and the topic has data) drops its consumer and starts
+    /// a new one at the lake's positions.
+    pub stall_timeout: HumanDuration,
+    /// How long a Kafka sink waits for its messages' deliveries before the epoch fails (and is
+    /// retried from the lake's positions).
+    pub sink_timeout: HumanDuration,
+    /// Kafka sinks: `auto` (transactions when the cluster has them), `on` or `off`.
+    pub sink_transactions: SinkTransactions,
     /// An epoch closes when it holds this many events...
     pub max_batch_events: usize,
     /// ...or when its first event is this old.
@@ -161,6 +205,13 @@ impl Default for RunConfig {
             pipeline: "bikes".into(),
             group_id: None,
             assignment_strategy: AssignmentStrategy::CooperativeSticky,
+            assignment: Assignment::Group,
+            partitions: None,
+            instance_id: None,
+            session_timeout: HumanDuration::from_secs(10),
+            stall_timeout: HumanDuration::from_secs(15),
+            sink_timeout: HumanDuration::from_secs(30),
+            sink_transactions: SinkTransactions::Auto,
             max_batch_events: 50_000,
             max_batch_delay: HumanDuration::from_millis(500),
             trigger: Trigger::ProcessingTime,

@@ -19,8 +19,8 @@ impl Config {
         if self.kafka.partitions < 1 {
             return Err(err("kafka.partitions", &self.kafka.partitions, "must be at least 1"));
         }
-        if self.kafka.replication_factor < 1 {
-            return Err(err("kafka.replication-factor", &self.kafka.replication_factor, "must be at least 1"));
+        if self.kafka.replication_factor < 1 && self.kafka.replication_factor != -1 {
+            return Err(err("kafka.replication-factor", &self.kafka.replication_factor, "must be at least 1, or -1 for the cluster's default.replication.factor"));
         }
         if self.lake.uri.trim().is_empty() {
             return Err(err("lake.uri", &"\"\"", "must name a path or URL"));
@@ -29,6 +29,9 @@ impl Config {
             .listen
             .parse::<std::net::SocketAddr>()
             .map_err(|_| err("broker.listen", &self.broker.listen, "must be an IP address and port, e.g. 127.0.0.1:9092"))?;
+        if !matches!(self.broker.storage.as_str(), "log" | "sqlite") {
+            return Err(err("broker.storage", &self.broker.storage, "write log (segment files) or sqlite"));
+        }
         let p = &self.producer;
         if p.idempotence && p.acks != Acks::All {
             return Err(err("producer.acks", &format!("{:?}", p.acks).to_lowercase(), "idempotence needs acks = \"all\" (or set producer.idempotence = false)"));
@@ -72,6 +75,27 @@ impl Config {
         }
         if r.max_batch_delay.get().is_zero() {
             return Err(err("run.max-batch-delay", &r.max_batch_delay, "must be more than 0"));
+        }
+        if let Some(parts) = &r.partitions {
+            if parts.is_empty() || parts.iter().any(|p| *p < 0) {
+                return Err(err("run.partitions", &format!("{parts:?}"), "list partition numbers, e.g. [0, 2]"));
+            }
+            if r.assignment != super::Assignment::Static {
+                return Err(err("run.partitions", &format!("{parts:?}"), "partitions are chosen with assignment = \"static\"; a group assigns them itself"));
+            }
+        }
+        if r.instance_id.is_some() && r.assignment == super::Assignment::Static {
+            return Err(err("run.instance-id", &r.instance_id.clone().unwrap_or_default(), "a static member id is for assignment = \"group\""));
+        }
+        let secs = |d: &crate::units::HumanDuration| d.get().as_secs_f64();
+        if !(1.0..=3600.0).contains(&secs(&r.session_timeout)) {
+            return Err(err("run.session-timeout", &r.session_timeout, "must be between 1s and 1h"));
+        }
+        if secs(&r.stall_timeout) < 1.0 {
+            return Err(err("run.stall-timeout", &r.stall_timeout, "must be at least 1s"));
+        }
+        if secs(&r.sink_timeout) < 1.0 {
+            return Err(err("run.sink-timeout", &r.sink_timeout, "must be at least 1s"));
         }
         if r.max_offsets_per_trigger == Some(0) {
             return Err(err("run.max-offsets-per-trigger", &0, "must be at least 1 (leave it out for no limit)"));

@@ -139,6 +139,21 @@ pub fn replay() -> rtlake_bikes::replay::Replay {
     rtlake_bikes::replay::Replay::new(data, start, std::time::Duration::from_secs(15), 1)
 }
 
+/// Polls `f` every 100 ms until it holds, failing the test after `secs`.
+pub async fn wait_for(what: &str, secs: u64, mut f: impl AsyncFnMut() -> bool) {
+    eprintln!("waiting for {what}");
+    let t0 = std::time::Instant::now();
+    while !f().await {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(secs), "timed out after {secs} s waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Sends a signal (`-STOP`, `-CONT`, `-TERM`) to a process.
+pub fn signal(pid: u32, sig: &str) {
+    assert!(Command::new("kill").args([sig, &pid.to_string()]).status().unwrap().success(), "kill {sig} {pid}");
+}
+
 /// A TCP port free on loopback now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

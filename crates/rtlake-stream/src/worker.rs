@@ -1,0 +1,528 @@
+//! The Kafka worker: the epoch loop over a consumer, and the watchdog that keeps it going.
+//!
+//! Each epoch is the messages gathered until `max-batch-events` (or `max-offsets-per-trigger`)
+//! or `max-batch-delay`; with the low-latency trigger, as soon as the consumer has nothing more
+//! to hand over at once. An interrupted epoch (offset log without commit) is cut again at the
+//! same end. Group offsets are committed after the lake commits, for lag display only.
+//!
+//! The worker heals itself: when its partitions have data it has not received for
+//! `run.stall-timeout`, when it has held no partition for longer than the session timeout
+//! while nobody commits and the topic has data, when the consumer keeps failing, or when an
+//! epoch fails (a Kafka sink's deliveries stop, the lake refuses a write), it drops the
+//! consumer and whatever the epoch held, starts a new consumer and resumes at the lake's
+//! positions: the same path as a restart after a crash, in-process. Each restart is logged
+//! with its reason and counted in `rtlake_run_consumer_restarts_total`.
+
+use crate::engine::{Engine, RunReport};
+use crate::pipeline::Output;
+use crate::source::{Positions, RawMessage, Resume, SourceContext, connect};
+use crate::{Error, Result};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+use rtlake_core::Config;
+use rtlake_core::config::{Assignment, KafkaConfig, Trigger};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// How often the watchdog looks.
+const CHECK_EVERY: Duration = Duration::from_secs(2);
+/// Consecutive consumer errors that make the watchdog restart the consumer.
+const MAX_ERRORS: u32 = 30;
+
+/// What the watchdog tracks.
+struct Watch {
+    /// The last message, committed epoch or assignment change.
+    progress: Instant,
+    /// Since when the worker has held no partition.
+    unassigned_since: Option<Instant>,
+    /// The lake's positions of every partition, and since when they have not moved.
+    lake: Option<(BTreeMap<i32, i64>, Instant)>,
+    last_check: Instant,
+    /// Restarts since the last progress (for the back-off).
+    restarts: u32,
+    /// Consecutive consumer errors.
+    errors: u32,
+}
+
+impl Watch {
+    fn new() -> Self {
+        let now = Instant::now();
+        Self { progress: now, unassigned_since: Some(now), lake: None, last_check: now, restarts: 0, errors: 0 }
+    }
+
+    fn progressed(&mut self) {
+        self.progress = Instant::now();
+        self.restarts = 0;
+        self.errors = 0;
+    }
+}
+
+/// Whether an epoch that failed with `e` is retried from the lake's positions (storage and
+/// Kafka trouble) or ends the run (lost data, bad input files).
+fn retryable(e: &Error) -> bool {
+    !matches!(e, Error::DataLoss(_) | Error::Source(_))
+}
+
+pub(crate) struct KafkaWorker {
+    cfg: Config,
+    kafka: KafkaConfig,
+    topic: String,
+    engine: Engine,
+    positions: Positions,
+    consumer: StreamConsumer<SourceContext>,
+    assigned: BTreeSet<i32>,
+    /// Next offset expected per assigned partition; older re-deliveries are dropped.
+    next: BTreeMap<i32, i64>,
+    /// Interrupted epochs: a partition's next epoch ends exactly here.
+    cuts: BTreeMap<i32, i64>,
+    /// The first offset each newly assigned partition should deliver (to detect data loss).
+    first: BTreeMap<i32, i64>,
+    /// The high watermarks at the start, with the available-now trigger.
+    targets: Option<Vec<(i32, i64, i64)>>,
+    watch: Watch,
+}
+
+impl KafkaWorker {
+    pub(crate) async fn start(cfg: &Config, engine: Engine, positions: Positions) -> Result<Self> {
+        let topic = cfg.kafka.topic.clone();
+        let targets = match cfg.run.trigger {
+            Trigger::AvailableNow => Some(rtlake_kafka::admin::high_watermarks(&cfg.kafka, &topic).await?),
+            _ => None,
+        };
+        let mut kafka = cfg.kafka.clone();
+        // Statistics carry the high watermarks behind the lag gauges.
+        kafka.properties.entry("statistics.interval.ms".into()).or_insert_with(|| "1000".into());
+        if cfg.run.trigger == Trigger::LowLatency {
+            // Fetches answer at once when data is there; bound the wait when it is not.
+            kafka.properties.entry("fetch.wait.max.ms".into()).or_insert_with(|| "50".into());
+        }
+        let consumer = connect(&kafka, &cfg.run, &topic, positions.clone()).await?;
+        match cfg.run.assignment {
+            Assignment::Group => tracing::info!(group = %cfg.run.group(), instance = ?cfg.run.instance_id, %topic, trigger = ?cfg.run.trigger, "subscribed"),
+            Assignment::Static => tracing::info!(group = %cfg.run.group(), %topic, trigger = ?cfg.run.trigger, "partitions taken statically"),
+        }
+        Ok(Self {
+            cfg: cfg.clone(),
+            kafka,
+            topic,
+            engine,
+            positions,
+            consumer,
+            assigned: BTreeSet::new(),
+            next: BTreeMap::new(),
+            cuts: BTreeMap::new(),
+            first: BTreeMap::new(),
+            targets,
+            watch: Watch::new(),
+        })
+    }
+
+    pub(crate) async fn run(mut self, shutdown: CancellationToken) -> Result<RunReport> {
+        let limit = self.cfg.run.epoch_limit();
+        let delay = self.cfg.run.max_batch_delay.get();
+        let low_latency = self.cfg.run.trigger == Trigger::LowLatency;
+        let mut buf: Vec<RawMessage> = Vec::new();
+        let mut epoch_start: Option<Instant> = None;
+        let mut last_log = Instant::now();
+        let mut logged = 0u64;
+        loop {
+            let failure = self.consumer.context().failure.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(msg) = failure {
+                self.restart(&mut buf, "rebalance", &msg).await?;
+                epoch_start = None;
+                continue;
+            }
+            let deadline = match (low_latency, epoch_start) {
+                (true, Some(_)) => tokio::time::Instant::now() + Duration::from_millis(1),
+                (true, None) => tokio::time::Instant::now() + Duration::from_millis(200),
+                (false, t) => tokio::time::Instant::from_std(t.unwrap_or_else(Instant::now) + delay).min(tokio::time::Instant::now() + CHECK_EVERY),
+            };
+            let mut timed_out = false;
+            let mut force = false;
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    self.apply_rebalance(&mut buf).await?;
+                    self.epoch(&mut buf).await?;
+                    break;
+                }
+                r = tokio::time::timeout_at(deadline, self.consumer.recv()) => match r {
+                    Ok(Ok(m)) => {
+                        let m = RawMessage::from_message(&m);
+                        self.watch.progressed();
+                        // The assignment that delivered it is learnt before the message is judged.
+                        self.apply_rebalance(&mut buf).await?;
+                        if m.offset >= self.next.get(&m.partition).copied().unwrap_or(0) && self.assigned.contains(&m.partition) {
+                            self.check_loss(&m)?;
+                            if self.cuts.get(&m.partition).is_some_and(|c| m.offset >= *c) {
+                                // The interrupted range ended before this message (offsets gone).
+                                self.cuts.remove(&m.partition);
+                                epoch_start = None;
+                                if let Err(e) = self.epoch(&mut buf).await {
+                                    self.epoch_failed(&mut buf, e).await?;
+                                    continue;
+                                }
+                            }
+                            self.next.insert(m.partition, m.offset + 1);
+                            epoch_start.get_or_insert_with(Instant::now);
+                            if self.cuts.get(&m.partition) == Some(&(m.offset + 1)) {
+                                self.cuts.remove(&m.partition);
+                                force = true;
+                            }
+                            buf.push(m);
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        self.consumer_error(&mut buf, e).await?;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(_) => timed_out = true,
+                },
+            }
+            self.apply_rebalance(&mut buf).await?;
+            let due = epoch_start.is_some_and(|t| t.elapsed() >= delay) || (low_latency && timed_out);
+            // While an interrupted range is being re-read, only its end closes the epoch.
+            if force || (self.cuts.is_empty() && (buf.len() >= limit || due)) {
+                epoch_start = None;
+                if let Err(e) = self.epoch(&mut buf).await {
+                    self.epoch_failed(&mut buf, e).await?;
+                    continue;
+                }
+            }
+            if self.watch.last_check.elapsed() >= CHECK_EVERY {
+                self.watch.last_check = Instant::now();
+                if let Some((kind, reason)) = self.check_health().await {
+                    self.restart(&mut buf, kind, &reason).await?;
+                    epoch_start = None;
+                    continue;
+                }
+            }
+            if last_log.elapsed() >= Duration::from_secs(5) {
+                let r = &self.engine.report;
+                tracing::info!(
+                    epochs = r.epochs,
+                    rows = ?r.rows,
+                    state_keys = self.engine.state_len(),
+                    events_per_sec = ((r.messages - logged) as f64 / last_log.elapsed().as_secs_f64()).round() as u64,
+                    partitions = ?self.assigned,
+                    "processing"
+                );
+                last_log = Instant::now();
+                logged = r.messages;
+            }
+            if let Some(t) = &self.targets {
+                if buf.is_empty() && (timed_out || self.caught_up(t)) && self.lake_holds(t).await? {
+                    tracing::info!("available-now: the lake holds everything the topic held at the start");
+                    break;
+                }
+            }
+        }
+        let report = self.engine.report.clone();
+        self.close().await;
+        Ok(report)
+    }
+
+    /// A failed epoch: retried from the lake's positions, unless the failure is final.
+    async fn epoch_failed(&mut self, buf: &mut Vec<RawMessage>, e: Error) -> Result<()> {
+        if !retryable(&e) {
+            return Err(e);
+        }
+        rtlake_core::metrics::global().run.epoch_failures.with_label_values(&[&self.cfg.run.pipeline]).inc();
+        tracing::error!(error = %e, "epoch failed; it is retried from the lake's positions");
+        self.restart(buf, "epoch-failed", &e.to_string()).await
+    }
+
+    /// A consumer error: a fenced static member ends the run; a fatal error or a run of errors
+    /// restarts the consumer.
+    async fn consumer_error(&mut self, buf: &mut Vec<RawMessage>, e: rdkafka::error::KafkaError) -> Result<()> {
+        self.watch.errors += 1;
+        if let Some((code, reason)) = self.consumer.client().fatal_error() {
+            if code == RDKafkaErrorCode::FencedInstanceId {
+                return Err(Error::Source(format!(
+                    "another worker joined group {} with instance id {:?} (run.instance-id): give each worker its own id ({reason})",
+                    self.cfg.run.group(),
+                    self.cfg.run.instance_id.as_deref().unwrap_or("")
+                )));
+            }
+            return self.restart(buf, "consumer-error", &format!("fatal consumer error: {reason}")).await;
+        }
+        tracing::warn!(error = %e, "consumer error");
+        if self.watch.errors >= MAX_ERRORS {
+            return self.restart(buf, "consumer-error", &format!("{} consumer errors in a row, the last: {e}", self.watch.errors)).await;
+        }
+        Ok(())
+    }
+
+    /// The watchdog: `Some((kind, reason))` when the consumer should be started again.
+    async fn check_health(&mut self) -> Option<(&'static str, String)> {
+        let stall = self.cfg.run.stall_timeout.get();
+        if !self.assigned.is_empty() {
+            self.watch.unassigned_since = None;
+            self.watch.lake = None;
+            let quiet = self.watch.progress.elapsed();
+            if quiet < stall {
+                return None;
+            }
+            let parts: Vec<i32> = self.assigned.iter().copied().collect();
+            return match self.watermarks(&parts) {
+                Err(e) => Some(("stall", format!("no message for {} s, and the broker does not answer: {e}", quiet.as_secs()))),
+                Ok(hw) => {
+                    let behind: Vec<i32> = hw.iter().filter(|(p, h)| **h > self.next.get(p).copied().unwrap_or(0)).map(|(p, _)| *p).collect();
+                    if behind.is_empty() {
+                        // Caught up: quiet is fine.
+                        self.watch.progress = Instant::now();
+                        None
+                    } else {
+                        Some(("stall", format!("no message for {} s while partitions {behind:?} have data", quiet.as_secs())))
+                    }
+                }
+            };
+        }
+        if self.cfg.run.assignment == Assignment::Static {
+            return None;
+        }
+        let since = *self.watch.unassigned_since.get_or_insert_with(Instant::now);
+        let session = self.cfg.run.session_timeout.get();
+        if since.elapsed() < session + CHECK_EVERY {
+            return None;
+        }
+        // No partitions: fine while others commit or nothing is left to read.
+        let all = match rtlake_kafka::admin::topic_partitions(&self.kafka, &self.topic).await {
+            Ok(p) => p,
+            Err(e) => return Some(("no-partitions", format!("no partitions for {} s, and the broker does not answer: {e}", since.elapsed().as_secs()))),
+        };
+        let lake: BTreeMap<i32, i64> = match self.positions.resume_offsets(&all).await {
+            Ok(pos) => pos.into_iter().map(|(p, r)| (p, r.expected())).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "watchdog: cannot read the lake's positions");
+                return None;
+            }
+        };
+        let hw = match self.watermarks(&all) {
+            Ok(hw) => hw,
+            Err(e) => return Some(("no-partitions", format!("no partitions for {} s, and the broker does not answer: {e}", since.elapsed().as_secs()))),
+        };
+        let behind: Vec<i32> = hw.iter().filter(|(p, h)| **h > lake.get(p).copied().unwrap_or(0)).map(|(p, _)| *p).collect();
+        match &self.watch.lake {
+            _ if behind.is_empty() => {
+                self.watch.lake = None;
+                None
+            }
+            Some((seen, at)) if *seen == lake => {
+                if at.elapsed() >= stall {
+                    Some((
+                        "no-partitions",
+                        format!("no partitions for {} s, and nobody has committed partitions {behind:?} for {} s though they have data", since.elapsed().as_secs(), at.elapsed().as_secs()),
+                    ))
+                } else {
+                    None
+                }
+            }
+            _ => {
+                self.watch.lake = Some((lake, Instant::now()));
+                None
+            }
+        }
+    }
+
+    /// High watermarks of `parts`, asked of the broker through the consumer's own connection.
+    fn watermarks(&self, parts: &[i32]) -> std::result::Result<BTreeMap<i32, i64>, rdkafka::error::KafkaError> {
+        tokio::task::block_in_place(|| {
+            parts.iter().map(|p| self.consumer.fetch_watermarks(&self.topic, *p, Duration::from_secs(5)).map(|(_, hi)| (*p, hi))).collect()
+        })
+    }
+
+    /// Drops the consumer and everything not committed, and starts a new consumer at the
+    /// lake's positions (after a back-off that grows while restarts do not help).
+    async fn restart(&mut self, buf: &mut Vec<RawMessage>, kind: &'static str, reason: &str) -> Result<()> {
+        let pipeline = self.cfg.run.pipeline.clone();
+        rtlake_core::metrics::global().run.consumer_restarts.with_label_values(&[&pipeline, kind]).inc();
+        let wait = Duration::from_secs(1 << self.watch.restarts.min(5));
+        self.watch.restarts += 1;
+        tracing::warn!(reason, restart = self.watch.restarts, wait_secs = wait.as_secs(), "restarting the consumer; the worker resumes at the lake's positions");
+        buf.clear();
+        let ctx = self.consumer.context();
+        for p in std::mem::take(&mut self.assigned) {
+            self.engine.drop_partition(p);
+            ctx.forget(p);
+        }
+        self.next.clear();
+        self.cuts.clear();
+        self.first.clear();
+        for s in &mut self.engine.stages {
+            for o in &mut s.outputs {
+                if let Output::Kafka(k) = o {
+                    k.reconnect()?;
+                }
+            }
+        }
+        tokio::time::sleep(wait).await;
+        let fresh = connect(&self.kafka, &self.cfg.run, &self.topic, self.positions.clone()).await?;
+        let old = std::mem::replace(&mut self.consumer, fresh);
+        // Closing may wait on a broker that does not answer: never in the loop's way.
+        std::thread::spawn(move || {
+            old.unsubscribe();
+            drop(old);
+        });
+        self.watch.progress = Instant::now();
+        self.watch.unassigned_since = Some(Instant::now());
+        self.watch.lake = None;
+        self.watch.errors = 0;
+        Ok(())
+    }
+
+    /// The first message of a newly assigned partition must be the one the outputs expect;
+    /// a later one means retention deleted offsets the pipeline never read.
+    fn check_loss(&mut self, m: &RawMessage) -> Result<()> {
+        let Some(expected) = self.first.remove(&m.partition) else { return Ok(()) };
+        if m.offset <= expected {
+            return Ok(());
+        }
+        let what = format!(
+            "partition {} of {}: offsets {expected}..{} were deleted (retention) before pipeline {} read them",
+            m.partition,
+            self.topic,
+            m.offset - 1,
+            self.cfg.run.pipeline
+        );
+        if self.cfg.run.fail_on_data_loss {
+            return Err(Error::DataLoss(format!("{what}; set run.fail-on-data-loss = false (--no-fail-on-data-loss) to skip them")));
+        }
+        tracing::warn!(partition = m.partition, from = expected, to = m.offset, "{what}; skipping them (fail-on-data-loss is off)");
+        Ok(())
+    }
+
+    /// Whether this worker's partitions have been read up to the targets.
+    fn caught_up(&self, targets: &[(i32, i64, i64)]) -> bool {
+        !self.assigned.is_empty()
+            && targets.iter().filter(|(p, ..)| self.assigned.contains(p)).all(|(p, _, hi)| self.next.get(p).copied().unwrap_or(0) >= *hi)
+    }
+
+    /// Whether the lake holds every target partition up to its target (any worker's doing).
+    async fn lake_holds(&self, targets: &[(i32, i64, i64)]) -> Result<bool> {
+        let parts: Vec<i32> = targets.iter().map(|t| t.0).collect();
+        let pos = self.positions.resume_offsets(&parts).await?;
+        let mine = |p: &i32| self.cfg.run.partitions.as_ref().is_none_or(|only| only.contains(p));
+        Ok(targets.iter().filter(|(p, ..)| mine(p)).all(|(p, lo, hi)| match pos.get(p) {
+            Some(Resume::At(o)) => o >= hi,
+            Some(Resume::Start) => self.positions.start.first(*p, *lo, *hi) >= *hi,
+            _ => lo >= hi,
+        }))
+    }
+
+    /// Applies an assignment change: drops buffered messages of lost partitions, and learns the
+    /// outputs' versions (and restores the state) of new ones.
+    async fn apply_rebalance(&mut self, buf: &mut Vec<RawMessage>) -> Result<()> {
+        let ctx = self.consumer.context();
+        if !ctx.changed.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let now = ctx.assigned_now();
+        buf.retain(|m| now.contains(&m.partition));
+        self.next.retain(|p, _| now.contains(p));
+        self.cuts.retain(|p, _| now.contains(p));
+        for p in self.assigned.difference(&now) {
+            self.engine.drop_partition(*p);
+            ctx.forget(*p);
+        }
+        let added: Vec<i32> = now.difference(&self.assigned).copied().collect();
+        if !added.is_empty() {
+            self.learn(&added).await?;
+        }
+        self.assigned = now;
+        self.watch.progress = Instant::now();
+        Ok(())
+    }
+
+    /// Learns where `parts` resume and which of them have an interrupted epoch.
+    async fn learn(&mut self, parts: &[i32]) -> Result<()> {
+        let pending = self.engine.refresh(parts).await?;
+        for p in parts {
+            let resume = self.engine.resume(*p);
+            self.next.insert(*p, resume.expected());
+            match resume {
+                Resume::At(o) => self.first.insert(*p, o),
+                _ => self.first.remove(p),
+            };
+        }
+        for (p, r) in pending {
+            tracing::info!(partition = p, start = r.start, end = r.end, "re-running the interrupted epoch over the same offsets");
+            self.cuts.insert(p, r.end);
+        }
+        Ok(())
+    }
+
+    /// Commits the buffered messages as one epoch.
+    async fn epoch(&mut self, buf: &mut Vec<RawMessage>) -> Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let msgs = std::mem::take(buf);
+        let ends = match self.engine.epoch(&msgs).await {
+            Ok(ends) => ends,
+            Err(Error::Lake(e @ rtlake_lake::Error::ConflictingOffsets { .. })) => {
+                tracing::warn!(error = %e, "another worker wrote these partitions; dropping the epoch and resuming from the lake");
+                return self.reseek().await;
+            }
+            Err(e) => return Err(e),
+        };
+        self.watch.progressed();
+        let ctx = self.consumer.context();
+        ctx.committed.lock().unwrap_or_else(|p| p.into_inner()).extend(ends.iter().map(|(p, e)| (*p, *e)));
+        let hi = ctx.high_watermarks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for (p, end) in &ends {
+            ctx.observe(*p, hi.get(p).copied().unwrap_or(*end).max(*end), Some(*end));
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (p, end) in &ends {
+            let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*end));
+        }
+        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(error = %e, "async group offset commit failed (lag display only)");
+        }
+        tracing::debug!(messages = msgs.len(), "epoch committed");
+        Ok(())
+    }
+
+    /// After a conflict: learn the lake's versions again and seek every partition there.
+    async fn reseek(&mut self) -> Result<()> {
+        let parts: Vec<i32> = self.assigned.iter().copied().collect();
+        self.learn(&parts).await?;
+        for p in parts {
+            let offset = self.positions.offset(p, self.engine.resume(p));
+            if let Err(e) = self.consumer.seek(&self.topic, p, offset, Duration::from_secs(10)) {
+                tracing::warn!(partition = p, error = %e, "seek failed");
+            }
+        }
+        Ok(())
+    }
+
+    async fn close(self) {
+        for s in &self.engine.stages {
+            for o in &s.outputs {
+                if let Output::Kafka(k) = o {
+                    k.flush();
+                }
+            }
+        }
+        let committed = self.consumer.context().committed.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in committed.iter().filter(|(p, _)| self.assigned.contains(p)) {
+            let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o));
+        }
+        let consumer = self.consumer;
+        let closing = tokio::task::spawn_blocking(move || {
+            if tpl.count() > 0 {
+                let _ = consumer.commit(&tpl, CommitMode::Sync);
+            }
+            consumer.unsubscribe();
+            drop(consumer);
+        });
+        // The lake holds the truth: a broker that does not answer must not hold up the exit.
+        if tokio::time::timeout(Duration::from_secs(10), closing).await.is_err() {
+            tracing::warn!("the consumer did not close within 10 s (is the broker down?); exiting anyway");
+        }
+    }
+}
