@@ -4,7 +4,7 @@
 # `deltalake` reader that the tests use to check the lake from outside and `kafka-python` (a
 # Kafka client that is not librdkafka) that checks the wire protocol, and for the dashboard
 # tests headless Chromium (with Korean fonts for station names), Node (drives Chromium) and
-# promtool (checks the alert rules).
+# promtool (checks the alert rules); Java and Maven run Apache Kafka (scripts/kafka.sh).
 set -euo pipefail
 need=()
 command -v cmake >/dev/null || need+=(cmake)
@@ -15,6 +15,9 @@ command -v chromium >/dev/null || need+=(chromium)
 dpkg -s fonts-nanum >/dev/null 2>&1 || need+=(fonts-nanum)
 command -v node >/dev/null || need+=(nodejs)
 command -v promtool >/dev/null || need+=(prometheus)
+# Apache Kafka for the second test phase (scripts/kafka.sh fetches it with Maven).
+command -v java >/dev/null || need+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || need+=(maven)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
@@ -22,8 +25,8 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 VENV="${RTLAKE_VENV:-$HOME/.cache/rtlake/venv}"
-if ! "$VENV/bin/python" -c "import deltalake, pyarrow, kafka" 2>/dev/null; then
+if ! "$VENV/bin/python" -c "import deltalake, pyarrow, kafka, lz4" 2>/dev/null; then
   echo "setup: creating $VENV with deltalake and kafka-python"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check "deltalake>=1.1" pyarrow "kafka-python>=3.0"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "deltalake>=1.1" pyarrow "kafka-python>=3.0" lz4
 fi

@@ -4,9 +4,11 @@
 //! - [`admin`]: topic creation, listing and description (partitions, offsets, config, groups
 //!   and their lag).
 //! - [`inspect`]: the brokers, and a peek at a topic's newest messages.
+//! - [`bench`]: a cluster's read rate, for `rtlake bench consume`.
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod bench;
 pub mod client;
 pub mod inspect;
 

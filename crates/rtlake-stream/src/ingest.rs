@@ -84,7 +84,7 @@ pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport>
                     .collect(),
                 start: start_at(cfg).await?,
             };
-            KafkaWorker::start(cfg, engine, positions).await?.run(shutdown).await?
+            KafkaWorker::start(cfg, engine, positions, shutdown).await?.run().await?
         }
     };
     tracing::info!(

@@ -83,10 +83,11 @@ pub(crate) struct KafkaWorker {
     /// The high watermarks at the start, with the available-now trigger.
     targets: Option<Vec<(i32, i64, i64)>>,
     watch: Watch,
+    shutdown: CancellationToken,
 }
 
 impl KafkaWorker {
-    pub(crate) async fn start(cfg: &Config, engine: Engine, positions: Positions) -> Result<Self> {
+    pub(crate) async fn start(cfg: &Config, engine: Engine, positions: Positions, shutdown: CancellationToken) -> Result<Self> {
         let topic = cfg.kafka.topic.clone();
         let targets = match cfg.run.trigger {
             Trigger::AvailableNow => Some(rtlake_kafka::admin::high_watermarks(&cfg.kafka, &topic).await?),
@@ -117,10 +118,12 @@ impl KafkaWorker {
             first: BTreeMap::new(),
             targets,
             watch: Watch::new(),
+            shutdown,
         })
     }
 
-    pub(crate) async fn run(mut self, shutdown: CancellationToken) -> Result<RunReport> {
+    pub(crate) async fn run(mut self) -> Result<RunReport> {
+        let shutdown = self.shutdown.clone();
         let limit = self.cfg.run.epoch_limit();
         let delay = self.cfg.run.max_batch_delay.get();
         let low_latency = self.cfg.run.trigger == Trigger::LowLatency;
@@ -153,7 +156,10 @@ impl KafkaWorker {
                         let m = RawMessage::from_message(&m);
                         self.watch.progressed();
                         // The assignment that delivered it is learnt before the message is judged.
-                        self.apply_rebalance(&mut buf).await?;
+                        if self.sync_assignment(&mut buf).await? {
+                            epoch_start = None;
+                            continue;
+                        }
                         if m.offset >= self.next.get(&m.partition).copied().unwrap_or(0) && self.assigned.contains(&m.partition) {
                             self.check_loss(&m)?;
                             if self.cuts.get(&m.partition).is_some_and(|c| m.offset >= *c) {
@@ -181,7 +187,10 @@ impl KafkaWorker {
                     Err(_) => timed_out = true,
                 },
             }
-            self.apply_rebalance(&mut buf).await?;
+            if self.sync_assignment(&mut buf).await? {
+                epoch_start = None;
+                continue;
+            }
             let due = epoch_start.is_some_and(|t| t.elapsed() >= delay) || (low_latency && timed_out);
             // While an interrupted range is being re-read, only its end closes the epoch.
             if force || (self.cuts.is_empty() && (buf.len() >= limit || due)) {
@@ -213,7 +222,7 @@ impl KafkaWorker {
                 logged = r.messages;
             }
             if let Some(t) = &self.targets {
-                if buf.is_empty() && (timed_out || self.caught_up(t)) && self.lake_holds(t).await? {
+                if buf.is_empty() && (timed_out || self.caught_up(t)) && self.lake_holds(t).await {
                     tracing::info!("available-now: the lake holds everything the topic held at the start");
                     break;
                 }
@@ -359,7 +368,23 @@ impl KafkaWorker {
             }
         }
         tokio::time::sleep(wait).await;
-        let fresh = connect(&self.kafka, &self.cfg.run, &self.topic, self.positions.clone()).await?;
+        // The broker may still be away: keep trying, as long as the run is not stopped.
+        let mut attempt = 0u32;
+        let fresh = loop {
+            match connect(&self.kafka, &self.cfg.run, &self.topic, self.positions.clone()).await {
+                Ok(c) => break c,
+                Err(e) if self.shutdown.is_cancelled() => return Err(e),
+                Err(e) => {
+                    attempt += 1;
+                    let wait = Duration::from_secs(1 << attempt.min(5));
+                    tracing::warn!(error = %e, attempt, wait_secs = wait.as_secs(), "cannot start a consumer yet; trying again");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.shutdown.cancelled() => return Err(e),
+                    }
+                }
+            }
+        };
         let old = std::mem::replace(&mut self.consumer, fresh);
         // Closing may wait on a broker that does not answer: never in the loop's way.
         std::thread::spawn(move || {
@@ -400,16 +425,36 @@ impl KafkaWorker {
             && targets.iter().filter(|(p, ..)| self.assigned.contains(p)).all(|(p, _, hi)| self.next.get(p).copied().unwrap_or(0) >= *hi)
     }
 
-    /// Whether the lake holds every target partition up to its target (any worker's doing).
-    async fn lake_holds(&self, targets: &[(i32, i64, i64)]) -> Result<bool> {
+    /// Whether the lake holds every target partition up to its target (any worker's doing);
+    /// a lake that cannot be read now says no.
+    async fn lake_holds(&self, targets: &[(i32, i64, i64)]) -> bool {
         let parts: Vec<i32> = targets.iter().map(|t| t.0).collect();
-        let pos = self.positions.resume_offsets(&parts).await?;
+        let pos = match self.positions.resume_offsets(&parts).await {
+            Ok(pos) => pos,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the lake's positions");
+                return false;
+            }
+        };
         let mine = |p: &i32| self.cfg.run.partitions.as_ref().is_none_or(|only| only.contains(p));
-        Ok(targets.iter().filter(|(p, ..)| mine(p)).all(|(p, lo, hi)| match pos.get(p) {
+        targets.iter().filter(|(p, ..)| mine(p)).all(|(p, lo, hi)| match pos.get(p) {
             Some(Resume::At(o)) => o >= hi,
             Some(Resume::Start) => self.positions.start.first(*p, *lo, *hi) >= *hi,
             _ => lo >= hi,
-        }))
+        })
+    }
+
+    /// Applies an assignment change; `true` when learning the new partitions failed and the
+    /// consumer was started again instead.
+    async fn sync_assignment(&mut self, buf: &mut Vec<RawMessage>) -> Result<bool> {
+        match self.apply_rebalance(buf).await {
+            Ok(()) => Ok(false),
+            Err(e) if retryable(&e) => {
+                self.restart(buf, "rebalance", &format!("cannot take the new partitions: {e}")).await?;
+                Ok(true)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Applies an assignment change: drops buffered messages of lost partitions, and learns the
@@ -431,6 +476,7 @@ impl KafkaWorker {
         if !added.is_empty() {
             self.learn(&added).await?;
         }
+        tracing::info!(partitions = ?now, "partitions held");
         self.assigned = now;
         self.watch.progress = Instant::now();
         Ok(())

@@ -59,6 +59,30 @@ pub enum Command {
         #[command(subcommand)]
         op: TopicsCommand,
     },
+    /// Measure a Kafka cluster (bench/README.md has the workloads and the figures).
+    Bench {
+        /// What to measure.
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+/// `rtlake bench ...`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Read a topic from the start with a plain consumer (every partition, no group) and print
+    /// events/s: the cluster's read ceiling without any processing.
+    Consume {
+        /// The topic [kafka.topic].
+        #[arg(long)]
+        topic: Option<String>,
+        #[command(flatten)]
+        kafka: KafkaArgs,
+        /// Read this many messages (for a topic still being written) instead of what the topic
+        /// holds at the start.
+        #[arg(long)]
+        count: Option<u64>,
+    },
 }
 
 /// Connection to a Kafka cluster.

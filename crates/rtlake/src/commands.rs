@@ -1,6 +1,6 @@
 //! One function per subcommand; each builds its config and calls a library's `run`.
 
-use crate::cli::{self, AssignmentArg, Cli, Command, FormatArg, ProduceCommand, SourceArg, StrategyArg, TopicsCommand, TriggerArg};
+use crate::cli::{self, AssignmentArg, BenchCommand, Cli, Command, FormatArg, ProduceCommand, SourceArg, StrategyArg, TopicsCommand, TriggerArg};
 use crate::settings::{Flags, load};
 use anyhow::{Context, Result, bail};
 use rtlake_bikes::produce::Source;
@@ -17,6 +17,23 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Sql(a) => sql(&cli, a).await,
         Command::Serve(a) => serve(&cli, a).await,
         Command::Topics { op } => topics(&cli, op).await,
+        Command::Bench { what: BenchCommand::Consume { topic, kafka, count } } => {
+            let mut f = Flags::default();
+            f.kafka(kafka).opt("kafka.topic", "topic", topic.clone());
+            let cfg = load(&cli, None, &f)?;
+            let r = rtlake_kafka::bench::consume(&cfg.kafka, &cfg.kafka.topic, *count).await?;
+            let secs = r.elapsed.as_secs_f64().max(1e-9);
+            println!(
+                "consumed {} messages ({:.1} MB) from {} in {:.2} s: {:.0} events/s, {:.1} MB/s",
+                r.messages,
+                r.bytes as f64 / 1e6,
+                cfg.kafka.topic,
+                secs,
+                r.messages as f64 / secs,
+                r.bytes as f64 / 1e6 / secs
+            );
+            Ok(())
+        }
     }
 }
 

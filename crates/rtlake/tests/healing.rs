@@ -194,3 +194,44 @@ async fn a_sigkilled_static_worker_restarted_with_the_same_command_commits_withi
     assert_exact(&env, 32).await;
     assert!(worst < Duration::from_secs(5), "a restarted worker commits within 5 s (worst {worst:?})");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wedged_broker_makes_the_watchdog_restart_the_consumer_and_nothing_is_lost() {
+    if std::env::var("RTLAKE_TEST_BROKERS").is_ok() {
+        eprintln!("skipped: needs the embedded broker in a process of its own (to stop it with SIGSTOP)");
+        return;
+    }
+    let mut env = TestEnv::new("wedged").await;
+    env.broker = None;
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let mut own = OwnBroker::start(&addr, &env.dir.path().join("own-broker"));
+    env.brokers = addr;
+    let mut cfg = env.config();
+    cfg.source.state_file = Some(env.dir.path().join("replay.json"));
+    wave(&mut cfg, 2).await;
+    let log = log_file(&env, "run.log");
+    // Without the Kafka sink, so that no epoch waits on deliveries (that path fails the epoch
+    // after run.sink-timeout instead): the watchdog is what must notice.
+    let pipeline = env.dir.path().join("pipeline.toml");
+    std::fs::write(&pipeline, "[[sinks]]\noperator = \"bronze\"\n[[sinks]]\noperator = \"changes\"\n").unwrap();
+    let args = ["--pipeline", pipeline.to_str().unwrap(), "--assignment", "static", "--max-batch-events", "2000", "--max-batch-delay", "200ms", "--stall-timeout", "3s"];
+    let mut run = Guard::spawn(with_log(env.run_cmd(&args), &log));
+    let table = env.lake().join("bronze/station_status");
+    wait_for("the first commits", 60, async || commits(&table) >= 2).await;
+    // The broker stops answering, its connections stay open: a wedged broker.
+    let pid = own.child.as_ref().unwrap().0.id();
+    signal(pid, "-STOP");
+    wait_for("the watchdog to restart the consumer", 60, async || restarts_logged(&log) >= 1).await;
+    signal(pid, "-CONT");
+    wave(&mut cfg, 4).await;
+    let total = 16 * STATIONS;
+    wait_for("every event to land after the broker answered again", 120, async || bronze_count(&env).await >= total).await;
+    signal(run.0.id(), "-TERM");
+    assert!(run.0.wait().unwrap().success(), "rtlake run stops cleanly");
+    assert_exact(&env, 16).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line = text.lines().find(|l| l.contains("restarting the consumer")).unwrap();
+    eprintln!("{line}");
+    assert!(line.contains("does not answer") || line.contains("have data"), "the log says why: {line}");
+    own.kill();
+}

@@ -37,7 +37,7 @@ def produce(bootstrap, topic, path):
 
 
 def lag(admin, consumer, group):
-    offsets = admin.list_consumer_group_offsets(group)
+    offsets = admin.list_group_offsets({group: None})[group]
     parts = list(offsets.keys())
     ends = consumer.end_offsets(parts) if parts else {}
     out = []
@@ -64,7 +64,7 @@ def check(bootstrap, topic, pipeline, groups):
             sample = {"key": m.key.decode() if m.key else None, "value": json.loads(m.value), "headers": h}
     c.commit()
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="rtlake-second-client")
-    listed = sorted(g[0] for g in admin.list_consumer_groups())
+    listed = sorted(g["group_id"] if isinstance(g, dict) else g[0] for g in admin.list_groups())
     report = {
         "messages": messages,
         "with_headers": with_headers,
