@@ -23,14 +23,14 @@ mkdir -p "$LOGS"
 
 # The integration tests that talk to a Kafka cluster (the demo and dashboard tests start the
 # embedded broker themselves and run in the first phase only).
-KAFKA_TESTS=(bronze exactly_once gold group healing producers rejected second_client serve sources transactions)
+KAFKA_TESTS=(bronze broker_restart exactly_once gold group healing producers rejected second_client serve sources transactions)
 
 count() { grep -h "^test result:" "$1" | awk '{p += $4; f += $6; i += $8} END {printf "%d passed, %d failed, %d ignored", p, f, i}'; }
 
 summary=()
 if [[ " $PHASES " == *" embedded "* ]]; then
   echo "== tests on the embedded broker"
-  cargo test --workspace --locked --ignore-rust-version -- "$@" 2>&1 | tee "$LOGS/embedded.log"
+  cargo test --workspace --locked --ignore-rust-version --no-fail-fast -- "$@" 2>&1 | tee "$LOGS/embedded.log"
   summary+=("embedded broker: $(count "$LOGS/embedded.log")")
 fi
 
@@ -43,7 +43,7 @@ if [[ " $PHASES " == *" kafka "* ]]; then
   args=()
   for t in "${KAFKA_TESTS[@]}"; do args+=(--test "$t"); done
   RTLAKE_TEST_BROKERS="$BOOTSTRAP" RTLAKE_TEST_KAFKA_SH=1 \
-    cargo test --locked --ignore-rust-version -p rtlake "${args[@]}" -- "$@" 2>&1 | tee "$LOGS/kafka.log"
+    cargo test --locked --ignore-rust-version --no-fail-fast -p rtlake "${args[@]}" -- "$@" 2>&1 | tee "$LOGS/kafka.log"
   summary+=("Apache Kafka $BOOTSTRAP: $(count "$LOGS/kafka.log")")
 fi
 

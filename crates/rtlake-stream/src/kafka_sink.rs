@@ -5,9 +5,10 @@
 //! (the input message that produced it) and a key from a column of the row.
 //!
 //! - **Transactional** (Apache Kafka): one transactional producer per input partition, id
-//!   `rtlake.<pipeline>.<topic>.<partition>`. An epoch's rows of a partition are published in
-//!   one transaction that also commits the partition's next input offset to the consumer group
-//!   `rtlake.<pipeline>.sink.<topic>` (`send_offsets_to_transaction`), so the rows and the
+//!   `rtlake.<pipeline>.<input topic>.<topic>.<partition>`. An epoch's rows of a partition are
+//!   published in one transaction that also commits the partition's next input offset to the
+//!   consumer group `rtlake.<pipeline>.<input topic>.sink.<topic>`
+//!   (`send_offsets_to_transaction`), so the rows and the
 //!   sink's version commit together: a `read_committed` reader sees each row exactly once, even
 //!   when the worker dies mid-epoch. A worker taking a partition over initialises its producer,
 //!   which fences the old one and aborts what it left open.
@@ -114,23 +115,40 @@ impl KafkaSink {
 
     fn plain_producer(cfg: &Config, topic: &str) -> Result<FutureProducer> {
         let mut c = rtlake_kafka::client::producer(&cfg.kafka, &cfg.producer);
-        c.set("message.timeout.ms", cfg.run.sink_timeout.get().as_millis().to_string());
+        c.set("delivery.timeout.ms", cfg.run.sink_timeout.get().as_millis().to_string());
         c.create().map_err(kafka(format!("create producer for {topic}")))
     }
 
+    /// The group whose offsets are the sink's versions: per pipeline, input and output topic.
     fn group_id(&self) -> String {
-        format!("rtlake.{}.sink.{}", self.cfg.run.pipeline, self.topic)
+        format!("rtlake.{}.{}.sink.{}", self.cfg.run.pipeline, self.cfg.kafka.topic, self.topic)
     }
 
+    /// One per input partition: a worker taking the partition over fences the one before.
     fn transactional_id(&self, partition: i32) -> String {
-        format!("rtlake.{}.{}.{partition}", self.cfg.run.pipeline, self.topic)
+        format!("rtlake.{}.{}.{}.{partition}", self.cfg.run.pipeline, self.cfg.kafka.topic, self.topic)
+    }
+
+    /// A transactional producer's settings: `[producer]`'s, deliveries bounded by the sink
+    /// timeout (librdkafka wants them within the transaction timeout).
+    fn transactional_config(cfg: &Config, id: &str) -> rdkafka::ClientConfig {
+        let timeout = cfg.run.sink_timeout.get().as_millis();
+        let mut c = rtlake_kafka::client::producer(&cfg.kafka, &cfg.producer);
+        c.set("transactional.id", id)
+            .set("transaction.timeout.ms", (timeout * 2).max(60_000).to_string())
+            .set("delivery.timeout.ms", timeout.to_string());
+        c
     }
 
     /// Asks the cluster for a transactional producer id: the embedded broker refuses at once.
     fn cluster_has_transactions(&self) -> bool {
-        let mut c = rtlake_kafka::client::producer(&self.cfg.kafka, &self.cfg.producer);
-        c.set("transactional.id", format!("rtlake.{}.{}.probe", self.cfg.run.pipeline, self.topic));
-        let Ok(p) = c.create::<FutureProducer>() else { return false };
+        let p = match Self::transactional_config(&self.cfg, &format!("{}.probe", self.group_id())).create::<FutureProducer>() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot create a transactional producer; the Kafka sink runs at least once");
+                return false;
+            }
+        };
         match blocking(|| p.init_transactions(Duration::from_secs(15))) {
             Ok(()) => true,
             Err(e) => {
@@ -182,23 +200,25 @@ impl KafkaSink {
                 None => self.known.remove(p),
             };
         }
-        let Some(txn) = &mut self.txn else { return Ok(()) };
+        if self.txn.is_none() {
+            return Ok(());
+        }
         let input = self.cfg.kafka.topic.clone();
         let timeout = self.cfg.run.sink_timeout.get();
+        let group = self.group_id();
+        let ids: Vec<(i32, String)> = parts.iter().map(|p| (*p, self.transactional_id(*p))).collect();
+        let cfg = self.cfg.clone();
+        let Some(txn) = &mut self.txn else { return Ok(()) };
         let mut tpl = TopicPartitionList::new();
-        for p in parts {
-            if !txn.producers.contains_key(p) {
-                let mut c = rtlake_kafka::client::producer(&self.cfg.kafka, &self.cfg.producer);
-                c.set("transactional.id", format!("rtlake.{}.{}.{p}", self.cfg.run.pipeline, self.topic))
-                    .set("transaction.timeout.ms", (timeout.as_millis() * 2).max(60_000).to_string())
-                    .set("message.timeout.ms", timeout.as_millis().to_string());
-                let producer: FutureProducer = c.create().map_err(kafka(format!("create transactional producer for {}", self.topic)))?;
-                blocking(|| producer.init_transactions(timeout)).map_err(kafka(format!("init transactions of {}", format_args!("rtlake.{}.{}.{p}", self.cfg.run.pipeline, self.topic))))?;
-                txn.producers.insert(*p, producer);
+        for (p, id) in ids {
+            if !txn.producers.contains_key(&p) {
+                let producer: FutureProducer = Self::transactional_config(&cfg, &id).create().map_err(kafka(format!("create transactional producer {id}")))?;
+                blocking(|| producer.init_transactions(timeout)).map_err(kafka(format!("init transactions of {id}")))?;
+                txn.producers.insert(p, producer);
             }
-            tpl.add_partition(&input, *p);
+            tpl.add_partition(&input, p);
         }
-        let committed = blocking(|| txn.group.committed_offsets(tpl, timeout)).map_err(kafka(format!("read the sink group {}", format_args!("rtlake.{}.sink.{}", self.cfg.run.pipeline, self.topic))))?;
+        let committed = blocking(|| txn.group.committed_offsets(tpl, timeout)).map_err(kafka(format!("read the sink group {group}")))?;
         for e in committed.elements_for_topic(&input) {
             if let Offset::Offset(o) = e.offset() {
                 let v = self.known.entry(e.partition()).or_insert(o);

@@ -257,6 +257,12 @@ impl KafkaWorker {
             }
             return self.restart(buf, "consumer-error", &format!("fatal consumer error: {reason}")).await;
         }
+        if e.rdkafka_error_code() == Some(RDKafkaErrorCode::InvalidSessionTimeout) {
+            return Err(Error::Source(format!(
+                "the cluster refuses run.session-timeout = {} (outside its group.min.session.timeout.ms..group.max.session.timeout.ms; Apache Kafka allows 6s to 30m by default)",
+                self.cfg.run.session_timeout
+            )));
+        }
         tracing::warn!(error = %e, "consumer error");
         if self.watch.errors >= MAX_ERRORS {
             return self.restart(buf, "consumer-error", &format!("{} consumer errors in a row, the last: {e}", self.watch.errors)).await;

@@ -2,6 +2,8 @@
 //! `RTLAKE_TEST_BROKERS`), a unique topic and lake per test, the `rtlake` binary, SQL.
 #![allow(dead_code)]
 
+pub mod faults;
+
 use rtlake_broker::EmbeddedBroker;
 use rtlake_core::{Config, ConfigLoader};
 use std::path::{Path, PathBuf};
