@@ -145,6 +145,10 @@ impl Engine {
             if let Some(r) = self.log.pending(*p)? {
                 if r.end > self.resume(*p).expected() {
                     pending.insert(*p, r);
+                } else {
+                    // Every output holds the range: the crash came after the last output's
+                    // commit and before the commit log's. Complete the entry.
+                    self.log.commit(&[(*p, r)], 0)?;
                 }
             }
         }
