@@ -111,3 +111,44 @@ async fn a_wedged_broker_makes_the_watchdog_restart_the_consumer_and_nothing_is_
     assert!(line.contains("does not answer") || line.contains("have data"), "the log says why: {line}");
     own.kill();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_member_restarted_with_its_id_takes_its_partitions_back_without_a_rebalance() {
+    let env = TestEnv::new("member").await;
+    let mut cfg = env.config();
+    cfg.source.state_file = Some(env.dir.path().join("replay.json"));
+    wave(&mut cfg, 2).await;
+    let base = ["--max-batch-events", "2000", "--max-batch-delay", "200ms", "--metrics-listen", "off", "--session-timeout", "20s"];
+    let worker = |id: &str, log: &std::path::Path| with_log(env.run_cmd(&[&base[..], &["--instance-id", id]].concat()), log);
+    let (log_a, log_b) = (log_file(&env, "a.log"), log_file(&env, "b.log"));
+    let held = |log: &std::path::Path| -> Vec<String> {
+        std::fs::read_to_string(log).unwrap_or_default().lines().filter(|l| l.contains("partitions held")).map(|l| l.split("partitions=").nth(1).unwrap_or("").to_string()).collect()
+    };
+    let mut a = Guard::spawn(worker("worker-a", &log_a));
+    let mut b = Guard::spawn(worker("worker-b", &log_b));
+    wait_for("both workers to hold partitions", 60, async || {
+        let (x, y) = (held(&log_a), held(&log_b));
+        x.last().is_some_and(|s| s != "{}") && y.last().is_some_and(|s| s != "{}")
+    })
+    .await;
+    let mine = held(&log_a).last().unwrap().clone();
+    let b_before = held(&log_b).len();
+    a.0.kill().unwrap();
+    a.0.wait().unwrap();
+    let restarted = Instant::now();
+    let log_a2 = log_file(&env, "a2.log");
+    a = Guard::spawn(worker("worker-a", &log_a2));
+    wait_for("the restarted member to hold its partitions", 60, async || held(&log_a2).last().is_some_and(|s| *s == mine)).await;
+    let took = restarted.elapsed();
+    eprintln!("worker-a ({mine}) held its partitions again {:.2} s after the restart", took.as_secs_f64());
+    wave(&mut cfg, 4).await;
+    let total = 16 * STATIONS;
+    wait_for("every event to land", 120, async || bronze_count(&env).await >= total).await;
+    for w in [&mut a, &mut b] {
+        signal(w.0.id(), "-TERM");
+        assert!(w.0.wait().unwrap().success(), "a worker stops cleanly");
+    }
+    assert_exact(&env, 16).await;
+    assert_eq!(held(&log_b).len(), b_before, "worker-b's partitions never moved: no rebalance ({:?})", held(&log_b));
+    assert!(took < Duration::from_secs(10), "a static member is back well within its 20 s session ({took:?})");
+}
