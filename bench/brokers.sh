@@ -57,7 +57,7 @@ start_broker() { # engine dir
   done
 }
 stop_broker() { [ -n "$BROKER_PID" ] && kill -9 "$BROKER_PID" 2>/dev/null; wait "$BROKER_PID" 2>/dev/null; BROKER_PID=""; }
-rate() { sed -n 's/.* \([0-9][0-9]*\) events\/s.*/\1/p' "$1" | tail -1; }
+rate() { sed -n "s/.*[^0-9]\([0-9][0-9]*\) events\/s.*/\1/p" "$1" | tail -1; }
 now() { date +%s.%N; }
 
 printf 'engine\tproduce\tconsume\tlake-only\tpipeline\trebalance_s\trestart_s\trestart_kept\n' > "$OUT/results.tsv"

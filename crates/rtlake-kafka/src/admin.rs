@@ -216,7 +216,7 @@ pub async fn describe_topic(kafka: &KafkaConfig, topic: &str, groups: &[String])
         partitions.sort_by_key(|p| p.id);
         let mut notes = Vec::new();
         let mut members = Vec::new();
-        // A cluster that cannot list groups (tansu 0.6) is not asked again by this process.
+        // A cluster that cannot list groups (tansu 0.6 could not) is not asked again by this process.
         let listing = if GROUP_LISTING_FAILED.load(Ordering::Relaxed) {
             Err("it failed earlier in this process".to_string())
         } else {

@@ -192,6 +192,11 @@ impl KafkaWorker {
                 continue;
             }
             let due = epoch_start.is_some_and(|t| t.elapsed() >= delay) || (low_latency && timed_out);
+            if timed_out && !self.cuts.is_empty() && epoch_start.is_some_and(|t| t.elapsed() >= delay * 4) {
+                // A re-run range whose last offsets hold no message (transaction markers, or
+                // compaction) ends where the partition does.
+                force |= self.drop_unreachable_cuts();
+            }
             // While an interrupted range is being re-read, only its end closes the epoch.
             if force || (self.cuts.is_empty() && (buf.len() >= limit || due)) {
                 epoch_start = None;
@@ -231,6 +236,15 @@ impl KafkaWorker {
         let report = self.engine.report.clone();
         self.close().await;
         Ok(report)
+    }
+
+    /// Drops the cuts of partitions read up to their high watermark; `true` if any went.
+    fn drop_unreachable_cuts(&mut self) -> bool {
+        let parts: Vec<i32> = self.cuts.keys().copied().collect();
+        let Ok(hw) = self.watermarks(&parts) else { return false };
+        let before = self.cuts.len();
+        self.cuts.retain(|p, _| hw.get(p).is_none_or(|h| self.next.get(p).copied().unwrap_or(0) < *h));
+        before != self.cuts.len()
     }
 
     /// A failed epoch: retried from the lake's positions, unless the failure is final.

@@ -129,7 +129,7 @@ pub async fn kafka(state: &AppState) -> Result<Value, String> {
     let k = &state.cfg.kafka;
     let brokers = rtlake_kafka::inspect::brokers(k).await.map_err(|e| e.to_string())?;
     let topics = rtlake_kafka::admin::list_topics(k).await.map_err(|e| e.to_string())?;
-    // The broker may not list groups (tansu 0.6 does not): ask for the pipelines' own.
+    // A cluster may not list groups (tansu 0.6 did not): ask for the pipelines' own.
     let root = state.lake.root().to_file_path().ok();
     let groups: Vec<String> = root
         .map(|r| {

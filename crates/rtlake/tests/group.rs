@@ -1,10 +1,9 @@
 //! Two workers of one pipeline in one consumer group split the partitions; when one stops the
 //! other takes its partitions from where the lake says, and every event lands exactly once.
 //!
-//! The worker is stopped with SIGTERM (it leaves the group). A SIGKILLed worker's partitions are
-//! not handed on by the embedded tansu 0.6 broker: on session expiry it rebalances but keeps the
-//! dead member in the group (seen with both range and cooperative-sticky). Recovery from SIGKILL
-//! by restarting is tested in bronze.rs.
+//! The worker is stopped with SIGTERM (it leaves the group). A SIGKILLed worker restarted with
+//! the same command (same group) is tested in bronze.rs: its partitions come back once the dead
+//! member's session expires; with a static member id at once (healing.rs).
 
 mod common;
 

@@ -82,7 +82,7 @@ async fn a_crash_between_two_tables_commits_loses_and_duplicates_nothing() {
     // Only the first table (_rejected) advanced.
     assert_eq!(env_count(&env, "_rejected").await, 5);
     assert_eq!(env_count(&env, "bronze.station_status").await, 0);
-    let out = env.restarted_run_cmd(&["--trigger", "available-now"]).output().unwrap();
+    let out = env.run_cmd(&["--trigger", "available-now"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     check_tables(&env).await;
 }

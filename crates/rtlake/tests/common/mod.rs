@@ -52,13 +52,6 @@ impl TestEnv {
         self.run_cmd_in_group(&self.group, extra)
     }
 
-    /// `rtlake run` in another consumer group. A worker restarted after a crash uses one: the
-    /// embedded tansu 0.6 broker never hands a crashed member's partitions to a newcomer in the
-    /// same group, and the lake, not the group, says where to resume anyway.
-    pub fn restarted_run_cmd(&self, extra: &[&str]) -> Command {
-        self.run_cmd_in_group(&format!("{}-restarted", self.group), extra)
-    }
-
     pub fn run_cmd_in_group(&self, group: &str, extra: &[&str]) -> Command {
         let mut c = rtlake();
         c.args(["run", "--brokers", &self.brokers, "--lake"])
