@@ -31,9 +31,10 @@ mkdir -p "$OUT"
 
 cargo build --release --locked --ignore-rust-version -p rtlake >&2
 R="$CARGO_TARGET_DIR/release/rtlake"
-HARNESS="$CARGO_TARGET_DIR/broker-engines/release/broker-engines"
+ENGINES_TARGET="${RTLAKE_ENGINES_TARGET:-$(dirname "$CARGO_TARGET_DIR")/engines-target}"
+HARNESS="$ENGINES_TARGET/release/broker-engines"
 if printf '%s\n' "${ENGINES[@]}" | grep -qv '^rtlake-\|^nisshi-sqlite$'; then
-  cargo build --release --manifest-path bench/broker-engines/Cargo.toml --target-dir "$CARGO_TARGET_DIR/broker-engines" >&2
+  cargo build --release --locked --ignore-rust-version --manifest-path bench/broker-engines/Cargo.toml --target-dir "$ENGINES_TARGET" >&2
 fi
 EV="$OUT/events.jsonl"
 if [ ! -s "$EV" ]; then

@@ -28,9 +28,10 @@ KAFKA_TESTS=(bronze broker_restart exactly_once gold group healing producers rej
 count() { grep -h "^test result:" "$1" | awk '{p += $4; f += $6; i += $8} END {printf "%d passed, %d failed, %d ignored", p, f, i}'; }
 
 summary=()
+status=0
 if [[ " $PHASES " == *" embedded "* ]]; then
   echo "== tests on the embedded broker"
-  cargo test --workspace --locked --ignore-rust-version --no-fail-fast -- "$@" 2>&1 | tee "$LOGS/embedded.log"
+  cargo test --workspace --locked --ignore-rust-version --no-fail-fast -- "$@" 2>&1 | tee "$LOGS/embedded.log" || status=1
   summary+=("embedded broker: $(count "$LOGS/embedded.log")")
 fi
 
@@ -43,9 +44,11 @@ if [[ " $PHASES " == *" kafka "* ]]; then
   args=()
   for t in "${KAFKA_TESTS[@]}"; do args+=(--test "$t"); done
   RTLAKE_TEST_BROKERS="$BOOTSTRAP" RTLAKE_TEST_KAFKA_SH=1 \
-    cargo test --locked --ignore-rust-version --no-fail-fast -p rtlake "${args[@]}" -- "$@" 2>&1 | tee "$LOGS/kafka.log"
+    cargo test --locked --ignore-rust-version --no-fail-fast -p rtlake "${args[@]}" -- "$@" 2>&1 | tee "$LOGS/kafka.log" || status=1
   summary+=("Apache Kafka $BOOTSTRAP: $(count "$LOGS/kafka.log")")
 fi
 
 echo "== test summary"
 for s in "${summary[@]}"; do echo "  $s"; done
+[ "$status" = 0 ] || echo "some tests failed: see the logs above (also in $LOGS)"
+exit "$status"

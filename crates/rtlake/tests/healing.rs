@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::faults::{OwnBroker, STATIONS, assert_exact, bronze_count, log_file, restarts_logged, wave, with_log};
+use common::faults::{DumpOnPanic, OwnBroker, STATIONS, assert_exact, bronze_count, log_file, restarts_logged, wave, with_log};
 use common::{Guard, TestEnv, commits, rtlake, signal, wait_for};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -121,6 +121,7 @@ async fn a_static_member_restarted_with_its_id_takes_its_partitions_back_without
     let base = ["--max-batch-events", "2000", "--max-batch-delay", "200ms", "--metrics-listen", "off", "--session-timeout", "20s"];
     let worker = |id: &str, log: &std::path::Path| with_log(env.run_cmd(&[&base[..], &["--instance-id", id]].concat()), log);
     let (log_a, log_b) = (log_file(&env, "a.log"), log_file(&env, "b.log"));
+    let _dump = DumpOnPanic(vec![log_a.clone(), log_b.clone(), log_file(&env, "a2.log")]);
     let held = |log: &std::path::Path| -> Vec<String> {
         std::fs::read_to_string(log).unwrap_or_default().lines().filter(|l| l.contains("partitions held")).map(|l| l.split("partitions=").nth(1).unwrap_or("").to_string()).collect()
     };

@@ -41,6 +41,20 @@ pub fn with_log(mut c: Command, path: &Path) -> Command {
     c
 }
 
+/// Prints these logs if the test fails while it is alive: a failed fault test says what the
+/// workers did.
+pub struct DumpOnPanic(pub Vec<std::path::PathBuf>);
+
+impl Drop for DumpOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for p in &self.0 {
+                eprintln!("---- {} ----\n{}", p.display(), std::fs::read_to_string(p).unwrap_or_default());
+            }
+        }
+    }
+}
+
 pub fn restarts_logged(path: &Path) -> usize {
     std::fs::read_to_string(path).unwrap_or_default().matches("restarting the consumer").count()
 }
