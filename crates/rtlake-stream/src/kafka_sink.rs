@@ -25,7 +25,7 @@
 use crate::{Error, Result};
 use arrow::array::{Array, RecordBatch, StringArray};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
@@ -77,9 +77,17 @@ pub fn read_version(dir: &Path, partition: i32) -> Result<Option<i64>> {
     }
 }
 
-/// Runs blocking client calls (transactions, committed offsets) off the async threads.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(f)
+/// Runs a blocking client call (transactions, committed offsets) on a blocking thread, and
+/// gives up after `timeout` and 5 s more: librdkafka's `send_offsets_to_transaction` waited
+/// for minutes, past its own timeout, when a broker of a 3-node Apache Kafka was killed
+/// mid-drain. A call that gives up fails the epoch, which is retried with new producers (whose
+/// `init_transactions` fences the stuck one).
+async fn bounded<T: Send + 'static>(timeout: Duration, what: String, f: impl FnOnce() -> KafkaResult<T> + Send + 'static) -> Result<T> {
+    match tokio::time::timeout(timeout + Duration::from_secs(5), tokio::task::spawn_blocking(f)).await {
+        Ok(Ok(r)) => r.map_err(kafka(what)),
+        Ok(Err(join)) => Err(Error::Sink(format!("{what}: {join}"))),
+        Err(_) => Err(Error::Sink(format!("{what}: no answer within {} s", timeout.as_secs() + 5))),
+    }
 }
 
 impl KafkaSink {
@@ -149,7 +157,7 @@ impl KafkaSink {
                 return false;
             }
         };
-        match blocking(|| p.init_transactions(Duration::from_secs(15))) {
+        match tokio::task::block_in_place(|| p.init_transactions(Duration::from_secs(15))) {
             Ok(()) => true,
             Err(e) => {
                 tracing::debug!(error = %e, "the cluster refused a transactional producer");
@@ -213,12 +221,13 @@ impl KafkaSink {
         for (p, id) in ids {
             if !txn.producers.contains_key(&p) {
                 let producer: FutureProducer = Self::transactional_config(&cfg, &id).create().map_err(kafka(format!("create transactional producer {id}")))?;
-                blocking(|| producer.init_transactions(timeout)).map_err(kafka(format!("init transactions of {id}")))?;
+                let p2 = producer.clone();
+                bounded(timeout, format!("init transactions of {id}"), move || p2.init_transactions(timeout)).await?;
                 txn.producers.insert(p, producer);
             }
             tpl.add_partition(&input, p);
         }
-        let committed = blocking(|| txn.group.committed_offsets(tpl, timeout)).map_err(kafka(format!("read the sink group {group}")))?;
+        let committed = tokio::task::block_in_place(|| txn.group.committed_offsets(tpl, timeout)).map_err(kafka(format!("read the sink group {group}")))?;
         for e in committed.elements_for_topic(&input) {
             if let Offset::Offset(o) = e.offset() {
                 let v = self.known.entry(e.partition()).or_insert(o);
@@ -262,18 +271,22 @@ impl KafkaSink {
         let txn = self.txn.as_ref().expect("transactional");
         let producer = txn.producers.get(&p).cloned().ok_or_else(|| Error::Sink(format!("kafka sink {}: partition {p} was not refreshed", self.topic)))?;
         let meta = txn.group.group_metadata().ok_or_else(|| Error::Sink(format!("kafka sink {}: no group metadata", self.topic)))?;
-        blocking(|| producer.begin_transaction()).map_err(kafka(format!("begin transaction {name}")))?;
+        let p2 = producer.clone();
+        bounded(timeout, format!("begin transaction {name}"), move || p2.begin_transaction()).await?;
         let result = async {
             self.publish(&producer, rows, lines, keys, origins).await?;
             crate::failpoint(&format!("after-publish:{}", self.name()));
             let mut offsets = TopicPartitionList::new();
             offsets.add_partition_offset(&self.cfg.kafka.topic, p, Offset::Offset(end)).map_err(kafka(format!("offsets of {name}")))?;
-            blocking(|| producer.send_offsets_to_transaction(&offsets, &meta, timeout)).map_err(kafka(format!("send offsets in {name}")))?;
-            blocking(|| producer.commit_transaction(timeout)).map_err(kafka(format!("commit transaction {name}")))
+            let p2 = producer.clone();
+            bounded(timeout, format!("send offsets in {name}"), move || p2.send_offsets_to_transaction(&offsets, &meta, timeout)).await?;
+            let p2 = producer.clone();
+            bounded(timeout, format!("commit transaction {name}"), move || p2.commit_transaction(timeout)).await
         }
         .await;
         if let Err(e) = result {
-            if let Err(abort) = blocking(|| producer.abort_transaction(timeout)) {
+            let p2 = producer.clone();
+            if let Err(abort) = bounded(timeout, format!("abort transaction {name}"), move || p2.abort_transaction(timeout)).await {
                 tracing::warn!(error = %abort, transaction = %name, "abort failed (the next owner's init aborts it)");
             }
             if let Some(t) = &mut self.txn {

@@ -32,7 +32,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::dispatch(cli)) {
+    let result = runtime.block_on(commands::dispatch(cli));
+    // A client call stuck in librdkafka on a blocking thread (a transaction call that outlived
+    // its timeout when a broker died) must not keep a finished command from exiting.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if e.downcast_ref::<rtlake_core::ConfigError>().is_some() {
