@@ -110,7 +110,7 @@ impl KafkaSink {
         let transactional = match cfg.run.sink_transactions {
             SinkTransactions::Off => false,
             SinkTransactions::On => true,
-            SinkTransactions::Auto => sink.cluster_has_transactions(),
+            SinkTransactions::Auto => sink.cluster_has_transactions().await,
         };
         if transactional {
             sink.txn = Some(sink.transactions()?);
@@ -149,16 +149,24 @@ impl KafkaSink {
     }
 
     /// Asks the cluster for a transactional producer id: the embedded broker refuses at once.
-    fn cluster_has_transactions(&self) -> bool {
-        let p = match Self::transactional_config(&self.cfg, &format!("{}.probe", self.group_id())).create::<FutureProducer>() {
+    /// The probe's id is unique to the process: two workers of one pipeline starting together
+    /// must not fence each other's probe (on the embedded broker that left one waiting).
+    async fn cluster_has_transactions(&self) -> bool {
+        let id = format!("{}.probe.{}", self.group_id(), std::process::id());
+        let p = match Self::transactional_config(&self.cfg, &id).create::<FutureProducer>() {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot create a transactional producer; the Kafka sink runs at least once");
                 return false;
             }
         };
-        match tokio::task::block_in_place(|| p.init_transactions(Duration::from_secs(15))) {
+        let timeout = Duration::from_secs(15);
+        match bounded(timeout, format!("init transactions of {id}"), move || p.init_transactions(timeout)).await {
             Ok(()) => true,
+            Err(e @ Error::Sink(_)) => {
+                tracing::warn!(error = %e, "the cluster did not answer a transactional producer in time; the Kafka sink runs at least once");
+                false
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "the cluster refused a transactional producer");
                 false
