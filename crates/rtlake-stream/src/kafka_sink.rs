@@ -77,13 +77,19 @@ pub fn read_version(dir: &Path, partition: i32) -> Result<Option<i64>> {
     }
 }
 
-/// Runs a blocking client call (transactions, committed offsets) on a blocking thread, and
+/// Runs a blocking transactional call of `producer` on a blocking thread, and
 /// gives up after `timeout` and 5 s more: librdkafka's `send_offsets_to_transaction` waited
 /// for minutes, past its own timeout, when a broker of a 3-node Apache Kafka was killed
 /// mid-drain. A call that gives up fails the epoch, which is retried with new producers (whose
 /// `init_transactions` fences the stuck one).
-async fn bounded<T: Send + 'static>(timeout: Duration, what: String, f: impl FnOnce() -> KafkaResult<T> + Send + 'static) -> Result<T> {
-    match tokio::time::timeout(timeout + Duration::from_secs(5), tokio::task::spawn_blocking(f)).await {
+async fn bounded<T: Send + 'static>(
+    producer: &FutureProducer,
+    timeout: Duration,
+    what: String,
+    f: impl FnOnce(&FutureProducer) -> KafkaResult<T> + Send + 'static,
+) -> Result<T> {
+    let producer = producer.clone();
+    match tokio::time::timeout(timeout + Duration::from_secs(5), tokio::task::spawn_blocking(move || f(&producer))).await {
         Ok(Ok(r)) => r.map_err(kafka(what)),
         Ok(Err(join)) => Err(Error::Sink(format!("{what}: {join}"))),
         Err(_) => Err(Error::Sink(format!("{what}: no answer within {} s", timeout.as_secs() + 5))),
@@ -161,7 +167,7 @@ impl KafkaSink {
             }
         };
         let timeout = Duration::from_secs(15);
-        match bounded(timeout, format!("init transactions of {id}"), move || p.init_transactions(timeout)).await {
+        match bounded(&p, timeout, format!("init transactions of {id}"), move |p| p.init_transactions(timeout)).await {
             Ok(()) => true,
             Err(e @ Error::Sink(_)) => {
                 tracing::warn!(error = %e, "the cluster did not answer a transactional producer in time; the Kafka sink runs at least once");
@@ -229,8 +235,7 @@ impl KafkaSink {
         for (p, id) in ids {
             if !txn.producers.contains_key(&p) {
                 let producer: FutureProducer = Self::transactional_config(&cfg, &id).create().map_err(kafka(format!("create transactional producer {id}")))?;
-                let p2 = producer.clone();
-                bounded(timeout, format!("init transactions of {id}"), move || p2.init_transactions(timeout)).await?;
+                bounded(&producer, timeout, format!("init transactions of {id}"), move |p| p.init_transactions(timeout)).await?;
                 txn.producers.insert(p, producer);
             }
             tpl.add_partition(&input, p);
@@ -279,22 +284,18 @@ impl KafkaSink {
         let txn = self.txn.as_ref().expect("transactional");
         let producer = txn.producers.get(&p).cloned().ok_or_else(|| Error::Sink(format!("kafka sink {}: partition {p} was not refreshed", self.topic)))?;
         let meta = txn.group.group_metadata().ok_or_else(|| Error::Sink(format!("kafka sink {}: no group metadata", self.topic)))?;
-        let p2 = producer.clone();
-        bounded(timeout, format!("begin transaction {name}"), move || p2.begin_transaction()).await?;
+        bounded(&producer, timeout, format!("begin transaction {name}"), |p| p.begin_transaction()).await?;
         let result = async {
             self.publish(&producer, rows, lines, keys, origins).await?;
             crate::failpoint(&format!("after-publish:{}", self.name()));
             let mut offsets = TopicPartitionList::new();
             offsets.add_partition_offset(&self.cfg.kafka.topic, p, Offset::Offset(end)).map_err(kafka(format!("offsets of {name}")))?;
-            let p2 = producer.clone();
-            bounded(timeout, format!("send offsets in {name}"), move || p2.send_offsets_to_transaction(&offsets, &meta, timeout)).await?;
-            let p2 = producer.clone();
-            bounded(timeout, format!("commit transaction {name}"), move || p2.commit_transaction(timeout)).await
+            bounded(&producer, timeout, format!("send offsets in {name}"), move |p| p.send_offsets_to_transaction(&offsets, &meta, timeout)).await?;
+            bounded(&producer, timeout, format!("commit transaction {name}"), move |p| p.commit_transaction(timeout)).await
         }
         .await;
         if let Err(e) = result {
-            let p2 = producer.clone();
-            if let Err(abort) = bounded(timeout, format!("abort transaction {name}"), move || p2.abort_transaction(timeout)).await {
+            if let Err(abort) = bounded(&producer, timeout, format!("abort transaction {name}"), move |p| p.abort_transaction(timeout)).await {
                 tracing::warn!(error = %abort, transaction = %name, "abort failed (the next owner's init aborts it)");
             }
             if let Some(t) = &mut self.txn {
