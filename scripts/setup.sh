@@ -4,7 +4,7 @@
 # `deltalake` reader that the tests use to check the lake from outside and `kafka-python` (a
 # Kafka client that is not librdkafka) that checks the wire protocol, and for the dashboard
 # tests headless Chromium (with Korean fonts for station names), Node (drives Chromium) and
-# promtool (checks the alert rules); Java and Maven run Apache Kafka (scripts/kafka.sh).
+# promtool (checks the alert rules), gdb (shows where a hung process waits); Java and Maven run Apache Kafka (scripts/kafka.sh).
 set -euo pipefail
 need=()
 command -v cmake >/dev/null || need+=(cmake)
@@ -18,6 +18,8 @@ command -v promtool >/dev/null || need+=(prometheus)
 # Apache Kafka for the second test phase (scripts/kafka.sh fetches it with Maven).
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need+=(maven)
+# gdb prints the threads of a test's process that did not finish in time.
+command -v gdb >/dev/null || need+=(gdb)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo

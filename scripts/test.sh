@@ -17,6 +17,9 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . scripts/env.sh
 PHASES="${RTLAKE_TEST_PHASES:-embedded kafka}"
+# Each phase's tests get at most this long (after the build), so a test that hangs fails its phase
+# and the other phase still runs; the tests bound their own runs too (common::OutputWithin).
+PHASE_LIMIT="${RTLAKE_TEST_PHASE_LIMIT:-35m}"
 [ "${1:-}" = "--" ] && shift
 LOGS="${CARGO_TARGET_DIR}/test-logs"
 mkdir -p "$LOGS"
@@ -31,7 +34,8 @@ summary=()
 status=0
 if [[ " $PHASES " == *" embedded "* ]]; then
   echo "== tests on the embedded broker"
-  cargo test --workspace --locked --ignore-rust-version --no-fail-fast -- "$@" 2>&1 | tee "$LOGS/embedded.log" || status=1
+  cargo test --workspace --locked --ignore-rust-version --no-run
+  timeout -k 30 "$PHASE_LIMIT" cargo test --workspace --locked --ignore-rust-version --no-fail-fast -- "$@" 2>&1 | tee "$LOGS/embedded.log" || status=1
   summary+=("embedded broker: $(count "$LOGS/embedded.log")")
 fi
 
@@ -44,7 +48,7 @@ if [[ " $PHASES " == *" kafka "* ]]; then
   args=()
   for t in "${KAFKA_TESTS[@]}"; do args+=(--test "$t"); done
   RTLAKE_TEST_BROKERS="$BOOTSTRAP" RTLAKE_TEST_KAFKA_SH=1 \
-    cargo test --locked --ignore-rust-version --no-fail-fast -p rtlake "${args[@]}" -- "$@" 2>&1 | tee "$LOGS/kafka.log" || status=1
+    timeout -k 30 "$PHASE_LIMIT" cargo test --locked --ignore-rust-version --no-fail-fast -p rtlake "${args[@]}" -- "$@" 2>&1 | tee "$LOGS/kafka.log" || status=1
   summary+=("Apache Kafka $BOOTSTRAP: $(count "$LOGS/kafka.log")")
 fi
 

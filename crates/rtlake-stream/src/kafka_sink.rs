@@ -204,11 +204,15 @@ impl KafkaSink {
 
     /// Drops the producers and makes new ones (after a failed epoch: a producer may have been
     /// fenced or hit a fatal error); transactional producers are initialised again on refresh.
+    /// The old clients are dropped on a thread of their own: librdkafka's destroy waits for
+    /// its brokers' threads, which must never hold up the worker's loop.
     pub fn reconnect(&mut self) -> Result<()> {
-        self.producer = Self::plain_producer(&self.cfg, &self.topic)?;
-        if self.txn.is_some() {
-            self.txn = Some(self.transactions()?);
-        }
+        let producer = std::mem::replace(&mut self.producer, Self::plain_producer(&self.cfg, &self.topic)?);
+        let txn = match self.txn.is_some() {
+            true => self.txn.replace(self.transactions()?),
+            false => None,
+        };
+        std::thread::spawn(move || drop((producer, txn)));
         Ok(())
     }
 
@@ -299,8 +303,11 @@ impl KafkaSink {
                 tracing::warn!(error = %abort, transaction = %name, "abort failed (the next owner's init aborts it)");
             }
             if let Some(t) = &mut self.txn {
-                // A producer that failed is initialised anew (it may be fenced or fatal).
-                t.producers.remove(&p);
+                // A producer that failed is initialised anew (it may be fenced or fatal); the
+                // old one is destroyed off the runtime (librdkafka's destroy may wait).
+                if let Some(old) = t.producers.remove(&p) {
+                    std::thread::spawn(move || drop(old));
+                }
             }
             return Err(e);
         }

@@ -578,17 +578,19 @@ impl KafkaWorker {
         for (p, o) in committed.iter().filter(|(p, _)| self.assigned.contains(p)) {
             let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o));
         }
-        let consumer = self.consumer;
+        let (consumer, engine) = (self.consumer, self.engine);
         let closing = tokio::task::spawn_blocking(move || {
             if tpl.count() > 0 {
                 let _ = consumer.commit(&tpl, CommitMode::Sync);
             }
             consumer.unsubscribe();
             drop(consumer);
+            // The sinks' producers too: librdkafka's destroy waits for its brokers' threads.
+            drop(engine);
         });
         // The lake holds the truth: a broker that does not answer must not hold up the exit.
         if tokio::time::timeout(Duration::from_secs(10), closing).await.is_err() {
-            tracing::warn!("the consumer did not close within 10 s (is the broker down?); exiting anyway");
+            tracing::warn!("the Kafka clients did not close within 10 s (is the broker down?); exiting anyway");
         }
     }
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Guard, TestEnv, checksum, commits, python, rtlake};
+use common::{Guard, OutputWithin, TestEnv, checksum, commits, python, rtlake};
 use rtlake_bikes::produce::{Source, produce};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -36,7 +36,7 @@ async fn replay_lands_in_bronze_exactly_once_across_a_sigkill() {
 
     // The same command, the same group: the dead member's partitions come back when its session
     // expires (10 s).
-    let out = env.run_cmd(&["--trigger", "available-now"]).output().expect("rtlake run again");
+    let out = env.run_cmd(&["--trigger", "available-now"]).output_within(300).expect("rtlake run again");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     // Every produced event exactly once: count, keys, and the full set of values.
@@ -59,7 +59,7 @@ async fn replay_lands_in_bronze_exactly_once_across_a_sigkill() {
         .args(["sql", "--format", "csv", "--lake"])
         .arg(env.lake())
         .arg("SELECT station_id, CAST(polled_at AS BIGINT) AS us, bikes_parked FROM bronze.station_status")
-        .output()
+        .output_within(300)
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let cli_lines: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().skip(1).map(String::from).collect();
@@ -70,7 +70,7 @@ async fn replay_lands_in_bronze_exactly_once_across_a_sigkill() {
     let out = std::process::Command::new(python())
         .arg(script)
         .arg(&table)
-        .output()
+        .output_within(300)
         .unwrap_or_else(|e| panic!("run {} (make it with scripts/setup.sh): {e}", python()));
     assert!(out.status.success(), "python deltalake: {}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{TestEnv, checksum, sql_rows};
+use common::{OutputWithin, TestEnv, checksum, sql_rows};
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
@@ -132,7 +132,7 @@ async fn crashes_at_every_commit_point_leave_every_output_exact() {
         .arg("--pipeline")
         .arg(pipeline_file(dir, "ref", &ref_topic))
         .args(["--trigger", "available-now"])
-        .output()
+        .output_within(300)
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let want = tables(&ref_lake).await;
@@ -162,7 +162,7 @@ async fn crashes_at_every_commit_point_leave_every_output_exact() {
             .arg(&pipeline)
             .env("RTLAKE_FAILPOINT", point)
             .env("RTLAKE_LOG", "rtlake_stream::kafka_sink=info,warn,buoyant_kernel=off")
-            .output()
+            .output_within(300)
             .unwrap();
         assert!(!out.status.success(), "run {i} should abort at {point}: {}", String::from_utf8_lossy(&out.stderr));
         assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("failpoint {point} reached")), "{}", String::from_utf8_lossy(&out.stderr));
@@ -175,7 +175,7 @@ async fn crashes_at_every_commit_point_leave_every_output_exact() {
         .run_cmd_in_group(&format!("{}-last", env.group), &["--max-batch-events", "3000", "--trigger", "available-now"])
         .arg("--pipeline")
         .arg(&pipeline)
-        .output()
+        .output_within(300)
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(in_flight(&checkpoint).is_empty(), "every epoch is committed in the end");

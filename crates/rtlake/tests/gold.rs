@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::TestEnv;
+use common::{OutputWithin, TestEnv};
 use rtlake_bikes::produce::{Source, produce};
 use tokio_util::sync::CancellationToken;
 
@@ -42,7 +42,7 @@ async fn hourly_windows_match_sql_over_bronze_and_silver() {
     cfg.source.start = "2025-10-01T08:19:30+09:00".into();
     cfg.source.minutes = Some(41);
     produce(&cfg, Source::Replay, CancellationToken::new()).await.expect("produce");
-    let out = env.run_cmd(&["--trigger", "available-now", "--lateness", "0s"]).output().unwrap();
+    let out = env.run_cmd(&["--trigger", "available-now", "--lateness", "0s"]).output_within(300).unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let stations = env.sql("SELECT count(DISTINCT station_id) FROM bronze.station_status").await[0][0].clone();

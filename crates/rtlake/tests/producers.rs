@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestEnv, rtlake};
+use common::{OutputWithin, TestEnv, rtlake};
 use rtlake_bikes::fake_api::FakeApi;
 use rtlake_bikes::produce::{Source, produce};
 use std::io::Write;
@@ -42,7 +42,7 @@ async fn the_live_api_source_publishes_every_station_of_each_poll_keyed_by_id() 
     let report = task.await.unwrap().expect("producer");
     assert!(report.polls >= 2 && report.sent == report.polls * 2721 && report.delivered == report.sent, "{report:?}");
 
-    let out = env.run_cmd(&["--trigger", "available-now"]).output().unwrap();
+    let out = env.run_cmd(&["--trigger", "available-now"]).output_within(300).unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r = env.sql("SELECT count(*), count(DISTINCT polled_at), count(DISTINCT station_id) FROM bronze.station_status").await;
     assert_eq!(r[0], vec![report.sent.to_string(), report.polls.to_string(), "2721".to_string()]);
@@ -68,7 +68,7 @@ async fn a_bad_api_key_stops_the_producer_with_a_clear_message_and_no_key_shown(
         rtlake()
             .args(["produce", "bikes", "--source", "seoul-api", "--brokers", &brokers, "--api-base", &base, "--api-key-file"])
             .arg(&key_file)
-            .output()
+            .output_within(300)
             .unwrap()
     })
     .await
@@ -94,11 +94,11 @@ async fn a_json_lines_file_is_published_as_is_and_bad_lines_are_rejected() {
     let out = rtlake()
         .args(["produce", "bikes", "--source", "file", "--brokers", &env.brokers, "--topic", &env.topic])
         .arg(&path)
-        .output()
+        .output_within(300)
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("produced 2722 events"), "{}", String::from_utf8_lossy(&out.stdout));
-    let out = env.run_cmd(&["--trigger", "available-now"]).output().unwrap();
+    let out = env.run_cmd(&["--trigger", "available-now"]).output_within(300).unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(env.sql("SELECT count(*) FROM bronze.station_status").await[0][0], "2721");
     let rej = env.sql("SELECT reason, kafka_key IS NULL FROM _rejected").await;
@@ -130,7 +130,7 @@ async fn a_json_lines_file_is_published_as_is_and_bad_lines_are_rejected() {
         .args(["sql", "--format", "json", "--lake"])
         .arg(env.lake())
         .arg("SELECT district, count(*) AS n FROM bronze.station_status GROUP BY district ORDER BY n DESC LIMIT 1")
-        .output()
+        .output_within(300)
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object per line");
     assert!(v["n"].as_i64().unwrap() > 0 && v["district"].is_string(), "{v}");

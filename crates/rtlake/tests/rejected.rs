@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::TestEnv;
+use common::{OutputWithin, TestEnv};
 use rtlake_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
 use std::time::Duration;
 
@@ -59,12 +59,12 @@ async fn bad_messages_go_to_rejected_with_a_reason() {
     cfg.kafka.partitions = 1;
     rtlake_kafka::admin::create_topic(&cfg.kafka, &rtlake_kafka::admin::TopicSpec { name: env.topic.clone(), partitions: 1, replication_factor: -1, config: vec![] }).await.unwrap();
     send_all(&env, &messages()).await;
-    let out = env.run_cmd(&["--trigger", "available-now"]).output().unwrap();
+    let out = env.run_cmd(&["--trigger", "available-now"]).output_within(300).unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     check_tables(&env).await;
 
     // `topics describe` shows the group caught up: lag 0.
-    let out = common::rtlake().args(["topics", "describe", &env.topic, "--brokers", &env.brokers, "--group", &env.group]).output().unwrap();
+    let out = common::rtlake().args(["topics", "describe", &env.topic, "--brokers", &env.brokers, "--group", &env.group]).output_within(300).unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let line = text.lines().find(|l| l.starts_with(&env.group)).unwrap_or_else(|| panic!("group missing:\n{text}"));
@@ -77,12 +77,12 @@ async fn a_crash_between_two_tables_commits_loses_and_duplicates_nothing() {
     let env = TestEnv::new("crash").await;
     rtlake_kafka::admin::create_topic(&env.config().kafka, &rtlake_kafka::admin::TopicSpec { name: env.topic.clone(), partitions: 1, replication_factor: -1, config: vec![] }).await.unwrap();
     send_all(&env, &messages()).await;
-    let out = env.run_cmd(&["--trigger", "available-now"]).env("RTLAKE_FAILPOINT", "after-commit:_rejected").output().unwrap();
+    let out = env.run_cmd(&["--trigger", "available-now"]).env("RTLAKE_FAILPOINT", "after-commit:_rejected").output_within(300).unwrap();
     assert!(!out.status.success(), "the failpoint aborts the process");
     // Only the first table (_rejected) advanced.
     assert_eq!(env_count(&env, "_rejected").await, 5);
     assert_eq!(env_count(&env, "bronze.station_status").await, 0);
-    let out = env.run_cmd(&["--trigger", "available-now"]).output().unwrap();
+    let out = env.run_cmd(&["--trigger", "available-now"]).output_within(300).unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     check_tables(&env).await;
 }

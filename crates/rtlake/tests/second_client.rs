@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{TestEnv, python};
+use common::{OutputWithin, TestEnv, python};
 use std::io::Write;
 
 const POLLS: u64 = 8;
@@ -18,7 +18,7 @@ fn py(args: &[&str]) -> serde_json::Value {
     let out = std::process::Command::new(python())
         .arg(script())
         .args(args)
-        .output()
+        .output_within(300)
         .unwrap_or_else(|e| panic!("run {} (scripts/setup.sh installs kafka-python in it): {e}", python()));
     assert!(out.status.success(), "second_client.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("JSON from second_client.py")
@@ -52,7 +52,7 @@ async fn kafka_python_produces_reads_the_sinks_headers_and_sees_the_groups_lag()
         ),
     )
     .unwrap();
-    let out = env.run_cmd(&["--pipeline", pipeline.to_str().unwrap(), "--trigger", "available-now", "--metrics-listen", "off"]).output().unwrap();
+    let out = env.run_cmd(&["--pipeline", pipeline.to_str().unwrap(), "--trigger", "available-now", "--metrics-listen", "off"]).output_within(300).unwrap();
     assert!(out.status.success(), "rtlake run: {}", String::from_utf8_lossy(&out.stderr));
     let got = env.bronze_lines().await;
     assert_eq!(got.len(), total, "bronze holds what kafka-python produced");

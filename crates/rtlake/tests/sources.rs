@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestEnv, checksum, rtlake};
+use common::{OutputWithin, TestEnv, checksum, rtlake};
 use rtlake_bikes::produce::{Source, produce};
 use std::path::Path;
 use tokio_util::sync::CancellationToken;
@@ -41,7 +41,7 @@ async fn the_file_source_lands_the_same_rows_as_kafka() {
         std::fs::write(folder.join(half), text).unwrap();
     }
     let lake = dir.path().join("lake");
-    let out = rtlake().args(["run", "--metrics-listen", "off", "--lake"]).arg(&lake).arg(format!("--source=file:{}", folder.display())).output().unwrap();
+    let out = rtlake().args(["run", "--metrics-listen", "off", "--lake"]).arg(&lake).arg(format!("--source=file:{}", folder.display())).output_within(300).unwrap();
     let (messages, _) = processed(&out);
     assert_eq!(messages as usize, common::replay_lines(POLLS).len());
     let silver: Vec<String> = common::sql_rows(&lake, "SELECT station_id, CAST(polled_at AS BIGINT), CAST(prev_polled_at AS BIGINT), bikes_parked, prev_bikes_parked, rentals, returns FROM silver.station_changes")
@@ -54,7 +54,7 @@ async fn the_file_source_lands_the_same_rows_as_kafka() {
     assert_eq!(checksum(bronze), checksum(common::replay_lines(POLLS)));
 
     // Run again: the lake holds every line, so nothing is processed twice.
-    let out = rtlake().args(["run", "--metrics-listen", "off", "--lake"]).arg(&lake).arg(format!("--source=file:{}", folder.display())).output().unwrap();
+    let out = rtlake().args(["run", "--metrics-listen", "off", "--lake"]).arg(&lake).arg(format!("--source=file:{}", folder.display())).output_within(300).unwrap();
     assert_eq!(processed(&out).0, 0, "a second run resumes after what the lake holds");
 }
 
@@ -74,7 +74,7 @@ async fn starting_offsets_and_max_offsets_per_trigger() {
         .run_cmd_in_group(&format!("{}-half", env.group), &["--trigger", "available-now", "--metrics-listen", "off", "--starting-offsets", &starts, "--max-offsets-per-trigger", "1000"])
         .arg("--pipeline")
         .arg(&pipeline)
-        .output()
+        .output_within(300)
         .unwrap();
     let (messages, epochs) = processed(&out);
     let want: i64 = marks.iter().map(|(_, _, hi)| hi - hi / 2).sum();
@@ -92,12 +92,12 @@ async fn starting_offsets_and_max_offsets_per_trigger() {
         .arg(env.dir.path().join("lake-latest"))
         .arg("--pipeline")
         .arg(&pipeline)
-        .output()
+        .output_within(300)
         .unwrap();
     assert_eq!(processed(&out).0, 0, "a new pipeline starting at the end reads nothing old");
 
     // A bad value is refused, naming the key.
-    let out = env.run_cmd(&["--starting-offsets", "yesterday"]).output().unwrap();
+    let out = env.run_cmd(&["--starting-offsets", "yesterday"]).output_within(300).unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("run.starting-offsets") && err.contains("yesterday"), "{err}");

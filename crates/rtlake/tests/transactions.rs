@@ -6,12 +6,11 @@
 
 mod common;
 
-use common::{Guard, TestEnv, commits, wait_for};
+use common::{Guard, OutputWithin, TestEnv, commits, wait_for};
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rtlake_bikes::produce::{Source, produce};
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -56,23 +55,18 @@ async fn a_read_committed_reader_sees_each_change_once_across_a_crash_mid_epoch(
     let pipeline = env.dir.path().join("pipeline.toml");
     std::fs::write(&pipeline, format!("pipeline = \"txn\"\n[[sinks]]\noperator = \"bronze\"\n[[sinks]]\noperator = \"changes\"\n[[sinks]]\noperator = \"changes\"\ntopic = \"{changes}\"\n")).unwrap();
     let args = ["--pipeline", pipeline.to_str().unwrap(), "--max-batch-events", "4000", "--max-batch-delay", "100ms", "--metrics-listen", "off"];
-    let log = env.dir.path().join("run.log");
-    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
-
     // Dies right after publishing an epoch's messages, before its transaction commits.
     let mut c = env.run_cmd(&args);
-    c.env("RTLAKE_FAILPOINT", format!("after-publish:kafka:{changes}"))
-        .env("RTLAKE_LOG", "rtlake_stream=info,warn")
-        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
-    let out = c.output().unwrap();
-    let transactional = log_text().contains("kafka sink: exactly once");
-    if !transactional {
-        assert!(log_text().contains("kafka sink: at least once"), "the sink says which mode it runs in:\n{}", log_text());
+    c.env("RTLAKE_FAILPOINT", format!("after-publish:kafka:{changes}")).env("RTLAKE_LOG", "rtlake_stream=info,warn");
+    let out = c.output_within(300).unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    if !log.contains("kafka sink: exactly once") {
+        assert!(log.contains("kafka sink: at least once"), "the sink says which mode it runs in:\n{log}");
         eprintln!("skipped: this cluster has no transactions; the sink ran at least once (tested in exactly_once.rs)");
         return;
     }
     assert!(!out.status.success(), "the failpoint aborted the run");
-    assert!(log_text().contains("failpoint"), "{}", log_text());
+    assert!(log.contains("failpoint"), "{log}");
 
     // Then a SIGKILL at some moment of a run that gets further.
     let mut run = Guard::spawn(env.run_cmd(&args));
@@ -83,7 +77,8 @@ async fn a_read_committed_reader_sees_each_change_once_across_a_crash_mid_epoch(
     run.0.wait().unwrap();
 
     let mut last = env.run_cmd(&[&args[..], &["--trigger", "available-now"]].concat());
-    let out = last.output().unwrap();
+    last.env("RTLAKE_LOG", "rtlake_stream=info,warn");
+    let out = last.output_within(300).unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let want = common::replay_changes(POLLS).len();

@@ -1,7 +1,7 @@
 //! Helpers of the fault tests: waves of the replay, exact checks, the embedded broker in a
 //! process of its own, and the cluster of `scripts/kafka.sh`.
 
-use super::{Guard, TestEnv, checksum, rtlake};
+use super::{Guard, OutputWithin, TestEnv, checksum, rtlake};
 use rtlake_bikes::produce::{Source, produce};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -94,7 +94,7 @@ impl OwnBroker {
 
 pub fn kafka_sh(args: &[&str]) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/kafka.sh");
-    let out = Command::new("bash").arg(script).args(args).output().unwrap();
+    let out = Command::new("bash").arg(script).args(args).output_within(300).unwrap();
     assert!(out.status.success(), "kafka.sh {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 

@@ -207,3 +207,49 @@ impl TestEnv {
             .collect()
     }
 }
+
+/// `Command::output` with a deadline, so a run that hangs fails its test instead of the whole
+/// suite: past `secs` the threads' stacks are printed (gdb, where installed), the process is
+/// killed and the test fails with the tail of its stderr.
+pub trait OutputWithin {
+    fn output_within(&mut self, secs: u64) -> std::io::Result<std::process::Output>;
+}
+
+impl OutputWithin for Command {
+    fn output_within(&mut self, secs: u64) -> std::io::Result<std::process::Output> {
+        use std::io::Read;
+        use std::process::Stdio;
+        let mut child = self.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        let mut pipes = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+        let out = std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = pipes.0.read_to_end(&mut b);
+            b
+        });
+        let err = std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = pipes.1.read_to_end(&mut b);
+            b
+        });
+        let t0 = std::time::Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait()? {
+                break s;
+            }
+            if t0.elapsed() > std::time::Duration::from_secs(secs) {
+                let stacks = Command::new("gdb")
+                    .args(["-p", &child.id().to_string(), "-batch", "-ex", "thread apply all bt 12"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_else(|e| format!("(no gdb: {e})"));
+                let _ = child.kill();
+                let _ = child.wait();
+                let err = String::from_utf8_lossy(&err.join().unwrap()).into_owned();
+                let tail: String = err.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+                panic!("{:?} did not finish within {secs} s; its threads:\n{stacks}\nthe end of its stderr:\n{tail}", self.get_args().collect::<Vec<_>>());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        Ok(std::process::Output { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() })
+    }
+}
