@@ -25,15 +25,20 @@ impl ApiKey {
     /// Reads the key from `file` if given, else from the `SEOUL_API_KEY` variable.
     pub fn load(file: Option<&std::path::Path>) -> Result<Self, ApiError> {
         let key = match file {
-            Some(f) => std::fs::read_to_string(f)
-                .map_err(|e| ApiError::Config(format!("cannot read the API key file {}: {e}", f.display())))?,
+            Some(f) => std::fs::read_to_string(f).map_err(|e| {
+                ApiError::Config(format!("cannot read the API key file {}: {e}", f.display()))
+            })?,
             None => std::env::var("SEOUL_API_KEY").map_err(|_| {
-                ApiError::Config("no API key: set SEOUL_API_KEY or source.api-key-file (--api-key-file)".into())
+                ApiError::Config(
+                    "no API key: set SEOUL_API_KEY or source.api-key-file (--api-key-file)".into(),
+                )
             })?,
         };
         let key = Self::new(key);
         if key.0.is_empty() || key.0.contains(['/', '?', '#', ' ']) {
-            return Err(ApiError::Config("the API key is empty or has characters a key cannot have".into()));
+            return Err(ApiError::Config(
+                "the API key is empty or has characters a key cannot have".into(),
+            ));
         }
         Ok(key)
     }
@@ -90,7 +95,10 @@ pub enum ApiError {
 impl ApiError {
     /// Whether trying again may help.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Server { .. } | Self::Network { .. } | Self::Malformed(_))
+        matches!(
+            self,
+            Self::Server { .. } | Self::Network { .. } | Self::Malformed(_)
+        )
     }
 }
 
@@ -148,22 +156,34 @@ fn classify(body: &[u8]) -> Result<Answer, String> {
     let text = String::from_utf8_lossy(body);
     let trimmed = text.trim_start();
     if trimmed.starts_with('<') {
-        let code = xml_tag(trimmed, "CODE").ok_or_else(|| format!("XML without a CODE: {}", snippet(trimmed)))?;
+        let code = xml_tag(trimmed, "CODE")
+            .ok_or_else(|| format!("XML without a CODE: {}", snippet(trimmed)))?;
         let message = xml_tag(trimmed, "MESSAGE").unwrap_or_default();
         return Ok(answer_for(code, message, None));
     }
-    let env: Envelope = serde_json::from_slice(body).map_err(|e| format!("{e}: {}", snippet(trimmed)))?;
+    let env: Envelope =
+        serde_json::from_slice(body).map_err(|e| format!("{e}: {}", snippet(trimmed)))?;
     if let Some(status) = env.status {
-        let (code, message) = status.result.map(|r| (r.code, r.message)).unwrap_or_else(|| ("INFO-000".into(), String::new()));
+        let (code, message) = status
+            .result
+            .map(|r| (r.code, r.message))
+            .unwrap_or_else(|| ("INFO-000".into(), String::new()));
         return Ok(answer_for(&code, &message, Some(status.row)));
     }
     if let Some(r) = env.result {
         return Ok(answer_for(&r.code, &r.message, None));
     }
     if let Some(code) = env.code {
-        return Ok(answer_for(&code, env.message.as_deref().unwrap_or_default(), None));
+        return Ok(answer_for(
+            &code,
+            env.message.as_deref().unwrap_or_default(),
+            None,
+        ));
     }
-    Err(format!("JSON without rentBikeStatus, RESULT or CODE: {}", snippet(trimmed)))
+    Err(format!(
+        "JSON without rentBikeStatus, RESULT or CODE: {}",
+        snippet(trimmed)
+    ))
 }
 
 fn answer_for(code: &str, message: &str, rows: Option<Vec<ApiRow>>) -> Answer {
@@ -240,12 +260,15 @@ impl BikeListClient {
             .get(self.url(start, end, false))
             .send()
             .await
-            .map_err(|e| ApiError::Network { message: e.without_url().to_string(), url: shown.clone() })?;
+            .map_err(|e| ApiError::Network {
+                message: e.without_url().to_string(),
+                url: shown.clone(),
+            })?;
         let status = resp.status();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| ApiError::Network { message: e.without_url().to_string(), url: shown.clone() })?;
+        let body = resp.bytes().await.map_err(|e| ApiError::Network {
+            message: e.without_url().to_string(),
+            url: shown.clone(),
+        })?;
         // An error body says more than the status, so it is read first.
         match classify(&body) {
             Ok(Answer::Page(p)) if status.is_success() => Ok(Some(p)),
@@ -267,7 +290,11 @@ impl BikeListClient {
     }
 
     /// Fetches a page, retrying retryable failures with exponential backoff.
-    pub async fn fetch_page_with_retries(&self, start: u32, end: u32) -> Result<Option<Page>, ApiError> {
+    pub async fn fetch_page_with_retries(
+        &self,
+        start: u32,
+        end: u32,
+    ) -> Result<Option<Page>, ApiError> {
         let mut attempt = 0;
         loop {
             match self.fetch_page(start, end).await {
@@ -321,8 +348,16 @@ mod tests {
             Err(ApiError::Request { code, .. }) => assert_eq!(code, "ERROR-336"),
             other => panic!("{other:?}"),
         }
-        assert!(parse_response(br#"{"rentBikeStatus":{"RESULT":{"CODE":"INFO-200","MESSAGE":""}}}"#).unwrap().rows.is_empty());
-        assert!(matches!(parse_response(b"<html>oops</html>"), Err(ApiError::Malformed(_))));
+        assert!(
+            parse_response(br#"{"rentBikeStatus":{"RESULT":{"CODE":"INFO-200","MESSAGE":""}}}"#)
+                .unwrap()
+                .rows
+                .is_empty()
+        );
+        assert!(matches!(
+            parse_response(b"<html>oops</html>"),
+            Err(ApiError::Malformed(_))
+        ));
     }
 
     #[test]

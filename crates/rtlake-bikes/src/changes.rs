@@ -70,13 +70,18 @@ pub struct ChangeState {
 impl ChangeState {
     /// Applies the rule to the next snapshot of its station (in offset order).
     pub fn apply(&mut self, s: &Snapshot) -> Outcome {
-        let now = Last { polled_at: s.polled_at, bikes: s.bikes };
+        let now = Last {
+            polled_at: s.polled_at,
+            bikes: s.bikes,
+        };
         let Some(prev) = self.last.get_mut(&s.station_id) else {
             self.last.insert(s.station_id.clone(), now);
             return Outcome::First;
         };
         if s.polled_at <= prev.polled_at {
-            return Outcome::Stale { stored: prev.polled_at };
+            return Outcome::Stale {
+                stored: prev.polled_at,
+            };
         }
         let before = *prev;
         *prev = now;
@@ -87,7 +92,11 @@ impl ChangeState {
         let d = before.bikes - s.bikes;
         match d {
             0 => Outcome::Unchanged,
-            _ => Outcome::Change { prev: before, rentals: d.max(0), returns: (-d).max(0) },
+            _ => Outcome::Change {
+                prev: before,
+                rentals: d.max(0),
+                returns: (-d).max(0),
+            },
         }
     }
 
@@ -110,7 +119,9 @@ impl ChangeState {
 
     /// Restores a state written by [`ChangeState::snapshot`].
     pub fn restore(entries: impl IntoIterator<Item = (String, Last)>) -> Self {
-        Self { last: entries.into_iter().collect() }
+        Self {
+            last: entries.into_iter().collect(),
+        }
     }
 }
 
@@ -121,7 +132,11 @@ mod tests {
     const S: i64 = 1_000_000;
 
     fn snap(id: &str, secs: i64, bikes: i32) -> Snapshot {
-        Snapshot { station_id: id.into(), polled_at: secs * S, bikes }
+        Snapshot {
+            station_id: id.into(),
+            polled_at: secs * S,
+            bikes,
+        }
     }
 
     #[test]
@@ -130,11 +145,25 @@ mod tests {
         assert_eq!(st.apply(&snap("ST-4", 0, 10)), Outcome::First);
         assert_eq!(
             st.apply(&snap("ST-4", 15, 7)),
-            Outcome::Change { prev: Last { polled_at: 0, bikes: 10 }, rentals: 3, returns: 0 }
+            Outcome::Change {
+                prev: Last {
+                    polled_at: 0,
+                    bikes: 10
+                },
+                rentals: 3,
+                returns: 0
+            }
         );
         assert_eq!(
             st.apply(&snap("ST-4", 30, 9)),
-            Outcome::Change { prev: Last { polled_at: 15 * S, bikes: 7 }, rentals: 0, returns: 2 }
+            Outcome::Change {
+                prev: Last {
+                    polled_at: 15 * S,
+                    bikes: 7
+                },
+                rentals: 0,
+                returns: 2
+            }
         );
         assert_eq!(st.apply(&snap("ST-4", 45, 9)), Outcome::Unchanged);
         // Stations do not interfere.
@@ -145,12 +174,27 @@ mod tests {
     fn a_duplicate_or_stale_snapshot_is_stale_and_keeps_the_stored_one() {
         let mut st = ChangeState::default();
         st.apply(&snap("ST-4", 30, 10));
-        assert_eq!(st.apply(&snap("ST-4", 30, 10)), Outcome::Stale { stored: 30 * S }, "duplicate");
-        assert_eq!(st.apply(&snap("ST-4", 15, 2)), Outcome::Stale { stored: 30 * S }, "older");
+        assert_eq!(
+            st.apply(&snap("ST-4", 30, 10)),
+            Outcome::Stale { stored: 30 * S },
+            "duplicate"
+        );
+        assert_eq!(
+            st.apply(&snap("ST-4", 15, 2)),
+            Outcome::Stale { stored: 30 * S },
+            "older"
+        );
         // The stored one stayed: the next change is against 10 bikes at 30 s.
         assert_eq!(
             st.apply(&snap("ST-4", 45, 8)),
-            Outcome::Change { prev: Last { polled_at: 30 * S, bikes: 10 }, rentals: 2, returns: 0 }
+            Outcome::Change {
+                prev: Last {
+                    polled_at: 30 * S,
+                    bikes: 10
+                },
+                rentals: 2,
+                returns: 0
+            }
         );
     }
 
@@ -158,13 +202,26 @@ mod tests {
     fn a_gap_over_600_seconds_writes_no_row_and_restarts_from_the_new_snapshot() {
         let mut st = ChangeState::default();
         st.apply(&snap("ST-4", 0, 10));
-        assert_eq!(st.apply(&snap("ST-4", 601, 3)), Outcome::Reset { gap: 601 * S });
+        assert_eq!(
+            st.apply(&snap("ST-4", 601, 3)),
+            Outcome::Reset { gap: 601 * S }
+        );
         assert_eq!(
             st.apply(&snap("ST-4", 616, 4)),
-            Outcome::Change { prev: Last { polled_at: 601 * S, bikes: 3 }, rentals: 0, returns: 1 }
+            Outcome::Change {
+                prev: Last {
+                    polled_at: 601 * S,
+                    bikes: 3
+                },
+                rentals: 0,
+                returns: 1
+            }
         );
         // Exactly 600 s is not more than 600 s: a row.
-        assert!(matches!(st.apply(&snap("ST-4", 1216, 0)), Outcome::Change { rentals: 4, .. }));
+        assert!(matches!(
+            st.apply(&snap("ST-4", 1216, 0)),
+            Outcome::Change { rentals: 4, .. }
+        ));
     }
 
     #[test]
@@ -174,7 +231,10 @@ mod tests {
         st.apply(&snap("ST-9", 0, 1));
         let mut back = ChangeState::restore(st.snapshot());
         assert_eq!(back, st);
-        assert_eq!(back.apply(&snap("ST-4", 15, 9)), st.apply(&snap("ST-4", 15, 9)));
+        assert_eq!(
+            back.apply(&snap("ST-4", 15, 9)),
+            st.apply(&snap("ST-4", 15, 9))
+        );
     }
 }
 

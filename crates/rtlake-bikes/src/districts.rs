@@ -73,7 +73,13 @@ impl Districts {
                 let bbox = pts.fold((f64::MAX, f64::MAX, f64::MIN, f64::MIN), |b, &(x, y)| {
                     (b.0.min(x), b.1.min(y), b.2.max(x), b.3.max(y))
                 });
-                District { code: f.properties.code, name: f.properties.name, name_eng: f.properties.name_eng, rings, bbox }
+                District {
+                    code: f.properties.code,
+                    name: f.properties.name,
+                    name_eng: f.properties.name_eng,
+                    rings,
+                    bbox,
+                }
             })
             .collect();
         Ok(Self { items })
@@ -126,7 +132,11 @@ fn distance2(rings: &[Vec<(f64, f64)>], x: f64, y: f64, k: f64) -> f64 {
             let (px, py) = (x * k, y);
             let (dx, dy) = (bx - ax, by - ay);
             let len2 = dx * dx + dy * dy;
-            let t = if len2 == 0.0 { 0.0 } else { (((px - ax) * dx + (py - ay) * dy) / len2).clamp(0.0, 1.0) };
+            let t = if len2 == 0.0 {
+                0.0
+            } else {
+                (((px - ax) * dx + (py - ay) * dy) / len2).clamp(0.0, 1.0)
+            };
             let (cx, cy) = (ax + t * dx - px, ay + t * dy - py);
             best = best.min(cx * cx + cy * cy);
         }
@@ -143,7 +153,10 @@ mod tests {
         let d = Districts::builtin();
         assert_eq!(d.all().len(), 25);
         // ST-4, 망원역 1번출구 (Mangwon station) is in Mapo-gu.
-        assert_eq!(d.locate(37.5556488, 126.91062927).unwrap().name_eng, "Mapo-gu");
+        assert_eq!(
+            d.locate(37.5556488, 126.91062927).unwrap().name_eng,
+            "Mapo-gu"
+        );
         // Jamsil, in Songpa-gu.
         assert_eq!(d.locate(37.5133, 127.1001).unwrap().name_eng, "Songpa-gu");
         // Far out at sea: the nearest district still answers.
@@ -157,11 +170,17 @@ mod tests {
         let mut outside = 0;
         for line in csv.lines().skip(1) {
             let f: Vec<&str> = line.split(',').collect();
-            let (lat, lon): (f64, f64) = (f[f.len() - 5].parse().unwrap(), f[f.len() - 4].parse().unwrap());
+            let (lat, lon): (f64, f64) = (
+                f[f.len() - 5].parse().unwrap(),
+                f[f.len() - 4].parse().unwrap(),
+            );
             let inside = d.items.iter().any(|x| contains(&x.rings, lon, lat));
             outside += usize::from(!inside);
             assert!(d.locate(lat, lon).is_some());
         }
-        assert!(outside < 100, "{outside} stations fall outside every polygon");
+        assert!(
+            outside < 100,
+            "{outside} stations fall outside every polygon"
+        );
     }
 }

@@ -33,7 +33,10 @@ impl FakeApi {
     pub async fn start() -> std::io::Result<Self> {
         let calls = Arc::new(AtomicUsize::new(0));
         let app = axum::Router::new()
-            .route("/{key}/json/bikeList/{start}/{end}/", axum::routing::get(handler))
+            .route(
+                "/{key}/json/bikeList/{start}/{end}/",
+                axum::routing::get(handler),
+            )
             .with_state(calls.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
@@ -56,10 +59,17 @@ impl Drop for FakeApi {
 }
 
 fn json(body: &str) -> Response {
-    ([("content-type", "application/json;charset=UTF-8")], body.to_string()).into_response()
+    (
+        [("content-type", "application/json;charset=UTF-8")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
-async fn handler(State(calls): State<Arc<AtomicUsize>>, Path((key, start, _end)): Path<(String, u32, u32)>) -> Response {
+async fn handler(
+    State(calls): State<Arc<AtomicUsize>>,
+    Path((key, start, _end)): Path<(String, u32, u32)>,
+) -> Response {
     let n = calls.fetch_add(1, Ordering::SeqCst);
     match key.as_str() {
         "bad" => json(r#"{"RESULT":{"CODE":"INFO-100","MESSAGE":"인증키가 유효하지 않습니다."}}"#),

@@ -123,7 +123,10 @@ struct RawEvent<'a> {
 }
 
 fn invalid(error: String) -> DecodeError {
-    DecodeError { reason: RejectReason::Validation, error }
+    DecodeError {
+        reason: RejectReason::Validation,
+        error,
+    }
 }
 
 fn count(field: &str, v: &str) -> Result<i32, DecodeError> {
@@ -144,13 +147,19 @@ fn coord(field: &str, v: &str, limit: f64) -> Result<f64, DecodeError> {
 impl StationStatus {
     /// Decodes and validates a message value.
     pub fn decode(value: &[u8]) -> Result<Self, DecodeError> {
-        let raw: RawEvent<'_> = serde_json::from_slice(value)
-            .map_err(|e| DecodeError { reason: RejectReason::Decode, error: e.to_string() })?;
+        let raw: RawEvent<'_> = serde_json::from_slice(value).map_err(|e| DecodeError {
+            reason: RejectReason::Decode,
+            error: e.to_string(),
+        })?;
         if raw.station_id.trim().is_empty() {
             return Err(invalid("stationId is empty".into()));
         }
-        let polled_at = rtlake_core::time::parse_rfc3339(&raw.polled_at)
-            .map_err(|e| invalid(format!("polledAt is not an RFC 3339 time with offset: {:?} ({e})", raw.polled_at)))?;
+        let polled_at = rtlake_core::time::parse_rfc3339(&raw.polled_at).map_err(|e| {
+            invalid(format!(
+                "polledAt is not an RFC 3339 time with offset: {:?} ({e})",
+                raw.polled_at
+            ))
+        })?;
         Ok(Self {
             rack_total: count("rackTotCnt", &raw.rack_tot_cnt)?,
             bikes_parked: count("parkingBikeTotCnt", &raw.parking_bike_tot_cnt)?,
@@ -179,7 +188,15 @@ mod tests {
     #[test]
     fn decodes_a_good_event() {
         let s = StationStatus::decode(GOOD.as_bytes()).unwrap();
-        assert_eq!((s.station_id.as_str(), s.rack_total, s.bikes_parked, s.shared_pct), ("ST-4", 15, 16, 107));
+        assert_eq!(
+            (
+                s.station_id.as_str(),
+                s.rack_total,
+                s.bikes_parked,
+                s.shared_pct
+            ),
+            ("ST-4", 15, 16, 107)
+        );
         assert_eq!(s.polled_at.timestamp(), 1759273215);
     }
 
@@ -187,13 +204,22 @@ mod tests {
     fn bad_messages_say_why() {
         let e = StationStatus::decode(b"not json").unwrap_err();
         assert_eq!(e.reason, RejectReason::Decode);
-        let e = StationStatus::decode(GOOD.replace(r#""stationId":"ST-4","#, "").as_bytes()).unwrap_err();
+        let e = StationStatus::decode(GOOD.replace(r#""stationId":"ST-4","#, "").as_bytes())
+            .unwrap_err();
         assert_eq!(e.reason, RejectReason::Decode);
         assert!(e.error.contains("stationId"), "{}", e.error);
         let e = StationStatus::decode(GOOD.replace(r#""16""#, r#""many""#).as_bytes()).unwrap_err();
         assert_eq!(e.reason, RejectReason::Validation);
-        assert!(e.error.contains("parkingBikeTotCnt") && e.error.contains("many"), "{}", e.error);
-        let e = StationStatus::decode(GOOD.replace("2025-10-01T08:00:15+09:00", "yesterday").as_bytes()).unwrap_err();
+        assert!(
+            e.error.contains("parkingBikeTotCnt") && e.error.contains("many"),
+            "{}",
+            e.error
+        );
+        let e = StationStatus::decode(
+            GOOD.replace("2025-10-01T08:00:15+09:00", "yesterday")
+                .as_bytes(),
+        )
+        .unwrap_err();
         assert_eq!(e.reason, RejectReason::Validation);
         assert!(e.error.contains("polledAt"), "{}", e.error);
     }

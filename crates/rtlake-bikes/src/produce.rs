@@ -8,7 +8,9 @@ use crate::{Error, Result};
 use rtlake_core::Config;
 use rtlake_core::config::Speed;
 use rtlake_kafka::rdkafka::error::KafkaError;
-use rtlake_kafka::rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rtlake_kafka::rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer,
+};
 use rtlake_kafka::rdkafka::types::RDKafkaErrorCode;
 use rtlake_kafka::rdkafka::{ClientContext, Message};
 use std::collections::BTreeMap;
@@ -65,10 +67,16 @@ impl ProducerContext for Deliveries {
             Ok(m) => {
                 self.delivered.fetch_add(1, Ordering::Relaxed);
                 metrics.events.with_label_values(&[m.topic()]).inc();
-                metrics.bytes.with_label_values(&[m.topic()]).inc_by(m.payload_len() as u64);
+                metrics
+                    .bytes
+                    .with_label_values(&[m.topic()])
+                    .inc_by(m.payload_len() as u64);
                 if let Some(ts) = m.timestamp().to_millis() {
                     let secs = (chrono::Utc::now().timestamp_millis() - ts).max(0) as f64 / 1000.0;
-                    metrics.delivery_latency.with_label_values(&[m.topic()]).observe(secs);
+                    metrics
+                        .delivery_latency
+                        .with_label_values(&[m.topic()])
+                        .observe(secs);
                 }
             }
             Err((e, m)) => {
@@ -115,16 +123,23 @@ struct Publisher {
 
 impl Publisher {
     fn new(cfg: &Config) -> Result<Self> {
-        let producer: ThreadedProducer<Deliveries> = rtlake_kafka::client::producer(&cfg.kafka, &cfg.producer)
-            .set("partitioner", "murmur2_random") // the Java client's partitioner: same key, same partition
-            .create_with_context(Deliveries::default())
-            .map_err(|e| Error::Kafka(rtlake_kafka::Error::Kafka { context: "create producer".into(), cause: e }))?;
+        let producer: ThreadedProducer<Deliveries> =
+            rtlake_kafka::client::producer(&cfg.kafka, &cfg.producer)
+                .set("partitioner", "murmur2_random") // the Java client's partitioner: same key, same partition
+                .create_with_context(Deliveries::default())
+                .map_err(|e| {
+                    Error::Kafka(rtlake_kafka::Error::Kafka {
+                        context: "create producer".into(),
+                        cause: e,
+                    })
+                })?;
         let now = Instant::now();
         let m = &rtlake_core::metrics::global().produce;
         for family in [&m.events, &m.bytes, &m.errors] {
             family.with_label_values(&[cfg.kafka.topic.as_str()]);
         }
-        m.delivery_latency.with_label_values(&[cfg.kafka.topic.as_str()]);
+        m.delivery_latency
+            .with_label_values(&[cfg.kafka.topic.as_str()]);
         let source = match cfg.source.kind {
             rtlake_core::config::SourceKind::Replay => "replay",
             rtlake_core::config::SourceKind::SeoulApi => "seoul-api",
@@ -132,12 +147,27 @@ impl Publisher {
         };
         m.polls.with_label_values(&[source]);
         m.poll_errors.with_label_values(&[source]);
-        Ok(Self { producer, topic: cfg.kafka.topic.clone(), sent: 0, last_report: now, sent_at_report: 0, started: now })
+        Ok(Self {
+            producer,
+            topic: cfg.kafka.topic.clone(),
+            sent: 0,
+            last_report: now,
+            sent_at_report: 0,
+            started: now,
+        })
     }
 
     async fn send(&mut self, key: Option<&str>, value: &[u8], poll: usize) -> Result<()> {
-        self.producer.context().pending.lock().unwrap_or_else(|p| p.into_inner()).entry(poll).and_modify(|n| *n += 1).or_insert(1);
-        let mut record: BaseRecord<'_, str, [u8], usize> = BaseRecord::with_opaque_to(&self.topic, poll).payload(value);
+        self.producer
+            .context()
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(poll)
+            .and_modify(|n| *n += 1)
+            .or_insert(1);
+        let mut record: BaseRecord<'_, str, [u8], usize> =
+            BaseRecord::with_opaque_to(&self.topic, poll).payload(value);
         record.key = key;
         loop {
             match self.producer.send(record) {
@@ -147,7 +177,10 @@ impl Publisher {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 Err((e, _)) => {
-                    return Err(Error::Kafka(rtlake_kafka::Error::Kafka { context: "enqueue message".into(), cause: e }));
+                    return Err(Error::Kafka(rtlake_kafka::Error::Kafka {
+                        context: "enqueue message".into(),
+                        cause: e,
+                    }));
                 }
             }
         }
@@ -201,10 +234,17 @@ impl Publisher {
             "producer finished"
         );
         if let Err(e) = flush {
-            return Err(Error::Delivery(format!("{} of {} messages unconfirmed after flush: {e}", report.sent - report.delivered - report.failed, report.sent)));
+            return Err(Error::Delivery(format!(
+                "{} of {} messages unconfirmed after flush: {e}",
+                report.sent - report.delivered - report.failed,
+                report.sent
+            )));
         }
         if report.failed > 0 {
-            return Err(Error::Delivery(format!("{} of {} messages failed delivery (see the errors above)", report.failed, report.sent)));
+            return Err(Error::Delivery(format!(
+                "{} of {} messages failed delivery (see the errors above)",
+                report.failed, report.sent
+            )));
         }
         Ok(report)
     }
@@ -212,8 +252,14 @@ impl Publisher {
 
 /// Runs the producer until the source ends (a replay's `minutes`, the end of a file) or
 /// `shutdown` fires; then flushes and reports. Fails if any message failed delivery.
-pub async fn produce(cfg: &Config, source: Source, shutdown: CancellationToken) -> Result<ProduceReport> {
-    rtlake_kafka::admin::ensure_topic(&cfg.kafka, &cfg.kafka.topic).await.map_err(Error::Kafka)?;
+pub async fn produce(
+    cfg: &Config,
+    source: Source,
+    shutdown: CancellationToken,
+) -> Result<ProduceReport> {
+    rtlake_kafka::admin::ensure_topic(&cfg.kafka, &cfg.kafka.topic)
+        .await
+        .map_err(Error::Kafka)?;
     match source {
         Source::Replay => replay(cfg, shutdown).await,
         Source::SeoulApi => live(cfg, shutdown).await,
@@ -227,16 +273,28 @@ async fn replay(cfg: &Config, shutdown: CancellationToken) -> Result<ProduceRepo
         Some(dir) => RecordedData::from_dir(dir)?,
         None => RecordedData::builtin()?,
     };
-    let start = rtlake_core::time::parse_rfc3339(&s.start).map_err(|e| Error::State(e.to_string()))?;
+    let start =
+        rtlake_core::time::parse_rfc3339(&s.start).map_err(|e| Error::State(e.to_string()))?;
     let mut sim = Replay::new(data, start, s.interval.get(), s.scale);
-    let mut state = ReplayState { start: s.start.clone(), interval_ms: s.interval.get().as_millis() as u64, scale: s.scale, next_poll: 0 };
+    let mut state = ReplayState {
+        start: s.start.clone(),
+        interval_ms: s.interval.get().as_millis() as u64,
+        scale: s.scale,
+        next_poll: 0,
+    };
     if let Some(path) = &s.state_file {
         if let Ok(text) = std::fs::read_to_string(path) {
-            let saved: ReplayState = serde_json::from_str(&text).map_err(|e| Error::State(format!("{}: {e}", path.display())))?;
-            if (saved.start.as_str(), saved.interval_ms, saved.scale) != (state.start.as_str(), state.interval_ms, state.scale) {
+            let saved: ReplayState = serde_json::from_str(&text)
+                .map_err(|e| Error::State(format!("{}: {e}", path.display())))?;
+            if (saved.start.as_str(), saved.interval_ms, saved.scale)
+                != (state.start.as_str(), state.interval_ms, state.scale)
+            {
                 return Err(Error::State(format!(
                     "{} was written by a replay with other settings (start {}, interval {} ms, scale {}); delete it to start over",
-                    path.display(), saved.start, saved.interval_ms, saved.scale
+                    path.display(),
+                    saved.start,
+                    saved.interval_ms,
+                    saved.scale
                 )));
             }
             tracing::info!(next_poll = saved.next_poll, polled_at = %sim.poll_time(saved.next_poll), "resuming replay");
@@ -263,11 +321,25 @@ async fn replay(cfg: &Config, shutdown: CancellationToken) -> Result<ProduceRepo
         }
         let poll = sim.next_poll();
         for e in &poll.events {
-            publisher.send(Some(&e.station_id), e.to_json().as_bytes(), index as usize).await?;
+            publisher
+                .send(Some(&e.station_id), e.to_json().as_bytes(), index as usize)
+                .await?;
         }
         polls += 1;
-        rtlake_core::metrics::global().produce.polls.with_label_values(&["replay"]).inc();
-        save_state(s.state_file.as_ref(), &mut state, publisher.producer.context().complete_through.load(Ordering::Acquire))?;
+        rtlake_core::metrics::global()
+            .produce
+            .polls
+            .with_label_values(&["replay"])
+            .inc();
+        save_state(
+            s.state_file.as_ref(),
+            &mut state,
+            publisher
+                .producer
+                .context()
+                .complete_through
+                .load(Ordering::Acquire),
+        )?;
     }
     let report = publisher.finish(polls).await;
     // After a clean flush every sent poll is delivered: record the position for the next run.
@@ -304,7 +376,10 @@ async fn live(cfg: &Config, shutdown: CancellationToken) -> Result<ProduceReport
             _ = shutdown.cancelled() => break,
         }
         let now = chrono::Utc::now().with_timezone(&rtlake_core::time::kst());
-        let polled_at = rtlake_core::time::isoformat(&chrono::DurationRound::duration_trunc(now, chrono::Duration::seconds(1)).unwrap_or(now));
+        let polled_at = rtlake_core::time::isoformat(
+            &chrono::DurationRound::duration_trunc(now, chrono::Duration::seconds(1))
+                .unwrap_or(now),
+        );
         let rows = tokio::select! {
             r = client.fetch_all() => r,
             _ = shutdown.cancelled() => break,
@@ -314,15 +389,25 @@ async fn live(cfg: &Config, shutdown: CancellationToken) -> Result<ProduceReport
                 let n = rows.len();
                 for row in rows {
                     let e = StationEvent::new(row, polled_at.clone());
-                    publisher.send(Some(&e.station_id), e.to_json().as_bytes(), polls as usize).await?;
+                    publisher
+                        .send(Some(&e.station_id), e.to_json().as_bytes(), polls as usize)
+                        .await?;
                 }
                 tracing::info!(stations = n, %polled_at, "polled bikeList");
                 polls += 1;
-                rtlake_core::metrics::global().produce.polls.with_label_values(&["seoul-api"]).inc();
+                rtlake_core::metrics::global()
+                    .produce
+                    .polls
+                    .with_label_values(&["seoul-api"])
+                    .inc();
             }
             Err(e) if e.is_retryable() => {
                 failed_polls += 1;
-                rtlake_core::metrics::global().produce.poll_errors.with_label_values(&["seoul-api"]).inc();
+                rtlake_core::metrics::global()
+                    .produce
+                    .poll_errors
+                    .with_label_values(&["seoul-api"])
+                    .inc();
                 tracing::error!(error = %e, failed_polls, "poll failed after retries; trying again next interval");
             }
             Err(e) => return Err(e.into()),
@@ -331,18 +416,28 @@ async fn live(cfg: &Config, shutdown: CancellationToken) -> Result<ProduceReport
     publisher.finish(polls).await
 }
 
-async fn file(cfg: &Config, path: &std::path::Path, shutdown: CancellationToken) -> Result<ProduceReport> {
+async fn file(
+    cfg: &Config,
+    path: &std::path::Path,
+    shutdown: CancellationToken,
+) -> Result<ProduceReport> {
     use tokio::io::AsyncBufReadExt;
     #[derive(serde::Deserialize)]
     struct Key<'a> {
         #[serde(rename = "stationId", borrow)]
         station_id: Option<std::borrow::Cow<'a, str>>,
     }
-    let f = tokio::fs::File::open(path).await.map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
+    let f = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
     let mut lines = tokio::io::BufReader::with_capacity(1 << 20, f).lines();
     let mut publisher = Publisher::new(cfg)?;
     let mut n = 0usize;
-    while let Some(line) = lines.next_line().await.map_err(|e| Error::Data(format!("{}: {e}", path.display())))? {
+    while let Some(line) = lines
+        .next_line()
+        .await
+        .map_err(|e| Error::Data(format!("{}: {e}", path.display())))?
+    {
         if shutdown.is_cancelled() {
             break;
         }
@@ -350,7 +445,9 @@ async fn file(cfg: &Config, path: &std::path::Path, shutdown: CancellationToken)
             continue;
         }
         // A line that is not JSON is still published, keyless: the processor rejects it visibly.
-        let key = serde_json::from_str::<Key<'_>>(&line).ok().and_then(|k| k.station_id.map(|s| s.into_owned()));
+        let key = serde_json::from_str::<Key<'_>>(&line)
+            .ok()
+            .and_then(|k| k.station_id.map(|s| s.into_owned()));
         publisher.send(key.as_deref(), line.as_bytes(), 0).await?;
         n += 1;
     }

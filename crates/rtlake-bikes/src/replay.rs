@@ -18,16 +18,28 @@ pub struct RecordedData {
 
 /// The copy of `data/seoul-bike` built into the binary, so the replay needs no files.
 const BUILTIN_PAGES: [(&str, &str); 3] = [
-    ("bikeList_now_1001_2000.json", include_str!("../../../data/seoul-bike/bikeList_now_1001_2000.json")),
-    ("bikeList_now_1_1000.json", include_str!("../../../data/seoul-bike/bikeList_now_1_1000.json")),
-    ("bikeList_now_2001_3000.json", include_str!("../../../data/seoul-bike/bikeList_now_2001_3000.json")),
+    (
+        "bikeList_now_1001_2000.json",
+        include_str!("../../../data/seoul-bike/bikeList_now_1001_2000.json"),
+    ),
+    (
+        "bikeList_now_1_1000.json",
+        include_str!("../../../data/seoul-bike/bikeList_now_1_1000.json"),
+    ),
+    (
+        "bikeList_now_2001_3000.json",
+        include_str!("../../../data/seoul-bike/bikeList_now_2001_3000.json"),
+    ),
 ];
 const BUILTIN_TRIPS: &str = include_str!("../../../data/seoul-bike/trips_2025-10-01.csv");
 
 impl RecordedData {
     /// The data built into the binary.
     pub fn builtin() -> Result<Self> {
-        let pages: Vec<(String, String)> = BUILTIN_PAGES.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect();
+        let pages: Vec<(String, String)> = BUILTIN_PAGES
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect();
         Self::parse(pages, BUILTIN_TRIPS)
     }
 
@@ -39,11 +51,17 @@ impl RecordedData {
             let entry = entry.map_err(|e| io(dir, e))?;
             let name = entry.file_name().to_string_lossy().to_string();
             if name.starts_with("bikeList_now_") && name.ends_with(".json") {
-                pages.push((name, std::fs::read_to_string(entry.path()).map_err(|e| io(&entry.path(), e))?));
+                pages.push((
+                    name,
+                    std::fs::read_to_string(entry.path()).map_err(|e| io(&entry.path(), e))?,
+                ));
             }
         }
         if pages.is_empty() {
-            return Err(Error::Data(format!("{}: no bikeList_now_*.json files", dir.display())));
+            return Err(Error::Data(format!(
+                "{}: no bikeList_now_*.json files",
+                dir.display()
+            )));
         }
         let trips_path = dir.join("trips_2025-10-01.csv");
         let trips = std::fs::read_to_string(&trips_path).map_err(|e| io(&trips_path, e))?;
@@ -59,32 +77,62 @@ impl RecordedData {
                 .map_err(|e| Error::Data(format!("{name}: {e}")))?;
             stations.extend(page.rows);
         }
-        let number = |r: &ApiRow| r.station_id.split('-').nth(1).and_then(|n| n.parse::<i64>().ok()).unwrap_or(i64::MAX);
+        let number = |r: &ApiRow| {
+            r.station_id
+                .split('-')
+                .nth(1)
+                .and_then(|n| n.parse::<i64>().ok())
+                .unwrap_or(i64::MAX)
+        };
         stations.sort_by_key(number);
-        let index: HashMap<&str, usize> = stations.iter().enumerate().map(|(i, r)| (r.station_id.as_str(), i)).collect();
+        let index: HashMap<&str, usize> = stations
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.station_id.as_str(), i))
+            .collect();
         let kst = rtlake_core::time::kst();
         let time = |s: &str, line: usize| -> Result<i64> {
             NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
-                .map(|t| t.and_local_timezone(kst).single().map(|t| t.timestamp_micros()).unwrap_or_default())
+                .map(|t| {
+                    t.and_local_timezone(kst)
+                        .single()
+                        .map(|t| t.timestamp_micros())
+                        .unwrap_or_default()
+                })
                 .map_err(|e| Error::Data(format!("trips line {line}: bad time {s:?}: {e}")))
         };
         let mut moves = Vec::new();
         let mut lines = trips.lines();
         let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
         let col = |name: &str| {
-            header.iter().position(|h| *h == name).ok_or_else(|| Error::Data(format!("trips: no column {name}")))
+            header
+                .iter()
+                .position(|h| *h == name)
+                .ok_or_else(|| Error::Data(format!("trips: no column {name}")))
         };
-        let (rent_t, ret_t, rent_s, ret_s) =
-            (col("rental_datetime")?, col("return_datetime")?, col("rental_station_id")?, col("return_station_id")?);
+        let (rent_t, ret_t, rent_s, ret_s) = (
+            col("rental_datetime")?,
+            col("return_datetime")?,
+            col("rental_station_id")?,
+            col("return_station_id")?,
+        );
         for (n, line) in lines.enumerate() {
             if line.is_empty() {
                 continue;
             }
             let f: Vec<&str> = line.split(',').collect();
-            let get = |i: usize| f.get(i).copied().ok_or_else(|| Error::Data(format!("trips line {}: too few fields", n + 2)));
+            let get = |i: usize| {
+                f.get(i)
+                    .copied()
+                    .ok_or_else(|| Error::Data(format!("trips line {}: too few fields", n + 2)))
+            };
             let (rt, tt) = (time(get(rent_t)?, n + 2)?, time(get(ret_t)?, n + 2)?);
             // A move of an unknown station changes nothing; keep its place in the order anyway.
-            moves.push((rt, index.get(get(rent_s)?).copied().unwrap_or(usize::MAX), -1));
+            moves.push((
+                rt,
+                index.get(get(rent_s)?).copied().unwrap_or(usize::MAX),
+                -1,
+            ));
             moves.push((tt, index.get(get(ret_s)?).copied().unwrap_or(usize::MAX), 1));
         }
         moves.sort_by_key(|m| m.0); // stable, like Python's sort
@@ -122,13 +170,30 @@ pub struct Replay {
 
 impl Replay {
     /// A replay whose poll 0 is at `start`, one poll every `interval`, `scale` copies of the city.
-    pub fn new(data: RecordedData, start: DateTime<FixedOffset>, interval: std::time::Duration, scale: u32) -> Self {
+    pub fn new(
+        data: RecordedData,
+        start: DateTime<FixedOffset>,
+        interval: std::time::Duration,
+        scale: u32,
+    ) -> Self {
         let n = data.stations.len();
         let mut parked = Vec::with_capacity(n * scale as usize);
         for _ in 0..scale {
-            parked.extend(data.stations.iter().map(|r| r.parking_bike_tot_cnt.trim().parse::<i64>().unwrap_or(0)));
+            parked.extend(
+                data.stations
+                    .iter()
+                    .map(|r| r.parking_bike_tot_cnt.trim().parse::<i64>().unwrap_or(0)),
+            );
         }
-        Self { data, start, interval_us: interval.as_micros() as i64, scale, parked, next_move: 0, next_poll: 0 }
+        Self {
+            data,
+            start,
+            interval_us: interval.as_micros() as i64,
+            scale,
+            parked,
+            next_move: 0,
+            next_poll: 0,
+        }
     }
 
     /// The index of the next poll [`Replay::next_poll`] will give.
@@ -180,8 +245,16 @@ impl Replay {
             for (i, r) in self.data.stations.iter().enumerate() {
                 let bikes = self.parked[copy * n + i];
                 let racks: i64 = r.rack_tot_cnt.trim().parse().unwrap_or(0);
-                let shared = if racks == 0 { 0 } else { (bikes as f64 * 100.0 / racks as f64).round_ties_even() as i64 };
-                let station_id = if copy == 0 { r.station_id.clone() } else { format!("{}-k{copy}", r.station_id) };
+                let shared = if racks == 0 {
+                    0
+                } else {
+                    (bikes as f64 * 100.0 / racks as f64).round_ties_even() as i64
+                };
+                let station_id = if copy == 0 {
+                    r.station_id.clone()
+                } else {
+                    format!("{}-k{copy}", r.station_id)
+                };
                 events.push(StationEvent {
                     rack_tot_cnt: r.rack_tot_cnt.clone(),
                     station_name: r.station_name.clone(),
@@ -194,7 +267,11 @@ impl Replay {
                 });
             }
         }
-        Poll { index, polled_at, events }
+        Poll {
+            index,
+            polled_at,
+            events,
+        }
     }
 }
 
@@ -205,7 +282,12 @@ mod tests {
 
     fn replay() -> Replay {
         let start = rtlake_core::time::parse_rfc3339("2025-10-01T08:00:00+09:00").unwrap();
-        Replay::new(RecordedData::builtin().unwrap(), start, std::time::Duration::from_secs(15), 1)
+        Replay::new(
+            RecordedData::builtin().unwrap(),
+            start,
+            std::time::Duration::from_secs(15),
+            1,
+        )
     }
 
     fn sha256_of_polls(r: &mut Replay, polls: u64) -> String {
@@ -225,7 +307,10 @@ mod tests {
     fn five_minutes_match_gen_events_digest() {
         let mut r = replay();
         assert_eq!(r.data.station_count(), 2721);
-        assert_eq!(sha256_of_polls(&mut r, 20), "d79f125648bb3771b2984ead09b2784a19d23e061d25ca5e256d0ec274bb18ef");
+        assert_eq!(
+            sha256_of_polls(&mut r, 20),
+            "d79f125648bb3771b2984ead09b2784a19d23e061d25ca5e256d0ec274bb18ef"
+        );
     }
 
     #[test]
@@ -245,19 +330,36 @@ mod tests {
     /// shared bench folder are there (CI has both).
     #[test]
     fn matches_gen_events_py_with_scale() {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/bench/gen_events.py");
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/bench/gen_events.py");
         if !script.exists() {
             eprintln!("skipping: {} not found", script.display());
             return;
         }
         let out = std::process::Command::new("python3")
             .arg(&script)
-            .args(["--minutes", "2", "--scale", "2", "--start", "2025-10-01T18:59:00+09:00"])
+            .args([
+                "--minutes",
+                "2",
+                "--scale",
+                "2",
+                "--start",
+                "2025-10-01T18:59:00+09:00",
+            ])
             .output()
             .expect("python3 runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let start = rtlake_core::time::parse_rfc3339("2025-10-01T18:59:00+09:00").unwrap();
-        let mut r = Replay::new(RecordedData::builtin().unwrap(), start, std::time::Duration::from_secs(15), 2);
+        let mut r = Replay::new(
+            RecordedData::builtin().unwrap(),
+            start,
+            std::time::Duration::from_secs(15),
+            2,
+        );
         let mut mine = Vec::new();
         for _ in 0..8 {
             for e in r.next_poll().events {

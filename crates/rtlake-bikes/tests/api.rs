@@ -50,35 +50,63 @@ async fn server_errors_are_retried_with_backoff() {
 
     let (base, fake) = server().await;
     let err = client(&base, "down").fetch_all().await.unwrap_err();
-    assert!(matches!(&err, ApiError::Server { code, .. } if code == "ERROR-500"), "{err:?}");
+    assert!(
+        matches!(&err, ApiError::Server { code, .. } if code == "ERROR-500"),
+        "{err:?}"
+    );
     assert_eq!(fake.calls(), 4, "one try and three retries");
-    assert!(err.to_string().contains("/***/json/bikeList/1/1000/"), "the key is hidden: {err}");
-    assert!(!err.to_string().contains("down/"), "the key never shows: {err}");
+    assert!(
+        err.to_string().contains("/***/json/bikeList/1/1000/"),
+        "the key is hidden: {err}"
+    );
+    assert!(
+        !err.to_string().contains("down/"),
+        "the key never shows: {err}"
+    );
 
     let (base, _fake) = server().await;
     let err = client(&base, "e600").fetch_all().await.unwrap_err();
-    assert!(matches!(&err, ApiError::Server { code, .. } if code == "ERROR-600"), "{err:?}");
+    assert!(
+        matches!(&err, ApiError::Server { code, .. } if code == "ERROR-600"),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
 async fn request_errors_in_xml_are_not_retried() {
     let (base, fake) = server().await;
     let err = client(&base, "xml336").fetch_all().await.unwrap_err();
-    assert!(matches!(&err, ApiError::Request { code, .. } if code == "ERROR-336"), "{err:?}");
+    assert!(
+        matches!(&err, ApiError::Request { code, .. } if code == "ERROR-336"),
+        "{err:?}"
+    );
     assert_eq!(fake.calls(), 1);
 }
 
 #[tokio::test]
 async fn no_data_is_an_empty_poll() {
     let (base, _fake) = server().await;
-    assert!(client(&base, "nodata").fetch_all().await.unwrap().is_empty());
+    assert!(
+        client(&base, "nodata")
+            .fetch_all()
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn network_errors_are_retried_then_reported() {
     // A port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let err = client(&format!("http://127.0.0.1:{port}"), "secret-key").fetch_all().await.unwrap_err();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = client(&format!("http://127.0.0.1:{port}"), "secret-key")
+        .fetch_all()
+        .await
+        .unwrap_err();
     assert!(matches!(err, ApiError::Network { .. }), "{err:?}");
     assert!(!format!("{err} {err:?}").contains("secret-key"), "{err}");
 }

@@ -37,7 +37,9 @@ pub enum Error {
         cause: std::io::Error,
     },
     /// The listen address is in use or cannot be bound.
-    #[error("cannot listen on {addr}: {cause} (is another broker running? pick another with --listen)")]
+    #[error(
+        "cannot listen on {addr}: {cause} (is another broker running? pick another with --listen)"
+    )]
     Listen {
         /// The address.
         addr: SocketAddr,
@@ -66,7 +68,9 @@ impl std::str::FromStr for Engine {
         match s {
             "log" => Ok(Self::Log),
             "sqlite" => Ok(Self::Sqlite),
-            other => Err(format!("`{other}` is not a broker storage engine (log or sqlite)")),
+            other => Err(format!(
+                "`{other}` is not a broker storage engine (log or sqlite)"
+            )),
         }
     }
 }
@@ -90,12 +94,17 @@ impl EmbeddedBroker {
 
     /// [`EmbeddedBroker::start`] with a chosen storage engine.
     pub async fn start_with(addr: SocketAddr, data_dir: &Path, engine: Engine) -> Result<Self> {
-        let data = |cause| Error::Data { path: data_dir.into(), cause };
+        let data = |cause| Error::Data {
+            path: data_dir.into(),
+            cause,
+        };
         std::fs::create_dir_all(data_dir).map_err(data)?;
         let addr = if addr.port() == 0 {
             // The broker advertises the port it is given, so a free one is chosen here.
-            let l = std::net::TcpListener::bind(addr).map_err(|cause| Error::Listen { addr, cause })?;
-            l.local_addr().map_err(|cause| Error::Listen { addr, cause })?
+            let l =
+                std::net::TcpListener::bind(addr).map_err(|cause| Error::Listen { addr, cause })?;
+            l.local_addr()
+                .map_err(|cause| Error::Listen { addr, cause })?
         } else {
             // Fail early and clearly when the port is taken.
             drop(std::net::TcpListener::bind(addr).map_err(|cause| Error::Listen { addr, cause })?);
@@ -106,7 +115,8 @@ impl EmbeddedBroker {
             Engine::Sqlite => "nisshi.db",
         };
         let sqlite = sqlite_url(&data_dir.join(db)).map_err(data)?;
-        let listener = Url::parse(&format!("tcp://{addr}")).map_err(|e| Error::Nisshi(e.to_string()))?;
+        let listener =
+            Url::parse(&format!("tcp://{addr}")).map_err(|e| Error::Nisshi(e.to_string()))?;
         tracing::info!(%addr, data = %data_dir.display(), ?engine, "starting embedded broker");
         let cancel = CancellationToken::new();
         let mut builder = StorageContainer::builder();
@@ -120,7 +130,9 @@ impl EmbeddedBroker {
             .silent(true)
             .build()
             .await
-            .map_err(|e| Error::Nisshi(format!("opening {}: {e:?}", data_dir.join(db).display())))?;
+            .map_err(|e| {
+                Error::Nisshi(format!("opening {}: {e:?}", data_dir.join(db).display()))
+            })?;
         let (storage, logs): (ArcDynStorage, Option<log::LogStorage>) = match engine {
             Engine::Sqlite => (meta, None),
             Engine::Log => {
@@ -129,8 +141,22 @@ impl EmbeddedBroker {
             }
         };
         // Kafka waits 3 s for more members of a new group; half a second serves one machine.
-        let groups = Controller::new(storage.clone(), GroupCoordinatorConfig { initial_rebalance_delay: Duration::from_millis(500), ..Default::default() });
-        let mut broker = Broker::new(NODE_ID, "rtlake", listener.clone(), listener, storage, groups, uuid::Uuid::now_v7());
+        let groups = Controller::new(
+            storage.clone(),
+            GroupCoordinatorConfig {
+                initial_rebalance_delay: Duration::from_millis(500),
+                ..Default::default()
+            },
+        );
+        let mut broker = Broker::new(
+            NODE_ID,
+            "rtlake",
+            listener.clone(),
+            listener,
+            storage,
+            groups,
+            uuid::Uuid::now_v7(),
+        );
         let token = cancel.clone();
         let task = tokio::spawn(async move {
             tokio::select! {
@@ -148,13 +174,17 @@ impl EmbeddedBroker {
                 return Ok(Self { addr, task, cancel });
             }
             if task.is_finished() {
-                return Err(Error::Nisshi("the broker task ended during start-up (see the log)".into()));
+                return Err(Error::Nisshi(
+                    "the broker task ended during start-up (see the log)".into(),
+                ));
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         cancel.cancel();
         task.abort();
-        Err(Error::Nisshi(format!("not accepting connections on {addr} after 10 s")))
+        Err(Error::Nisshi(format!(
+            "not accepting connections on {addr} after 10 s"
+        )))
     }
 
     /// The address clients connect to.
@@ -208,10 +238,18 @@ async fn sync_every_second(logs: log::LogStorage, cancel: CancellationToken) {
 /// directory cannot be written relatively. `push` of an absolute path replaces the base, though:
 /// a URL path of `//abs/path` becomes `/abs/path`.
 fn sqlite_url(path: &Path) -> std::io::Result<Url> {
-    let abs = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir()?.join(path) };
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(path)
+    };
     let abs = normalize(&abs);
-    Url::parse(&format!("sqlite:///{}", abs.display()))
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{}: {e}", abs.display())))
+    Url::parse(&format!("sqlite:///{}", abs.display())).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{}: {e}", abs.display()),
+        )
+    })
 }
 
 fn normalize(p: &Path) -> PathBuf {
@@ -243,6 +281,9 @@ mod tests {
         let u = sqlite_url(Path::new("/tmp/rtlake-x/../rtlake-y/meta.db")).unwrap();
         assert_eq!(opened(&u), PathBuf::from("/tmp/rtlake-y/meta.db"));
         let u = sqlite_url(Path::new("./data/meta.db")).unwrap();
-        assert_eq!(opened(&u), std::env::current_dir().unwrap().join("data/meta.db"));
+        assert_eq!(
+            opened(&u),
+            std::env::current_dir().unwrap().join("data/meta.db")
+        );
     }
 }

@@ -4,11 +4,17 @@
 //! partition, table, reason, route). One process-wide registry; [`render`] gives the text
 //! exposition format that `/metrics` serves.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 use std::sync::OnceLock;
 
 /// Latency buckets, seconds: 1 ms to 60 s.
-const LATENCY: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0];
+const LATENCY: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0,
+    30.0, 60.0,
+];
 
 /// `rtlake produce`.
 pub struct ProduceMetrics {
@@ -85,19 +91,26 @@ pub struct Metrics {
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let m = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    r.register(Box::new(m.clone())).expect("metric registered once");
+    r.register(Box::new(m.clone()))
+        .expect("metric registered once");
     m
 }
 
 fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let m = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-    r.register(Box::new(m.clone())).expect("metric registered once");
+    r.register(Box::new(m.clone()))
+        .expect("metric registered once");
     m
 }
 
 fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
-    let m = HistogramVec::new(HistogramOpts::new(name, help).buckets(LATENCY.to_vec()), labels).expect("valid metric");
-    r.register(Box::new(m.clone())).expect("metric registered once");
+    let m = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(LATENCY.to_vec()),
+        labels,
+    )
+    .expect("valid metric");
+    r.register(Box::new(m.clone()))
+        .expect("metric registered once");
     m
 }
 
@@ -105,42 +118,167 @@ impl Metrics {
     fn new() -> Self {
         let r = Registry::new();
         let produce = ProduceMetrics {
-            events: counter(&r, "rtlake_produce_events_total", "Events delivered to Kafka.", &["topic"]),
-            bytes: counter(&r, "rtlake_produce_bytes_total", "Payload bytes delivered to Kafka.", &["topic"]),
-            errors: counter(&r, "rtlake_produce_errors_total", "Deliveries that failed.", &["topic"]),
-            delivery_latency: histogram(&r, "rtlake_produce_delivery_latency_seconds", "Enqueue to broker acknowledgement.", &["topic"]),
-            polls: counter(&r, "rtlake_produce_polls_total", "Polls of the source completed.", &["source"]),
-            poll_errors: counter(&r, "rtlake_produce_poll_errors_total", "Polls of the source that failed after retries.", &["source"]),
+            events: counter(
+                &r,
+                "rtlake_produce_events_total",
+                "Events delivered to Kafka.",
+                &["topic"],
+            ),
+            bytes: counter(
+                &r,
+                "rtlake_produce_bytes_total",
+                "Payload bytes delivered to Kafka.",
+                &["topic"],
+            ),
+            errors: counter(
+                &r,
+                "rtlake_produce_errors_total",
+                "Deliveries that failed.",
+                &["topic"],
+            ),
+            delivery_latency: histogram(
+                &r,
+                "rtlake_produce_delivery_latency_seconds",
+                "Enqueue to broker acknowledgement.",
+                &["topic"],
+            ),
+            polls: counter(
+                &r,
+                "rtlake_produce_polls_total",
+                "Polls of the source completed.",
+                &["source"],
+            ),
+            poll_errors: counter(
+                &r,
+                "rtlake_produce_poll_errors_total",
+                "Polls of the source that failed after retries.",
+                &["source"],
+            ),
         };
         let p = &["pipeline"];
         let pt = &["pipeline", "table"];
         let ptp = &["pipeline", "topic", "partition"];
         let run = RunMetrics {
-            events_in: counter(&r, "rtlake_run_events_in_total", "Messages read from the source.", ptp),
-            rows_out: counter(&r, "rtlake_run_rows_out_total", "Rows committed to an output.", pt),
-            rejected: counter(&r, "rtlake_run_rejected_total", "Rows written to _rejected.", &["pipeline", "table", "reason"]),
-            late: counter(&r, "rtlake_run_late_events_total", "Events below their partition's watermark.", pt),
+            events_in: counter(
+                &r,
+                "rtlake_run_events_in_total",
+                "Messages read from the source.",
+                ptp,
+            ),
+            rows_out: counter(
+                &r,
+                "rtlake_run_rows_out_total",
+                "Rows committed to an output.",
+                pt,
+            ),
+            rejected: counter(
+                &r,
+                "rtlake_run_rejected_total",
+                "Rows written to _rejected.",
+                &["pipeline", "table", "reason"],
+            ),
+            late: counter(
+                &r,
+                "rtlake_run_late_events_total",
+                "Events below their partition's watermark.",
+                pt,
+            ),
             epochs: counter(&r, "rtlake_run_epochs_total", "Epochs committed.", p),
-            epoch_duration: histogram(&r, "rtlake_run_epoch_duration_seconds", "Wall time of an epoch.", p),
-            commit_duration: histogram(&r, "rtlake_run_commit_duration_seconds", "Wall time of one output's commit.", pt),
-            event_to_lake: histogram(&r, "rtlake_run_event_to_lake_latency_seconds", "Kafka timestamp to the epoch's commit.", p),
-            committed_offset: gauge(&r, "rtlake_run_committed_offset", "Next offset committed to the lake.", ptp),
-            high_watermark: gauge(&r, "rtlake_run_high_watermark_offset", "The partition's high watermark as last seen.", ptp),
-            consumer_lag: gauge(&r, "rtlake_run_consumer_lag_messages", "High watermark minus the next offset committed.", ptp),
-            last_commit: gauge(&r, "rtlake_run_last_commit_timestamp_seconds", "Unix time of an output's last commit.", pt),
-            state_keys: gauge(&r, "rtlake_run_state_keys", "Keys held in operator state.", &["pipeline", "operator"]),
-            consumer_restarts: counter(&r, "rtlake_run_consumer_restarts_total", "Consumers restarted by the watchdog (stall, no partitions, errors, a failed epoch).", &["pipeline", "reason"]),
-            epoch_failures: counter(&r, "rtlake_run_epoch_failures_total", "Epochs that failed and were retried.", p),
+            epoch_duration: histogram(
+                &r,
+                "rtlake_run_epoch_duration_seconds",
+                "Wall time of an epoch.",
+                p,
+            ),
+            commit_duration: histogram(
+                &r,
+                "rtlake_run_commit_duration_seconds",
+                "Wall time of one output's commit.",
+                pt,
+            ),
+            event_to_lake: histogram(
+                &r,
+                "rtlake_run_event_to_lake_latency_seconds",
+                "Kafka timestamp to the epoch's commit.",
+                p,
+            ),
+            committed_offset: gauge(
+                &r,
+                "rtlake_run_committed_offset",
+                "Next offset committed to the lake.",
+                ptp,
+            ),
+            high_watermark: gauge(
+                &r,
+                "rtlake_run_high_watermark_offset",
+                "The partition's high watermark as last seen.",
+                ptp,
+            ),
+            consumer_lag: gauge(
+                &r,
+                "rtlake_run_consumer_lag_messages",
+                "High watermark minus the next offset committed.",
+                ptp,
+            ),
+            last_commit: gauge(
+                &r,
+                "rtlake_run_last_commit_timestamp_seconds",
+                "Unix time of an output's last commit.",
+                pt,
+            ),
+            state_keys: gauge(
+                &r,
+                "rtlake_run_state_keys",
+                "Keys held in operator state.",
+                &["pipeline", "operator"],
+            ),
+            consumer_restarts: counter(
+                &r,
+                "rtlake_run_consumer_restarts_total",
+                "Consumers restarted by the watchdog (stall, no partitions, errors, a failed epoch).",
+                &["pipeline", "reason"],
+            ),
+            epoch_failures: counter(
+                &r,
+                "rtlake_run_epoch_failures_total",
+                "Epochs that failed and were retried.",
+                p,
+            ),
         };
-        let live_clients = IntGauge::new("rtlake_serve_live_clients", "Browsers connected to the live stream.").expect("valid metric");
-        r.register(Box::new(live_clients.clone())).expect("metric registered once");
+        let live_clients = IntGauge::new(
+            "rtlake_serve_live_clients",
+            "Browsers connected to the live stream.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(live_clients.clone()))
+            .expect("metric registered once");
         let serve = ServeMetrics {
-            requests: counter(&r, "rtlake_serve_requests_total", "HTTP requests.", &["route", "status"]),
-            duration: histogram(&r, "rtlake_serve_request_duration_seconds", "HTTP request duration.", &["route"]),
+            requests: counter(
+                &r,
+                "rtlake_serve_requests_total",
+                "HTTP requests.",
+                &["route", "status"],
+            ),
+            duration: histogram(
+                &r,
+                "rtlake_serve_request_duration_seconds",
+                "HTTP request duration.",
+                &["route"],
+            ),
             live_clients,
-            live_latency: histogram(&r, "rtlake_serve_live_latency_seconds", "Kafka timestamp to dispatch on the live stream.", &["topic"]),
+            live_latency: histogram(
+                &r,
+                "rtlake_serve_live_latency_seconds",
+                "Kafka timestamp to dispatch on the live stream.",
+                &["topic"],
+            ),
         };
-        Self { registry: r, produce, run, serve }
+        Self {
+            registry: r,
+            produce,
+            run,
+            serve,
+        }
     }
 }
 
@@ -168,11 +306,27 @@ mod tests {
     #[test]
     fn names_follow_the_convention_and_render() {
         let m = global();
-        m.run.rows_out.with_label_values(&["bikes", "bronze.station_status"]).inc_by(3);
-        m.run.event_to_lake.with_label_values(&["bikes"]).observe(0.2);
+        m.run
+            .rows_out
+            .with_label_values(&["bikes", "bronze.station_status"])
+            .inc_by(3);
+        m.run
+            .event_to_lake
+            .with_label_values(&["bikes"])
+            .observe(0.2);
         let text = render();
-        assert!(text.contains("rtlake_run_rows_out_total{pipeline=\"bikes\",table=\"bronze.station_status\"} 3"), "{text}");
-        assert!(text.contains("rtlake_run_event_to_lake_latency_seconds_bucket{pipeline=\"bikes\",le=\"0.25\"} 1"), "{text}");
+        assert!(
+            text.contains(
+                "rtlake_run_rows_out_total{pipeline=\"bikes\",table=\"bronze.station_status\"} 3"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "rtlake_run_event_to_lake_latency_seconds_bucket{pipeline=\"bikes\",le=\"0.25\"} 1"
+            ),
+            "{text}"
+        );
         for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
             let name = line.split_whitespace().nth(2).unwrap();
             assert!(name.starts_with("rtlake_"), "{name}");

@@ -15,26 +15,49 @@ pub struct TableName {
 impl TableName {
     /// The path under the lake root: `<ns>/<name>`, or `<name>` without a namespace.
     pub fn path(&self) -> String {
-        if self.namespace.is_empty() { self.name.to_string() } else { format!("{}/{}", self.namespace, self.name) }
+        if self.namespace.is_empty() {
+            self.name.to_string()
+        } else {
+            format!("{}/{}", self.namespace, self.name)
+        }
     }
 }
 
 impl std::fmt::Display for TableName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.namespace.is_empty() { f.write_str(self.name) } else { write!(f, "{}.{}", self.namespace, self.name) }
+        if self.namespace.is_empty() {
+            f.write_str(self.name)
+        } else {
+            write!(f, "{}.{}", self.namespace, self.name)
+        }
     }
 }
 
 /// `bronze.station_status`: every station status event.
-pub const BRONZE_STATION_STATUS: TableName = TableName { namespace: "bronze", name: "station_status" };
+pub const BRONZE_STATION_STATUS: TableName = TableName {
+    namespace: "bronze",
+    name: "station_status",
+};
 /// `silver.station_changes`: one row per station snapshot whose bike count changed.
-pub const SILVER_STATION_CHANGES: TableName = TableName { namespace: "silver", name: "station_changes" };
+pub const SILVER_STATION_CHANGES: TableName = TableName {
+    namespace: "silver",
+    name: "station_changes",
+};
 /// `gold.station_hourly`: one row per station and hour window.
-pub const GOLD_STATION_HOURLY: TableName = TableName { namespace: "gold", name: "station_hourly" };
+pub const GOLD_STATION_HOURLY: TableName = TableName {
+    namespace: "gold",
+    name: "station_hourly",
+};
 /// `gold.district_5min`: per-partition partials per district and 5-minute window.
-pub const GOLD_DISTRICT_5MIN: TableName = TableName { namespace: "gold", name: "district_5min" };
+pub const GOLD_DISTRICT_5MIN: TableName = TableName {
+    namespace: "gold",
+    name: "district_5min",
+};
 /// `_rejected`: every message a sink could not take, with the reason.
-pub const REJECTED: TableName = TableName { namespace: "", name: "_rejected" };
+pub const REJECTED: TableName = TableName {
+    namespace: "",
+    name: "_rejected",
+};
 
 /// The partition columns of every time-partitioned table: date and hour in Seoul time.
 pub const TIME_PARTITIONS: [&str; 2] = ["date", "hour"];
@@ -44,7 +67,10 @@ fn ts() -> DataType {
 }
 
 fn partition_fields() -> [Field; 2] {
-    [Field::new("date", DataType::Date32, false), Field::new("hour", DataType::Int32, false)]
+    [
+        Field::new("date", DataType::Date32, false),
+        Field::new("hour", DataType::Int32, false),
+    ]
 }
 
 /// The schema of `bronze.station_status`.
@@ -146,6 +172,8 @@ pub enum RejectReason {
     Late,
     /// Not newer than the stored state.
     Stale,
+    /// Event time further ahead of the clock than `run.max-future`.
+    Future,
 }
 
 impl RejectReason {
@@ -156,6 +184,7 @@ impl RejectReason {
             Self::Validation => "validation",
             Self::Late => "late",
             Self::Stale => "stale",
+            Self::Future => "future",
         }
     }
 }

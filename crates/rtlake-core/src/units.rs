@@ -29,7 +29,9 @@ impl FromStr for HumanDuration {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let t = s.trim();
-        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
         let value: f64 = num
             .parse()
@@ -110,9 +112,15 @@ impl FromStr for ByteSize {
             "kB" | "KB" => 1000,
             "MB" => 1_000_000,
             "GB" => 1_000_000_000,
-            other => return Err(format!("`{s}`: unknown unit `{other}` (use B, KiB, MiB, GiB)")),
+            other => {
+                return Err(format!(
+                    "`{s}`: unknown unit `{other}` (use B, KiB, MiB, GiB)"
+                ));
+            }
         };
-        n.checked_mul(scale).map(Self).ok_or_else(|| format!("`{s}` is too large"))
+        n.checked_mul(scale)
+            .map(Self)
+            .ok_or_else(|| format!("`{s}` is too large"))
     }
 }
 
@@ -156,13 +164,38 @@ mod tests {
 
     #[test]
     fn durations_parse_with_units_and_reject_bare_numbers() {
-        assert_eq!("250ms".parse::<HumanDuration>().unwrap(), HumanDuration::from_millis(250));
-        assert_eq!("15s".parse::<HumanDuration>().unwrap(), HumanDuration::from_secs(15));
-        assert_eq!("1.5s".parse::<HumanDuration>().unwrap(), HumanDuration::from_millis(1500));
-        assert_eq!("2m".parse::<HumanDuration>().unwrap(), HumanDuration::from_secs(120));
-        assert!("15".parse::<HumanDuration>().unwrap_err().contains("no unit"));
-        assert!("fast".parse::<HumanDuration>().unwrap_err().contains("not a duration"));
-        assert!("3d".parse::<HumanDuration>().unwrap_err().contains("unknown unit"));
+        assert_eq!(
+            "250ms".parse::<HumanDuration>().unwrap(),
+            HumanDuration::from_millis(250)
+        );
+        assert_eq!(
+            "15s".parse::<HumanDuration>().unwrap(),
+            HumanDuration::from_secs(15)
+        );
+        assert_eq!(
+            "1.5s".parse::<HumanDuration>().unwrap(),
+            HumanDuration::from_millis(1500)
+        );
+        assert_eq!(
+            "2m".parse::<HumanDuration>().unwrap(),
+            HumanDuration::from_secs(120)
+        );
+        assert!(
+            "15".parse::<HumanDuration>()
+                .unwrap_err()
+                .contains("no unit")
+        );
+        assert!(
+            "fast"
+                .parse::<HumanDuration>()
+                .unwrap_err()
+                .contains("not a duration")
+        );
+        assert!(
+            "3d".parse::<HumanDuration>()
+                .unwrap_err()
+                .contains("unknown unit")
+        );
         assert_eq!(HumanDuration::from_millis(1500).to_string(), "1500ms");
         assert_eq!(HumanDuration::from_secs(120).to_string(), "2m");
     }

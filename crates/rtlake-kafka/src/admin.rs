@@ -32,17 +32,29 @@ fn admin(kafka: &KafkaConfig) -> Result<AdminClient<DefaultClientContext>> {
 /// Creates a topic; `Ok(false)` when it already existed.
 pub async fn create_topic(kafka: &KafkaConfig, spec: &TopicSpec) -> Result<bool> {
     let admin = admin(kafka)?;
-    let mut topic = NewTopic::new(&spec.name, spec.partitions, TopicReplication::Fixed(spec.replication_factor));
+    let mut topic = NewTopic::new(
+        &spec.name,
+        spec.partitions,
+        TopicReplication::Fixed(spec.replication_factor),
+    );
     for (k, v) in &spec.config {
         topic = topic.set(k, v);
     }
     let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));
-    let results = admin.create_topics([&topic], &opts).await.context(format!("create topic {}", spec.name))?;
+    let results = admin
+        .create_topics([&topic], &opts)
+        .await
+        .context(format!("create topic {}", spec.name))?;
     for r in results {
         match r {
             Ok(_) => return Ok(true),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => return Ok(false),
-            Err((name, code)) => return Err(Error::Topic { topic: name, message: code.to_string() }),
+            Err((name, code)) => {
+                return Err(Error::Topic {
+                    topic: name,
+                    message: code.to_string(),
+                });
+            }
         }
     }
     Ok(true)
@@ -75,13 +87,22 @@ pub async fn ensure_topic(kafka: &KafkaConfig, name: &str) -> Result<()> {
 }
 
 pub(crate) fn metadata_consumer(kafka: &KafkaConfig) -> Result<BaseConsumer> {
-    client::base(kafka).create().context("create metadata client")
+    client::base(kafka)
+        .create()
+        .context("create metadata client")
 }
 
 /// Fetches metadata, turning a timeout into [`Error::Unreachable`] with advice.
-pub(crate) fn metadata(kafka: &KafkaConfig, c: &BaseConsumer, topic: Option<&str>) -> Result<rdkafka::metadata::Metadata> {
+pub(crate) fn metadata(
+    kafka: &KafkaConfig,
+    c: &BaseConsumer,
+    topic: Option<&str>,
+) -> Result<rdkafka::metadata::Metadata> {
     c.fetch_metadata(topic, TIMEOUT)
-        .map_err(|e| Error::Unreachable { brokers: kafka.brokers.clone(), detail: e.to_string() })
+        .map_err(|e| Error::Unreachable {
+            brokers: kafka.brokers.clone(),
+            detail: e.to_string(),
+        })
 }
 
 /// The partition ids of a topic, or [`Error::NoSuchTopic`].
@@ -91,7 +112,11 @@ pub async fn topic_partitions(kafka: &KafkaConfig, topic: &str) -> Result<Vec<i3
     blocking(move || {
         let c = metadata_consumer(&kafka)?;
         let md = metadata(&kafka, &c, Some(&topic))?;
-        let t = md.topics().iter().find(|t| t.name() == topic).ok_or_else(|| Error::NoSuchTopic(topic.clone()))?;
+        let t = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .ok_or_else(|| Error::NoSuchTopic(topic.clone()))?;
         if t.error().is_some() || t.partitions().is_empty() {
             return Err(Error::NoSuchTopic(topic.clone()));
         }
@@ -123,10 +148,16 @@ pub async fn list_topics(kafka: &KafkaConfig) -> Result<Vec<TopicSummary>> {
         for t in md.topics().iter().filter(|t| !t.name().starts_with("__")) {
             let mut messages = 0;
             for p in t.partitions() {
-                let (lo, hi) = c.fetch_watermarks(t.name(), p.id(), TIMEOUT).context("fetch watermarks")?;
+                let (lo, hi) = c
+                    .fetch_watermarks(t.name(), p.id(), TIMEOUT)
+                    .context("fetch watermarks")?;
                 messages += hi - lo;
             }
-            out.push(TopicSummary { name: t.name().into(), partitions: t.partitions().len(), messages });
+            out.push(TopicSummary {
+                name: t.name().into(),
+                partitions: t.partitions().len(),
+                messages,
+            });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
@@ -196,7 +227,11 @@ pub struct GroupMember {
 
 /// Describes a topic: partitions, offsets, config and the lag of every group that consumes it
 /// (the groups the cluster lists, plus `groups`, which are checked even when listing fails).
-pub async fn describe_topic(kafka: &KafkaConfig, topic: &str, groups: &[String]) -> Result<TopicDescription> {
+pub async fn describe_topic(
+    kafka: &KafkaConfig,
+    topic: &str,
+    groups: &[String],
+) -> Result<TopicDescription> {
     let extra = groups.to_vec();
     let config = topic_config(kafka, topic).await.unwrap_or_default();
     let kafka = kafka.clone();
@@ -249,23 +284,34 @@ pub async fn describe_topic(kafka: &KafkaConfig, topic: &str, groups: &[String])
     .await
 }
 
-fn group_lag(kafka: &KafkaConfig, names: &[String], topic: &str, parts: &[PartitionInfo]) -> Result<Vec<GroupLag>> {
+fn group_lag(
+    kafka: &KafkaConfig,
+    names: &[String],
+    topic: &str,
+    parts: &[PartitionInfo],
+) -> Result<Vec<GroupLag>> {
     let mut out = Vec::new();
     for name in names {
         // A consumer configured with the group's id reads its committed offsets without joining.
-        let gc: BaseConsumer = client::consumer(kafka, name, "range").create().context("create group reader")?;
+        let gc: BaseConsumer = client::consumer(kafka, name, "range")
+            .create()
+            .context("create group reader")?;
         let mut tpl = TopicPartitionList::new();
         for p in parts {
             tpl.add_partition(topic, p.id);
         }
-        let committed = gc.committed_offsets(tpl, TIMEOUT).context(format!("committed offsets of group {name}"))?;
+        let committed = gc
+            .committed_offsets(tpl, TIMEOUT)
+            .context(format!("committed offsets of group {name}"))?;
         let mut any = false;
         let mut rows = Vec::new();
         for p in parts {
-            let off = committed.find_partition(topic, p.id).and_then(|e| match e.offset() {
-                Offset::Offset(o) => Some(o),
-                _ => None,
-            });
+            let off = committed
+                .find_partition(topic, p.id)
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                });
             any |= off.is_some();
             rows.push(GroupLag {
                 group: name.clone(),
@@ -286,12 +332,21 @@ fn group_lag(kafka: &KafkaConfig, names: &[String], topic: &str, parts: &[Partit
 pub async fn topic_config(kafka: &KafkaConfig, topic: &str) -> Result<Vec<(String, String)>> {
     let admin = admin(kafka)?;
     let opts = AdminOptions::new().request_timeout(Some(TIMEOUT));
-    let res = admin.describe_configs([&ResourceSpecifier::Topic(topic)], &opts).await.context("describe configs")?;
+    let res = admin
+        .describe_configs([&ResourceSpecifier::Topic(topic)], &opts)
+        .await
+        .context("describe configs")?;
     let mut out = Vec::new();
     for r in res {
-        let r = r.map_err(|code| Error::Topic { topic: topic.into(), message: code.to_string() })?;
+        let r = r.map_err(|code| Error::Topic {
+            topic: topic.into(),
+            message: code.to_string(),
+        })?;
         for e in r.entries {
-            let always = matches!(e.name.as_str(), "retention.ms" | "retention.bytes" | "cleanup.policy");
+            let always = matches!(
+                e.name.as_str(),
+                "retention.ms" | "retention.bytes" | "cleanup.policy"
+            );
             if let Some(v) = e.value.filter(|_| always || !e.is_default) {
                 out.push((e.name, v));
             }
@@ -311,7 +366,9 @@ pub async fn high_watermarks(kafka: &KafkaConfig, topic: &str) -> Result<Vec<(i3
         parts
             .into_iter()
             .map(|p| {
-                let (lo, hi) = c.fetch_watermarks(&topic, p, TIMEOUT).context("fetch watermarks")?;
+                let (lo, hi) = c
+                    .fetch_watermarks(&topic, p, TIMEOUT)
+                    .context("fetch watermarks")?;
                 Ok((p, lo, hi))
             })
             .collect()
@@ -321,7 +378,11 @@ pub async fn high_watermarks(kafka: &KafkaConfig, topic: &str) -> Result<Vec<(i3
 
 /// Per partition, the first offset whose timestamp is at or after `ms` (ms since the Unix
 /// epoch); -1 (the end) for a partition with no such message.
-pub async fn offsets_for_time(kafka: &KafkaConfig, topic: &str, ms: i64) -> Result<std::collections::BTreeMap<i32, i64>> {
+pub async fn offsets_for_time(
+    kafka: &KafkaConfig,
+    topic: &str,
+    ms: i64,
+) -> Result<std::collections::BTreeMap<i32, i64>> {
     let kafka = kafka.clone();
     let topic = topic.to_string();
     let parts = topic_partitions(&kafka, &topic).await?;
@@ -329,23 +390,36 @@ pub async fn offsets_for_time(kafka: &KafkaConfig, topic: &str, ms: i64) -> Resu
         let c = metadata_consumer(&kafka)?;
         let mut tpl = rdkafka::TopicPartitionList::new();
         for p in &parts {
-            tpl.add_partition_offset(&topic, *p, rdkafka::Offset::Offset(ms)).context("offsets for time")?;
+            tpl.add_partition_offset(&topic, *p, rdkafka::Offset::Offset(ms))
+                .context("offsets for time")?;
         }
-        let found = c.offsets_for_times(tpl, TIMEOUT).context("offsets for time")?;
+        let found = c
+            .offsets_for_times(tpl, TIMEOUT)
+            .context("offsets for time")?;
         Ok(found
             .elements_for_topic(&topic)
             .iter()
-            .map(|e| (e.partition(), match e.offset() {
-                rdkafka::Offset::Offset(o) => o,
-                _ => -1,
-            }))
+            .map(|e| {
+                (
+                    e.partition(),
+                    match e.offset() {
+                        rdkafka::Offset::Offset(o) => o,
+                        _ => -1,
+                    },
+                )
+            })
             .collect())
     })
     .await
 }
 
-pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
-        Err(Error::Topic { topic: String::new(), message: format!("internal: admin task failed: {e}") })
+        Err(Error::Topic {
+            topic: String::new(),
+            message: format!("internal: admin task failed: {e}"),
+        })
     })
 }

@@ -23,20 +23,32 @@ pub struct ConsumeReport {
 }
 
 /// Reads `topic` from the start until the end it had at the start (or `count` messages).
-pub async fn consume(kafka: &KafkaConfig, topic: &str, count: Option<u64>) -> Result<ConsumeReport> {
+pub async fn consume(
+    kafka: &KafkaConfig,
+    topic: &str,
+    count: Option<u64>,
+) -> Result<ConsumeReport> {
     let marks = crate::admin::high_watermarks(kafka, topic).await?;
     let kafka = kafka.clone();
     let topic = topic.to_string();
     crate::admin::blocking(move || {
         let mut c = client::base(&kafka);
-        c.set("group.id", "rtlake-bench").set("enable.auto.commit", "false").set("enable.partition.eof", "false");
+        c.set("group.id", "rtlake-bench")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false");
         let consumer: BaseConsumer = c.create().context("create bench consumer")?;
         let mut tpl = TopicPartitionList::new();
         for (p, _, _) in &marks {
-            tpl.add_partition_offset(&topic, *p, Offset::Beginning).context("assign")?;
+            tpl.add_partition_offset(&topic, *p, Offset::Beginning)
+                .context("assign")?;
         }
         consumer.assign(&tpl).context("assign")?;
-        let target: u64 = count.unwrap_or_else(|| marks.iter().map(|(_, lo, hi)| (hi - lo).max(0) as u64).sum());
+        let target: u64 = count.unwrap_or_else(|| {
+            marks
+                .iter()
+                .map(|(_, lo, hi)| (hi - lo).max(0) as u64)
+                .sum()
+        });
         let (mut messages, mut bytes) = (0u64, 0u64);
         let start = Instant::now();
         let mut idle = Instant::now();
@@ -49,12 +61,19 @@ pub async fn consume(kafka: &KafkaConfig, topic: &str, count: Option<u64>) -> Re
                 }
                 Some(Err(e)) => tracing::warn!(error = %e, "bench consumer error"),
                 None if idle.elapsed() > Duration::from_secs(60) => {
-                    return Err(crate::Error::Topic { topic: topic.clone(), message: format!("no message for 60 s after {messages} of {target}") });
+                    return Err(crate::Error::Topic {
+                        topic: topic.clone(),
+                        message: format!("no message for 60 s after {messages} of {target}"),
+                    });
                 }
                 None => {}
             }
         }
-        Ok(ConsumeReport { messages, bytes, elapsed: start.elapsed() })
+        Ok(ConsumeReport {
+            messages,
+            bytes,
+            elapsed: start.elapsed(),
+        })
     })
     .await
 }

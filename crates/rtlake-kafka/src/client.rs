@@ -30,8 +30,14 @@ pub fn producer(kafka: &KafkaConfig, p: &ProducerConfig) -> ClientConfig {
     .set("linger.ms", p.linger.get().as_millis().to_string())
     .set("batch.size", p.batch_size.0.to_string())
     .set("compression.type", p.compression.as_str())
-    .set("max.in.flight.requests.per.connection", p.max_in_flight.to_string())
-    .set("delivery.timeout.ms", p.delivery_timeout.get().as_millis().to_string())
+    .set(
+        "max.in.flight.requests.per.connection",
+        p.max_in_flight.to_string(),
+    )
+    .set(
+        "delivery.timeout.ms",
+        p.delivery_timeout.get().as_millis().to_string(),
+    )
     // Keep the default queue large enough for a whole poll of a scaled replay.
     .set("queue.buffering.max.messages", "1000000")
     .set("queue.buffering.max.kbytes", "1048576");

@@ -44,7 +44,15 @@ pub async fn brokers(kafka: &KafkaConfig) -> Result<Vec<BrokerInfo>> {
     blocking(move || {
         let c = metadata_consumer(&kafka)?;
         let md = metadata(&kafka, &c, None)?;
-        Ok(md.brokers().iter().map(|b| BrokerInfo { id: b.id(), host: b.host().to_string(), port: b.port() }).collect())
+        Ok(md
+            .brokers()
+            .iter()
+            .map(|b| BrokerInfo {
+                id: b.id(),
+                host: b.host().to_string(),
+                port: b.port(),
+            })
+            .collect())
     })
     .await
 }
@@ -65,7 +73,8 @@ pub async fn peek(kafka: &KafkaConfig, topic: &str, n: i64) -> Result<Vec<Peeked
         let mut left = std::collections::BTreeMap::new();
         for (p, lo, hi) in &parts {
             if hi > lo {
-                tpl.add_partition_offset(&topic, *p, Offset::Offset((*hi - n).max(*lo))).context("peek")?;
+                tpl.add_partition_offset(&topic, *p, Offset::Offset((*hi - n).max(*lo)))
+                    .context("peek")?;
                 left.insert(*p, *hi);
             }
         }
@@ -73,12 +82,18 @@ pub async fn peek(kafka: &KafkaConfig, topic: &str, n: i64) -> Result<Vec<Peeked
         let mut out = Vec::new();
         let t0 = Instant::now();
         while !left.is_empty() && t0.elapsed() < TIMEOUT {
-            let Some(m) = c.poll(Duration::from_millis(200)) else { continue };
+            let Some(m) = c.poll(Duration::from_millis(200)) else {
+                continue;
+            };
             let m = m.context("peek")?;
             let text = |b: &[u8]| String::from_utf8_lossy(&b[..b.len().min(4096)]).to_string();
             let headers = m
                 .headers()
-                .map(|h| h.iter().map(|x| (x.key.to_string(), x.value.map(text).unwrap_or_default())).collect())
+                .map(|h| {
+                    h.iter()
+                        .map(|x| (x.key.to_string(), x.value.map(text).unwrap_or_default()))
+                        .collect()
+                })
                 .unwrap_or_default();
             out.push(PeekedMessage {
                 partition: m.partition(),
@@ -88,7 +103,10 @@ pub async fn peek(kafka: &KafkaConfig, topic: &str, n: i64) -> Result<Vec<Peeked
                 value: m.payload().map(text),
                 headers,
             });
-            if left.get(&m.partition()).is_some_and(|hi| m.offset() + 1 >= *hi) {
+            if left
+                .get(&m.partition())
+                .is_some_and(|hi| m.offset() + 1 >= *hi)
+            {
                 left.remove(&m.partition());
             }
         }

@@ -34,7 +34,9 @@ pub enum Error {
         message: String,
     },
     /// No broker answered.
-    #[error("cannot reach Kafka at {brokers} (kafka.brokers): {detail}. Is a broker running? `rtlake broker` starts one; `rtlake demo` runs everything")]
+    #[error(
+        "cannot reach Kafka at {brokers} (kafka.brokers): {detail}. Is a broker running? `rtlake broker` starts one; `rtlake demo` runs everything"
+    )]
     Unreachable {
         /// The bootstrap servers tried.
         brokers: String,
@@ -55,6 +57,9 @@ pub(crate) trait Context<T> {
 
 impl<T> Context<T> for std::result::Result<T, rdkafka::error::KafkaError> {
     fn context(self, what: impl Into<String>) -> Result<T> {
-        self.map_err(|cause| Error::Kafka { context: what.into(), cause })
+        self.map_err(|cause| Error::Kafka {
+            context: what.into(),
+            cause,
+        })
     }
 }

@@ -20,7 +20,11 @@ pub struct CatalogEntry {
 impl CatalogEntry {
     /// `ns.name`, or `name` for a top-level table.
     pub fn qualified(&self) -> String {
-        if self.namespace.is_empty() { self.name.clone() } else { format!("{}.{}", self.namespace, self.name) }
+        if self.namespace.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{}.{}", self.namespace, self.name)
+        }
     }
 }
 
@@ -28,9 +32,15 @@ impl CatalogEntry {
 pub fn list_tables(lake: &Lake) -> Result<Vec<CatalogEntry>> {
     let root = lake.root();
     if root.scheme() != "file" {
-        return Err(Error::Location { uri: root.to_string(), reason: "listing tables needs a local lake in this build".into() });
+        return Err(Error::Location {
+            uri: root.to_string(),
+            reason: "listing tables needs a local lake in this build".into(),
+        });
     }
-    let base = root.to_file_path().map_err(|_| Error::Location { uri: root.to_string(), reason: "not a local path".into() })?;
+    let base = root.to_file_path().map_err(|_| Error::Location {
+        uri: root.to_string(),
+        reason: "not a local path".into(),
+    })?;
     let is_table = |p: &std::path::Path| p.join("_delta_log").is_dir();
     let dirs = |p: &std::path::Path| -> Vec<(String, std::path::PathBuf)> {
         let mut v: Vec<_> = std::fs::read_dir(p)
@@ -46,16 +56,36 @@ pub fn list_tables(lake: &Lake) -> Result<Vec<CatalogEntry>> {
     let mut out = Vec::new();
     for (ns, path) in dirs(&base) {
         if is_table(&path) {
-            out.push(CatalogEntry { namespace: String::new(), name: ns, url: lake.root().join(&format!("{}/", path.file_name().unwrap_or_default().to_string_lossy())).map_err(|e| Error::Location { uri: path.display().to_string(), reason: e.to_string() })? });
+            out.push(CatalogEntry {
+                namespace: String::new(),
+                name: ns,
+                url: lake
+                    .root()
+                    .join(&format!(
+                        "{}/",
+                        path.file_name().unwrap_or_default().to_string_lossy()
+                    ))
+                    .map_err(|e| Error::Location {
+                        uri: path.display().to_string(),
+                        reason: e.to_string(),
+                    })?,
+            });
             continue;
         }
         for (name, _) in dirs(&path) {
             if is_table(&path.join(&name)) {
-                let url = lake
-                    .root()
-                    .join(&format!("{ns}/{name}/"))
-                    .map_err(|e| Error::Location { uri: format!("{ns}/{name}"), reason: e.to_string() })?;
-                out.push(CatalogEntry { namespace: ns.clone(), name, url });
+                let url =
+                    lake.root()
+                        .join(&format!("{ns}/{name}/"))
+                        .map_err(|e| Error::Location {
+                            uri: format!("{ns}/{name}"),
+                            reason: e.to_string(),
+                        })?;
+                out.push(CatalogEntry {
+                    namespace: ns.clone(),
+                    name,
+                    url,
+                });
             }
         }
     }
@@ -76,24 +106,55 @@ pub struct TableStatus {
 }
 
 /// Reads a table's latest version, last commit time and the txn versions of `app_ids`.
-pub async fn table_status(lake: &Lake, entry: &CatalogEntry, app_ids: &[String]) -> Result<TableStatus> {
-    let de = |cause| Error::Delta { table: entry.qualified(), cause };
-    let table = deltalake::DeltaTable::try_from_url_with_storage_options(entry.url.clone(), lake.storage_options().clone())
-        .await
-        .map_err(de)?;
+pub async fn table_status(
+    lake: &Lake,
+    entry: &CatalogEntry,
+    app_ids: &[String],
+) -> Result<TableStatus> {
+    let de = |cause| Error::Delta {
+        table: entry.qualified(),
+        cause,
+    };
+    let table = deltalake::DeltaTable::try_from_url_with_storage_options(
+        entry.url.clone(),
+        lake.storage_options().clone(),
+    )
+    .await
+    .map_err(de)?;
     let mut txns = std::collections::BTreeMap::new();
     let version = table.version();
     if version.is_some() {
         let snapshot = table.snapshot().map_err(de)?;
         let store = table.log_store();
         for id in app_ids {
-            txns.insert(id.clone(), snapshot.transaction_version(store.as_ref(), id).await.map_err(de)?);
+            txns.insert(
+                id.clone(),
+                snapshot
+                    .transaction_version(store.as_ref(), id)
+                    .await
+                    .map_err(de)?,
+            );
         }
     }
     let last_commit_ms = version.and_then(|v| {
-        let log = entry.url.to_file_path().ok()?.join("_delta_log").join(format!("{v:020}.json"));
+        let log = entry
+            .url
+            .to_file_path()
+            .ok()?
+            .join("_delta_log")
+            .join(format!("{v:020}.json"));
         let modified = std::fs::metadata(log).ok()?.modified().ok()?;
-        Some(modified.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64)
+        Some(
+            modified
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()?
+                .as_millis() as i64,
+        )
     });
-    Ok(TableStatus { table: entry.qualified(), version, last_commit_ms, txns })
+    Ok(TableStatus {
+        table: entry.qualified(),
+        version,
+        last_commit_ms,
+        txns,
+    })
 }

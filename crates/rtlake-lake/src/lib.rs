@@ -37,7 +37,9 @@ pub enum Error {
     },
     /// Another writer committed the same input partition first: this epoch must be dropped and
     /// the partition re-read from what the table holds (a rebalance moved it).
-    #[error("table {table}: partition {app_id} is at version {found:?} in the table, not {expected:?}: another worker wrote it")]
+    #[error(
+        "table {table}: partition {app_id} is at version {found:?} in the table, not {expected:?}: another worker wrote it"
+    )]
     ConflictingOffsets {
         /// The table.
         table: String,
@@ -72,7 +74,10 @@ impl Lake {
     /// Opens the lake at a local path (made if missing) or an object store URL.
     pub fn open(cfg: &LakeConfig) -> Result<Self> {
         let uri = cfg.uri.trim();
-        let err = |reason: String| Error::Location { uri: uri.to_string(), reason };
+        let err = |reason: String| Error::Location {
+            uri: uri.to_string(),
+            reason,
+        };
         let root = match Url::parse(uri) {
             Ok(u) if u.scheme().len() > 1 => u,
             _ => {
@@ -83,7 +88,9 @@ impl Lake {
             }
         };
         if root.scheme() == "file" {
-            let path = root.to_file_path().map_err(|_| err("not a local path".into()))?;
+            let path = root
+                .to_file_path()
+                .map_err(|_| err("not a local path".into()))?;
             std::fs::create_dir_all(&path).map_err(|e| err(e.to_string()))?;
         } else if !matches!(root.scheme(), "memory") {
             return Err(err(format!(
@@ -95,7 +102,10 @@ impl Lake {
         if !root.path().ends_with('/') {
             root.set_path(&format!("{}/", root.path()));
         }
-        Ok(Self { root, options: cfg.storage_options.clone().into_iter().collect() })
+        Ok(Self {
+            root,
+            options: cfg.storage_options.clone().into_iter().collect(),
+        })
     }
 
     /// The root URL, ending in `/`.
@@ -106,7 +116,9 @@ impl Lake {
     /// Where a table lives: `<root>/<ns>/<name>/`.
     pub fn table_url(&self, table: TableName) -> Url {
         // Table paths are made of fixed identifiers: joining cannot fail.
-        self.root.join(&format!("{}/", table.path())).expect("table path joins")
+        self.root
+            .join(&format!("{}/", table.path()))
+            .expect("table path joins")
     }
 
     /// Object store options.

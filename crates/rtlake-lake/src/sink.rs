@@ -47,23 +47,37 @@ fn kernel_type(t: &ArrowType) -> Option<DataType> {
 
 impl DeltaSink {
     /// Opens the table, creating it with `schema` and `partitions` if it does not exist.
-    pub async fn open(lake: &Lake, name: TableName, schema: SchemaRef, partitions: &[&str]) -> Result<Self> {
-        let de = |cause| Error::Delta { table: name.to_string(), cause };
+    pub async fn open(
+        lake: &Lake,
+        name: TableName,
+        schema: SchemaRef,
+        partitions: &[&str],
+    ) -> Result<Self> {
+        let de = |cause| Error::Delta {
+            table: name.to_string(),
+            cause,
+        };
         let url = lake.table_url(name);
         if url.scheme() == "file" {
             if let Ok(p) = url.to_file_path() {
-                std::fs::create_dir_all(&p).map_err(|e| de(DeltaTableError::Generic(e.to_string())))?;
+                std::fs::create_dir_all(&p)
+                    .map_err(|e| de(DeltaTableError::Generic(e.to_string())))?;
             }
         }
-        let mut table = DeltaTable::try_from_url_with_storage_options(url, lake.storage_options().clone())
-            .await
-            .map_err(de)?;
+        let mut table =
+            DeltaTable::try_from_url_with_storage_options(url, lake.storage_options().clone())
+                .await
+                .map_err(de)?;
         if table.version().is_none() {
             let mut columns = Vec::new();
             for f in schema.fields() {
                 let t = kernel_type(f.data_type()).ok_or_else(|| Error::Schema {
                     table: name.to_string(),
-                    reason: format!("column {} has type {} that the sink cannot write", f.name(), f.data_type()),
+                    reason: format!(
+                        "column {} has type {} that the sink cannot write",
+                        f.name(),
+                        f.data_type()
+                    ),
                 })?;
                 columns.push(StructField::new(f.name(), t, f.is_nullable()));
             }
@@ -72,15 +86,23 @@ impl DeltaSink {
                 .with_table_name(name.to_string())
                 .with_columns(columns)
                 .with_partition_columns(partitions.iter().copied())
-                .with_configuration_property(deltalake::TableProperty::CheckpointInterval, Some("20"))
+                .with_configuration_property(
+                    deltalake::TableProperty::CheckpointInterval,
+                    Some("20"),
+                )
                 .await;
             table = match created {
                 Ok(t) => t,
                 // Another worker created it first: open that one.
-                Err(DeltaTableError::VersionAlreadyExists(_) | DeltaTableError::Transaction { .. }) => {
-                    let mut t = DeltaTable::try_from_url_with_storage_options(lake.table_url(name), lake.storage_options().clone())
-                        .await
-                        .map_err(de)?;
+                Err(
+                    DeltaTableError::VersionAlreadyExists(_) | DeltaTableError::Transaction { .. },
+                ) => {
+                    let mut t = DeltaTable::try_from_url_with_storage_options(
+                        lake.table_url(name),
+                        lake.storage_options().clone(),
+                    )
+                    .await
+                    .map_err(de)?;
                     t.load().await.map_err(de)?;
                     t
                 }
@@ -88,7 +110,12 @@ impl DeltaSink {
             };
             tracing::info!(table = %name, "created table");
         }
-        Ok(Self { name, schema, table, known: BTreeMap::new() })
+        Ok(Self {
+            name,
+            schema,
+            table,
+            known: BTreeMap::new(),
+        })
     }
 
     /// The table's name.
@@ -102,14 +129,23 @@ impl DeltaSink {
     }
 
     /// Reloads the table and returns the txn versions of `app_ids` (absent: never written).
-    pub async fn refresh_versions(&mut self, app_ids: &[String]) -> Result<BTreeMap<String, Option<i64>>> {
-        let de = |cause| Error::Delta { table: self.name.to_string(), cause };
+    pub async fn refresh_versions(
+        &mut self,
+        app_ids: &[String],
+    ) -> Result<BTreeMap<String, Option<i64>>> {
+        let de = |cause| Error::Delta {
+            table: self.name.to_string(),
+            cause,
+        };
         self.table.update_state().await.map_err(de)?;
         let mut out = BTreeMap::new();
         let snapshot = self.table.snapshot().map_err(de)?;
         let store = self.table.log_store();
         for id in app_ids {
-            let v = snapshot.transaction_version(store.as_ref(), id).await.map_err(de)?;
+            let v = snapshot
+                .transaction_version(store.as_ref(), id)
+                .await
+                .map_err(de)?;
             match v {
                 Some(v) => self.known.insert(id.clone(), v),
                 None => self.known.remove(id),
@@ -128,11 +164,21 @@ impl DeltaSink {
     ///
     /// Fails with [`Error::ConflictingOffsets`] if the table's versions are no longer those this
     /// sink last saw (another worker advanced them); nothing is committed then.
-    pub async fn commit(&mut self, batches: Vec<RecordBatch>, txns: &BTreeMap<String, i64>) -> Result<u64> {
+    pub async fn commit(
+        &mut self,
+        batches: Vec<RecordBatch>,
+        txns: &BTreeMap<String, i64>,
+    ) -> Result<u64> {
         let table_name = self.name.to_string();
-        let de = |cause| Error::Delta { table: table_name.clone(), cause };
+        let de = |cause| Error::Delta {
+            table: table_name.clone(),
+            cause,
+        };
         let ids: Vec<String> = txns.keys().cloned().collect();
-        let expected: BTreeMap<String, Option<i64>> = ids.iter().map(|id| (id.clone(), self.known.get(id).copied())).collect();
+        let expected: BTreeMap<String, Option<i64>> = ids
+            .iter()
+            .map(|id| (id.clone(), self.known.get(id).copied()))
+            .collect();
         let found = self.refresh_versions(&ids).await?;
         for (id, want) in &expected {
             if found.get(id).copied().flatten() != *want {
@@ -144,12 +190,20 @@ impl DeltaSink {
                 });
             }
         }
-        let props = CommitProperties::default()
-            .with_application_transactions(txns.iter().map(|(id, v)| Transaction::new(id, *v)).collect());
-        let mut writer = RecordBatchWriter::for_table(&self.table).map_err(de)?.with_commit_properties(props);
+        let props = CommitProperties::default().with_application_transactions(
+            txns.iter()
+                .map(|(id, v)| Transaction::new(id, *v))
+                .collect(),
+        );
+        let mut writer = RecordBatchWriter::for_table(&self.table)
+            .map_err(de)?
+            .with_commit_properties(props);
         for b in batches.into_iter().filter(|b| b.num_rows() > 0) {
             if b.schema().fields() != self.schema.fields() {
-                return Err(Error::Schema { table: table_name.clone(), reason: format!("batch schema {} differs", b.schema()) });
+                return Err(Error::Schema {
+                    table: table_name.clone(),
+                    reason: format!("batch schema {} differs", b.schema()),
+                });
             }
             writer.write(b).await.map_err(de)?;
         }
@@ -175,11 +229,21 @@ impl DeltaSink {
 
 /// Reads the txn versions of `app_ids` from the latest version of a table, without writing.
 /// A table that does not exist yet has none.
-pub async fn read_versions(lake: &Lake, name: TableName, app_ids: &[String]) -> Result<BTreeMap<String, Option<i64>>> {
-    let de = |cause| Error::Delta { table: name.to_string(), cause };
-    let table = DeltaTable::try_from_url_with_storage_options(lake.table_url(name), lake.storage_options().clone())
-        .await
-        .map_err(de)?;
+pub async fn read_versions(
+    lake: &Lake,
+    name: TableName,
+    app_ids: &[String],
+) -> Result<BTreeMap<String, Option<i64>>> {
+    let de = |cause| Error::Delta {
+        table: name.to_string(),
+        cause,
+    };
+    let table = DeltaTable::try_from_url_with_storage_options(
+        lake.table_url(name),
+        lake.storage_options().clone(),
+    )
+    .await
+    .map_err(de)?;
     let mut out = BTreeMap::new();
     if table.version().is_none() {
         out.extend(app_ids.iter().map(|id| (id.clone(), None)));
@@ -188,7 +252,13 @@ pub async fn read_versions(lake: &Lake, name: TableName, app_ids: &[String]) -> 
     let snapshot = table.snapshot().map_err(de)?;
     let store = table.log_store();
     for id in app_ids {
-        out.insert(id.clone(), snapshot.transaction_version(store.as_ref(), id).await.map_err(de)?);
+        out.insert(
+            id.clone(),
+            snapshot
+                .transaction_version(store.as_ref(), id)
+                .await
+                .map_err(de)?,
+        );
     }
     Ok(out)
 }

@@ -58,19 +58,35 @@ pub struct LakeSql {
 impl LakeSql {
     /// Registers every table found in the lake.
     pub async fn open(lake: &Lake) -> Result<Self> {
-        let config = SessionConfig::new().with_information_schema(true).with_default_catalog_and_schema("datafusion", "public");
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema("datafusion", "public");
         let ctx = SessionContext::new_with_config(config);
-        let catalog = ctx.catalog("datafusion").ok_or_else(|| Error::Output("no default catalog".into()))?;
+        let catalog = ctx
+            .catalog("datafusion")
+            .ok_or_else(|| Error::Output("no default catalog".into()))?;
         let mut tables = Vec::new();
         for entry in rtlake_lake::catalog::list_tables(lake)? {
-            let table_err = |cause| Error::Table { table: entry.qualified(), cause };
-            let mut table = deltalake::DeltaTable::try_from_url_with_storage_options(entry.url.clone(), lake.storage_options().clone())
-                .await
-                .map_err(table_err)?;
+            let table_err = |cause| Error::Table {
+                table: entry.qualified(),
+                cause,
+            };
+            let mut table = deltalake::DeltaTable::try_from_url_with_storage_options(
+                entry.url.clone(),
+                lake.storage_options().clone(),
+            )
+            .await
+            .map_err(table_err)?;
             table.load().await.map_err(table_err)?;
-            table.update_datafusion_session(&ctx.state()).map_err(table_err)?;
+            table
+                .update_datafusion_session(&ctx.state())
+                .map_err(table_err)?;
             let provider = table.table_provider().await?;
-            let schema_name = if entry.namespace.is_empty() { "public" } else { entry.namespace.as_str() };
+            let schema_name = if entry.namespace.is_empty() {
+                "public"
+            } else {
+                entry.namespace.as_str()
+            };
             let schema = match catalog.schema(schema_name) {
                 Some(s) => s,
                 None => {
@@ -84,7 +100,11 @@ impl LakeSql {
         }
         for (name, sql) in VIEWS {
             let (ns, _) = name.split_once('.').unwrap_or(("public", name));
-            let base = sql.split(" FROM ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or_default();
+            let base = sql
+                .split(" FROM ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .unwrap_or_default();
             if tables.iter().any(|t| t == base) && catalog.schema(ns).is_some() {
                 let view = ctx.sql(sql).await?.into_view();
                 ctx.register_table(*name, view)?;
@@ -126,20 +146,33 @@ pub enum Format {
 }
 
 /// Writes a result in a format.
-pub fn write(out: &mut dyn std::io::Write, schema: &SchemaRef, batches: &[RecordBatch], format: Format) -> Result<()> {
+pub fn write(
+    out: &mut dyn std::io::Write,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    format: Format,
+) -> Result<()> {
     let e = |x: arrow::error::ArrowError| Error::Output(x.to_string());
     match format {
         Format::Table => {
-            let shown = if batches.is_empty() { vec![RecordBatch::new_empty(schema.clone())] } else { batches.to_vec() };
+            let shown = if batches.is_empty() {
+                vec![RecordBatch::new_empty(schema.clone())]
+            } else {
+                batches.to_vec()
+            };
             let t = arrow::util::pretty::pretty_format_batches(&shown).map_err(e)?;
             writeln!(out, "{t}").map_err(|x| Error::Output(x.to_string()))?;
             let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-            writeln!(out, "{rows} row{}", if rows == 1 { "" } else { "s" }).map_err(|x| Error::Output(x.to_string()))?;
+            writeln!(out, "{rows} row{}", if rows == 1 { "" } else { "s" })
+                .map_err(|x| Error::Output(x.to_string()))?;
         }
         Format::Csv => {
-            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut *out);
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut *out);
             if batches.is_empty() {
-                w.write(&RecordBatch::new_empty(schema.clone())).map_err(e)?;
+                w.write(&RecordBatch::new_empty(schema.clone()))
+                    .map_err(e)?;
             }
             for b in batches {
                 w.write(b).map_err(e)?;

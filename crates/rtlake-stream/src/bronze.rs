@@ -3,8 +3,11 @@
 
 use crate::operator::{Emitted, Operator, Rejections};
 use crate::source::RawMessage;
+use arrow::array::{
+    ArrayRef, BinaryBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder,
+    RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+};
 use arrow::datatypes::SchemaRef;
-use arrow::array::{ArrayRef, BinaryBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
 use chrono::{DateTime, Utc};
 use rtlake_bikes::districts::Districts;
 use rtlake_bikes::model::{DecodeError, StationStatus};
@@ -28,10 +31,18 @@ pub struct EpochInput<'a> {
 
 impl<'a> EpochInput<'a> {
     /// Decodes the messages and places each station in its district.
-    pub fn new(topic: &'a str, msgs: &'a [RawMessage], now: DateTime<Utc>, places: &mut DistrictCache) -> Self {
+    pub fn new(
+        topic: &'a str,
+        msgs: &'a [RawMessage],
+        now: DateTime<Utc>,
+        places: &mut DistrictCache,
+    ) -> Self {
         let decode = |m: &RawMessage| match &m.payload {
             Some(p) => StationStatus::decode(p),
-            None => Err(DecodeError { reason: RejectReason::Decode, error: "message has no value".into() }),
+            None => Err(DecodeError {
+                reason: RejectReason::Decode,
+                error: "message has no value".into(),
+            }),
         };
         // Large epochs are decoded on every core, in order.
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
@@ -40,17 +51,97 @@ impl<'a> EpochInput<'a> {
         } else {
             let chunk = msgs.len().div_ceil(threads);
             std::thread::scope(|scope| {
-                let parts: Vec<_> = msgs.chunks(chunk).map(|c| scope.spawn(move || c.iter().map(decode).collect::<Vec<_>>())).collect();
-                parts.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+                let parts: Vec<_> = msgs
+                    .chunks(chunk)
+                    .map(|c| scope.spawn(move || c.iter().map(decode).collect::<Vec<_>>()))
+                    .collect();
+                parts
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
             })
         };
-        let districts = decoded.iter().map(|d| d.as_ref().ok().and_then(|s| places.district(s.lat, s.lon))).collect();
-        Self { topic, msgs, decoded, districts, now }
+        let districts = decoded
+            .iter()
+            .map(|d| d.as_ref().ok().and_then(|s| places.district(s.lat, s.lon)))
+            .collect();
+        Self {
+            topic,
+            msgs,
+            decoded,
+            districts,
+            now,
+        }
+    }
+
+    /// Turns each decoded event whose time is more than `max_future` ahead of the clock into a
+    /// `future` rejection, so that one bad clock upstream moves no watermark and no state. The
+    /// clock is the time the message entered Kafka (its timestamp), or the epoch's time if that
+    /// is earlier or missing (the file source): a re-run of the epoch decides the same.
+    pub fn guard_future(mut self, max_future: std::time::Duration) -> Self {
+        let now = self.now.timestamp_millis();
+        let ahead = i64::try_from(max_future.as_millis()).unwrap_or(i64::MAX);
+        for (m, d) in self.msgs.iter().zip(self.decoded.iter_mut()) {
+            let Ok(s) = d else { continue };
+            let clock = m.timestamp.map_or(now, |t| t.min(now));
+            let at = s.polled_at.timestamp_millis();
+            if at.saturating_sub(clock) > ahead {
+                let clock = DateTime::<Utc>::from_timestamp_millis(clock).unwrap_or(self.now);
+                let error = format!(
+                    "event time {} is {} ahead of the clock ({}); run.max-future is {}",
+                    s.polled_at.to_rfc3339(),
+                    humanize(std::time::Duration::from_millis(
+                        (at - clock.timestamp_millis()) as u64
+                    )),
+                    clock.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    humanize(max_future)
+                );
+                *d = Err(DecodeError {
+                    reason: RejectReason::Future,
+                    error,
+                });
+            }
+        }
+        self
     }
 
     /// Each message with its decoding and district.
-    pub fn iter(&self) -> impl Iterator<Item = (&RawMessage, &Result<StationStatus, DecodeError>, Option<&Arc<str>>)> {
-        self.msgs.iter().zip(&self.decoded).zip(&self.districts).map(|((m, d), p)| (m, d, p.as_ref()))
+    pub fn iter(
+        &self,
+    ) -> impl Iterator<
+        Item = (
+            &RawMessage,
+            &Result<StationStatus, DecodeError>,
+            Option<&Arc<str>>,
+        ),
+    > {
+        self.msgs
+            .iter()
+            .zip(&self.decoded)
+            .zip(&self.districts)
+            .map(|((m, d), p)| (m, d, p.as_ref()))
+    }
+}
+
+/// A duration in its two largest units, zeros left out: `73d 4h`, `1h`, `2m 5s`.
+fn humanize(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    let units = [
+        (s / 86_400, "d"),
+        (s % 86_400 / 3600, "h"),
+        (s % 3600 / 60, "m"),
+        (s % 60, "s"),
+    ];
+    let first = units.iter().position(|(n, _)| *n > 0).unwrap_or(3);
+    let parts: Vec<String> = units[first..(first + 2).min(4)]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, u)| format!("{n}{u}"))
+        .collect();
+    if parts.is_empty() {
+        "0s".into()
+    } else {
+        parts.join(" ")
     }
 }
 
@@ -63,7 +154,10 @@ pub struct DistrictCache {
 
 impl Default for DistrictCache {
     fn default() -> Self {
-        Self { districts: Districts::builtin(), cache: HashMap::new() }
+        Self {
+            districts: Districts::builtin(),
+            cache: HashMap::new(),
+        }
     }
 }
 
@@ -73,13 +167,17 @@ impl DistrictCache {
         let districts = &self.districts;
         self.cache
             .entry((lat.to_bits(), lon.to_bits()))
-            .or_insert_with(|| districts.locate(lat, lon).map(|d| Arc::from(d.name_eng.as_str())))
+            .or_insert_with(|| {
+                districts
+                    .locate(lat, lon)
+                    .map(|d| Arc::from(d.name_eng.as_str()))
+            })
             .clone()
     }
 }
 
 /// `bronze.station_status`: every decodable message as a row; the rest go to `_rejected`
-/// (reasons `decode` and `validation`). Stateless.
+/// (reasons `decode`, `validation`, and `future` from [`EpochInput::guard_future`]). Stateless.
 #[derive(Default)]
 pub struct BronzeOperator;
 
@@ -121,12 +219,21 @@ pub struct RejectedColumns {
 
 impl RejectedColumns {
     /// Adds a rejected message.
-    pub fn push(&mut self, topic: &str, m: &RawMessage, reason: RejectReason, error: &str, sink: &str, at: DateTime<Utc>) {
+    pub fn push(
+        &mut self,
+        topic: &str,
+        m: &RawMessage,
+        reason: RejectReason,
+        error: &str,
+        sink: &str,
+        at: DateTime<Utc>,
+    ) {
         let (d, h) = rtlake_core::time::kst_partition(&at);
         self.topic.append_value(topic);
         self.partition.append_value(m.partition);
         self.offset.append_value(m.offset);
-        self.key.append_option(m.key.as_deref().map(String::from_utf8_lossy));
+        self.key
+            .append_option(m.key.as_deref().map(String::from_utf8_lossy));
         self.value.append_option(m.payload.as_deref());
         self.reason.append_value(reason.as_str());
         self.error.append_value(error);
@@ -149,7 +256,9 @@ impl RejectedColumns {
 
     /// The batch, in `_rejected`'s schema.
     pub fn finish(mut self) -> RecordBatch {
-        let ts = |b: &mut TimestampMicrosecondBuilder| Arc::new(b.finish().with_timezone("UTC")) as ArrayRef;
+        let ts = |b: &mut TimestampMicrosecondBuilder| {
+            Arc::new(b.finish().with_timezone("UTC")) as ArrayRef
+        };
         let cols: Vec<ArrayRef> = vec![
             Arc::new(self.topic.finish()),
             Arc::new(self.partition.finish()),
@@ -177,7 +286,13 @@ impl Operator for BronzeOperator {
         schema::bronze_station_status()
     }
 
-    fn process(&mut self, input: &EpochInput<'_>, owed: &dyn Fn(&RawMessage) -> bool, rejected: &mut Rejections<'_>, sink: &str) -> Emitted {
+    fn process(
+        &mut self,
+        input: &EpochInput<'_>,
+        owed: &dyn Fn(&RawMessage) -> bool,
+        rejected: &mut Rejections<'_>,
+        sink: &str,
+    ) -> Emitted {
         let now = input.now;
         let mut b = BronzeColumns::default();
         let mut origins = Vec::new();
@@ -207,7 +322,9 @@ impl Operator for BronzeOperator {
                 Err(e) => rejected.push(m, e.reason, sink, || e.error.clone()),
             }
         }
-        let ts = |x: &mut TimestampMicrosecondBuilder| Arc::new(x.finish().with_timezone("UTC")) as ArrayRef;
+        let ts = |x: &mut TimestampMicrosecondBuilder| {
+            Arc::new(x.finish().with_timezone("UTC")) as ArrayRef
+        };
         let cols: Vec<ArrayRef> = vec![
             Arc::new(b.station_id.finish()),
             Arc::new(b.station_name.finish()),
@@ -225,7 +342,8 @@ impl Operator for BronzeOperator {
             Arc::new(b.hour.finish()),
         ];
         // The columns follow the schema by construction.
-        let batch = RecordBatch::try_new(schema::bronze_station_status(), cols).expect("bronze columns match the schema");
+        let batch = RecordBatch::try_new(schema::bronze_station_status(), cols)
+            .expect("bronze columns match the schema");
         Emitted { batch, origins }
     }
 }
@@ -235,29 +353,103 @@ mod tests {
     use super::*;
 
     fn msg(offset: i64, value: &str) -> RawMessage {
-        RawMessage { partition: 1, offset, key: Some(b"ST-4".to_vec()), payload: Some(value.as_bytes().to_vec()), timestamp: None }
+        RawMessage {
+            partition: 1,
+            offset,
+            key: Some(b"ST-4".to_vec()),
+            payload: Some(value.as_bytes().to_vec()),
+            timestamp: None,
+        }
     }
 
-    fn run(msgs: &[RawMessage], owed: &dyn Fn(&RawMessage) -> bool, rejected_owed: &(dyn Fn(&RawMessage) -> bool + Sync)) -> (Emitted, RecordBatch) {
+    fn run(
+        msgs: &[RawMessage],
+        owed: &dyn Fn(&RawMessage) -> bool,
+        rejected_owed: &(dyn Fn(&RawMessage) -> bool + Sync),
+    ) -> (Emitted, RecordBatch) {
         let input = EpochInput::new("t", msgs, Utc::now(), &mut DistrictCache::default());
         let mut cols = RejectedColumns::default();
-        let out = BronzeOperator.process(&input, owed, &mut Rejections::new(&mut cols, rejected_owed, "t", input.now), "bronze.station_status");
+        let out = BronzeOperator.process(
+            &input,
+            owed,
+            &mut Rejections::new(&mut cols, rejected_owed, "t", input.now),
+            "bronze.station_status",
+        );
         (out, cols.finish())
     }
 
     #[test]
     fn good_rows_go_to_bronze_and_bad_ones_to_rejected_with_reasons() {
         let good = r#"{"rackTotCnt":"15","stationName":"망원역","parkingBikeTotCnt":"16","shared":"107","stationLatitude":"37.5556488","stationLongitude":"126.91062927","stationId":"ST-4","polledAt":"2025-10-01T08:00:15+09:00"}"#;
-        let msgs = vec![msg(0, good), msg(1, "{oops"), msg(2, &good.replace("\"16\"", "\"-\""))];
+        let msgs = vec![
+            msg(0, good),
+            msg(1, "{oops"),
+            msg(2, &good.replace("\"16\"", "\"-\"")),
+        ];
         let (out, rej) = run(&msgs, &|_| true, &|_| true);
         assert_eq!(out.batch.num_rows(), 1);
         assert_eq!(out.origins, vec![(1, 0)]);
         assert_eq!(rej.num_rows(), 2);
         let district = out.batch.column_by_name("district").unwrap();
-        let district = district.as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
+        let district = district
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .unwrap();
         assert_eq!(district.value(0), "Mapo-gu");
-        let reasons = rej.column_by_name("reason").unwrap().as_any().downcast_ref::<arrow::array::StringArray>().unwrap().clone();
-        assert_eq!((reasons.value(0), reasons.value(1)), ("decode", "validation"));
+        let reasons = rej
+            .column_by_name("reason")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .unwrap()
+            .clone();
+        assert_eq!(
+            (reasons.value(0), reasons.value(1)),
+            ("decode", "validation")
+        );
+    }
+
+    #[test]
+    fn events_far_ahead_of_the_clock_are_rejected_as_future() {
+        let at = |t: &str| {
+            format!(
+                r#"{{"rackTotCnt":"15","stationName":"x","parkingBikeTotCnt":"16","shared":"107","stationLatitude":"37.55","stationLongitude":"126.91","stationId":"ST-4","polledAt":"{t}"}}"#
+            )
+        };
+        let now = DateTime::parse_from_rfc3339("2026-12-02T12:00:00Z")
+            .unwrap()
+            .to_utc();
+        let mut msgs = vec![
+            msg(0, &at("2099-01-01T00:00:00Z")),
+            msg(1, &at("2026-12-02T12:59:00Z")),
+            msg(2, &at("2026-12-02T13:01:00Z")),
+            msg(3, &at("2026-12-02T12:30:00Z")),
+        ];
+        // The message's own timestamp is the clock when it is earlier than the processor's.
+        msgs[3].timestamp = Some(now.timestamp_millis() - 20 * 60_000);
+        let input = EpochInput::new("t", &msgs, now, &mut DistrictCache::default())
+            .guard_future(std::time::Duration::from_secs(3600));
+        let reasons: Vec<_> = input
+            .decoded
+            .iter()
+            .map(|d| d.as_ref().err().map(|e| e.reason.as_str()))
+            .collect();
+        assert_eq!(reasons, [Some("future"), None, Some("future"), None]);
+        let e = input.decoded[0].as_ref().unwrap_err();
+        assert!(
+            e.error.contains("2099-01-01") && e.error.contains("run.max-future is 1h"),
+            "{}",
+            e.error
+        );
+        let mut late = msgs.clone();
+        late[3].timestamp = Some(now.timestamp_millis() - 40 * 60_000);
+        let input = EpochInput::new("t", &late, now, &mut DistrictCache::default())
+            .guard_future(std::time::Duration::from_secs(3600));
+        assert_eq!(
+            input.decoded[3].as_ref().err().map(|e| e.reason),
+            Some(RejectReason::Future),
+            "70 minutes after it entered Kafka, though only 30 ahead of the processor's clock"
+        );
     }
 
     #[test]

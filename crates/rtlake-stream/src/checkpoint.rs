@@ -56,13 +56,20 @@ impl EpochLog {
         self.root.join(log).join(partition.to_string())
     }
 
-    fn write(&self, log: &str, partition: i32, end: i64, entry: &impl serde::Serialize) -> Result<()> {
+    fn write(
+        &self,
+        log: &str,
+        partition: i32,
+        end: i64,
+        entry: &impl serde::Serialize,
+    ) -> Result<()> {
         let dir = self.dir(log, partition);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let file = dir.join(format!("{end:020}.json"));
         let tmp = dir.join(format!("{end:020}.tmp"));
         // Integers always serialise.
-        std::fs::write(&tmp, serde_json::to_vec(entry).expect("entry serialises")).map_err(io(&tmp))?;
+        std::fs::write(&tmp, serde_json::to_vec(entry).expect("entry serialises"))
+            .map_err(io(&tmp))?;
         std::fs::rename(&tmp, &file).map_err(io(&file))?;
         let mut ends = Self::ends(&dir)?;
         ends.sort_unstable();
@@ -78,19 +85,37 @@ impl EpochLog {
 
     /// Records an epoch's ranges before it is processed.
     pub fn begin(&self, ranges: &[(i32, Range)]) -> Result<()> {
-        ranges.iter().try_for_each(|(p, r)| self.write("offsets", *p, r.end, r))
+        ranges
+            .iter()
+            .try_for_each(|(p, r)| self.write("offsets", *p, r.end, r))
     }
 
     /// Records an epoch as done, after every output committed; it took `duration_ms`.
     pub fn commit(&self, ranges: &[(i32, Range)], duration_ms: u64) -> Result<()> {
-        let committed_at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        ranges.iter().try_for_each(|(p, r)| self.write("commits", *p, r.end, &Committed { start: r.start, end: r.end, duration_ms, committed_at_ms }))
+        let committed_at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        ranges.iter().try_for_each(|(p, r)| {
+            self.write(
+                "commits",
+                *p,
+                r.end,
+                &Committed {
+                    start: r.start,
+                    end: r.end,
+                    duration_ms,
+                    committed_at_ms,
+                },
+            )
+        })
     }
 
     /// The newest commit-log entry of a partition.
     pub fn last_commit(&self, partition: i32) -> Result<Option<Committed>> {
         let dir = self.dir("commits", partition);
-        let Some(end) = Self::ends(&dir)?.into_iter().max() else { return Ok(None) };
+        let Some(end) = Self::ends(&dir)?.into_iter().max() else {
+            return Ok(None);
+        };
         let file = dir.join(format!("{end:020}.json"));
         let bytes = std::fs::read(&file).map_err(io(&file))?;
         Ok(serde_json::from_slice(&bytes).ok())
@@ -98,13 +123,21 @@ impl EpochLog {
 
     /// The partition's interrupted range: its newest offset-log entry without a commit.
     pub fn pending(&self, partition: i32) -> Result<Option<Range>> {
-        let Some(end) = Self::ends(&self.dir("offsets", partition))?.into_iter().max() else { return Ok(None) };
+        let Some(end) = Self::ends(&self.dir("offsets", partition))?
+            .into_iter()
+            .max()
+        else {
+            return Ok(None);
+        };
         if Self::ends(&self.dir("commits", partition))?.contains(&end) {
             return Ok(None);
         }
-        let file = self.dir("offsets", partition).join(format!("{end:020}.json"));
+        let file = self
+            .dir("offsets", partition)
+            .join(format!("{end:020}.json"));
         let bytes = std::fs::read(&file).map_err(io(&file))?;
-        let range = serde_json::from_slice(&bytes).map_err(|e| Error::Checkpoint(format!("{}: {e}", file.display())))?;
+        let range = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Checkpoint(format!("{}: {e}", file.display())))?;
         Ok(Some(range))
     }
 }
@@ -118,15 +151,27 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("rtlake-epochlog-{}", std::process::id()));
         let log = EpochLog::new(&dir);
         assert_eq!(log.pending(0).unwrap(), None);
-        let first = [(0, Range { start: 0, end: 10 }), (1, Range { start: 0, end: 7 })];
+        let first = [
+            (0, Range { start: 0, end: 10 }),
+            (1, Range { start: 0, end: 7 }),
+        ];
         log.begin(&first).unwrap();
         assert_eq!(log.pending(0).unwrap(), Some(Range { start: 0, end: 10 }));
         log.commit(&first, 5).unwrap();
-        assert_eq!(log.last_commit(1).unwrap().map(|c| (c.start, c.end, c.duration_ms)), Some((0, 7, 5)));
+        assert_eq!(
+            log.last_commit(1)
+                .unwrap()
+                .map(|c| (c.start, c.end, c.duration_ms)),
+            Some((0, 7, 5))
+        );
         assert_eq!(log.pending(0).unwrap(), None);
         log.begin(&[(0, Range { start: 10, end: 25 })]).unwrap();
         assert_eq!(log.pending(0).unwrap(), Some(Range { start: 10, end: 25 }));
-        assert_eq!(log.pending(1).unwrap(), None, "partition 1 was not in the interrupted epoch");
+        assert_eq!(
+            log.pending(1).unwrap(),
+            None,
+            "partition 1 was not in the interrupted epoch"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -12,7 +12,10 @@ use crate::gold::{StationWindows, delta_since, last_offsets, late_error};
 use crate::operator::{Emitted, Operator, PartitionState, PerPartition, Rejections};
 use crate::source::RawMessage;
 use crate::window::WindowRow;
-use arrow::array::{ArrayRef, Date32Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
+use arrow::array::{
+    ArrayRef, Date32Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
 use arrow::datatypes::SchemaRef;
 use chrono::DateTime;
 use rtlake_core::schema::{self, RejectReason};
@@ -36,7 +39,9 @@ type Partials = BTreeMap<(String, i64, i64, i32), [i64; 4]>;
 impl District5MinOperator {
     /// An operator with `lateness` µs of allowed lateness.
     pub fn new(lateness: i64) -> Self {
-        Self { parts: StationWindows::per_partition(FIVE_MINUTES, lateness, 3) }
+        Self {
+            parts: StationWindows::per_partition(FIVE_MINUTES, lateness, 3),
+        }
     }
 }
 
@@ -49,7 +54,13 @@ impl Operator for District5MinOperator {
         schema::gold_district_5min()
     }
 
-    fn process(&mut self, input: &EpochInput<'_>, owed: &dyn Fn(&RawMessage) -> bool, rejected: &mut Rejections<'_>, sink: &str) -> Emitted {
+    fn process(
+        &mut self,
+        input: &EpochInput<'_>,
+        owed: &dyn Fn(&RawMessage) -> bool,
+        rejected: &mut Rejections<'_>,
+        sink: &str,
+    ) -> Emitted {
         for (m, decoded, district) in input.iter() {
             if !owed(m) {
                 continue;
@@ -57,9 +68,20 @@ impl Operator for District5MinOperator {
             let Ok(s) = decoded else { continue };
             let t = s.polled_at.timestamp_micros();
             let part = self.parts.get(m.partition);
-            let Some((rentals, returns)) = delta_since(part.last.get(&s.station_id).copied(), t, s.bikes_parked) else { continue };
-            let key = (district.map_or_else(|| "unknown".to_string(), |d| d.to_string()), s.station_id.clone());
-            let values = [f64::from(s.bikes_parked), f64::from(rentals), f64::from(returns)];
+            let Some((rentals, returns)) =
+                delta_since(part.last.get(&s.station_id).copied(), t, s.bikes_parked)
+            else {
+                continue;
+            };
+            let key = (
+                district.map_or_else(|| "unknown".to_string(), |d| d.to_string()),
+                s.station_id.clone(),
+            );
+            let values = [
+                f64::from(s.bikes_parked),
+                f64::from(rentals),
+                f64::from(returns),
+            ];
             match part.windows.process(key, t, &values) {
                 Ok(()) => {
                     part.last.insert(s.station_id.clone(), (t, s.bikes_parked));
@@ -73,7 +95,14 @@ impl Operator for District5MinOperator {
         for (p, part) in self.parts.iter_mut() {
             let Some(end) = ends.get(p) else { continue };
             origin_of.insert(*p, *end);
-            for WindowRow { key: (district, _), start, end, acc, .. } in part.windows.emit() {
+            for WindowRow {
+                key: (district, _),
+                start,
+                end,
+                acc,
+                ..
+            } in part.windows.emit()
+            {
                 let row = partials.entry((district, start, end, *p)).or_default();
                 row[0] += acc.sum[RENTALS] as i64;
                 row[1] += acc.sum[RETURNS] as i64;
@@ -81,8 +110,14 @@ impl Operator for District5MinOperator {
                 row[3] += i64::from(acc.last[BIKES] == 0.0);
             }
         }
-        let origins = partials.keys().map(|(_, _, _, p)| (*p, origin_of[p])).collect();
-        Emitted { batch: to_batch(&partials), origins }
+        let origins = partials
+            .keys()
+            .map(|(_, _, _, p)| (*p, origin_of[p]))
+            .collect();
+        Emitted {
+            batch: to_batch(&partials),
+            origins,
+        }
     }
 
     fn state(&self) -> Option<&dyn PartitionState> {
@@ -96,7 +131,10 @@ impl Operator for District5MinOperator {
 
 fn to_batch(partials: &Partials) -> RecordBatch {
     let mut district = StringBuilder::new();
-    let (mut start, mut end) = (TimestampMicrosecondBuilder::new(), TimestampMicrosecondBuilder::new());
+    let (mut start, mut end) = (
+        TimestampMicrosecondBuilder::new(),
+        TimestampMicrosecondBuilder::new(),
+    );
     let mut partition = Int32Builder::new();
     let mut figures: [Int64Builder; 4] = Default::default();
     let (mut date, mut hour) = (Date32Builder::new(), Int32Builder::new());
@@ -108,17 +146,26 @@ fn to_batch(partials: &Partials) -> RecordBatch {
         for (b, v) in figures.iter_mut().zip(row) {
             b.append_value(*v);
         }
-        let (day, h) = rtlake_core::time::kst_partition(&DateTime::from_timestamp_micros(*s).unwrap_or_default());
+        let (day, h) = rtlake_core::time::kst_partition(
+            &DateTime::from_timestamp_micros(*s).unwrap_or_default(),
+        );
         date.append_value(rtlake_core::time::date32(day));
         hour.append_value(h as i32);
     }
-    let ts = |x: &mut TimestampMicrosecondBuilder| Arc::new(x.finish().with_timezone("UTC")) as ArrayRef;
-    let mut cols: Vec<ArrayRef> = vec![Arc::new(district.finish()), ts(&mut start), ts(&mut end), Arc::new(partition.finish())];
+    let ts =
+        |x: &mut TimestampMicrosecondBuilder| Arc::new(x.finish().with_timezone("UTC")) as ArrayRef;
+    let mut cols: Vec<ArrayRef> = vec![
+        Arc::new(district.finish()),
+        ts(&mut start),
+        ts(&mut end),
+        Arc::new(partition.finish()),
+    ];
     cols.extend(figures.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
     cols.push(Arc::new(date.finish()));
     cols.push(Arc::new(hour.finish()));
     // The columns follow the schema by construction.
-    RecordBatch::try_new(schema::gold_district_5min(), cols).expect("district columns match the schema")
+    RecordBatch::try_new(schema::gold_district_5min(), cols)
+        .expect("district columns match the schema")
 }
 
 #[cfg(test)]
@@ -131,7 +178,13 @@ mod tests {
         let v = format!(
             r#"{{"rackTotCnt":"20","stationName":"x","parkingBikeTotCnt":"{bikes}","shared":"0","stationLatitude":"{lat}","stationLongitude":"126.91062927","stationId":"{station}","polledAt":"2025-10-01T{time}+09:00"}}"#
         );
-        RawMessage { partition: 0, offset, key: Some(station.as_bytes().to_vec()), payload: Some(v.into_bytes()), timestamp: None }
+        RawMessage {
+            partition: 0,
+            offset,
+            key: Some(station.as_bytes().to_vec()),
+            payload: Some(v.into_bytes()),
+            timestamp: None,
+        }
     }
 
     #[test]
@@ -149,14 +202,42 @@ mod tests {
         let input = EpochInput::new("t", &msgs, Utc::now(), &mut DistrictCache::default());
         let mut cols = RejectedColumns::default();
         let mut op = District5MinOperator::new(600_000_000);
-        let out = op.process(&input, &|_| true, &mut Rejections::new(&mut cols, &|_| true, "t", input.now), "gold.district_5min");
+        let out = op.process(
+            &input,
+            &|_| true,
+            &mut Rejections::new(&mut cols, &|_| true, "t", input.now),
+            "gold.district_5min",
+        );
         assert_eq!(out.batch.num_rows(), 1, "only 08:00-08:05 is final");
-        let col = |n: &str| out.batch.column_by_name(n).unwrap().as_any().downcast_ref::<arrow::array::Int64Array>().unwrap().value(0);
-        assert_eq!((col("rentals"), col("returns"), col("bikes_parked"), col("stations_empty")), (3, 1, 3, 1));
+        let col = |n: &str| {
+            out.batch
+                .column_by_name(n)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .unwrap()
+                .value(0)
+        };
+        assert_eq!(
+            (
+                col("rentals"),
+                col("returns"),
+                col("bikes_parked"),
+                col("stations_empty")
+            ),
+            (3, 1, 3, 1)
+        );
         assert_eq!(out.origins, vec![(0, 6)]);
         let rej = cols.finish();
         assert_eq!(rej.num_rows(), 1);
-        let reason = rej.column_by_name("reason").unwrap().as_any().downcast_ref::<arrow::array::StringArray>().unwrap().value(0).to_string();
+        let reason = rej
+            .column_by_name("reason")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .unwrap()
+            .value(0)
+            .to_string();
         assert_eq!(reason, "late");
     }
 }

@@ -81,6 +81,8 @@ pub struct Engine {
     pub log: EpochLog,
     /// Station → district.
     pub places: DistrictCache,
+    /// `run.max-future`: events further ahead of the clock are rejected as `future`.
+    pub max_future: std::time::Duration,
     /// Totals.
     pub report: RunReport,
 }
@@ -89,8 +91,14 @@ pub struct Engine {
 fn count_rejections(pipeline: &str, batch: &arrow::array::RecordBatch) {
     use arrow::array::{Array, StringArray};
     let metrics = &rtlake_core::metrics::global().run;
-    let col = |n: &str| batch.column_by_name(n).and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
-    let (Some(sink), Some(reason)) = (col("sink"), col("reason")) else { return };
+    let col = |n: &str| {
+        batch
+            .column_by_name(n)
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
+    };
+    let (Some(sink), Some(reason)) = (col("sink"), col("reason")) else {
+        return;
+    };
     let mut counts: BTreeMap<(&str, &str), u64> = BTreeMap::new();
     for i in 0..batch.num_rows() {
         if !sink.is_null(i) && !reason.is_null(i) {
@@ -98,7 +106,10 @@ fn count_rejections(pipeline: &str, batch: &arrow::array::RecordBatch) {
         }
     }
     for ((table, reason), n) in counts {
-        metrics.rejected.with_label_values(&[pipeline, table, reason]).inc_by(n);
+        metrics
+            .rejected
+            .with_label_values(&[pipeline, table, reason])
+            .inc_by(n);
         if reason == "late" {
             metrics.late.with_label_values(&[pipeline, table]).inc_by(n);
         }
@@ -110,14 +121,24 @@ impl Engine {
         let metrics = &rtlake_core::metrics::global().run;
         let labels = [self.pipeline.as_str(), output];
         metrics.rows_out.with_label_values(&labels).inc_by(rows);
-        metrics.commit_duration.with_label_values(&labels).observe(took.as_secs_f64());
-        metrics.last_commit.with_label_values(&labels).set(chrono::Utc::now().timestamp());
+        metrics
+            .commit_duration
+            .with_label_values(&labels)
+            .observe(took.as_secs_f64());
+        metrics
+            .last_commit
+            .with_label_values(&labels)
+            .set(chrono::Utc::now().timestamp());
     }
 
     /// Every output's version of `p` (`_rejected` included).
     fn versions(&self, p: i32) -> impl Iterator<Item = Option<i64>> + '_ {
         let pipeline = &self.pipeline;
-        self.stages.iter().flat_map(|s| s.outputs.iter()).chain([&self.rejected]).map(move |o| o.version(pipeline, p))
+        self.stages
+            .iter()
+            .flat_map(|s| s.outputs.iter())
+            .chain([&self.rejected])
+            .map(move |o| o.version(pipeline, p))
     }
 
     /// Where a partition resumes, from the versions the outputs last read or wrote.
@@ -128,16 +149,28 @@ impl Engine {
     /// Learns the outputs' versions of `parts` and restores each operator's state to match;
     /// returns the interrupted range of each partition that has one.
     pub async fn refresh(&mut self, parts: &[i32]) -> Result<BTreeMap<i32, Range>> {
-        for o in self.stages.iter_mut().flat_map(|s| s.outputs.iter_mut()).chain([&mut self.rejected]) {
+        for o in self
+            .stages
+            .iter_mut()
+            .flat_map(|s| s.outputs.iter_mut())
+            .chain([&mut self.rejected])
+        {
             o.refresh(&self.pipeline, parts).await?;
         }
         for stage in &mut self.stages {
             let kind = stage.op.kind();
-            let versions: Vec<Option<i64>> = parts.iter().map(|p| stage.version(&self.pipeline, *p)).collect();
-            let Some(state) = stage.op.state_mut() else { continue };
+            let versions: Vec<Option<i64>> = parts
+                .iter()
+                .map(|p| stage.version(&self.pipeline, *p))
+                .collect();
+            let Some(state) = stage.op.state_mut() else {
+                continue;
+            };
             for (p, version) in parts.iter().zip(versions) {
                 let bytes = self.state.load(kind, *p, version)?;
-                state.restore(*p, bytes.as_deref()).map_err(|e| Error::Rebalance(format!("state of {kind} partition {p} is unreadable: {e}")))?;
+                state.restore(*p, bytes.as_deref()).map_err(|e| {
+                    Error::Rebalance(format!("state of {kind} partition {p} is unreadable: {e}"))
+                })?;
             }
         }
         let mut pending = BTreeMap::new();
@@ -166,7 +199,11 @@ impl Engine {
 
     /// Keys held in state over all stages.
     pub fn state_len(&self) -> usize {
-        self.stages.iter().filter_map(|s| s.op.state()).map(PartitionState::keys).sum()
+        self.stages
+            .iter()
+            .filter_map(|s| s.op.state())
+            .map(PartitionState::keys)
+            .sum()
     }
 
     /// Processes and commits one epoch; returns the end offset per partition.
@@ -174,7 +211,10 @@ impl Engine {
         let mut ranges: BTreeMap<i32, Range> = BTreeMap::new();
         let mut read: BTreeMap<i32, u64> = BTreeMap::new();
         for m in msgs {
-            let r = ranges.entry(m.partition).or_insert(Range { start: m.offset, end: m.offset + 1 });
+            let r = ranges.entry(m.partition).or_insert(Range {
+                start: m.offset,
+                end: m.offset + 1,
+            });
             r.start = r.start.min(m.offset);
             r.end = r.end.max(m.offset + 1);
             *read.entry(m.partition).or_default() += 1;
@@ -188,70 +228,106 @@ impl Engine {
         let started = std::time::Instant::now();
         let metrics = &rtlake_core::metrics::global().run;
         let now = chrono::Utc::now();
-        let input = EpochInput::new(&self.topic, msgs, now, &mut self.places);
+        let input =
+            EpochInput::new(&self.topic, msgs, now, &mut self.places).guard_future(self.max_future);
         let pipeline = self.pipeline.clone();
-        let rejected_at: BTreeMap<i32, i64> = ends.keys().map(|p| (*p, self.rejected.version(&pipeline, *p).unwrap_or(0))).collect();
+        let rejected_at: BTreeMap<i32, i64> = ends
+            .keys()
+            .map(|p| (*p, self.rejected.version(&pipeline, *p).unwrap_or(0)))
+            .collect();
         let rejected_owed = |m: &RawMessage| m.offset >= rejected_at[&m.partition];
         let topic = self.topic.as_str();
         // The stages are independent: each on a thread of its own, with its own rejections.
         let run_stage = |stage: &mut Stage| {
-            let at: BTreeMap<i32, i64> = ends.keys().map(|p| (*p, stage.version(&pipeline, *p).unwrap_or(0))).collect();
+            let at: BTreeMap<i32, i64> = ends
+                .keys()
+                .map(|p| (*p, stage.version(&pipeline, *p).unwrap_or(0)))
+                .collect();
             let owed = |m: &RawMessage| m.offset >= at[&m.partition];
             let sink = stage.sink_name();
             let mut cols = RejectedColumns::default();
-            let out = stage.op.process(&input, &owed, &mut Rejections::new(&mut cols, &rejected_owed, topic, now), &sink);
+            let out = stage.op.process(
+                &input,
+                &owed,
+                &mut Rejections::new(&mut cols, &rejected_owed, topic, now),
+                &sink,
+            );
             (out, cols.finish())
         };
-        let results: Vec<(Emitted, arrow::array::RecordBatch)> = tokio::task::block_in_place(|| {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = self.stages.iter_mut().map(|stage| scope.spawn(|| run_stage(stage))).collect();
-                handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
-            })
-        });
+        let results: Vec<(Emitted, arrow::array::RecordBatch)> =
+            tokio::task::block_in_place(|| {
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = self
+                        .stages
+                        .iter_mut()
+                        .map(|stage| scope.spawn(|| run_stage(stage)))
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                        .collect()
+                })
+            });
         drop(input);
-        let (emitted, rejected_parts): (Vec<Emitted>, Vec<arrow::array::RecordBatch>) = results.into_iter().unzip();
+        let (emitted, rejected_parts): (Vec<Emitted>, Vec<arrow::array::RecordBatch>) =
+            results.into_iter().unzip();
         // The state after this epoch, under the version its outputs' commits will carry.
         for stage in &self.stages {
-            let Some(state) = stage.op.state() else { continue };
+            let Some(state) = stage.op.state() else {
+                continue;
+            };
             for (p, end) in &ends {
                 if stage.version(&pipeline, *p).is_none_or(|v| *end > v) {
-                    self.state.save(stage.op.kind(), *p, *end, &state.snapshot(*p))?;
+                    self.state
+                        .save(stage.op.kind(), *p, *end, &state.snapshot(*p))?;
                 }
             }
         }
         let rejected_schema = rtlake_core::schema::rejected();
         let rejected = Emitted {
             origins: Vec::new(),
-            batch: arrow::compute::concat_batches(&rejected_schema, &rejected_parts).map_err(|e| Error::Sink(format!("_rejected rows: {e}")))?,
+            batch: arrow::compute::concat_batches(&rejected_schema, &rejected_parts)
+                .map_err(|e| Error::Sink(format!("_rejected rows: {e}")))?,
         };
         let rejected_rows = rejected.batch.num_rows() as u64;
         let t = std::time::Instant::now();
-        if self.rejected.commit(&pipeline, &rejected, &ends).await?.is_some() {
+        if self
+            .rejected
+            .commit(&pipeline, &rejected, &ends)
+            .await?
+            .is_some()
+        {
             crate::failpoint(&format!("after-commit:{}", self.rejected.name()));
             *self.report.rows.entry(self.rejected.name()).or_default() += rejected_rows;
             self.observe_commit(&self.rejected.name(), rejected_rows, t.elapsed());
             count_rejections(&pipeline, &rejected.batch);
         }
         // The outputs are independent tables and topics: commit them concurrently.
-        let commits = self.stages.iter_mut().zip(&emitted).flat_map(|(stage, out)| stage.outputs.iter_mut().map(move |o| (o, out))).map(|(o, out)| {
-            let pipeline = &pipeline;
-            let ends = &ends;
-            async move {
-                let t = std::time::Instant::now();
-                let rows = o.commit(pipeline, out, ends).await?;
-                if rows.is_some() {
-                    crate::failpoint(&format!("after-commit:{}", o.name()));
+        let commits = self
+            .stages
+            .iter_mut()
+            .zip(&emitted)
+            .flat_map(|(stage, out)| stage.outputs.iter_mut().map(move |o| (o, out)))
+            .map(|(o, out)| {
+                let pipeline = &pipeline;
+                let ends = &ends;
+                async move {
+                    let t = std::time::Instant::now();
+                    let rows = o.commit(pipeline, out, ends).await?;
+                    if rows.is_some() {
+                        crate::failpoint(&format!("after-commit:{}", o.name()));
+                    }
+                    Ok::<_, Error>((o.name(), rows, t.elapsed()))
                 }
-                Ok::<_, Error>((o.name(), rows, t.elapsed()))
-            }
-        });
+            });
         for (name, rows, took) in futures::future::try_join_all(commits).await? {
             if let Some(rows) = rows {
                 *self.report.rows.entry(name.clone()).or_default() += rows;
                 self.observe_commit(&name, rows, took);
             }
         }
-        self.log.commit(&ranges, started.elapsed().as_millis() as u64)?;
+        self.log
+            .commit(&ranges, started.elapsed().as_millis() as u64)?;
         let done = chrono::Utc::now().timestamp_millis();
         let latency = metrics.event_to_lake.with_label_values(&[&pipeline]);
         for m in msgs {
@@ -261,13 +337,22 @@ impl Engine {
             }
         }
         for (p, n) in read {
-            metrics.events_in.with_label_values(&[&pipeline, &self.topic, &p.to_string()]).inc_by(n);
+            metrics
+                .events_in
+                .with_label_values(&[&pipeline, &self.topic, &p.to_string()])
+                .inc_by(n);
         }
         for stage in &self.stages {
-            metrics.state_keys.with_label_values(&[&pipeline, stage.op.kind()]).set(stage.op.state().map_or(0, PartitionState::keys) as i64);
+            metrics
+                .state_keys
+                .with_label_values(&[&pipeline, stage.op.kind()])
+                .set(stage.op.state().map_or(0, PartitionState::keys) as i64);
         }
         metrics.epochs.with_label_values(&[&pipeline]).inc();
-        metrics.epoch_duration.with_label_values(&[&pipeline]).observe(started.elapsed().as_secs_f64());
+        metrics
+            .epoch_duration
+            .with_label_values(&[&pipeline])
+            .observe(started.elapsed().as_secs_f64());
         self.report.epochs += 1;
         self.report.messages += msgs.len() as u64;
         Ok(ends)

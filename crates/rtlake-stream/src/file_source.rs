@@ -11,19 +11,28 @@ use std::path::{Path, PathBuf};
 
 /// The files of a path: itself, or the `.json`/`.jsonl`/`.ndjson` files of a folder by name.
 pub fn files(path: &Path) -> Result<Vec<PathBuf>> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::Source(format!("file source {}: {e}", path.display())))?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Error::Source(format!("file source {}: {e}", path.display())))?;
     if meta.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
-    let rd = std::fs::read_dir(path).map_err(|e| Error::Source(format!("file source {}: {e}", path.display())))?;
+    let rd = std::fs::read_dir(path)
+        .map_err(|e| Error::Source(format!("file source {}: {e}", path.display())))?;
     let mut out: Vec<PathBuf> = rd
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "json" || x == "jsonl" || x == "ndjson"))
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .is_some_and(|x| x == "json" || x == "jsonl" || x == "ndjson")
+        })
         .collect();
     out.sort();
     if out.is_empty() {
-        return Err(Error::Source(format!("file source {}: the folder holds no .json, .jsonl or .ndjson files", path.display())));
+        return Err(Error::Source(format!(
+            "file source {}: the folder holds no .json, .jsonl or .ndjson files",
+            path.display()
+        )));
     }
     Ok(out)
 }
@@ -33,11 +42,18 @@ pub fn read(files: &[PathBuf]) -> Result<Vec<RawMessage>> {
     let mut out = Vec::new();
     let mut offset = 0i64;
     for f in files {
-        let bytes = std::fs::read(f).map_err(|e| Error::Source(format!("file source {}: {e}", f.display())))?;
+        let bytes = std::fs::read(f)
+            .map_err(|e| Error::Source(format!("file source {}: {e}", f.display())))?;
         for line in bytes.split(|b| *b == b'\n') {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if !line.iter().all(u8::is_ascii_whitespace) {
-                out.push(RawMessage { partition: 0, offset, key: None, payload: Some(line.to_vec()), timestamp: None });
+                out.push(RawMessage {
+                    partition: 0,
+                    offset,
+                    key: None,
+                    payload: Some(line.to_vec()),
+                    timestamp: None,
+                });
             }
             offset += 1;
         }
@@ -61,8 +77,23 @@ mod tests {
         std::fs::write(dir.join("a.jsonl"), "{\"a\":1}\n\n{\"b\":2}\n").unwrap();
         std::fs::write(dir.join("notes.txt"), "ignored").unwrap();
         let msgs = read(&files(&dir).unwrap()).unwrap();
-        let got: Vec<(i64, String)> = msgs.iter().map(|m| (m.offset, String::from_utf8(m.payload.clone().unwrap()).unwrap())).collect();
-        assert_eq!(got, vec![(0, "{\"a\":1}".into()), (2, "{\"b\":2}".into()), (3, "{\"c\":3}".into())]);
+        let got: Vec<(i64, String)> = msgs
+            .iter()
+            .map(|m| {
+                (
+                    m.offset,
+                    String::from_utf8(m.payload.clone().unwrap()).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, "{\"a\":1}".into()),
+                (2, "{\"b\":2}".into()),
+                (3, "{\"c\":3}".into())
+            ]
+        );
         assert!(files(&dir.join("missing")).is_err());
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -10,9 +10,12 @@
 use crate::bronze::EpochInput;
 use crate::operator::{Emitted, Operator, PartitionState, PerPartition, Rejections};
 use crate::source::RawMessage;
-use arrow::datatypes::SchemaRef;
 use crate::window::{OutputMode, WindowOperator, WindowRow, WindowSpec};
-use arrow::array::{ArrayRef, Date32Builder, Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
+use arrow::array::{
+    ArrayRef, Date32Builder, Float64Builder, Int32Builder, Int64Builder, RecordBatch,
+    StringBuilder, TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::SchemaRef;
 use chrono::DateTime;
 use rtlake_bikes::changes::MAX_GAP_MICROS;
 use rtlake_core::schema::{self, RejectReason};
@@ -29,7 +32,10 @@ const EMPTY_MINUTES: usize = 3;
 /// snapshot: (time, bikes).
 #[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) struct StationWindows<K: Ord + Clone> {
-    #[serde(bound(serialize = "K: serde::Serialize", deserialize = "K: serde::Deserialize<'de>"))]
+    #[serde(bound(
+        serialize = "K: serde::Serialize",
+        deserialize = "K: serde::Deserialize<'de>"
+    ))]
     pub(crate) windows: WindowOperator<K>,
     pub(crate) last: HashMap<String, (i64, i32)>,
 }
@@ -37,7 +43,15 @@ pub(crate) struct StationWindows<K: Ord + Clone> {
 impl<K: Ord + Clone + Send + Sync + 'static> StationWindows<K> {
     /// Per-partition state of tumbling windows of `size` µs over `columns` values.
     pub(crate) fn per_partition(size: i64, lateness: i64, columns: usize) -> PerPartition<Self> {
-        let new = move || Self { windows: WindowOperator::new(WindowSpec::Tumbling { size }, lateness, OutputMode::Append, columns), last: HashMap::new() };
+        let new = move || Self {
+            windows: WindowOperator::new(
+                WindowSpec::Tumbling { size },
+                lateness,
+                OutputMode::Append,
+                columns,
+            ),
+            last: HashMap::new(),
+        };
         PerPartition::new(new, |s| s.windows.state_len())
     }
 }
@@ -50,7 +64,9 @@ pub struct HourlyOperator {
 impl HourlyOperator {
     /// An operator with `lateness` µs of allowed lateness.
     pub fn new(lateness: i64) -> Self {
-        Self { parts: StationWindows::per_partition(HOUR, lateness, 4) }
+        Self {
+            parts: StationWindows::per_partition(HOUR, lateness, 4),
+        }
     }
 }
 
@@ -69,7 +85,10 @@ pub(crate) fn delta_since(last: Option<(i64, i32)>, t: i64, bikes: i32) -> Optio
 
 /// The last offset of each partition among the messages `owed` in an epoch: the origin of the
 /// windows that partition's messages made final.
-pub(crate) fn last_offsets(input: &EpochInput<'_>, owed: &dyn Fn(&RawMessage) -> bool) -> HashMap<i32, i64> {
+pub(crate) fn last_offsets(
+    input: &EpochInput<'_>,
+    owed: &dyn Fn(&RawMessage) -> bool,
+) -> HashMap<i32, i64> {
     let mut out = HashMap::new();
     for m in input.msgs.iter().filter(|m| owed(m)) {
         let e = out.entry(m.partition).or_insert(m.offset);
@@ -80,8 +99,17 @@ pub(crate) fn last_offsets(input: &EpochInput<'_>, owed: &dyn Fn(&RawMessage) ->
 
 /// The message text of a late event.
 pub(crate) fn late_error(m: &RawMessage, late: &crate::window::Late) -> String {
-    let at = |us: i64| DateTime::from_timestamp_micros(us).map(|t| t.to_rfc3339()).unwrap_or_default();
-    format!("polledAt {} is below partition {}'s watermark {}", at(late.time), m.partition, at(late.watermark))
+    let at = |us: i64| {
+        DateTime::from_timestamp_micros(us)
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default()
+    };
+    format!(
+        "polledAt {} is below partition {}'s watermark {}",
+        at(late.time),
+        m.partition,
+        at(late.watermark)
+    )
 }
 
 impl Operator for HourlyOperator {
@@ -93,7 +121,13 @@ impl Operator for HourlyOperator {
         schema::gold_station_hourly()
     }
 
-    fn process(&mut self, input: &EpochInput<'_>, owed: &dyn Fn(&RawMessage) -> bool, rejected: &mut Rejections<'_>, sink: &str) -> Emitted {
+    fn process(
+        &mut self,
+        input: &EpochInput<'_>,
+        owed: &dyn Fn(&RawMessage) -> bool,
+        rejected: &mut Rejections<'_>,
+        sink: &str,
+    ) -> Emitted {
         for (m, decoded, _) in input.iter() {
             if !owed(m) {
                 continue;
@@ -103,14 +137,22 @@ impl Operator for HourlyOperator {
             let part = self.parts.get(m.partition);
             let last = part.last.get(&s.station_id).copied();
             // Stale: silver rejects it.
-            let Some((rentals, returns)) = delta_since(last, t, s.bikes_parked) else { continue };
-            let values = [f64::from(s.bikes_parked), f64::from(rentals), f64::from(returns), 0.0];
+            let Some((rentals, returns)) = delta_since(last, t, s.bikes_parked) else {
+                continue;
+            };
+            let values = [
+                f64::from(s.bikes_parked),
+                f64::from(rentals),
+                f64::from(returns),
+                0.0,
+            ];
             match part.windows.process(s.station_id.clone(), t, &values) {
                 Ok(()) => {
                     if let Some((lt, 0)) = last {
                         let end = lt.div_euclid(HOUR) * HOUR + HOUR;
                         let minutes = (t.min(end) - lt) as f64 / 60e6;
-                        part.windows.adjust(&s.station_id, lt, EMPTY_MINUTES, minutes);
+                        part.windows
+                            .adjust(&s.station_id, lt, EMPTY_MINUTES, minutes);
                     }
                     part.last.insert(s.station_id.clone(), (t, s.bikes_parked));
                 }
@@ -126,7 +168,10 @@ impl Operator for HourlyOperator {
             origins.extend(std::iter::repeat_n((*p, *end), emitted.len()));
             rows.extend(emitted);
         }
-        Emitted { batch: to_batch(&rows), origins }
+        Emitted {
+            batch: to_batch(&rows),
+            origins,
+        }
     }
 
     fn state(&self) -> Option<&dyn PartitionState> {
@@ -140,10 +185,21 @@ impl Operator for HourlyOperator {
 
 fn to_batch(rows: &[WindowRow<String>]) -> RecordBatch {
     let mut id = StringBuilder::new();
-    let (mut start, mut end) = (TimestampMicrosecondBuilder::new(), TimestampMicrosecondBuilder::new());
-    let (mut snapshots, mut rentals, mut returns) = (Int64Builder::new(), Int64Builder::new(), Int64Builder::new());
+    let (mut start, mut end) = (
+        TimestampMicrosecondBuilder::new(),
+        TimestampMicrosecondBuilder::new(),
+    );
+    let (mut snapshots, mut rentals, mut returns) = (
+        Int64Builder::new(),
+        Int64Builder::new(),
+        Int64Builder::new(),
+    );
     let (mut avg, mut empty) = (Float64Builder::new(), Float64Builder::new());
-    let (mut min, mut max, mut hour) = (Int32Builder::new(), Int32Builder::new(), Int32Builder::new());
+    let (mut min, mut max, mut hour) = (
+        Int32Builder::new(),
+        Int32Builder::new(),
+        Int32Builder::new(),
+    );
     let mut date = Date32Builder::new();
     for r in rows {
         id.append_value(&r.key);
@@ -161,7 +217,8 @@ fn to_batch(rows: &[WindowRow<String>]) -> RecordBatch {
         date.append_value(rtlake_core::time::date32(d));
         hour.append_value(h as i32);
     }
-    let ts = |x: &mut TimestampMicrosecondBuilder| Arc::new(x.finish().with_timezone("UTC")) as ArrayRef;
+    let ts =
+        |x: &mut TimestampMicrosecondBuilder| Arc::new(x.finish().with_timezone("UTC")) as ArrayRef;
     let cols: Vec<ArrayRef> = vec![
         Arc::new(id.finish()),
         ts(&mut start),
@@ -177,5 +234,6 @@ fn to_batch(rows: &[WindowRow<String>]) -> RecordBatch {
         Arc::new(hour.finish()),
     ];
     // The columns follow the schema by construction.
-    RecordBatch::try_new(schema::gold_station_hourly(), cols).expect("gold columns match the schema")
+    RecordBatch::try_new(schema::gold_station_hourly(), cols)
+        .expect("gold columns match the schema")
 }

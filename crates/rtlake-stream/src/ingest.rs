@@ -7,8 +7,8 @@ use crate::engine::Engine;
 pub use crate::engine::RunReport;
 use crate::pipeline::{Output, build};
 use crate::source::{Positions, RawMessage, StartAt};
-use crate::worker::KafkaWorker;
 use crate::state::StateStore;
+use crate::worker::KafkaWorker;
 use crate::{Error, Result};
 use rtlake_core::Config;
 use rtlake_core::config::StartingOffsets;
@@ -24,14 +24,18 @@ pub fn checkpoint_dir(cfg: &Config, lake: &Lake) -> Result<PathBuf> {
     if let Some(c) = &cfg.run.checkpoint {
         let path = c.strip_prefix("file://").unwrap_or(c);
         if path.contains("://") {
-            return Err(Error::Checkpoint(format!("run.checkpoint {c}: only local paths and file:// URLs in this build")));
+            return Err(Error::Checkpoint(format!(
+                "run.checkpoint {c}: only local paths and file:// URLs in this build"
+            )));
         }
         return Ok(PathBuf::from(path));
     }
-    let root = lake
-        .root()
-        .to_file_path()
-        .map_err(|_| Error::Checkpoint(format!("the lake {} is not local: set run.checkpoint to a local folder", lake.root())))?;
+    let root = lake.root().to_file_path().map_err(|_| {
+        Error::Checkpoint(format!(
+            "the lake {} is not local: set run.checkpoint to a local folder",
+            lake.root()
+        ))
+    })?;
     Ok(root.join("_checkpoints").join(&cfg.run.pipeline))
 }
 
@@ -49,7 +53,16 @@ pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport>
         }
     };
     let stages = build(cfg, &lake, &checkpoint).await?;
-    let rejected = Output::Delta(DeltaSink::open(&lake, schema::REJECTED, schema::rejected(), &TIME_PARTITIONS).await?, None);
+    let rejected = Output::Delta(
+        DeltaSink::open(
+            &lake,
+            schema::REJECTED,
+            schema::rejected(),
+            &TIME_PARTITIONS,
+        )
+        .await?,
+        None,
+    );
     let engine = Engine {
         pipeline: cfg.run.pipeline.clone(),
         topic,
@@ -58,10 +71,18 @@ pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport>
         state: StateStore::new(checkpoint.join("state")),
         log: EpochLog::new(&checkpoint),
         places: DistrictCache::default(),
+        max_future: cfg.run.max_future.get(),
         report: RunReport::default(),
     };
-    let outputs: Vec<String> = engine.stages.iter().flat_map(|s| s.outputs.iter().map(Output::name)).collect();
-    touch_metrics(&cfg.run.pipeline, outputs.iter().chain([&engine.rejected.name()]));
+    let outputs: Vec<String> = engine
+        .stages
+        .iter()
+        .flat_map(|s| s.outputs.iter().map(Output::name))
+        .collect();
+    touch_metrics(
+        &cfg.run.pipeline,
+        outputs.iter().chain([&engine.rejected.name()]),
+    );
     tracing::info!(pipeline = %cfg.run.pipeline, source = %engine.topic, lake = %lake.root(), checkpoint = %checkpoint.display(), ?outputs, "processor started");
     let report = match file {
         Some(path) => run_file(cfg, engine, &path, shutdown).await?,
@@ -69,10 +90,16 @@ pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport>
             let positions = Positions {
                 lake: lake.clone(),
                 pipeline: cfg.run.pipeline.clone(),
-                tables: engine.stages.iter().flat_map(|s| &s.outputs).chain([&engine.rejected]).filter_map(|o| match o {
-                    Output::Delta(d, _) => Some(d.name()),
-                    Output::Kafka(_) => None,
-                }).collect(),
+                tables: engine
+                    .stages
+                    .iter()
+                    .flat_map(|s| &s.outputs)
+                    .chain([&engine.rejected])
+                    .filter_map(|o| match o {
+                        Output::Delta(d, _) => Some(d.name()),
+                        Output::Kafka(_) => None,
+                    })
+                    .collect(),
                 kafka_dirs: engine
                     .stages
                     .iter()
@@ -84,7 +111,10 @@ pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport>
                     .collect(),
                 start: start_at(cfg).await?,
             };
-            KafkaWorker::start(cfg, engine, positions, shutdown).await?.run().await?
+            KafkaWorker::start(cfg, engine, positions, shutdown)
+                .await?
+                .run()
+                .await?
         }
     };
     tracing::info!(
@@ -103,7 +133,7 @@ pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport>
 fn touch_metrics<'a>(pipeline: &str, outputs: impl Iterator<Item = &'a String>) {
     let m = &rtlake_core::metrics::global().run;
     for o in outputs {
-        for reason in ["decode", "validation", "stale", "late"] {
+        for reason in ["decode", "validation", "stale", "late", "future"] {
             m.rejected.with_label_values(&[pipeline, o, reason]);
         }
         m.late.with_label_values(&[pipeline, o]);
@@ -112,7 +142,13 @@ fn touch_metrics<'a>(pipeline: &str, outputs: impl Iterator<Item = &'a String>) 
     }
     m.epochs.with_label_values(&[pipeline]);
     m.epoch_failures.with_label_values(&[pipeline]);
-    for reason in ["stall", "no-partitions", "consumer-error", "epoch-failed", "rebalance"] {
+    for reason in [
+        "stall",
+        "no-partitions",
+        "consumer-error",
+        "epoch-failed",
+        "rebalance",
+    ] {
         m.consumer_restarts.with_label_values(&[pipeline, reason]);
     }
     m.epoch_duration.with_label_values(&[pipeline]);
@@ -125,18 +161,30 @@ async fn start_at(cfg: &Config) -> Result<StartAt> {
         StartingOffsets::Earliest => StartAt::Earliest,
         StartingOffsets::Latest => StartAt::Latest,
         StartingOffsets::Offsets(m) => StartAt::Offsets(m),
-        StartingOffsets::Timestamp(ms) => StartAt::Offsets(rtlake_kafka::admin::offsets_for_time(&cfg.kafka, &cfg.kafka.topic, ms).await?),
+        StartingOffsets::Timestamp(ms) => StartAt::Offsets(
+            rtlake_kafka::admin::offsets_for_time(&cfg.kafka, &cfg.kafka.topic, ms).await?,
+        ),
     })
 }
 
 /// The file source: every line, in epochs of `max-batch-events`, then stop.
-async fn run_file(cfg: &Config, mut engine: Engine, path: &std::path::Path, shutdown: CancellationToken) -> Result<RunReport> {
+async fn run_file(
+    cfg: &Config,
+    mut engine: Engine,
+    path: &std::path::Path,
+    shutdown: CancellationToken,
+) -> Result<RunReport> {
     let files = crate::file_source::files(path)?;
     let msgs = crate::file_source::read(&files)?;
     engine.refresh(&[0]).await?;
     let from = engine.resume(0).expected();
     let todo: Vec<RawMessage> = msgs.into_iter().filter(|m| m.offset >= from).collect();
-    tracing::info!(files = files.len(), messages = todo.len(), resume_at = from, "file source");
+    tracing::info!(
+        files = files.len(),
+        messages = todo.len(),
+        resume_at = from,
+        "file source"
+    );
     let started = Instant::now();
     for chunk in todo.chunks(cfg.run.epoch_limit()) {
         if shutdown.is_cancelled() {
@@ -146,7 +194,8 @@ async fn run_file(cfg: &Config, mut engine: Engine, path: &std::path::Path, shut
         tracing::info!(
             epochs = engine.report.epochs,
             messages = engine.report.messages,
-            events_per_sec = (engine.report.messages as f64 / started.elapsed().as_secs_f64()).round() as u64,
+            events_per_sec =
+                (engine.report.messages as f64 / started.elapsed().as_secs_f64()).round() as u64,
             "processing"
         );
     }

@@ -71,7 +71,11 @@ fn kafka(context: String) -> impl FnOnce(KafkaError) -> Error {
 pub fn read_version(dir: &Path, partition: i32) -> Result<Option<i64>> {
     let file = dir.join(format!("{partition}.json"));
     match std::fs::read_to_string(&file) {
-        Ok(s) => s.trim().parse().map(Some).map_err(|e| Error::Checkpoint(format!("{}: {e}", file.display()))),
+        Ok(s) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|e| Error::Checkpoint(format!("{}: {e}", file.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io(&file)(e)),
     }
@@ -89,10 +93,18 @@ async fn bounded<T: Send + 'static>(
     f: impl FnOnce(&FutureProducer) -> KafkaResult<T> + Send + 'static,
 ) -> Result<T> {
     let producer = producer.clone();
-    match tokio::time::timeout(timeout + Duration::from_secs(5), tokio::task::spawn_blocking(move || f(&producer))).await {
+    match tokio::time::timeout(
+        timeout + Duration::from_secs(5),
+        tokio::task::spawn_blocking(move || f(&producer)),
+    )
+    .await
+    {
         Ok(Ok(r)) => r.map_err(kafka(what)),
         Ok(Err(join)) => Err(Error::Sink(format!("{what}: {join}"))),
-        Err(_) => Err(Error::Sink(format!("{what}: no answer within {} s", timeout.as_secs() + 5))),
+        Err(_) => Err(Error::Sink(format!(
+            "{what}: no answer within {} s",
+            timeout.as_secs() + 5
+        ))),
     }
 }
 
@@ -122,25 +134,38 @@ impl KafkaSink {
             sink.txn = Some(sink.transactions()?);
             tracing::info!(topic, group = %sink.group_id(), "kafka sink: exactly once (a transaction per epoch and input partition)");
         } else {
-            tracing::info!(topic, "kafka sink: at least once (no transactions on this cluster, or run.sink-transactions = off); duplicates carry the same rtlake-partition and rtlake-offset headers");
+            tracing::info!(
+                topic,
+                "kafka sink: at least once (no transactions on this cluster, or run.sink-transactions = off); duplicates carry the same rtlake-partition and rtlake-offset headers"
+            );
         }
         Ok(sink)
     }
 
     fn plain_producer(cfg: &Config, topic: &str) -> Result<FutureProducer> {
         let mut c = rtlake_kafka::client::producer(&cfg.kafka, &cfg.producer);
-        c.set("delivery.timeout.ms", cfg.run.sink_timeout.get().as_millis().to_string());
-        c.create().map_err(kafka(format!("create producer for {topic}")))
+        c.set(
+            "delivery.timeout.ms",
+            cfg.run.sink_timeout.get().as_millis().to_string(),
+        );
+        c.create()
+            .map_err(kafka(format!("create producer for {topic}")))
     }
 
     /// The group whose offsets are the sink's versions: per pipeline, input and output topic.
     fn group_id(&self) -> String {
-        format!("rtlake.{}.{}.sink.{}", self.cfg.run.pipeline, self.cfg.kafka.topic, self.topic)
+        format!(
+            "rtlake.{}.{}.sink.{}",
+            self.cfg.run.pipeline, self.cfg.kafka.topic, self.topic
+        )
     }
 
     /// One per input partition: a worker taking the partition over fences the one before.
     fn transactional_id(&self, partition: i32) -> String {
-        format!("rtlake.{}.{}.{}.{partition}", self.cfg.run.pipeline, self.cfg.kafka.topic, self.topic)
+        format!(
+            "rtlake.{}.{}.{}.{partition}",
+            self.cfg.run.pipeline, self.cfg.kafka.topic, self.topic
+        )
     }
 
     /// A transactional producer's settings: `[producer]`'s, deliveries bounded by the sink
@@ -149,7 +174,10 @@ impl KafkaSink {
         let timeout = cfg.run.sink_timeout.get().as_millis();
         let mut c = rtlake_kafka::client::producer(&cfg.kafka, &cfg.producer);
         c.set("transactional.id", id)
-            .set("transaction.timeout.ms", (timeout * 2).max(60_000).to_string())
+            .set(
+                "transaction.timeout.ms",
+                (timeout * 2).max(60_000).to_string(),
+            )
             .set("delivery.timeout.ms", timeout.to_string());
         c
     }
@@ -167,7 +195,14 @@ impl KafkaSink {
             }
         };
         let timeout = Duration::from_secs(15);
-        match bounded(&p, timeout, format!("init transactions of {id}"), move |p| p.init_transactions(timeout)).await {
+        match bounded(
+            &p,
+            timeout,
+            format!("init transactions of {id}"),
+            move |p| p.init_transactions(timeout),
+        )
+        .await
+        {
             Ok(()) => true,
             Err(e @ Error::Sink(_)) => {
                 tracing::warn!(error = %e, "the cluster did not answer a transactional producer in time; the Kafka sink runs at least once");
@@ -182,9 +217,17 @@ impl KafkaSink {
 
     fn transactions(&self) -> Result<Transactions> {
         let mut c = rtlake_kafka::client::base(&self.cfg.kafka);
-        c.set("group.id", self.group_id()).set("enable.auto.commit", "false").set("isolation.level", "read_committed");
-        let group: BaseConsumer = c.create().map_err(kafka(format!("create the sink group's client for {}", self.topic)))?;
-        Ok(Transactions { producers: BTreeMap::new(), group })
+        c.set("group.id", self.group_id())
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed");
+        let group: BaseConsumer = c.create().map_err(kafka(format!(
+            "create the sink group's client for {}",
+            self.topic
+        )))?;
+        Ok(Transactions {
+            producers: BTreeMap::new(),
+            group,
+        })
     }
 
     /// Whether rows are published in transactions.
@@ -207,7 +250,10 @@ impl KafkaSink {
     /// The old clients are dropped on a thread of their own: librdkafka's destroy waits for
     /// its brokers' threads, which must never hold up the worker's loop.
     pub fn reconnect(&mut self) -> Result<()> {
-        let producer = std::mem::replace(&mut self.producer, Self::plain_producer(&self.cfg, &self.topic)?);
+        let producer = std::mem::replace(
+            &mut self.producer,
+            Self::plain_producer(&self.cfg, &self.topic)?,
+        );
         let txn = match self.txn.is_some() {
             true => self.txn.replace(self.transactions()?),
             false => None,
@@ -232,19 +278,33 @@ impl KafkaSink {
         let input = self.cfg.kafka.topic.clone();
         let timeout = self.cfg.run.sink_timeout.get();
         let group = self.group_id();
-        let ids: Vec<(i32, String)> = parts.iter().map(|p| (*p, self.transactional_id(*p))).collect();
+        let ids: Vec<(i32, String)> = parts
+            .iter()
+            .map(|p| (*p, self.transactional_id(*p)))
+            .collect();
         let cfg = self.cfg.clone();
-        let Some(txn) = &mut self.txn else { return Ok(()) };
+        let Some(txn) = &mut self.txn else {
+            return Ok(());
+        };
         let mut tpl = TopicPartitionList::new();
         for (p, id) in ids {
             if !txn.producers.contains_key(&p) {
-                let producer: FutureProducer = Self::transactional_config(&cfg, &id).create().map_err(kafka(format!("create transactional producer {id}")))?;
-                bounded(&producer, timeout, format!("init transactions of {id}"), move |p| p.init_transactions(timeout)).await?;
+                let producer: FutureProducer = Self::transactional_config(&cfg, &id)
+                    .create()
+                    .map_err(kafka(format!("create transactional producer {id}")))?;
+                bounded(
+                    &producer,
+                    timeout,
+                    format!("init transactions of {id}"),
+                    move |p| p.init_transactions(timeout),
+                )
+                .await?;
                 txn.producers.insert(p, producer);
             }
             tpl.add_partition(&input, p);
         }
-        let committed = tokio::task::block_in_place(|| txn.group.committed_offsets(tpl, timeout)).map_err(kafka(format!("read the sink group {group}")))?;
+        let committed = tokio::task::block_in_place(|| txn.group.committed_offsets(tpl, timeout))
+            .map_err(kafka(format!("read the sink group {group}")))?;
         for e in committed.elements_for_topic(&input) {
             if let Offset::Offset(o) = e.offset() {
                 let v = self.known.entry(e.partition()).or_insert(o);
@@ -261,19 +321,38 @@ impl KafkaSink {
 
     /// Publishes the rows (each with the input message it came from) and records `ends` as the
     /// versions: in one transaction per input partition, or after every delivery.
-    pub async fn commit(&mut self, batch: &RecordBatch, origins: &[(i32, i64)], ends: &BTreeMap<i32, i64>) -> Result<()> {
-        let json = if batch.num_rows() > 0 { self.encode(batch)? } else { Vec::new() };
-        let lines: Vec<&[u8]> = json.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+    pub async fn commit(
+        &mut self,
+        batch: &RecordBatch,
+        origins: &[(i32, i64)],
+        ends: &BTreeMap<i32, i64>,
+    ) -> Result<()> {
+        let json = if batch.num_rows() > 0 {
+            self.encode(batch)?
+        } else {
+            Vec::new()
+        };
+        let lines: Vec<&[u8]> = json
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
         let keys = self.keys(batch)?;
         if self.txn.is_some() {
             for (p, end) in ends {
-                let rows: Vec<usize> = origins.iter().enumerate().filter(|(_, (op, _))| op == p).map(|(i, _)| i).collect();
-                self.commit_partition(*p, *end, &rows, &lines, &keys, origins).await?;
+                let rows: Vec<usize> = origins
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (op, _))| op == p)
+                    .map(|(i, _)| i)
+                    .collect();
+                self.commit_partition(*p, *end, &rows, &lines, &keys, origins)
+                    .await?;
             }
         } else {
             let rows: Vec<usize> = (0..lines.len()).collect();
             let producer = self.producer.clone();
-            self.publish(&producer, &rows, &lines, &keys, origins).await?;
+            self.publish(&producer, &rows, &lines, &keys, origins)
+                .await?;
             crate::failpoint(&format!("after-publish:{}", self.name()));
         }
         for (p, end) in ends {
@@ -282,24 +361,67 @@ impl KafkaSink {
         Ok(())
     }
 
-    async fn commit_partition(&mut self, p: i32, end: i64, rows: &[usize], lines: &[&[u8]], keys: &[Option<String>], origins: &[(i32, i64)]) -> Result<()> {
+    async fn commit_partition(
+        &mut self,
+        p: i32,
+        end: i64,
+        rows: &[usize],
+        lines: &[&[u8]],
+        keys: &[Option<String>],
+        origins: &[(i32, i64)],
+    ) -> Result<()> {
         let timeout = self.cfg.run.sink_timeout.get();
         let name = self.transactional_id(p);
         let txn = self.txn.as_ref().expect("transactional");
-        let producer = txn.producers.get(&p).cloned().ok_or_else(|| Error::Sink(format!("kafka sink {}: partition {p} was not refreshed", self.topic)))?;
-        let meta = txn.group.group_metadata().ok_or_else(|| Error::Sink(format!("kafka sink {}: no group metadata", self.topic)))?;
-        bounded(&producer, timeout, format!("begin transaction {name}"), |p| p.begin_transaction()).await?;
+        let producer = txn.producers.get(&p).cloned().ok_or_else(|| {
+            Error::Sink(format!(
+                "kafka sink {}: partition {p} was not refreshed",
+                self.topic
+            ))
+        })?;
+        let meta = txn
+            .group
+            .group_metadata()
+            .ok_or_else(|| Error::Sink(format!("kafka sink {}: no group metadata", self.topic)))?;
+        bounded(
+            &producer,
+            timeout,
+            format!("begin transaction {name}"),
+            |p| p.begin_transaction(),
+        )
+        .await?;
         let result = async {
             self.publish(&producer, rows, lines, keys, origins).await?;
             crate::failpoint(&format!("after-publish:{}", self.name()));
             let mut offsets = TopicPartitionList::new();
-            offsets.add_partition_offset(&self.cfg.kafka.topic, p, Offset::Offset(end)).map_err(kafka(format!("offsets of {name}")))?;
-            bounded(&producer, timeout, format!("send offsets in {name}"), move |p| p.send_offsets_to_transaction(&offsets, &meta, timeout)).await?;
-            bounded(&producer, timeout, format!("commit transaction {name}"), move |p| p.commit_transaction(timeout)).await
+            offsets
+                .add_partition_offset(&self.cfg.kafka.topic, p, Offset::Offset(end))
+                .map_err(kafka(format!("offsets of {name}")))?;
+            bounded(
+                &producer,
+                timeout,
+                format!("send offsets in {name}"),
+                move |p| p.send_offsets_to_transaction(&offsets, &meta, timeout),
+            )
+            .await?;
+            bounded(
+                &producer,
+                timeout,
+                format!("commit transaction {name}"),
+                move |p| p.commit_transaction(timeout),
+            )
+            .await
         }
         .await;
         if let Err(e) = result {
-            if let Err(abort) = bounded(&producer, timeout, format!("abort transaction {name}"), move |p| p.abort_transaction(timeout)).await {
+            if let Err(abort) = bounded(
+                &producer,
+                timeout,
+                format!("abort transaction {name}"),
+                move |p| p.abort_transaction(timeout),
+            )
+            .await
+            {
                 tracing::warn!(error = %abort, transaction = %name, "abort failed (the next owner's init aborts it)");
             }
             if let Some(t) = &mut self.txn {
@@ -330,22 +452,38 @@ impl KafkaSink {
         let keys = batch
             .column_by_name(&self.key)
             .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-            .ok_or_else(|| Error::Sink(format!("kafka sink {}: key column {} is not a string column of the rows", self.topic, self.key)))?;
-        Ok((0..keys.len()).map(|i| (!keys.is_null(i)).then(|| keys.value(i).to_string())).collect())
+            .ok_or_else(|| {
+                Error::Sink(format!(
+                    "kafka sink {}: key column {} is not a string column of the rows",
+                    self.topic, self.key
+                ))
+            })?;
+        Ok((0..keys.len())
+            .map(|i| (!keys.is_null(i)).then(|| keys.value(i).to_string()))
+            .collect())
     }
 
     /// The rows as JSON Lines.
     fn encode(&self, batch: &RecordBatch) -> Result<Vec<u8>> {
         let mut buf = Vec::new();
         let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
-        w.write(batch).map_err(|e| Error::Sink(format!("kafka sink {}: rows as JSON: {e}", self.topic)))?;
-        w.finish().map_err(|e| Error::Sink(format!("kafka sink {}: rows as JSON: {e}", self.topic)))?;
+        w.write(batch)
+            .map_err(|e| Error::Sink(format!("kafka sink {}: rows as JSON: {e}", self.topic)))?;
+        w.finish()
+            .map_err(|e| Error::Sink(format!("kafka sink {}: rows as JSON: {e}", self.topic)))?;
         Ok(buf)
     }
 
     /// Sends `rows` and waits for every delivery, with at most [`MAX_IN_FLIGHT`] waiting and
     /// within `run.sink-timeout` of the last acknowledgement.
-    async fn publish(&self, producer: &FutureProducer, rows: &[usize], lines: &[&[u8]], keys: &[Option<String>], origins: &[(i32, i64)]) -> Result<()> {
+    async fn publish(
+        &self,
+        producer: &FutureProducer,
+        rows: &[usize],
+        lines: &[&[u8]],
+        keys: &[Option<String>],
+        origins: &[(i32, i64)],
+    ) -> Result<()> {
         let timeout = self.cfg.run.sink_timeout.get();
         let pipeline = self.cfg.run.pipeline.as_bytes();
         let mut pending: VecDeque<DeliveryFuture> = VecDeque::new();
@@ -357,10 +495,21 @@ impl KafkaSink {
                 let (part, offset) = origins[row];
                 let (p, o) = (part.to_string(), offset.to_string());
                 let headers = OwnedHeaders::new()
-                    .insert(Header { key: "rtlake-pipeline", value: Some(pipeline) })
-                    .insert(Header { key: "rtlake-partition", value: Some(p.as_bytes()) })
-                    .insert(Header { key: "rtlake-offset", value: Some(o.as_bytes()) });
-                let mut record = FutureRecord::<str, [u8]>::to(&self.topic).payload(lines[row]).headers(headers);
+                    .insert(Header {
+                        key: "rtlake-pipeline",
+                        value: Some(pipeline),
+                    })
+                    .insert(Header {
+                        key: "rtlake-partition",
+                        value: Some(p.as_bytes()),
+                    })
+                    .insert(Header {
+                        key: "rtlake-offset",
+                        value: Some(o.as_bytes()),
+                    });
+                let mut record = FutureRecord::<str, [u8]>::to(&self.topic)
+                    .payload(lines[row])
+                    .headers(headers);
                 if let Some(k) = &keys[row] {
                     record = record.key(k.as_str());
                 }
@@ -370,17 +519,35 @@ impl KafkaSink {
                         i += 1;
                         continue;
                     }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) if !pending.is_empty() => {}
-                    Err((e, _)) => return Err(Error::Sink(format!("kafka sink {}: enqueue: {e}", self.topic))),
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
+                        if !pending.is_empty() => {}
+                    Err((e, _)) => {
+                        return Err(Error::Sink(format!(
+                            "kafka sink {}: enqueue: {e}",
+                            self.topic
+                        )));
+                    }
                 }
             }
             // Full, or everything sent: wait for the oldest delivery.
-            let Some(oldest) = pending.pop_front() else { continue };
+            let Some(oldest) = pending.pop_front() else {
+                continue;
+            };
             let left = timeout.saturating_sub(last_ack.elapsed()) + Duration::from_secs(1);
             match tokio::time::timeout(left, oldest).await {
                 Ok(Ok(Ok(_))) => last_ack = Instant::now(),
-                Ok(Ok(Err((e, _)))) => return Err(Error::Sink(format!("kafka sink {}: delivery failed: {e}", self.topic))),
-                Ok(Err(_)) => return Err(Error::Sink(format!("kafka sink {}: delivery cancelled", self.topic))),
+                Ok(Ok(Err((e, _)))) => {
+                    return Err(Error::Sink(format!(
+                        "kafka sink {}: delivery failed: {e}",
+                        self.topic
+                    )));
+                }
+                Ok(Err(_)) => {
+                    return Err(Error::Sink(format!(
+                        "kafka sink {}: delivery cancelled",
+                        self.topic
+                    )));
+                }
                 Err(_) => {
                     return Err(Error::Sink(format!(
                         "kafka sink {}: no delivery acknowledged for {} s ({} messages waiting); the epoch is retried",

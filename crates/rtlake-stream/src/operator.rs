@@ -34,14 +34,31 @@ pub struct Rejections<'a> {
 
 impl<'a> Rejections<'a> {
     /// Rejections into `cols` for messages `owed` to `_rejected`.
-    pub fn new(cols: &'a mut RejectedColumns, owed: &'a (dyn Fn(&RawMessage) -> bool + Sync), topic: &'a str, now: DateTime<Utc>) -> Self {
-        Self { cols, owed, topic, now }
+    pub fn new(
+        cols: &'a mut RejectedColumns,
+        owed: &'a (dyn Fn(&RawMessage) -> bool + Sync),
+        topic: &'a str,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            cols,
+            owed,
+            topic,
+            now,
+        }
     }
 
     /// Rejects `m` on behalf of `sink`; `error` is only built when the row is written.
-    pub fn push(&mut self, m: &RawMessage, reason: RejectReason, sink: &str, error: impl FnOnce() -> String) {
+    pub fn push(
+        &mut self,
+        m: &RawMessage,
+        reason: RejectReason,
+        sink: &str,
+        error: impl FnOnce() -> String,
+    ) {
         if (self.owed)(m) {
-            self.cols.push(self.topic, m, reason, &error(), sink, self.now);
+            self.cols
+                .push(self.topic, m, reason, &error(), sink, self.now);
         }
     }
 }
@@ -56,7 +73,13 @@ pub trait Operator: Send + Sync {
 
     /// Processes an epoch. `owed` says whether a message is past what every sink holds;
     /// refused messages go to `rejected` under the name `sink`.
-    fn process(&mut self, input: &EpochInput<'_>, owed: &dyn Fn(&RawMessage) -> bool, rejected: &mut Rejections<'_>, sink: &str) -> Emitted;
+    fn process(
+        &mut self,
+        input: &EpochInput<'_>,
+        owed: &dyn Fn(&RawMessage) -> bool,
+        rejected: &mut Rejections<'_>,
+        sink: &str,
+    ) -> Emitted;
 
     /// Its keyed state, if it keeps any (snapshotted each epoch, restored on assignment).
     fn state(&self) -> Option<&dyn PartitionState> {
@@ -91,7 +114,11 @@ pub struct PerPartition<S> {
 impl<S> PerPartition<S> {
     /// Empty; `new` makes a partition's first state, `keys` counts what one holds.
     pub fn new(new: impl Fn() -> S + Send + Sync + 'static, keys: fn(&S) -> usize) -> Self {
-        Self { parts: HashMap::new(), new: Box::new(new), keys }
+        Self {
+            parts: HashMap::new(),
+            new: Box::new(new),
+            keys,
+        }
     }
 
     /// A partition's state, created on first use.
@@ -106,7 +133,9 @@ impl<S> PerPartition<S> {
     }
 }
 
-impl<S: serde::Serialize + serde::de::DeserializeOwned + Send + Sync> PartitionState for PerPartition<S> {
+impl<S: serde::Serialize + serde::de::DeserializeOwned + Send + Sync> PartitionState
+    for PerPartition<S>
+{
     fn restore(&mut self, partition: i32, bytes: Option<&[u8]>) -> Result<(), serde_json::Error> {
         let state = match bytes {
             Some(b) => serde_json::from_slice(b)?,

@@ -42,7 +42,9 @@ impl Output {
     /// The next input offset of `partition` this output does not hold (`None`: never written).
     pub fn version(&self, pipeline: &str, partition: i32) -> Option<i64> {
         match self {
-            Self::Delta(d, _) => d.known_version(&app_id(pipeline, &d.name().to_string(), partition)),
+            Self::Delta(d, _) => {
+                d.known_version(&app_id(pipeline, &d.name().to_string(), partition))
+            }
             Self::Kafka(k) => k.known_version(partition),
         }
     }
@@ -63,24 +65,49 @@ impl Output {
     /// Commits the rows of `emitted` this output does not hold, with versions `ends`
     /// (partition → next offset) for the partitions it is behind on; returns the rows written,
     /// or `None` if it held the whole epoch already.
-    pub async fn commit(&mut self, pipeline: &str, emitted: &Emitted, ends: &BTreeMap<i32, i64>) -> Result<Option<u64>> {
-        let behind: BTreeMap<i32, i64> =
-            ends.iter().filter(|(p, end)| self.version(pipeline, **p).is_none_or(|v| **end > v)).map(|(p, e)| (*p, *e)).collect();
+    pub async fn commit(
+        &mut self,
+        pipeline: &str,
+        emitted: &Emitted,
+        ends: &BTreeMap<i32, i64>,
+    ) -> Result<Option<u64>> {
+        let behind: BTreeMap<i32, i64> = ends
+            .iter()
+            .filter(|(p, end)| self.version(pipeline, **p).is_none_or(|v| **end > v))
+            .map(|(p, e)| (*p, *e))
+            .collect();
         if behind.is_empty() {
             return Ok(None);
         }
-        let keep: Vec<bool> = emitted.origins.iter().map(|(p, o)| *o >= self.version(pipeline, *p).unwrap_or(0)).collect();
+        let keep: Vec<bool> = emitted
+            .origins
+            .iter()
+            .map(|(p, o)| *o >= self.version(pipeline, *p).unwrap_or(0))
+            .collect();
         let (batch, origins) = if keep.iter().all(|k| *k) {
             (emitted.batch.clone(), emitted.origins.clone())
         } else {
             let mask = BooleanArray::from(keep.clone());
-            let batch = arrow::compute::filter_record_batch(&emitted.batch, &mask).map_err(|e| Error::Sink(format!("filter rows: {e}")))?;
-            (batch, emitted.origins.iter().zip(&keep).filter(|(_, k)| **k).map(|(o, _)| *o).collect())
+            let batch = arrow::compute::filter_record_batch(&emitted.batch, &mask)
+                .map_err(|e| Error::Sink(format!("filter rows: {e}")))?;
+            (
+                batch,
+                emitted
+                    .origins
+                    .iter()
+                    .zip(&keep)
+                    .filter(|(_, k)| **k)
+                    .map(|(o, _)| *o)
+                    .collect(),
+            )
         };
         let rows = match self {
             Self::Delta(d, sql) => {
                 let name = d.name().to_string();
-                let txns = behind.iter().map(|(p, e)| (app_id(pipeline, &name, *p), *e)).collect();
+                let txns = behind
+                    .iter()
+                    .map(|(p, e)| (app_id(pipeline, &name, *p), *e))
+                    .collect();
                 let batch = match sql {
                     Some(q) => q.apply(batch).await?,
                     None => batch,
@@ -116,7 +143,11 @@ impl Stage {
 
     /// Where the operator resumes a partition: the smallest of its outputs' versions.
     pub fn version(&self, pipeline: &str, partition: i32) -> Option<i64> {
-        self.outputs.iter().map(|o| o.version(pipeline, partition)).collect::<Option<Vec<i64>>>().and_then(|v| v.into_iter().min())
+        self.outputs
+            .iter()
+            .map(|o| o.version(pipeline, partition))
+            .collect::<Option<Vec<i64>>>()
+            .and_then(|v| v.into_iter().min())
     }
 }
 
@@ -143,7 +174,10 @@ fn default_table(kind: &str) -> TableName {
 /// A table name from the config (`ns.name`), kept for the life of the process.
 fn table_name(s: &str) -> TableName {
     let (ns, name) = s.split_once('.').unwrap_or(("default", s));
-    TableName { namespace: Box::leak(ns.to_string().into_boxed_str()), name: Box::leak(name.to_string().into_boxed_str()) }
+    TableName {
+        namespace: Box::leak(ns.to_string().into_boxed_str()),
+        name: Box::leak(name.to_string().into_boxed_str()),
+    }
 }
 
 /// Builds the stages of the configured sinks, opening (creating) their tables and topics.
@@ -155,25 +189,41 @@ pub async fn build(cfg: &Config, lake: &Lake, checkpoint: &Path) -> Result<Vec<S
             Some(topic) => {
                 let key = s.key.as_deref().unwrap_or("station_id");
                 if op.schema().field_with_name(key).is_err() {
-                    return Err(Error::Sink(format!("kafka sink {topic}: key column {key} is not a column of {} rows", s.operator)));
+                    return Err(Error::Sink(format!(
+                        "kafka sink {topic}: key column {key} is not a column of {} rows",
+                        s.operator
+                    )));
                 }
                 Output::Kafka(KafkaSink::open(cfg, topic, key, checkpoint).await?)
             }
             None => {
-                let name = s.table.as_deref().map_or_else(|| default_table(&s.operator), table_name);
+                let name = s
+                    .table
+                    .as_deref()
+                    .map_or_else(|| default_table(&s.operator), table_name);
                 let sql = match &s.sql {
                     Some(q) => Some(SqlTransform::new(q, op.schema()).await?),
                     None => None,
                 };
-                let schema = sql.as_ref().map_or_else(|| op.schema(), SqlTransform::schema);
+                let schema = sql
+                    .as_ref()
+                    .map_or_else(|| op.schema(), SqlTransform::schema);
                 // Partitioned by date and hour when the rows have them.
-                let parts: Vec<&str> = TIME_PARTITIONS.iter().copied().filter(|c| schema.field_with_name(c).is_ok()).collect();
+                let parts: Vec<&str> = TIME_PARTITIONS
+                    .iter()
+                    .copied()
+                    .filter(|c| schema.field_with_name(c).is_ok())
+                    .collect();
                 Output::Delta(DeltaSink::open(lake, name, schema, &parts).await?, sql)
             }
         };
         match stages.iter_mut().find(|st| st.op.kind() == s.operator) {
             Some(st) => st.outputs.push(output),
-            None => stages.push(Stage { op, outputs: vec![output], rows: BTreeMap::new() }),
+            None => stages.push(Stage {
+                op,
+                outputs: vec![output],
+                rows: BTreeMap::new(),
+            }),
         }
     }
     Ok(stages)

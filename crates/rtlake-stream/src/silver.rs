@@ -5,8 +5,10 @@
 use crate::bronze::EpochInput;
 use crate::operator::{Emitted, Operator, PartitionState, PerPartition, Rejections};
 use crate::source::RawMessage;
+use arrow::array::{
+    ArrayRef, Date32Builder, Int32Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+};
 use arrow::datatypes::SchemaRef;
-use arrow::array::{ArrayRef, Date32Builder, Int32Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
 use chrono::DateTime;
 use rtlake_bikes::changes::{ChangeState, Outcome, Snapshot};
 use rtlake_core::schema::{self, RejectReason};
@@ -19,7 +21,9 @@ pub struct SilverOperator {
 
 impl Default for SilverOperator {
     fn default() -> Self {
-        Self { states: PerPartition::new(ChangeState::default, ChangeState::len) }
+        Self {
+            states: PerPartition::new(ChangeState::default, ChangeState::len),
+        }
     }
 }
 
@@ -46,7 +50,13 @@ impl Operator for SilverOperator {
         schema::silver_station_changes()
     }
 
-    fn process(&mut self, input: &EpochInput<'_>, owed: &dyn Fn(&RawMessage) -> bool, rejected: &mut Rejections<'_>, sink: &str) -> Emitted {
+    fn process(
+        &mut self,
+        input: &EpochInput<'_>,
+        owed: &dyn Fn(&RawMessage) -> bool,
+        rejected: &mut Rejections<'_>,
+        sink: &str,
+    ) -> Emitted {
         let mut c = Columns::default();
         let mut origins = Vec::new();
         for (m, decoded, district) in input.iter() {
@@ -55,10 +65,18 @@ impl Operator for SilverOperator {
             }
             // Undecodable messages are rejected once, by bronze.
             let Ok(s) = decoded else { continue };
-            let snap = Snapshot { station_id: s.station_id.clone(), polled_at: s.polled_at.timestamp_micros(), bikes: s.bikes_parked };
+            let snap = Snapshot {
+                station_id: s.station_id.clone(),
+                polled_at: s.polled_at.timestamp_micros(),
+                bikes: s.bikes_parked,
+            };
             let state = self.states.get(m.partition);
             match state.apply(&snap) {
-                Outcome::Change { prev, rentals, returns } => {
+                Outcome::Change {
+                    prev,
+                    rentals,
+                    returns,
+                } => {
                     let (d, h) = rtlake_core::time::kst_partition(&s.polled_at);
                     c.station_id.append_value(&s.station_id);
                     c.polled_at.append_value(snap.polled_at);
@@ -77,13 +95,17 @@ impl Operator for SilverOperator {
                         "snapshot of {} at {} is not after the stored one at {}",
                         s.station_id,
                         s.polled_at.to_rfc3339(),
-                        DateTime::from_timestamp_micros(stored).map(|t| t.to_rfc3339()).unwrap_or_default()
+                        DateTime::from_timestamp_micros(stored)
+                            .map(|t| t.to_rfc3339())
+                            .unwrap_or_default()
                     )
                 }),
                 _ => {}
             }
         }
-        let ts = |x: &mut TimestampMicrosecondBuilder| Arc::new(x.finish().with_timezone("UTC")) as ArrayRef;
+        let ts = |x: &mut TimestampMicrosecondBuilder| {
+            Arc::new(x.finish().with_timezone("UTC")) as ArrayRef
+        };
         let cols: Vec<ArrayRef> = vec![
             Arc::new(c.station_id.finish()),
             ts(&mut c.polled_at),
@@ -97,7 +119,8 @@ impl Operator for SilverOperator {
             Arc::new(c.hour.finish()),
         ];
         // The columns follow the schema by construction.
-        let batch = RecordBatch::try_new(schema::silver_station_changes(), cols).expect("silver columns match the schema");
+        let batch = RecordBatch::try_new(schema::silver_station_changes(), cols)
+            .expect("silver columns match the schema");
         Emitted { batch, origins }
     }
 

@@ -7,13 +7,15 @@
 //! offsets synchronously (for lag display only) and raises a flag; the run loop then drops the
 //! revoked partitions' buffered messages.
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
+};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
-use rtlake_lake::Lake;
-use rtlake_lake::sink::{app_id, read_versions};
 use rtlake_core::config::{Assignment, RunConfig};
 use rtlake_core::schema::TableName;
+use rtlake_lake::Lake;
+use rtlake_lake::sink::{app_id, read_versions};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -37,7 +39,13 @@ pub struct RawMessage {
 impl RawMessage {
     /// Copies a consumed message.
     pub fn from_message(m: &impl Message) -> Self {
-        Self { partition: m.partition(), offset: m.offset(), key: m.key().map(<[u8]>::to_vec), payload: m.payload().map(<[u8]>::to_vec), timestamp: m.timestamp().to_millis() }
+        Self {
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec),
+            timestamp: m.timestamp().to_millis(),
+        }
     }
 }
 
@@ -127,23 +135,40 @@ pub struct Positions {
 
 impl Positions {
     /// Where each partition resumes.
-    pub async fn resume_offsets(&self, partitions: &[i32]) -> rtlake_lake::Result<BTreeMap<i32, Resume>> {
-        let mut versions: BTreeMap<i32, Vec<Option<i64>>> = partitions.iter().map(|p| (*p, Vec::new())).collect();
+    pub async fn resume_offsets(
+        &self,
+        partitions: &[i32],
+    ) -> rtlake_lake::Result<BTreeMap<i32, Resume>> {
+        let mut versions: BTreeMap<i32, Vec<Option<i64>>> =
+            partitions.iter().map(|p| (*p, Vec::new())).collect();
         for table in &self.tables {
-            let ids: Vec<String> = partitions.iter().map(|p| app_id(&self.pipeline, &table.to_string(), *p)).collect();
+            let ids: Vec<String> = partitions
+                .iter()
+                .map(|p| app_id(&self.pipeline, &table.to_string(), *p))
+                .collect();
             let found = read_versions(&self.lake, *table, &ids).await?;
             for (p, id) in partitions.iter().zip(&ids) {
-                versions.entry(*p).or_default().push(found.get(id).copied().flatten());
+                versions
+                    .entry(*p)
+                    .or_default()
+                    .push(found.get(id).copied().flatten());
             }
         }
         for dir in &self.kafka_dirs {
             for p in partitions {
-                let v = crate::kafka_sink::read_version(dir, *p)
-                    .map_err(|e| rtlake_lake::Error::Location { uri: dir.display().to_string(), reason: e.to_string() })?;
+                let v = crate::kafka_sink::read_version(dir, *p).map_err(|e| {
+                    rtlake_lake::Error::Location {
+                        uri: dir.display().to_string(),
+                        reason: e.to_string(),
+                    }
+                })?;
                 versions.entry(*p).or_default().push(v);
             }
         }
-        Ok(versions.into_iter().map(|(p, v)| (p, Resume::of(v))).collect())
+        Ok(versions
+            .into_iter()
+            .map(|(p, v)| (p, Resume::of(v)))
+            .collect())
     }
 
     /// The offset to assign a partition at.
@@ -157,18 +182,31 @@ impl Positions {
 
     /// The same, blocking, on a thread of its own: for the rebalance callback, which runs
     /// inside the consumer's poll on a runtime thread.
-    fn resume_offsets_blocking(&self, partitions: &[i32]) -> rtlake_lake::Result<BTreeMap<i32, Resume>> {
+    fn resume_offsets_blocking(
+        &self,
+        partitions: &[i32],
+    ) -> rtlake_lake::Result<BTreeMap<i32, Resume>> {
         let this = self.clone();
         let parts = partitions.to_vec();
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
             match rt {
                 Ok(rt) => rt.block_on(this.resume_offsets(&parts)),
-                Err(e) => Err(rtlake_lake::Error::Location { uri: this.lake.root().to_string(), reason: format!("runtime: {e}") }),
+                Err(e) => Err(rtlake_lake::Error::Location {
+                    uri: this.lake.root().to_string(),
+                    reason: format!("runtime: {e}"),
+                }),
             }
         })
         .join()
-        .unwrap_or_else(|_| Err(rtlake_lake::Error::Location { uri: String::new(), reason: "position reader panicked".into() }))
+        .unwrap_or_else(|_| {
+            Err(rtlake_lake::Error::Location {
+                uri: String::new(),
+                reason: "position reader panicked".into(),
+            })
+        })
     }
 }
 
@@ -192,10 +230,19 @@ impl ClientContext for SourceContext {
     /// librdkafka's statistics (every `statistics.interval.ms`): the high watermark of each
     /// assigned partition, and the lag behind what the lake holds.
     fn stats(&self, stats: rdkafka::Statistics) {
-        let Some(topic) = stats.topics.get(&self.topic) else { return };
+        let Some(topic) = stats.topics.get(&self.topic) else {
+            return;
+        };
         let assigned = self.assigned_now();
-        let committed = self.committed.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let mut hi = self.high_watermarks.lock().unwrap_or_else(|p| p.into_inner());
+        let committed = self
+            .committed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut hi = self
+            .high_watermarks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         for (p, part) in &topic.partitions {
             if *p < 0 || !assigned.contains(p) || part.hi_offset < 0 {
                 continue;
@@ -209,26 +256,43 @@ impl ClientContext for SourceContext {
 impl ConsumerContext for SourceContext {
     fn rebalance(&self, c: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
         let cooperative = matches!(c.rebalance_protocol(), RebalanceProtocol::Cooperative);
-        let parts: Vec<i32> = tpl.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
+        let parts: Vec<i32> = tpl
+            .elements_for_topic(&self.topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect();
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 match self.positions.resume_offsets_blocking(&parts) {
                     Ok(pos) => {
                         for (p, resume) in &pos {
-                            let _ = tpl.set_partition_offset(&self.topic, *p, self.positions.offset(*p, *resume));
+                            let _ = tpl.set_partition_offset(
+                                &self.topic,
+                                *p,
+                                self.positions.offset(*p, *resume),
+                            );
                         }
                         tracing::info!(partitions = ?pos, "assigned; resuming from the lake's offsets");
                     }
                     Err(e) => {
                         // Assigning without offsets would read from the group's position: refuse.
-                        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("cannot read offsets from the lake: {e}"));
+                        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some(format!("cannot read offsets from the lake: {e}"));
                     }
                 }
                 self.lock_assigned().extend(parts.iter().copied());
-                if cooperative { c.incremental_assign(tpl) } else { c.assign(tpl) }
+                if cooperative {
+                    c.incremental_assign(tpl)
+                } else {
+                    c.assign(tpl)
+                }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                let committed = self.committed.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let committed = self
+                    .committed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
                 let mut offsets = TopicPartitionList::new();
                 for p in &parts {
                     if let Some(o) = committed.get(p) {
@@ -247,7 +311,11 @@ impl ConsumerContext for SourceContext {
                         a.remove(p);
                     }
                 }
-                if cooperative { c.incremental_unassign(tpl) } else { c.unassign() }
+                if cooperative {
+                    c.incremental_unassign(tpl)
+                } else {
+                    c.unassign()
+                }
             }
             other => {
                 tracing::error!(error = ?other, "rebalance error");
@@ -271,11 +339,17 @@ impl SourceContext {
     pub fn observe(&self, partition: i32, hi: i64, committed: Option<i64>) {
         let m = &rtlake_core::metrics::global().run;
         let p = partition.to_string();
-        let labels = [self.positions.pipeline.as_str(), self.topic.as_str(), p.as_str()];
+        let labels = [
+            self.positions.pipeline.as_str(),
+            self.topic.as_str(),
+            p.as_str(),
+        ];
         m.high_watermark.with_label_values(&labels).set(hi);
         if let Some(c) = committed {
             m.committed_offset.with_label_values(&labels).set(c);
-            m.consumer_lag.with_label_values(&labels).set((hi - c).max(0));
+            m.consumer_lag
+                .with_label_values(&labels)
+                .set((hi - c).max(0));
         }
     }
 
@@ -283,11 +357,18 @@ impl SourceContext {
     pub fn forget(&self, partition: i32) {
         let m = &rtlake_core::metrics::global().run;
         let p = partition.to_string();
-        let labels = [self.positions.pipeline.as_str(), self.topic.as_str(), p.as_str()];
+        let labels = [
+            self.positions.pipeline.as_str(),
+            self.topic.as_str(),
+            p.as_str(),
+        ];
         let _ = m.high_watermark.remove_label_values(&labels);
         let _ = m.committed_offset.remove_label_values(&labels);
         let _ = m.consumer_lag.remove_label_values(&labels);
-        self.high_watermarks.lock().unwrap_or_else(|p| p.into_inner()).remove(&partition);
+        self.high_watermarks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&partition);
     }
 
     /// The partitions assigned now.
@@ -298,7 +379,12 @@ impl SourceContext {
 
 /// Creates the consumer: subscribed to `topic` in the pipeline's group, or (static assignment)
 /// assigned its partitions at once at the lake's positions.
-pub async fn connect(kafka: &rtlake_core::config::KafkaConfig, run: &RunConfig, topic: &str, positions: Positions) -> crate::Result<StreamConsumer<SourceContext>> {
+pub async fn connect(
+    kafka: &rtlake_core::config::KafkaConfig,
+    run: &RunConfig,
+    topic: &str,
+    positions: Positions,
+) -> crate::Result<StreamConsumer<SourceContext>> {
     let kafka_err = |context: &str| {
         let context = context.to_string();
         move |cause| crate::Error::Kafka(rtlake_kafka::Error::Kafka { context, cause })
@@ -312,23 +398,33 @@ pub async fn connect(kafka: &rtlake_core::config::KafkaConfig, run: &RunConfig, 
         failure: Mutex::default(),
         high_watermarks: Mutex::default(),
     };
-    let mut config = rtlake_kafka::client::consumer(kafka, &run.group(), run.assignment_strategy.as_str());
-    config.set("session.timeout.ms", run.session_timeout.get().as_millis().to_string());
+    let mut config =
+        rtlake_kafka::client::consumer(kafka, &run.group(), run.assignment_strategy.as_str());
+    config.set(
+        "session.timeout.ms",
+        run.session_timeout.get().as_millis().to_string(),
+    );
     let heartbeat = (run.session_timeout.get().as_millis() / 10).clamp(100, 3000);
     config.set("heartbeat.interval.ms", heartbeat.to_string());
     if let Some(id) = &run.instance_id {
         config.set("group.instance.id", id);
     }
-    let consumer: StreamConsumer<SourceContext> = config.create_with_context(ctx).map_err(kafka_err("create consumer"))?;
+    let consumer: StreamConsumer<SourceContext> = config
+        .create_with_context(ctx)
+        .map_err(kafka_err("create consumer"))?;
     match run.assignment {
-        Assignment::Group => consumer.subscribe(&[topic]).map_err(kafka_err(&format!("subscribe to {topic}")))?,
+        Assignment::Group => consumer
+            .subscribe(&[topic])
+            .map_err(kafka_err(&format!("subscribe to {topic}")))?,
         Assignment::Static => {
             let all = rtlake_kafka::admin::topic_partitions(kafka, topic).await?;
             let parts: Vec<i32> = match &run.partitions {
                 None => all,
                 Some(want) => {
                     if let Some(p) = want.iter().find(|p| !all.contains(p)) {
-                        return Err(crate::Error::Source(format!("run.partitions names partition {p}, but {topic} has partitions {all:?}")));
+                        return Err(crate::Error::Source(format!(
+                            "run.partitions names partition {p}, but {topic} has partitions {all:?}"
+                        )));
                     }
                     want.clone()
                 }
@@ -336,7 +432,8 @@ pub async fn connect(kafka: &rtlake_core::config::KafkaConfig, run: &RunConfig, 
             let pos = positions.resume_offsets(&parts).await?;
             let mut tpl = TopicPartitionList::new();
             for (p, resume) in &pos {
-                tpl.add_partition_offset(topic, *p, positions.offset(*p, *resume)).map_err(kafka_err("assign"))?;
+                tpl.add_partition_offset(topic, *p, positions.offset(*p, *resume))
+                    .map_err(kafka_err("assign"))?;
             }
             consumer.assign(&tpl).map_err(kafka_err("assign"))?;
             tracing::info!(partitions = ?pos, "assigned statically; resuming from the lake's offsets");

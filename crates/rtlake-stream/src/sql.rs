@@ -25,7 +25,11 @@ impl SqlTransform {
     pub async fn new(sql: &str, input: SchemaRef) -> Result<Self> {
         let ctx = SessionContext::new();
         let empty = RecordBatch::new_empty(input);
-        let mut t = Self { sql: sql.into(), ctx, schema: empty.schema() };
+        let mut t = Self {
+            sql: sql.into(),
+            ctx,
+            schema: empty.schema(),
+        };
         let out = t.run(empty).await?;
         t.schema = out.schema();
         Ok(t)
@@ -40,15 +44,25 @@ impl SqlTransform {
     pub async fn apply(&mut self, batch: RecordBatch) -> Result<RecordBatch> {
         let out = self.run(batch).await?;
         // Nullability can differ per run (e.g. a literal column); the table's schema is fixed.
-        RecordBatch::try_new(self.schema.clone(), out.columns().to_vec()).map_err(|e| err(&self.sql, e))
+        RecordBatch::try_new(self.schema.clone(), out.columns().to_vec())
+            .map_err(|e| err(&self.sql, e))
     }
 
     async fn run(&mut self, batch: RecordBatch) -> Result<RecordBatch> {
         let _ = self.ctx.deregister_table("input");
-        self.ctx.register_batch("input", batch).map_err(|e| err(&self.sql, e))?;
-        let df = self.ctx.sql(&self.sql).await.map_err(|e| err(&self.sql, e.strip_backtrace()))?;
+        self.ctx
+            .register_batch("input", batch)
+            .map_err(|e| err(&self.sql, e))?;
+        let df = self
+            .ctx
+            .sql(&self.sql)
+            .await
+            .map_err(|e| err(&self.sql, e.strip_backtrace()))?;
         let schema: SchemaRef = std::sync::Arc::new(df.schema().as_arrow().clone());
-        let batches = df.collect().await.map_err(|e| err(&self.sql, e.strip_backtrace()))?;
+        let batches = df
+            .collect()
+            .await
+            .map_err(|e| err(&self.sql, e.strip_backtrace()))?;
         arrow::compute::concat_batches(&schema, &batches).map_err(|e| err(&self.sql, e))
     }
 }
@@ -61,24 +75,60 @@ mod tests {
     use std::sync::Arc;
 
     fn batch() -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![Field::new("station_id", DataType::Utf8, false), Field::new("rentals", DataType::Int32, false)]));
-        RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(vec!["ST-1", "ST-2", "ST-3"])), Arc::new(Int32Array::from(vec![1, 5, 3]))]).unwrap()
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("station_id", DataType::Utf8, false),
+            Field::new("rentals", DataType::Int32, false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec!["ST-1", "ST-2", "ST-3"])),
+                Arc::new(Int32Array::from(vec![1, 5, 3])),
+            ],
+        )
+        .unwrap()
     }
 
     #[tokio::test]
     async fn filters_and_projects_each_epoch_with_a_fixed_schema() {
-        let mut t = SqlTransform::new("SELECT station_id, rentals * 2 AS double FROM input WHERE rentals >= 3", batch().schema()).await.unwrap();
-        assert_eq!(t.schema().fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>(), ["station_id", "double"]);
+        let mut t = SqlTransform::new(
+            "SELECT station_id, rentals * 2 AS double FROM input WHERE rentals >= 3",
+            batch().schema(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            t.schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect::<Vec<_>>(),
+            ["station_id", "double"]
+        );
         for _ in 0..2 {
             let out = t.apply(batch()).await.unwrap();
-            let ids = out.column(0).as_any().downcast_ref::<StringArray>().unwrap();
-            assert_eq!((out.num_rows(), ids.value(0), ids.value(1)), (2, "ST-2", "ST-3"));
+            let ids = out
+                .column(0)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap();
+            assert_eq!(
+                (out.num_rows(), ids.value(0), ids.value(1)),
+                (2, "ST-2", "ST-3")
+            );
         }
     }
 
     #[tokio::test]
     async fn a_bad_query_fails_at_start_naming_it() {
-        let e = SqlTransform::new("SELECT nope FROM input", batch().schema()).await.err().unwrap().to_string();
-        assert!(e.contains("SELECT nope FROM input") && e.contains("nope"), "{e}");
+        let e = SqlTransform::new("SELECT nope FROM input", batch().schema())
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("SELECT nope FROM input") && e.contains("nope"),
+            "{e}"
+        );
     }
 }

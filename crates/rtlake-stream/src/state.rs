@@ -19,7 +19,9 @@ pub enum StateError {
         cause: std::io::Error,
     },
     /// The table holds a version whose snapshot is missing: the state cannot be rebuilt.
-    #[error("state of {table} partition {partition} at offset {version} is missing from {dir}; the checkpoint does not belong to this lake (restore it, or start a new pipeline name)")]
+    #[error(
+        "state of {table} partition {partition} at offset {version} is missing from {dir}; the checkpoint does not belong to this lake (restore it, or start a new pipeline name)"
+    )]
     Missing {
         /// The table.
         table: String,
@@ -49,11 +51,20 @@ impl StateStore {
     }
 
     fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
-        move |cause| StateError::Io { path: path.to_path_buf(), cause }
+        move |cause| StateError::Io {
+            path: path.to_path_buf(),
+            cause,
+        }
     }
 
     /// Writes the snapshot of `version` atomically and drops all but the two newest.
-    pub fn save(&self, table: &str, partition: i32, version: i64, bytes: &[u8]) -> Result<(), StateError> {
+    pub fn save(
+        &self,
+        table: &str,
+        partition: i32,
+        version: i64,
+        bytes: &[u8],
+    ) -> Result<(), StateError> {
         let dir = self.dir(table, partition);
         std::fs::create_dir_all(&dir).map_err(Self::io(&dir))?;
         let file = dir.join(format!("{version:020}.json"));
@@ -70,26 +81,38 @@ impl StateStore {
     }
 
     /// Reads the snapshot of `version`; `None` means the partition has no state yet.
-    pub fn load(&self, table: &str, partition: i32, version: Option<i64>) -> Result<Option<Vec<u8>>, StateError> {
-        let Some(version) = version else { return Ok(None) };
+    pub fn load(
+        &self,
+        table: &str,
+        partition: i32,
+        version: Option<i64>,
+    ) -> Result<Option<Vec<u8>>, StateError> {
+        let Some(version) = version else {
+            return Ok(None);
+        };
         let dir = self.dir(table, partition);
         let file = dir.join(format!("{version:020}.json"));
         match std::fs::read(&file) {
             Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(StateError::Missing { table: table.into(), partition, version, dir })
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StateError::Missing {
+                table: table.into(),
+                partition,
+                version,
+                dir,
+            }),
             Err(cause) => Err(StateError::Io { path: file, cause }),
         }
     }
-
 }
 
 /// The numbers `n` of a folder's `<n>.json` files (none when the folder does not exist): the
 /// versions of state snapshots and the ends of the offset and commit logs.
 pub(crate) fn numbered(dir: &Path) -> std::io::Result<Vec<i64>> {
     match std::fs::read_dir(dir) {
-        Ok(rd) => Ok(rd.flatten().filter_map(|e| e.file_name().to_str()?.strip_suffix(".json")?.parse().ok()).collect()),
+        Ok(rd) => Ok(rd
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json")?.parse().ok())
+            .collect()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(e),
     }
@@ -109,7 +132,10 @@ mod tests {
         s.save("t", 0, 30, b"thirty").unwrap();
         assert_eq!(s.load("t", 0, Some(20)).unwrap().unwrap(), b"twenty");
         assert_eq!(s.load("t", 0, Some(30)).unwrap().unwrap(), b"thirty");
-        assert!(matches!(s.load("t", 0, Some(10)), Err(StateError::Missing { .. })), "only two are kept");
+        assert!(
+            matches!(s.load("t", 0, Some(10)), Err(StateError::Missing { .. })),
+            "only two are kept"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }

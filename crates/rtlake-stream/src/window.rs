@@ -79,7 +79,10 @@ pub struct Watermark {
 impl Watermark {
     /// A watermark that trails the largest event time by `lateness` µs.
     pub fn new(lateness: i64) -> Self {
-        Self { lateness, max_seen: None }
+        Self {
+            lateness,
+            max_seen: None,
+        }
     }
 
     /// The watermark now (none before the first event).
@@ -116,7 +119,14 @@ pub struct Acc {
 
 impl Acc {
     fn new(n: usize) -> Self {
-        Self { count: 0, sum: vec![0.0; n], min: vec![0.0; n], max: vec![0.0; n], last: vec![0.0; n], last_time: i64::MIN }
+        Self {
+            count: 0,
+            sum: vec![0.0; n],
+            min: vec![0.0; n],
+            max: vec![0.0; n],
+            last: vec![0.0; n],
+            last_time: i64::MIN,
+        }
     }
 
     fn add(&mut self, t: i64, values: &[f64]) {
@@ -139,8 +149,16 @@ impl Acc {
         for i in 0..self.sum.len() {
             self.sum[i] += o.sum[i];
             if theirs {
-                self.min[i] = if mine { self.min[i].min(o.min[i]) } else { o.min[i] };
-                self.max[i] = if mine { self.max[i].max(o.max[i]) } else { o.max[i] };
+                self.min[i] = if mine {
+                    self.min[i].min(o.min[i])
+                } else {
+                    o.min[i]
+                };
+                self.max[i] = if mine {
+                    self.max[i].max(o.max[i])
+                } else {
+                    o.max[i]
+                };
             }
         }
         if o.last_time >= self.last_time {
@@ -195,7 +213,10 @@ pub struct WindowOperator<K: Ord + Clone> {
     columns: usize,
     watermark: Watermark,
     /// As a list of pairs in snapshots, so any key type (tuples too) serialises as JSON.
-    #[serde(with = "pairs", bound(serialize = "K: Serialize", deserialize = "K: Deserialize<'de>"))]
+    #[serde(
+        with = "pairs",
+        bound(serialize = "K: Serialize", deserialize = "K: Deserialize<'de>")
+    )]
     windows: BTreeMap<K, Vec<Win>>,
 }
 
@@ -203,11 +224,21 @@ mod pairs {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
     use std::collections::BTreeMap;
 
-    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(m: &BTreeMap<K, V>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        m: &BTreeMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.collect_seq(m.iter())
     }
 
-    pub fn deserialize<'de, K: Deserialize<'de> + Ord, V: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<K, V>, D::Error> {
+    pub fn deserialize<
+        'de,
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    >(
+        d: D,
+    ) -> Result<BTreeMap<K, V>, D::Error> {
         Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
     }
 }
@@ -215,7 +246,13 @@ mod pairs {
 impl<K: Ord + Clone> WindowOperator<K> {
     /// An operator over `columns` value columns, with `lateness` µs of allowed lateness.
     pub fn new(spec: WindowSpec, lateness: i64, mode: OutputMode, columns: usize) -> Self {
-        Self { spec, mode, columns, watermark: Watermark::new(lateness), windows: BTreeMap::new() }
+        Self {
+            spec,
+            mode,
+            columns,
+            watermark: Watermark::new(lateness),
+            windows: BTreeMap::new(),
+        }
     }
 
     /// The partition's watermark.
@@ -232,13 +269,21 @@ impl<K: Ord + Clone> WindowOperator<K> {
     pub fn process(&mut self, key: K, t: i64, values: &[f64]) -> Result<(), Late> {
         let before = self.watermark.current();
         if !self.watermark.observe(t) {
-            return Err(Late { time: t, watermark: before.unwrap_or(i64::MIN) });
+            return Err(Late {
+                time: t,
+                watermark: before.unwrap_or(i64::MIN),
+            });
         }
         let cols = self.columns;
         let wins = self.windows.entry(key).or_default();
         match self.spec {
             WindowSpec::Session { gap } => {
-                let mut merged = Win { start: t, end: t + gap, acc: Acc::new(cols), dirty: true };
+                let mut merged = Win {
+                    start: t,
+                    end: t + gap,
+                    acc: Acc::new(cols),
+                    dirty: true,
+                };
                 merged.acc.add(t, values);
                 // Every session the new one touches joins it (an event can bridge two).
                 let mut i = 0;
@@ -260,7 +305,15 @@ impl<K: Ord + Clone> WindowOperator<K> {
                 for (start, end) in spec.windows_of(t) {
                     let at = wins.partition_point(|w| w.start < start);
                     if wins.get(at).is_none_or(|w| w.start != start) {
-                        wins.insert(at, Win { start, end, acc: Acc::new(cols), dirty: false });
+                        wins.insert(
+                            at,
+                            Win {
+                                start,
+                                end,
+                                acc: Acc::new(cols),
+                                dirty: false,
+                            },
+                        );
                     }
                     let w = &mut wins[at];
                     w.acc.add(t, values);
@@ -275,7 +328,9 @@ impl<K: Ord + Clone> WindowOperator<K> {
     /// counting an event (for figures known only later, like time spent empty). Windows already
     /// final and gone are not changed; returns how many windows took it.
     pub fn adjust(&mut self, key: &K, t: i64, column: usize, delta: f64) -> usize {
-        let Some(wins) = self.windows.get_mut(key) else { return 0 };
+        let Some(wins) = self.windows.get_mut(key) else {
+            return 0;
+        };
         let mut n = 0;
         for w in wins.iter_mut().filter(|w| w.start <= t && t < w.end) {
             w.acc.sum[column] += delta;
@@ -300,7 +355,13 @@ impl<K: Ord + Clone> WindowOperator<K> {
                     OutputMode::Complete => true,
                 };
                 if show {
-                    out.push(WindowRow { key: key.clone(), start: w.start, end: w.end, acc: w.acc.clone(), is_final: fin });
+                    out.push(WindowRow {
+                        key: key.clone(),
+                        start: w.start,
+                        end: w.end,
+                        acc: w.acc.clone(),
+                        is_final: fin,
+                    });
                 }
                 w.dirty = false;
             }
@@ -325,7 +386,9 @@ mod tests {
     }
 
     fn keys(rows: &[WindowRow<&'static str>]) -> Vec<(&'static str, i64, u64)> {
-        rows.iter().map(|r| (r.key, r.start / MIN, r.acc.count)).collect()
+        rows.iter()
+            .map(|r| (r.key, r.start / MIN, r.acc.count))
+            .collect()
     }
 
     #[test]
@@ -343,7 +406,13 @@ mod tests {
         let mut op = hourly(OutputMode::Append);
         op.process("a", 30 * MIN, &[1.0]).unwrap();
         op.process("a", 75 * MIN, &[1.0]).unwrap(); // watermark 65 min
-        assert_eq!(op.process("a", 64 * MIN, &[9.0]), Err(Late { time: 64 * MIN, watermark: 65 * MIN }));
+        assert_eq!(
+            op.process("a", 64 * MIN, &[9.0]),
+            Err(Late {
+                time: 64 * MIN,
+                watermark: 65 * MIN
+            })
+        );
         op.process("a", 65 * MIN, &[1.0]).unwrap(); // at the watermark is not below it
         let rows = op.emit();
         assert_eq!(keys(&rows), vec![("a", 0, 1)]);
@@ -360,7 +429,11 @@ mod tests {
         assert_eq!(keys(&rows), vec![("a", 0, 1)]);
         assert!(rows[0].is_final);
         assert!(op.emit().is_empty(), "emitted once");
-        assert_eq!(op.state_len(), 2, "the open [60, 120) windows of a and b stay");
+        assert_eq!(
+            op.state_len(),
+            2,
+            "the open [60, 120) windows of a and b stay"
+        );
     }
 
     #[test]
@@ -377,7 +450,11 @@ mod tests {
             op.process("a", 30 * MIN, &[1.0]).unwrap();
         }
         assert_eq!(keys(&up.emit()), vec![("a", 0, 2)], "only the changed row");
-        assert_eq!(keys(&all.emit()), vec![("a", 0, 2), ("b", 0, 1)], "every row");
+        assert_eq!(
+            keys(&all.emit()),
+            vec![("a", 0, 2), ("b", 0, 1)],
+            "every row"
+        );
     }
 
     #[test]
@@ -388,9 +465,15 @@ mod tests {
         }
         op.process("a", 2 * HOUR, &[0.0]).unwrap();
         let r = &op.emit()[0];
-        assert_eq!((r.acc.count, r.acc.sum[0], r.acc.min[0], r.acc.max[0]), (3, 12.0, 1.0, 7.0));
+        assert_eq!(
+            (r.acc.count, r.acc.sum[0], r.acc.min[0], r.acc.max[0]),
+            (3, 12.0, 1.0, 7.0)
+        );
         assert_eq!(r.acc.avg(0), 4.0);
-        assert_eq!(r.acc.last[0], 1.0, "the value at the latest event time, not the last to arrive");
+        assert_eq!(
+            r.acc.last[0], 1.0,
+            "the value at the latest event time, not the last to arrive"
+        );
     }
 
     #[test]
@@ -402,13 +485,22 @@ mod tests {
         let mut back: WindowOperator<String> = serde_json::from_str(&json).unwrap();
         back.process("a".into(), 2 * HOUR, &[0.0]).unwrap();
         let r = &back.emit()[0];
-        assert_eq!((r.acc.count, r.acc.sum[0], r.acc.min[0], r.acc.max[0]), (1, 3.5, 2.0, 2.0));
+        assert_eq!(
+            (r.acc.count, r.acc.sum[0], r.acc.min[0], r.acc.max[0]),
+            (1, 3.5, 2.0, 2.0)
+        );
     }
 
     #[test]
     fn sliding_windows_count_an_event_in_each_window_it_falls_in() {
-        let spec = WindowSpec::Sliding { size: 10 * MIN, slide: 5 * MIN };
-        assert_eq!(spec.windows_of(12 * MIN), vec![(5 * MIN, 15 * MIN), (10 * MIN, 20 * MIN)]);
+        let spec = WindowSpec::Sliding {
+            size: 10 * MIN,
+            slide: 5 * MIN,
+        };
+        assert_eq!(
+            spec.windows_of(12 * MIN),
+            vec![(5 * MIN, 15 * MIN), (10 * MIN, 20 * MIN)]
+        );
         assert_eq!(spec.windows_of(0), vec![(-5 * MIN, 5 * MIN), (0, 10 * MIN)]);
         let mut op = WindowOperator::new(spec, 0, OutputMode::Append, 1);
         op.process("a", 12 * MIN, &[1.0]).unwrap();
@@ -418,26 +510,53 @@ mod tests {
 
     #[test]
     fn sessions_merge_within_the_gap_and_close_after_it() {
-        let mut op = WindowOperator::new(WindowSpec::Session { gap: 5 * MIN }, 0, OutputMode::Append, 1);
+        let mut op = WindowOperator::new(
+            WindowSpec::Session { gap: 5 * MIN },
+            0,
+            OutputMode::Append,
+            1,
+        );
         op.process("a", 0, &[1.0]).unwrap();
         op.process("a", 4 * MIN, &[1.0]).unwrap(); // joins [0, 5) -> [0, 9)
         op.process("a", 20 * MIN, &[1.0]).unwrap(); // a new session; watermark 20 min closes [0, 9)
         let rows = op.emit();
-        assert_eq!(rows.iter().map(|r| (r.start / MIN, r.end / MIN, r.acc.count)).collect::<Vec<_>>(), vec![(0, 9, 2)]);
+        assert_eq!(
+            rows.iter()
+                .map(|r| (r.start / MIN, r.end / MIN, r.acc.count))
+                .collect::<Vec<_>>(),
+            vec![(0, 9, 2)]
+        );
 
         // An out-of-order event can bridge two sessions.
-        let mut op = WindowOperator::new(WindowSpec::Session { gap: 5 * MIN }, 30 * MIN, OutputMode::Complete, 1);
+        let mut op = WindowOperator::new(
+            WindowSpec::Session { gap: 5 * MIN },
+            30 * MIN,
+            OutputMode::Complete,
+            1,
+        );
         op.process("a", 0, &[1.0]).unwrap();
         op.process("a", 8 * MIN, &[1.0]).unwrap();
         assert_eq!(op.state_len(), 2);
         op.process("a", 4 * MIN, &[1.0]).unwrap();
         let rows = op.emit();
-        assert_eq!(rows.iter().map(|r| (r.start / MIN, r.end / MIN, r.acc.count)).collect::<Vec<_>>(), vec![(0, 13, 3)]);
+        assert_eq!(
+            rows.iter()
+                .map(|r| (r.start / MIN, r.end / MIN, r.acc.count))
+                .collect::<Vec<_>>(),
+            vec![(0, 13, 3)]
+        );
     }
 
     #[test]
     fn where_epochs_are_cut_does_not_change_the_rows() {
-        let events: Vec<(&str, i64)> = (0..400).map(|i| (if i % 3 == 0 { "a" } else { "b" }, (i * 7 % 97 + i / 2) * MIN)).collect();
+        let events: Vec<(&str, i64)> = (0..400)
+            .map(|i| {
+                (
+                    if i % 3 == 0 { "a" } else { "b" },
+                    (i * 7 % 97 + i / 2) * MIN,
+                )
+            })
+            .collect();
         let run = |cut: usize| {
             let mut op = hourly(OutputMode::Append);
             let mut rows = Vec::new();
@@ -454,7 +573,10 @@ mod tests {
             (k, late)
         };
         let one = run(1);
-        assert!(one.1 > 0 && !one.0.is_empty(), "the sequence has late events and final windows");
+        assert!(
+            one.1 > 0 && !one.0.is_empty(),
+            "the sequence has late events and final windows"
+        );
         assert_eq!(run(7), one);
         assert_eq!(run(1000), one);
     }

@@ -50,7 +50,14 @@ struct Watch {
 impl Watch {
     fn new() -> Self {
         let now = Instant::now();
-        Self { progress: now, unassigned_since: Some(now), lake: None, last_check: now, restarts: 0, errors: 0 }
+        Self {
+            progress: now,
+            unassigned_since: Some(now),
+            lake: None,
+            last_check: now,
+            restarts: 0,
+            errors: 0,
+        }
     }
 
     fn progressed(&mut self) {
@@ -87,23 +94,40 @@ pub(crate) struct KafkaWorker {
 }
 
 impl KafkaWorker {
-    pub(crate) async fn start(cfg: &Config, engine: Engine, positions: Positions, shutdown: CancellationToken) -> Result<Self> {
+    pub(crate) async fn start(
+        cfg: &Config,
+        engine: Engine,
+        positions: Positions,
+        shutdown: CancellationToken,
+    ) -> Result<Self> {
         let topic = cfg.kafka.topic.clone();
         let targets = match cfg.run.trigger {
-            Trigger::AvailableNow => Some(rtlake_kafka::admin::high_watermarks(&cfg.kafka, &topic).await?),
+            Trigger::AvailableNow => {
+                Some(rtlake_kafka::admin::high_watermarks(&cfg.kafka, &topic).await?)
+            }
             _ => None,
         };
         let mut kafka = cfg.kafka.clone();
         // Statistics carry the high watermarks behind the lag gauges.
-        kafka.properties.entry("statistics.interval.ms".into()).or_insert_with(|| "1000".into());
+        kafka
+            .properties
+            .entry("statistics.interval.ms".into())
+            .or_insert_with(|| "1000".into());
         if cfg.run.trigger == Trigger::LowLatency {
             // Fetches answer at once when data is there; bound the wait when it is not.
-            kafka.properties.entry("fetch.wait.max.ms".into()).or_insert_with(|| "50".into());
+            kafka
+                .properties
+                .entry("fetch.wait.max.ms".into())
+                .or_insert_with(|| "50".into());
         }
         let consumer = connect(&kafka, &cfg.run, &topic, positions.clone()).await?;
         match cfg.run.assignment {
-            Assignment::Group => tracing::info!(group = %cfg.run.group(), instance = ?cfg.run.instance_id, %topic, trigger = ?cfg.run.trigger, "subscribed"),
-            Assignment::Static => tracing::info!(group = %cfg.run.group(), %topic, trigger = ?cfg.run.trigger, "partitions taken statically"),
+            Assignment::Group => {
+                tracing::info!(group = %cfg.run.group(), instance = ?cfg.run.instance_id, %topic, trigger = ?cfg.run.trigger, "subscribed")
+            }
+            Assignment::Static => {
+                tracing::info!(group = %cfg.run.group(), %topic, trigger = ?cfg.run.trigger, "partitions taken statically")
+            }
         }
         Ok(Self {
             cfg: cfg.clone(),
@@ -132,7 +156,13 @@ impl KafkaWorker {
         let mut last_log = Instant::now();
         let mut logged = 0u64;
         loop {
-            let failure = self.consumer.context().failure.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let failure = self
+                .consumer
+                .context()
+                .failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
             if let Some(msg) = failure {
                 self.restart(&mut buf, "rebalance", &msg).await?;
                 epoch_start = None;
@@ -141,7 +171,10 @@ impl KafkaWorker {
             let deadline = match (low_latency, epoch_start) {
                 (true, Some(_)) => tokio::time::Instant::now() + Duration::from_millis(1),
                 (true, None) => tokio::time::Instant::now() + Duration::from_millis(200),
-                (false, t) => tokio::time::Instant::from_std(t.unwrap_or_else(Instant::now) + delay).min(tokio::time::Instant::now() + CHECK_EVERY),
+                (false, t) => {
+                    tokio::time::Instant::from_std(t.unwrap_or_else(Instant::now) + delay)
+                        .min(tokio::time::Instant::now() + CHECK_EVERY)
+                }
             };
             let mut timed_out = false;
             let mut force = false;
@@ -191,8 +224,12 @@ impl KafkaWorker {
                 epoch_start = None;
                 continue;
             }
-            let due = epoch_start.is_some_and(|t| t.elapsed() >= delay) || (low_latency && timed_out);
-            if timed_out && !self.cuts.is_empty() && epoch_start.is_some_and(|t| t.elapsed() >= delay * 4) {
+            let due =
+                epoch_start.is_some_and(|t| t.elapsed() >= delay) || (low_latency && timed_out);
+            if timed_out
+                && !self.cuts.is_empty()
+                && epoch_start.is_some_and(|t| t.elapsed() >= delay * 4)
+            {
                 // A re-run range whose last offsets hold no message (transaction markers, or
                 // compaction) ends where the partition does.
                 force |= self.drop_unreachable_cuts();
@@ -228,7 +265,9 @@ impl KafkaWorker {
             }
             if let Some(t) = &self.targets {
                 if buf.is_empty() && (timed_out || self.caught_up(t)) && self.lake_holds(t).await {
-                    tracing::info!("available-now: the lake holds everything the topic held at the start");
+                    tracing::info!(
+                        "available-now: the lake holds everything the topic held at the start"
+                    );
                     break;
                 }
             }
@@ -241,9 +280,14 @@ impl KafkaWorker {
     /// Drops the cuts of partitions read up to their high watermark; `true` if any went.
     fn drop_unreachable_cuts(&mut self) -> bool {
         let parts: Vec<i32> = self.cuts.keys().copied().collect();
-        let Ok(hw) = self.watermarks(&parts) else { return false };
+        let Ok(hw) = self.watermarks(&parts) else {
+            return false;
+        };
         let before = self.cuts.len();
-        self.cuts.retain(|p, _| hw.get(p).is_none_or(|h| self.next.get(p).copied().unwrap_or(0) < *h));
+        self.cuts.retain(|p, _| {
+            hw.get(p)
+                .is_none_or(|h| self.next.get(p).copied().unwrap_or(0) < *h)
+        });
         before != self.cuts.len()
     }
 
@@ -252,14 +296,22 @@ impl KafkaWorker {
         if !retryable(&e) {
             return Err(e);
         }
-        rtlake_core::metrics::global().run.epoch_failures.with_label_values(&[&self.cfg.run.pipeline]).inc();
+        rtlake_core::metrics::global()
+            .run
+            .epoch_failures
+            .with_label_values(&[&self.cfg.run.pipeline])
+            .inc();
         tracing::error!(error = %e, "epoch failed; it is retried from the lake's positions");
         self.restart(buf, "epoch-failed", &e.to_string()).await
     }
 
     /// A consumer error: a fenced static member ends the run; a fatal error or a run of errors
     /// restarts the consumer.
-    async fn consumer_error(&mut self, buf: &mut Vec<RawMessage>, e: rdkafka::error::KafkaError) -> Result<()> {
+    async fn consumer_error(
+        &mut self,
+        buf: &mut Vec<RawMessage>,
+        e: rdkafka::error::KafkaError,
+    ) -> Result<()> {
         self.watch.errors += 1;
         if let Some((code, reason)) = self.consumer.client().fatal_error() {
             if code == RDKafkaErrorCode::FencedInstanceId {
@@ -269,7 +321,13 @@ impl KafkaWorker {
                     self.cfg.run.instance_id.as_deref().unwrap_or("")
                 )));
             }
-            return self.restart(buf, "consumer-error", &format!("fatal consumer error: {reason}")).await;
+            return self
+                .restart(
+                    buf,
+                    "consumer-error",
+                    &format!("fatal consumer error: {reason}"),
+                )
+                .await;
         }
         if e.rdkafka_error_code() == Some(RDKafkaErrorCode::InvalidSessionTimeout) {
             return Err(Error::Source(format!(
@@ -279,7 +337,16 @@ impl KafkaWorker {
         }
         tracing::warn!(error = %e, "consumer error");
         if self.watch.errors >= MAX_ERRORS {
-            return self.restart(buf, "consumer-error", &format!("{} consumer errors in a row, the last: {e}", self.watch.errors)).await;
+            return self
+                .restart(
+                    buf,
+                    "consumer-error",
+                    &format!(
+                        "{} consumer errors in a row, the last: {e}",
+                        self.watch.errors
+                    ),
+                )
+                .await;
         }
         Ok(())
     }
@@ -296,15 +363,31 @@ impl KafkaWorker {
             }
             let parts: Vec<i32> = self.assigned.iter().copied().collect();
             return match self.watermarks(&parts) {
-                Err(e) => Some(("stall", format!("no message for {} s, and the broker does not answer: {e}", quiet.as_secs()))),
+                Err(e) => Some((
+                    "stall",
+                    format!(
+                        "no message for {} s, and the broker does not answer: {e}",
+                        quiet.as_secs()
+                    ),
+                )),
                 Ok(hw) => {
-                    let behind: Vec<i32> = hw.iter().filter(|(p, h)| **h > self.next.get(p).copied().unwrap_or(0)).map(|(p, _)| *p).collect();
+                    let behind: Vec<i32> = hw
+                        .iter()
+                        .filter(|(p, h)| **h > self.next.get(p).copied().unwrap_or(0))
+                        .map(|(p, _)| *p)
+                        .collect();
                     if behind.is_empty() {
                         // Caught up: quiet is fine.
                         self.watch.progress = Instant::now();
                         None
                     } else {
-                        Some(("stall", format!("no message for {} s while partitions {behind:?} have data", quiet.as_secs())))
+                        Some((
+                            "stall",
+                            format!(
+                                "no message for {} s while partitions {behind:?} have data",
+                                quiet.as_secs()
+                            ),
+                        ))
                     }
                 }
             };
@@ -320,7 +403,15 @@ impl KafkaWorker {
         // No partitions: fine while others commit or nothing is left to read.
         let all = match rtlake_kafka::admin::topic_partitions(&self.kafka, &self.topic).await {
             Ok(p) => p,
-            Err(e) => return Some(("no-partitions", format!("no partitions for {} s, and the broker does not answer: {e}", since.elapsed().as_secs()))),
+            Err(e) => {
+                return Some((
+                    "no-partitions",
+                    format!(
+                        "no partitions for {} s, and the broker does not answer: {e}",
+                        since.elapsed().as_secs()
+                    ),
+                ));
+            }
         };
         let lake: BTreeMap<i32, i64> = match self.positions.resume_offsets(&all).await {
             Ok(pos) => pos.into_iter().map(|(p, r)| (p, r.expected())).collect(),
@@ -331,9 +422,21 @@ impl KafkaWorker {
         };
         let hw = match self.watermarks(&all) {
             Ok(hw) => hw,
-            Err(e) => return Some(("no-partitions", format!("no partitions for {} s, and the broker does not answer: {e}", since.elapsed().as_secs()))),
+            Err(e) => {
+                return Some((
+                    "no-partitions",
+                    format!(
+                        "no partitions for {} s, and the broker does not answer: {e}",
+                        since.elapsed().as_secs()
+                    ),
+                ));
+            }
         };
-        let behind: Vec<i32> = hw.iter().filter(|(p, h)| **h > lake.get(p).copied().unwrap_or(0)).map(|(p, _)| *p).collect();
+        let behind: Vec<i32> = hw
+            .iter()
+            .filter(|(p, h)| **h > lake.get(p).copied().unwrap_or(0))
+            .map(|(p, _)| *p)
+            .collect();
         match &self.watch.lake {
             _ if behind.is_empty() => {
                 self.watch.lake = None;
@@ -343,7 +446,11 @@ impl KafkaWorker {
                 if at.elapsed() >= stall {
                     Some((
                         "no-partitions",
-                        format!("no partitions for {} s, and nobody has committed partitions {behind:?} for {} s though they have data", since.elapsed().as_secs(), at.elapsed().as_secs()),
+                        format!(
+                            "no partitions for {} s, and nobody has committed partitions {behind:?} for {} s though they have data",
+                            since.elapsed().as_secs(),
+                            at.elapsed().as_secs()
+                        ),
                     ))
                 } else {
                     None
@@ -357,20 +464,44 @@ impl KafkaWorker {
     }
 
     /// High watermarks of `parts`, asked of the broker through the consumer's own connection.
-    fn watermarks(&self, parts: &[i32]) -> std::result::Result<BTreeMap<i32, i64>, rdkafka::error::KafkaError> {
+    fn watermarks(
+        &self,
+        parts: &[i32],
+    ) -> std::result::Result<BTreeMap<i32, i64>, rdkafka::error::KafkaError> {
         tokio::task::block_in_place(|| {
-            parts.iter().map(|p| self.consumer.fetch_watermarks(&self.topic, *p, Duration::from_secs(5)).map(|(_, hi)| (*p, hi))).collect()
+            parts
+                .iter()
+                .map(|p| {
+                    self.consumer
+                        .fetch_watermarks(&self.topic, *p, Duration::from_secs(5))
+                        .map(|(_, hi)| (*p, hi))
+                })
+                .collect()
         })
     }
 
     /// Drops the consumer and everything not committed, and starts a new consumer at the
     /// lake's positions (after a back-off that grows while restarts do not help).
-    async fn restart(&mut self, buf: &mut Vec<RawMessage>, kind: &'static str, reason: &str) -> Result<()> {
+    async fn restart(
+        &mut self,
+        buf: &mut Vec<RawMessage>,
+        kind: &'static str,
+        reason: &str,
+    ) -> Result<()> {
         let pipeline = self.cfg.run.pipeline.clone();
-        rtlake_core::metrics::global().run.consumer_restarts.with_label_values(&[&pipeline, kind]).inc();
+        rtlake_core::metrics::global()
+            .run
+            .consumer_restarts
+            .with_label_values(&[&pipeline, kind])
+            .inc();
         let wait = Duration::from_secs(1 << self.watch.restarts.min(5));
         self.watch.restarts += 1;
-        tracing::warn!(reason, restart = self.watch.restarts, wait_secs = wait.as_secs(), "restarting the consumer; the worker resumes at the lake's positions");
+        tracing::warn!(
+            reason,
+            restart = self.watch.restarts,
+            wait_secs = wait.as_secs(),
+            "restarting the consumer; the worker resumes at the lake's positions"
+        );
         buf.clear();
         let ctx = self.consumer.context();
         for p in std::mem::take(&mut self.assigned) {
@@ -391,7 +522,14 @@ impl KafkaWorker {
         // The broker may still be away: keep trying, as long as the run is not stopped.
         let mut attempt = 0u32;
         let fresh = loop {
-            match connect(&self.kafka, &self.cfg.run, &self.topic, self.positions.clone()).await {
+            match connect(
+                &self.kafka,
+                &self.cfg.run,
+                &self.topic,
+                self.positions.clone(),
+            )
+            .await
+            {
                 Ok(c) => break c,
                 Err(e) if self.shutdown.is_cancelled() => return Err(e),
                 Err(e) => {
@@ -421,7 +559,9 @@ impl KafkaWorker {
     /// The first message of a newly assigned partition must be the one the outputs expect;
     /// a later one means retention deleted offsets the pipeline never read.
     fn check_loss(&mut self, m: &RawMessage) -> Result<()> {
-        let Some(expected) = self.first.remove(&m.partition) else { return Ok(()) };
+        let Some(expected) = self.first.remove(&m.partition) else {
+            return Ok(());
+        };
         if m.offset <= expected {
             return Ok(());
         }
@@ -433,16 +573,26 @@ impl KafkaWorker {
             self.cfg.run.pipeline
         );
         if self.cfg.run.fail_on_data_loss {
-            return Err(Error::DataLoss(format!("{what}; set run.fail-on-data-loss = false (--no-fail-on-data-loss) to skip them")));
+            return Err(Error::DataLoss(format!(
+                "{what}; set run.fail-on-data-loss = false (--no-fail-on-data-loss) to skip them"
+            )));
         }
-        tracing::warn!(partition = m.partition, from = expected, to = m.offset, "{what}; skipping them (fail-on-data-loss is off)");
+        tracing::warn!(
+            partition = m.partition,
+            from = expected,
+            to = m.offset,
+            "{what}; skipping them (fail-on-data-loss is off)"
+        );
         Ok(())
     }
 
     /// Whether this worker's partitions have been read up to the targets.
     fn caught_up(&self, targets: &[(i32, i64, i64)]) -> bool {
         !self.assigned.is_empty()
-            && targets.iter().filter(|(p, ..)| self.assigned.contains(p)).all(|(p, _, hi)| self.next.get(p).copied().unwrap_or(0) >= *hi)
+            && targets
+                .iter()
+                .filter(|(p, ..)| self.assigned.contains(p))
+                .all(|(p, _, hi)| self.next.get(p).copied().unwrap_or(0) >= *hi)
     }
 
     /// Whether the lake holds every target partition up to its target (any worker's doing);
@@ -456,12 +606,21 @@ impl KafkaWorker {
                 return false;
             }
         };
-        let mine = |p: &i32| self.cfg.run.partitions.as_ref().is_none_or(|only| only.contains(p));
-        targets.iter().filter(|(p, ..)| mine(p)).all(|(p, lo, hi)| match pos.get(p) {
-            Some(Resume::At(o)) => o >= hi,
-            Some(Resume::Start) => self.positions.start.first(*p, *lo, *hi) >= *hi,
-            _ => lo >= hi,
-        })
+        let mine = |p: &i32| {
+            self.cfg
+                .run
+                .partitions
+                .as_ref()
+                .is_none_or(|only| only.contains(p))
+        };
+        targets
+            .iter()
+            .filter(|(p, ..)| mine(p))
+            .all(|(p, lo, hi)| match pos.get(p) {
+                Some(Resume::At(o)) => o >= hi,
+                Some(Resume::Start) => self.positions.start.first(*p, *lo, *hi) >= *hi,
+                _ => lo >= hi,
+            })
     }
 
     /// Applies an assignment change; `true` when learning the new partitions failed and the
@@ -470,7 +629,12 @@ impl KafkaWorker {
         match self.apply_rebalance(buf).await {
             Ok(()) => Ok(false),
             Err(e) if retryable(&e) => {
-                self.restart(buf, "rebalance", &format!("cannot take the new partitions: {e}")).await?;
+                self.restart(
+                    buf,
+                    "rebalance",
+                    &format!("cannot take the new partitions: {e}"),
+                )
+                .await?;
                 Ok(true)
             }
             Err(e) => Err(e),
@@ -514,7 +678,12 @@ impl KafkaWorker {
             };
         }
         for (p, r) in pending {
-            tracing::info!(partition = p, start = r.start, end = r.end, "re-running the interrupted epoch over the same offsets");
+            tracing::info!(
+                partition = p,
+                start = r.start,
+                end = r.end,
+                "re-running the interrupted epoch over the same offsets"
+            );
             self.cuts.insert(p, r.end);
         }
         Ok(())
@@ -536,8 +705,15 @@ impl KafkaWorker {
         };
         self.watch.progressed();
         let ctx = self.consumer.context();
-        ctx.committed.lock().unwrap_or_else(|p| p.into_inner()).extend(ends.iter().map(|(p, e)| (*p, *e)));
-        let hi = ctx.high_watermarks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        ctx.committed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(ends.iter().map(|(p, e)| (*p, *e)));
+        let hi = ctx
+            .high_watermarks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         for (p, end) in &ends {
             ctx.observe(*p, hi.get(p).copied().unwrap_or(*end).max(*end), Some(*end));
         }
@@ -558,7 +734,10 @@ impl KafkaWorker {
         self.learn(&parts).await?;
         for p in parts {
             let offset = self.positions.offset(p, self.engine.resume(p));
-            if let Err(e) = self.consumer.seek(&self.topic, p, offset, Duration::from_secs(10)) {
+            if let Err(e) = self
+                .consumer
+                .seek(&self.topic, p, offset, Duration::from_secs(10))
+            {
                 tracing::warn!(partition = p, error = %e, "seek failed");
             }
         }
@@ -573,7 +752,13 @@ impl KafkaWorker {
                 }
             }
         }
-        let committed = self.consumer.context().committed.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let committed = self
+            .consumer
+            .context()
+            .committed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let mut tpl = TopicPartitionList::new();
         for (p, o) in committed.iter().filter(|(p, _)| self.assigned.contains(p)) {
             let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o));
@@ -589,8 +774,13 @@ impl KafkaWorker {
             drop(engine);
         });
         // The lake holds the truth: a broker that does not answer must not hold up the exit.
-        if tokio::time::timeout(Duration::from_secs(10), closing).await.is_err() {
-            tracing::warn!("the Kafka clients did not close within 10 s (is the broker down?); exiting anyway");
+        if tokio::time::timeout(Duration::from_secs(10), closing)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the Kafka clients did not close within 10 s (is the broker down?); exiting anyway"
+            );
         }
     }
 }

@@ -77,11 +77,19 @@ impl AppState {
 
 /// Binds an address, naming the config key in the error.
 pub async fn bind(addr: &str, key: &str) -> Result<TcpListener, Error> {
-    TcpListener::bind(addr).await.map_err(|cause| Error::Bind { addr: addr.into(), key: key.into(), cause })
+    TcpListener::bind(addr).await.map_err(|cause| Error::Bind {
+        addr: addr.into(),
+        key: key.into(),
+        cause,
+    })
 }
 
 /// Serves the dashboard, APIs and `/metrics` on `listener` until `shutdown`.
-pub async fn serve(cfg: &Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), Error> {
+pub async fn serve(
+    cfg: &Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
     let lake = Lake::open(&cfg.lake)?;
     let live = live::Live::new();
     tokio::spawn(live::follow(cfg.clone(), live.clone(), shutdown.clone()));
@@ -94,13 +102,22 @@ pub async fn serve(cfg: &Config, listener: TcpListener, shutdown: CancellationTo
     };
     let addr = listener.local_addr().map_err(Error::Serve)?;
     tracing::info!(url = %format!("http://{addr}/"), "dashboard serving");
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await.map_err(Error::Serve)
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .map_err(Error::Serve)
 }
 
 /// Serves only `/metrics` (for `rtlake run` and `rtlake produce`) until `shutdown`.
-pub async fn serve_metrics(listener: TcpListener, shutdown: CancellationToken) -> Result<(), Error> {
+pub async fn serve_metrics(
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
     let app = Router::new().route("/metrics", get(metrics));
-    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await.map_err(Error::Serve)
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .map_err(Error::Serve)
 }
 
 /// Every route.
@@ -110,10 +127,22 @@ pub fn router(state: AppState) -> Router {
         .route("/pipeline", get(|| page(PIPELINE)))
         .route("/kafka", get(|| page(KAFKA)))
         .route("/assets/app.css", get(|| asset("text/css", APP_CSS)))
-        .route("/assets/common.js", get(|| asset("text/javascript", COMMON_JS)))
-        .route("/assets/dashboard.js", get(|| asset("text/javascript", DASHBOARD_JS)))
-        .route("/assets/pipeline.js", get(|| asset("text/javascript", PIPELINE_JS)))
-        .route("/assets/kafka.js", get(|| asset("text/javascript", KAFKA_JS)))
+        .route(
+            "/assets/common.js",
+            get(|| asset("text/javascript", COMMON_JS)),
+        )
+        .route(
+            "/assets/dashboard.js",
+            get(|| asset("text/javascript", DASHBOARD_JS)),
+        )
+        .route(
+            "/assets/pipeline.js",
+            get(|| asset("text/javascript", PIPELINE_JS)),
+        )
+        .route(
+            "/assets/kafka.js",
+            get(|| asset("text/javascript", KAFKA_JS)),
+        )
         .route("/api/districts", get(districts))
         .route("/api/stations", get(stations))
         .route("/api/live", get(live_stream))
@@ -142,21 +171,39 @@ async fn page(html: &'static str) -> Html<&'static str> {
 }
 
 async fn asset(content_type: &'static str, body: &'static str) -> Response {
-    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 async fn count_requests(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let route = req.extensions().get::<axum::extract::MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let started = Instant::now();
     let resp = next.run(req).await;
     let m = &rtlake_core::metrics::global().serve;
-    m.requests.with_label_values(&[&route, resp.status().as_str()]).inc();
-    m.duration.with_label_values(&[&route]).observe(started.elapsed().as_secs_f64());
+    m.requests
+        .with_label_values(&[&route, resp.status().as_str()])
+        .inc();
+    m.duration
+        .with_label_values(&[&route])
+        .observe(started.elapsed().as_secs_f64());
     resp
 }
 
 async fn metrics() -> Response {
-    ([(header::CONTENT_TYPE, rtlake_core::metrics::CONTENT_TYPE)], rtlake_core::metrics::render()).into_response()
+    (
+        [(header::CONTENT_TYPE, rtlake_core::metrics::CONTENT_TYPE)],
+        rtlake_core::metrics::render(),
+    )
+        .into_response()
 }
 
 async fn openapi() -> Response {
@@ -164,7 +211,11 @@ async fn openapi() -> Response {
 }
 
 async fn districts() -> Response {
-    ([(header::CONTENT_TYPE, "application/geo+json")], rtlake_bikes::districts::BUILTIN_GEOJSON).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/geo+json")],
+        rtlake_bikes::districts::BUILTIN_GEOJSON,
+    )
+        .into_response()
 }
 
 async fn stations(State(s): State<AppState>) -> Json<Value> {
@@ -174,7 +225,9 @@ async fn stations(State(s): State<AppState>) -> Json<Value> {
     Json(json!({ "stations": stations, "bikes_total": bikes, "newest_polled_at": newest }))
 }
 
-async fn live_stream(State(s): State<AppState>) -> Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>> {
+async fn live_stream(
+    State(s): State<AppState>,
+) -> Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>> {
     let mut rx = s.live.updates.subscribe();
     let clients = rtlake_core::metrics::global().serve.live_clients.clone();
     let stream = async_stream(move |tx| async move {
@@ -182,13 +235,21 @@ async fn live_stream(State(s): State<AppState>) -> Sse<impl Stream<Item = Result
         loop {
             match rx.recv().await {
                 Ok(text) => {
-                    if tx.send(Event::default().event("stations").data(text.as_str())).await.is_err() {
+                    if tx
+                        .send(Event::default().event("stations").data(text.as_str()))
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                 }
                 // A slow page missed bursts: tell it to reload the full snapshot.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    if tx.send(Event::default().event("resync").data("{}")).await.is_err() {
+                    if tx
+                        .send(Event::default().event("resync").data("{}"))
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -208,7 +269,10 @@ where
 {
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(f(tx));
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) })
+    futures::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
+    )
 }
 
 async fn pipeline_status(State(s): State<AppState>) -> Response {
@@ -230,15 +294,23 @@ struct PeekQuery {
     limit: Option<i64>,
 }
 
-async fn peek(State(s): State<AppState>, Path(topic): Path<String>, Query(q): Query<PeekQuery>) -> Response {
-    match rtlake_kafka::inspect::peek(&s.cfg.kafka, &topic, q.limit.unwrap_or(10).clamp(1, 100)).await {
+async fn peek(
+    State(s): State<AppState>,
+    Path(topic): Path<String>,
+    Query(q): Query<PeekQuery>,
+) -> Response {
+    match rtlake_kafka::inspect::peek(&s.cfg.kafka, &topic, q.limit.unwrap_or(10).clamp(1, 100))
+        .await
+    {
         Ok(v) => Json(v).into_response(),
         Err(e) => sql_api::error(StatusCode::NOT_FOUND, e.to_string()),
     }
 }
 
 /// Record batches as the text of a JSON array of objects.
-pub fn rows_json_text(batches: &[arrow::array::RecordBatch]) -> Result<String, arrow::error::ArrowError> {
+pub fn rows_json_text(
+    batches: &[arrow::array::RecordBatch],
+) -> Result<String, arrow::error::ArrowError> {
     let mut buf = Vec::new();
     {
         let mut w = arrow::json::ArrayWriter::new(&mut buf);
@@ -247,10 +319,17 @@ pub fn rows_json_text(batches: &[arrow::array::RecordBatch]) -> Result<String, a
         }
         w.finish()?;
     }
-    Ok(if buf.is_empty() { "[]".into() } else { String::from_utf8_lossy(&buf).into_owned() })
+    Ok(if buf.is_empty() {
+        "[]".into()
+    } else {
+        String::from_utf8_lossy(&buf).into_owned()
+    })
 }
 
 /// Record batches as a JSON array of objects.
 pub fn rows_json(batches: &[arrow::array::RecordBatch]) -> Value {
-    rows_json_text(batches).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Array(vec![]))
+    rows_json_text(batches)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Array(vec![]))
 }

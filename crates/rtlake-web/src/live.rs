@@ -51,12 +51,21 @@ pub struct Live {
 impl Live {
     /// An empty view.
     pub fn new() -> Arc<Self> {
-        Arc::new(Self { stations: Mutex::default(), updates: broadcast::channel(256).0 })
+        Arc::new(Self {
+            stations: Mutex::default(),
+            updates: broadcast::channel(256).0,
+        })
     }
 
     /// Every station, by id.
     pub fn snapshot(&self) -> Vec<Station> {
-        let mut v: Vec<Station> = self.stations.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let mut v: Vec<Station> = self
+            .stations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
         v
     }
@@ -91,9 +100,15 @@ pub async fn follow(cfg: Config, live: Arc<Live>, shutdown: CancellationToken) {
     }
 }
 
-async fn follow_once(cfg: &Config, live: &Arc<Live>, shutdown: &CancellationToken) -> Result<(), String> {
+async fn follow_once(
+    cfg: &Config,
+    live: &Arc<Live>,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
     let topic = &cfg.kafka.topic;
-    let parts = rtlake_kafka::admin::high_watermarks(&cfg.kafka, topic).await.map_err(|e| e.to_string())?;
+    let parts = rtlake_kafka::admin::high_watermarks(&cfg.kafka, topic)
+        .await
+        .map_err(|e| e.to_string())?;
     let consumer: StreamConsumer = rtlake_kafka::client::base(&cfg.kafka)
         .set("group.id", "rtlake-serve-live")
         .set("enable.auto.commit", "false")
@@ -103,14 +118,18 @@ async fn follow_once(cfg: &Config, live: &Arc<Live>, shutdown: &CancellationToke
         .map_err(|e| e.to_string())?;
     let mut tpl = TopicPartitionList::new();
     for (p, lo, hi) in &parts {
-        tpl.add_partition_offset(topic, *p, Offset::Offset((*hi - TAIL).max(*lo))).map_err(|e| e.to_string())?;
+        tpl.add_partition_offset(topic, *p, Offset::Offset((*hi - TAIL).max(*lo)))
+            .map_err(|e| e.to_string())?;
     }
     consumer.assign(&tpl).map_err(|e| e.to_string())?;
     tracing::info!(%topic, partitions = parts.len(), "live view following");
     let mut places = DistrictCache::default();
     let mut pending: BTreeMap<String, (Station, Option<i64>)> = BTreeMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
-    let latency = rtlake_core::metrics::global().serve.live_latency.with_label_values(&[topic.as_str()]);
+    let latency = rtlake_core::metrics::global()
+        .serve
+        .live_latency
+        .with_label_values(&[topic.as_str()]);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),

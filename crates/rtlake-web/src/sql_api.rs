@@ -28,12 +28,17 @@ pub struct SqlRequest {
 
 /// A JSON error answer.
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, axum::Json(serde_json::json!({ "error": message.into() }))).into_response()
+    (
+        status,
+        axum::Json(serde_json::json!({ "error": message.into() })),
+    )
+        .into_response()
 }
 
 /// Checks that `sql` is one read-only statement; the error says what was refused.
 pub fn check_read_only(sql: &str) -> Result<(), String> {
-    let statements = DFParser::parse_sql(sql).map_err(|e| format!("cannot parse the statement: {e}"))?;
+    let statements =
+        DFParser::parse_sql(sql).map_err(|e| format!("cannot parse the statement: {e}"))?;
     match statements.len() {
         0 => return Err("no statement given".into()),
         1 => {}
@@ -41,26 +46,44 @@ pub fn check_read_only(sql: &str) -> Result<(), String> {
     }
     let ok = match &statements[0] {
         DfStatement::Statement(s) => match s.as_ref() {
-            Statement::Query(_) | Statement::ShowTables { .. } | Statement::ShowColumns { .. } | Statement::ExplainTable { .. } => true,
-            Statement::Explain { statement, .. } => matches!(statement.as_ref(), Statement::Query(_)),
+            Statement::Query(_)
+            | Statement::ShowTables { .. }
+            | Statement::ShowColumns { .. }
+            | Statement::ExplainTable { .. } => true,
+            Statement::Explain { statement, .. } => {
+                matches!(statement.as_ref(), Statement::Query(_))
+            }
             _ => false,
         },
-        DfStatement::Explain(e) => matches!(e.statement.as_ref(), DfStatement::Statement(s) if matches!(s.as_ref(), Statement::Query(_))),
+        DfStatement::Explain(e) => {
+            matches!(e.statement.as_ref(), DfStatement::Statement(s) if matches!(s.as_ref(), Statement::Query(_)))
+        }
         _ => false,
     };
     if ok {
         Ok(())
     } else {
         let word = sql.split_whitespace().next().unwrap_or("").to_uppercase();
-        Err(format!("only read-only queries are allowed (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE); refused a {word} statement"))
+        Err(format!(
+            "only read-only queries are allowed (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE); refused a {word} statement"
+        ))
     }
 }
 
 /// `POST /api/sql`.
-pub async fn handle(State(state): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn handle(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let req: SqlRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("the body must be JSON like {{\"sql\": \"SELECT 1\"}}: {e}")),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the body must be JSON like {{\"sql\": \"SELECT 1\"}}: {e}"),
+            );
+        }
     };
     if let Err(e) = check_read_only(&req.sql) {
         return error(StatusCode::BAD_REQUEST, e);
@@ -71,12 +94,23 @@ pub async fn handle(State(state): State<AppState>, headers: HeaderMap, body: axu
     let timeout = state.cfg.serve.sql_timeout.get();
     let result = tokio::time::timeout(timeout, run(&state, &req.sql, limit)).await;
     let (batches, truncated) = match result {
-        Err(_) => return error(StatusCode::GATEWAY_TIMEOUT, format!("the query ran longer than {} (serve.sql-timeout)", state.cfg.serve.sql_timeout)),
+        Err(_) => {
+            return error(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "the query ran longer than {} (serve.sql-timeout)",
+                    state.cfg.serve.sql_timeout
+                ),
+            );
+        }
         Ok(Err(e)) => return error(StatusCode::BAD_REQUEST, e),
         Ok(Ok(r)) => r,
     };
     let elapsed_ms = started.elapsed().as_millis() as u64;
-    let wants_arrow = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains(ARROW_STREAM));
+    let wants_arrow = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains(ARROW_STREAM));
     if wants_arrow {
         return match arrow_ipc(&batches) {
             Ok(bytes) => ([(header::CONTENT_TYPE, ARROW_STREAM)], bytes).into_response(),
@@ -90,10 +124,20 @@ pub async fn handle(State(state): State<AppState>, headers: HeaderMap, body: axu
 }
 
 /// Runs the query on a fresh view of the lake; at most `limit` rows, and whether more existed.
-async fn run(state: &AppState, sql: &str, limit: usize) -> Result<(Vec<RecordBatch>, bool), String> {
+async fn run(
+    state: &AppState,
+    sql: &str,
+    limit: usize,
+) -> Result<(Vec<RecordBatch>, bool), String> {
     let session = state.session().await.map_err(|e| e.to_string())?;
-    let df = session.context().sql(sql).await.map_err(|e| e.strip_backtrace())?;
-    let df = df.limit(0, Some(limit + 1)).map_err(|e| e.strip_backtrace())?;
+    let df = session
+        .context()
+        .sql(sql)
+        .await
+        .map_err(|e| e.strip_backtrace())?;
+    let df = df
+        .limit(0, Some(limit + 1))
+        .map_err(|e| e.strip_backtrace())?;
     let batches = df.collect().await.map_err(|e| e.strip_backtrace())?;
     let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
     if total <= limit {
@@ -109,7 +153,8 @@ fn arrow_ipc(batches: &[RecordBatch]) -> Result<Vec<u8>, String> {
     let Some(schema) = batches.first().map(RecordBatch::schema) else {
         return Ok(buf);
     };
-    let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut buf, &schema).map_err(|e| e.to_string())?;
+    let mut w =
+        arrow::ipc::writer::StreamWriter::try_new(&mut buf, &schema).map_err(|e| e.to_string())?;
     for b in batches {
         w.write(b).map_err(|e| e.to_string())?;
     }
@@ -121,7 +166,13 @@ fn arrow_ipc(batches: &[RecordBatch]) -> Result<Vec<u8>, String> {
 fn json(batches: &[RecordBatch], truncated: bool, elapsed_ms: u64) -> Result<String, String> {
     let columns: Vec<serde_json::Value> = batches
         .first()
-        .map(|b| b.schema().fields().iter().map(|f| serde_json::json!({"name": f.name(), "type": f.data_type().to_string()})).collect())
+        .map(|b| {
+            b.schema()
+                .fields()
+                .iter()
+                .map(|f| serde_json::json!({"name": f.name(), "type": f.data_type().to_string()}))
+                .collect()
+        })
         .unwrap_or_default();
     let rows = crate::rows_json_text(batches).map_err(|e| e.to_string())?;
     let count: usize = batches.iter().map(RecordBatch::num_rows).sum();
@@ -137,15 +188,29 @@ mod tests {
 
     #[test]
     fn only_single_queries_pass() {
-        for ok in ["SELECT 1", "with a as (select 1) select * from a", "EXPLAIN SELECT 1", "EXPLAIN ANALYZE SELECT 1", "SHOW TABLES", "DESCRIBE bronze.station_status"] {
-            assert!(check_read_only(ok).is_ok(), "{ok}: {:?}", check_read_only(ok));
+        for ok in [
+            "SELECT 1",
+            "with a as (select 1) select * from a",
+            "EXPLAIN SELECT 1",
+            "EXPLAIN ANALYZE SELECT 1",
+            "SHOW TABLES",
+            "DESCRIBE bronze.station_status",
+        ] {
+            assert!(
+                check_read_only(ok).is_ok(),
+                "{ok}: {:?}",
+                check_read_only(ok)
+            );
         }
         for (bad, says) in [
             ("DROP TABLE bronze.station_status", "DROP"),
             ("INSERT INTO t VALUES (1)", "INSERT"),
             ("COPY (SELECT 1) TO '/tmp/x.csv'", "COPY"),
             ("CREATE TABLE t AS SELECT 1", "CREATE"),
-            ("CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/passwd'", "CREATE"),
+            (
+                "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/passwd'",
+                "CREATE",
+            ),
             ("SELECT 1; SELECT 2", "one statement per request"),
             ("EXPLAIN COPY (SELECT 1) TO '/tmp/x.csv'", "EXPLAIN"),
         ] {

@@ -26,9 +26,18 @@ fn now_ms() -> i64 {
 /// Bytes of a partition's newest state snapshot per operator.
 fn state_bytes(checkpoint: &Path, partition: i32) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
-    for op in std::fs::read_dir(checkpoint.join("state")).into_iter().flatten().flatten() {
+    for op in std::fs::read_dir(checkpoint.join("state"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let dir = op.path().join(partition.to_string());
-        let newest = std::fs::read_dir(&dir).into_iter().flatten().flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".json")).max_by_key(|e| e.file_name());
+        let newest = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+            .max_by_key(|e| e.file_name());
         if let Some(f) = newest.and_then(|e| e.metadata().ok()) {
             out.insert(op.file_name().to_string_lossy().to_string(), f.len());
         }
@@ -39,7 +48,10 @@ fn state_bytes(checkpoint: &Path, partition: i32) -> BTreeMap<String, u64> {
 /// The pipelines under `<lake>/_checkpoints`, with per-partition figures.
 pub async fn pipeline(state: &AppState) -> Result<Value, String> {
     let lake = &state.lake;
-    let root = lake.root().to_file_path().map_err(|_| "status pages need a local lake in this build".to_string())?;
+    let root = lake
+        .root()
+        .to_file_path()
+        .map_err(|_| "status pages need a local lake in this build".to_string())?;
     let pipelines: Vec<String> = std::fs::read_dir(root.join("_checkpoints"))
         .into_iter()
         .flatten()
@@ -48,7 +60,9 @@ pub async fn pipeline(state: &AppState) -> Result<Value, String> {
         .map(|e| e.file_name().to_string_lossy().to_string())
         .collect();
     let topic = &state.cfg.kafka.topic;
-    let watermarks = rtlake_kafka::admin::high_watermarks(&state.cfg.kafka, topic).await.map_err(|e| e.to_string())?;
+    let watermarks = rtlake_kafka::admin::high_watermarks(&state.cfg.kafka, topic)
+        .await
+        .map_err(|e| e.to_string())?;
     let tables = list_tables(lake).map_err(|e| e.to_string())?;
     let rejected = match state.session().await {
         Ok(s) => s
@@ -60,10 +74,19 @@ pub async fn pipeline(state: &AppState) -> Result<Value, String> {
         Err(_) => Value::Array(vec![]),
     };
     // Events/s per partition: the lake's progress since the previous answer.
-    let previous = state.rates.lock().unwrap_or_else(|p| p.into_inner()).last.take();
+    let previous = state
+        .rates
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .last
+        .take();
     let rate = |key: &(String, i32), now: i64| {
         let (at, prev) = previous.as_ref()?;
-        Some(((now - prev.get(key)?) as f64 / at.elapsed().as_secs_f64().max(1e-3)).max(0.0).round())
+        Some(
+            ((now - prev.get(key)?) as f64 / at.elapsed().as_secs_f64().max(1e-3))
+                .max(0.0)
+                .round(),
+        )
     };
     let mut sample = BTreeMap::new();
     let mut out = Vec::new();
@@ -72,25 +95,54 @@ pub async fn pipeline(state: &AppState) -> Result<Value, String> {
         let log = EpochLog::new(&checkpoint);
         let mut outputs = Vec::new();
         for t in &tables {
-            let ids: Vec<String> = watermarks.iter().map(|(p, ..)| format!("{pipeline}/{}/{p}", t.qualified())).collect();
-            let st = table_status(lake, t, &ids).await.map_err(|e| e.to_string())?;
+            let ids: Vec<String> = watermarks
+                .iter()
+                .map(|(p, ..)| format!("{pipeline}/{}/{p}", t.qualified()))
+                .collect();
+            let st = table_status(lake, t, &ids)
+                .await
+                .map_err(|e| e.to_string())?;
             if st.txns.values().any(Option::is_some) {
                 outputs.push(st);
             }
         }
         let mut kafka_sinks = Vec::new();
-        for e in std::fs::read_dir(checkpoint.join("sinks")).into_iter().flatten().flatten() {
+        for e in std::fs::read_dir(checkpoint.join("sinks"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let name = e.file_name().to_string_lossy().to_string();
             let versions: BTreeMap<i32, i64> = watermarks
                 .iter()
-                .filter_map(|(p, ..)| Some((*p, rtlake_stream::kafka_sink::read_version(&e.path(), *p).ok()??)))
+                .filter_map(|(p, ..)| {
+                    Some((
+                        *p,
+                        rtlake_stream::kafka_sink::read_version(&e.path(), *p).ok()??,
+                    ))
+                })
                 .collect();
             kafka_sinks.push((name, versions));
         }
         let mut partitions = Vec::new();
         for (p, _lo, hi) in &watermarks {
-            let mut versions: Vec<(String, Option<i64>)> = outputs.iter().map(|o| (o.table.clone(), o.txns.get(&format!("{pipeline}/{}/{p}", o.table)).copied().flatten())).collect();
-            versions.extend(kafka_sinks.iter().map(|(n, v)| (format!("kafka:{n}"), v.get(p).copied())));
+            let mut versions: Vec<(String, Option<i64>)> = outputs
+                .iter()
+                .map(|o| {
+                    (
+                        o.table.clone(),
+                        o.txns
+                            .get(&format!("{pipeline}/{}/{p}", o.table))
+                            .copied()
+                            .flatten(),
+                    )
+                })
+                .collect();
+            versions.extend(
+                kafka_sinks
+                    .iter()
+                    .map(|(n, v)| (format!("kafka:{n}"), v.get(p).copied())),
+            );
             let committed = versions.iter().filter_map(|(_, v)| *v).min();
             let last = log.last_commit(*p).ok().flatten();
             let key = (pipeline.clone(), *p);
@@ -127,13 +179,22 @@ pub async fn pipeline(state: &AppState) -> Result<Value, String> {
 /// Brokers, topics with partitions, offsets and config, consumer groups and their lag.
 pub async fn kafka(state: &AppState) -> Result<Value, String> {
     let k = &state.cfg.kafka;
-    let brokers = rtlake_kafka::inspect::brokers(k).await.map_err(|e| e.to_string())?;
-    let topics = rtlake_kafka::admin::list_topics(k).await.map_err(|e| e.to_string())?;
+    let brokers = rtlake_kafka::inspect::brokers(k)
+        .await
+        .map_err(|e| e.to_string())?;
+    let topics = rtlake_kafka::admin::list_topics(k)
+        .await
+        .map_err(|e| e.to_string())?;
     // A cluster may not list groups (tansu 0.6 did not): ask for the pipelines' own.
     let root = state.lake.root().to_file_path().ok();
     let groups: Vec<String> = root
         .map(|r| {
-            std::fs::read_dir(r.join("_checkpoints")).into_iter().flatten().flatten().map(|e| format!("rtlake-{}", e.file_name().to_string_lossy())).collect()
+            std::fs::read_dir(r.join("_checkpoints"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| format!("rtlake-{}", e.file_name().to_string_lossy()))
+                .collect()
         })
         .unwrap_or_default();
     let mut described = Vec::new();
@@ -143,5 +204,7 @@ pub async fn kafka(state: &AppState) -> Result<Value, String> {
             Err(e) => described.push(json!({ "name": t.name, "error": e.to_string() })),
         }
     }
-    Ok(json!({ "bootstrap": k.brokers, "brokers": brokers, "topics": described, "groups_asked": groups }))
+    Ok(
+        json!({ "bootstrap": k.brokers, "brokers": brokers, "topics": described, "groups_asked": groups }),
+    )
 }

@@ -344,6 +344,10 @@ pub struct RunArgs {
     /// Allowed lateness of event time behind its partition's newest, e.g. 10m [run.lateness].
     #[arg(long)]
     pub lateness: Option<String>,
+    /// How far ahead of the clock an event's time may be before it is rejected as `future`,
+    /// e.g. 1h [run.max-future; default 1h].
+    #[arg(long)]
+    pub max_future: Option<String>,
     /// processing-time (run on), available-now (drain and stop) or low-latency (the next
     /// epoch as soon as data arrives) [run.trigger].
     #[arg(long, value_enum)]

@@ -1,6 +1,9 @@
 //! One function per subcommand; each builds its config and calls a library's `run`.
 
-use crate::cli::{self, AssignmentArg, BenchCommand, Cli, Command, FormatArg, ProduceCommand, SourceArg, StrategyArg, TopicsCommand, TriggerArg};
+use crate::cli::{
+    self, AssignmentArg, BenchCommand, Cli, Command, FormatArg, ProduceCommand, SourceArg,
+    StrategyArg, TopicsCommand, TriggerArg,
+};
 use crate::settings::{Flags, load};
 use anyhow::{Context, Result, bail};
 use rtlake_bikes::produce::Source;
@@ -12,12 +15,21 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Demo(a) => demo(&cli, a).await,
         Command::Broker(a) => broker(&cli, a).await,
-        Command::Produce { what: ProduceCommand::Bikes(a) } => produce(&cli, a).await,
+        Command::Produce {
+            what: ProduceCommand::Bikes(a),
+        } => produce(&cli, a).await,
         Command::Run(a) => run(&cli, a).await,
         Command::Sql(a) => sql(&cli, a).await,
         Command::Serve(a) => serve(&cli, a).await,
         Command::Topics { op } => topics(&cli, op).await,
-        Command::Bench { what: BenchCommand::Consume { topic, kafka, count } } => {
+        Command::Bench {
+            what:
+                BenchCommand::Consume {
+                    topic,
+                    kafka,
+                    count,
+                },
+        } => {
             let mut f = Flags::default();
             f.kafka(kafka).opt("kafka.topic", "topic", topic.clone());
             let cfg = load(&cli, None, &f)?;
@@ -43,7 +55,8 @@ fn shutdown_on_signal() -> CancellationToken {
     let t = token.clone();
     tokio::spawn(async move {
         #[cfg(unix)]
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         #[cfg(unix)]
         let term_fut = async {
             match term.as_mut() {
@@ -69,13 +82,20 @@ fn shutdown_on_signal() -> CancellationToken {
 
 async fn broker(cli: &Cli, a: &cli::BrokerArgs) -> Result<()> {
     let mut f = Flags::default();
-    f.opt("broker.listen", "listen", a.listen.clone()).path("broker.data", "data", a.data.as_deref()).opt("broker.storage", "storage", a.storage.clone());
+    f.opt("broker.listen", "listen", a.listen.clone())
+        .path("broker.data", "data", a.data.as_deref())
+        .opt("broker.storage", "storage", a.storage.clone());
     let cfg = load(cli, None, &f)?;
     let addr = cfg.broker.listen.parse().context("broker.listen")?;
     let engine: rtlake_broker::Engine = cfg.broker.storage.parse().map_err(anyhow::Error::msg)?;
     let shutdown = shutdown_on_signal();
     let b = rtlake_broker::EmbeddedBroker::start_with(addr, &cfg.broker.data, engine).await?;
-    println!("rtlake broker listening on {} (data in {}, storage {})", b.bootstrap(), cfg.broker.data.display(), cfg.broker.storage);
+    println!(
+        "rtlake broker listening on {} (data in {}, storage {})",
+        b.bootstrap(),
+        cfg.broker.data.display(),
+        cfg.broker.storage
+    );
     println!("try: rtlake topics list --brokers {}", b.bootstrap());
     shutdown.cancelled().await;
     b.stop().await;
@@ -86,12 +106,20 @@ fn producer_flags(a: &cli::ProduceBikesArgs) -> Flags {
     let mut f = Flags::default();
     f.kafka(&a.kafka)
         .opt("kafka.topic", "topic", a.topic.clone())
-        .opt("kafka.partitions", "partitions", a.partitions.map(i64::from))
-        .opt("source.kind", "source", a.source.map(|s| match s {
-            SourceArg::Replay => "replay",
-            SourceArg::SeoulApi => "seoul-api",
-            SourceArg::File => "file",
-        }))
+        .opt(
+            "kafka.partitions",
+            "partitions",
+            a.partitions.map(i64::from),
+        )
+        .opt(
+            "source.kind",
+            "source",
+            a.source.map(|s| match s {
+                SourceArg::Replay => "replay",
+                SourceArg::SeoulApi => "seoul-api",
+                SourceArg::File => "file",
+            }),
+        )
         .opt("source.interval", "interval", a.interval.clone())
         .str("source.speed", "speed", a.speed.as_deref())
         .opt("source.start", "start", a.start.clone())
@@ -100,14 +128,30 @@ fn producer_flags(a: &cli::ProduceBikesArgs) -> Flags {
         .path("source.data-dir", "data-dir", a.data_dir.as_deref())
         .path("source.state-file", "state-file", a.state_file.as_deref())
         .opt("source.api-base", "api-base", a.api_base.clone())
-        .path("source.api-key-file", "api-key-file", a.api_key_file.as_deref())
+        .path(
+            "source.api-key-file",
+            "api-key-file",
+            a.api_key_file.as_deref(),
+        )
         .opt("producer.acks", "acks", a.acks.clone())
-        .opt("producer.idempotence", "no-idempotence", a.no_idempotence.then_some(false))
+        .opt(
+            "producer.idempotence",
+            "no-idempotence",
+            a.no_idempotence.then_some(false),
+        )
         .opt("producer.linger", "linger", a.linger.clone())
         .str("producer.batch-size", "batch-size", a.batch_size.as_deref())
         .opt("producer.compression", "compression", a.compression.clone())
-        .opt("producer.max-in-flight", "max-in-flight", a.max_in_flight.map(i64::from))
-        .opt("producer.metrics-listen", "metrics-listen", a.metrics_listen.clone());
+        .opt(
+            "producer.max-in-flight",
+            "max-in-flight",
+            a.max_in_flight.map(i64::from),
+        )
+        .opt(
+            "producer.metrics-listen",
+            "metrics-listen",
+            a.metrics_listen.clone(),
+        );
     f
 }
 
@@ -119,11 +163,16 @@ async fn start_metrics(addr: &str, key: &str, shutdown: CancellationToken) {
     }
     match rtlake_web::bind(addr, key).await {
         Ok(listener) => {
-            let at = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| addr.to_string());
+            let at = listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|_| addr.to_string());
             tracing::info!(url = %format!("http://{at}/metrics"), "metrics serving");
             tokio::spawn(rtlake_web::serve_metrics(listener, shutdown));
         }
-        Err(e) => tracing::warn!(error = %e, "not serving metrics (pass --metrics-listen ADDR, or off)"),
+        Err(e) => {
+            tracing::warn!(error = %e, "not serving metrics (pass --metrics-listen ADDR, or off)")
+        }
     }
 }
 
@@ -135,7 +184,12 @@ async fn serve(cli: &Cli, a: &cli::ServeArgs) -> Result<()> {
         .opt("kafka.topic", "topic", a.topic.clone());
     let cfg = load(cli, None, &f)?;
     let listener = rtlake_web::bind(&cfg.serve.listen, "serve.listen / --listen").await?;
-    println!("rtlake serve: dashboard on http://{}/ (lake {}, Kafka {})", listener.local_addr()?, cfg.lake.uri, cfg.kafka.brokers);
+    println!(
+        "rtlake serve: dashboard on http://{}/ (lake {}, Kafka {})",
+        listener.local_addr()?,
+        cfg.lake.uri,
+        cfg.kafka.brokers
+    );
     rtlake_web::serve(&cfg, listener, shutdown_on_signal()).await?;
     Ok(())
 }
@@ -147,19 +201,31 @@ async fn produce(cli: &Cli, a: &cli::ProduceBikesArgs) -> Result<()> {
         rtlake_core::config::SourceKind::SeoulApi => Source::SeoulApi,
         rtlake_core::config::SourceKind::File => match &a.path {
             Some(p) => Source::File(p.clone()),
-            None => bail!("--source file needs the PATH of a JSON Lines file: rtlake produce bikes --source file events.jsonl"),
+            None => bail!(
+                "--source file needs the PATH of a JSON Lines file: rtlake produce bikes --source file events.jsonl"
+            ),
         },
     };
     if a.path.is_some() && !matches!(source, Source::File(_)) {
         bail!("a PATH is only taken with --source file");
     }
     let shutdown = shutdown_on_signal();
-    start_metrics(&cfg.producer.metrics_listen, "producer.metrics-listen", shutdown.clone()).await;
+    start_metrics(
+        &cfg.producer.metrics_listen,
+        "producer.metrics-listen",
+        shutdown.clone(),
+    )
+    .await;
     let report = rtlake_bikes::produce::produce(&cfg, source, shutdown).await?;
     let secs = report.elapsed.as_secs_f64().max(1e-9);
     println!(
         "produced {} events to {} ({} delivered, {} failed) in {:.1} s: {:.0} events/s",
-        report.sent, cfg.kafka.topic, report.delivered, report.failed, secs, report.delivered as f64 / secs
+        report.sent,
+        cfg.kafka.topic,
+        report.delivered,
+        report.failed,
+        secs,
+        report.delivered as f64 / secs
     );
     Ok(())
 }
@@ -170,34 +236,93 @@ fn run_flags(a: &cli::RunArgs) -> Flags {
         .opt("lake.uri", "lake", a.lake.clone())
         .opt("kafka.topic", "topic", a.topic.clone())
         .opt("run.group-id", "group", a.group.clone())
-        .opt("run.assignment", "assignment", a.assignment.map(|s| match s {
-            AssignmentArg::Group => "group",
-            AssignmentArg::Static => "static",
-        }))
-        .opt("run.partitions", "partitions", a.partitions.as_ref().map(|p| toml::Value::Array(p.iter().map(|x| toml::Value::Integer(i64::from(*x))).collect())))
+        .opt(
+            "run.assignment",
+            "assignment",
+            a.assignment.map(|s| match s {
+                AssignmentArg::Group => "group",
+                AssignmentArg::Static => "static",
+            }),
+        )
+        .opt(
+            "run.partitions",
+            "partitions",
+            a.partitions.as_ref().map(|p| {
+                toml::Value::Array(
+                    p.iter()
+                        .map(|x| toml::Value::Integer(i64::from(*x)))
+                        .collect(),
+                )
+            }),
+        )
         .opt("run.instance-id", "instance-id", a.instance_id.clone())
-        .opt("run.session-timeout", "session-timeout", a.session_timeout.clone())
-        .opt("run.stall-timeout", "stall-timeout", a.stall_timeout.clone())
+        .opt(
+            "run.session-timeout",
+            "session-timeout",
+            a.session_timeout.clone(),
+        )
+        .opt(
+            "run.stall-timeout",
+            "stall-timeout",
+            a.stall_timeout.clone(),
+        )
         .opt("run.sink-timeout", "sink-timeout", a.sink_timeout.clone())
-        .opt("run.sink-transactions", "sink-transactions", a.sink_transactions.clone())
-        .opt("run.assignment-strategy", "assignment-strategy", a.assignment_strategy.map(|s| match s {
-            StrategyArg::Range => "range",
-            StrategyArg::CooperativeSticky => "cooperative-sticky",
-        }))
-        .opt("run.max-batch-events", "max-batch-events", a.max_batch_events.map(|n| n as i64))
-        .opt("run.max-batch-delay", "max-batch-delay", a.max_batch_delay.clone())
+        .opt(
+            "run.sink-transactions",
+            "sink-transactions",
+            a.sink_transactions.clone(),
+        )
+        .opt(
+            "run.assignment-strategy",
+            "assignment-strategy",
+            a.assignment_strategy.map(|s| match s {
+                StrategyArg::Range => "range",
+                StrategyArg::CooperativeSticky => "cooperative-sticky",
+            }),
+        )
+        .opt(
+            "run.max-batch-events",
+            "max-batch-events",
+            a.max_batch_events.map(|n| n as i64),
+        )
+        .opt(
+            "run.max-batch-delay",
+            "max-batch-delay",
+            a.max_batch_delay.clone(),
+        )
         .opt("run.lateness", "lateness", a.lateness.clone())
-        .opt("run.trigger", "trigger", a.trigger.map(|t| match t {
-            TriggerArg::ProcessingTime => "processing-time",
-            TriggerArg::AvailableNow => "available-now",
-            TriggerArg::LowLatency => "low-latency",
-        }))
+        .opt("run.max-future", "max-future", a.max_future.clone())
+        .opt(
+            "run.trigger",
+            "trigger",
+            a.trigger.map(|t| match t {
+                TriggerArg::ProcessingTime => "processing-time",
+                TriggerArg::AvailableNow => "available-now",
+                TriggerArg::LowLatency => "low-latency",
+            }),
+        )
         .opt("run.source", "source", a.source.clone())
-        .opt("run.starting-offsets", "starting-offsets", a.starting_offsets.clone())
-        .opt("run.max-offsets-per-trigger", "max-offsets-per-trigger", a.max_offsets_per_trigger.map(|n| n as i64))
+        .opt(
+            "run.starting-offsets",
+            "starting-offsets",
+            a.starting_offsets.clone(),
+        )
+        .opt(
+            "run.max-offsets-per-trigger",
+            "max-offsets-per-trigger",
+            a.max_offsets_per_trigger.map(|n| n as i64),
+        )
         .opt("run.checkpoint", "checkpoint", a.checkpoint.clone())
-        .opt("run.fail-on-data-loss", "no-fail-on-data-loss", a.no_fail_on_data_loss.then_some(false))
-        .opt("run.metrics-listen", "metrics-listen", a.metrics_listen.clone());
+        .opt(
+            "run.fail-on-data-loss",
+            "no-fail-on-data-loss",
+            a.no_fail_on_data_loss.then_some(false),
+        )
+        .opt(
+            "run.metrics-listen",
+            "metrics-listen",
+            a.metrics_listen.clone(),
+        );
     f
 }
 
@@ -205,7 +330,12 @@ async fn run(cli: &Cli, a: &cli::RunArgs) -> Result<()> {
     let cfg = load(cli, a.pipeline.as_ref(), &run_flags(a))?;
     let started = std::time::Instant::now();
     let shutdown = shutdown_on_signal();
-    start_metrics(&cfg.run.metrics_listen, "run.metrics-listen", shutdown.clone()).await;
+    start_metrics(
+        &cfg.run.metrics_listen,
+        "run.metrics-listen",
+        shutdown.clone(),
+    )
+    .await;
     let r = rtlake_stream::ingest::run(&cfg, shutdown).await?;
     let secs = started.elapsed().as_secs_f64();
     let rows: Vec<String> = r.rows.iter().map(|(k, v)| format!("{k} {v}")).collect();
@@ -218,7 +348,9 @@ async fn run(cli: &Cli, a: &cli::RunArgs) -> Result<()> {
         rows.join(", ")
     );
     if let (Some(p50), Some(p99)) = (r.latency_quantile(0.5), r.latency_quantile(0.99)) {
-        println!("event-to-lake latency (Kafka timestamp to committed): p50 {p50} ms, p99 {p99} ms");
+        println!(
+            "event-to-lake latency (Kafka timestamp to committed): p50 {p50} ms, p99 {p99} ms"
+        );
     }
     Ok(())
 }
@@ -235,7 +367,10 @@ async fn sql(cli: &Cli, a: &cli::SqlArgs) -> Result<()> {
         FormatArg::Json => rtlake_query::Format::Json,
     };
     if session.tables().is_empty() {
-        eprintln!("note: the lake at {} has no tables yet (run `rtlake demo` or `rtlake run` first)", lake.root());
+        eprintln!(
+            "note: the lake at {} has no tables yet (run `rtlake demo` or `rtlake run` first)",
+            lake.root()
+        );
     }
     if let Some(q) = &a.sql {
         return run_statement(&session, q, format).await;
@@ -243,7 +378,11 @@ async fn sql(cli: &Cli, a: &cli::SqlArgs) -> Result<()> {
     let stdin = std::io::stdin();
     let tty = stdin.is_terminal();
     if tty {
-        println!("rtlake sql on {}; tables: {}", lake.root(), session.tables().join(", "));
+        println!(
+            "rtlake sql on {}; tables: {}",
+            lake.root(),
+            session.tables().join(", ")
+        );
         println!("end statements with ; and quit with \\q");
     }
     let mut pending = String::new();
@@ -282,7 +421,11 @@ async fn sql(cli: &Cli, a: &cli::SqlArgs) -> Result<()> {
     Ok(())
 }
 
-async fn run_statement(session: &rtlake_query::LakeSql, stmt: &str, format: rtlake_query::Format) -> Result<()> {
+async fn run_statement(
+    session: &rtlake_query::LakeSql,
+    stmt: &str,
+    format: rtlake_query::Format,
+) -> Result<()> {
     let trimmed = stmt.trim().trim_end_matches(';').trim();
     // SHOW TABLES lists the lake's tables, not DataFusion's information_schema.
     let q = if trimmed.eq_ignore_ascii_case("show tables") {
@@ -291,7 +434,10 @@ async fn run_statement(session: &rtlake_query::LakeSql, stmt: &str, format: rtla
     } else {
         trimmed
     };
-    let (schema, batches) = session.query(q).await.with_context(|| format!("query failed: {}", one_line(trimmed)))?;
+    let (schema, batches) = session
+        .query(q)
+        .await
+        .with_context(|| format!("query failed: {}", one_line(trimmed)))?;
     let mut out = std::io::stdout().lock();
     rtlake_query::write(&mut out, &schema, &batches, format)?;
     Ok(())
@@ -299,12 +445,24 @@ async fn run_statement(session: &rtlake_query::LakeSql, stmt: &str, format: rtla
 
 fn one_line(s: &str) -> String {
     let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if s.len() > 80 { format!("{}...", &s[..s.floor_char_boundary(77)]) } else { s }
+    if s.len() > 80 {
+        format!("{}...", &s[..s.floor_char_boundary(77)])
+    } else {
+        s
+    }
 }
 
 async fn topics(cli: &Cli, op: &TopicsCommand) -> Result<()> {
     match op {
-        TopicsCommand::Create { name, kafka, partitions, replication_factor, retention, cleanup_policy, entries } => {
+        TopicsCommand::Create {
+            name,
+            kafka,
+            partitions,
+            replication_factor,
+            retention,
+            cleanup_policy,
+            entries,
+        } => {
             let mut f = Flags::default();
             f.kafka(kafka);
             let cfg = load(cli, None, &f)?;
@@ -313,19 +471,26 @@ async fn topics(cli: &Cli, op: &TopicsCommand) -> Result<()> {
                 let ms = if r.trim() == "-1" {
                     "-1".to_string()
                 } else {
-                    let d: rtlake_core::units::HumanDuration = r.parse().map_err(|e: String| anyhow::anyhow!("--retention: {e}"))?;
+                    let d: rtlake_core::units::HumanDuration = r
+                        .parse()
+                        .map_err(|e: String| anyhow::anyhow!("--retention: {e}"))?;
                     d.get().as_millis().to_string()
                 };
                 config.push(("retention.ms".to_string(), ms));
             }
             if let Some(p) = cleanup_policy {
-                if !matches!(p.as_str(), "delete" | "compact" | "compact,delete" | "delete,compact") {
+                if !matches!(
+                    p.as_str(),
+                    "delete" | "compact" | "compact,delete" | "delete,compact"
+                ) {
                     bail!("--cleanup-policy: `{p}` is not delete, compact or compact,delete");
                 }
                 config.push(("cleanup.policy".to_string(), p.clone()));
             }
             for e in entries {
-                let (k, v) = e.split_once('=').with_context(|| format!("--config-entry `{e}` is not KEY=VALUE"))?;
+                let (k, v) = e
+                    .split_once('=')
+                    .with_context(|| format!("--config-entry `{e}` is not KEY=VALUE"))?;
                 config.push((k.trim().to_string(), v.trim().to_string()));
             }
             let spec = rtlake_kafka::admin::TopicSpec {
@@ -334,12 +499,22 @@ async fn topics(cli: &Cli, op: &TopicsCommand) -> Result<()> {
                 replication_factor: replication_factor.unwrap_or(cfg.kafka.replication_factor),
                 config,
             };
-            if spec.partitions < 1 || (spec.replication_factor < 1 && spec.replication_factor != -1) {
-                bail!("--partitions must be at least 1, and --replication-factor at least 1 (or -1: the cluster's default)");
+            if spec.partitions < 1 || (spec.replication_factor < 1 && spec.replication_factor != -1)
+            {
+                bail!(
+                    "--partitions must be at least 1, and --replication-factor at least 1 (or -1: the cluster's default)"
+                );
             }
             if rtlake_kafka::admin::create_topic(&cfg.kafka, &spec).await? {
-                let rf = if spec.replication_factor == -1 { "the cluster's default".to_string() } else { spec.replication_factor.to_string() };
-                println!("created topic {name} ({} partitions, replication factor {rf})", spec.partitions);
+                let rf = if spec.replication_factor == -1 {
+                    "the cluster's default".to_string()
+                } else {
+                    spec.replication_factor.to_string()
+                };
+                println!(
+                    "created topic {name} ({} partitions, replication factor {rf})",
+                    spec.partitions
+                );
             } else {
                 println!("topic {name} already exists");
             }
@@ -354,7 +529,11 @@ async fn topics(cli: &Cli, op: &TopicsCommand) -> Result<()> {
                 println!("{:<40} {:>10} {:>12}", t.name, t.partitions, t.messages);
             }
         }
-        TopicsCommand::Describe { name, kafka, groups } => {
+        TopicsCommand::Describe {
+            name,
+            kafka,
+            groups,
+        } => {
             let mut f = Flags::default();
             f.kafka(kafka);
             let cfg = load(cli, None, &f)?;
@@ -362,10 +541,26 @@ async fn topics(cli: &Cli, op: &TopicsCommand) -> Result<()> {
             groups.push(cfg.run.group());
             let d = rtlake_kafka::admin::describe_topic(&cfg.kafka, name, &groups).await?;
             println!("topic {} ({} partitions)", d.name, d.partitions.len());
-            println!("\n{:>9} {:>7} {:<10} {:>12} {:>12} {:>10}", "PARTITION", "LEADER", "REPLICAS", "LOW", "HIGH", "MESSAGES");
+            println!(
+                "\n{:>9} {:>7} {:<10} {:>12} {:>12} {:>10}",
+                "PARTITION", "LEADER", "REPLICAS", "LOW", "HIGH", "MESSAGES"
+            );
             for p in &d.partitions {
-                let replicas = p.replicas.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(",");
-                println!("{:>9} {:>7} {:<10} {:>12} {:>12} {:>10}", p.id, p.leader, replicas, p.low, p.high, p.high - p.low);
+                let replicas = p
+                    .replicas
+                    .iter()
+                    .map(|r| r.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",");
+                println!(
+                    "{:>9} {:>7} {:<10} {:>12} {:>12} {:>10}",
+                    p.id,
+                    p.leader,
+                    replicas,
+                    p.low,
+                    p.high,
+                    p.high - p.low
+                );
             }
             if !d.config.is_empty() {
                 println!("\nCONFIG");
@@ -373,7 +568,10 @@ async fn topics(cli: &Cli, op: &TopicsCommand) -> Result<()> {
                     println!("  {k} = {v}");
                 }
             }
-            println!("\n{:<30} {:>9} {:>12} {:>10}", "CONSUMER GROUP", "PARTITION", "COMMITTED", "LAG");
+            println!(
+                "\n{:<30} {:>9} {:>12} {:>10}",
+                "CONSUMER GROUP", "PARTITION", "COMMITTED", "LAG"
+            );
             if d.groups.is_empty() {
                 println!("  (no group has committed offsets on this topic)");
             }
@@ -387,7 +585,10 @@ async fn topics(cli: &Cli, op: &TopicsCommand) -> Result<()> {
             if !d.members.is_empty() {
                 println!("\n{:<30} {:<40} {:<20} HOST", "GROUP", "MEMBER", "CLIENT");
                 for m in &d.members {
-                    println!("{:<30} {:<40} {:<20} {}", m.group, m.member_id, m.client_id, m.host);
+                    println!(
+                        "{:<30} {:<40} {:<20} {}",
+                        m.group, m.member_id, m.client_id, m.host
+                    );
                 }
             }
         }
@@ -403,8 +604,16 @@ async fn demo(cli: &Cli, a: &cli::DemoArgs) -> Result<()> {
         // The demo's one processor takes every partition itself: no group to rebalance.
         .opt("run.assignment", "demo", Some("static"))
         .path("broker.data", "dir", Some(&dir.join("broker")))
-        .opt("lake.uri", "dir", Some(dir.join("lake").display().to_string()))
-        .path("source.state-file", "dir", Some(&dir.join("replay-state.json")))
+        .opt(
+            "lake.uri",
+            "dir",
+            Some(dir.join("lake").display().to_string()),
+        )
+        .path(
+            "source.state-file",
+            "dir",
+            Some(&dir.join("replay-state.json")),
+        )
         .opt("source.kind", "demo", Some("replay"))
         .str("source.speed", "speed", Some(&a.speed))
         .opt("source.minutes", "minutes", a.minutes.map(|m| m as i64));
@@ -424,19 +633,32 @@ async fn demo(cli: &Cli, a: &cli::DemoArgs) -> Result<()> {
     let broker = match &a.brokers {
         Some(_) => None,
         None => {
-            let engine: rtlake_broker::Engine = cfg.broker.storage.parse().map_err(anyhow::Error::msg)?;
-            Some(rtlake_broker::EmbeddedBroker::start_with(cfg.broker.listen.parse()?, &cfg.broker.data, engine).await?)
+            let engine: rtlake_broker::Engine =
+                cfg.broker.storage.parse().map_err(anyhow::Error::msg)?;
+            Some(
+                rtlake_broker::EmbeddedBroker::start_with(
+                    cfg.broker.listen.parse()?,
+                    &cfg.broker.data,
+                    engine,
+                )
+                .await?,
+            )
         }
     };
     let producer = {
         let (cfg, token) = (cfg.clone(), shutdown.child_token());
-        tokio::spawn(async move { rtlake_bikes::produce::produce(&cfg, Source::Replay, token).await })
+        tokio::spawn(
+            async move { rtlake_bikes::produce::produce(&cfg, Source::Replay, token).await },
+        )
     };
     let processor = {
         let (cfg, token) = (cfg.clone(), shutdown.child_token());
         tokio::spawn(async move { rtlake_stream::ingest::run(&cfg, token).await })
     };
-    let web_url = dashboard.as_ref().and_then(|l| l.local_addr().ok()).map(|a| format!("http://{a}/"));
+    let web_url = dashboard
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| format!("http://{a}/"));
     if let Some(listener) = dashboard {
         let (cfg, token) = (cfg.clone(), shutdown.child_token());
         tokio::spawn(async move {
@@ -447,17 +669,42 @@ async fn demo(cli: &Cli, a: &cli::DemoArgs) -> Result<()> {
     }
     let lake = dir.join("lake");
     match &broker {
-        Some(b) => println!("rtlake demo is running: embedded broker {}, lake {}", b.bootstrap(), lake.display()),
-        None => println!("rtlake demo is running on the Kafka cluster {}, lake {}", cfg.kafka.brokers, lake.display()),
+        Some(b) => println!(
+            "rtlake demo is running: embedded broker {}, lake {}",
+            b.bootstrap(),
+            lake.display()
+        ),
+        None => println!(
+            "rtlake demo is running on the Kafka cluster {}, lake {}",
+            cfg.kafka.brokers,
+            lake.display()
+        ),
     }
     if let Some(url) = &web_url {
-        println!("dashboard: {url}  (pipeline: {url}pipeline, Kafka: {url}kafka, metrics: {url}metrics)");
+        println!(
+            "dashboard: {url}  (pipeline: {url}pipeline, Kafka: {url}kafka, metrics: {url}metrics)"
+        );
     }
-    println!("the replay publishes a poll of 2,721 stations every {:.1} s; in another terminal, try:", 15.0 / speed_factor(&a.speed));
-    println!("  rtlake sql --lake {} \"SELECT count(*) AS events, max(polled_at) AS latest FROM bronze.station_status\"", lake.display());
-    println!("  rtlake sql --lake {} \"SELECT district, sum(bikes_parked) AS bikes FROM bronze.station_status WHERE polled_at = (SELECT max(polled_at) FROM bronze.station_status) GROUP BY district ORDER BY bikes DESC\"", lake.display());
-    println!("  rtlake sql --lake {} \"SELECT district, sum(rentals) AS rentals, sum(returns) AS returns FROM silver.station_changes GROUP BY district ORDER BY rentals DESC LIMIT 5\"", lake.display());
-    println!("  rtlake topics describe {} --brokers {}", cfg.kafka.topic, cfg.kafka.brokers);
+    println!(
+        "the replay publishes a poll of 2,721 stations every {:.1} s; in another terminal, try:",
+        15.0 / speed_factor(&a.speed)
+    );
+    println!(
+        "  rtlake sql --lake {} \"SELECT count(*) AS events, max(polled_at) AS latest FROM bronze.station_status\"",
+        lake.display()
+    );
+    println!(
+        "  rtlake sql --lake {} \"SELECT district, sum(bikes_parked) AS bikes FROM bronze.station_status WHERE polled_at = (SELECT max(polled_at) FROM bronze.station_status) GROUP BY district ORDER BY bikes DESC\"",
+        lake.display()
+    );
+    println!(
+        "  rtlake sql --lake {} \"SELECT district, sum(rentals) AS rentals, sum(returns) AS returns FROM silver.station_changes GROUP BY district ORDER BY rentals DESC LIMIT 5\"",
+        lake.display()
+    );
+    println!(
+        "  rtlake topics describe {} --brokers {}",
+        cfg.kafka.topic, cfg.kafka.brokers
+    );
     println!("Ctrl-C stops everything; running the demo again continues where it stopped.");
     let (mut producer, mut processor) = (producer, processor);
     let mut producer_done = false;
@@ -494,5 +741,9 @@ async fn demo(cli: &Cli, a: &cli::DemoArgs) -> Result<()> {
 }
 
 fn speed_factor(s: &str) -> f64 {
-    s.trim_end_matches('x').parse::<f64>().ok().filter(|f| *f > 0.0).unwrap_or(f64::INFINITY)
+    s.trim_end_matches('x')
+        .parse::<f64>()
+        .ok()
+        .filter(|f| *f > 0.0)
+        .unwrap_or(f64::INFINITY)
 }

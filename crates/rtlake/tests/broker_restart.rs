@@ -5,7 +5,10 @@
 
 mod common;
 
-use common::faults::{OwnBroker, STATIONS, assert_exact, bronze_count, kafka_sh, log_file, restarts_logged, wave, with_log};
+use common::faults::{
+    OwnBroker, STATIONS, assert_exact, bronze_count, kafka_sh, log_file, restarts_logged, wave,
+    with_log,
+};
 use common::{Guard, TestEnv, commits, signal, wait_for};
 use std::time::{Duration, Instant};
 
@@ -13,7 +16,9 @@ use std::time::{Duration, Instant};
 async fn run_carries_on_after_the_broker_is_killed_and_restarted() {
     let external = std::env::var("RTLAKE_TEST_BROKERS").is_ok();
     if external && std::env::var("RTLAKE_TEST_KAFKA_SH").is_err() {
-        eprintln!("skipped: an external cluster that scripts/kafka.sh does not run (set RTLAKE_TEST_KAFKA_SH=1 for its cluster)");
+        eprintln!(
+            "skipped: an external cluster that scripts/kafka.sh does not run (set RTLAKE_TEST_KAFKA_SH=1 for its cluster)"
+        );
         return;
     }
     let mut env = TestEnv::new("broker-restart").await;
@@ -29,7 +34,17 @@ async fn run_carries_on_after_the_broker_is_killed_and_restarted() {
     cfg.source.state_file = Some(env.dir.path().join("replay.json"));
     wave(&mut cfg, 2).await;
     let log = log_file(&env, "run.log");
-    let mut run = Guard::spawn(with_log(env.run_cmd(&["--max-batch-events", "2000", "--max-batch-delay", "200ms", "--stall-timeout", "5s"]), &log));
+    let mut run = Guard::spawn(with_log(
+        env.run_cmd(&[
+            "--max-batch-events",
+            "2000",
+            "--max-batch-delay",
+            "200ms",
+            "--stall-timeout",
+            "5s",
+        ]),
+        &log,
+    ));
     let table = env.lake().join("bronze/station_status");
     wait_for("the first commits", 60, async || commits(&table) >= 2).await;
 
@@ -46,8 +61,16 @@ async fn run_carries_on_after_the_broker_is_killed_and_restarted() {
     eprintln!("broker down for {:.1} s", down.elapsed().as_secs_f64());
     wave(&mut cfg, 5).await;
     let total = 20 * STATIONS;
-    wait_for("every event to land after the broker came back", 120, async || bronze_count(&env).await >= total).await;
-    assert!(run.0.try_wait().unwrap().is_none(), "rtlake run kept running");
+    wait_for(
+        "every event to land after the broker came back",
+        120,
+        async || bronze_count(&env).await >= total,
+    )
+    .await;
+    assert!(
+        run.0.try_wait().unwrap().is_none(),
+        "rtlake run kept running"
+    );
     signal(run.0.id(), "-TERM");
     assert!(run.0.wait().unwrap().success(), "rtlake run stops cleanly");
     assert_exact(&env, 20).await;

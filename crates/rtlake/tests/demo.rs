@@ -10,7 +10,17 @@ use std::time::{Duration, Instant};
 
 fn start(dir: &Path, port: u16) -> Guard {
     let mut c = rtlake();
-    c.args(["demo", "--speed", "40", "--dashboard", "127.0.0.1:0", "--listen", &format!("127.0.0.1:{port}"), "--dir"]).arg(dir);
+    c.args([
+        "demo",
+        "--speed",
+        "40",
+        "--dashboard",
+        "127.0.0.1:0",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--dir",
+    ])
+    .arg(dir);
     Guard::spawn(c)
 }
 
@@ -18,26 +28,49 @@ async fn polls_in_lake(lake: &Path) -> usize {
     if !lake.join("bronze/station_status/_delta_log").exists() {
         return 0;
     }
-    sql_rows(lake, "SELECT count(DISTINCT polled_at) FROM bronze.station_status").await[0][0].parse().unwrap()
+    sql_rows(
+        lake,
+        "SELECT count(DISTINCT polled_at) FROM bronze.station_status",
+    )
+    .await[0][0]
+        .parse()
+        .unwrap()
 }
 
 async fn run_until(dir: &Path, port: u16, polls: usize) {
     let mut child = start(dir, port);
     let t0 = Instant::now();
     while polls_in_lake(&dir.join("lake")).await < polls {
-        assert!(t0.elapsed() < Duration::from_secs(120), "the demo made no progress");
-        assert!(child.0.try_wait().unwrap().is_none(), "the demo exited early");
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "the demo made no progress"
+        );
+        assert!(
+            child.0.try_wait().unwrap().is_none(),
+            "the demo exited early"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Ctrl-C.
-    assert!(Command::new("kill").args(["-INT", &child.0.id().to_string()]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &child.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
     let status = child.0.wait().unwrap();
-    assert!(status.success(), "the demo stops cleanly on Ctrl-C: {status}");
+    assert!(
+        status.success(),
+        "the demo stops cleanly on Ctrl-C: {status}"
+    );
 }
 
 fn saved_poll(dir: &Path) -> u64 {
     let text = std::fs::read_to_string(dir.join("replay-state.json")).expect("replay state saved");
-    serde_json::from_str::<serde_json::Value>(&text).unwrap()["next_poll"].as_u64().unwrap()
+    serde_json::from_str::<serde_json::Value>(&text).unwrap()["next_poll"]
+        .as_u64()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,7 +84,10 @@ async fn the_demo_resumes_where_it_stopped() {
 
     run_until(&dir, port, first as usize + 3).await;
     let second = saved_poll(&dir);
-    assert!(second > first, "the replay clock moved on: {first} then {second}");
+    assert!(
+        second > first,
+        "the replay clock moved on: {first} then {second}"
+    );
 
     let lake = dir.join("lake");
     let rows = sql_rows(
@@ -63,11 +99,24 @@ async fn the_demo_resumes_where_it_stopped() {
     let r = &rows[0];
     assert_eq!(r[0], r[1], "no event landed twice: {r:?}");
     let polls: i64 = r[2].parse().unwrap();
-    assert!(r[3].starts_with("2025-09-30T23:00:00"), "the first run started at the replay start: {r:?}");
+    assert!(
+        r[3].starts_with("2025-09-30T23:00:00"),
+        "the first run started at the replay start: {r:?}"
+    );
     let span = chrono::DateTime::parse_from_rfc3339(&format!("{}Z", r[4].trim_end_matches('Z')))
         .unwrap()
-        .signed_duration_since(chrono::DateTime::parse_from_rfc3339(&format!("{}Z", r[3].trim_end_matches('Z'))).unwrap());
-    assert_eq!(span.num_seconds(), (polls - 1) * 15, "polls are contiguous, none skipped or repeated: {r:?}");
+        .signed_duration_since(
+            chrono::DateTime::parse_from_rfc3339(&format!("{}Z", r[3].trim_end_matches('Z')))
+                .unwrap(),
+        );
+    assert_eq!(
+        span.num_seconds(),
+        (polls - 1) * 15,
+        "polls are contiguous, none skipped or repeated: {r:?}"
+    );
     let per_poll = sql_rows(&lake, "SELECT count(*) AS n FROM bronze.station_status GROUP BY polled_at HAVING count(*) <> 2721").await;
-    assert!(per_poll.len() <= 1, "every poll but the newest holds all 2,721 stations: {per_poll:?}");
+    assert!(
+        per_poll.len() <= 1,
+        "every poll but the newest holds all 2,721 stations: {per_poll:?}"
+    );
 }

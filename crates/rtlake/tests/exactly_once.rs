@@ -37,17 +37,36 @@ fn pipeline_file(dir: &Path, name: &str, topic: &str) -> std::path::PathBuf {
 /// A checksum per table of every column but processing times.
 async fn tables(lake: &Path) -> BTreeMap<&'static str, (usize, String)> {
     let queries = [
-        ("bronze", "SELECT station_id, CAST(polled_at AS BIGINT), bikes_parked, district, kafka_partition, kafka_offset FROM bronze.station_status"),
-        ("silver", "SELECT station_id, CAST(polled_at AS BIGINT), CAST(prev_polled_at AS BIGINT), bikes_parked, prev_bikes_parked, rentals, returns, district FROM silver.station_changes"),
+        (
+            "bronze",
+            "SELECT station_id, CAST(polled_at AS BIGINT), bikes_parked, district, kafka_partition, kafka_offset FROM bronze.station_status",
+        ),
+        (
+            "silver",
+            "SELECT station_id, CAST(polled_at AS BIGINT), CAST(prev_polled_at AS BIGINT), bikes_parked, prev_bikes_parked, rentals, returns, district FROM silver.station_changes",
+        ),
         ("hourly", "SELECT * FROM gold.station_hourly"),
         ("district", "SELECT * FROM gold.district_5min"),
-        ("rejected", "SELECT kafka_partition, kafka_offset, reason, sink FROM _rejected"),
-        ("busy", "SELECT station_id, CAST(polled_at AS BIGINT), moved, district FROM silver.busy_changes"),
-        ("busy-by-sql", "SELECT station_id, CAST(polled_at AS BIGINT), rentals + returns, district FROM silver.station_changes WHERE rentals + returns >= 2"),
+        (
+            "rejected",
+            "SELECT kafka_partition, kafka_offset, reason, sink FROM _rejected",
+        ),
+        (
+            "busy",
+            "SELECT station_id, CAST(polled_at AS BIGINT), moved, district FROM silver.busy_changes",
+        ),
+        (
+            "busy-by-sql",
+            "SELECT station_id, CAST(polled_at AS BIGINT), rentals + returns, district FROM silver.station_changes WHERE rentals + returns >= 2",
+        ),
     ];
     let mut out = BTreeMap::new();
     for (name, q) in queries {
-        let rows: Vec<String> = sql_rows(lake, q).await.into_iter().map(|r| r.join(",")).collect();
+        let rows: Vec<String> = sql_rows(lake, q)
+            .await
+            .into_iter()
+            .map(|r| r.join(","))
+            .collect();
         out.insert(name, (rows.len(), checksum(rows)));
     }
     out
@@ -61,13 +80,18 @@ fn read_topic(brokers: &str, topic: &str) -> Vec<(String, i32, i64, String)> {
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
-    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
     let parts: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
     let mut tpl = rdkafka::TopicPartitionList::new();
     let mut left = BTreeMap::new();
     for p in &parts {
-        let (lo, hi) = c.fetch_watermarks(topic, *p, Duration::from_secs(10)).unwrap();
-        tpl.add_partition_offset(topic, *p, rdkafka::Offset::Offset(lo)).unwrap();
+        let (lo, hi) = c
+            .fetch_watermarks(topic, *p, Duration::from_secs(10))
+            .unwrap();
+        tpl.add_partition_offset(topic, *p, rdkafka::Offset::Offset(lo))
+            .unwrap();
         if hi > lo {
             left.insert(*p, hi);
         }
@@ -76,7 +100,10 @@ fn read_topic(brokers: &str, topic: &str) -> Vec<(String, i32, i64, String)> {
     let mut out = Vec::new();
     let t0 = std::time::Instant::now();
     while !left.is_empty() {
-        assert!(t0.elapsed() < Duration::from_secs(60), "reading {topic} took too long");
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "reading {topic} took too long"
+        );
         let Some(m) = c.poll(Duration::from_millis(500)) else {
             // A transactional topic ends with a commit marker, which is never delivered: the
             // consumer's position passes it.
@@ -93,14 +120,23 @@ fn read_topic(brokers: &str, topic: &str) -> Vec<(String, i32, i64, String)> {
         };
         let m = m.unwrap();
         let h = m.headers().expect("every message has headers");
-        let header = |k: &str| h.iter().find(|x| x.key == k).and_then(|x| x.value).map(|v| String::from_utf8_lossy(v).to_string()).unwrap();
+        let header = |k: &str| {
+            h.iter()
+                .find(|x| x.key == k)
+                .and_then(|x| x.value)
+                .map(|v| String::from_utf8_lossy(v).to_string())
+                .unwrap()
+        };
         out.push((
             String::from_utf8_lossy(m.payload().unwrap()).to_string(),
             header("rtlake-partition").parse().unwrap(),
             header("rtlake-offset").parse().unwrap(),
             header("rtlake-pipeline"),
         ));
-        if left.get(&m.partition()).is_some_and(|hi| m.offset() + 1 >= *hi) {
+        if left
+            .get(&m.partition())
+            .is_some_and(|hi| m.offset() + 1 >= *hi)
+        {
             left.remove(&m.partition());
         }
     }
@@ -110,7 +146,9 @@ fn read_topic(brokers: &str, topic: &str) -> Vec<(String, i32, i64, String)> {
 /// The interrupted ranges in the offset log (newest entry without a commit, per partition).
 fn in_flight(checkpoint: &Path) -> Vec<(i32, i64, i64)> {
     let log = rtlake_stream::checkpoint::EpochLog::new(checkpoint);
-    (0..3).filter_map(|p| log.pending(p).unwrap().map(|r| (p, r.start, r.end))).collect()
+    (0..3)
+        .filter_map(|p| log.pending(p).unwrap().map(|r| (p, r.start, r.end)))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,7 +156,9 @@ async fn crashes_at_every_commit_point_leave_every_output_exact() {
     let env = TestEnv::new("exactly").await;
     let mut cfg = env.config();
     cfg.source.minutes = Some(MINUTES);
-    produce(&cfg, Source::Replay, CancellationToken::new()).await.expect("produce");
+    produce(&cfg, Source::Replay, CancellationToken::new())
+        .await
+        .expect("produce");
     let dir = env.dir.path();
     let ref_topic = format!("{}-changes-ref", env.topic);
     let topic = format!("{}-changes", env.topic);
@@ -126,7 +166,15 @@ async fn crashes_at_every_commit_point_leave_every_output_exact() {
 
     // The reference: one uninterrupted run.
     let out = common::rtlake()
-        .args(["run", "--brokers", &env.brokers, "--topic", &env.topic, "--group", &format!("{}-ref", env.group)])
+        .args([
+            "run",
+            "--brokers",
+            &env.brokers,
+            "--topic",
+            &env.topic,
+            "--group",
+            &format!("{}-ref", env.group),
+        ])
         .arg("--lake")
         .arg(&ref_lake)
         .arg("--pipeline")
@@ -134,12 +182,22 @@ async fn crashes_at_every_commit_point_leave_every_output_exact() {
         .args(["--trigger", "available-now"])
         .output_within(300)
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let want = tables(&ref_lake).await;
-    assert!(want["silver"].0 > 1000 && want["district"].0 >= 25, "the reference run has data: {want:?}");
+    assert!(
+        want["silver"].0 > 1000 && want["district"].0 >= 25,
+        "the reference run has data: {want:?}"
+    );
     assert_eq!(want["hourly"].0, 0, "no hour closes in 6 minutes");
     assert!(want["busy"].0 > 10, "the SQL sink has rows: {want:?}");
-    assert_eq!(want["busy"], want["busy-by-sql"], "the SQL sink holds what the same query over silver gives");
+    assert_eq!(
+        want["busy"], want["busy-by-sql"],
+        "the SQL sink holds what the same query over silver gives"
+    );
 
     // Crashes at each point in turn, small epochs so each run makes a little progress.
     let pipeline = pipeline_file(dir, "crash", &topic);
@@ -157,36 +215,73 @@ async fn crashes_at_every_commit_point_leave_every_output_exact() {
     let mut transactional = false;
     for (i, point) in points.iter().enumerate() {
         let out = env
-            .run_cmd_in_group(&format!("{}-{i}", env.group), &["--max-batch-events", "3000", "--trigger", "available-now"])
+            .run_cmd_in_group(
+                &format!("{}-{i}", env.group),
+                &["--max-batch-events", "3000", "--trigger", "available-now"],
+            )
             .arg("--pipeline")
             .arg(&pipeline)
             .env("RTLAKE_FAILPOINT", point)
-            .env("RTLAKE_LOG", "rtlake_stream::kafka_sink=info,warn,buoyant_kernel=off")
+            .env(
+                "RTLAKE_LOG",
+                "rtlake_stream::kafka_sink=info,warn,buoyant_kernel=off",
+            )
             .output_within(300)
             .unwrap();
-        assert!(!out.status.success(), "run {i} should abort at {point}: {}", String::from_utf8_lossy(&out.stderr));
-        assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("failpoint {point} reached")), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            !out.status.success(),
+            "run {i} should abort at {point}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(&format!("failpoint {point} reached")),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         transactional = String::from_utf8_lossy(&out.stderr).contains("kafka sink: exactly once");
         let pending = in_flight(&checkpoint);
-        assert!(!pending.is_empty(), "the aborted epoch is in the offset log without a commit");
+        assert!(
+            !pending.is_empty(),
+            "the aborted epoch is in the offset log without a commit"
+        );
         crashed_ranges.extend(pending);
     }
     let out = env
-        .run_cmd_in_group(&format!("{}-last", env.group), &["--max-batch-events", "3000", "--trigger", "available-now"])
+        .run_cmd_in_group(
+            &format!("{}-last", env.group),
+            &["--max-batch-events", "3000", "--trigger", "available-now"],
+        )
         .arg("--pipeline")
         .arg(&pipeline)
         .output_within(300)
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(in_flight(&checkpoint).is_empty(), "every epoch is committed in the end");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        in_flight(&checkpoint).is_empty(),
+        "every epoch is committed in the end"
+    );
 
     let got = tables(&env.lake()).await;
     assert_eq!(got, want, "every table equals the uninterrupted run's");
-    assert_eq!(common::checksum(env.silver_lines().await), checksum(common::replay_changes(MINUTES * 4)));
+    assert_eq!(
+        common::checksum(env.silver_lines().await),
+        checksum(common::replay_changes(MINUTES * 4))
+    );
 
     // The Kafka sink: every reference row; duplicates only from the epochs in flight at a crash.
-    let reference: BTreeSet<String> = read_topic(&env.brokers, &ref_topic).into_iter().map(|m| m.0).collect();
-    assert_eq!(reference.len(), want["silver"].0, "the reference topic holds each change row once");
+    let reference: BTreeSet<String> = read_topic(&env.brokers, &ref_topic)
+        .into_iter()
+        .map(|m| m.0)
+        .collect();
+    assert_eq!(
+        reference.len(),
+        want["silver"].0,
+        "the reference topic holds each change row once"
+    );
     let published = read_topic(&env.brokers, &topic);
     assert!(published.iter().all(|m| m.3 == "bikes"));
     let mut by_origin: BTreeMap<(i32, i64), Vec<&String>> = BTreeMap::new();
@@ -194,19 +289,40 @@ async fn crashes_at_every_commit_point_leave_every_output_exact() {
         by_origin.entry((m.1, m.2)).or_default().push(&m.0);
     }
     let distinct: BTreeSet<String> = by_origin.values().map(|v| v[0].clone()).collect();
-    assert_eq!(distinct, reference, "deduplicated by headers, the topic holds exactly the reference rows");
-    let dupes: Vec<&(i32, i64)> = by_origin.iter().filter(|(_, v)| v.len() > 1).map(|(k, _)| k).collect();
+    assert_eq!(
+        distinct, reference,
+        "deduplicated by headers, the topic holds exactly the reference rows"
+    );
+    let dupes: Vec<&(i32, i64)> = by_origin
+        .iter()
+        .filter(|(_, v)| v.len() > 1)
+        .map(|(k, _)| k)
+        .collect();
     if transactional {
         // The reader is read_committed (librdkafka's default): the aborted epochs are invisible.
-        assert!(dupes.is_empty(), "with transactions a committed reader sees each row once: {} doubled", dupes.len());
+        assert!(
+            dupes.is_empty(),
+            "with transactions a committed reader sees each row once: {} doubled",
+            dupes.len()
+        );
         assert_eq!(published.len(), reference.len(), "and nothing else");
         return;
     }
-    assert!(!dupes.is_empty(), "a crash after delivery and before the version publishes the epoch again");
+    assert!(
+        !dupes.is_empty(),
+        "a crash after delivery and before the version publishes the epoch again"
+    );
     for (p, o) in &dupes {
-        assert!(by_origin[&(*p, *o)].iter().all(|v| *v == by_origin[&(*p, *o)][0]), "a duplicate is the same row");
         assert!(
-            crashed_ranges.iter().any(|(cp, s, e)| cp == p && s <= o && o < e),
+            by_origin[&(*p, *o)]
+                .iter()
+                .all(|v| *v == by_origin[&(*p, *o)][0]),
+            "a duplicate is the same row"
+        );
+        assert!(
+            crashed_ranges
+                .iter()
+                .any(|(cp, s, e)| cp == p && s <= o && o < e),
             "duplicate of partition {p} offset {o} is outside every epoch in flight at a crash: {crashed_ranges:?}"
         );
     }

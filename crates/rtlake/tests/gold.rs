@@ -19,9 +19,21 @@ fn small_city(dir: &std::path::Path) -> std::path::PathBuf {
         .flat_map(|f| [f[2].to_string(), f[3].to_string()])
         .collect();
     let mut rows = Vec::new();
-    for page in ["bikeList_now_1_1000.json", "bikeList_now_1001_2000.json", "bikeList_now_2001_3000.json"] {
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(data.join(page)).unwrap()).unwrap();
-        rows.extend(v["rentBikeStatus"]["row"].as_array().unwrap().iter().filter(|r| busy.contains(r["stationId"].as_str().unwrap())).cloned());
+    for page in [
+        "bikeList_now_1_1000.json",
+        "bikeList_now_1001_2000.json",
+        "bikeList_now_2001_3000.json",
+    ] {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(data.join(page)).unwrap()).unwrap();
+        rows.extend(
+            v["rentBikeStatus"]["row"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| busy.contains(r["stationId"].as_str().unwrap()))
+                .cloned(),
+        );
     }
     assert!(rows.len() > 20, "{} busy stations", rows.len());
     std::fs::create_dir_all(dir).unwrap();
@@ -41,13 +53,34 @@ async fn hourly_windows_match_sql_over_bronze_and_silver() {
     cfg.source.data_dir = Some(small_city(&env.dir.path().join("city")));
     cfg.source.start = "2025-10-01T08:19:30+09:00".into();
     cfg.source.minutes = Some(41);
-    produce(&cfg, Source::Replay, CancellationToken::new()).await.expect("produce");
-    let out = env.run_cmd(&["--trigger", "available-now", "--lateness", "0s"]).output_within(300).unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    produce(&cfg, Source::Replay, CancellationToken::new())
+        .await
+        .expect("produce");
+    let out = env
+        .run_cmd(&["--trigger", "available-now", "--lateness", "0s"])
+        .output_within(300)
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
-    let stations = env.sql("SELECT count(DISTINCT station_id) FROM bronze.station_status").await[0][0].clone();
+    let stations = env
+        .sql("SELECT count(DISTINCT station_id) FROM bronze.station_status")
+        .await[0][0]
+        .clone();
     let windows = env.sql("SELECT CAST(window_start AS VARCHAR), count(*), min(snapshots), max(snapshots) FROM gold.station_hourly GROUP BY 1").await;
-    assert_eq!(windows, vec![vec!["2025-09-30T23:00:00Z".to_string(), stations.clone(), "162".into(), "162".into()]], "only the final 08:00 KST window");
+    assert_eq!(
+        windows,
+        vec![vec![
+            "2025-09-30T23:00:00Z".to_string(),
+            stations.clone(),
+            "162".into(),
+            "162".into()
+        ]],
+        "only the final 08:00 KST window"
+    );
 
     // The reference: figures of the snapshots polled in [08:00, 09:00) KST.
     let reference = "
@@ -77,10 +110,16 @@ async fn hourly_windows_match_sql_over_bronze_and_silver() {
         LEFT JOIN changes c ON g.station_id = c.station_id";
     let r = env.sql(reference).await;
     assert_eq!(r[0][0], stations, "every station joined: {r:?}");
-    assert_eq!(r[0][1], "0", "gold disagrees with SQL over bronze and silver: {r:?}");
+    assert_eq!(
+        r[0][1], "0",
+        "gold disagrees with SQL over bronze and silver: {r:?}"
+    );
     let rentals: i64 = r[0][2].parse().unwrap();
     let empty: f64 = r[0][3].parse().unwrap();
-    assert!(rentals > 0 && empty > 0.0, "the window saw rentals and empty stations: {r:?}");
+    assert!(
+        rentals > 0 && empty > 0.0,
+        "the window saw rentals and empty stations: {r:?}"
+    );
 
     // gold.district_5min: the per-partition partials, summed by the catalog's view, against the
     // same figures by SQL: changes from silver, each station's last in-window snapshot from
@@ -108,10 +147,23 @@ async fn hourly_windows_match_sql_over_bronze_and_silver() {
                sum(g.rentals), sum(g.stations_empty)
         FROM ref r JOIN gold.district_5min_total g ON g.district = r.district AND g.window_start = r.w";
     let d = env.sql(district).await;
-    assert_eq!((d[0][0].as_str(), d[0][1].as_str()), (d[0][2].as_str(), d[0][2].as_str()), "the same district windows: {d:?}");
-    assert!(d[0][2].parse::<i64>().unwrap() > 20, "many district windows: {d:?}");
-    assert_eq!(d[0][3], "0", "gold.district_5min disagrees with SQL over bronze and silver: {d:?}");
-    assert!(d[0][4].parse::<i64>().unwrap() > 0, "rentals in the district windows: {d:?}");
+    assert_eq!(
+        (d[0][0].as_str(), d[0][1].as_str()),
+        (d[0][2].as_str(), d[0][2].as_str()),
+        "the same district windows: {d:?}"
+    );
+    assert!(
+        d[0][2].parse::<i64>().unwrap() > 20,
+        "many district windows: {d:?}"
+    );
+    assert_eq!(
+        d[0][3], "0",
+        "gold.district_5min disagrees with SQL over bronze and silver: {d:?}"
+    );
+    assert!(
+        d[0][4].parse::<i64>().unwrap() > 0,
+        "rentals in the district windows: {d:?}"
+    );
 
     // Nothing was late in an in-order replay.
     assert_eq!(env.sql("SELECT count(*) FROM _rejected").await[0][0], "0");

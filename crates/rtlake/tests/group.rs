@@ -19,34 +19,70 @@ async fn a_stopped_workers_partitions_move_to_the_other_exactly_once() {
     cfg.source.state_file = Some(env.dir.path().join("replay.json"));
     let wave = async |cfg: &mut rtlake_core::Config, minutes: u64| {
         cfg.source.minutes = Some(minutes);
-        produce(cfg, Source::Replay, CancellationToken::new()).await.expect("produce");
+        produce(cfg, Source::Replay, CancellationToken::new())
+            .await
+            .expect("produce");
     };
     let table = env.lake().join("bronze/station_status");
-    let strategy = std::env::var("RTLAKE_TEST_STRATEGY").unwrap_or_else(|_| "cooperative-sticky".into());
-    let args = ["--max-batch-events", "300", "--max-batch-delay", "100ms", "--assignment-strategy", &strategy];
-    let log_b = std::env::var("RTLAKE_TEST_LOG_B").map(std::path::PathBuf::from).unwrap_or_else(|_| env.dir.path().join("b.log"));
+    let strategy =
+        std::env::var("RTLAKE_TEST_STRATEGY").unwrap_or_else(|_| "cooperative-sticky".into());
+    let args = [
+        "--max-batch-events",
+        "300",
+        "--max-batch-delay",
+        "100ms",
+        "--assignment-strategy",
+        &strategy,
+    ];
+    let log_b = std::env::var("RTLAKE_TEST_LOG_B")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| env.dir.path().join("b.log"));
 
     wave(&mut cfg, 2).await;
     let mut a = Guard::spawn(env.run_cmd(&args));
     wait_for("worker A to commit", 60, async || commits(&table) >= 3).await;
 
     let mut cmd = env.run_cmd(&args);
-    cmd.env("RTLAKE_LOG", "rtlake_stream=info").stderr(Stdio::from(std::fs::File::create(&log_b).unwrap()));
+    cmd.env("RTLAKE_LOG", "rtlake_stream=info")
+        .stderr(Stdio::from(std::fs::File::create(&log_b).unwrap()));
     let mut b = Guard::spawn(cmd);
-    let assigned = || std::fs::read_to_string(&log_b).unwrap_or_default().matches("assigned; resuming").count();
+    let assigned = || {
+        std::fs::read_to_string(&log_b)
+            .unwrap_or_default()
+            .matches("assigned; resuming")
+            .count()
+    };
     wait_for("worker B to get partitions", 60, async || assigned() >= 1).await;
     wave(&mut cfg, 4).await;
 
-    assert!(std::process::Command::new("kill").args(["-TERM", &a.0.id().to_string()]).status().unwrap().success());
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &a.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
     assert!(a.0.wait().unwrap().success(), "worker A stops cleanly");
     wave(&mut cfg, 6).await;
     let total = 24 * 2721;
-    wait_for("worker B to take A's partitions", 60, async || assigned() >= 2).await;
-    wait_for("every event to land", 120, async || {
-        env.sql("SELECT count(*) FROM bronze.station_status").await[0][0].parse::<usize>().unwrap() >= total
+    wait_for("worker B to take A's partitions", 60, async || {
+        assigned() >= 2
     })
     .await;
-    assert!(std::process::Command::new("kill").args(["-TERM", &b.0.id().to_string()]).status().unwrap().success());
+    wait_for("every event to land", 120, async || {
+        env.sql("SELECT count(*) FROM bronze.station_status").await[0][0]
+            .parse::<usize>()
+            .unwrap()
+            >= total
+    })
+    .await;
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &b.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
     assert!(b.0.wait().unwrap().success(), "worker B stops cleanly");
 
     let want = common::replay_lines(24);

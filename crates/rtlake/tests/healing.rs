@@ -6,7 +6,10 @@
 
 mod common;
 
-use common::faults::{DumpOnPanic, OwnBroker, STATIONS, assert_exact, bronze_count, log_file, restarts_logged, wave, with_log};
+use common::faults::{
+    DumpOnPanic, OwnBroker, STATIONS, assert_exact, bronze_count, log_file, restarts_logged, wave,
+    with_log,
+};
 use common::{Guard, TestEnv, commits, rtlake, signal, wait_for};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -19,7 +22,16 @@ async fn run_rejoins_after_its_session_expired_while_stopped() {
     wave(&mut cfg, 2).await;
     let log = log_file(&env, "run.log");
     // Apache Kafka takes session timeouts from 6 s (group.min.session.timeout.ms).
-    let args = ["--max-batch-events", "2000", "--max-batch-delay", "200ms", "--session-timeout", "6s", "--stall-timeout", "5s"];
+    let args = [
+        "--max-batch-events",
+        "2000",
+        "--max-batch-delay",
+        "200ms",
+        "--session-timeout",
+        "6s",
+        "--stall-timeout",
+        "5s",
+    ];
     let mut run = Guard::spawn(with_log(env.run_cmd(&args), &log));
     let table = env.lake().join("bronze/station_status");
     wait_for("the first commits", 60, async || commits(&table) >= 2).await;
@@ -29,8 +41,16 @@ async fn run_rejoins_after_its_session_expired_while_stopped() {
     wave(&mut cfg, 4).await;
     signal(run.0.id(), "-CONT");
     let total = 16 * STATIONS;
-    wait_for("every event to land after the session expired", 120, async || bronze_count(&env).await >= total).await;
-    assert!(run.0.try_wait().unwrap().is_none(), "rtlake run kept running");
+    wait_for(
+        "every event to land after the session expired",
+        120,
+        async || bronze_count(&env).await >= total,
+    )
+    .await;
+    assert!(
+        run.0.try_wait().unwrap().is_none(),
+        "rtlake run kept running"
+    );
     signal(run.0.id(), "-TERM");
     assert!(run.0.wait().unwrap().success(), "rtlake run stops cleanly");
     assert_exact(&env, 16).await;
@@ -43,10 +63,34 @@ async fn a_sigkilled_static_worker_restarted_with_the_same_command_commits_withi
     // A replay producing for about half a minute, beside the worker.
     let mut producer = rtlake();
     producer
-        .args(["produce", "bikes", "--source", "replay", "--speed", "20", "--minutes", "8", "--metrics-listen", "off", "--brokers", &env.brokers, "--topic", &env.topic])
+        .args([
+            "produce",
+            "bikes",
+            "--source",
+            "replay",
+            "--speed",
+            "20",
+            "--minutes",
+            "8",
+            "--metrics-listen",
+            "off",
+            "--brokers",
+            &env.brokers,
+            "--topic",
+            &env.topic,
+        ])
         .stdout(Stdio::null());
     let mut producer = Guard::spawn(producer);
-    let args = ["--assignment", "static", "--max-batch-events", "2000", "--max-batch-delay", "200ms", "--metrics-listen", "off"];
+    let args = [
+        "--assignment",
+        "static",
+        "--max-batch-events",
+        "2000",
+        "--max-batch-delay",
+        "200ms",
+        "--metrics-listen",
+        "off",
+    ];
     let table = env.lake().join("bronze/station_status");
     let mut run = Guard::spawn(env.run_cmd(&args));
     let mut worst = Duration::ZERO;
@@ -57,24 +101,41 @@ async fn a_sigkilled_static_worker_restarted_with_the_same_command_commits_withi
         let before = commits(&table);
         let restarted = Instant::now();
         run = Guard::spawn(env.run_cmd(&args));
-        wait_for("a commit after the restart", 30, async || commits(&table) > before).await;
+        wait_for("a commit after the restart", 30, async || {
+            commits(&table) > before
+        })
+        .await;
         let took = restarted.elapsed();
-        eprintln!("restart {kill}: committing again after {:.2} s", took.as_secs_f64());
+        eprintln!(
+            "restart {kill}: committing again after {:.2} s",
+            took.as_secs_f64()
+        );
         worst = worst.max(took);
     }
-    assert!(producer.0.wait().unwrap().success(), "the producer finished");
+    assert!(
+        producer.0.wait().unwrap().success(),
+        "the producer finished"
+    );
     let total = 32 * STATIONS;
-    wait_for("every event to land", 120, async || bronze_count(&env).await >= total).await;
+    wait_for("every event to land", 120, async || {
+        bronze_count(&env).await >= total
+    })
+    .await;
     signal(run.0.id(), "-TERM");
     assert!(run.0.wait().unwrap().success(), "rtlake run stops cleanly");
     assert_exact(&env, 32).await;
-    assert!(worst < Duration::from_secs(5), "a restarted worker commits within 5 s (worst {worst:?})");
+    assert!(
+        worst < Duration::from_secs(5),
+        "a restarted worker commits within 5 s (worst {worst:?})"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wedged_broker_makes_the_watchdog_restart_the_consumer_and_nothing_is_lost() {
     if std::env::var("RTLAKE_TEST_BROKERS").is_ok() {
-        eprintln!("skipped: needs the embedded broker in a process of its own (to stop it with SIGSTOP)");
+        eprintln!(
+            "skipped: needs the embedded broker in a process of its own (to stop it with SIGSTOP)"
+        );
         return;
     }
     let mut env = TestEnv::new("wedged").await;
@@ -89,26 +150,55 @@ async fn a_wedged_broker_makes_the_watchdog_restart_the_consumer_and_nothing_is_
     // Without the Kafka sink, so that no epoch waits on deliveries (that path fails the epoch
     // after run.sink-timeout instead): the watchdog is what must notice.
     let pipeline = env.dir.path().join("pipeline.toml");
-    std::fs::write(&pipeline, "[[sinks]]\noperator = \"bronze\"\n[[sinks]]\noperator = \"changes\"\n").unwrap();
-    let args = ["--pipeline", pipeline.to_str().unwrap(), "--assignment", "static", "--max-batch-events", "2000", "--max-batch-delay", "200ms", "--stall-timeout", "3s"];
+    std::fs::write(
+        &pipeline,
+        "[[sinks]]\noperator = \"bronze\"\n[[sinks]]\noperator = \"changes\"\n",
+    )
+    .unwrap();
+    let args = [
+        "--pipeline",
+        pipeline.to_str().unwrap(),
+        "--assignment",
+        "static",
+        "--max-batch-events",
+        "2000",
+        "--max-batch-delay",
+        "200ms",
+        "--stall-timeout",
+        "3s",
+    ];
     let mut run = Guard::spawn(with_log(env.run_cmd(&args), &log));
     let table = env.lake().join("bronze/station_status");
     wait_for("the first commits", 60, async || commits(&table) >= 2).await;
     // The broker stops answering, its connections stay open: a wedged broker.
     let pid = own.child.as_ref().unwrap().0.id();
     signal(pid, "-STOP");
-    wait_for("the watchdog to restart the consumer", 60, async || restarts_logged(&log) >= 1).await;
+    wait_for("the watchdog to restart the consumer", 60, async || {
+        restarts_logged(&log) >= 1
+    })
+    .await;
     signal(pid, "-CONT");
     wave(&mut cfg, 4).await;
     let total = 16 * STATIONS;
-    wait_for("every event to land after the broker answered again", 120, async || bronze_count(&env).await >= total).await;
+    wait_for(
+        "every event to land after the broker answered again",
+        120,
+        async || bronze_count(&env).await >= total,
+    )
+    .await;
     signal(run.0.id(), "-TERM");
     assert!(run.0.wait().unwrap().success(), "rtlake run stops cleanly");
     assert_exact(&env, 16).await;
     let text = std::fs::read_to_string(&log).unwrap();
-    let line = text.lines().find(|l| l.contains("restarting the consumer")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("restarting the consumer"))
+        .unwrap();
     eprintln!("{line}");
-    assert!(line.contains("does not answer") || line.contains("have data"), "the log says why: {line}");
+    assert!(
+        line.contains("does not answer") || line.contains("have data"),
+        "the log says why: {line}"
+    );
     own.kill();
 }
 
@@ -118,12 +208,31 @@ async fn a_static_member_restarted_with_its_id_takes_its_partitions_back_without
     let mut cfg = env.config();
     cfg.source.state_file = Some(env.dir.path().join("replay.json"));
     wave(&mut cfg, 2).await;
-    let base = ["--max-batch-events", "2000", "--max-batch-delay", "200ms", "--metrics-listen", "off", "--session-timeout", "20s"];
-    let worker = |id: &str, log: &std::path::Path| with_log(env.run_cmd(&[&base[..], &["--instance-id", id]].concat()), log);
+    let base = [
+        "--max-batch-events",
+        "2000",
+        "--max-batch-delay",
+        "200ms",
+        "--metrics-listen",
+        "off",
+        "--session-timeout",
+        "20s",
+    ];
+    let worker = |id: &str, log: &std::path::Path| {
+        with_log(
+            env.run_cmd(&[&base[..], &["--instance-id", id]].concat()),
+            log,
+        )
+    };
     let (log_a, log_b) = (log_file(&env, "a.log"), log_file(&env, "b.log"));
     let _dump = DumpOnPanic(vec![log_a.clone(), log_b.clone(), log_file(&env, "a2.log")]);
     let held = |log: &std::path::Path| -> Vec<String> {
-        std::fs::read_to_string(log).unwrap_or_default().lines().filter(|l| l.contains("partitions held")).map(|l| l.split("partitions=").nth(1).unwrap_or("").to_string()).collect()
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("partitions held"))
+            .map(|l| l.split("partitions=").nth(1).unwrap_or("").to_string())
+            .collect()
     };
     let mut a = Guard::spawn(worker("worker-a", &log_a));
     let mut b = Guard::spawn(worker("worker-b", &log_b));
@@ -139,17 +248,36 @@ async fn a_static_member_restarted_with_its_id_takes_its_partitions_back_without
     let restarted = Instant::now();
     let log_a2 = log_file(&env, "a2.log");
     a = Guard::spawn(worker("worker-a", &log_a2));
-    wait_for("the restarted member to hold its partitions", 60, async || held(&log_a2).last().is_some_and(|s| *s == mine)).await;
+    wait_for(
+        "the restarted member to hold its partitions",
+        60,
+        async || held(&log_a2).last().is_some_and(|s| *s == mine),
+    )
+    .await;
     let took = restarted.elapsed();
-    eprintln!("worker-a ({mine}) held its partitions again {:.2} s after the restart", took.as_secs_f64());
+    eprintln!(
+        "worker-a ({mine}) held its partitions again {:.2} s after the restart",
+        took.as_secs_f64()
+    );
     wave(&mut cfg, 4).await;
     let total = 16 * STATIONS;
-    wait_for("every event to land", 120, async || bronze_count(&env).await >= total).await;
+    wait_for("every event to land", 120, async || {
+        bronze_count(&env).await >= total
+    })
+    .await;
     for w in [&mut a, &mut b] {
         signal(w.0.id(), "-TERM");
         assert!(w.0.wait().unwrap().success(), "a worker stops cleanly");
     }
     assert_exact(&env, 16).await;
-    assert_eq!(held(&log_b).len(), b_before, "worker-b's partitions never moved: no rebalance ({:?})", held(&log_b));
-    assert!(took < Duration::from_secs(10), "a static member is back well within its 20 s session ({took:?})");
+    assert_eq!(
+        held(&log_b).len(),
+        b_before,
+        "worker-b's partitions never moved: no rebalance ({:?})",
+        held(&log_b)
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "a static member is back well within its 20 s session ({took:?})"
+    );
 }

@@ -35,22 +35,47 @@ async fn the_live_api_source_publishes_every_station_of_each_poll_keyed_by_id() 
         if held >= 2 * 2721 {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(60), "two polls were not published");
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "two polls were not published"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     token.cancel();
     let report = task.await.unwrap().expect("producer");
-    assert!(report.polls >= 2 && report.sent == report.polls * 2721 && report.delivered == report.sent, "{report:?}");
+    assert!(
+        report.polls >= 2 && report.sent == report.polls * 2721 && report.delivered == report.sent,
+        "{report:?}"
+    );
 
-    let out = env.run_cmd(&["--trigger", "available-now"]).output_within(300).unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = env
+        .run_cmd(&["--trigger", "available-now"])
+        .output_within(300)
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r = env.sql("SELECT count(*), count(DISTINCT polled_at), count(DISTINCT station_id) FROM bronze.station_status").await;
-    assert_eq!(r[0], vec![report.sent.to_string(), report.polls.to_string(), "2721".to_string()]);
+    assert_eq!(
+        r[0],
+        vec![
+            report.sent.to_string(),
+            report.polls.to_string(),
+            "2721".to_string()
+        ]
+    );
     // Keyed by station: a station's events all sit in one partition.
     let split = env.sql("SELECT station_id FROM bronze.station_status GROUP BY station_id HAVING count(DISTINCT kafka_partition) > 1").await;
-    assert!(split.is_empty(), "stations spread over partitions: {split:?}");
+    assert!(
+        split.is_empty(),
+        "stations spread over partitions: {split:?}"
+    );
     // polledAt is the poll's start, now, in Seoul time, to the second.
-    let age = env.sql("SELECT to_unixtime(now()) - to_unixtime(max(polled_at)) FROM bronze.station_status").await;
+    let age = env
+        .sql("SELECT to_unixtime(now()) - to_unixtime(max(polled_at)) FROM bronze.station_status")
+        .await;
     let age: i64 = age[0][0].parse().unwrap();
     assert!((0..120).contains(&age), "polled_at is {age} s old");
 }
@@ -66,7 +91,17 @@ async fn a_bad_api_key_stops_the_producer_with_a_clear_message_and_no_key_shown(
     let base = api.base.clone();
     let out = tokio::task::spawn_blocking(move || {
         rtlake()
-            .args(["produce", "bikes", "--source", "seoul-api", "--brokers", &brokers, "--api-base", &base, "--api-key-file"])
+            .args([
+                "produce",
+                "bikes",
+                "--source",
+                "seoul-api",
+                "--brokers",
+                &brokers,
+                "--api-base",
+                &base,
+                "--api-key-file",
+            ])
             .arg(&key_file)
             .output_within(300)
             .unwrap()
@@ -75,7 +110,10 @@ async fn a_bad_api_key_stops_the_producer_with_a_clear_message_and_no_key_shown(
     .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("INFO-100") && err.contains("SEOUL_API_KEY"), "{err}");
+    assert!(
+        err.contains("INFO-100") && err.contains("SEOUL_API_KEY"),
+        "{err}"
+    );
     assert!(!err.contains("/bad/"), "the key must not be shown: {err}");
 }
 
@@ -85,23 +123,57 @@ async fn a_json_lines_file_is_published_as_is_and_bad_lines_are_rejected() {
     let path = env.dir.path().join("events.jsonl");
     let mut f = std::fs::File::create(&path).unwrap();
     let start = rtlake_core::time::parse_rfc3339("2025-10-01T09:00:00+09:00").unwrap();
-    let mut replay = rtlake_bikes::replay::Replay::new(rtlake_bikes::replay::RecordedData::builtin().unwrap(), start, Duration::from_secs(15), 1);
+    let mut replay = rtlake_bikes::replay::Replay::new(
+        rtlake_bikes::replay::RecordedData::builtin().unwrap(),
+        start,
+        Duration::from_secs(15),
+        1,
+    );
     for e in replay.next_poll().events {
         writeln!(f, "{}", e.to_json()).unwrap();
     }
     writeln!(f, "garbage line").unwrap();
     drop(f);
     let out = rtlake()
-        .args(["produce", "bikes", "--source", "file", "--brokers", &env.brokers, "--topic", &env.topic])
+        .args([
+            "produce",
+            "bikes",
+            "--source",
+            "file",
+            "--brokers",
+            &env.brokers,
+            "--topic",
+            &env.topic,
+        ])
         .arg(&path)
         .output_within(300)
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("produced 2722 events"), "{}", String::from_utf8_lossy(&out.stdout));
-    let out = env.run_cmd(&["--trigger", "available-now"]).output_within(300).unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(env.sql("SELECT count(*) FROM bronze.station_status").await[0][0], "2721");
-    let rej = env.sql("SELECT reason, kafka_key IS NULL FROM _rejected").await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("produced 2722 events"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = env
+        .run_cmd(&["--trigger", "available-now"])
+        .output_within(300)
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        env.sql("SELECT count(*) FROM bronze.station_status").await[0][0],
+        "2721"
+    );
+    let rej = env
+        .sql("SELECT reason, kafka_key IS NULL FROM _rejected")
+        .await;
     assert_eq!(rej, vec![vec!["decode".to_string(), "true".to_string()]]);
 
     // The SQL prompt reads statements from standard input.
@@ -121,8 +193,18 @@ async fn a_json_lines_file_is_published_as_is_and_bad_lines_are_rejected() {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    for want in ["bronze.station_status", "public._rejected", "polled_at", "Timestamp(µs, \"UTC\")", "physical_plan"] {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "bronze.station_status",
+        "public._rejected",
+        "polled_at",
+        "Timestamp(µs, \"UTC\")",
+        "physical_plan",
+    ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
     // JSON output.
@@ -132,6 +214,10 @@ async fn a_json_lines_file_is_published_as_is_and_bad_lines_are_rejected() {
         .arg("SELECT district, count(*) AS n FROM bronze.station_status GROUP BY district ORDER BY n DESC LIMIT 1")
         .output_within(300)
         .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object per line");
-    assert!(v["n"].as_i64().unwrap() > 0 && v["district"].is_string(), "{v}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("one JSON object per line");
+    assert!(
+        v["n"].as_i64().unwrap() > 0 && v["district"].is_string(),
+        "{v}"
+    );
 }

@@ -10,10 +10,21 @@ use std::time::Duration;
 const GOOD: &str = r#"{"rackTotCnt":"15","stationName":"102. 망원역 1번출구 앞","parkingBikeTotCnt":"16","shared":"107","stationLatitude":"37.55564880","stationLongitude":"126.91062927","stationId":"ST-4","polledAt":"2025-10-01T08:00:15+09:00"}"#;
 
 async fn send_all(env: &TestEnv, values: &[String]) {
-    rtlake_kafka::admin::ensure_topic(&env.config().kafka, &env.topic).await.unwrap();
-    let p: FutureProducer = rtlake_kafka::client::producer(&env.config().kafka, &env.config().producer).create().unwrap();
+    rtlake_kafka::admin::ensure_topic(&env.config().kafka, &env.topic)
+        .await
+        .unwrap();
+    let p: FutureProducer =
+        rtlake_kafka::client::producer(&env.config().kafka, &env.config().producer)
+            .create()
+            .unwrap();
     for v in values {
-        p.send(FutureRecord::to(&env.topic).key("ST-4").payload(v), Duration::from_secs(10)).await.map_err(|(e, _)| e).unwrap();
+        p.send(
+            FutureRecord::to(&env.topic).key("ST-4").payload(v),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
     }
 }
 
@@ -22,7 +33,10 @@ fn messages() -> Vec<String> {
         GOOD.to_string(),
         "this is not json".to_string(),
         GOOD.replace(r#""stationId":"ST-4","#, ""),
-        GOOD.replace(r#""parkingBikeTotCnt":"16""#, r#""parkingBikeTotCnt":"lots""#),
+        GOOD.replace(
+            r#""parkingBikeTotCnt":"16""#,
+            r#""parkingBikeTotCnt":"lots""#,
+        ),
         GOOD.replace("2025-10-01T08:00:15+09:00", "2025-10-01 8am"),
         GOOD.replace("08:00:15", "08:00:30"),
         GOOD.replace("08:00:15", "08:00:30"), // a duplicate snapshot: stale for silver
@@ -30,23 +44,56 @@ fn messages() -> Vec<String> {
 }
 
 async fn env_count(env: &TestEnv, table: &str) -> usize {
-    env.sql(&format!("SELECT count(*) FROM {table}")).await[0][0].parse().unwrap()
+    env.sql(&format!("SELECT count(*) FROM {table}")).await[0][0]
+        .parse()
+        .unwrap()
 }
 
 async fn check_tables(env: &TestEnv) {
-    let bronze = env.sql("SELECT kafka_offset FROM bronze.station_status ORDER BY 1").await;
-    assert_eq!(bronze, vec![vec!["0".to_string()], vec!["5".to_string()], vec!["6".to_string()]]);
+    let bronze = env
+        .sql("SELECT kafka_offset FROM bronze.station_status ORDER BY 1")
+        .await;
+    assert_eq!(
+        bronze,
+        vec![
+            vec!["0".to_string()],
+            vec!["5".to_string()],
+            vec!["6".to_string()]
+        ]
+    );
     let rej = env.sql("SELECT kafka_offset, reason, error, sink, CAST(value AS VARCHAR) FROM _rejected ORDER BY kafka_offset").await;
     let offsets: Vec<&str> = rej.iter().map(|r| r[0].as_str()).collect();
-    assert_eq!(offsets, ["1", "2", "3", "4", "6"], "each bad message once: {rej:?}");
+    assert_eq!(
+        offsets,
+        ["1", "2", "3", "4", "6"],
+        "each bad message once: {rej:?}"
+    );
     let reasons: Vec<&str> = rej.iter().map(|r| r[1].as_str()).collect();
-    assert_eq!(reasons, ["decode", "decode", "validation", "validation", "stale"]);
-    assert_eq!(rej[4][3], "silver.station_changes", "stale is silver's rejection only");
-    assert!(rej[4][2].contains("not after the stored one"), "{}", rej[4][2]);
+    assert_eq!(
+        reasons,
+        ["decode", "decode", "validation", "validation", "stale"]
+    );
+    assert_eq!(
+        rej[4][3], "silver.station_changes",
+        "stale is silver's rejection only"
+    );
+    assert!(
+        rej[4][2].contains("not after the stored one"),
+        "{}",
+        rej[4][2]
+    );
     // 16 bikes at 08:00:15 and again at 08:00:30: no change row.
     assert_eq!(env_count(env, "silver.station_changes").await, 0);
-    assert!(rej[1][2].contains("stationId"), "missing field named: {}", rej[1][2]);
-    assert!(rej[2][2].contains("parkingBikeTotCnt") && rej[2][2].contains("lots"), "{}", rej[2][2]);
+    assert!(
+        rej[1][2].contains("stationId"),
+        "missing field named: {}",
+        rej[1][2]
+    );
+    assert!(
+        rej[2][2].contains("parkingBikeTotCnt") && rej[2][2].contains("lots"),
+        "{}",
+        rej[2][2]
+    );
     assert!(rej[3][2].contains("polledAt"), "{}", rej[3][2]);
     assert!(rej[..4].iter().all(|r| r[3] == "bronze.station_status"));
     assert_eq!(rej[0][4], "this is not json", "the raw value is kept");
@@ -57,17 +104,52 @@ async fn bad_messages_go_to_rejected_with_a_reason() {
     let env = TestEnv::new("rejected").await;
     let mut cfg = env.config();
     cfg.kafka.partitions = 1;
-    rtlake_kafka::admin::create_topic(&cfg.kafka, &rtlake_kafka::admin::TopicSpec { name: env.topic.clone(), partitions: 1, replication_factor: -1, config: vec![] }).await.unwrap();
+    rtlake_kafka::admin::create_topic(
+        &cfg.kafka,
+        &rtlake_kafka::admin::TopicSpec {
+            name: env.topic.clone(),
+            partitions: 1,
+            replication_factor: -1,
+            config: vec![],
+        },
+    )
+    .await
+    .unwrap();
     send_all(&env, &messages()).await;
-    let out = env.run_cmd(&["--trigger", "available-now"]).output_within(300).unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = env
+        .run_cmd(&["--trigger", "available-now"])
+        .output_within(300)
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     check_tables(&env).await;
 
     // `topics describe` shows the group caught up: lag 0.
-    let out = common::rtlake().args(["topics", "describe", &env.topic, "--brokers", &env.brokers, "--group", &env.group]).output_within(300).unwrap();
+    let out = common::rtlake()
+        .args([
+            "topics",
+            "describe",
+            &env.topic,
+            "--brokers",
+            &env.brokers,
+            "--group",
+            &env.group,
+        ])
+        .output_within(300)
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let line = text.lines().find(|l| l.starts_with(&env.group)).unwrap_or_else(|| panic!("group missing:\n{text}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&env.group))
+        .unwrap_or_else(|| panic!("group missing:\n{text}"));
     let cols: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(cols[1..], ["0", "7", "0"], "{text}");
 }
@@ -75,14 +157,137 @@ async fn bad_messages_go_to_rejected_with_a_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_two_tables_commits_loses_and_duplicates_nothing() {
     let env = TestEnv::new("crash").await;
-    rtlake_kafka::admin::create_topic(&env.config().kafka, &rtlake_kafka::admin::TopicSpec { name: env.topic.clone(), partitions: 1, replication_factor: -1, config: vec![] }).await.unwrap();
+    rtlake_kafka::admin::create_topic(
+        &env.config().kafka,
+        &rtlake_kafka::admin::TopicSpec {
+            name: env.topic.clone(),
+            partitions: 1,
+            replication_factor: -1,
+            config: vec![],
+        },
+    )
+    .await
+    .unwrap();
     send_all(&env, &messages()).await;
-    let out = env.run_cmd(&["--trigger", "available-now"]).env("RTLAKE_FAILPOINT", "after-commit:_rejected").output_within(300).unwrap();
+    let out = env
+        .run_cmd(&["--trigger", "available-now"])
+        .env("RTLAKE_FAILPOINT", "after-commit:_rejected")
+        .output_within(300)
+        .unwrap();
     assert!(!out.status.success(), "the failpoint aborts the process");
     // Only the first table (_rejected) advanced.
     assert_eq!(env_count(&env, "_rejected").await, 5);
     assert_eq!(env_count(&env, "bronze.station_status").await, 0);
-    let out = env.run_cmd(&["--trigger", "available-now"]).output_within(300).unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = env
+        .run_cmd(&["--trigger", "available-now"])
+        .output_within(300)
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     check_tables(&env).await;
+}
+
+/// One event stamped 2099 (a bad clock upstream) goes to `_rejected` as `future` and changes
+/// nothing else: before the guard it moved its partition's watermark and its station's state to
+/// 2099, and every later event was rejected as late by gold and stale by silver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_from_the_far_future_is_rejected_and_moves_no_watermark() {
+    const POLLS: u64 = 28; // the first 5-minute district window closes (lateness 0s)
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = common::replay();
+    let (mut clean, mut bad) = (String::new(), String::new());
+    for poll in 0..POLLS {
+        for (i, e) in r.next_poll().events.iter().enumerate() {
+            let line = e.to_json();
+            if poll == 10 && i == 0 {
+                let future = line.replace(&e.polled_at, "2099-01-01T00:00:00+09:00");
+                assert_ne!(future, line);
+                bad.push_str(&future);
+                bad.push('\n');
+            }
+            for t in [&mut clean, &mut bad] {
+                t.push_str(&line);
+                t.push('\n');
+            }
+        }
+    }
+    let mut lakes = Vec::new();
+    for (name, text) in [("clean", clean), ("bad", bad)] {
+        let file = dir.path().join(format!("{name}.jsonl"));
+        std::fs::write(&file, text).unwrap();
+        let lake = dir.path().join(name);
+        let out = common::rtlake()
+            .args([
+                "run",
+                "--metrics-listen",
+                "off",
+                "--lateness",
+                "0s",
+                "--lake",
+            ])
+            .arg(&lake)
+            .arg(format!("--source=file:{}", file.display()))
+            .output_within(300)
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lakes.push(lake);
+    }
+    let rows = |lake: std::path::PathBuf, q: &'static str| async move {
+        common::sql_rows(&lake, q)
+            .await
+            .into_iter()
+            .map(|r| r.join(","))
+            .collect::<Vec<_>>()
+    };
+
+    let rejected = rows(
+        lakes[1].clone(),
+        "SELECT reason, error, sink FROM _rejected",
+    )
+    .await;
+    assert_eq!(
+        rejected.len(),
+        1,
+        "only the future event is rejected: {rejected:?}"
+    );
+    assert!(
+        rejected[0].starts_with("future,event time 2099-01-01")
+            && rejected[0].contains("run.max-future is 1h"),
+        "{}",
+        rejected[0]
+    );
+    assert!(
+        rows(lakes[0].clone(), "SELECT reason FROM _rejected")
+            .await
+            .is_empty()
+    );
+
+    let silver = "SELECT station_id, CAST(polled_at AS BIGINT), CAST(prev_polled_at AS BIGINT), bikes_parked, prev_bikes_parked, rentals, returns FROM silver.station_changes";
+    assert_eq!(
+        common::checksum(rows(lakes[1].clone(), silver).await),
+        common::checksum(common::replay_changes(POLLS)),
+        "silver holds the change rule's rows"
+    );
+    let gold = "SELECT district, CAST(window_start AS BIGINT), rentals, returns, bikes_parked, stations_empty FROM gold.district_5min";
+    let want = rows(lakes[0].clone(), gold).await;
+    assert!(!want.is_empty(), "a window closed in the clean run");
+    assert_eq!(
+        common::checksum(rows(lakes[1].clone(), gold).await),
+        common::checksum(want),
+        "gold as without the bad event"
+    );
+    let bronze =
+        "SELECT station_id, CAST(polled_at AS BIGINT), bikes_parked FROM bronze.station_status";
+    assert_eq!(
+        common::checksum(rows(lakes[1].clone(), bronze).await),
+        common::checksum(common::replay_lines(POLLS)),
+        "bronze holds every good event"
+    );
 }

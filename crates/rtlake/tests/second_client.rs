@@ -19,8 +19,17 @@ fn py(args: &[&str]) -> serde_json::Value {
         .arg(script())
         .args(args)
         .output_within(300)
-        .unwrap_or_else(|e| panic!("run {} (scripts/setup.sh installs kafka-python in it): {e}", python()));
-    assert!(out.status.success(), "second_client.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        .unwrap_or_else(|e| {
+            panic!(
+                "run {} (scripts/setup.sh installs kafka-python in it): {e}",
+                python()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "second_client.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("JSON from second_client.py")
 }
 
@@ -37,8 +46,15 @@ async fn kafka_python_produces_reads_the_sinks_headers_and_sees_the_groups_lag()
         }
     }
     drop(f);
-    rtlake_kafka::admin::ensure_topic(&env.config().kafka, &env.topic).await.unwrap();
-    let sent = py(&["produce", &env.brokers, &env.topic, events.to_str().unwrap()]);
+    rtlake_kafka::admin::ensure_topic(&env.config().kafka, &env.topic)
+        .await
+        .unwrap();
+    let sent = py(&[
+        "produce",
+        &env.brokers,
+        &env.topic,
+        events.to_str().unwrap(),
+    ]);
     let total = POLLS as usize * 2721;
     assert_eq!(sent["sent"].as_u64().unwrap() as usize, total);
 
@@ -52,24 +68,67 @@ async fn kafka_python_produces_reads_the_sinks_headers_and_sees_the_groups_lag()
         ),
     )
     .unwrap();
-    let out = env.run_cmd(&["--pipeline", pipeline.to_str().unwrap(), "--trigger", "available-now", "--metrics-listen", "off"]).output_within(300).unwrap();
-    assert!(out.status.success(), "rtlake run: {}", String::from_utf8_lossy(&out.stderr));
+    let out = env
+        .run_cmd(&[
+            "--pipeline",
+            pipeline.to_str().unwrap(),
+            "--trigger",
+            "available-now",
+            "--metrics-listen",
+            "off",
+        ])
+        .output_within(300)
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rtlake run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let got = env.bronze_lines().await;
     assert_eq!(got.len(), total, "bronze holds what kafka-python produced");
-    assert_eq!(common::checksum(got), common::checksum(common::replay_lines(POLLS)));
-    let silver: usize = env.sql("SELECT count(*) FROM silver.station_changes").await[0][0].parse().unwrap();
+    assert_eq!(
+        common::checksum(got),
+        common::checksum(common::replay_lines(POLLS))
+    );
+    let silver: usize = env.sql("SELECT count(*) FROM silver.station_changes").await[0][0]
+        .parse()
+        .unwrap();
     assert!(silver > 100, "the change rule ran: {silver} rows");
 
     let report = py(&["check", &env.brokers, &changes, "second", &env.group]);
     eprintln!("{}", serde_json::to_string_pretty(&report).unwrap());
-    assert_eq!(report["messages"].as_u64().unwrap() as usize, silver, "one message per change row");
-    assert_eq!(report["with_headers"], report["messages"], "every message carries the rtlake headers");
-    assert_eq!(report["distinct_origins"], report["messages"], "each names its own input message");
+    assert_eq!(
+        report["messages"].as_u64().unwrap() as usize,
+        silver,
+        "one message per change row"
+    );
+    assert_eq!(
+        report["with_headers"], report["messages"],
+        "every message carries the rtlake headers"
+    );
+    assert_eq!(
+        report["distinct_origins"], report["messages"],
+        "each names its own input message"
+    );
     let sample = &report["sample"];
-    assert_eq!(sample["key"], sample["value"]["station_id"], "keyed by station");
-    assert!(sample["value"]["rentals"].is_number() && sample["value"]["returns"].is_number(), "{sample}");
-    let listed: Vec<&str> = report["groups_listed"].as_array().unwrap().iter().map(|g| g.as_str().unwrap()).collect();
-    assert!(listed.contains(&env.group.as_str()), "the pipeline's group is listed: {listed:?}");
+    assert_eq!(
+        sample["key"], sample["value"]["station_id"],
+        "keyed by station"
+    );
+    assert!(
+        sample["value"]["rentals"].is_number() && sample["value"]["returns"].is_number(),
+        "{sample}"
+    );
+    let listed: Vec<&str> = report["groups_listed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g.as_str().unwrap())
+        .collect();
+    assert!(
+        listed.contains(&env.group.as_str()),
+        "the pipeline's group is listed: {listed:?}"
+    );
     let own = report["own_group"].as_str().unwrap();
     for group in [env.group.as_str(), own] {
         let lag = report["lag"][group].as_array().unwrap();
@@ -78,6 +137,14 @@ async fn kafka_python_produces_reads_the_sinks_headers_and_sees_the_groups_lag()
             assert_eq!(p["lag"], 0, "group {group} has read everything: {p}");
         }
     }
-    let sum: i64 = report["lag"][env.group.as_str()].as_array().unwrap().iter().map(|p| p["committed"].as_i64().unwrap()).sum();
-    assert_eq!(sum as usize, total, "rtlake run's committed offsets cover every event");
+    let sum: i64 = report["lag"][env.group.as_str()]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["committed"].as_i64().unwrap())
+        .sum();
+    assert_eq!(
+        sum as usize, total,
+        "rtlake run's committed offsets cover every event"
+    );
 }

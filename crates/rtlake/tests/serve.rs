@@ -17,12 +17,15 @@ async fn get(url: &str) -> Option<String> {
 
 /// The samples of a /metrics answer, parsed with a Prometheus text-format parser.
 fn parse(text: &str) -> prometheus_parse::Scrape {
-    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("valid Prometheus text format")
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("valid Prometheus text format")
 }
 
 fn gauge(s: &prometheus_parse::Sample) -> f64 {
     match s.value {
-        prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) | prometheus_parse::Value::Counter(v) => v,
+        prometheus_parse::Value::Gauge(v)
+        | prometheus_parse::Value::Untyped(v)
+        | prometheus_parse::Value::Counter(v) => v,
         _ => f64::NAN,
     }
 }
@@ -32,7 +35,10 @@ async fn drained_lag_is_zero_and_the_sql_api_only_reads() {
     let env = TestEnv::new("serve").await;
     let mut cfg = env.config();
     cfg.source.minutes = Some(2);
-    let produced = produce(&cfg, Source::Replay, CancellationToken::new()).await.expect("produce").delivered;
+    let produced = produce(&cfg, Source::Replay, CancellationToken::new())
+        .await
+        .expect("produce")
+        .delivered;
 
     // A long-running processor with its metrics endpoint.
     let mport = common::free_port();
@@ -45,83 +51,171 @@ async fn drained_lag_is_zero_and_the_sql_api_only_reads() {
         .collect();
     let t0 = Instant::now();
     let (lag, committed) = loop {
-        assert!(t0.elapsed() < Duration::from_secs(90), "the processor did not drain the topic");
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "the processor did not drain the topic"
+        );
         if let Some(text) = get(&format!("http://127.0.0.1:{mport}/metrics")).await {
             let scrape = parse(&text);
             let series = |name: &str| -> BTreeMap<String, f64> {
-                scrape.samples.iter().filter(|s| s.metric == name).map(|s| (s.labels.get("partition").unwrap_or("?").to_string(), gauge(s))).collect()
+                scrape
+                    .samples
+                    .iter()
+                    .filter(|s| s.metric == name)
+                    .map(|s| {
+                        (
+                            s.labels.get("partition").unwrap_or("?").to_string(),
+                            gauge(s),
+                        )
+                    })
+                    .collect()
             };
-            let (lag, committed) = (series("rtlake_run_consumer_lag_messages"), series("rtlake_run_committed_offset"));
+            let (lag, committed) = (
+                series("rtlake_run_consumer_lag_messages"),
+                series("rtlake_run_committed_offset"),
+            );
             if committed == his && lag.len() == his.len() {
                 break (lag, committed);
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    assert!(lag.values().all(|v| *v == 0.0), "lag per partition after draining: {lag:?}");
-    assert_eq!(committed, his, "the lake's offsets equal the broker's high watermarks");
+    assert!(
+        lag.values().all(|v| *v == 0.0),
+        "lag per partition after draining: {lag:?}"
+    );
+    assert_eq!(
+        committed, his,
+        "the lake's offsets equal the broker's high watermarks"
+    );
     assert_eq!(his.values().sum::<f64>() as u64, produced);
 
     // The web server over the same lake.
     let port = common::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut serve = rtlake();
-    serve.args(["serve", "--brokers", &env.brokers, "--topic", &env.topic, "--listen", &format!("127.0.0.1:{port}"), "--lake"]).arg(env.lake());
+    serve
+        .args([
+            "serve",
+            "--brokers",
+            &env.brokers,
+            "--topic",
+            &env.topic,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--lake",
+        ])
+        .arg(env.lake());
     let _serve = Guard::spawn(serve);
     let t0 = Instant::now();
     while get(&format!("{base}/api/openapi.json")).await.is_none() {
-        assert!(t0.elapsed() < Duration::from_secs(30), "rtlake serve did not come up");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "rtlake serve did not come up"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let api: serde_json::Value = serde_json::from_str(&get(&format!("{base}/api/openapi.json")).await.unwrap()).unwrap();
-    assert!(api["paths"]["/api/sql"]["post"].is_object(), "the OpenAPI description documents POST /api/sql");
+    let api: serde_json::Value =
+        serde_json::from_str(&get(&format!("{base}/api/openapi.json")).await.unwrap()).unwrap();
+    assert!(
+        api["paths"]["/api/sql"]["post"].is_object(),
+        "the OpenAPI description documents POST /api/sql"
+    );
 
     let client = reqwest::Client::new();
     let post = |sql: &str, accept: Option<&str>| {
-        let mut r = client.post(format!("{base}/api/sql")).json(&serde_json::json!({ "sql": sql }));
+        let mut r = client
+            .post(format!("{base}/api/sql"))
+            .json(&serde_json::json!({ "sql": sql }));
         if let Some(a) = accept {
             r = r.header("Accept", a);
         }
         r.send()
     };
-    let r = post("SELECT count(*) AS n FROM bronze.station_status", None).await.unwrap();
+    let r = post("SELECT count(*) AS n FROM bronze.station_status", None)
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["rows"][0]["n"], produced, "{body}");
     assert_eq!(body["columns"][0]["name"], "n");
 
-    let r = post("SELECT station_id, bikes_parked FROM bronze.station_status ORDER BY station_id LIMIT 3", Some("application/vnd.apache.arrow.stream")).await.unwrap();
-    assert_eq!(r.headers()["content-type"], "application/vnd.apache.arrow.stream");
+    let r = post(
+        "SELECT station_id, bikes_parked FROM bronze.station_status ORDER BY station_id LIMIT 3",
+        Some("application/vnd.apache.arrow.stream"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/vnd.apache.arrow.stream"
+    );
     let bytes = r.bytes().await.unwrap();
-    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes.to_vec()), None).unwrap();
+    let reader =
+        arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes.to_vec()), None)
+            .unwrap();
     let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
     assert_eq!(rows, 3, "an Arrow IPC stream with the rows");
 
-    let r = client.post(format!("{base}/api/sql")).json(&serde_json::json!({"sql": "SELECT * FROM bronze.station_status", "limit": 5})).send().await.unwrap();
+    let r = client
+        .post(format!("{base}/api/sql"))
+        .json(&serde_json::json!({"sql": "SELECT * FROM bronze.station_status", "limit": 5}))
+        .send()
+        .await
+        .unwrap();
     let body: serde_json::Value = r.json().await.unwrap();
-    assert_eq!((body["row_count"].as_u64(), body["truncated"].as_bool()), (Some(5), Some(true)), "the row limit");
+    assert_eq!(
+        (body["row_count"].as_u64(), body["truncated"].as_bool()),
+        (Some(5), Some(true)),
+        "the row limit"
+    );
 
     for (sql, says) in [
         ("DROP TABLE bronze.station_status", "DROP"),
-        ("INSERT INTO bronze.station_status SELECT * FROM bronze.station_status", "INSERT"),
+        (
+            "INSERT INTO bronze.station_status SELECT * FROM bronze.station_status",
+            "INSERT",
+        ),
         ("COPY bronze.station_status TO '/tmp/stolen.csv'", "COPY"),
         ("CREATE TABLE t AS SELECT 1", "CREATE"),
-        ("SELECT 1; DROP TABLE bronze.station_status", "one statement per request"),
+        (
+            "SELECT 1; DROP TABLE bronze.station_status",
+            "one statement per request",
+        ),
     ] {
         let r = post(sql, None).await.unwrap();
         assert_eq!(r.status(), 400, "{sql}");
         let body: serde_json::Value = r.json().await.unwrap();
-        assert!(body["error"].as_str().unwrap().contains(says), "{sql}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains(says),
+            "{sql}: {body}"
+        );
     }
-    let r = post("SELECT nope FROM bronze.station_status", None).await.unwrap();
+    let r = post("SELECT nope FROM bronze.station_status", None)
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
-    assert!(r.text().await.unwrap().contains("nope"), "a failing query names what is wrong");
+    assert!(
+        r.text().await.unwrap().contains("nope"),
+        "a failing query names what is wrong"
+    );
     // The lake is untouched by the refused statements.
-    let r = post("SELECT count(*) AS n FROM bronze.station_status", None).await.unwrap();
-    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["rows"][0]["n"], produced);
+    let r = post("SELECT count(*) AS n FROM bronze.station_status", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["rows"][0]["n"],
+        produced
+    );
     assert!(!std::path::Path::new("/tmp/stolen.csv").exists());
 
     let text = get(&format!("{base}/metrics")).await.unwrap();
     let scrape = parse(&text);
-    assert!(scrape.samples.iter().any(|s| s.metric == "rtlake_serve_requests_total" && s.labels.get("route") == Some("/api/sql")));
+    assert!(
+        scrape
+            .samples
+            .iter()
+            .any(|s| s.metric == "rtlake_serve_requests_total"
+                && s.labels.get("route") == Some("/api/sql"))
+    );
 }

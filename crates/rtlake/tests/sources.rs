@@ -16,9 +16,16 @@ fn lake_only() -> std::path::PathBuf {
 }
 
 fn processed(out: &std::process::Output) -> (u64, u64) {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let line = text.lines().find(|l| l.starts_with("processed ")).unwrap_or_else(|| panic!("no summary in {text}"));
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("processed "))
+        .unwrap_or_else(|| panic!("no summary in {text}"));
     let words: Vec<&str> = line.split_whitespace().collect();
     (words[1].parse().unwrap(), words[4].parse().unwrap())
 }
@@ -41,7 +48,12 @@ async fn the_file_source_lands_the_same_rows_as_kafka() {
         std::fs::write(folder.join(half), text).unwrap();
     }
     let lake = dir.path().join("lake");
-    let out = rtlake().args(["run", "--metrics-listen", "off", "--lake"]).arg(&lake).arg(format!("--source=file:{}", folder.display())).output_within(300).unwrap();
+    let out = rtlake()
+        .args(["run", "--metrics-listen", "off", "--lake"])
+        .arg(&lake)
+        .arg(format!("--source=file:{}", folder.display()))
+        .output_within(300)
+        .unwrap();
     let (messages, _) = processed(&out);
     assert_eq!(messages as usize, common::replay_lines(POLLS).len());
     let silver: Vec<String> = common::sql_rows(&lake, "SELECT station_id, CAST(polled_at AS BIGINT), CAST(prev_polled_at AS BIGINT), bikes_parked, prev_bikes_parked, rentals, returns FROM silver.station_changes")
@@ -49,13 +61,33 @@ async fn the_file_source_lands_the_same_rows_as_kafka() {
         .into_iter()
         .map(|r| r.join(","))
         .collect();
-    assert_eq!(checksum(silver), checksum(common::replay_changes(POLLS)), "the change rule's rows, as from Kafka");
-    let bronze: Vec<String> = common::sql_rows(&lake, "SELECT station_id, CAST(polled_at AS BIGINT), bikes_parked FROM bronze.station_status").await.into_iter().map(|r| r.join(",")).collect();
+    assert_eq!(
+        checksum(silver),
+        checksum(common::replay_changes(POLLS)),
+        "the change rule's rows, as from Kafka"
+    );
+    let bronze: Vec<String> = common::sql_rows(
+        &lake,
+        "SELECT station_id, CAST(polled_at AS BIGINT), bikes_parked FROM bronze.station_status",
+    )
+    .await
+    .into_iter()
+    .map(|r| r.join(","))
+    .collect();
     assert_eq!(checksum(bronze), checksum(common::replay_lines(POLLS)));
 
     // Run again: the lake holds every line, so nothing is processed twice.
-    let out = rtlake().args(["run", "--metrics-listen", "off", "--lake"]).arg(&lake).arg(format!("--source=file:{}", folder.display())).output_within(300).unwrap();
-    assert_eq!(processed(&out).0, 0, "a second run resumes after what the lake holds");
+    let out = rtlake()
+        .args(["run", "--metrics-listen", "off", "--lake"])
+        .arg(&lake)
+        .arg(format!("--source=file:{}", folder.display()))
+        .output_within(300)
+        .unwrap();
+    assert_eq!(
+        processed(&out).0,
+        0,
+        "a second run resumes after what the lake holds"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,42 +95,96 @@ async fn starting_offsets_and_max_offsets_per_trigger() {
     let env = TestEnv::new("sources").await;
     let mut cfg = env.config();
     cfg.source.minutes = Some(POLLS / 4);
-    produce(&cfg, Source::Replay, CancellationToken::new()).await.expect("produce");
-    let marks = rtlake_kafka::admin::high_watermarks(&cfg.kafka, &env.topic).await.unwrap();
+    produce(&cfg, Source::Replay, CancellationToken::new())
+        .await
+        .expect("produce");
+    let marks = rtlake_kafka::admin::high_watermarks(&cfg.kafka, &env.topic)
+        .await
+        .unwrap();
     let pipeline = lake_only();
 
     // Per-partition starting offsets: half way through each partition.
-    let starts: serde_json::Map<String, serde_json::Value> = marks.iter().map(|(p, _, hi)| (p.to_string(), serde_json::json!(hi / 2))).collect();
+    let starts: serde_json::Map<String, serde_json::Value> = marks
+        .iter()
+        .map(|(p, _, hi)| (p.to_string(), serde_json::json!(hi / 2)))
+        .collect();
     let starts = serde_json::Value::Object(starts).to_string();
     let out = env
-        .run_cmd_in_group(&format!("{}-half", env.group), &["--trigger", "available-now", "--metrics-listen", "off", "--starting-offsets", &starts, "--max-offsets-per-trigger", "1000"])
+        .run_cmd_in_group(
+            &format!("{}-half", env.group),
+            &[
+                "--trigger",
+                "available-now",
+                "--metrics-listen",
+                "off",
+                "--starting-offsets",
+                &starts,
+                "--max-offsets-per-trigger",
+                "1000",
+            ],
+        )
         .arg("--pipeline")
         .arg(&pipeline)
         .output_within(300)
         .unwrap();
     let (messages, epochs) = processed(&out);
     let want: i64 = marks.iter().map(|(_, _, hi)| hi - hi / 2).sum();
-    assert_eq!(messages as i64, want, "only the second half of each partition");
-    assert!(epochs >= (want as u64).div_ceil(1000), "at most 1000 messages an epoch: {epochs} epochs for {want}");
+    assert_eq!(
+        messages as i64, want,
+        "only the second half of each partition"
+    );
+    assert!(
+        epochs >= (want as u64).div_ceil(1000),
+        "at most 1000 messages an epoch: {epochs} epochs for {want}"
+    );
     let firsts = env.sql("SELECT kafka_partition, min(kafka_offset), count(*) FROM bronze.station_status GROUP BY 1 ORDER BY 1").await;
     for (row, (p, _, hi)) in firsts.iter().zip(&marks) {
-        assert_eq!(row, &vec![p.to_string(), (hi / 2).to_string(), (hi - hi / 2).to_string()]);
+        assert_eq!(
+            row,
+            &vec![
+                p.to_string(),
+                (hi / 2).to_string(),
+                (hi - hi / 2).to_string()
+            ]
+        );
     }
 
     // `latest` for a new pipeline: nothing that was already there.
     let out = rtlake()
-        .args(["run", "--brokers", &env.brokers, "--topic", &env.topic, "--group", &format!("{}-latest", env.group), "--trigger", "available-now", "--metrics-listen", "off"])
+        .args([
+            "run",
+            "--brokers",
+            &env.brokers,
+            "--topic",
+            &env.topic,
+            "--group",
+            &format!("{}-latest", env.group),
+            "--trigger",
+            "available-now",
+            "--metrics-listen",
+            "off",
+        ])
         .args(["--starting-offsets", "latest", "--lake"])
         .arg(env.dir.path().join("lake-latest"))
         .arg("--pipeline")
         .arg(&pipeline)
         .output_within(300)
         .unwrap();
-    assert_eq!(processed(&out).0, 0, "a new pipeline starting at the end reads nothing old");
+    assert_eq!(
+        processed(&out).0,
+        0,
+        "a new pipeline starting at the end reads nothing old"
+    );
 
     // A bad value is refused, naming the key.
-    let out = env.run_cmd(&["--starting-offsets", "yesterday"]).output_within(300).unwrap();
+    let out = env
+        .run_cmd(&["--starting-offsets", "yesterday"])
+        .output_within(300)
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("run.starting-offsets") && err.contains("yesterday"), "{err}");
+    assert!(
+        err.contains("run.starting-offsets") && err.contains("yesterday"),
+        "{err}"
+    );
 }

@@ -34,10 +34,20 @@ fn read_all(brokers: &str, topic: &str, isolation: &str) -> BTreeMap<(i64, i64),
             let m = m.unwrap();
             let h = m.headers().map(|h| {
                 use rdkafka::message::Headers;
-                h.iter().map(|x| (x.key.to_string(), String::from_utf8_lossy(x.value.unwrap_or_default()).to_string())).collect::<BTreeMap<_, _>>()
+                h.iter()
+                    .map(|x| {
+                        (
+                            x.key.to_string(),
+                            String::from_utf8_lossy(x.value.unwrap_or_default()).to_string(),
+                        )
+                    })
+                    .collect::<BTreeMap<_, _>>()
             });
             let h = h.unwrap_or_default();
-            let key = (h["rtlake-partition"].parse().unwrap(), h["rtlake-offset"].parse().unwrap());
+            let key = (
+                h["rtlake-partition"].parse().unwrap(),
+                h["rtlake-offset"].parse().unwrap(),
+            );
             *seen.entry(key).or_default() += 1;
             idle = Instant::now();
         }
@@ -50,19 +60,36 @@ async fn a_read_committed_reader_sees_each_change_once_across_a_crash_mid_epoch(
     let env = TestEnv::new("txn").await;
     let mut cfg = env.config();
     cfg.source.minutes = Some(POLLS / 4);
-    produce(&cfg, Source::Replay, CancellationToken::new()).await.expect("produce");
+    produce(&cfg, Source::Replay, CancellationToken::new())
+        .await
+        .expect("produce");
     let changes = format!("{}-changes", env.topic);
     let pipeline = env.dir.path().join("pipeline.toml");
     std::fs::write(&pipeline, format!("pipeline = \"txn\"\n[[sinks]]\noperator = \"bronze\"\n[[sinks]]\noperator = \"changes\"\n[[sinks]]\noperator = \"changes\"\ntopic = \"{changes}\"\n")).unwrap();
-    let args = ["--pipeline", pipeline.to_str().unwrap(), "--max-batch-events", "4000", "--max-batch-delay", "100ms", "--metrics-listen", "off"];
+    let args = [
+        "--pipeline",
+        pipeline.to_str().unwrap(),
+        "--max-batch-events",
+        "4000",
+        "--max-batch-delay",
+        "100ms",
+        "--metrics-listen",
+        "off",
+    ];
     // Dies right after publishing an epoch's messages, before its transaction commits.
     let mut c = env.run_cmd(&args);
-    c.env("RTLAKE_FAILPOINT", format!("after-publish:kafka:{changes}")).env("RTLAKE_LOG", "rtlake_stream=info,warn");
+    c.env("RTLAKE_FAILPOINT", format!("after-publish:kafka:{changes}"))
+        .env("RTLAKE_LOG", "rtlake_stream=info,warn");
     let out = c.output_within(300).unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     if !log.contains("kafka sink: exactly once") {
-        assert!(log.contains("kafka sink: at least once"), "the sink says which mode it runs in:\n{log}");
-        eprintln!("skipped: this cluster has no transactions; the sink ran at least once (tested in exactly_once.rs)");
+        assert!(
+            log.contains("kafka sink: at least once"),
+            "the sink says which mode it runs in:\n{log}"
+        );
+        eprintln!(
+            "skipped: this cluster has no transactions; the sink ran at least once (tested in exactly_once.rs)"
+        );
         return;
     }
     assert!(!out.status.success(), "the failpoint aborted the run");
@@ -79,16 +106,34 @@ async fn a_read_committed_reader_sees_each_change_once_across_a_crash_mid_epoch(
     let mut last = env.run_cmd(&[&args[..], &["--trigger", "available-now"]].concat());
     last.env("RTLAKE_LOG", "rtlake_stream=info,warn");
     let out = last.output_within(300).unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let want = common::replay_changes(POLLS).len();
-    let silver: usize = env.sql("SELECT count(*) FROM silver.station_changes").await[0][0].parse().unwrap();
+    let silver: usize = env.sql("SELECT count(*) FROM silver.station_changes").await[0][0]
+        .parse()
+        .unwrap();
     assert_eq!(silver, want, "silver holds the change rule's rows");
     let committed = read_all(&env.brokers, &changes, "read_committed");
-    assert_eq!(committed.len(), want, "a read_committed reader sees every change row");
+    assert_eq!(
+        committed.len(),
+        want,
+        "a read_committed reader sees every change row"
+    );
     let doubled: Vec<_> = committed.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(doubled.is_empty(), "and each once: {} doubled, e.g. {:?}", doubled.len(), doubled.first());
+    assert!(
+        doubled.is_empty(),
+        "and each once: {} doubled, e.g. {:?}",
+        doubled.len(),
+        doubled.first()
+    );
     let uncommitted = read_all(&env.brokers, &changes, "read_uncommitted");
     let total: usize = uncommitted.values().sum();
-    assert!(total > want, "the aborted epoch's messages are in the log ({total} read uncommitted, {want} committed)");
+    assert!(
+        total > want,
+        "the aborted epoch's messages are in the log ({total} read uncommitted, {want} committed)"
+    );
 }

@@ -26,7 +26,10 @@ const LENGTH_END: usize = 12;
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum LogError {
     #[error("{path}: {cause}")]
-    Io { path: PathBuf, cause: std::io::Error },
+    Io {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
     #[error("batch from producer {producer_id} is out of sequence")]
     OutOfOrder { producer_id: i64 },
     #[error("producer {producer_id} epoch {epoch} is older than the partition's")]
@@ -36,7 +39,10 @@ pub(crate) enum LogError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '_ {
-    move |cause| LogError::Io { path: path.to_path_buf(), cause }
+    move |cause| LogError::Io {
+        path: path.to_path_buf(),
+        cause,
+    }
 }
 
 /// Where a batch lies.
@@ -65,8 +71,19 @@ struct Segment {
 impl Segment {
     fn create(dir: &Path, base: i64) -> Result<Self, LogError> {
         let path = dir.join(format!("{base:020}.log"));
-        let file = OpenOptions::new().create(true).read(true).append(true).open(&path).map_err(io(&path))?;
-        Ok(Self { base, path, file: Arc::new(file), size: 0, entries: Vec::new() })
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        Ok(Self {
+            base,
+            path,
+            file: Arc::new(file),
+            size: 0,
+            entries: Vec::new(),
+        })
     }
 
     fn max_ts(&self) -> Option<i64> {
@@ -88,14 +105,19 @@ impl ReadPlan {
     pub(crate) fn read(self) -> Result<Vec<Batch>, LogError> {
         let total: usize = self.lens.iter().map(|l| *l as usize).sum();
         let mut buf = BytesMut::zeroed(total);
-        self.file.read_exact_at(&mut buf, self.pos).map_err(io(&self.path))?;
+        self.file
+            .read_exact_at(&mut buf, self.pos)
+            .map_err(io(&self.path))?;
         let mut bytes: Bytes = buf.freeze();
         let mut out = Vec::with_capacity(self.lens.len());
         for len in self.lens {
             let one = bytes.split_to(len as usize);
             let batch = Batch::try_from(one).map_err(|e| LogError::Io {
                 path: self.path.clone(),
-                cause: std::io::Error::new(std::io::ErrorKind::InvalidData, format!("stored batch does not decode: {e:?}")),
+                cause: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("stored batch does not decode: {e:?}"),
+                ),
             })?;
             out.push(batch);
         }
@@ -124,14 +146,27 @@ impl PartitionLog {
             .filter_map(|e| e.file_name().to_str()?.strip_suffix(".log")?.parse().ok())
             .collect();
         bases.sort_unstable();
-        let mut log = Self { dir: dir.to_path_buf(), segments: Vec::new(), log_start: 0, next: 0, producers: Producers::default(), dirty: false };
+        let mut log = Self {
+            dir: dir.to_path_buf(),
+            segments: Vec::new(),
+            log_start: 0,
+            next: 0,
+            producers: Producers::default(),
+            dirty: false,
+        };
         let count = bases.len();
         for (i, base) in bases.into_iter().enumerate() {
             let seg = log.recover(base, i + 1 == count)?;
-            log.next = seg.entries.last().map_or(seg.base.max(log.next), |e| e.last + 1);
+            log.next = seg
+                .entries
+                .last()
+                .map_or(seg.base.max(log.next), |e| e.last + 1);
             log.segments.push(seg);
         }
-        let stored_start = std::fs::read_to_string(dir.join("log-start")).ok().and_then(|s| s.trim().parse::<i64>().ok()).unwrap_or(0);
+        let stored_start = std::fs::read_to_string(dir.join("log-start"))
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .unwrap_or(0);
         let first = log.segments.first().map_or(log.next, |s| s.base);
         log.log_start = stored_start.max(first).min(log.next);
         if log.segments.is_empty() {
@@ -146,7 +181,8 @@ impl PartitionLog {
     fn recover(&mut self, base: i64, last_segment: bool) -> Result<Segment, LogError> {
         let mut seg = Segment::create(&self.dir, base)?;
         let len = seg.file.metadata().map_err(io(&seg.path))?.len();
-        let mut r = BufReader::with_capacity(1 << 20, File::open(&seg.path).map_err(io(&seg.path))?);
+        let mut r =
+            BufReader::with_capacity(1 << 20, File::open(&seg.path).map_err(io(&seg.path))?);
         let mut pos = 0u64;
         let mut head = [0u8; HEADER];
         while pos + HEADER as u64 <= len {
@@ -156,16 +192,31 @@ impl PartitionLog {
             if h.batch_length < (HEADER - LENGTH_END) as i32 || pos + total > len {
                 break;
             }
-            r.seek_relative((total - HEADER as u64) as i64).map_err(io(&seg.path))?;
-            seg.entries.push(Entry { base: h.base_offset, last: h.base_offset + i64::from(h.last_offset_delta), pos, len: total as u32, max_ts: h.max_timestamp });
-            self.producers.restore(h.producer_id, h.producer_epoch, h.base_sequence, h.last_offset_delta, h.base_offset);
+            r.seek_relative((total - HEADER as u64) as i64)
+                .map_err(io(&seg.path))?;
+            seg.entries.push(Entry {
+                base: h.base_offset,
+                last: h.base_offset + i64::from(h.last_offset_delta),
+                pos,
+                len: total as u32,
+                max_ts: h.max_timestamp,
+            });
+            self.producers.restore(
+                h.producer_id,
+                h.producer_epoch,
+                h.base_sequence,
+                h.last_offset_delta,
+                h.base_offset,
+            );
             pos += total;
         }
         if last_segment {
             // A torn last write after a power loss: drop a tail batch whose CRC is wrong.
             if let Some(e) = seg.entries.last().copied() {
                 let mut buf = vec![0u8; e.len as usize];
-                seg.file.read_exact_at(&mut buf, e.pos).map_err(io(&seg.path))?;
+                seg.file
+                    .read_exact_at(&mut buf, e.pos)
+                    .map_err(io(&seg.path))?;
                 let ok = Batch::try_from(Bytes::from(buf)).is_ok_and(|b| b.computed_crc() == b.crc);
                 if !ok {
                     tracing::warn!(segment = %seg.path.display(), offset = e.base, "dropping a torn last batch");
@@ -203,27 +254,54 @@ impl PartitionLog {
         match self.producers.check(&batch) {
             SequenceCheck::Append => {}
             SequenceCheck::Duplicate(base) => return Ok(base),
-            SequenceCheck::OutOfOrder => return Err(LogError::OutOfOrder { producer_id: batch.producer_id }),
-            SequenceCheck::Fenced => return Err(LogError::Fenced { producer_id: batch.producer_id, epoch: batch.producer_epoch }),
+            SequenceCheck::OutOfOrder => {
+                return Err(LogError::OutOfOrder {
+                    producer_id: batch.producer_id,
+                });
+            }
+            SequenceCheck::Fenced => {
+                return Err(LogError::Fenced {
+                    producer_id: batch.producer_id,
+                    epoch: batch.producer_epoch,
+                });
+            }
         }
         let base = self.next;
         batch.base_offset = base;
-        let (pid, epoch, seq, delta, max_ts) = (batch.producer_id, batch.producer_epoch, batch.base_sequence, batch.last_offset_delta, batch.max_timestamp);
+        let (pid, epoch, seq, delta, max_ts) = (
+            batch.producer_id,
+            batch.producer_epoch,
+            batch.base_sequence,
+            batch.last_offset_delta,
+            batch.max_timestamp,
+        );
         let bytes: Bytes = batch.into();
         let active = self.segments.last().expect("a log always has a segment");
         if active.size > 0 && active.size + bytes.len() as u64 > segment_bytes {
             let seg = Segment::create(&self.dir, base)?;
             self.segments.push(seg);
         }
-        let seg = self.segments.last_mut().expect("a log always has a segment");
+        let seg = self
+            .segments
+            .last_mut()
+            .expect("a log always has a segment");
         let pos = seg.size;
         if let Err(cause) = (&*seg.file).write_all(&bytes) {
             // Whatever part was written is cut off again, so the file stays a run of whole batches.
             let _ = seg.file.set_len(pos);
-            return Err(LogError::Io { path: seg.path.clone(), cause });
+            return Err(LogError::Io {
+                path: seg.path.clone(),
+                cause,
+            });
         }
         seg.size += bytes.len() as u64;
-        seg.entries.push(Entry { base, last: base + i64::from(delta), pos, len: bytes.len() as u32, max_ts });
+        seg.entries.push(Entry {
+            base,
+            last: base + i64::from(delta),
+            pos,
+            len: bytes.len() as u32,
+            max_ts,
+        });
         self.next = base + i64::from(delta) + 1;
         self.producers.record(pid, epoch, seq, delta, base);
         self.dirty = true;
@@ -239,7 +317,10 @@ impl PartitionLog {
         if offset < self.log_start {
             return Err(LogError::OutOfRange(offset));
         }
-        let si = self.segments.partition_point(|s| s.base <= offset).saturating_sub(1);
+        let si = self
+            .segments
+            .partition_point(|s| s.base <= offset)
+            .saturating_sub(1);
         for seg in &self.segments[si..] {
             let first = seg.entries.partition_point(|e| e.last < offset);
             if first == seg.entries.len() {
@@ -254,19 +335,28 @@ impl PartitionLog {
                 total += u64::from(e.len);
                 lens.push(e.len);
             }
-            return Ok(Some(ReadPlan { file: seg.file.clone(), path: seg.path.clone(), pos: seg.entries[first].pos, lens }));
+            return Ok(Some(ReadPlan {
+                file: seg.file.clone(),
+                path: seg.path.clone(),
+                pos: seg.entries[first].pos,
+                lens,
+            }));
         }
         Ok(None)
     }
 
     /// The first batch whose newest timestamp is at or after `ts` (ms), for a time lookup.
     pub(crate) fn batch_at_time(&self, ts: i64) -> Option<ReadPlan> {
-        self.segments.iter().flat_map(|s| s.entries.iter().map(move |e| (s, e))).find(|(_, e)| e.max_ts >= ts && e.last >= self.log_start).map(|(s, e)| ReadPlan {
-            file: s.file.clone(),
-            path: s.path.clone(),
-            pos: e.pos,
-            lens: vec![e.len],
-        })
+        self.segments
+            .iter()
+            .flat_map(|s| s.entries.iter().map(move |e| (s, e)))
+            .find(|(_, e)| e.max_ts >= ts && e.last >= self.log_start)
+            .map(|(s, e)| ReadPlan {
+                file: s.file.clone(),
+                path: s.path.clone(),
+                pos: e.pos,
+                lens: vec![e.len],
+            })
     }
 
     /// Moves the log start to `offset` (at most the high watermark), deleting segments wholly
@@ -287,7 +377,11 @@ impl PartitionLog {
     fn drop_segments_below(&mut self, offset: i64) -> Result<(), LogError> {
         // The active segment goes too when everything in it is gone: an empty one at the high
         // watermark takes its place, so the next offset survives a restart.
-        if self.segments.last().is_some_and(|s| s.size > 0 && self.next <= offset) {
+        if self
+            .segments
+            .last()
+            .is_some_and(|s| s.size > 0 && self.next <= offset)
+        {
             let seg = Segment::create(&self.dir, self.next)?;
             self.segments.push(seg);
         }
@@ -301,7 +395,12 @@ impl PartitionLog {
     /// Applies retention: deletes the oldest segments whose newest record is older than
     /// `max_age_ms`, or while the log is over `max_bytes` (-1: no limit). Returns the offsets
     /// given up.
-    pub(crate) fn apply_retention(&mut self, now_ms: i64, max_age_ms: i64, max_bytes: i64) -> Result<i64, LogError> {
+    pub(crate) fn apply_retention(
+        &mut self,
+        now_ms: i64,
+        max_age_ms: i64,
+        max_bytes: i64,
+    ) -> Result<i64, LogError> {
         let before = self.log_start;
         let mut size = self.size();
         let mut cut = self.log_start;
@@ -391,23 +490,52 @@ mod tests {
     }
 
     fn offsets(log: &PartitionLog, from: i64, max: u32) -> Vec<(i64, i32)> {
-        log.plan(from, max).unwrap().map(|p| p.read().unwrap()).unwrap_or_default().iter().map(|b| (b.base_offset, b.last_offset_delta)).collect()
+        log.plan(from, max)
+            .unwrap()
+            .map(|p| p.read().unwrap())
+            .unwrap_or_default()
+            .iter()
+            .map(|b| (b.base_offset, b.last_offset_delta))
+            .collect()
     }
 
     #[test]
     fn appends_read_back_from_the_batch_holding_an_offset_and_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = PartitionLog::open(dir.path()).unwrap();
-        assert_eq!(log.append(batch(10, -1, 0, 1000, b"aaaa"), 1 << 20).unwrap(), 0);
-        assert_eq!(log.append(batch(5, -1, 0, 2000, b"bbbbbb"), 1 << 20).unwrap(), 10);
+        assert_eq!(
+            log.append(batch(10, -1, 0, 1000, b"aaaa"), 1 << 20)
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            log.append(batch(5, -1, 0, 2000, b"bbbbbb"), 1 << 20)
+                .unwrap(),
+            10
+        );
         assert_eq!(log.high_watermark(), 15);
         assert_eq!(offsets(&log, 0, 1 << 20), vec![(0, 9), (10, 4)]);
-        assert_eq!(offsets(&log, 12, 1 << 20), vec![(10, 4)], "the batch holding offset 12");
-        assert_eq!(offsets(&log, 0, 1), vec![(0, 9)], "at least one batch even past max_bytes");
-        assert!(log.plan(15, 100).unwrap().is_none(), "nothing at the high watermark");
+        assert_eq!(
+            offsets(&log, 12, 1 << 20),
+            vec![(10, 4)],
+            "the batch holding offset 12"
+        );
+        assert_eq!(
+            offsets(&log, 0, 1),
+            vec![(0, 9)],
+            "at least one batch even past max_bytes"
+        );
+        assert!(
+            log.plan(15, 100).unwrap().is_none(),
+            "nothing at the high watermark"
+        );
         let read = log.plan(10, 1 << 20).unwrap().unwrap().read().unwrap();
         assert_eq!(read[0].record_data.as_ref(), b"bbbbbb");
-        assert_eq!(read[0].crc, read[0].computed_crc(), "stored bytes are the produced batch");
+        assert_eq!(
+            read[0].crc,
+            read[0].computed_crc(),
+            "stored bytes are the produced batch"
+        );
         drop(log);
         let log = PartitionLog::open(dir.path()).unwrap();
         assert_eq!((log.log_start(), log.high_watermark()), (0, 15));
@@ -420,11 +548,22 @@ mod tests {
         let mut log = PartitionLog::open(dir.path()).unwrap();
         assert_eq!(log.append(batch(3, 42, 0, 1, b"x"), 1 << 20).unwrap(), 0);
         assert_eq!(log.append(batch(3, 42, 3, 1, b"y"), 1 << 20).unwrap(), 3);
-        assert_eq!(log.append(batch(3, 42, 3, 1, b"y"), 1 << 20).unwrap(), 3, "a duplicate gets its offset back");
+        assert_eq!(
+            log.append(batch(3, 42, 3, 1, b"y"), 1 << 20).unwrap(),
+            3,
+            "a duplicate gets its offset back"
+        );
         drop(log);
         let mut log = PartitionLog::open(dir.path()).unwrap();
-        assert_eq!(log.append(batch(3, 42, 0, 1, b"x"), 1 << 20).unwrap(), 0, "remembered after a restart");
-        assert!(matches!(log.append(batch(3, 42, 9, 1, b"z"), 1 << 20), Err(LogError::OutOfOrder { .. })));
+        assert_eq!(
+            log.append(batch(3, 42, 0, 1, b"x"), 1 << 20).unwrap(),
+            0,
+            "remembered after a restart"
+        );
+        assert!(matches!(
+            log.append(batch(3, 42, 9, 1, b"z"), 1 << 20),
+            Err(LogError::OutOfOrder { .. })
+        ));
         assert_eq!(log.append(batch(3, 42, 6, 1, b"z"), 1 << 20).unwrap(), 6);
         assert_eq!(log.high_watermark(), 9);
     }
@@ -443,7 +582,10 @@ mod tests {
         f.set_len(len - 3).unwrap();
         let mut log = PartitionLog::open(dir.path()).unwrap();
         assert_eq!(log.high_watermark(), 2, "the cut batch is gone");
-        assert_eq!(log.append(batch(1, -1, 0, 1, b"third"), 1 << 20).unwrap(), 2);
+        assert_eq!(
+            log.append(batch(1, -1, 0, 1, b"third"), 1 << 20).unwrap(),
+            2
+        );
         // A flipped byte in the last batch (a torn sector) is caught by its CRC.
         drop(log);
         let mut bytes = std::fs::read(&seg).unwrap();
@@ -459,22 +601,39 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut log = PartitionLog::open(dir.path()).unwrap();
         for i in 0..10 {
-            log.append(batch(10, -1, 0, 1000 * i, &[b'a'; 100]), 400).unwrap();
+            log.append(batch(10, -1, 0, 1000 * i, &[b'a'; 100]), 400)
+                .unwrap();
         }
-        assert!(log.segments.len() >= 3, "small segments roll: {}", log.segments.len());
+        assert!(
+            log.segments.len() >= 3,
+            "small segments roll: {}",
+            log.segments.len()
+        );
         assert_eq!(offsets(&log, 55, 1 << 20).first(), Some(&(50, 9)));
         // Everything older than 5.5 s at t = 10 s.
         let gone = log.apply_retention(10_000, 4_500, -1).unwrap();
-        assert!(gone > 0 && log.log_start() <= 60, "{gone} {}", log.log_start());
+        assert!(
+            gone > 0 && log.log_start() <= 60,
+            "{gone} {}",
+            log.log_start()
+        );
         assert!(matches!(log.plan(0, 100), Err(LogError::OutOfRange(0))));
         log.truncate_before(95).unwrap();
         assert_eq!(log.log_start(), 95);
-        assert_eq!(offsets(&log, 95, 1 << 20), vec![(90, 9)], "the batch holding 95 is still read whole");
+        assert_eq!(
+            offsets(&log, 95, 1 << 20),
+            vec![(90, 9)],
+            "the batch holding 95 is still read whole"
+        );
         log.truncate_before(1000).unwrap();
         assert_eq!((log.log_start(), log.high_watermark()), (100, 100));
         drop(log);
         let mut log = PartitionLog::open(dir.path()).unwrap();
-        assert_eq!((log.log_start(), log.high_watermark()), (100, 100), "the end survives everything being deleted");
+        assert_eq!(
+            (log.log_start(), log.high_watermark()),
+            (100, 100),
+            "the end survives everything being deleted"
+        );
         assert_eq!(log.append(batch(1, -1, 0, 1, b"x"), 400).unwrap(), 100);
     }
 }

@@ -54,21 +54,44 @@ impl Producers {
             return SequenceCheck::Fenced;
         }
         if b.producer_epoch > s.epoch {
-            return if b.base_sequence == 0 { SequenceCheck::Append } else { SequenceCheck::OutOfOrder };
+            return if b.base_sequence == 0 {
+                SequenceCheck::Append
+            } else {
+                SequenceCheck::OutOfOrder
+            };
         }
         let last = wrap(b.base_sequence, i64::from(b.last_offset_delta));
-        if let Some((_, _, base)) = s.recent.iter().find(|(f, l, _)| *f == b.base_sequence && *l == last) {
+        if let Some((_, _, base)) = s
+            .recent
+            .iter()
+            .find(|(f, l, _)| *f == b.base_sequence && *l == last)
+        {
             return SequenceCheck::Duplicate(*base);
         }
-        if b.base_sequence == s.next { SequenceCheck::Append } else { SequenceCheck::OutOfOrder }
+        if b.base_sequence == s.next {
+            SequenceCheck::Append
+        } else {
+            SequenceCheck::OutOfOrder
+        }
     }
 
     /// Records a batch written at `base`.
-    pub(crate) fn record(&mut self, producer_id: i64, epoch: i16, base_sequence: i32, last_offset_delta: i32, base: i64) {
+    pub(crate) fn record(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        base_sequence: i32,
+        last_offset_delta: i32,
+        base: i64,
+    ) {
         if producer_id < 0 {
             return;
         }
-        let s = self.0.entry(producer_id).or_insert_with(|| State { epoch, next: 0, recent: VecDeque::new() });
+        let s = self.0.entry(producer_id).or_insert_with(|| State {
+            epoch,
+            next: 0,
+            recent: VecDeque::new(),
+        });
         if s.epoch != epoch {
             s.epoch = epoch;
             s.recent.clear();
@@ -77,11 +100,22 @@ impl Producers {
         if s.recent.len() == REMEMBERED {
             s.recent.pop_front();
         }
-        s.recent.push_back((base_sequence, wrap(base_sequence, i64::from(last_offset_delta)), base));
+        s.recent.push_back((
+            base_sequence,
+            wrap(base_sequence, i64::from(last_offset_delta)),
+            base,
+        ));
     }
 
     /// Replays a stored batch's header when the log is opened.
-    pub(crate) fn restore(&mut self, producer_id: i64, epoch: i16, base_sequence: i32, last_offset_delta: i32, base: i64) {
+    pub(crate) fn restore(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        base_sequence: i32,
+        last_offset_delta: i32,
+        base: i64,
+    ) {
         let newer = self.0.get(&producer_id).is_none_or(|s| epoch >= s.epoch);
         if newer {
             self.record(producer_id, epoch, base_sequence, last_offset_delta, base);
@@ -94,7 +128,13 @@ mod tests {
     use super::*;
 
     fn batch(pid: i64, epoch: i16, seq: i32, records: i32) -> Batch {
-        Batch { producer_id: pid, producer_epoch: epoch, base_sequence: seq, last_offset_delta: records - 1, ..Default::default() }
+        Batch {
+            producer_id: pid,
+            producer_epoch: epoch,
+            base_sequence: seq,
+            last_offset_delta: records - 1,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -106,10 +146,26 @@ mod tests {
         p.record(7, 0, 10, 4, 110);
         assert_eq!(p.check(&batch(7, 0, 0, 10)), SequenceCheck::Duplicate(100));
         assert_eq!(p.check(&batch(7, 0, 10, 5)), SequenceCheck::Duplicate(110));
-        assert_eq!(p.check(&batch(7, 0, 20, 5)), SequenceCheck::OutOfOrder, "a gap");
-        assert_eq!(p.check(&batch(7, 0, 5, 5)), SequenceCheck::OutOfOrder, "a partial overlap");
-        assert_eq!(p.check(&batch(8, 0, 42, 1)), SequenceCheck::Append, "an unknown producer");
-        assert_eq!(p.check(&batch(-1, -1, -1, 3)), SequenceCheck::Append, "not idempotent");
+        assert_eq!(
+            p.check(&batch(7, 0, 20, 5)),
+            SequenceCheck::OutOfOrder,
+            "a gap"
+        );
+        assert_eq!(
+            p.check(&batch(7, 0, 5, 5)),
+            SequenceCheck::OutOfOrder,
+            "a partial overlap"
+        );
+        assert_eq!(
+            p.check(&batch(8, 0, 42, 1)),
+            SequenceCheck::Append,
+            "an unknown producer"
+        );
+        assert_eq!(
+            p.check(&batch(-1, -1, -1, 3)),
+            SequenceCheck::Append,
+            "not idempotent"
+        );
     }
 
     #[test]
@@ -126,6 +182,9 @@ mod tests {
         let mut p = Producers::default();
         p.record(7, 0, i32::MAX - 1, 1, 0);
         assert_eq!(p.check(&batch(7, 0, 0, 1)), SequenceCheck::Append);
-        assert_eq!(p.check(&batch(7, 0, i32::MAX - 1, 2)), SequenceCheck::Duplicate(0));
+        assert_eq!(
+            p.check(&batch(7, 0, i32::MAX - 1, 2)),
+            SequenceCheck::Duplicate(0)
+        );
     }
 }

@@ -18,10 +18,11 @@ use nisshi_sans_io::{
     txn_offset_commit_response::TxnOffsetCommitResponseTopic,
 };
 use nisshi_storage::{
-    ArcDynStorage, BrokerRegistrationRequest, DELETE_RECORDS_INVALID_LOW_WATERMARK, Error, GroupDetail, ListOffsetResponse, MetadataResponse,
-    NamedGroupDetail, OffsetCommitRequest, OffsetStage, ProducerIdResponse, Result, ScramCredential, Storage, TopicId, Topition,
-    TxnAddPartitionsRequest, TxnAddPartitionsResponse, TxnOffsetCommitRequest, UpdateError, Version, delete_records_cutoff,
-    max_message_bytes,
+    ArcDynStorage, BrokerRegistrationRequest, DELETE_RECORDS_INVALID_LOW_WATERMARK, Error,
+    GroupDetail, ListOffsetResponse, MetadataResponse, NamedGroupDetail, OffsetCommitRequest,
+    OffsetStage, ProducerIdResponse, Result, ScramCredential, Storage, TopicId, Topition,
+    TxnAddPartitionsRequest, TxnAddPartitionsResponse, TxnOffsetCommitRequest, UpdateError,
+    Version, delete_records_cutoff, max_message_bytes,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -59,7 +60,9 @@ pub struct LogStorage {
 
 impl std::fmt::Debug for LogStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogStorage").field("root", &self.root).finish_non_exhaustive()
+        f.debug_struct("LogStorage")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
     }
 }
 
@@ -71,7 +74,10 @@ fn storage_error(e: LogError) -> Error {
     match e {
         LogError::Io { path, cause } => {
             tracing::error!(path = %path.display(), error = %cause, "broker log I/O failed");
-            Error::Io(Arc::new(std::io::Error::new(cause.kind(), format!("{}: {cause}", path.display()))))
+            Error::Io(Arc::new(std::io::Error::new(
+                cause.kind(),
+                format!("{}: {cause}", path.display()),
+            )))
         }
         LogError::OutOfOrder { .. } => Error::Api(ErrorCode::OutOfOrderSequenceNumber),
         LogError::Fenced { .. } => Error::Api(ErrorCode::InvalidProducerEpoch),
@@ -87,15 +93,29 @@ impl LogStorage {
         std::fs::create_dir_all(&root)?;
         let mut logs = HashMap::new();
         for topic in std::fs::read_dir(&root)?.flatten() {
-            let Some(name) = topic.file_name().to_str().map(String::from) else { continue };
+            let Some(name) = topic.file_name().to_str().map(String::from) else {
+                continue;
+            };
             for part in std::fs::read_dir(topic.path())?.flatten() {
-                let Some(p) = part.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-                let log = PartitionLog::open(&part.path()).map_err(|e| std::io::Error::other(e.to_string()))?;
+                let Some(p) = part
+                    .file_name()
+                    .to_str()
+                    .and_then(|s| s.parse::<i32>().ok())
+                else {
+                    continue;
+                };
+                let log = PartitionLog::open(&part.path())
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
                 logs.insert(Topition::new(name.clone(), p), Arc::new(Mutex::new(log)));
             }
         }
         tracing::debug!(partitions = logs.len(), root = %root.display(), "broker logs opened");
-        Ok(Self { inner, root, logs: Arc::new(Mutex::new(logs)), topics: Arc::default() })
+        Ok(Self {
+            inner,
+            root,
+            logs: Arc::new(Mutex::new(logs)),
+            topics: Arc::default(),
+        })
     }
 
     fn topic_dir(&self, topic: &str) -> PathBuf {
@@ -107,7 +127,10 @@ impl LogStorage {
         if let Some(t) = lock(&self.topics).get(name) {
             return Ok(Some(t.clone()));
         }
-        let meta = self.inner.metadata(Some(&[TopicId::Name(name.to_string())])).await?;
+        let meta = self
+            .inner
+            .metadata(Some(&[TopicId::Name(name.to_string())]))
+            .await?;
         let Some(partitions) = meta
             .topics()
             .iter()
@@ -116,14 +139,29 @@ impl LogStorage {
         else {
             return Ok(None);
         };
-        let configs = self.inner.describe_config(name, ConfigResource::Topic, None).await?;
-        let get = |key: &str| configs.configs.as_ref().and_then(|c| c.iter().find(|c| c.name == key)).and_then(|c| c.value.clone());
-        let num = |key: &str, default: i64| get(key).and_then(|v| v.parse::<i64>().ok()).unwrap_or(default);
+        let configs = self
+            .inner
+            .describe_config(name, ConfigResource::Topic, None)
+            .await?;
+        let get = |key: &str| {
+            configs
+                .configs
+                .as_ref()
+                .and_then(|c| c.iter().find(|c| c.name == key))
+                .and_then(|c| c.value.clone())
+        };
+        let num = |key: &str, default: i64| {
+            get(key)
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(default)
+        };
         let info = TopicInfo {
             partitions,
             retention_ms: num("retention.ms", RETENTION_MS),
             retention_bytes: num("retention.bytes", -1),
-            segment_bytes: u64::try_from(num("segment.bytes", SEGMENT_BYTES as i64)).unwrap_or(SEGMENT_BYTES).max(1 << 14),
+            segment_bytes: u64::try_from(num("segment.bytes", SEGMENT_BYTES as i64))
+                .unwrap_or(SEGMENT_BYTES)
+                .max(1 << 14),
             max_message_bytes: get("max.message.bytes"),
         };
         lock(&self.topics).insert(name.to_string(), info.clone());
@@ -133,7 +171,10 @@ impl LogStorage {
     /// The partition's log, opened on first use; `UNKNOWN_TOPIC_OR_PARTITION` if the topic or
     /// partition does not exist.
     async fn log(&self, tp: &Topition) -> Result<(Shared, TopicInfo)> {
-        let info = self.topic(tp.topic()).await?.ok_or(Error::Api(ErrorCode::UnknownTopicOrPartition))?;
+        let info = self
+            .topic(tp.topic())
+            .await?
+            .ok_or(Error::Api(ErrorCode::UnknownTopicOrPartition))?;
         if tp.partition() < 0 || tp.partition() >= info.partitions {
             return Err(Error::Api(ErrorCode::UnknownTopicOrPartition));
         }
@@ -142,7 +183,10 @@ impl LogStorage {
         }
         let dir = self.topic_dir(tp.topic()).join(tp.partition().to_string());
         let opened = PartitionLog::open(&dir).map_err(storage_error)?;
-        let shared = lock(&self.logs).entry(tp.clone()).or_insert_with(|| Arc::new(Mutex::new(opened))).clone();
+        let shared = lock(&self.logs)
+            .entry(tp.clone())
+            .or_insert_with(|| Arc::new(Mutex::new(opened)))
+            .clone();
         Ok((shared, info))
     }
 
@@ -172,7 +216,10 @@ impl LogStorage {
         match topic {
             TopicId::Name(n) => Ok(Some(n.clone())),
             TopicId::Id(_) => {
-                let meta = self.inner.metadata(Some(std::slice::from_ref(topic))).await?;
+                let meta = self
+                    .inner
+                    .metadata(Some(std::slice::from_ref(topic)))
+                    .await?;
                 Ok(meta.topics().first().and_then(|t| t.name.clone()))
             }
         }
@@ -181,14 +228,21 @@ impl LogStorage {
     async fn list_one(&self, tp: &Topition, what: ListOffset) -> Result<ListOffsetResponse> {
         let (log, _) = match self.log(tp).await {
             Ok(l) => l,
-            Err(Error::Api(code)) => return Ok(ListOffsetResponse { error_code: code, ..Default::default() }),
+            Err(Error::Api(code)) => {
+                return Ok(ListOffsetResponse {
+                    error_code: code,
+                    ..Default::default()
+                });
+            }
             Err(e) => return Err(e),
         };
         let (start, hw, plan) = {
             let l = lock(&log);
             let plan = match what {
                 ListOffset::Timestamp(t) => {
-                    let ms = t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+                    let ms = t
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as i64);
                     l.batch_at_time(ms).map(|p| (p, ms))
                 }
                 _ => None,
@@ -199,24 +253,41 @@ impl LogStorage {
             ListOffset::Earliest => Some(start),
             ListOffset::Latest => Some(hw),
             ListOffset::Timestamp(_) => {
-                let Some((plan, ms)) = plan else { return Ok(ListOffsetResponse::default()) };
+                let Some((plan, ms)) = plan else {
+                    return Ok(ListOffsetResponse::default());
+                };
                 let batch = plan.read().map_err(storage_error)?.into_iter().next();
-                let Some(batch) = batch else { return Ok(ListOffsetResponse::default()) };
+                let Some(batch) = batch else {
+                    return Ok(ListOffsetResponse::default());
+                };
                 let inflated = nisshi_storage::inflate(batch).await?;
                 let found = inflated
                     .records
                     .iter()
-                    .map(|r| (inflated.base_offset + i64::from(r.offset_delta), inflated.record_timestamp(r)))
+                    .map(|r| {
+                        (
+                            inflated.base_offset + i64::from(r.offset_delta),
+                            inflated.record_timestamp(r),
+                        )
+                    })
                     .find(|(o, ts)| *ts >= ms && *o >= start);
-                let Some((o, ts)) = found else { return Ok(ListOffsetResponse::default()) };
+                let Some((o, ts)) = found else {
+                    return Ok(ListOffsetResponse::default());
+                };
                 return Ok(ListOffsetResponse {
                     error_code: ErrorCode::None,
-                    timestamp: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(ts.max(0) as u64)),
+                    timestamp: Some(
+                        SystemTime::UNIX_EPOCH + Duration::from_millis(ts.max(0) as u64),
+                    ),
                     offset: Some(o),
                 });
             }
         };
-        Ok(ListOffsetResponse { error_code: ErrorCode::None, timestamp: None, offset })
+        Ok(ListOffsetResponse {
+            error_code: ErrorCode::None,
+            timestamp: None,
+            offset,
+        })
     }
 }
 
@@ -234,14 +305,20 @@ impl Storage for LogStorage {
         Ok(id)
     }
 
-    async fn incremental_alter_resource(&self, resource: AlterConfigsResource) -> Result<AlterConfigsResourceResponse> {
+    async fn incremental_alter_resource(
+        &self,
+        resource: AlterConfigsResource,
+    ) -> Result<AlterConfigsResourceResponse> {
         let name = resource.resource_name.clone();
         let r = self.inner.incremental_alter_resource(resource).await;
         lock(&self.topics).remove(&name);
         r
     }
 
-    async fn delete_records(&self, topics: &[DeleteRecordsTopic]) -> Result<Vec<DeleteRecordsTopicResult>> {
+    async fn delete_records(
+        &self,
+        topics: &[DeleteRecordsTopic],
+    ) -> Result<Vec<DeleteRecordsTopicResult>> {
         let mut out = Vec::new();
         for topic in topics {
             let mut results = Vec::new();
@@ -252,7 +329,11 @@ impl Storage for LogStorage {
                     Err(e) => return Err(e),
                     Ok((log, _)) => {
                         let mut l = lock(&log);
-                        let stage = OffsetStage { last_stable: l.high_watermark(), high_watermark: l.high_watermark(), log_start: l.log_start() };
+                        let stage = OffsetStage {
+                            last_stable: l.high_watermark(),
+                            high_watermark: l.high_watermark(),
+                            log_start: l.log_start(),
+                        };
                         match delete_records_cutoff(p.offset, &stage) {
                             Err(code) => (code, DELETE_RECORDS_INVALID_LOW_WATERMARK),
                             Ok(cut) => {
@@ -262,9 +343,18 @@ impl Storage for LogStorage {
                         }
                     }
                 };
-                results.push(DeleteRecordsPartitionResult::default().partition_index(p.partition_index).low_watermark(low).error_code(code.into()));
+                results.push(
+                    DeleteRecordsPartitionResult::default()
+                        .partition_index(p.partition_index)
+                        .low_watermark(low)
+                        .error_code(code.into()),
+                );
             }
-            out.push(DeleteRecordsTopicResult::default().name(topic.name.clone()).partitions(Some(results)));
+            out.push(
+                DeleteRecordsTopicResult::default()
+                    .name(topic.name.clone())
+                    .partitions(Some(results)),
+            );
         }
         Ok(out)
     }
@@ -284,7 +374,12 @@ impl Storage for LogStorage {
         self.inner.brokers().await
     }
 
-    async fn produce(&self, transaction_id: Option<&str>, tp: &Topition, batch: deflated::Batch) -> Result<i64> {
+    async fn produce(
+        &self,
+        transaction_id: Option<&str>,
+        tp: &Topition,
+        batch: deflated::Batch,
+    ) -> Result<i64> {
         if transaction_id.is_some() || batch.is_transactional() || batch.is_control() {
             return Err(Error::Api(ErrorCode::TransactionalIdAuthorizationFailed));
         }
@@ -295,7 +390,10 @@ impl Storage for LogStorage {
             return Err(Error::Api(ErrorCode::CorruptMessage));
         }
         let (log, info) = self.log(tp).await?;
-        max_message_bytes::ensure_batch_fits(&batch, max_message_bytes::limit(tp.topic(), info.max_message_bytes.as_deref()))?;
+        max_message_bytes::ensure_batch_fits(
+            &batch,
+            max_message_bytes::limit(tp.topic(), info.max_message_bytes.as_deref()),
+        )?;
         let base = lock(&log).append(batch, info.segment_bytes);
         base.map_err(storage_error)
     }
@@ -320,10 +418,18 @@ impl Storage for LogStorage {
     async fn offset_stage(&self, tp: &Topition) -> Result<OffsetStage> {
         let (log, _) = self.log(tp).await?;
         let l = lock(&log);
-        Ok(OffsetStage { last_stable: l.high_watermark(), high_watermark: l.high_watermark(), log_start: l.log_start() })
+        Ok(OffsetStage {
+            last_stable: l.high_watermark(),
+            high_watermark: l.high_watermark(),
+            log_start: l.log_start(),
+        })
     }
 
-    async fn list_offsets(&self, _isolation: IsolationLevel, offsets: &[(Topition, ListOffset)]) -> Result<Vec<(Topition, ListOffsetResponse)>> {
+    async fn list_offsets(
+        &self,
+        _isolation: IsolationLevel,
+        offsets: &[(Topition, ListOffset)],
+    ) -> Result<Vec<(Topition, ListOffsetResponse)>> {
         let mut out = Vec::with_capacity(offsets.len());
         for (tp, what) in offsets {
             out.push((tp.clone(), self.list_one(tp, *what).await?));
@@ -331,12 +437,24 @@ impl Storage for LogStorage {
         Ok(out)
     }
 
-    async fn offset_commit(&self, group_id: &str, retention: Option<Duration>, offsets: &[(Topition, OffsetCommitRequest)]) -> Result<Vec<(Topition, ErrorCode)>> {
+    async fn offset_commit(
+        &self,
+        group_id: &str,
+        retention: Option<Duration>,
+        offsets: &[(Topition, OffsetCommitRequest)],
+    ) -> Result<Vec<(Topition, ErrorCode)>> {
         self.inner.offset_commit(group_id, retention, offsets).await
     }
 
-    async fn offset_fetch(&self, group_id: Option<&str>, topics: &[Topition], require_stable: Option<bool>) -> Result<BTreeMap<Topition, i64>> {
-        self.inner.offset_fetch(group_id, topics, require_stable).await
+    async fn offset_fetch(
+        &self,
+        group_id: Option<&str>,
+        topics: &[Topition],
+        require_stable: Option<bool>,
+    ) -> Result<BTreeMap<Topition, i64>> {
+        self.inner
+            .offset_fetch(group_id, topics, require_stable)
+            .await
     }
 
     async fn committed_offset_topitions(&self, group_id: &str) -> Result<BTreeMap<Topition, i64>> {
@@ -347,19 +465,41 @@ impl Storage for LogStorage {
         self.inner.metadata(topics).await
     }
 
-    async fn upsert_user_scram_credential(&self, user: &str, mechanism: ScramMechanism, credential: ScramCredential) -> Result<()> {
-        self.inner.upsert_user_scram_credential(user, mechanism, credential).await
+    async fn upsert_user_scram_credential(
+        &self,
+        user: &str,
+        mechanism: ScramMechanism,
+        credential: ScramCredential,
+    ) -> Result<()> {
+        self.inner
+            .upsert_user_scram_credential(user, mechanism, credential)
+            .await
     }
 
-    async fn delete_user_scram_credential(&self, user: &str, mechanism: ScramMechanism) -> Result<()> {
-        self.inner.delete_user_scram_credential(user, mechanism).await
+    async fn delete_user_scram_credential(
+        &self,
+        user: &str,
+        mechanism: ScramMechanism,
+    ) -> Result<()> {
+        self.inner
+            .delete_user_scram_credential(user, mechanism)
+            .await
     }
 
-    async fn user_scram_credential(&self, user: &str, mechanism: ScramMechanism) -> Result<Option<ScramCredential>> {
+    async fn user_scram_credential(
+        &self,
+        user: &str,
+        mechanism: ScramMechanism,
+    ) -> Result<Option<ScramCredential>> {
         self.inner.user_scram_credential(user, mechanism).await
     }
 
-    async fn describe_config(&self, name: &str, resource: ConfigResource, keys: Option<&[String]>) -> Result<DescribeConfigsResult> {
+    async fn describe_config(
+        &self,
+        name: &str,
+        resource: ConfigResource,
+        keys: Option<&[String]>,
+    ) -> Result<DescribeConfigsResult> {
         self.inner.describe_config(name, resource, keys).await
     }
 
@@ -367,12 +507,21 @@ impl Storage for LogStorage {
         self.inner.list_groups().await
     }
 
-    async fn delete_groups(&self, group_ids: Option<&[String]>) -> Result<Vec<DeletableGroupResult>> {
+    async fn delete_groups(
+        &self,
+        group_ids: Option<&[String]>,
+    ) -> Result<Vec<DeletableGroupResult>> {
         self.inner.delete_groups(group_ids).await
     }
 
-    async fn describe_groups(&self, group_ids: Option<&[String]>, include_authorized_operations: bool) -> Result<Vec<NamedGroupDetail>> {
-        self.inner.describe_groups(group_ids, include_authorized_operations).await
+    async fn describe_groups(
+        &self,
+        group_ids: Option<&[String]>,
+        include_authorized_operations: bool,
+    ) -> Result<Vec<NamedGroupDetail>> {
+        self.inner
+            .describe_groups(group_ids, include_authorized_operations)
+            .await
     }
 
     async fn describe_topic_partitions(
@@ -381,14 +530,21 @@ impl Storage for LogStorage {
         partition_limit: i32,
         cursor: Option<Topition>,
     ) -> Result<Vec<DescribeTopicPartitionsResponseTopic>> {
-        self.inner.describe_topic_partitions(topics, partition_limit, cursor).await
+        self.inner
+            .describe_topic_partitions(topics, partition_limit, cursor)
+            .await
     }
 
     async fn group_with_version(&self, group_id: &str) -> Result<Option<(GroupDetail, Version)>> {
         self.inner.group_with_version(group_id).await
     }
 
-    async fn update_group(&self, group_id: &str, detail: GroupDetail, version: Option<Version>) -> Result<Version, UpdateError<GroupDetail>> {
+    async fn update_group(
+        &self,
+        group_id: &str,
+        detail: GroupDetail,
+        version: Option<Version>,
+    ) -> Result<Version, UpdateError<GroupDetail>> {
         self.inner.update_group(group_id, detail, version).await
     }
 
@@ -399,34 +555,77 @@ impl Storage for LogStorage {
         producer_id: Option<i64>,
         producer_epoch: Option<i16>,
     ) -> Result<ProducerIdResponse> {
-        self.inner.init_producer(transaction_id, transaction_timeout_ms, producer_id, producer_epoch).await
+        self.inner
+            .init_producer(
+                transaction_id,
+                transaction_timeout_ms,
+                producer_id,
+                producer_epoch,
+            )
+            .await
     }
 
-    async fn txn_add_offsets(&self, transaction_id: &str, producer_id: i64, producer_epoch: i16, group_id: &str) -> Result<ErrorCode> {
-        self.inner.txn_add_offsets(transaction_id, producer_id, producer_epoch, group_id).await
+    async fn txn_add_offsets(
+        &self,
+        transaction_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        group_id: &str,
+    ) -> Result<ErrorCode> {
+        self.inner
+            .txn_add_offsets(transaction_id, producer_id, producer_epoch, group_id)
+            .await
     }
 
-    async fn txn_add_partitions(&self, partitions: TxnAddPartitionsRequest) -> Result<TxnAddPartitionsResponse> {
+    async fn txn_add_partitions(
+        &self,
+        partitions: TxnAddPartitionsRequest,
+    ) -> Result<TxnAddPartitionsResponse> {
         self.inner.txn_add_partitions(partitions).await
     }
 
-    async fn txn_offset_commit(&self, offsets: TxnOffsetCommitRequest) -> Result<Vec<TxnOffsetCommitResponseTopic>> {
+    async fn txn_offset_commit(
+        &self,
+        offsets: TxnOffsetCommitRequest,
+    ) -> Result<Vec<TxnOffsetCommitResponseTopic>> {
         self.inner.txn_offset_commit(offsets).await
     }
 
-    async fn txn_end(&self, transaction_id: &str, producer_id: i64, producer_epoch: i16, committed: bool) -> Result<ErrorCode> {
-        self.inner.txn_end(transaction_id, producer_id, producer_epoch, committed).await
+    async fn txn_end(
+        &self,
+        transaction_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        committed: bool,
+    ) -> Result<ErrorCode> {
+        self.inner
+            .txn_end(transaction_id, producer_id, producer_epoch, committed)
+            .await
     }
 
     async fn maintain(&self, now: SystemTime) -> Result<()> {
         self.inner.maintain(now).await?;
-        let now_ms = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        let logs: Vec<(Topition, Shared)> = lock(&self.logs).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let now_ms = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let logs: Vec<(Topition, Shared)> = lock(&self.logs)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         for (tp, log) in logs {
-            let Some(info) = self.topic(tp.topic()).await? else { continue };
-            let gone = lock(&log).apply_retention(now_ms, info.retention_ms, info.retention_bytes).map_err(storage_error)?;
+            let Some(info) = self.topic(tp.topic()).await? else {
+                continue;
+            };
+            let gone = lock(&log)
+                .apply_retention(now_ms, info.retention_ms, info.retention_bytes)
+                .map_err(storage_error)?;
             if gone > 0 {
-                tracing::info!(topic = tp.topic(), partition = tp.partition(), offsets = gone, "retention deleted old segments");
+                tracing::info!(
+                    topic = tp.topic(),
+                    partition = tp.partition(),
+                    offsets = gone,
+                    "retention deleted old segments"
+                );
             }
         }
         Ok(())
@@ -436,7 +635,12 @@ impl Storage for LogStorage {
         self.inner.maintain_transactions(now).await
     }
 
-    async fn aborted_transactions(&self, _tp: &Topition, _offset: i64, _last_stable: i64) -> Result<Vec<AbortedTransaction>> {
+    async fn aborted_transactions(
+        &self,
+        _tp: &Topition,
+        _offset: i64,
+        _last_stable: i64,
+    ) -> Result<Vec<AbortedTransaction>> {
         Ok(Vec::new())
     }
 

@@ -19,16 +19,25 @@ impl ConfigLoader {
 
     /// Merges a TOML file.
     pub fn file(mut self, path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|cause| ConfigError::Read { path: path.into(), cause })?;
-        let table: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| ConfigError::Syntax { path: path.into(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
+            path: path.into(),
+            cause,
+        })?;
+        let table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    path: path.into(),
+                    message: e.to_string(),
+                })?;
         for (section, value) in table {
             match value {
                 toml::Value::Table(t) => {
                     for (k, v) in t {
-                        self.put(&format!("{section}.{k}"), v, format!("file {}", path.display()));
+                        self.put(
+                            &format!("{section}.{k}"),
+                            v,
+                            format!("file {}", path.display()),
+                        );
                     }
                 }
                 other => {
@@ -44,15 +53,23 @@ impl ConfigLoader {
 
     /// Merges a TOML file if it exists.
     pub fn file_if_exists(self, path: &Path) -> Result<Self, ConfigError> {
-        if path.exists() { self.file(path) } else { Ok(self) }
+        if path.exists() {
+            self.file(path)
+        } else {
+            Ok(self)
+        }
     }
 
     /// Merges `RTLAKE_<SECTION>_<KEY>` variables from an environment.
     pub fn env(mut self, vars: impl IntoIterator<Item = (String, String)>) -> Self {
         for (name, raw) in vars {
-            let Some(rest) = name.strip_prefix("RTLAKE_") else { continue };
+            let Some(rest) = name.strip_prefix("RTLAKE_") else {
+                continue;
+            };
             let lower = rest.to_ascii_lowercase();
-            let Some((section, key)) = lower.split_once('_') else { continue };
+            let Some((section, key)) = lower.split_once('_') else {
+                continue;
+            };
             if !SECTIONS.contains(&section) {
                 continue;
             }
@@ -88,16 +105,21 @@ impl ConfigLoader {
     /// Parses and validates the merged layers.
     pub fn build(self) -> Result<Config, ConfigError> {
         let origins = self.origins;
-        let config: Config = toml::Value::Table(self.table).try_into().map_err(|e: toml::de::Error| {
-            let msg = e.to_string();
-            let hint = origins
-                .iter()
-                .filter(|(k, _)| msg.contains(k.split_once('.').map_or(k.as_str(), |(_, f)| f)))
-                .map(|(k, o)| format!(" (`{k}` set by {o})"))
-                .next()
-                .unwrap_or_default();
-            ConfigError::Invalid(format!("{}{hint}", msg.trim()))
-        })?;
+        let config: Config =
+            toml::Value::Table(self.table)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    let msg = e.to_string();
+                    let hint = origins
+                        .iter()
+                        .filter(|(k, _)| {
+                            msg.contains(k.split_once('.').map_or(k.as_str(), |(_, f)| f))
+                        })
+                        .map(|(k, o)| format!(" (`{k}` set by {o})"))
+                        .next()
+                        .unwrap_or_default();
+                    ConfigError::Invalid(format!("{}{hint}", msg.trim()))
+                })?;
         config.validate(&origins)?;
         Ok(config)
     }
@@ -106,7 +128,11 @@ impl ConfigLoader {
 /// An environment or flag value: a TOML integer, float or boolean when it reads as one, else a string.
 pub fn parse_scalar(raw: &str) -> toml::Value {
     let doc = format!("v = {raw}");
-    match doc.parse::<toml::Table>().ok().and_then(|mut t| t.remove("v")) {
+    match doc
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+    {
         Some(v @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_))) => v,
         _ => toml::Value::String(raw.to_string()),
     }

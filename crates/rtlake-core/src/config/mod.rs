@@ -16,10 +16,15 @@ mod run;
 mod validate;
 
 pub use loader::{ConfigLoader, parse_scalar};
-pub use run::{Assignment, AssignmentStrategy, OPERATORS, RunConfig, SinkConfig, SinkTransactions, StartingOffsets, Trigger};
+pub use run::{
+    Assignment, AssignmentStrategy, OPERATORS, RunConfig, SinkConfig, SinkTransactions,
+    StartingOffsets, Trigger,
+};
 
 /// The sections of the configuration, also the first word of an `RTLAKE_*` variable.
-pub const SECTIONS: &[&str] = &["kafka", "lake", "broker", "producer", "source", "run", "serve"];
+pub const SECTIONS: &[&str] = &[
+    "kafka", "lake", "broker", "producer", "source", "run", "serve",
+];
 
 /// An error in the configuration, naming the key and the bad value.
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +96,11 @@ pub struct ServeConfig {
 
 impl Default for ServeConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into(), sql_row_limit: 10_000, sql_timeout: HumanDuration::from_secs(30) }
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            sql_row_limit: 10_000,
+            sql_timeout: HumanDuration::from_secs(30),
+        }
     }
 }
 
@@ -136,7 +145,10 @@ pub struct LakeConfig {
 
 impl Default for LakeConfig {
     fn default() -> Self {
-        Self { uri: "./rtlake-data/lake".into(), storage_options: BTreeMap::new() }
+        Self {
+            uri: "./rtlake-data/lake".into(),
+            storage_options: BTreeMap::new(),
+        }
     }
 }
 
@@ -155,7 +167,11 @@ pub struct BrokerConfig {
 
 impl Default for BrokerConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:9092".into(), data: "./rtlake-data/broker".into(), storage: "log".into() }
+        Self {
+            listen: "127.0.0.1:9092".into(),
+            data: "./rtlake-data/broker".into(),
+            storage: "log".into(),
+        }
     }
 }
 
@@ -282,12 +298,20 @@ impl<'de> Deserialize<'de> for Speed {
             I(i64),
             S(String),
         }
-        let bad = |s: &str| serde::de::Error::custom(format!("`{s}` is not a speed (write max, or a factor like 60)"));
+        let bad = |s: &str| {
+            serde::de::Error::custom(format!(
+                "`{s}` is not a speed (write max, or a factor like 60)"
+            ))
+        };
         match Raw::deserialize(d)? {
             Raw::F(f) => Ok(Self::Factor(f)),
             Raw::I(i) => Ok(Self::Factor(i as f64)),
             Raw::S(s) if s == "max" => Ok(Self::Max),
-            Raw::S(s) => s.trim_end_matches('x').parse().map(Self::Factor).map_err(|_| bad(&s)),
+            Raw::S(s) => s
+                .trim_end_matches('x')
+                .parse()
+                .map(Self::Factor)
+                .map_err(|_| bad(&s)),
         }
     }
 }
@@ -361,7 +385,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -369,11 +396,19 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("rtlake-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("rtlake.toml");
-        std::fs::write(&file, "[kafka]\nbrokers = \"file:1\"\npartitions = 6\n[run]\nmax-batch-events = 10\n").unwrap();
+        std::fs::write(
+            &file,
+            "[kafka]\nbrokers = \"file:1\"\npartitions = 6\n[run]\nmax-batch-events = 10\n",
+        )
+        .unwrap();
         let cfg = ConfigLoader::new()
             .file(&file)
             .unwrap()
-            .env(env(&[("RTLAKE_KAFKA_BROKERS", "env:2"), ("RTLAKE_RUN_MAX_BATCH_EVENTS", "20"), ("RTLAKE_LOG", "debug")]))
+            .env(env(&[
+                ("RTLAKE_KAFKA_BROKERS", "env:2"),
+                ("RTLAKE_RUN_MAX_BATCH_EVENTS", "20"),
+                ("RTLAKE_LOG", "debug"),
+            ]))
             .set("kafka.brokers", "flag:3", "flag --brokers")
             .build()
             .unwrap();
@@ -385,33 +420,81 @@ mod tests {
 
     #[test]
     fn errors_name_the_key_the_value_and_the_origin() {
-        let e = ConfigLoader::new().set_str("producer.max-in-flight", "9", "flag --max-in-flight").build().unwrap_err().to_string();
-        assert!(e.contains("producer.max-in-flight") && e.contains('9') && e.contains("flag --max-in-flight"), "{e}");
+        let e = ConfigLoader::new()
+            .set_str("producer.max-in-flight", "9", "flag --max-in-flight")
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("producer.max-in-flight")
+                && e.contains('9')
+                && e.contains("flag --max-in-flight"),
+            "{e}"
+        );
 
-        let e = ConfigLoader::new().env(env(&[("RTLAKE_KAFKA_BROKERS", "localhost")])).build().unwrap_err().to_string();
-        assert!(e.contains("kafka.brokers") && e.contains("localhost") && e.contains("RTLAKE_KAFKA_BROKERS"), "{e}");
+        let e = ConfigLoader::new()
+            .env(env(&[("RTLAKE_KAFKA_BROKERS", "localhost")]))
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("kafka.brokers")
+                && e.contains("localhost")
+                && e.contains("RTLAKE_KAFKA_BROKERS"),
+            "{e}"
+        );
 
-        let e = ConfigLoader::new().set_str("producer.linger", "20", "flag --linger").build().unwrap_err().to_string();
+        let e = ConfigLoader::new()
+            .set_str("producer.linger", "20", "flag --linger")
+            .build()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no unit") && e.contains("linger"), "{e}");
 
-        let e = ConfigLoader::new().set_str("producer.compression", "lz5", "flag").build().unwrap_err().to_string();
+        let e = ConfigLoader::new()
+            .set_str("producer.compression", "lz5", "flag")
+            .build()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("lz5") && e.contains("zstd"), "{e}");
 
-        let e = ConfigLoader::new().env(env(&[("RTLAKE_KAFKA_BROKER", "x:1")])).build().unwrap_err().to_string();
+        let e = ConfigLoader::new()
+            .env(env(&[("RTLAKE_KAFKA_BROKER", "x:1")]))
+            .build()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("broker"), "unknown keys are refused: {e}");
 
-        let e = ConfigLoader::new().set_str("source.start", "yesterday", "flag --start").build().unwrap_err().to_string();
+        let e = ConfigLoader::new()
+            .set_str("source.start", "yesterday", "flag --start")
+            .build()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("source.start") && e.contains("yesterday"), "{e}");
     }
 
     #[test]
     fn speed_takes_max_or_a_factor() {
-        let c = ConfigLoader::new().set_str("source.speed", "max", "flag").build().unwrap();
+        let c = ConfigLoader::new()
+            .set_str("source.speed", "max", "flag")
+            .build()
+            .unwrap();
         assert_eq!(c.source.speed, Speed::Max);
-        let c = ConfigLoader::new().set_str("source.speed", "60", "flag").build().unwrap();
+        let c = ConfigLoader::new()
+            .set_str("source.speed", "60", "flag")
+            .build()
+            .unwrap();
         assert_eq!(c.source.speed, Speed::Factor(60.0));
-        let c = ConfigLoader::new().set_str("source.speed", "60x", "flag").build().unwrap();
+        let c = ConfigLoader::new()
+            .set_str("source.speed", "60x", "flag")
+            .build()
+            .unwrap();
         assert_eq!(c.source.speed, Speed::Factor(60.0));
-        assert!(ConfigLoader::new().set_str("source.speed", "0", "flag").build().is_err());
+        assert!(
+            ConfigLoader::new()
+                .set_str("source.speed", "0", "flag")
+                .build()
+                .is_err()
+        );
     }
 }

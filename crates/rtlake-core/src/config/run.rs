@@ -90,17 +90,24 @@ impl std::str::FromStr for StartingOffsets {
             let t = t.trim();
             let ms = match t.parse::<i64>() {
                 Ok(ms) => ms,
-                Err(_) => crate::time::parse_rfc3339(t).map_err(|e| format!("{e}"))?.timestamp_millis(),
+                Err(_) => crate::time::parse_rfc3339(t)
+                    .map_err(|e| format!("{e}"))?
+                    .timestamp_millis(),
             };
             return Ok(Self::Timestamp(ms));
         }
         if s.starts_with('{') {
-            let m: BTreeMap<String, i64> = serde_json::from_str(s).map_err(|e| format!("not a JSON object of partition to offset: {e}"))?;
+            let m: BTreeMap<String, i64> = serde_json::from_str(s)
+                .map_err(|e| format!("not a JSON object of partition to offset: {e}"))?;
             let mut out = BTreeMap::new();
             for (k, v) in m {
-                let p: i32 = k.parse().map_err(|_| format!("partition {k:?} is not a number"))?;
+                let p: i32 = k
+                    .parse()
+                    .map_err(|_| format!("partition {k:?} is not a number"))?;
                 if v < -2 {
-                    return Err(format!("offset {v} of partition {p} must be -2 (earliest), -1 (latest) or at least 0"));
+                    return Err(format!(
+                        "offset {v} of partition {p} must be -2 (earliest), -1 (latest) or at least 0"
+                    ));
                 }
                 out.insert(p, v);
             }
@@ -131,7 +138,13 @@ pub struct SinkConfig {
 impl SinkConfig {
     /// The built-in bike pipeline: bronze, silver, both gold tables and the changes topic.
     pub fn bike_pipeline() -> Vec<SinkConfig> {
-        let s = |operator: &str, topic: Option<&str>| SinkConfig { operator: operator.into(), table: None, topic: topic.map(Into::into), key: None, sql: None };
+        let s = |operator: &str, topic: Option<&str>| SinkConfig {
+            operator: operator.into(),
+            table: None,
+            topic: topic.map(Into::into),
+            key: None,
+            sql: None,
+        };
         vec![
             s("bronze", None),
             s("changes", None),
@@ -182,6 +195,9 @@ pub struct RunConfig {
     pub trigger: Trigger,
     /// How far behind the newest event time of its partition an event may be before it is late.
     pub lateness: HumanDuration,
+    /// How far ahead of the clock an event's time may be: a later one (a bad clock upstream)
+    /// goes to `_rejected` as `future` and moves no watermark and no state.
+    pub max_future: HumanDuration,
     /// Where the offset log, commit log and state live (default `<lake>/_checkpoints/<pipeline>`).
     pub checkpoint: Option<String>,
     /// `kafka` (the topic `kafka.topic`), or `file:PATH` (JSON Lines, a file or a folder).
@@ -216,6 +232,7 @@ impl Default for RunConfig {
             max_batch_delay: HumanDuration::from_millis(500),
             trigger: Trigger::ProcessingTime,
             lateness: HumanDuration::from_secs(600),
+            max_future: HumanDuration::from_secs(3600),
             checkpoint: None,
             source: "kafka".into(),
             starting_offsets: "earliest".into(),
@@ -230,12 +247,16 @@ impl Default for RunConfig {
 impl RunConfig {
     /// The consumer group id.
     pub fn group(&self) -> String {
-        self.group_id.clone().unwrap_or_else(|| format!("rtlake-{}", self.pipeline))
+        self.group_id
+            .clone()
+            .unwrap_or_else(|| format!("rtlake-{}", self.pipeline))
     }
 
     /// The parsed starting offsets (validated at load).
     pub fn starting(&self) -> StartingOffsets {
-        self.starting_offsets.parse().unwrap_or(StartingOffsets::Earliest)
+        self.starting_offsets
+            .parse()
+            .unwrap_or(StartingOffsets::Earliest)
     }
 
     /// The sinks: as configured, or the bike pipeline (without its Kafka topic when reading
@@ -243,7 +264,10 @@ impl RunConfig {
     pub fn sinks(&self) -> Vec<SinkConfig> {
         match &self.sinks {
             Some(s) => s.clone(),
-            None if self.file_source().is_some() => SinkConfig::bike_pipeline().into_iter().filter(|s| s.topic.is_none()).collect(),
+            None if self.file_source().is_some() => SinkConfig::bike_pipeline()
+                .into_iter()
+                .filter(|s| s.topic.is_none())
+                .collect(),
             None => SinkConfig::bike_pipeline(),
         }
     }
@@ -255,7 +279,7 @@ impl RunConfig {
 
     /// The most messages one epoch takes.
     pub fn epoch_limit(&self) -> usize {
-        self.max_offsets_per_trigger.map_or(self.max_batch_events, |m| m.min(self.max_batch_events))
+        self.max_offsets_per_trigger
+            .map_or(self.max_batch_events, |m| m.min(self.max_batch_events))
     }
 }
-

@@ -9,18 +9,41 @@ impl Config {
         let err = |key: &str, value: &dyn std::fmt::Display, reason: &str| ConfigError::Value {
             key: key.into(),
             value: value.to_string(),
-            origin: origins.get(key).cloned().unwrap_or_else(|| "default".into()),
+            origin: origins
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| "default".into()),
             reason: reason.into(),
         };
-        check_brokers(&self.kafka.brokers).map_err(|r| err("kafka.brokers", &self.kafka.brokers, &r))?;
-        if self.kafka.topic.is_empty() || self.kafka.topic.len() > 249 || !self.kafka.topic.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
-            return Err(err("kafka.topic", &self.kafka.topic, "a topic name is 1-249 of [a-zA-Z0-9._-]"));
+        check_brokers(&self.kafka.brokers)
+            .map_err(|r| err("kafka.brokers", &self.kafka.brokers, &r))?;
+        if self.kafka.topic.is_empty()
+            || self.kafka.topic.len() > 249
+            || !self
+                .kafka
+                .topic
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(err(
+                "kafka.topic",
+                &self.kafka.topic,
+                "a topic name is 1-249 of [a-zA-Z0-9._-]",
+            ));
         }
         if self.kafka.partitions < 1 {
-            return Err(err("kafka.partitions", &self.kafka.partitions, "must be at least 1"));
+            return Err(err(
+                "kafka.partitions",
+                &self.kafka.partitions,
+                "must be at least 1",
+            ));
         }
         if self.kafka.replication_factor < 1 && self.kafka.replication_factor != -1 {
-            return Err(err("kafka.replication-factor", &self.kafka.replication_factor, "must be at least 1, or -1 for the cluster's default.replication.factor"));
+            return Err(err(
+                "kafka.replication-factor",
+                &self.kafka.replication_factor,
+                "must be at least 1, or -1 for the cluster's default.replication.factor",
+            ));
         }
         if self.lake.uri.trim().is_empty() {
             return Err(err("lake.uri", &"\"\"", "must name a path or URL"));
@@ -28,19 +51,41 @@ impl Config {
         self.broker
             .listen
             .parse::<std::net::SocketAddr>()
-            .map_err(|_| err("broker.listen", &self.broker.listen, "must be an IP address and port, e.g. 127.0.0.1:9092"))?;
+            .map_err(|_| {
+                err(
+                    "broker.listen",
+                    &self.broker.listen,
+                    "must be an IP address and port, e.g. 127.0.0.1:9092",
+                )
+            })?;
         if !matches!(self.broker.storage.as_str(), "log" | "sqlite") {
-            return Err(err("broker.storage", &self.broker.storage, "write log (segment files) or sqlite"));
+            return Err(err(
+                "broker.storage",
+                &self.broker.storage,
+                "write log (segment files) or sqlite",
+            ));
         }
         let p = &self.producer;
         if p.idempotence && p.acks != Acks::All {
-            return Err(err("producer.acks", &format!("{:?}", p.acks).to_lowercase(), "idempotence needs acks = \"all\" (or set producer.idempotence = false)"));
+            return Err(err(
+                "producer.acks",
+                &format!("{:?}", p.acks).to_lowercase(),
+                "idempotence needs acks = \"all\" (or set producer.idempotence = false)",
+            ));
         }
         if p.max_in_flight == 0 || (p.idempotence && p.max_in_flight > 5) {
-            return Err(err("producer.max-in-flight", &p.max_in_flight, "must be 1 to 5 with idempotence (librdkafka's limit)"));
+            return Err(err(
+                "producer.max-in-flight",
+                &p.max_in_flight,
+                "must be 1 to 5 with idempotence (librdkafka's limit)",
+            ));
         }
         if p.batch_size.0 == 0 || p.batch_size.0 > i32::MAX as u64 {
-            return Err(err("producer.batch-size", &p.batch_size, "must be between 1 byte and 2GiB"));
+            return Err(err(
+                "producer.batch-size",
+                &p.batch_size,
+                "must be between 1 byte and 2GiB",
+            ));
         }
         if p.linger.get() > std::time::Duration::from_secs(300) {
             return Err(err("producer.linger", &p.linger, "must be at most 5m"));
@@ -54,67 +99,135 @@ impl Config {
                 return Err(err("source.speed", &f, "must be more than 0, or max"));
             }
         }
-        crate::time::parse_rfc3339(&s.start)
-            .map_err(|e| err("source.start", &s.start, &format!("{e} (write RFC 3339 with an offset, e.g. 2025-10-01T08:00:00+09:00)")))?;
+        crate::time::parse_rfc3339(&s.start).map_err(|e| {
+            err(
+                "source.start",
+                &s.start,
+                &format!("{e} (write RFC 3339 with an offset, e.g. 2025-10-01T08:00:00+09:00)"),
+            )
+        })?;
         if s.minutes == Some(0) {
-            return Err(err("source.minutes", &0, "must be at least 1 (leave it out to run on)"));
+            return Err(err(
+                "source.minutes",
+                &0,
+                "must be at least 1 (leave it out to run on)",
+            ));
         }
         if s.scale == 0 {
             return Err(err("source.scale", &0, "must be at least 1"));
         }
         if s.page_size == 0 || s.page_size > 1000 {
-            return Err(err("source.page-size", &s.page_size, "the bikeList API serves 1 to 1000 rows a call"));
+            return Err(err(
+                "source.page-size",
+                &s.page_size,
+                "the bikeList API serves 1 to 1000 rows a call",
+            ));
         }
         url_ok(&s.api_base).map_err(|r| err("source.api-base", &s.api_base, &r))?;
         let r = &self.run;
-        if r.pipeline.is_empty() || !r.pipeline.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c)) {
-            return Err(err("run.pipeline", &r.pipeline, "a pipeline name is letters, digits, _ and -"));
+        if r.pipeline.is_empty()
+            || !r
+                .pipeline
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c))
+        {
+            return Err(err(
+                "run.pipeline",
+                &r.pipeline,
+                "a pipeline name is letters, digits, _ and -",
+            ));
         }
         if r.max_batch_events == 0 {
             return Err(err("run.max-batch-events", &0, "must be at least 1"));
         }
         if r.max_batch_delay.get().is_zero() {
-            return Err(err("run.max-batch-delay", &r.max_batch_delay, "must be more than 0"));
+            return Err(err(
+                "run.max-batch-delay",
+                &r.max_batch_delay,
+                "must be more than 0",
+            ));
         }
         if let Some(parts) = &r.partitions {
             if parts.is_empty() || parts.iter().any(|p| *p < 0) {
-                return Err(err("run.partitions", &format!("{parts:?}"), "list partition numbers, e.g. [0, 2]"));
+                return Err(err(
+                    "run.partitions",
+                    &format!("{parts:?}"),
+                    "list partition numbers, e.g. [0, 2]",
+                ));
             }
             if r.assignment != super::Assignment::Static {
-                return Err(err("run.partitions", &format!("{parts:?}"), "partitions are chosen with assignment = \"static\"; a group assigns them itself"));
+                return Err(err(
+                    "run.partitions",
+                    &format!("{parts:?}"),
+                    "partitions are chosen with assignment = \"static\"; a group assigns them itself",
+                ));
             }
         }
         if r.instance_id.is_some() && r.assignment == super::Assignment::Static {
-            return Err(err("run.instance-id", &r.instance_id.clone().unwrap_or_default(), "a static member id is for assignment = \"group\""));
+            return Err(err(
+                "run.instance-id",
+                &r.instance_id.clone().unwrap_or_default(),
+                "a static member id is for assignment = \"group\"",
+            ));
         }
         let secs = |d: &crate::units::HumanDuration| d.get().as_secs_f64();
         if !(1.0..=3600.0).contains(&secs(&r.session_timeout)) {
-            return Err(err("run.session-timeout", &r.session_timeout, "must be between 1s and 1h"));
+            return Err(err(
+                "run.session-timeout",
+                &r.session_timeout,
+                "must be between 1s and 1h",
+            ));
         }
         if secs(&r.stall_timeout) < 1.0 {
-            return Err(err("run.stall-timeout", &r.stall_timeout, "must be at least 1s"));
+            return Err(err(
+                "run.stall-timeout",
+                &r.stall_timeout,
+                "must be at least 1s",
+            ));
         }
         if secs(&r.sink_timeout) < 1.0 {
-            return Err(err("run.sink-timeout", &r.sink_timeout, "must be at least 1s"));
+            return Err(err(
+                "run.sink-timeout",
+                &r.sink_timeout,
+                "must be at least 1s",
+            ));
         }
         if r.max_offsets_per_trigger == Some(0) {
-            return Err(err("run.max-offsets-per-trigger", &0, "must be at least 1 (leave it out for no limit)"));
+            return Err(err(
+                "run.max-offsets-per-trigger",
+                &0,
+                "must be at least 1 (leave it out for no limit)",
+            ));
         }
         r.starting_offsets
             .parse::<super::StartingOffsets>()
             .map_err(|e| err("run.starting-offsets", &r.starting_offsets, &e))?;
         if r.source != "kafka" && r.file_source().is_none_or(|p| p.is_empty()) {
-            return Err(err("run.source", &r.source, "write kafka, or file:PATH (a JSON Lines file or a folder of them)"));
+            return Err(err(
+                "run.source",
+                &r.source,
+                "write kafka, or file:PATH (a JSON Lines file or a folder of them)",
+            ));
         }
-        for (key, v) in [("run.metrics-listen", &r.metrics_listen), ("producer.metrics-listen", &self.producer.metrics_listen), ("serve.listen", &self.serve.listen)] {
-            if !(v == "off" && key != "serve.listen") && v.parse::<std::net::SocketAddr>().is_err() {
-                return Err(err(key, v, "must be an IP address and port, e.g. 127.0.0.1:9464 (or off)"));
+        for (key, v) in [
+            ("run.metrics-listen", &r.metrics_listen),
+            ("producer.metrics-listen", &self.producer.metrics_listen),
+            ("serve.listen", &self.serve.listen),
+        ] {
+            if !(v == "off" && key != "serve.listen") && v.parse::<std::net::SocketAddr>().is_err()
+            {
+                return Err(err(
+                    key,
+                    v,
+                    "must be an IP address and port, e.g. 127.0.0.1:9464 (or off)",
+                ));
             }
         }
         if self.serve.sql_row_limit == 0 {
             return Err(err("serve.sql-row-limit", &0, "must be at least 1"));
         }
-        validate_sinks(&r.sinks()).map_err(|(i, reason)| err(&format!("run.sinks[{i}]"), &"…", &reason))?;
+        validate_sinks(&r.sinks())
+            .map_err(|(i, reason)| err(&format!("run.sinks[{i}]"), &"…", &reason))?;
         Ok(())
     }
 }
@@ -125,7 +238,9 @@ fn check_brokers(list: &str) -> Result<(), String> {
     }
     for b in list.split(',') {
         let b = b.trim();
-        let (host, port) = b.rsplit_once(':').ok_or_else(|| format!("`{b}` has no port (write host:port)"))?;
+        let (host, port) = b
+            .rsplit_once(':')
+            .ok_or_else(|| format!("`{b}` has no port (write host:port)"))?;
         if host.is_empty() || port.parse::<u16>().is_err() {
             return Err(format!("`{b}` is not host:port"));
         }
@@ -148,33 +263,63 @@ fn validate_sinks(sinks: &[super::SinkConfig]) -> Result<(), (usize, String)> {
     let mut seen = std::collections::HashSet::new();
     for (i, s) in sinks.iter().enumerate() {
         if !super::OPERATORS.contains(&s.operator.as_str()) {
-            return Err((i, format!("operator {:?} is not one of {}", s.operator, super::OPERATORS.join(", "))));
+            return Err((
+                i,
+                format!(
+                    "operator {:?} is not one of {}",
+                    s.operator,
+                    super::OPERATORS.join(", ")
+                ),
+            ));
         }
         if s.table.is_some() && s.topic.is_some() {
             return Err((i, "a sink writes a table or a topic, not both".into()));
         }
         if let Some(t) = &s.table {
             let ok = t.split_once('.').is_some_and(|(ns, n)| {
-                let ident = |x: &str| !x.is_empty() && x.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                let ident = |x: &str| {
+                    !x.is_empty() && x.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                };
                 ident(ns) && ident(n)
             });
             if !ok {
-                return Err((i, format!("table {t:?} must be namespace.name (letters, digits, _)")));
+                return Err((
+                    i,
+                    format!("table {t:?} must be namespace.name (letters, digits, _)"),
+                ));
             }
         }
         if s.sql.is_some() && s.topic.is_some() {
-            return Err((i, "sql is for table sinks: a Kafka sink's headers name each row's input message".into()));
+            return Err((
+                i,
+                "sql is for table sinks: a Kafka sink's headers name each row's input message"
+                    .into(),
+            ));
         }
         if s.sql.is_some() && s.table.is_none() {
-            return Err((i, "a sink with sql writes rows of its own shape: name its table".into()));
+            return Err((
+                i,
+                "a sink with sql writes rows of its own shape: name its table".into(),
+            ));
         }
         if s.key.is_some() && s.topic.is_none() {
             return Err((i, "key is for Kafka sinks (set topic)".into()));
         }
         if s.topic.is_some() && !matches!(s.operator.as_str(), "bronze" | "changes") {
-            return Err((i, format!("operator {} emits window rows; a Kafka sink takes bronze or changes rows", s.operator)));
+            return Err((
+                i,
+                format!(
+                    "operator {} emits window rows; a Kafka sink takes bronze or changes rows",
+                    s.operator
+                ),
+            ));
         }
-        let target = s.topic.clone().map(|t| format!("topic {t}")).or(s.table.clone()).unwrap_or_else(|| format!("table of {}", s.operator));
+        let target = s
+            .topic
+            .clone()
+            .map(|t| format!("topic {t}"))
+            .or(s.table.clone())
+            .unwrap_or_else(|| format!("table of {}", s.operator));
         if !seen.insert(target.clone()) {
             return Err((i, format!("{target} is written by two sinks")));
         }

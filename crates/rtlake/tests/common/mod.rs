@@ -23,13 +23,24 @@ impl TestEnv {
         let (broker, brokers) = match std::env::var("RTLAKE_TEST_BROKERS") {
             Ok(b) => (None, b),
             Err(_) => {
-                let b = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap(), &dir.path().join("broker")).await.expect("broker starts");
+                let b = EmbeddedBroker::start(
+                    "127.0.0.1:0".parse().unwrap(),
+                    &dir.path().join("broker"),
+                )
+                .await
+                .expect("broker starts");
                 let s = b.bootstrap();
                 (Some(b), s)
             }
         };
         let id = uuid::Uuid::new_v4().simple().to_string();
-        Self { broker, brokers, dir, topic: format!("{name}-{}", &id[..8]), group: format!("g-{}", &id[..8]) }
+        Self {
+            broker,
+            brokers,
+            dir,
+            topic: format!("{name}-{}", &id[..8]),
+            group: format!("g-{}", &id[..8]),
+        }
     }
 
     pub fn lake(&self) -> PathBuf {
@@ -75,19 +86,33 @@ pub fn rtlake() -> Command {
 
 /// Runs SQL over a lake and returns the rows as strings (via the CSV writer).
 pub async fn sql_rows(lake: &Path, q: &str) -> Vec<Vec<String>> {
-    let cfg = rtlake_core::config::LakeConfig { uri: lake.display().to_string(), ..Default::default() };
+    let cfg = rtlake_core::config::LakeConfig {
+        uri: lake.display().to_string(),
+        ..Default::default()
+    };
     let lake = rtlake_lake::Lake::open(&cfg).expect("lake");
-    let s = rtlake_query::LakeSql::open(&lake).await.expect("sql session");
+    let s = rtlake_query::LakeSql::open(&lake)
+        .await
+        .expect("sql session");
     let (schema, batches) = s.query(q).await.unwrap_or_else(|e| panic!("{q}: {e}"));
     let mut out = Vec::new();
     rtlake_query::write(&mut out, &schema, &batches, rtlake_query::Format::Csv).unwrap();
-    String::from_utf8(out).unwrap().lines().skip(1).map(|l| l.split(',').map(String::from).collect()).collect()
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(String::from).collect())
+        .collect()
 }
 
 /// Counts the commits (JSON log entries) of a table.
 pub fn commits(table: &Path) -> usize {
     std::fs::read_dir(table.join("_delta_log"))
-        .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".json")).count())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                .count()
+        })
         .unwrap_or(0)
 }
 
@@ -139,19 +164,33 @@ pub async fn wait_for(what: &str, secs: u64, mut f: impl AsyncFnMut() -> bool) {
     eprintln!("waiting for {what}");
     let t0 = std::time::Instant::now();
     while !f().await {
-        assert!(t0.elapsed() < std::time::Duration::from_secs(secs), "timed out after {secs} s waiting for {what}");
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(secs),
+            "timed out after {secs} s waiting for {what}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 
 /// Sends a signal (`-STOP`, `-CONT`, `-TERM`) to a process.
 pub fn signal(pid: u32, sig: &str) {
-    assert!(Command::new("kill").args([sig, &pid.to_string()]).status().unwrap().success(), "kill {sig} {pid}");
+    assert!(
+        Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success(),
+        "kill {sig} {pid}"
+    );
 }
 
 /// A TCP port free on loopback now.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The `station_id,polled_at_us,bikes` lines of the first `polls` polls of the replay from
@@ -161,7 +200,14 @@ pub fn replay_lines(polls: u64) -> Vec<String> {
     let mut out = Vec::new();
     for _ in 0..polls {
         let p = r.next_poll();
-        out.extend(p.events.iter().map(|e| format!("{},{},{}", e.station_id, p.polled_at.timestamp_micros(), e.parking_bike_tot_cnt)));
+        out.extend(p.events.iter().map(|e| {
+            format!(
+                "{},{},{}",
+                e.station_id,
+                p.polled_at.timestamp_micros(),
+                e.parking_bike_tot_cnt
+            )
+        }));
     }
     out
 }
@@ -169,11 +215,13 @@ pub fn replay_lines(polls: u64) -> Vec<String> {
 impl TestEnv {
     /// The same lines as bronze holds them.
     pub async fn bronze_lines(&self) -> Vec<String> {
-        self.sql("SELECT station_id, CAST(polled_at AS BIGINT), bikes_parked FROM bronze.station_status")
-            .await
-            .into_iter()
-            .map(|r| r.join(","))
-            .collect()
+        self.sql(
+            "SELECT station_id, CAST(polled_at AS BIGINT), bikes_parked FROM bronze.station_status",
+        )
+        .await
+        .into_iter()
+        .map(|r| r.join(","))
+        .collect()
     }
 }
 
@@ -188,9 +236,21 @@ pub fn replay_changes(polls: u64) -> Vec<String> {
         let p = r.next_poll();
         for e in &p.events {
             let bikes: i32 = e.parking_bike_tot_cnt.parse().unwrap();
-            let s = Snapshot { station_id: e.station_id.clone(), polled_at: p.polled_at.timestamp_micros(), bikes };
-            if let Outcome::Change { prev, rentals, returns } = state.apply(&s) {
-                out.push(format!("{},{},{},{},{},{},{}", s.station_id, s.polled_at, prev.polled_at, bikes, prev.bikes, rentals, returns));
+            let s = Snapshot {
+                station_id: e.station_id.clone(),
+                polled_at: p.polled_at.timestamp_micros(),
+                bikes,
+            };
+            if let Outcome::Change {
+                prev,
+                rentals,
+                returns,
+            } = state.apply(&s)
+            {
+                out.push(format!(
+                    "{},{},{},{},{},{},{}",
+                    s.station_id, s.polled_at, prev.polled_at, bikes, prev.bikes, rentals, returns
+                ));
             }
         }
     }
@@ -238,18 +298,39 @@ impl OutputWithin for Command {
             }
             if t0.elapsed() > std::time::Duration::from_secs(secs) {
                 let stacks = Command::new("gdb")
-                    .args(["-p", &child.id().to_string(), "-batch", "-ex", "thread apply all bt 12"])
+                    .args([
+                        "-p",
+                        &child.id().to_string(),
+                        "-batch",
+                        "-ex",
+                        "thread apply all bt 12",
+                    ])
                     .output()
                     .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
                     .unwrap_or_else(|e| format!("(no gdb: {e})"));
                 let _ = child.kill();
                 let _ = child.wait();
                 let err = String::from_utf8_lossy(&err.join().unwrap()).into_owned();
-                let tail: String = err.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
-                panic!("{:?} did not finish within {secs} s; its threads:\n{stacks}\nthe end of its stderr:\n{tail}", self.get_args().collect::<Vec<_>>());
+                let tail: String = err
+                    .lines()
+                    .rev()
+                    .take(60)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                panic!(
+                    "{:?} did not finish within {secs} s; its threads:\n{stacks}\nthe end of its stderr:\n{tail}",
+                    self.get_args().collect::<Vec<_>>()
+                );
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         };
-        Ok(std::process::Output { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() })
+        Ok(std::process::Output {
+            status,
+            stdout: out.join().unwrap(),
+            stderr: err.join().unwrap(),
+        })
     }
 }
