@@ -39,7 +39,7 @@ async fn replay_lands_in_bronze_exactly_once_across_a_sigkill() {
         std::thread::sleep(Duration::from_millis(10));
     }
     child.0.kill().expect("SIGKILL"); // std's kill is SIGKILL on Unix
-    child.0.wait().unwrap();
+    child.wait_within(120);
     let partial: usize = env.sql("SELECT count(*) FROM bronze.station_status").await[0][0]
         .parse()
         .unwrap();

@@ -59,7 +59,7 @@ async fn run_until(dir: &Path, port: u16, polls: usize) {
             .unwrap()
             .success()
     );
-    let status = child.0.wait().unwrap();
+    let status = child.wait_within(120);
     assert!(
         status.success(),
         "the demo stops cleanly on Ctrl-C: {status}"

@@ -62,7 +62,7 @@ async fn a_stopped_workers_partitions_move_to_the_other_exactly_once() {
             .unwrap()
             .success()
     );
-    assert!(a.0.wait().unwrap().success(), "worker A stops cleanly");
+    assert!(a.wait_within(120).success(), "worker A stops cleanly");
     wave(&mut cfg, 6).await;
     let total = 24 * 2721;
     wait_for("worker B to take A's partitions", 60, async || {
@@ -83,7 +83,7 @@ async fn a_stopped_workers_partitions_move_to_the_other_exactly_once() {
             .unwrap()
             .success()
     );
-    assert!(b.0.wait().unwrap().success(), "worker B stops cleanly");
+    assert!(b.wait_within(120).success(), "worker B stops cleanly");
 
     let want = common::replay_lines(24);
     let got = env.bronze_lines().await;

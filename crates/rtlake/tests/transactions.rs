@@ -101,7 +101,7 @@ async fn a_read_committed_reader_sees_each_change_once_across_a_crash_mid_epoch(
     let before = commits(&table);
     wait_for("a commit", 60, async || commits(&table) > before + 1).await;
     run.0.kill().unwrap();
-    run.0.wait().unwrap();
+    run.wait_within(120);
 
     let mut last = env.run_cmd(&[&args[..], &["--trigger", "available-now"]].concat());
     last.env("RTLAKE_LOG", "rtlake_stream=info,warn");

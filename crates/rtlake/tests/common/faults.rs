@@ -115,7 +115,7 @@ impl OwnBroker {
     pub fn kill(&mut self) {
         if let Some(mut g) = self.child.take() {
             g.0.kill().unwrap();
-            g.0.wait().unwrap();
+            g.wait_within(120);
         }
     }
 }

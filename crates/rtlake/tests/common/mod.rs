@@ -143,6 +143,22 @@ impl Guard {
     pub fn spawn(mut c: Command) -> Self {
         Self(c.spawn().expect("spawn rtlake"))
     }
+
+    /// Waits for the process to exit; past `secs` prints its threads, kills it and fails.
+    pub fn wait_within(&mut self, secs: u64) -> std::process::ExitStatus {
+        let t0 = std::time::Instant::now();
+        loop {
+            if let Some(s) = self.0.try_wait().expect("wait") {
+                return s;
+            }
+            if t0.elapsed() > std::time::Duration::from_secs(secs) {
+                let stacks = stacks(self.0.id());
+                let _ = self.0.kill();
+                panic!("process {} did not exit within {secs} s; its threads:\n{stacks}", self.0.id());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
 }
 
 impl Drop for Guard {
@@ -297,17 +313,7 @@ impl OutputWithin for Command {
                 break s;
             }
             if t0.elapsed() > std::time::Duration::from_secs(secs) {
-                let stacks = Command::new("gdb")
-                    .args([
-                        "-p",
-                        &child.id().to_string(),
-                        "-batch",
-                        "-ex",
-                        "thread apply all bt 12",
-                    ])
-                    .output()
-                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                    .unwrap_or_else(|e| format!("(no gdb: {e})"));
+                let stacks = stacks(child.id());
                 let _ = child.kill();
                 let _ = child.wait();
                 let err = String::from_utf8_lossy(&err.join().unwrap()).into_owned();
@@ -333,4 +339,13 @@ impl OutputWithin for Command {
             stderr: err.join().unwrap(),
         })
     }
+}
+
+/// The threads' stacks of a process, by gdb (for a test that gives up waiting on it).
+pub fn stacks(pid: u32) -> String {
+    Command::new("gdb")
+        .args(["-p", &pid.to_string(), "-batch", "-ex", "thread apply all bt 12"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_else(|e| format!("(no gdb: {e})"))
 }
