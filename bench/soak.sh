@@ -83,9 +83,18 @@ for (t0, l0, _, c0), (t1, l1, _, c1) in zip(rows, rows[1:]):
     still = still + (t1 - t0) if (c1 == c0 and l1 > 0) else 0
     best_still = max(best_still, still)
 lags = sorted(r[1] for r in rows)
+# The same from outside the consumer: produced minus committed (the gauge above comes from
+# librdkafka's statistics, whose high watermark is the last one fetched, so it can read low).
+behind = [(t, p - c) for t, _, p, c in rows]
+grow2 = best_grow2 = 0
+for (t0, a), (t1, b) in zip(behind, behind[1:]):
+    grow2 = grow2 + (t1 - t0) if b > a else 0
+    best_grow2 = max(best_grow2, grow2)
+b_sorted = sorted(b for _, b in behind)
 print(f"speed {speed}x, {minutes} min, hog={'yes' if hog == '1' else 'no'}: {len(rows)} samples, produced {rows[-1][2]}, "
       f"lag p50 {lags[len(lags)//2]}, max {lags[-1]}, last {rows[-1][1]}; longest growth {best_grow} s; "
       f"longest stretch without a commit while lagging {best_still} s")
+print(f"produced - committed: p50 {b_sorted[len(b_sorted)//2]}, max {b_sorted[-1]}, last {behind[-1][1]}; longest growth {best_grow2} s")
 try:
     import matplotlib
     matplotlib.use("Agg")
