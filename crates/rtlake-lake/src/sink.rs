@@ -64,10 +64,26 @@ impl DeltaSink {
                     .map_err(|e| de(DeltaTableError::Generic(e.to_string())))?;
             }
         }
-        let mut table =
+        let table =
             DeltaTable::try_from_url_with_storage_options(url, lake.storage_options().clone())
                 .await
                 .map_err(de)?;
+        Self::from_handle(lake, name, schema, partitions, table).await
+    }
+
+    /// The rest of [`DeltaSink::open`], from a handle that may have seen no table yet even
+    /// though another worker has created it since.
+    async fn from_handle(
+        lake: &Lake,
+        name: TableName,
+        schema: SchemaRef,
+        partitions: &[&str],
+        mut table: DeltaTable,
+    ) -> Result<Self> {
+        let de = |cause| Error::Delta {
+            table: name.to_string(),
+            cause,
+        };
         if table.version().is_none() {
             let mut columns = Vec::new();
             for f in schema.fields() {
@@ -92,23 +108,26 @@ impl DeltaSink {
                 )
                 .await;
             table = match created {
-                Ok(t) => t,
-                // Another worker created it first: open that one.
-                Err(
-                    DeltaTableError::VersionAlreadyExists(_) | DeltaTableError::Transaction { .. },
-                ) => {
+                Ok(t) => {
+                    tracing::info!(table = %name, "created table");
+                    t
+                }
+                // Another worker created it first (delta-rs says so as a version conflict, a
+                // failed transaction, or "a table already exists"): open that one.
+                Err(e) => {
                     let mut t = DeltaTable::try_from_url_with_storage_options(
                         lake.table_url(name),
                         lake.storage_options().clone(),
                     )
                     .await
                     .map_err(de)?;
-                    t.load().await.map_err(de)?;
+                    if t.load().await.is_err() || t.version().is_none() {
+                        return Err(de(e));
+                    }
+                    tracing::info!(table = %name, error = %e, "another worker created the table first; opening it");
                     t
                 }
-                Err(e) => return Err(de(e)),
             };
-            tracing::info!(table = %name, "created table");
         }
         Ok(Self {
             name,
@@ -261,4 +280,44 @@ pub async fn read_versions(
         );
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::{Field, Schema};
+    use std::sync::Arc;
+
+    /// Two workers starting together on a new lake: the second saw no table, the first created
+    /// it, and the second opens it instead of failing ("a table already exists").
+    #[tokio::test]
+    async fn a_worker_that_lost_the_race_to_create_a_table_opens_it() {
+        let schema: SchemaRef =
+            Arc::new(Schema::new(vec![Field::new("x", ArrowType::Int64, false)]));
+        let name = TableName {
+            namespace: "bronze",
+            name: "t",
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = rtlake_core::config::LakeConfig {
+            uri: dir.path().display().to_string(),
+            ..Default::default()
+        };
+        let lake = Lake::open(&cfg).unwrap();
+        std::fs::create_dir_all(dir.path().join("bronze/t")).unwrap();
+        let late = DeltaTable::try_from_url_with_storage_options(
+            lake.table_url(name),
+            lake.storage_options().clone(),
+        )
+        .await
+        .unwrap();
+        assert!(late.version().is_none());
+        DeltaSink::open(&lake, name, schema.clone(), &[])
+            .await
+            .expect("the first worker creates it");
+        let second = DeltaSink::from_handle(&lake, name, schema, &[], late)
+            .await
+            .expect("the second opens it");
+        assert_eq!(second.table.version(), Some(0));
+    }
 }

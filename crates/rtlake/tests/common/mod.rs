@@ -154,7 +154,10 @@ impl Guard {
             if t0.elapsed() > std::time::Duration::from_secs(secs) {
                 let stacks = stacks(self.0.id());
                 let _ = self.0.kill();
-                panic!("process {} did not exit within {secs} s; its threads:\n{stacks}", self.0.id());
+                panic!(
+                    "process {} did not exit within {secs} s; its threads:\n{stacks}",
+                    self.0.id()
+                );
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
@@ -344,7 +347,13 @@ impl OutputWithin for Command {
 /// The threads' stacks of a process, by gdb (for a test that gives up waiting on it).
 pub fn stacks(pid: u32) -> String {
     Command::new("gdb")
-        .args(["-p", &pid.to_string(), "-batch", "-ex", "thread apply all bt 12"])
+        .args([
+            "-p",
+            &pid.to_string(),
+            "-batch",
+            "-ex",
+            "thread apply all bt 12",
+        ])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_else(|e| format!("(no gdb: {e})"))
