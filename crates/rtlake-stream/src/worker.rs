@@ -41,6 +41,8 @@ struct Watch {
     /// The lake's positions of every partition, and since when they have not moved.
     lake: Option<(BTreeMap<i32, i64>, Instant)>,
     last_check: Instant,
+    /// The last committed epoch (or the consumer's start): the lake's own progress.
+    committed: Instant,
     /// Restarts since the last progress (for the back-off).
     restarts: u32,
     /// Consecutive consumer errors.
@@ -55,6 +57,7 @@ impl Watch {
             unassigned_since: Some(now),
             lake: None,
             last_check: now,
+            committed: now,
             restarts: 0,
             errors: 0,
         }
@@ -352,11 +355,42 @@ impl KafkaWorker {
     }
 
     /// The watchdog: `Some((kind, reason))` when the consumer should be started again.
+    /// Messages arriving is not enough: the lake must move too. With no commit for `stall`
+    /// while the worker has taken messages of a held partition past the lake's position, it is
+    /// stuck inside (seen once on Apache Kafka after a SIGKILLed transactional run: a drained
+    /// consumer whose lake stayed behind for minutes), and a restart from the lake's positions
+    /// frees it. Transaction markers and an idle topic do not count: nothing was taken.
+    fn lake_stuck(&self, stall: Duration) -> Option<String> {
+        let quiet = self.watch.committed.elapsed();
+        if quiet < stall.max(self.cfg.run.max_batch_delay.get() * 4) {
+            return None;
+        }
+        let behind: Vec<String> = self
+            .assigned
+            .iter()
+            .filter_map(|p| {
+                let lake = self.engine.resume(*p).expected();
+                let taken = self.next.get(p).copied().unwrap_or(0);
+                (taken > lake).then(|| format!("{p} (lake at {lake}, taken up to {taken})"))
+            })
+            .collect();
+        (!behind.is_empty()).then(|| {
+            format!(
+                "no commit for {} s though messages of partitions {} were taken",
+                quiet.as_secs(),
+                behind.join(", ")
+            )
+        })
+    }
+
     async fn check_health(&mut self) -> Option<(&'static str, String)> {
         let stall = self.cfg.run.stall_timeout.get();
         if !self.assigned.is_empty() {
             self.watch.unassigned_since = None;
             self.watch.lake = None;
+            if let Some(stuck) = self.lake_stuck(stall) {
+                return Some(("stall", stuck));
+            }
             let quiet = self.watch.progress.elapsed();
             if quiet < stall {
                 return None;
@@ -550,6 +584,7 @@ impl KafkaWorker {
             drop(old);
         });
         self.watch.progress = Instant::now();
+        self.watch.committed = Instant::now();
         self.watch.unassigned_since = Some(Instant::now());
         self.watch.lake = None;
         self.watch.errors = 0;
@@ -704,6 +739,7 @@ impl KafkaWorker {
             Err(e) => return Err(e),
         };
         self.watch.progressed();
+        self.watch.committed = Instant::now();
         let ctx = self.consumer.context();
         ctx.committed
             .lock()

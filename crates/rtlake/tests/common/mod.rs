@@ -320,17 +320,25 @@ impl OutputWithin for Command {
                 let _ = child.kill();
                 let _ = child.wait();
                 let err = String::from_utf8_lossy(&err.join().unwrap()).into_owned();
-                let tail: String = err
+                // Its start and its end, leaving out the processor's repeated progress lines.
+                let lines: Vec<&str> = err
                     .lines()
-                    .rev()
-                    .take(60)
+                    .filter(|l| !l.contains("INFO processing"))
+                    .collect();
+                let head = lines
+                    .iter()
+                    .take(80)
+                    .copied()
                     .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
+                    .join("\n");
+                let tail = lines
+                    .iter()
+                    .skip(80.max(lines.len().saturating_sub(60)))
+                    .copied()
                     .collect::<Vec<_>>()
                     .join("\n");
                 panic!(
-                    "{:?} did not finish within {secs} s; its threads:\n{stacks}\nthe end of its stderr:\n{tail}",
+                    "{:?} did not finish within {secs} s; its threads:\n{stacks}\nits stderr (without progress lines):\n{head}\n...\n{tail}",
                     self.get_args().collect::<Vec<_>>()
                 );
             }
