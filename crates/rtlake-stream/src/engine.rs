@@ -278,8 +278,14 @@ impl Engine {
             };
             for (p, end) in &ends {
                 if stage.version(&pipeline, *p).is_none_or(|v| *end > v) {
+                    let keep_from = self
+                        .stages
+                        .iter()
+                        .filter(|s| s.op.kind() == stage.op.kind())
+                        .filter_map(|s| s.version(&pipeline, *p))
+                        .min();
                     self.state
-                        .save(stage.op.kind(), *p, *end, &state.snapshot(*p))?;
+                        .save(stage.op.kind(), *p, *end, &state.snapshot(*p), keep_from)?;
                 }
             }
         }

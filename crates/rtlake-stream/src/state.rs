@@ -57,13 +57,17 @@ impl StateStore {
         }
     }
 
-    /// Writes the snapshot of `version` atomically and drops all but the two newest.
+    /// Writes the snapshot of `version` atomically and drops all but the two newest, and
+    /// never one at or after `keep_from`: the oldest version an output fed by this operator
+    /// still holds (two stages of one operator kind, such as silver and a Kafka sink of
+    /// `changes`, share the folder, and a lagging one restores from its own version).
     pub fn save(
         &self,
         table: &str,
         partition: i32,
         version: i64,
         bytes: &[u8],
+        keep_from: Option<i64>,
     ) -> Result<(), StateError> {
         let dir = self.dir(table, partition);
         std::fs::create_dir_all(&dir).map_err(Self::io(&dir))?;
@@ -74,7 +78,12 @@ impl StateStore {
         let mut versions = numbered(&dir).map_err(Self::io(&dir))?;
         versions.sort_unstable();
         // Keep the snapshot the table holds now, and the new one that is about to be committed.
-        for old in versions.iter().rev().skip(2) {
+        for old in versions
+            .iter()
+            .rev()
+            .skip(2)
+            .filter(|v| keep_from.is_some_and(|k| **v < k))
+        {
             let _ = std::fs::remove_file(dir.join(format!("{old:020}.json")));
         }
         Ok(())
@@ -127,14 +136,28 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("rtlake-state-{}", std::process::id()));
         let s = StateStore::new(&dir);
         assert_eq!(s.load("t", 0, None).unwrap(), None);
-        s.save("t", 0, 10, b"ten").unwrap();
-        s.save("t", 0, 20, b"twenty").unwrap();
-        s.save("t", 0, 30, b"thirty").unwrap();
+        s.save("t", 0, 10, b"ten", Some(10)).unwrap();
+        s.save("t", 0, 20, b"twenty", Some(20)).unwrap();
+        s.save("t", 0, 30, b"thirty", Some(20)).unwrap();
         assert_eq!(s.load("t", 0, Some(20)).unwrap().unwrap(), b"twenty");
         assert_eq!(s.load("t", 0, Some(30)).unwrap().unwrap(), b"thirty");
         assert!(
             matches!(s.load("t", 0, Some(10)), Err(StateError::Missing { .. })),
             "only two are kept"
+        );
+        // A second output of the operator still at 30 (a Kafka sink whose transactions
+        // aborted) keeps 30 while the first moves on.
+        s.save("t", 0, 40, b"forty", Some(30)).unwrap();
+        s.save("t", 0, 50, b"fifty", Some(30)).unwrap();
+        assert_eq!(
+            s.load("t", 0, Some(30)).unwrap().unwrap(),
+            b"thirty",
+            "the lagging output's snapshot stays"
+        );
+        s.save("t", 0, 60, b"sixty", Some(50)).unwrap();
+        assert!(
+            matches!(s.load("t", 0, Some(30)), Err(StateError::Missing { .. })),
+            "and goes once no output needs it"
         );
         let _ = std::fs::remove_dir_all(dir);
     }
