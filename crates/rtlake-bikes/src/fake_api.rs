@@ -3,7 +3,8 @@
 //! API (the live service cannot be reached from CI).
 //!
 //! The key chooses the behaviour: `good` (or any other key) serves the recorded pages;
-//! `bad` answers INFO-100; `flaky` fails twice with HTTP 500 and then serves; `xml336` answers
+//! `bad` (or any key starting so) answers INFO-100; `flaky` (or any key starting so) fails twice with HTTP 500 and then
+//! serves; `xml336` answers
 //! ERROR-336 as XML; `down` answers ERROR-500 in the flat `{"CODE":..}` shape; `e600` answers
 //! ERROR-600 in the `{"RESULT":..}` shape; `nodata` answers INFO-200.
 
@@ -72,8 +73,8 @@ async fn handler(
 ) -> Response {
     let n = calls.fetch_add(1, Ordering::SeqCst);
     match key.as_str() {
-        "bad" => json(r#"{"RESULT":{"CODE":"INFO-100","MESSAGE":"인증키가 유효하지 않습니다."}}"#),
-        "flaky" if n < 2 => (StatusCode::INTERNAL_SERVER_ERROR, "<html>Internal Server Error</html>").into_response(),
+        k if k.starts_with("bad") => json(r#"{"RESULT":{"CODE":"INFO-100","MESSAGE":"인증키가 유효하지 않습니다."}}"#),
+        k if k.starts_with("flaky") && n < 2 => (StatusCode::INTERNAL_SERVER_ERROR, "<html>Internal Server Error</html>").into_response(),
         "xml336" => (
             [("content-type", "text/xml")],
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><RESULT><CODE>ERROR-336</CODE><MESSAGE>데이터요청은 한번에 최대 1000건을 넘을 수 없습니다.</MESSAGE></RESULT>",

@@ -1,15 +1,34 @@
 // Shared helpers of the rtlake pages: the SQL API, formatting, SVG charts.
 "use strict";
 
+// The API token, when the server needs one: opened as /#token=TOKEN, kept for this tab.
+const apiToken = (() => {
+  const m = location.hash.match(/(?:^#|&)token=([^&]+)/);
+  if (m) {
+    sessionStorage.setItem("rtlake-token", decodeURIComponent(m[1]));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  return sessionStorage.getItem("rtlake-token");
+})();
+
+function authHeaders(extra = {}) {
+  return apiToken ? { ...extra, Authorization: `Bearer ${apiToken}` } : extra;
+}
+
+// An API URL for EventSource, which cannot send headers.
+function withToken(url) {
+  return apiToken ? `${url}${url.includes("?") ? "&" : "?"}access_token=${encodeURIComponent(apiToken)}` : url;
+}
+
 async function sql(query, limit) {
-  const r = await fetch("/api/sql", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ sql: query, limit }) });
+  const r = await fetch("/api/sql", { method: "POST", headers: authHeaders({ "Content-Type": "application/json" }), body: JSON.stringify({ sql: query, limit }) });
   const body = await r.json();
   if (!r.ok) throw new Error(body.error || r.statusText);
   return body.rows;
 }
 
 async function getJson(url) {
-  const r = await fetch(url);
+  const r = await fetch(url, { headers: authHeaders() });
   const body = await r.json();
   if (!r.ok) throw new Error(body.error || r.statusText);
   return body;

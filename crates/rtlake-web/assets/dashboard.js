@@ -93,7 +93,7 @@ async function loadSnapshot() {
 
 function connect() {
   const status = document.getElementById("live-status");
-  const es = new EventSource("/api/live");
+  const es = new EventSource(withToken("/api/live"));
   es.onopen = () => { status.textContent = "live"; status.classList.remove("down"); };
   es.onerror = () => { status.textContent = "reconnecting…"; status.classList.add("down"); };
   es.addEventListener("stations", (e) => {

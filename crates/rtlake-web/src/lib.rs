@@ -1,11 +1,13 @@
 //! `rtlake serve`: the live dashboard, the pipeline and Kafka pages, the read-only SQL API and
 //! `/metrics`, all from one axum server with its assets built in (no CDN: it works offline).
 //!
+//! - [`auth`]: the token `/api/` needs when the server listens beyond loopback.
 //! - [`live`]: every station's newest snapshot from Kafka, and the server-sent event stream.
 //! - [`sql_api`]: `POST /api/sql`, queries only, with a row limit and a timeout.
 //! - [`status`]: what the pipeline and Kafka pages show.
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod live;
 pub mod sql_api;
 pub mod status;
@@ -42,6 +44,11 @@ pub enum Error {
     /// The lake could not be opened.
     #[error(transparent)]
     Lake(#[from] rtlake_lake::Error),
+    /// The server would listen beyond loopback without a token.
+    #[error(
+        "refusing to serve the lake on {0} without a token: the SQL API reads every table. Set serve.auth-token (or RTLAKE_SERVE_AUTH_TOKEN, e.g. $(openssl rand -hex 24)), or listen on 127.0.0.1"
+    )]
+    Unprotected(String),
     /// Serving failed.
     #[error("http server: {0}")]
     Serve(std::io::Error),
@@ -84,12 +91,23 @@ pub async fn bind(addr: &str, key: &str) -> Result<TcpListener, Error> {
     })
 }
 
+/// Binds `serve.listen` for [`serve`], first refusing an address beyond loopback without a
+/// token (so nothing listens there even for a moment); `key` names the setting in errors.
+pub async fn bind_dashboard(cfg: &Config, key: &str) -> Result<TcpListener, Error> {
+    if let Ok(addr) = cfg.serve.listen.parse() {
+        auth::check_exposure(addr, cfg.serve.auth_token.as_ref().map(|t| t.expose()))?;
+    }
+    bind(&cfg.serve.listen, key).await
+}
+
 /// Serves the dashboard, APIs and `/metrics` on `listener` until `shutdown`.
 pub async fn serve(
     cfg: &Config,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    let addr = listener.local_addr().map_err(Error::Serve)?;
+    auth::check_exposure(addr, cfg.serve.auth_token.as_ref().map(|t| t.expose()))?;
     let lake = Lake::open(&cfg.lake)?;
     let live = live::Live::new();
     tokio::spawn(live::follow(cfg.clone(), live.clone(), shutdown.clone()));
@@ -100,7 +118,6 @@ pub async fn serve(
         session: Arc::default(),
         rates: Arc::default(),
     };
-    let addr = listener.local_addr().map_err(Error::Serve)?;
     tracing::info!(url = %format!("http://{addr}/"), "dashboard serving");
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -152,6 +169,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/sql", post(sql_api::handle))
         .route("/api/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
         .layer(axum::middleware::from_fn(count_requests))
         .with_state(state)
 }

@@ -126,7 +126,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "URL_OR_PATH")]
     pub lake: Option<String>,
     /// The address to listen on [serve.listen; default 127.0.0.1:8080]. Use 0.0.0.0:PORT only
-    /// if other machines should reach it: the SQL API reads the whole lake.
+    /// if other machines should reach it: the SQL API reads the whole lake, so any address but
+    /// loopback needs a token in RTLAKE_SERVE_AUTH_TOKEN [serve.auth-token], which every /api/
+    /// request then carries (Authorization: Bearer TOKEN; the pages: open /#token=TOKEN).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
     /// The station status topic the live view follows [kafka.topic].

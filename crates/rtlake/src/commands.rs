@@ -183,7 +183,7 @@ async fn serve(cli: &Cli, a: &cli::ServeArgs) -> Result<()> {
         .opt("serve.listen", "listen", a.listen.clone())
         .opt("kafka.topic", "topic", a.topic.clone());
     let cfg = load(cli, None, &f)?;
-    let listener = rtlake_web::bind(&cfg.serve.listen, "serve.listen / --listen").await?;
+    let listener = rtlake_web::bind_dashboard(&cfg, "serve.listen / --listen").await?;
     println!(
         "rtlake serve: dashboard on http://{}/ (lake {}, Kafka {})",
         listener.local_addr()?,
@@ -628,7 +628,7 @@ async fn demo(cli: &Cli, a: &cli::DemoArgs) -> Result<()> {
     // Bind first: a busy dashboard port fails before anything starts.
     let dashboard = match a.dashboard.as_str() {
         "off" => None,
-        _ => Some(rtlake_web::bind(&cfg.serve.listen, "--dashboard").await?),
+        _ => Some(rtlake_web::bind_dashboard(&cfg, "--dashboard").await?),
     };
     let broker = match &a.brokers {
         Some(_) => None,

@@ -92,6 +92,10 @@ pub struct ServeConfig {
     pub sql_row_limit: usize,
     /// Longest a SQL API query may run.
     pub sql_timeout: HumanDuration,
+    /// The token every `/api/` request must carry (`Authorization: Bearer TOKEN`); required when
+    /// `listen` is not a loopback address. Set it through `RTLAKE_SERVE_AUTH_TOKEN` rather than
+    /// a file others can read.
+    pub auth_token: Option<Secret>,
 }
 
 impl Default for ServeConfig {
@@ -100,7 +104,37 @@ impl Default for ServeConfig {
             listen: "127.0.0.1:8080".into(),
             sql_row_limit: 10_000,
             sql_timeout: HumanDuration::from_secs(30),
+            auth_token: None,
         }
+    }
+}
+
+/// A value that must not be shown: `Debug` and serialization print `***`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
     }
 }
 
@@ -117,7 +151,10 @@ pub struct KafkaConfig {
     /// Replication factor of topics that rtlake creates; -1 (the default) takes the cluster's
     /// `default.replication.factor` (1 on the embedded broker, 3 on a production cluster).
     pub replication_factor: i32,
-    /// Extra librdkafka properties for every client (e.g. `security.protocol`, SASL settings).
+    /// Extra librdkafka properties for every client, passed as they are (`security.protocol`,
+    /// `sasl.mechanism`, `sasl.username`, `sasl.password`, `ssl.ca.location`, ...). The TOML
+    /// table is `[kafka.properties]` or, the same, `[kafka.options]`.
+    #[serde(alias = "options")]
     pub properties: BTreeMap<String, String>,
 }
 
@@ -416,6 +453,42 @@ mod tests {
         assert_eq!(cfg.kafka.partitions, 6);
         assert_eq!(cfg.run.max_batch_events, 20);
         assert_eq!(cfg.kafka.topic, "bike.station-status");
+    }
+
+    #[test]
+    fn kafka_options_pass_through_and_the_serve_token_is_never_shown() {
+        let dir = std::env::temp_dir().join(format!("rtlake-cfg-opt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("rtlake.toml");
+        std::fs::write(
+            &file,
+            "[kafka.options]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.password\" = \"pw\"\n",
+        )
+        .unwrap();
+        let cfg = ConfigLoader::new()
+            .file(&file)
+            .unwrap()
+            .env(env(&[(
+                "RTLAKE_SERVE_AUTH_TOKEN",
+                "0123456789abcdef-token",
+            )]))
+            .build()
+            .unwrap();
+        assert_eq!(cfg.kafka.properties["security.protocol"], "SASL_SSL");
+        assert_eq!(cfg.kafka.properties["sasl.password"], "pw");
+        let token = cfg.serve.auth_token.as_ref().unwrap();
+        assert_eq!(token.expose(), "0123456789abcdef-token");
+        let shown = format!("{cfg:?} {}", toml::to_string(&cfg).unwrap());
+        assert!(!shown.contains("0123456789abcdef-token"), "{shown}");
+        let e = ConfigLoader::new()
+            .env(env(&[("RTLAKE_SERVE_AUTH_TOKEN", "tooshort")]))
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("serve.auth-token") && !e.contains("tooshort"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -223,6 +223,16 @@ impl Config {
                 ));
             }
         }
+        if let Some(t) = &self.serve.auth_token {
+            let t = t.expose();
+            if t.chars().count() < 16 || t.chars().any(char::is_whitespace) {
+                return Err(err(
+                    "serve.auth-token",
+                    &"(hidden)",
+                    "must be at least 16 characters, without spaces (e.g. `openssl rand -hex 24`)",
+                ));
+            }
+        }
         if self.serve.sql_row_limit == 0 {
             return Err(err("serve.sql-row-limit", &0, "must be at least 1"));
         }
