@@ -1,0 +1,506 @@
+//! The availability suite: the bike pipeline on the replay, a producer publishing as it goes,
+//! while faults are injected; then every table is compared row for row with an uninterrupted
+//! reference run over the same topic, and each scenario adds a row to the table
+//! `scripts/chaos.sh` prints: faults, events, rows lost, rows doubled, time to recover.
+//!
+//! Short form (CI, a few faults of each kind): `cargo test -p rtlake --test chaos`. Long form:
+//! `RTLAKE_CHAOS=long` (the 90-minute replay, 25 processor kills, 5 broker kills). Recovery is
+//! measured from the fault to the moment every partition has new rows in bronze again.
+
+mod common;
+
+use common::faults::{DumpOnPanic, OwnBroker, log_file, with_log};
+use common::{Guard, OutputWithin, TestEnv, commits, rtlake, signal, sql_rows, wait_for};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// The scenarios run one at a time: each measures recovery times, which a neighbour would skew.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// How big a run is: replay minutes, processor kills, broker kills.
+struct Scale {
+    minutes: u64,
+    kills: usize,
+    broker_kills: usize,
+    speed: u32,
+}
+
+fn scale() -> Scale {
+    if std::env::var("RTLAKE_CHAOS").is_ok_and(|v| v == "long") {
+        Scale {
+            minutes: 90,
+            kills: 25,
+            broker_kills: 5,
+            speed: 20,
+        }
+    } else {
+        Scale {
+            minutes: 12,
+            kills: 5,
+            broker_kills: 2,
+            speed: 10,
+        }
+    }
+}
+
+/// A small, seeded generator for the fault moments (the seed is printed, to replay a run).
+struct Moments(u64);
+
+impl Moments {
+    fn new() -> Self {
+        let seed = std::env::var("RTLAKE_CHAOS_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
+        eprintln!("chaos seed {seed} (RTLAKE_CHAOS_SEED replays it)");
+        Self(seed | 1)
+    }
+
+    /// A duration in `[lo, hi)` milliseconds.
+    fn between(&mut self, lo: u64, hi: u64) -> Duration {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        Duration::from_millis(lo + self.0 % (hi - lo))
+    }
+}
+
+/// One row of the chaos table, appended to `RTLAKE_CHAOS_OUT` (a TSV) and printed.
+fn record(scenario: &str, faults: usize, events: usize, diff: Diff, recover: &mut [Duration]) {
+    recover.sort();
+    let secs = |d: Option<&Duration>| d.map_or("–".into(), |d| format!("{:.1}", d.as_secs_f64()));
+    let line = format!(
+        "{scenario}\t{faults}\t{events}\t{}\t{}\t{}\t{}",
+        diff.lost,
+        diff.doubled,
+        secs(recover.get(recover.len() / 2)),
+        secs(recover.last())
+    );
+    eprintln!("CHAOS\t{line}");
+    let out = std::env::var("RTLAKE_CHAOS_OUT")
+        .unwrap_or_else(|_| format!("{}/chaos.tsv", env!("CARGO_TARGET_TMPDIR")));
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out)
+        .unwrap();
+    writeln!(f, "{line}").unwrap();
+}
+
+/// The pipeline every scenario runs: the bike pipeline's lake outputs.
+fn pipeline(dir: &Path) -> std::path::PathBuf {
+    let f = dir.join("chaos.toml");
+    std::fs::write(
+        &f,
+        "pipeline = \"bikes\"\nlateness = \"1m\"\n\n[[sinks]]\noperator = \"bronze\"\n\n[[sinks]]\noperator = \"changes\"\n\n\
+         [[sinks]]\noperator = \"station-hourly\"\n\n[[sinks]]\noperator = \"district-5min\"\n",
+    )
+    .unwrap();
+    f
+}
+
+/// Every table's rows as text, without processing times.
+async fn table_rows(lake: &Path) -> BTreeMap<&'static str, Vec<String>> {
+    let queries = [
+        (
+            "bronze",
+            "SELECT station_id, CAST(polled_at AS BIGINT), bikes_parked, district, kafka_partition, kafka_offset FROM bronze.station_status",
+        ),
+        (
+            "silver",
+            "SELECT station_id, CAST(polled_at AS BIGINT), CAST(prev_polled_at AS BIGINT), bikes_parked, prev_bikes_parked, rentals, returns, district FROM silver.station_changes",
+        ),
+        ("hourly", "SELECT * FROM gold.station_hourly"),
+        ("district", "SELECT * FROM gold.district_5min"),
+        (
+            "rejected",
+            "SELECT kafka_partition, kafka_offset, reason, sink FROM _rejected",
+        ),
+    ];
+    let mut out = BTreeMap::new();
+    for (name, q) in queries {
+        let rows = if lake.join("_rejected/_delta_log").exists() || name != "rejected" {
+            sql_rows(lake, q)
+                .await
+                .into_iter()
+                .map(|r| r.join(","))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        out.insert(name, rows);
+    }
+    out
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Diff {
+    lost: usize,
+    doubled: usize,
+}
+
+/// Rows of the reference missing from `got`, and rows of `got` beyond the reference (a row
+/// the reference does not have at all counts as doubled: it is extra).
+async fn compare(reference: &Path, lake: &Path) -> Diff {
+    let (want, got) = (table_rows(reference).await, table_rows(lake).await);
+    let mut d = Diff::default();
+    for (table, rows) in &want {
+        let mut count: BTreeMap<&String, i64> = BTreeMap::new();
+        for r in rows {
+            *count.entry(r).or_default() += 1;
+        }
+        for r in &got[table] {
+            *count.entry(r).or_default() -= 1;
+        }
+        let (lost, doubled) = count.values().fold((0, 0), |(l, x), &c| {
+            (l + c.max(0) as usize, x + (-c).max(0) as usize)
+        });
+        if lost + doubled > 0 {
+            eprintln!("{table}: {lost} rows lost, {doubled} doubled");
+        }
+        d.lost += lost;
+        d.doubled += doubled;
+    }
+    assert!(want["bronze"].len() > 1000 && !want["silver"].is_empty());
+    d
+}
+
+/// The uninterrupted reference run over the whole topic.
+fn reference_run(env: &TestEnv, lake: &Path) {
+    let out = rtlake()
+        .args(["run", "--brokers", &env.brokers, "--topic", &env.topic])
+        .args(["--group", &format!("{}-ref", env.group), "--lake"])
+        .arg(lake)
+        .arg("--pipeline")
+        .arg(pipeline(env.dir.path()))
+        .args(["--trigger", "available-now"])
+        .output_within(600)
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The producer, publishing the replay at `speed` times real time.
+fn producer(env: &TestEnv, s: &Scale) -> Guard {
+    let mut c = rtlake();
+    c.args([
+        "produce",
+        "bikes",
+        "--brokers",
+        &env.brokers,
+        "--topic",
+        &env.topic,
+    ])
+    .args(["--speed", &s.speed.to_string()])
+    .args([
+        "--minutes",
+        &s.minutes.to_string(),
+        "--metrics-listen",
+        "off",
+    ]);
+    Guard::spawn(with_log(c, &log_file(env, "produce.log")))
+}
+
+/// The highest bronze offset per partition.
+async fn positions(lake: &Path) -> BTreeMap<String, i64> {
+    if !lake.join("bronze/station_status/_delta_log").exists() {
+        return BTreeMap::new();
+    }
+    sql_rows(
+        lake,
+        "SELECT kafka_partition, max(kafka_offset) FROM bronze.station_status GROUP BY 1",
+    )
+    .await
+    .into_iter()
+    .map(|r| (r[0].clone(), r[1].parse().unwrap()))
+    .collect()
+}
+
+/// Waits until every partition has rows past `before` (or the producer is done and nothing is
+/// left to show progress); the time it took.
+async fn recovered(
+    lake: &Path,
+    before: &BTreeMap<String, i64>,
+    since: Instant,
+) -> Option<Duration> {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(120) {
+        let now = positions(lake).await;
+        if now.len() >= 3 && now.iter().all(|(p, o)| before.get(p).is_none_or(|b| o > b)) {
+            return Some(since.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+async fn drained(env: &TestEnv, events: usize) {
+    let lake = env.lake();
+    wait_for("every event in bronze", 300, async || {
+        sql_rows(&lake, "SELECT count(*) FROM bronze.station_status").await[0][0]
+            .parse::<usize>()
+            .unwrap()
+            >= events
+    })
+    .await;
+}
+
+fn total(s: &Scale) -> usize {
+    s.minutes as usize * 4 * 2721
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processor_kills_at_random_moments_and_inside_commits() {
+    let _serial = SERIAL.lock().await;
+    let s = scale();
+    let env = TestEnv::new("chaos-proc").await;
+    let mut m = Moments::new();
+    let _dump = DumpOnPanic(vec![log_file(&env, "run.log")]);
+    let pipeline = pipeline(env.dir.path());
+    let run = |failpoint: Option<&str>| {
+        // A static member (KIP-345): restarted with the same command, it takes its partitions
+        // back at once instead of after the dead session expires.
+        let mut c = env.run_cmd(&[
+            "--max-batch-events",
+            "2000",
+            "--stall-timeout",
+            "5s",
+            "--instance-id",
+            "chaos-1",
+        ]);
+        c.arg("--pipeline").arg(&pipeline);
+        if let Some(p) = failpoint {
+            c.env("RTLAKE_FAILPOINT", p);
+        }
+        // One log for every run, appended to.
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(log_file(&env, "run.log"))
+            .unwrap();
+        c.env("RTLAKE_LOG", "rtlake_stream=info,warn")
+            .stderr(std::process::Stdio::from(log));
+        Guard::spawn(c)
+    };
+    let mut producer = producer(&env, &s);
+    let mut worker = run(None);
+    let table = env.lake().join("bronze/station_status");
+    wait_for("the first commits", 120, async || commits(&table) >= 2).await;
+    let points = [
+        "after-commit:bronze.station_status",
+        "after-commit:silver.station_changes",
+        "after-commit:gold.district_5min",
+        "after-commit:_rejected",
+    ];
+    let mut recover = Vec::new();
+    for i in 0..s.kills {
+        tokio::time::sleep(m.between(300, 2500)).await;
+        // Every third fault is an abort inside an epoch's commits, the others a SIGKILL.
+        let before = positions(&env.lake()).await;
+        let at = if i % 3 == 2 {
+            drop(worker);
+            let point = points[(i / 3) % points.len()];
+            let mut aborting = run(Some(point));
+            let status = aborting.wait_within(120);
+            assert!(!status.success(), "the run aborts at {point}");
+            Instant::now()
+        } else {
+            signal(worker.0.id(), "-KILL");
+            let _ = worker.wait_within(30);
+            Instant::now()
+        };
+        let before = if i % 3 == 2 {
+            positions(&env.lake()).await
+        } else {
+            before
+        };
+        worker = run(None);
+        match recovered(&env.lake(), &before, at).await {
+            Some(d) => recover.push(d),
+            None => panic!("no progress within 120 s after fault {i}"),
+        }
+    }
+    assert!(producer.wait_within(900).success(), "the producer finishes");
+    drained(&env, total(&s)).await;
+    signal(worker.0.id(), "-TERM");
+    assert!(worker.wait_within(120).success());
+    let reference = env.dir.path().join("ref-lake");
+    reference_run(&env, &reference);
+    let diff = compare(&reference, &env.lake()).await;
+    record(
+        "processor: SIGKILL, or abort inside a commit; restarted",
+        s.kills,
+        total(&s),
+        diff,
+        &mut recover,
+    );
+    assert_eq!(
+        (diff.lost, diff.doubled),
+        (0, 0),
+        "nothing lost, nothing doubled"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_kills_while_producer_and_processor_run() {
+    if std::env::var("RTLAKE_TEST_BROKERS").is_ok() {
+        eprintln!(
+            "skipped: the broker scenario kills the embedded broker (broker_restart.rs covers a cluster)"
+        );
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let s = scale();
+    let mut env = TestEnv::new("chaos-broker").await;
+    let mut m = Moments::new();
+    env.broker = None;
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let mut broker = OwnBroker::start(&addr, &env.dir.path().join("own-broker"));
+    env.brokers = addr;
+    let _dump = DumpOnPanic(vec![
+        log_file(&env, "run.log"),
+        log_file(&env, "produce.log"),
+    ]);
+    let mut producer = producer(&env, &s);
+    let mut c = env.run_cmd(&["--max-batch-events", "2000", "--stall-timeout", "5s"]);
+    c.arg("--pipeline").arg(pipeline(env.dir.path()));
+    let mut worker = Guard::spawn(with_log(c, &log_file(&env, "run.log")));
+    let table = env.lake().join("bronze/station_status");
+    wait_for("the first commits", 120, async || commits(&table) >= 2).await;
+    let mut recover = Vec::new();
+    for i in 0..s.broker_kills {
+        tokio::time::sleep(m.between(1000, 4000)).await;
+        let before = positions(&env.lake()).await;
+        broker.kill();
+        let at = Instant::now();
+        tokio::time::sleep(m.between(500, 3000)).await;
+        broker.restart();
+        match recovered(&env.lake(), &before, at).await {
+            Some(d) => recover.push(d),
+            None => panic!("no progress within 120 s after broker kill {i}"),
+        }
+    }
+    assert!(
+        producer.wait_within(900).success(),
+        "the producer carries on and finishes: {}",
+        std::fs::read_to_string(log_file(&env, "produce.log")).unwrap_or_default()
+    );
+    drained(&env, total(&s)).await;
+    assert!(
+        worker.0.try_wait().unwrap().is_none(),
+        "rtlake run kept running"
+    );
+    signal(worker.0.id(), "-TERM");
+    assert!(worker.wait_within(120).success());
+    let reference = env.dir.path().join("ref-lake");
+    reference_run(&env, &reference);
+    let mut diff = compare(&reference, &env.lake()).await;
+    // The reference reads the same topic: a duplicate the producer published would be in both.
+    // So count the topic's events against the replay too.
+    let got = env.bronze_lines().await;
+    let want = common::replay_lines(s.minutes * 4);
+    diff.doubled += got.len().saturating_sub(want.len());
+    diff.lost += want.len().saturating_sub(got.len());
+    assert_eq!(
+        common::checksum(got),
+        common::checksum(want),
+        "bronze holds the replay exactly"
+    );
+    record(
+        "embedded broker: SIGKILL, restarted 0.5-3 s later",
+        s.broker_kills,
+        total(&s),
+        diff,
+        &mut recover,
+    );
+    assert_eq!(
+        (diff.lost, diff.doubled),
+        (0, 0),
+        "nothing lost, nothing doubled"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_one_killed_one_added_back() {
+    let _serial = SERIAL.lock().await;
+    let s = scale();
+    let env = TestEnv::new("chaos-group").await;
+    let mut m = Moments::new();
+    let pipeline = pipeline(env.dir.path());
+    let worker = |name: &str| {
+        let mut c = env.run_cmd(&[
+            "--max-batch-events",
+            "2000",
+            "--session-timeout",
+            "6s",
+            "--stall-timeout",
+            "5s",
+        ]);
+        c.arg("--pipeline").arg(&pipeline);
+        Guard::spawn(with_log(c, &log_file(&env, &format!("{name}.log"))))
+    };
+    let _dump = DumpOnPanic(
+        ["w0.log", "w1.log", "w2.log", "w3.log"]
+            .iter()
+            .map(|n| log_file(&env, n))
+            .collect(),
+    );
+    let mut producer = producer(&env, &s);
+    let mut workers: Vec<Guard> = (0..3).map(|i| worker(&format!("w{i}"))).collect();
+    let table = env.lake().join("bronze/station_status");
+    wait_for("the first commits", 120, async || commits(&table) >= 3).await;
+    tokio::time::sleep(m.between(2000, 5000)).await;
+    // SIGKILL one: its partitions move once its session expires.
+    let victim = workers.remove(0);
+    let before = positions(&env.lake()).await;
+    signal(victim.0.id(), "-KILL");
+    let at = Instant::now();
+    drop(victim);
+    let mut recover = vec![
+        recovered(&env.lake(), &before, at)
+            .await
+            .expect("the others take the dead worker's partitions"),
+    ];
+    // Add one back: the group rebalances again, nothing lost or doubled on the way.
+    let before = positions(&env.lake()).await;
+    let at = Instant::now();
+    workers.push(worker("w3"));
+    recover.push(
+        recovered(&env.lake(), &before, at)
+            .await
+            .expect("progress after the new worker joins"),
+    );
+    assert!(producer.wait_within(900).success(), "the producer finishes");
+    drained(&env, total(&s)).await;
+    for w in &workers {
+        signal(w.0.id(), "-TERM");
+    }
+    for w in &mut workers {
+        assert!(w.wait_within(120).success());
+    }
+    let reference = env.dir.path().join("ref-lake");
+    reference_run(&env, &reference);
+    let diff = compare(&reference, &env.lake()).await;
+    record(
+        "3 workers in a group: SIGKILL one, add one",
+        2,
+        total(&s),
+        diff,
+        &mut recover,
+    );
+    assert_eq!(
+        (diff.lost, diff.doubled),
+        (0, 0),
+        "nothing lost, nothing doubled"
+    );
+}
