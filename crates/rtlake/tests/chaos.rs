@@ -23,6 +23,7 @@ struct Scale {
     minutes: u64,
     kills: usize,
     broker_kills: usize,
+    bad_rounds: usize,
     speed: u32,
 }
 
@@ -32,6 +33,7 @@ fn scale() -> Scale {
             minutes: 90,
             kills: 25,
             broker_kills: 5,
+            bad_rounds: 10,
             speed: 20,
         }
     } else {
@@ -39,6 +41,7 @@ fn scale() -> Scale {
             minutes: 12,
             kills: 5,
             broker_kills: 2,
+            bad_rounds: 2,
             speed: 10,
         }
     }
@@ -259,6 +262,100 @@ fn total(s: &Scale) -> usize {
     s.minutes as usize * 4 * 2721
 }
 
+const GOOD: &str = r#"{"rackTotCnt":"15","stationName":"102. 망원역 1번출구 앞","parkingBikeTotCnt":"16","shared":"107","stationLatitude":"37.55564880","stationLongitude":"126.91062927","stationId":"ST-4","polledAt":"2025-10-01T08:00:15+09:00"}"#;
+
+/// One of each kind of bad input, keyed as the producer keys events.
+fn bad_inputs() -> Vec<(&'static str, Vec<u8>)> {
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    vec![
+        ("ST-4", b"{\"rackTotCnt\": \"15\", ".to_vec()), // malformed JSON
+        ("ST-4", GOOD.replace(r#""15""#, "15").into_bytes()), // a number where a string goes
+        (
+            "ST-4",
+            GOOD.replace(r#""stationId":"ST-4","#, "").into_bytes(),
+        ), // a missing field
+        // 8 MiB, well formed: a long name is still a station's name (bronze takes it).
+        (
+            "ST-4",
+            GOOD.replace("102.", &"긴".repeat(8 << 20 / 3)).into_bytes(),
+        ),
+        ("ST-4", vec![b'{', 0xff, 0xfe, b'}']), // invalid UTF-8
+        ("ST-4", deep.into_bytes()),            // deep nesting
+        ("ST-4", b"null".to_vec()),
+        ("ST-4", GOOD.replace(r#""16""#, r#""-3""#).into_bytes()), // a negative count
+        ("ST-4", GOOD.as_bytes().to_vec()), // an old event, sent twice: late and stale
+        ("ST-4", GOOD.as_bytes().to_vec()),
+        ("st-4", GOOD.replace("ST-4", "st-4").into_bytes()), // the id's case changes
+        (
+            "ST-4",
+            GOOD.replace("2025-10-01T08:00:15", "2099-01-01T00:00:00")
+                .into_bytes(),
+        ),
+    ]
+}
+
+/// Sends `rounds` rounds of bad input at random moments, once ten polls are on the topic (so
+/// the old events are late and stale in the reference run too).
+async fn inject_bad_input(env: &TestEnv, rounds: usize, mut m: Moments) -> usize {
+    let cfg = env.config();
+    wait_for("ten polls on the topic", 300, async || {
+        rtlake_kafka::admin::high_watermarks(&cfg.kafka, &env.topic)
+            .await
+            .map(|w| w.iter().map(|(_, lo, hi)| hi - lo).sum::<i64>() >= 10 * 2721)
+            .unwrap_or(false)
+    })
+    .await;
+    let mut client = rtlake_kafka::client::producer(&cfg.kafka, &cfg.producer);
+    client.set("message.max.bytes", (10 << 20).to_string());
+    let p: rtlake_kafka::rdkafka::producer::FutureProducer = client.create().unwrap();
+    let mut sent = 0;
+    for _ in 0..rounds {
+        tokio::time::sleep(m.between(500, 4000)).await;
+        for (key, value) in bad_inputs() {
+            p.send(
+                rtlake_kafka::rdkafka::producer::FutureRecord::to(&env.topic)
+                    .key(key)
+                    .payload(&value),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("the broker takes every bad message");
+            sent += 1;
+        }
+    }
+    sent
+}
+
+/// Every offset of the topic is in bronze or in bronze's rejections, once.
+async fn every_offset_once(env: &TestEnv) -> Diff {
+    let rows = sql_rows(
+        &env.lake(),
+        "SELECT kafka_partition, kafka_offset FROM bronze.station_status UNION ALL \
+         SELECT kafka_partition, kafka_offset FROM _rejected WHERE sink = 'bronze.station_status'",
+    )
+    .await;
+    let mut seen: BTreeMap<(i32, i64), usize> = BTreeMap::new();
+    for r in rows {
+        *seen
+            .entry((r[0].parse().unwrap(), r[1].parse().unwrap()))
+            .or_default() += 1;
+    }
+    let mut d = Diff::default();
+    for (p, lo, hi) in rtlake_kafka::admin::high_watermarks(&env.config().kafka, &env.topic)
+        .await
+        .unwrap()
+    {
+        for o in lo..hi {
+            match seen.get(&(p, o)) {
+                None => d.lost += 1,
+                Some(n) => d.doubled += n - 1,
+            }
+        }
+    }
+    d
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processor_kills_at_random_moments_and_inside_commits() {
     let _serial = SERIAL.lock().await;
@@ -293,6 +390,21 @@ async fn processor_kills_at_random_moments_and_inside_commits() {
         Guard::spawn(c)
     };
     let mut producer = producer(&env, &s);
+    let bad = {
+        let env = TestEnv {
+            broker: None,
+            brokers: env.brokers.clone(),
+            dir: tempfile::tempdir().unwrap(),
+            topic: env.topic.clone(),
+            group: env.group.clone(),
+        };
+        let (rounds, m) = (s.bad_rounds, Moments(m.0.rotate_left(17) | 1));
+        std::thread::spawn(move || {
+            tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(inject_bad_input(&env, rounds, m))
+        })
+    };
     let mut worker = run(None);
     let table = env.lake().join("bronze/station_status");
     wait_for("the first commits", 120, async || commits(&table) >= 2).await;
@@ -331,18 +443,47 @@ async fn processor_kills_at_random_moments_and_inside_commits() {
         }
     }
     assert!(producer.wait_within(900).success(), "the producer finishes");
-    drained(&env, total(&s)).await;
+    let bad = bad.join().expect("bad input sent");
+    let events = total(&s) + bad;
+    let lake = env.lake();
+    wait_for("every offset in bronze or _rejected", 300, async || {
+        every_offset_once(&env).await.lost == 0
+    })
+    .await;
     signal(worker.0.id(), "-TERM");
     assert!(worker.wait_within(120).success());
     let reference = env.dir.path().join("ref-lake");
     reference_run(&env, &reference);
-    let diff = compare(&reference, &env.lake()).await;
+    let mut diff = compare(&reference, &lake).await;
+    let once = every_offset_once(&env).await;
+    diff.lost += once.lost;
+    diff.doubled += once.doubled;
+    let reasons = sql_rows(
+        &lake,
+        "SELECT reason, count(*) FROM _rejected GROUP BY 1 ORDER BY 1",
+    )
+    .await;
+    eprintln!("rejections by reason: {reasons:?}");
     record(
-        "processor: SIGKILL, or abort inside a commit; restarted",
+        &format!("processor: SIGKILL, or abort inside a commit; restarted (+{bad} bad messages)"),
         s.kills,
-        total(&s),
+        events,
         diff,
         &mut recover,
+    );
+    let count = |r: &str| {
+        reasons
+            .iter()
+            .find(|x| x[0] == r)
+            .map_or(0, |x| x[1].parse::<usize>().unwrap())
+    };
+    let rounds = s.bad_rounds;
+    assert_eq!(count("decode"), 6 * rounds, "{reasons:?}");
+    assert_eq!(count("validation"), rounds, "{reasons:?}");
+    assert_eq!(count("future"), rounds, "{reasons:?}");
+    assert!(
+        count("stale") >= rounds && count("late") >= rounds,
+        "{reasons:?}"
     );
     assert_eq!(
         (diff.lost, diff.doubled),
