@@ -97,6 +97,20 @@ fn record(scenario: &str, faults: usize, events: usize, diff: Diff, recover: &mu
     writeln!(f, "{line}").unwrap();
 }
 
+/// Copies a scenario's logs to `RTLAKE_CHAOS_LOGS/<topic>/`, when set, to study a run.
+fn keep_logs(env: &TestEnv) {
+    let Ok(dir) = std::env::var("RTLAKE_CHAOS_LOGS") else {
+        return;
+    };
+    let to = Path::new(&dir).join(&env.topic);
+    std::fs::create_dir_all(&to).unwrap();
+    for e in std::fs::read_dir(env.dir.path()).unwrap().flatten() {
+        if e.path().extension().is_some_and(|x| x == "log") {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
 /// The pipeline every scenario runs: the bike pipeline's lake outputs.
 fn pipeline(dir: &Path) -> std::path::PathBuf {
     let f = dir.join("chaos.toml");
@@ -454,6 +468,7 @@ async fn processor_kills_at_random_moments_and_inside_commits() {
     assert!(worker.wait_within(120).success());
     let reference = env.dir.path().join("ref-lake");
     reference_run(&env, &reference);
+    keep_logs(&env);
     let mut diff = compare(&reference, &lake).await;
     let once = every_offset_once(&env).await;
     diff.lost += once.lost;
@@ -545,6 +560,7 @@ async fn broker_kills_while_producer_and_processor_run() {
     assert!(worker.wait_within(120).success());
     let reference = env.dir.path().join("ref-lake");
     reference_run(&env, &reference);
+    keep_logs(&env);
     let mut diff = compare(&reference, &env.lake()).await;
     // The reference reads the same topic: a duplicate the producer published would be in both.
     // So count the topic's events against the replay too.
@@ -631,6 +647,7 @@ async fn three_workers_one_killed_one_added_back() {
     }
     let reference = env.dir.path().join("ref-lake");
     reference_run(&env, &reference);
+    keep_logs(&env);
     let diff = compare(&reference, &env.lake()).await;
     record(
         "3 workers in a group: SIGKILL one, add one",
