@@ -662,3 +662,132 @@ async fn three_workers_one_killed_one_added_back() {
         "nothing lost, nothing doubled"
     );
 }
+
+/// A small tmpfs mounted on the lake's folder (root only), unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Self(at.into()))
+    }
+
+    fn mount_cmd(args: &[&str], at: &Path) {
+        let s = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(s.success(), "{args:?}");
+    }
+
+    /// Read-only from now on for every new open (a read-only bind mount over the folder; files
+    /// open for writing could not be remounted read-only).
+    fn read_only(&self) {
+        let at = self.0.display().to_string();
+        Self::mount_cmd(&["mount", "--bind", &at], &self.0);
+        Self::mount_cmd(&["mount", "-o", "remount,bind,ro"], &self.0);
+    }
+
+    fn writable(&self) {
+        Self::mount_cmd(&["umount", "-l"], &self.0);
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_turns_read_only_then_fills_up() {
+    let _serial = SERIAL.lock().await;
+    let s = scale();
+    let env = TestEnv::new("chaos-disk").await;
+    let Some(disk) = SmallDisk::mount(&env.lake(), "512m") else {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let mut m = Moments::new();
+    let log = log_file(&env, "run.log");
+    let _dump = DumpOnPanic(vec![log.clone()]);
+    let mut producer = producer(&env, &s);
+    let mut c = env.run_cmd(&["--max-batch-events", "2000", "--stall-timeout", "5s"]);
+    c.arg("--pipeline").arg(pipeline(env.dir.path()));
+    let mut worker = Guard::spawn(with_log(c, &log));
+    let table = env.lake().join("bronze/station_status");
+    wait_for("the first commits", 120, async || commits(&table) >= 2).await;
+    let mut recover = Vec::new();
+    let mut faults = 0;
+    for round in 0..s.kills.div_ceil(3) {
+        // Read-only for a while.
+        tokio::time::sleep(m.between(1000, 3000)).await;
+        let before = positions(&env.lake()).await;
+        disk.read_only();
+        let at = Instant::now();
+        tokio::time::sleep(m.between(2000, 6000)).await;
+        disk.writable();
+        recover.push(
+            recovered(&env.lake(), &before, at)
+                .await
+                .unwrap_or_else(|| panic!("no progress after the lake was read-only ({round})")),
+        );
+        // Full: a file takes every free byte.
+        tokio::time::sleep(m.between(1000, 3000)).await;
+        let before = positions(&env.lake()).await;
+        let filler = env.lake().join("filler");
+        let _ = std::process::Command::new("dd")
+            .args(["if=/dev/zero", "bs=1M"])
+            .arg(format!("of={}", filler.display()))
+            .stderr(std::process::Stdio::null())
+            .status();
+        let at = Instant::now();
+        tokio::time::sleep(m.between(2000, 6000)).await;
+        std::fs::remove_file(&filler).unwrap();
+        recover.push(
+            recovered(&env.lake(), &before, at)
+                .await
+                .unwrap_or_else(|| panic!("no progress after the disk was full ({round})")),
+        );
+        faults += 2;
+        assert!(
+            worker.0.try_wait().unwrap().is_none(),
+            "rtlake run died on a storage fault"
+        );
+    }
+    assert!(producer.wait_within(900).success(), "the producer finishes");
+    drained(&env, total(&s)).await;
+    signal(worker.0.id(), "-TERM");
+    assert!(worker.wait_within(120).success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("Read-only file system") && text.contains("No space left on device"),
+        "the log says what happened to the lake"
+    );
+    assert!(!text.contains("panicked"), "no panic");
+    let reference = env.dir.path().join("ref-lake");
+    reference_run(&env, &reference);
+    keep_logs(&env);
+    let diff = compare(&reference, &env.lake()).await;
+    record(
+        "lake storage: read-only for 2-6 s, then full for 2-6 s",
+        faults,
+        total(&s),
+        diff,
+        &mut recover,
+    );
+    assert_eq!(
+        (diff.lost, diff.doubled),
+        (0, 0),
+        "nothing lost, nothing doubled"
+    );
+}
