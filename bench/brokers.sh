@@ -4,9 +4,10 @@
 #   bash bench/brokers.sh [ENGINE...]
 #
 # ENGINE: rtlake-log (rtlake broker --storage log, the default), nisshi-sqlite
-# (rtlake broker --storage sqlite), tansu-sqlite (tansu 0.6, what rtlake shipped before),
-# nisshi-dynostore-fs, nisshi-memory, nisshi-slatedb-memory (bench/broker-engines). Default:
-# all of them. For each, on a fresh data folder, with rtlake's release build as the client:
+# (rtlake broker --storage sqlite), tansu-sqlite (tansu 0.6, what rtlake shipped before, from
+# bench/broker-engines). Default: these three. nisshi-memory and nisshi-slatedb-memory need the
+# harness built with --no-default-features --features nisshi (ENGINE_FEATURES below): tansu's
+# and nisshi's libsql versions cannot be linked into one binary. For each, on a fresh data folder, with rtlake's release build as the client:
 #
 #   produce    rtlake produce bikes --source file (idempotent, lz4, linger 20 ms, 1 MiB batches)
 #   consume    rtlake bench consume: a plain consumer reads the topic from the start
@@ -26,7 +27,7 @@ OUT="${OUT:-/tmp/rtlake-bench-brokers}"
 STEP_TIMEOUT="${STEP_TIMEOUT:-600}"
 PORT="${PORT:-29092}"
 ENGINES=("$@")
-[ ${#ENGINES[@]} -eq 0 ] && ENGINES=(rtlake-log nisshi-sqlite tansu-sqlite nisshi-dynostore-fs nisshi-memory nisshi-slatedb-memory)
+[ ${#ENGINES[@]} -eq 0 ] && ENGINES=(rtlake-log nisshi-sqlite tansu-sqlite)
 mkdir -p "$OUT"
 
 cargo build --release --locked --ignore-rust-version -p rtlake >&2
@@ -34,7 +35,8 @@ R="$CARGO_TARGET_DIR/release/rtlake"
 ENGINES_TARGET="${RTLAKE_ENGINES_TARGET:-$(dirname "$CARGO_TARGET_DIR")/engines-target}"
 HARNESS="$ENGINES_TARGET/release/broker-engines"
 if printf '%s\n' "${ENGINES[@]}" | grep -qv '^rtlake-\|^nisshi-sqlite$'; then
-  cargo build --release --locked --ignore-rust-version --manifest-path bench/broker-engines/Cargo.toml --target-dir "$ENGINES_TARGET" >&2
+  # ENGINE_FEATURES="--no-default-features --features nisshi" for nisshi's memory engines.
+  cargo build --release --locked --ignore-rust-version --manifest-path bench/broker-engines/Cargo.toml --target-dir "$ENGINES_TARGET" ${ENGINE_FEATURES:-} >&2
 fi
 EV="$OUT/events.jsonl"
 if [ ! -s "$EV" ]; then
