@@ -6,7 +6,9 @@
 //! `bad` (or any key starting so) answers INFO-100; `flaky` (or any key starting so) fails twice with HTTP 500 and then
 //! serves; `xml336` answers
 //! ERROR-336 as XML; `down` answers ERROR-500 in the flat `{"CODE":..}` shape; `e600` answers
-//! ERROR-600 in the `{"RESULT":..}` shape; `nodata` answers INFO-200.
+//! ERROR-600 in the `{"RESULT":..}` shape; `nodata` answers INFO-200; `cut` sends the second page
+//! cut in half on its first two requests (a dropped connection), `cutalways` always; `slow`
+//! answers its first request after 3 s (past a client's timeout).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -83,6 +85,13 @@ async fn handler(
         "down" => json(r#"{"CODE":"ERROR-500","MESSAGE":"서버 오류입니다."}"#),
         "e600" => json(r#"{"RESULT":{"CODE":"ERROR-600","MESSAGE":"데이터베이스 연결 오류입니다."}}"#),
         "nodata" => json(NO_DATA),
+        "slow" if n == 0 => {
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            json(PAGES[0])
+        }
+        "cut" | "cutalways" if start == 1001 && (key == "cutalways" || n < 3) => {
+            json(&PAGES[1][..PAGES[1].len() / 2])
+        }
         _ => match start {
             1 => json(PAGES[0]),
             1001 => json(PAGES[1]),

@@ -110,3 +110,23 @@ async fn network_errors_are_retried_then_reported() {
     assert!(matches!(err, ApiError::Network { .. }), "{err:?}");
     assert!(!format!("{err} {err:?}").contains("secret-key"), "{err}");
 }
+
+#[tokio::test]
+async fn a_page_cut_short_is_retried_and_a_poll_is_all_pages_or_nothing() {
+    let (base, _f) = server().await;
+    // The second page arrives cut in half twice, then whole: the poll is whole.
+    let rows = client(&base, "cut").fetch_all().await.unwrap();
+    assert_eq!(rows.len(), 2721);
+    // Always cut: the poll fails as a whole, so no page of it is published.
+    let err = client(&base, "cutalways").fetch_all().await.unwrap_err();
+    assert!(matches!(err, ApiError::Malformed(_)), "{err:?}");
+    assert!(err.is_retryable());
+}
+
+#[tokio::test]
+async fn a_request_past_the_timeout_is_retried() {
+    let (base, f) = server().await;
+    let rows = client(&base, "slow").fetch_all().await.unwrap();
+    assert_eq!(rows.len(), 2721);
+    assert!(f.calls() >= 4, "the slow request and then three pages");
+}
