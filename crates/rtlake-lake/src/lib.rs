@@ -4,10 +4,12 @@
 //! - [`sink`]: the Delta sink, whose commits carry a `txn` action per input partition
 //!   (kafka-delta-ingest's protocol) so that a re-run of the same offsets is skipped.
 //! - [`catalog`]: the tables found under the root, for SQL.
+//! - [`store`]: the object stores (local folders, S3) the lake and the checkpoints live in.
 #![warn(missing_docs)]
 
 pub mod catalog;
 pub mod sink;
+pub mod store;
 
 use rtlake_core::config::LakeConfig;
 use rtlake_core::schema::TableName;
@@ -92,9 +94,14 @@ impl Lake {
                 .to_file_path()
                 .map_err(|_| err("not a local path".into()))?;
             std::fs::create_dir_all(&path).map_err(|e| err(e.to_string()))?;
+        } else if store::S3_SCHEMES.contains(&root.scheme()) {
+            store::register();
+            if root.host_str().is_none_or(str::is_empty) {
+                return Err(err("an S3 URL names its bucket: s3://bucket/prefix".into()));
+            }
         } else if !matches!(root.scheme(), "memory") {
             return Err(err(format!(
-                "`{}://` is not supported by this build yet (local paths and file:// are)",
+                "`{}://` is not supported by this build (local paths, file:// and s3:// are)",
                 root.scheme()
             )));
         }
@@ -124,5 +131,11 @@ impl Lake {
     /// Object store options.
     pub fn storage_options(&self) -> &HashMap<String, String> {
         &self.options
+    }
+
+    /// The store under `url` (the lake root or a folder in it, or a checkpoint elsewhere), with
+    /// the lake's storage options.
+    pub fn store_at(&self, url: &Url) -> Result<std::sync::Arc<dyn object_store::ObjectStore>> {
+        store::open(url, &self.options)
     }
 }

@@ -106,6 +106,10 @@ impl DeltaSink {
                     deltalake::TableProperty::CheckpointInterval,
                     Some("20"),
                 )
+                // Version 0 or nothing: a create that lost the race to another worker must fail
+                // (and open that worker's table) rather than be retried as a later version,
+                // which delta-rs would commit as a second CREATE TABLE over the other's rows.
+                .with_commit_properties(CommitProperties::default().with_max_retries(0))
                 .await;
             table = match created {
                 Ok(t) => {

@@ -66,7 +66,7 @@ impl LakeSql {
             .catalog("datafusion")
             .ok_or_else(|| Error::Output("no default catalog".into()))?;
         let mut tables = Vec::new();
-        for entry in rtlake_lake::catalog::list_tables(lake)? {
+        for entry in rtlake_lake::catalog::list_tables(lake).await? {
             let table_err = |cause| Error::Table {
                 table: entry.qualified(),
                 cause,

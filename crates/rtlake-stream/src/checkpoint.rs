@@ -9,10 +9,150 @@
 //! [`RETAIN`] entries of each log are kept.
 
 use crate::{Error, Result};
-use std::path::{Path, PathBuf};
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use std::sync::Arc;
 
 /// Entries kept per partition in each log.
 pub const RETAIN: usize = 100;
+
+/// A folder of a checkpoint, in whatever store holds it (a local folder or S3): small files
+/// written whole (a put is atomic in both), read whole, listed by number.
+#[derive(Clone)]
+pub struct Folder {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    /// Where it is, for messages.
+    shown: String,
+}
+
+impl std::fmt::Debug for Folder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl std::fmt::Display for Folder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+fn store_err(what: &str) -> impl FnOnce(object_store::Error) -> Error + '_ {
+    move |e| Error::Checkpoint(format!("{what}: {e}"))
+}
+
+impl Folder {
+    /// The root of `store` (opened at `url`, which names it in messages).
+    pub fn new(store: Arc<dyn ObjectStore>, url: &url::Url) -> Self {
+        Self {
+            store,
+            prefix: Path::default(),
+            shown: url.to_string().trim_end_matches('/').to_string(),
+        }
+    }
+
+    /// A local folder (tests, tools).
+    pub fn local(dir: &std::path::Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Checkpoint(format!("{}: {e}", dir.display())))?;
+        let store = object_store::local::LocalFileSystem::new_with_prefix(dir)
+            .map_err(store_err(&dir.display().to_string()))?;
+        Ok(Self {
+            store: Arc::new(store),
+            prefix: Path::default(),
+            shown: dir.display().to_string(),
+        })
+    }
+
+    /// The sub-folder `name`.
+    pub fn child(&self, name: &str) -> Self {
+        Self {
+            store: self.store.clone(),
+            prefix: self.prefix.clone().join(name),
+            shown: format!("{}/{name}", self.shown),
+        }
+    }
+
+    fn path(&self, name: &str) -> Path {
+        self.prefix.clone().join(name)
+    }
+
+    /// Where the file `name` is, for messages.
+    pub fn shown(&self, name: &str) -> String {
+        format!("{}/{name}", self.shown)
+    }
+
+    /// Writes the file `name` whole.
+    pub async fn put(&self, name: &str, bytes: Vec<u8>) -> Result<()> {
+        self.store
+            .put(&self.path(name), PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(store_err(&self.shown(name)))
+    }
+
+    /// Reads the file `name` (`None`: there is none).
+    pub async fn get(&self, name: &str) -> Result<Option<Bytes>> {
+        match self.store.get(&self.path(name)).await {
+            Ok(r) => r
+                .bytes()
+                .await
+                .map(Some)
+                .map_err(store_err(&self.shown(name))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(store_err(&self.shown(name))(e)),
+        }
+    }
+
+    /// Removes the file `name`, if there.
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        match self.store.delete(&self.path(name)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(store_err(&self.shown(name))(e)),
+        }
+    }
+
+    /// The names of the files directly in the folder, and of its sub-folders.
+    pub async fn list(&self) -> Result<(Vec<String>, Vec<String>)> {
+        let prefix = (!self.prefix.as_ref().is_empty()).then_some(&self.prefix);
+        let l = self
+            .store
+            .list_with_delimiter(prefix)
+            .await
+            .map_err(store_err(&self.shown))?;
+        let name = |p: &Path| p.filename().map(str::to_string);
+        Ok((
+            l.objects.iter().filter_map(|o| name(&o.location)).collect(),
+            l.common_prefixes.iter().filter_map(name).collect(),
+        ))
+    }
+
+    /// The files' total size, with those of the sub-folders.
+    pub async fn size(&self) -> Result<u64> {
+        let prefix = (!self.prefix.as_ref().is_empty()).then_some(&self.prefix);
+        self.store
+            .list(prefix)
+            .map_ok(|o| o.size)
+            .try_fold(0, |a, b| async move { Ok(a + b) })
+            .await
+            .map_err(store_err(&self.shown))
+    }
+
+    /// The numbers `n` of the folder's `<n>.json` files: the versions of state snapshots and
+    /// the ends of the offset and commit logs.
+    pub async fn numbered(&self) -> Result<Vec<i64>> {
+        Ok(self
+            .list()
+            .await?
+            .0
+            .iter()
+            .filter_map(|n| n.strip_suffix(".json")?.parse().ok())
+            .collect())
+    }
+}
 
 /// One partition's range in an epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -39,105 +179,96 @@ pub struct Committed {
 /// The offset and commit logs of a pipeline, under its checkpoint folder.
 #[derive(Clone, Debug)]
 pub struct EpochLog {
-    root: PathBuf,
+    root: Folder,
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |e| Error::Checkpoint(format!("{}: {e}", path.display()))
+fn entry(end: i64) -> String {
+    format!("{end:020}.json")
 }
 
 impl EpochLog {
     /// The logs under `root` (the pipeline's checkpoint folder).
-    pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+    pub fn new(root: Folder) -> Self {
+        Self { root }
     }
 
-    fn dir(&self, log: &str, partition: i32) -> PathBuf {
-        self.root.join(log).join(partition.to_string())
+    fn dir(&self, log: &str, partition: i32) -> Folder {
+        self.root.child(log).child(&partition.to_string())
     }
 
-    fn write(
+    async fn write(
         &self,
         log: &str,
         partition: i32,
         end: i64,
-        entry: &impl serde::Serialize,
+        value: &impl serde::Serialize,
     ) -> Result<()> {
         let dir = self.dir(log, partition);
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let file = dir.join(format!("{end:020}.json"));
-        let tmp = dir.join(format!("{end:020}.tmp"));
         // Integers always serialise.
-        std::fs::write(&tmp, serde_json::to_vec(entry).expect("entry serialises"))
-            .map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &file).map_err(io(&file))?;
-        let mut ends = Self::ends(&dir)?;
+        let bytes = serde_json::to_vec(value).expect("entry serialises");
+        dir.put(&entry(end), bytes).await?;
+        let mut ends = dir.numbered().await?;
         ends.sort_unstable();
         for old in ends.iter().rev().skip(RETAIN) {
-            let _ = std::fs::remove_file(dir.join(format!("{old:020}.json")));
+            let _ = dir.delete(&entry(*old)).await;
         }
         Ok(())
     }
 
-    fn ends(dir: &Path) -> Result<Vec<i64>> {
-        crate::state::numbered(dir).map_err(io(dir))
-    }
-
     /// Records an epoch's ranges before it is processed.
-    pub fn begin(&self, ranges: &[(i32, Range)]) -> Result<()> {
-        ranges
-            .iter()
-            .try_for_each(|(p, r)| self.write("offsets", *p, r.end, r))
+    pub async fn begin(&self, ranges: &[(i32, Range)]) -> Result<()> {
+        for (p, r) in ranges {
+            self.write("offsets", *p, r.end, r).await?;
+        }
+        Ok(())
     }
 
     /// Records an epoch as done, after every output committed; it took `duration_ms`.
-    pub fn commit(&self, ranges: &[(i32, Range)], duration_ms: u64) -> Result<()> {
+    pub async fn commit(&self, ranges: &[(i32, Range)], duration_ms: u64) -> Result<()> {
         let committed_at_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        ranges.iter().try_for_each(|(p, r)| {
-            self.write(
-                "commits",
-                *p,
-                r.end,
-                &Committed {
-                    start: r.start,
-                    end: r.end,
-                    duration_ms,
-                    committed_at_ms,
-                },
-            )
-        })
+        for (p, r) in ranges {
+            let c = Committed {
+                start: r.start,
+                end: r.end,
+                duration_ms,
+                committed_at_ms,
+            };
+            self.write("commits", *p, r.end, &c).await?;
+        }
+        Ok(())
     }
 
     /// The newest commit-log entry of a partition.
-    pub fn last_commit(&self, partition: i32) -> Result<Option<Committed>> {
+    pub async fn last_commit(&self, partition: i32) -> Result<Option<Committed>> {
         let dir = self.dir("commits", partition);
-        let Some(end) = Self::ends(&dir)?.into_iter().max() else {
+        let Some(end) = dir.numbered().await?.into_iter().max() else {
             return Ok(None);
         };
-        let file = dir.join(format!("{end:020}.json"));
-        let bytes = std::fs::read(&file).map_err(io(&file))?;
-        Ok(serde_json::from_slice(&bytes).ok())
+        let bytes = dir.get(&entry(end)).await?;
+        Ok(bytes.and_then(|b| serde_json::from_slice(&b).ok()))
     }
 
     /// The partition's interrupted range: its newest offset-log entry without a commit.
-    pub fn pending(&self, partition: i32) -> Result<Option<Range>> {
-        let Some(end) = Self::ends(&self.dir("offsets", partition))?
-            .into_iter()
-            .max()
-        else {
+    pub async fn pending(&self, partition: i32) -> Result<Option<Range>> {
+        let offsets = self.dir("offsets", partition);
+        let Some(end) = offsets.numbered().await?.into_iter().max() else {
             return Ok(None);
         };
-        if Self::ends(&self.dir("commits", partition))?.contains(&end) {
+        if self
+            .dir("commits", partition)
+            .numbered()
+            .await?
+            .contains(&end)
+        {
             return Ok(None);
         }
-        let file = self
-            .dir("offsets", partition)
-            .join(format!("{end:020}.json"));
-        let bytes = std::fs::read(&file).map_err(io(&file))?;
+        let Some(bytes) = offsets.get(&entry(end)).await? else {
+            return Ok(None);
+        };
         let range = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Checkpoint(format!("{}: {e}", file.display())))?;
+            .map_err(|e| Error::Checkpoint(format!("{}: {e}", offsets.shown(&entry(end)))))?;
         Ok(Some(range))
     }
 }
@@ -146,29 +277,38 @@ impl EpochLog {
 mod tests {
     use super::*;
 
-    #[test]
-    fn an_epoch_without_a_commit_is_pending_with_its_exact_range() {
+    #[tokio::test]
+    async fn an_epoch_without_a_commit_is_pending_with_its_exact_range() {
         let dir = std::env::temp_dir().join(format!("rtlake-epochlog-{}", std::process::id()));
-        let log = EpochLog::new(&dir);
-        assert_eq!(log.pending(0).unwrap(), None);
+        let log = EpochLog::new(Folder::local(&dir).unwrap());
+        assert_eq!(log.pending(0).await.unwrap(), None);
         let first = [
             (0, Range { start: 0, end: 10 }),
             (1, Range { start: 0, end: 7 }),
         ];
-        log.begin(&first).unwrap();
-        assert_eq!(log.pending(0).unwrap(), Some(Range { start: 0, end: 10 }));
-        log.commit(&first, 5).unwrap();
+        log.begin(&first).await.unwrap();
+        assert_eq!(
+            log.pending(0).await.unwrap(),
+            Some(Range { start: 0, end: 10 })
+        );
+        log.commit(&first, 5).await.unwrap();
         assert_eq!(
             log.last_commit(1)
+                .await
                 .unwrap()
                 .map(|c| (c.start, c.end, c.duration_ms)),
             Some((0, 7, 5))
         );
-        assert_eq!(log.pending(0).unwrap(), None);
-        log.begin(&[(0, Range { start: 10, end: 25 })]).unwrap();
-        assert_eq!(log.pending(0).unwrap(), Some(Range { start: 10, end: 25 }));
+        assert_eq!(log.pending(0).await.unwrap(), None);
+        log.begin(&[(0, Range { start: 10, end: 25 })])
+            .await
+            .unwrap();
         assert_eq!(
-            log.pending(1).unwrap(),
+            log.pending(0).await.unwrap(),
+            Some(Range { start: 10, end: 25 })
+        );
+        assert_eq!(
+            log.pending(1).await.unwrap(),
             None,
             "partition 1 was not in the interrupted epoch"
         );

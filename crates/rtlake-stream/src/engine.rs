@@ -167,7 +167,7 @@ impl Engine {
                 continue;
             };
             for (p, version) in parts.iter().zip(versions) {
-                let bytes = self.state.load(kind, *p, version)?;
+                let bytes = self.state.load(kind, *p, version).await?;
                 state.restore(*p, bytes.as_deref()).map_err(|e| {
                     Error::Rebalance(format!("state of {kind} partition {p} is unreadable: {e}"))
                 })?;
@@ -175,13 +175,13 @@ impl Engine {
         }
         let mut pending = BTreeMap::new();
         for p in parts {
-            if let Some(r) = self.log.pending(*p)? {
+            if let Some(r) = self.log.pending(*p).await? {
                 if r.end > self.resume(*p).expected() {
                     pending.insert(*p, r);
                 } else {
                     // Every output holds the range: the crash came after the last output's
                     // commit and before the commit log's. Complete the entry.
-                    self.log.commit(&[(*p, r)], 0)?;
+                    self.log.commit(&[(*p, r)], 0).await?;
                 }
             }
         }
@@ -224,7 +224,7 @@ impl Engine {
         if msgs.is_empty() {
             return Ok(ends);
         }
-        self.log.begin(&ranges)?;
+        self.log.begin(&ranges).await?;
         let started = std::time::Instant::now();
         let metrics = &rtlake_core::metrics::global().run;
         let now = chrono::Utc::now();
@@ -285,7 +285,8 @@ impl Engine {
                         .filter_map(|s| s.version(&pipeline, *p))
                         .min();
                     self.state
-                        .save(stage.op.kind(), *p, *end, &state.snapshot(*p), keep_from)?;
+                        .save(stage.op.kind(), *p, *end, &state.snapshot(*p), keep_from)
+                        .await?;
                 }
             }
         }
@@ -333,7 +334,8 @@ impl Engine {
             }
         }
         self.log
-            .commit(&ranges, started.elapsed().as_millis() as u64)?;
+            .commit(&ranges, started.elapsed().as_millis() as u64)
+            .await?;
         let done = chrono::Utc::now().timestamp_millis();
         let latency = metrics.event_to_lake.with_label_values(&[&pipeline]);
         for m in msgs {

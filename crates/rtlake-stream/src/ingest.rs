@@ -2,7 +2,7 @@
 //! exactly once; the [`Engine`] holds the truth.
 
 use crate::bronze::DistrictCache;
-use crate::checkpoint::EpochLog;
+use crate::checkpoint::{EpochLog, Folder};
 use crate::engine::Engine;
 pub use crate::engine::RunReport;
 use crate::pipeline::{Output, build};
@@ -18,32 +18,42 @@ use rtlake_lake::sink::DeltaSink;
 use std::path::PathBuf;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
+use url::Url;
 
-/// The pipeline's checkpoint folder: `run.checkpoint`, or `<lake>/_checkpoints/<pipeline>`.
-pub fn checkpoint_dir(cfg: &Config, lake: &Lake) -> Result<PathBuf> {
-    if let Some(c) = &cfg.run.checkpoint {
-        let path = c.strip_prefix("file://").unwrap_or(c);
-        if path.contains("://") {
-            return Err(Error::Checkpoint(format!(
-                "run.checkpoint {c}: only local paths and file:// URLs in this build"
-            )));
+/// The pipeline's checkpoint folder: `run.checkpoint` (a local path or a URL such as
+/// `s3://bucket/checkpoints/bikes`), or `<lake>/_checkpoints/<pipeline>` in the lake's store.
+pub fn checkpoint_url(cfg: &Config, lake: &Lake) -> Result<Url> {
+    let err = |reason: String| Error::Checkpoint(reason);
+    let url = match &cfg.run.checkpoint {
+        Some(c) if c.contains("://") => {
+            Url::parse(c).map_err(|e| err(format!("run.checkpoint {c}: {e}")))?
         }
-        return Ok(PathBuf::from(path));
-    }
-    let root = lake.root().to_file_path().map_err(|_| {
-        Error::Checkpoint(format!(
-            "the lake {} is not local: set run.checkpoint to a local folder",
-            lake.root()
-        ))
-    })?;
-    Ok(root.join("_checkpoints").join(&cfg.run.pipeline))
+        Some(c) => {
+            std::fs::create_dir_all(c).map_err(|e| err(format!("run.checkpoint {c}: {e}")))?;
+            let abs =
+                std::fs::canonicalize(c).map_err(|e| err(format!("run.checkpoint {c}: {e}")))?;
+            Url::from_directory_path(&abs)
+                .map_err(|_| err(format!("run.checkpoint {c}: not an absolute path")))?
+        }
+        None => lake
+            .root()
+            .join(&format!("_checkpoints/{}/", cfg.run.pipeline))
+            .map_err(|e| err(format!("pipeline name {}: {e}", cfg.run.pipeline)))?,
+    };
+    Ok(url)
+}
+
+/// The pipeline's checkpoint folder, opened (see [`checkpoint_url`]).
+pub fn checkpoint(cfg: &Config, lake: &Lake) -> Result<Folder> {
+    let url = checkpoint_url(cfg, lake)?;
+    Ok(Folder::new(lake.store_at(&url)?, &url))
 }
 
 /// Runs the pipeline until `shutdown` fires, or until the input is drained (available-now
 /// trigger, or the file source).
 pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport> {
     let lake = Lake::open(&cfg.lake)?;
-    let checkpoint = checkpoint_dir(cfg, &lake)?;
+    let checkpoint = checkpoint(cfg, &lake)?;
     let file = cfg.run.file_source().map(PathBuf::from);
     let topic = match &file {
         Some(p) => format!("file:{}", p.display()),
@@ -68,8 +78,8 @@ pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport>
         topic,
         stages,
         rejected,
-        state: StateStore::new(checkpoint.join("state")),
-        log: EpochLog::new(&checkpoint),
+        state: StateStore::new(checkpoint.child("state")),
+        log: EpochLog::new(checkpoint.clone()),
         places: DistrictCache::default(),
         max_future: cfg.run.max_future.get(),
         report: RunReport::default(),
@@ -83,7 +93,7 @@ pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport>
         &cfg.run.pipeline,
         outputs.iter().chain([&engine.rejected.name()]),
     );
-    tracing::info!(pipeline = %cfg.run.pipeline, source = %engine.topic, lake = %lake.root(), checkpoint = %checkpoint.display(), ?outputs, "processor started");
+    tracing::info!(pipeline = %cfg.run.pipeline, source = %engine.topic, lake = %lake.root(), %checkpoint, ?outputs, "processor started");
     let report = match file {
         Some(path) => run_file(cfg, engine, &path, shutdown).await?,
         None => {
@@ -105,7 +115,7 @@ pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport>
                     .iter()
                     .flat_map(|s| &s.outputs)
                     .filter_map(|o| match o {
-                        Output::Kafka(k) => Some(k.dir().to_path_buf()),
+                        Output::Kafka(k) => Some(k.dir().clone()),
                         Output::Delta(..) => None,
                     })
                     .collect(),

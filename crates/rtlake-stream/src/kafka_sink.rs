@@ -22,6 +22,7 @@
 //! at most [`MAX_IN_FLIGHT`] messages wait for acknowledgement, and an epoch whose deliveries do
 //! not finish within `run.sink-timeout` fails, to be retried from the lake's positions.
 
+use crate::checkpoint::Folder;
 use crate::{Error, Result};
 use arrow::array::{Array, RecordBatch, StringArray};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -33,7 +34,6 @@ use rdkafka::{Offset, TopicPartitionList};
 use rtlake_core::Config;
 use rtlake_core::config::SinkTransactions;
 use std::collections::{BTreeMap, VecDeque};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Messages waiting for acknowledgement, at most.
@@ -55,12 +55,8 @@ pub struct KafkaSink {
     producer: FutureProducer,
     txn: Option<Transactions>,
     /// `<checkpoint>/sinks/<topic>`: one file per input partition holding the version.
-    dir: PathBuf,
+    dir: Folder,
     known: BTreeMap<i32, i64>,
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |e| Error::Checkpoint(format!("{}: {e}", path.display()))
 }
 
 fn kafka(context: String) -> impl FnOnce(KafkaError) -> Error {
@@ -68,17 +64,16 @@ fn kafka(context: String) -> impl FnOnce(KafkaError) -> Error {
 }
 
 /// A Kafka sink's version of a partition from its folder (`None`: never written).
-pub fn read_version(dir: &Path, partition: i32) -> Result<Option<i64>> {
-    let file = dir.join(format!("{partition}.json"));
-    match std::fs::read_to_string(&file) {
-        Ok(s) => s
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|e| Error::Checkpoint(format!("{}: {e}", file.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io(&file)(e)),
-    }
+pub async fn read_version(dir: &Folder, partition: i32) -> Result<Option<i64>> {
+    let file = format!("{partition}.json");
+    let Some(bytes) = dir.get(&file).await? else {
+        return Ok(None);
+    };
+    String::from_utf8_lossy(&bytes)
+        .trim()
+        .parse()
+        .map(Some)
+        .map_err(|e| Error::Checkpoint(format!("{}: {e}", dir.shown(&file))))
 }
 
 /// Runs a blocking transactional call of `producer` on a blocking thread, and
@@ -112,10 +107,9 @@ impl KafkaSink {
     /// A sink publishing to `topic` (created if missing), keyed by the string column `key`,
     /// with `[producer]`'s settings; transactional per `run.sink-transactions` (auto: when the
     /// cluster has transactions). Logs which mode it runs in.
-    pub async fn open(cfg: &Config, topic: &str, key: &str, checkpoint: &Path) -> Result<Self> {
+    pub async fn open(cfg: &Config, topic: &str, key: &str, checkpoint: &Folder) -> Result<Self> {
         rtlake_kafka::admin::ensure_topic(&cfg.kafka, topic).await?;
-        let dir = checkpoint.join("sinks").join(topic);
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let dir = checkpoint.child("sinks").child(topic);
         let mut sink = Self {
             cfg: cfg.clone(),
             topic: topic.into(),
@@ -241,7 +235,7 @@ impl KafkaSink {
     }
 
     /// The folder of its version files (`<checkpoint>/sinks/<topic>`).
-    pub fn dir(&self) -> &Path {
+    pub fn dir(&self) -> &Folder {
         &self.dir
     }
 
@@ -267,7 +261,7 @@ impl KafkaSink {
     /// an older owner and aborts its open transaction).
     pub async fn refresh(&mut self, parts: &[i32]) -> Result<()> {
         for p in parts {
-            match read_version(&self.dir, *p)? {
+            match read_version(&self.dir, *p).await? {
                 Some(v) => self.known.insert(*p, v),
                 None => self.known.remove(p),
             };
@@ -356,7 +350,7 @@ impl KafkaSink {
             crate::failpoint(&format!("after-publish:{}", self.name()));
         }
         for (p, end) in ends {
-            self.write_version(*p, *end)?;
+            self.write_version(*p, *end).await?;
         }
         Ok(())
     }
@@ -436,11 +430,10 @@ impl KafkaSink {
         Ok(())
     }
 
-    fn write_version(&mut self, p: i32, end: i64) -> Result<()> {
-        let file = self.dir.join(format!("{p}.json"));
-        let tmp = self.dir.join(format!("{p}.tmp"));
-        std::fs::write(&tmp, end.to_string()).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &file).map_err(io(&file))?;
+    async fn write_version(&mut self, p: i32, end: i64) -> Result<()> {
+        self.dir
+            .put(&format!("{p}.json"), end.to_string().into_bytes())
+            .await?;
         self.known.insert(p, end);
         Ok(())
     }

@@ -20,7 +20,6 @@ use rtlake_core::schema::{self, TIME_PARTITIONS, TableName};
 use rtlake_lake::Lake;
 use rtlake_lake::sink::{DeltaSink, app_id};
 use std::collections::BTreeMap;
-use std::path::Path;
 
 /// Where an operator's rows go.
 pub enum Output {
@@ -181,7 +180,11 @@ fn table_name(s: &str) -> TableName {
 }
 
 /// Builds the stages of the configured sinks, opening (creating) their tables and topics.
-pub async fn build(cfg: &Config, lake: &Lake, checkpoint: &Path) -> Result<Vec<Stage>> {
+pub async fn build(
+    cfg: &Config,
+    lake: &Lake,
+    checkpoint: &crate::checkpoint::Folder,
+) -> Result<Vec<Stage>> {
     let mut stages: Vec<Stage> = Vec::new();
     for s in &cfg.run.sinks() {
         let op = operator(&s.operator, cfg);

@@ -17,7 +17,6 @@ use rtlake_core::schema::TableName;
 use rtlake_lake::Lake;
 use rtlake_lake::sink::{app_id, read_versions};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -128,7 +127,7 @@ pub struct Positions {
     /// The Delta outputs.
     pub tables: Vec<TableName>,
     /// The Kafka outputs' checkpoint folders (one `<partition>.json` version file each).
-    pub kafka_dirs: Vec<PathBuf>,
+    pub kafka_dirs: Vec<crate::checkpoint::Folder>,
     /// Where a new pipeline starts.
     pub start: StartAt,
 }
@@ -156,12 +155,12 @@ impl Positions {
         }
         for dir in &self.kafka_dirs {
             for p in partitions {
-                let v = crate::kafka_sink::read_version(dir, *p).map_err(|e| {
-                    rtlake_lake::Error::Location {
-                        uri: dir.display().to_string(),
+                let v = crate::kafka_sink::read_version(dir, *p)
+                    .await
+                    .map_err(|e| rtlake_lake::Error::Location {
+                        uri: dir.to_string(),
                         reason: e.to_string(),
-                    }
-                })?;
+                    })?;
                 versions.entry(*p).or_default().push(v);
             }
         }

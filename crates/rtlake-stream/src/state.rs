@@ -5,19 +5,14 @@
 //! resumes from the snapshot whose version the table holds, whether or not a newer one was
 //! written. The previous snapshot is kept; older ones are removed.
 
-use std::path::{Path, PathBuf};
+use crate::checkpoint::Folder;
 
 /// Errors of the state store.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// Reading or writing a snapshot failed.
-    #[error("state {path}: {cause}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        cause: std::io::Error,
-    },
+    #[error("state: {0}")]
+    Store(String),
     /// The table holds a version whose snapshot is missing: the state cannot be rebuilt.
     #[error(
         "state of {table} partition {partition} at offset {version} is missing from {dir}; the checkpoint does not belong to this lake (restore it, or start a new pipeline name)"
@@ -30,38 +25,41 @@ pub enum StateError {
         /// The version the table holds.
         version: i64,
         /// Where it was looked for.
-        dir: PathBuf,
+        dir: String,
     },
 }
 
-/// Where a pipeline keeps its state snapshots (a local folder).
+impl From<crate::Error> for StateError {
+    fn from(e: crate::Error) -> Self {
+        Self::Store(e.to_string())
+    }
+}
+
+/// Where a pipeline keeps its state snapshots (a checkpoint folder, local or S3).
 #[derive(Clone, Debug)]
 pub struct StateStore {
-    root: PathBuf,
+    root: Folder,
+}
+
+fn snapshot(version: i64) -> String {
+    format!("{version:020}.json")
 }
 
 impl StateStore {
     /// A store under `root`.
-    pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+    pub fn new(root: Folder) -> Self {
+        Self { root }
     }
 
-    fn dir(&self, table: &str, partition: i32) -> PathBuf {
-        self.root.join(table).join(partition.to_string())
-    }
-
-    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
-        move |cause| StateError::Io {
-            path: path.to_path_buf(),
-            cause,
-        }
+    fn dir(&self, table: &str, partition: i32) -> Folder {
+        self.root.child(table).child(&partition.to_string())
     }
 
     /// Writes the snapshot of `version` atomically and drops all but the two newest, and
     /// never one at or after `keep_from`: the oldest version an output fed by this operator
     /// still holds (two stages of one operator kind, such as silver and a Kafka sink of
     /// `changes`, share the folder, and a lagging one restores from its own version).
-    pub fn save(
+    pub async fn save(
         &self,
         table: &str,
         partition: i32,
@@ -70,12 +68,8 @@ impl StateStore {
         keep_from: Option<i64>,
     ) -> Result<(), StateError> {
         let dir = self.dir(table, partition);
-        std::fs::create_dir_all(&dir).map_err(Self::io(&dir))?;
-        let file = dir.join(format!("{version:020}.json"));
-        let tmp = dir.join(format!("{version:020}.tmp"));
-        std::fs::write(&tmp, bytes).map_err(Self::io(&tmp))?;
-        std::fs::rename(&tmp, &file).map_err(Self::io(&file))?;
-        let mut versions = numbered(&dir).map_err(Self::io(&dir))?;
+        dir.put(&snapshot(version), bytes.to_vec()).await?;
+        let mut versions = dir.numbered().await?;
         versions.sort_unstable();
         // Keep the snapshot the table holds now, and the new one that is about to be committed.
         for old in versions
@@ -84,13 +78,13 @@ impl StateStore {
             .skip(2)
             .filter(|v| keep_from.is_some_and(|k| **v < k))
         {
-            let _ = std::fs::remove_file(dir.join(format!("{old:020}.json")));
+            let _ = dir.delete(&snapshot(*old)).await;
         }
         Ok(())
     }
 
     /// Reads the snapshot of `version`; `None` means the partition has no state yet.
-    pub fn load(
+    pub async fn load(
         &self,
         table: &str,
         partition: i32,
@@ -100,30 +94,15 @@ impl StateStore {
             return Ok(None);
         };
         let dir = self.dir(table, partition);
-        let file = dir.join(format!("{version:020}.json"));
-        match std::fs::read(&file) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StateError::Missing {
+        match dir.get(&snapshot(version)).await? {
+            Some(b) => Ok(Some(b.to_vec())),
+            None => Err(StateError::Missing {
                 table: table.into(),
                 partition,
                 version,
-                dir,
+                dir: dir.to_string(),
             }),
-            Err(cause) => Err(StateError::Io { path: file, cause }),
         }
-    }
-}
-
-/// The numbers `n` of a folder's `<n>.json` files (none when the folder does not exist): the
-/// versions of state snapshots and the ends of the offset and commit logs.
-pub(crate) fn numbered(dir: &Path) -> std::io::Result<Vec<i64>> {
-    match std::fs::read_dir(dir) {
-        Ok(rd) => Ok(rd
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json")?.parse().ok())
-            .collect()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(e),
     }
 }
 
@@ -131,32 +110,38 @@ pub(crate) fn numbered(dir: &Path) -> std::io::Result<Vec<i64>> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_table_version_picks_the_snapshot() {
+    #[tokio::test]
+    async fn the_table_version_picks_the_snapshot() {
         let dir = std::env::temp_dir().join(format!("rtlake-state-{}", std::process::id()));
-        let s = StateStore::new(&dir);
-        assert_eq!(s.load("t", 0, None).unwrap(), None);
-        s.save("t", 0, 10, b"ten", Some(10)).unwrap();
-        s.save("t", 0, 20, b"twenty", Some(20)).unwrap();
-        s.save("t", 0, 30, b"thirty", Some(20)).unwrap();
-        assert_eq!(s.load("t", 0, Some(20)).unwrap().unwrap(), b"twenty");
-        assert_eq!(s.load("t", 0, Some(30)).unwrap().unwrap(), b"thirty");
+        let s = StateStore::new(Folder::local(&dir).unwrap());
+        assert_eq!(s.load("t", 0, None).await.unwrap(), None);
+        s.save("t", 0, 10, b"ten", Some(10)).await.unwrap();
+        s.save("t", 0, 20, b"twenty", Some(20)).await.unwrap();
+        s.save("t", 0, 30, b"thirty", Some(20)).await.unwrap();
+        assert_eq!(s.load("t", 0, Some(20)).await.unwrap().unwrap(), b"twenty");
+        assert_eq!(s.load("t", 0, Some(30)).await.unwrap().unwrap(), b"thirty");
         assert!(
-            matches!(s.load("t", 0, Some(10)), Err(StateError::Missing { .. })),
+            matches!(
+                s.load("t", 0, Some(10)).await,
+                Err(StateError::Missing { .. })
+            ),
             "only two are kept"
         );
         // A second output of the operator still at 30 (a Kafka sink whose transactions
         // aborted) keeps 30 while the first moves on.
-        s.save("t", 0, 40, b"forty", Some(30)).unwrap();
-        s.save("t", 0, 50, b"fifty", Some(30)).unwrap();
+        s.save("t", 0, 40, b"forty", Some(30)).await.unwrap();
+        s.save("t", 0, 50, b"fifty", Some(30)).await.unwrap();
         assert_eq!(
-            s.load("t", 0, Some(30)).unwrap().unwrap(),
+            s.load("t", 0, Some(30)).await.unwrap().unwrap(),
             b"thirty",
             "the lagging output's snapshot stays"
         );
-        s.save("t", 0, 60, b"sixty", Some(50)).unwrap();
+        s.save("t", 0, 60, b"sixty", Some(50)).await.unwrap();
         assert!(
-            matches!(s.load("t", 0, Some(30)), Err(StateError::Missing { .. })),
+            matches!(
+                s.load("t", 0, Some(30)).await,
+                Err(StateError::Missing { .. })
+            ),
             "and goes once no output needs it"
         );
         let _ = std::fs::remove_dir_all(dir);

@@ -7,10 +7,9 @@
 
 use crate::AppState;
 use rtlake_lake::catalog::{list_tables, table_status};
-use rtlake_stream::checkpoint::EpochLog;
+use rtlake_stream::checkpoint::{EpochLog, Folder};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Instant;
 
 /// The previous sample of each pipeline's positions, for rates.
@@ -24,46 +23,46 @@ fn now_ms() -> i64 {
 }
 
 /// Bytes of a partition's newest state snapshot per operator.
-fn state_bytes(checkpoint: &Path, partition: i32) -> BTreeMap<String, u64> {
+async fn state_bytes(checkpoint: &Folder, partition: i32) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
-    for op in std::fs::read_dir(checkpoint.join("state"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let dir = op.path().join(partition.to_string());
-        let newest = std::fs::read_dir(&dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
-            .max_by_key(|e| e.file_name());
-        if let Some(f) = newest.and_then(|e| e.metadata().ok()) {
-            out.insert(op.file_name().to_string_lossy().to_string(), f.len());
+    let state = checkpoint.child("state");
+    let ops = state.list().await.map(|(_, dirs)| dirs).unwrap_or_default();
+    for op in ops {
+        let dir = state.child(&op).child(&partition.to_string());
+        let Some(newest) = dir.numbered().await.ok().and_then(|v| v.into_iter().max()) else {
+            continue;
+        };
+        if let Ok(Some(b)) = dir.get(&format!("{newest:020}.json")).await {
+            out.insert(op, b.len() as u64);
         }
     }
     out
 }
 
+/// The lake's `_checkpoints` folder (none when the store cannot be opened).
+fn checkpoints(lake: &rtlake_lake::Lake) -> Option<Folder> {
+    let url = lake.root().join("_checkpoints/").ok()?;
+    Some(Folder::new(lake.store_at(&url).ok()?, &url))
+}
+
+/// The pipelines with a checkpoint in the lake.
+async fn pipelines(lake: &rtlake_lake::Lake) -> Vec<String> {
+    match checkpoints(lake) {
+        Some(c) => c.list().await.map(|(_, dirs)| dirs).unwrap_or_default(),
+        None => Vec::new(),
+    }
+}
+
 /// The pipelines under `<lake>/_checkpoints`, with per-partition figures.
 pub async fn pipeline(state: &AppState) -> Result<Value, String> {
     let lake = &state.lake;
-    let root = lake
-        .root()
-        .to_file_path()
-        .map_err(|_| "status pages need a local lake in this build".to_string())?;
-    let pipelines: Vec<String> = std::fs::read_dir(root.join("_checkpoints"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .collect();
+    let pipelines = pipelines(lake).await;
+    let root = checkpoints(lake).ok_or("the lake's checkpoints cannot be opened")?;
     let topic = &state.cfg.kafka.topic;
     let watermarks = rtlake_kafka::admin::high_watermarks(&state.cfg.kafka, topic)
         .await
         .map_err(|e| e.to_string())?;
-    let tables = list_tables(lake).map_err(|e| e.to_string())?;
+    let tables = list_tables(lake).await.map_err(|e| e.to_string())?;
     let rejected = match state.session().await {
         Ok(s) => s
             .query("SELECT sink, reason, count(*) AS n FROM _rejected GROUP BY sink, reason")
@@ -91,8 +90,8 @@ pub async fn pipeline(state: &AppState) -> Result<Value, String> {
     let mut sample = BTreeMap::new();
     let mut out = Vec::new();
     for pipeline in &pipelines {
-        let checkpoint = root.join("_checkpoints").join(pipeline);
-        let log = EpochLog::new(&checkpoint);
+        let checkpoint = root.child(pipeline);
+        let log = EpochLog::new(checkpoint.clone());
         let mut outputs = Vec::new();
         for t in &tables {
             let ids: Vec<String> = watermarks
@@ -107,21 +106,15 @@ pub async fn pipeline(state: &AppState) -> Result<Value, String> {
             }
         }
         let mut kafka_sinks = Vec::new();
-        for e in std::fs::read_dir(checkpoint.join("sinks"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let name = e.file_name().to_string_lossy().to_string();
-            let versions: BTreeMap<i32, i64> = watermarks
-                .iter()
-                .filter_map(|(p, ..)| {
-                    Some((
-                        *p,
-                        rtlake_stream::kafka_sink::read_version(&e.path(), *p).ok()??,
-                    ))
-                })
-                .collect();
+        let sinks = checkpoint.child("sinks");
+        for name in sinks.list().await.map(|(_, d)| d).unwrap_or_default() {
+            let dir = sinks.child(&name);
+            let mut versions = BTreeMap::new();
+            for (p, ..) in &watermarks {
+                if let Ok(Some(v)) = rtlake_stream::kafka_sink::read_version(&dir, *p).await {
+                    versions.insert(*p, v);
+                }
+            }
             kafka_sinks.push((name, versions));
         }
         let mut partitions = Vec::new();
@@ -144,7 +137,7 @@ pub async fn pipeline(state: &AppState) -> Result<Value, String> {
                     .map(|(n, v)| (format!("kafka:{n}"), v.get(p).copied())),
             );
             let committed = versions.iter().filter_map(|(_, v)| *v).min();
-            let last = log.last_commit(*p).ok().flatten();
+            let last = log.last_commit(*p).await.ok().flatten();
             let key = (pipeline.clone(), *p);
             let events_per_sec = rate(&key, committed.unwrap_or(0));
             sample.insert(key, committed.unwrap_or(0));
@@ -157,7 +150,7 @@ pub async fn pipeline(state: &AppState) -> Result<Value, String> {
                 "outputs": versions.iter().map(|(n, v)| json!({"output": n, "version": v})).collect::<Vec<_>>(),
                 "epoch_duration_ms": last.map(|c| c.duration_ms),
                 "last_epoch_at_ms": last.map(|c| c.committed_at_ms),
-                "state_bytes": state_bytes(&checkpoint, *p),
+                "state_bytes": state_bytes(&checkpoint, *p).await,
             }));
         }
         out.push(json!({
@@ -186,17 +179,11 @@ pub async fn kafka(state: &AppState) -> Result<Value, String> {
         .await
         .map_err(|e| e.to_string())?;
     // A cluster may not list groups (tansu 0.6 did not): ask for the pipelines' own.
-    let root = state.lake.root().to_file_path().ok();
-    let groups: Vec<String> = root
-        .map(|r| {
-            std::fs::read_dir(r.join("_checkpoints"))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| format!("rtlake-{}", e.file_name().to_string_lossy()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let groups: Vec<String> = pipelines(&state.lake)
+        .await
+        .iter()
+        .map(|p| format!("rtlake-{p}"))
+        .collect();
     let mut described = Vec::new();
     for t in &topics {
         match rtlake_kafka::admin::describe_topic(k, &t.name, &groups).await {

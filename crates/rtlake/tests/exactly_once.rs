@@ -144,11 +144,16 @@ fn read_topic(brokers: &str, topic: &str) -> Vec<(String, i32, i64, String)> {
 }
 
 /// The interrupted ranges in the offset log (newest entry without a commit, per partition).
-fn in_flight(checkpoint: &Path) -> Vec<(i32, i64, i64)> {
-    let log = rtlake_stream::checkpoint::EpochLog::new(checkpoint);
-    (0..3)
-        .filter_map(|p| log.pending(p).unwrap().map(|r| (p, r.start, r.end)))
-        .collect()
+async fn in_flight(checkpoint: &Path) -> Vec<(i32, i64, i64)> {
+    use rtlake_stream::checkpoint::{EpochLog, Folder};
+    let log = EpochLog::new(Folder::local(checkpoint).unwrap());
+    let mut out = Vec::new();
+    for p in 0..3 {
+        if let Some(r) = log.pending(p).await.unwrap() {
+            out.push((p, r.start, r.end));
+        }
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,7 +244,7 @@ async fn crashes_at_every_commit_point_leave_every_output_exact() {
             String::from_utf8_lossy(&out.stderr)
         );
         transactional = String::from_utf8_lossy(&out.stderr).contains("kafka sink: exactly once");
-        let pending = in_flight(&checkpoint);
+        let pending = in_flight(&checkpoint).await;
         assert!(
             !pending.is_empty(),
             "the aborted epoch is in the offset log without a commit"
@@ -261,7 +266,7 @@ async fn crashes_at_every_commit_point_leave_every_output_exact() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        in_flight(&checkpoint).is_empty(),
+        in_flight(&checkpoint).await.is_empty(),
         "every epoch is committed in the end"
     );
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod faults;
+pub mod s3;
 
 use rtlake_broker::EmbeddedBroker;
 use rtlake_core::{Config, ConfigLoader};
@@ -90,7 +91,12 @@ pub async fn sql_rows(lake: &Path, q: &str) -> Vec<Vec<String>> {
         uri: lake.display().to_string(),
         ..Default::default()
     };
-    let lake = rtlake_lake::Lake::open(&cfg).expect("lake");
+    sql_on(&cfg, q).await
+}
+
+/// Runs SQL over the lake of `cfg` (local or an object store).
+pub async fn sql_on(cfg: &rtlake_core::config::LakeConfig, q: &str) -> Vec<Vec<String>> {
+    let lake = rtlake_lake::Lake::open(cfg).expect("lake");
     let s = rtlake_query::LakeSql::open(&lake)
         .await
         .expect("sql session");
