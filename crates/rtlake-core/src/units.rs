@@ -41,8 +41,9 @@ impl FromStr for HumanDuration {
             "s" | "sec" | "secs" => 1.0,
             "m" | "min" | "mins" => 60.0,
             "h" => 3600.0,
+            "d" | "day" | "days" => 86400.0,
             "" => return Err(format!("`{s}` has no unit (write e.g. {s}ms or {s}s)")),
-            other => return Err(format!("`{s}`: unknown unit `{other}` (use ms, s, m or h)")),
+            other => return Err(format!("`{s}`: unknown unit `{other}` (use ms, s, m, h or d)")),
         };
         let secs = value * scale;
         if !secs.is_finite() || secs < 0.0 {

@@ -4,10 +4,12 @@
 //! - [`sink`]: the Delta sink, whose commits carry a `txn` action per input partition
 //!   (kafka-delta-ingest's protocol) so that a re-run of the same offsets is skipped.
 //! - [`catalog`]: the tables found under the root, for SQL.
+//! - [`maintenance`]: compaction, log checkpoints, vacuum, table health.
 //! - [`store`]: the object stores (local folders, S3) the lake and the checkpoints live in.
 #![warn(missing_docs)]
 
 pub mod catalog;
+pub mod maintenance;
 pub mod sink;
 pub mod store;
 

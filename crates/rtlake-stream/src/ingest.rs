@@ -94,22 +94,24 @@ pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport>
         outputs.iter().chain([&engine.rejected.name()]),
     );
     tracing::info!(pipeline = %cfg.run.pipeline, source = %engine.topic, lake = %lake.root(), %checkpoint, ?outputs, "processor started");
+    let tables: Vec<_> = engine
+        .stages
+        .iter()
+        .flat_map(|s| &s.outputs)
+        .chain([&engine.rejected])
+        .filter_map(|o| match o {
+            Output::Delta(d, _) => Some(d.name()),
+            Output::Kafka(_) => None,
+        })
+        .collect();
+    crate::maintain::spawn(&lake, tables.clone(), &cfg.lake, shutdown.child_token());
     let report = match file {
         Some(path) => run_file(cfg, engine, &path, shutdown).await?,
         None => {
             let positions = Positions {
                 lake: lake.clone(),
                 pipeline: cfg.run.pipeline.clone(),
-                tables: engine
-                    .stages
-                    .iter()
-                    .flat_map(|s| &s.outputs)
-                    .chain([&engine.rejected])
-                    .filter_map(|o| match o {
-                        Output::Delta(d, _) => Some(d.name()),
-                        Output::Kafka(_) => None,
-                    })
-                    .collect(),
+                tables,
                 kafka_dirs: engine
                     .stages
                     .iter()

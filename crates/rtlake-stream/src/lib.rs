@@ -20,6 +20,7 @@ pub mod file_source;
 pub mod gold;
 pub mod ingest;
 pub mod kafka_sink;
+pub mod maintain;
 pub mod operator;
 pub mod pipeline;
 pub mod silver;

@@ -59,6 +59,16 @@ pub enum Command {
         #[command(subcommand)]
         op: TopicsCommand,
     },
+    /// Look after the lake's tables: their health, compaction, log checkpoints, vacuum.
+    ///
+    /// The processor does the same on a schedule (lake.maintenance-interval, default 10m);
+    /// these run it now. All are safe beside a running pipeline: compaction commits with
+    /// dataChange=false and keeps every pipeline's offsets, so nothing is lost or doubled.
+    Lake {
+        /// The maintenance operation.
+        #[command(subcommand)]
+        op: LakeCommand,
+    },
     /// Measure a Kafka cluster (bench/README.md has the workloads and the figures).
     Bench {
         /// What to measure.
@@ -354,6 +364,54 @@ pub struct RunArgs {
     /// epoch as soon as data arrives) [run.trigger].
     #[arg(long, value_enum)]
     pub trigger: Option<TriggerArg>,
+}
+
+/// Which lake and which of its tables.
+#[derive(Debug, Args)]
+pub struct LakeArgs {
+    /// The lake: a path or URL [lake.uri; default ./rtlake-data/lake].
+    #[arg(long, value_name = "URL_OR_PATH")]
+    pub lake: Option<String>,
+    /// Only this table (`bronze.station_status`); repeat for several; default: every table.
+    #[arg(long = "table", value_name = "TABLE")]
+    pub tables: Vec<String>,
+}
+
+/// `rtlake lake ...`.
+#[derive(Debug, Subcommand)]
+pub enum LakeCommand {
+    /// Per table: version, files, average file size, rows, the last commit and its age.
+    Status {
+        #[command(flatten)]
+        lake: LakeArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: FormatArg,
+    },
+    /// Compact small files, per partition, into files of about the target size.
+    Optimize {
+        #[command(flatten)]
+        lake: LakeArgs,
+        /// Target file size [lake.target-file-size; default 64MiB].
+        #[arg(long, value_name = "SIZE")]
+        target_size: Option<String>,
+        /// Z-order the compacted files by these columns [lake.z-order].
+        #[arg(long, value_name = "COLUMN", value_delimiter = ',')]
+        z_order: Vec<String>,
+    },
+    /// Write a Delta log checkpoint and remove log entries past the log retention.
+    Checkpoint {
+        #[command(flatten)]
+        lake: LakeArgs,
+    },
+    /// Delete data files no version within the retention references.
+    Vacuum {
+        #[command(flatten)]
+        lake: LakeArgs,
+        /// Keep files referenced within this long [lake.vacuum-retention; default 7d].
+        #[arg(long, value_name = "DURATION")]
+        retention: Option<String>,
+    },
 }
 
 /// Output formats.

@@ -22,6 +22,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Sql(a) => sql(&cli, a).await,
         Command::Serve(a) => serve(&cli, a).await,
         Command::Topics { op } => topics(&cli, op).await,
+        Command::Lake { op } => crate::lake_cmd::lake(&cli, op).await,
         Command::Bench {
             what:
                 BenchCommand::Consume {

@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod lake_cmd;
 mod settings;
 
 use clap::Parser;

@@ -114,7 +114,7 @@ async fn the_pipeline_runs_on_s3_and_a_restart_resumes_from_the_s3_checkpoint() 
         opts.insert(k.into(), v.into());
     }
     let script = format!(
-        "import deltalake, json, sys\nt = deltalake.DeltaTable('s3://{BUCKET}/e2e/bronze/station_status', storage_options=json.loads(sys.argv[1]))\nprint(t.to_pyarrow_table().num_rows)"
+        "import deltalake, json, sys\nt = deltalake.DeltaTable('s3://{BUCKET}/e2e/bronze/station_status', storage_options=json.loads(sys.argv[1]))\nprint(t.to_pyarrow_table().num_rows, flush=True)\nimport os; os._exit(0)"
     );
     let out = std::process::Command::new(python())
         .args(["-c", &script, &serde_json::Value::Object(opts).to_string()])

@@ -178,6 +178,16 @@ pub struct LakeConfig {
     pub uri: String,
     /// Object store options (credentials, endpoint, region) passed to the store as is.
     pub storage_options: BTreeMap<String, String>,
+    /// How often the processor compacts, checkpoints and vacuums its tables (also by hand:
+    /// `rtlake lake ...`); `0s` turns the schedule off.
+    pub maintenance_interval: HumanDuration,
+    /// Compaction writes files of about this size (a partition smaller than it becomes one file).
+    pub target_file_size: ByteSize,
+    /// Columns to Z-order compacted files by (e.g. `["station_id"]`); empty: bin-packing only.
+    pub z_order: Vec<String>,
+    /// Vacuum deletes data files unreferenced for longer than this (readers of older versions,
+    /// time travel, need them until then).
+    pub vacuum_retention: HumanDuration,
 }
 
 impl Default for LakeConfig {
@@ -185,6 +195,10 @@ impl Default for LakeConfig {
         Self {
             uri: "./rtlake-data/lake".into(),
             storage_options: BTreeMap::new(),
+            maintenance_interval: HumanDuration(std::time::Duration::from_secs(600)),
+            target_file_size: ByteSize(64 << 20),
+            z_order: Vec::new(),
+            vacuum_retention: HumanDuration(std::time::Duration::from_secs(7 * 86400)),
         }
     }
 }

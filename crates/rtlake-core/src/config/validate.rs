@@ -48,6 +48,13 @@ impl Config {
         if self.lake.uri.trim().is_empty() {
             return Err(err("lake.uri", &"\"\"", "must name a path or URL"));
         }
+        if self.lake.target_file_size.0 < 1 << 20 {
+            return Err(err(
+                "lake.target-file-size",
+                &self.lake.target_file_size,
+                "must be at least 1MiB",
+            ));
+        }
         self.broker
             .listen
             .parse::<std::net::SocketAddr>()

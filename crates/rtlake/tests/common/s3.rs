@@ -153,6 +153,7 @@ impl SeaweedFs {
         rtlake_core::config::LakeConfig {
             uri: format!("s3://{BUCKET}/{prefix}"),
             storage_options: self.options().into_iter().collect(),
+            ..Default::default()
         }
     }
 }

@@ -1,0 +1,73 @@
+//! The processor's table maintenance: every `lake.maintenance-interval`, each of the pipeline's
+//! Delta tables is compacted, checkpointed (with expired log cleanup) and vacuumed, on a task of
+//! its own beside the epochs. A step that fails (a compaction that lost to another worker's) is
+//! logged and tried again next time; it never stops the pipeline.
+
+use rtlake_core::config::LakeConfig;
+use rtlake_core::schema::TableName;
+use rtlake_lake::catalog::CatalogEntry;
+use rtlake_lake::{Lake, maintenance};
+use std::num::NonZeroU64;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Starts the schedule for `tables` unless the interval is 0; it stops with `shutdown`.
+pub fn spawn(lake: &Lake, tables: Vec<TableName>, cfg: &LakeConfig, shutdown: CancellationToken) {
+    let interval = cfg.maintenance_interval.get();
+    if interval.is_zero() {
+        return;
+    }
+    let lake = lake.clone();
+    let cfg = cfg.clone();
+    // Workers of one pipeline started together spread their rounds over the interval.
+    let first = interval.mul_f64(0.5 + f64::from(std::process::id() % 100) / 200.0);
+    tokio::spawn(async move {
+        let mut next = first;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(next) => {}
+            }
+            next = interval;
+            for t in &tables {
+                round(&lake, *t, &cfg, &shutdown).await;
+            }
+        }
+    });
+}
+
+async fn round(lake: &Lake, table: TableName, cfg: &LakeConfig, shutdown: &CancellationToken) {
+    let entry = CatalogEntry {
+        namespace: table.namespace.into(),
+        name: table.name.into(),
+        url: lake.table_url(table),
+    };
+    let t0 = Instant::now();
+    let target = NonZeroU64::new(cfg.target_file_size.0).unwrap_or(NonZeroU64::MIN);
+    let work = async {
+        let c = maintenance::optimize(lake, &entry, target, &cfg.z_order).await?;
+        let (version, logs) = maintenance::checkpoint(lake, &entry).await?;
+        let vacuumed = maintenance::vacuum(lake, &entry, cfg.vacuum_retention.get()).await?;
+        Ok::<_, rtlake_lake::Error>((c, version, logs, vacuumed))
+    };
+    let outcome = tokio::select! {
+        () = shutdown.cancelled() => return,
+        r = work => r,
+    };
+    match outcome {
+        Ok((c, version, logs, vacuumed)) => tracing::info!(
+            table = %table,
+            skipped_for = ?c.skipped_for,
+            files_rewritten = c.files_removed,
+            files_written = c.files_added,
+            checkpoint_version = ?version,
+            logs_removed = logs,
+            files_vacuumed = vacuumed,
+            took_ms = t0.elapsed().as_millis() as u64,
+            "table maintenance"
+        ),
+        Err(e) => tracing::warn!(table = %table, error = %e, "table maintenance failed; it runs again next round"),
+    }
+    // Rounds of several tables do not all hit the store at once.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}

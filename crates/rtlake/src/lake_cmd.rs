@@ -1,0 +1,199 @@
+//! `rtlake lake status|optimize|checkpoint|vacuum`: table maintenance by hand.
+
+use crate::cli::{Cli, FormatArg, LakeArgs, LakeCommand};
+use crate::settings::{Flags, load};
+use anyhow::{Result, bail};
+use rtlake_core::units::ByteSize;
+use rtlake_lake::catalog::{CatalogEntry, list_tables};
+use rtlake_lake::{Lake, maintenance};
+use std::num::NonZeroU64;
+use std::time::Instant;
+
+/// Runs a `rtlake lake` operation.
+pub async fn lake(cli: &Cli, op: &LakeCommand) -> Result<()> {
+    let (args, mut f) = match op {
+        LakeCommand::Status { lake, .. }
+        | LakeCommand::Checkpoint { lake }
+        | LakeCommand::Optimize { lake, .. }
+        | LakeCommand::Vacuum { lake, .. } => (lake, Flags::default()),
+    };
+    f.opt("lake.uri", "lake", args.lake.clone());
+    if let LakeCommand::Optimize {
+        target_size,
+        z_order,
+        ..
+    } = op
+    {
+        f.opt("lake.target-file-size", "target-size", target_size.clone());
+        if !z_order.is_empty() {
+            f.opt("lake.z-order", "z-order", Some(z_order.clone()));
+        }
+    }
+    if let LakeCommand::Vacuum { retention, .. } = op {
+        f.opt("lake.vacuum-retention", "retention", retention.clone());
+    }
+    let cfg = load(cli, None, &f)?;
+    let lake = Lake::open(&cfg.lake)?;
+    let tables = chosen(&lake, args).await?;
+    let c = &cfg.lake;
+    match op {
+        LakeCommand::Status { format, .. } => status(&lake, &tables, *format).await,
+        LakeCommand::Optimize { .. } => {
+            let target = NonZeroU64::new(c.target_file_size.0).unwrap_or(NonZeroU64::MIN);
+            for t in &tables {
+                let t0 = Instant::now();
+                let before = maintenance::health(&lake, t).await?;
+                let done = maintenance::optimize(&lake, t, target, &c.z_order).await?;
+                if let Some(holder) = done.skipped_for {
+                    println!(
+                        "{}: skipped, another compaction is running ({holder}); try again later",
+                        t.qualified()
+                    );
+                    continue;
+                }
+                let after = maintenance::health(&lake, t).await?;
+                println!(
+                    "{}: {} files rewritten into {} ({} partitions); {} → {} files, average {} → {}, in {:.1} s",
+                    t.qualified(),
+                    done.files_removed,
+                    done.files_added,
+                    done.partitions,
+                    before.files,
+                    after.files,
+                    ByteSize(before.avg_file_bytes()),
+                    ByteSize(after.avg_file_bytes()),
+                    t0.elapsed().as_secs_f64()
+                );
+            }
+            Ok(())
+        }
+        LakeCommand::Checkpoint { .. } => {
+            for t in &tables {
+                match maintenance::checkpoint(&lake, t).await? {
+                    (Some(v), cleaned) => println!(
+                        "{}: checkpoint at version {v}; {cleaned} expired log files removed",
+                        t.qualified()
+                    ),
+                    (None, _) => println!("{}: no version yet", t.qualified()),
+                }
+            }
+            Ok(())
+        }
+        LakeCommand::Vacuum { .. } => {
+            for t in &tables {
+                let n = maintenance::vacuum(&lake, t, c.vacuum_retention.get()).await?;
+                println!(
+                    "{}: {n} unreferenced files older than {} deleted",
+                    t.qualified(),
+                    c.vacuum_retention
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The tables named by `--table`, or all of them; an unknown name is an error listing the rest.
+async fn chosen(lake: &Lake, args: &LakeArgs) -> Result<Vec<CatalogEntry>> {
+    let all = list_tables(lake).await?;
+    if args.tables.is_empty() {
+        if all.is_empty() {
+            eprintln!("note: the lake at {} has no tables yet", lake.root());
+        }
+        return Ok(all);
+    }
+    let mut out = Vec::new();
+    for name in &args.tables {
+        match all.iter().find(|t| &t.qualified() == name) {
+            Some(t) => out.push(t.clone()),
+            None => bail!(
+                "no table {name} in the lake at {}; its tables: {}",
+                lake.root(),
+                all.iter()
+                    .map(CatalogEntry::qualified)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+    Ok(out)
+}
+
+async fn status(lake: &Lake, tables: &[CatalogEntry], format: FormatArg) -> Result<()> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut rows = Vec::new();
+    for t in tables {
+        rows.push(maintenance::health(lake, t).await?);
+    }
+    let age = |ms: Option<i64>| ms.map(|t| (now - t) as f64 / 1000.0);
+    match format {
+        FormatArg::Json => {
+            for h in &rows {
+                let mut v = serde_json::to_value(h)?;
+                v["avg_file_bytes"] = h.avg_file_bytes().into();
+                v["age_s"] = serde_json::json!(age(h.last_commit_ms));
+                println!("{v}");
+            }
+        }
+        FormatArg::Csv | FormatArg::Table => {
+            let header = [
+                "table",
+                "version",
+                "files",
+                "avg file",
+                "rows",
+                "last commit",
+                "age",
+                "operation",
+            ];
+            let cells: Vec<[String; 8]> = rows
+                .iter()
+                .map(|h| {
+                    [
+                        h.table.clone(),
+                        h.version.map_or("-".into(), |v| v.to_string()),
+                        h.files.to_string(),
+                        ByteSize(h.avg_file_bytes()).to_string(),
+                        h.rows.to_string(),
+                        h.last_commit_ms
+                            .and_then(chrono::DateTime::from_timestamp_millis)
+                            .map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
+                        age(h.last_commit_ms).map_or("-".into(), |a| format!("{a:.0} s")),
+                        h.last_operation.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            if matches!(format, FormatArg::Csv) {
+                println!("{}", header.join(","));
+                for c in &cells {
+                    println!("{}", c.join(","));
+                }
+                return Ok(());
+            }
+            let width: Vec<usize> = (0..8)
+                .map(|i| {
+                    cells
+                        .iter()
+                        .map(|c| c[i].chars().count())
+                        .chain([header[i].len()])
+                        .max()
+                        .unwrap_or(0)
+                })
+                .collect();
+            let line = |c: Vec<&str>| {
+                c.iter()
+                    .zip(&width)
+                    .map(|(s, w)| format!("{s:<w$}"))
+                    .collect::<Vec<_>>()
+                    .join("  ")
+                    .trim_end()
+                    .to_string()
+            };
+            println!("{}", line(header.to_vec()));
+            for c in &cells {
+                println!("{}", line(c.iter().map(String::as_str).collect()));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! Table maintenance beside a running pipeline: the processor compacts on its own schedule
+//! while `rtlake lake optimize` runs again and again from outside, and every table still holds
+//! every event exactly once; then `rtlake lake status`, checkpoint and vacuum, and an outside
+//! reader (Python deltalake) agreeing on counts and content.
+
+mod common;
+
+use common::{Guard, OutputWithin, TestEnv, checksum, python, rtlake};
+use rtlake_bikes::produce::{Source, produce};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Simulated minutes of the replay (4 polls a minute); `RTLAKE_MAINTENANCE_MINUTES` for a
+/// longer run by hand (60 is a simulated hour, 10 real minutes of racing needs ~240).
+fn minutes() -> u64 {
+    std::env::var("RTLAKE_MAINTENANCE_MINUTES")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(6)
+}
+
+fn lake_cmd(env: &TestEnv, args: &[&str]) -> String {
+    let out = rtlake()
+        .arg("lake")
+        .args(args)
+        .arg("--lake")
+        .arg(env.lake())
+        .output_within(300)
+        .expect("rtlake lake");
+    assert!(
+        out.status.success(),
+        "rtlake lake {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// `rtlake lake status --format json` as (table, files, rows).
+fn status(env: &TestEnv) -> Vec<(String, u64, u64)> {
+    lake_cmd(env, &["status", "--format", "json"])
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
+            (
+                v["table"].as_str().unwrap().to_string(),
+                v["files"].as_u64().unwrap(),
+                v["rows"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_racing_ingestion_loses_and_doubles_nothing() {
+    let env = TestEnv::new("maint").await;
+    let mut cfg = env.config();
+    let polls = minutes() * 4;
+    cfg.source.minutes = Some(minutes());
+    produce(&cfg, Source::Replay, CancellationToken::new())
+        .await
+        .expect("produce");
+
+    // Small epochs make many small files; the processor's own schedule compacts every 2 s.
+    let mut run = env.run_cmd(&[
+        "--max-batch-events",
+        "300",
+        "--max-batch-delay",
+        "50ms",
+        "--trigger",
+        "available-now",
+    ]);
+    run.env("RTLAKE_LAKE_MAINTENANCE_INTERVAL", "2s")
+        .env("RTLAKE_LAKE_TARGET_FILE_SIZE", "1MiB")
+        .env("RTLAKE_LOG", "warn,buoyant_kernel=off,rtlake_stream::maintain=info");
+    let mut child = Guard::spawn(run);
+    // Meanwhile, compactions from outside, as an operator would run them.
+    let t0 = Instant::now();
+    let mut rounds = 0;
+    while child.0.try_wait().unwrap().is_none() {
+        assert!(t0.elapsed() < Duration::from_secs(600), "the drain did not finish");
+        if env.lake().join("bronze/station_status/_delta_log").exists() {
+            lake_cmd(&env, &["optimize", "--target-size", "1MiB"]);
+            rounds += 1;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let status_code = child.wait_within(10);
+    assert!(status_code.success(), "rtlake run failed");
+    assert!(rounds >= 2, "compactions raced the drain only {rounds} times");
+
+    let check = async |when: &str| {
+        let expected = common::replay_lines(polls);
+        let got = env.bronze_lines().await;
+        assert_eq!(got.len(), expected.len(), "{when}: bronze rows");
+        assert_eq!(checksum(got), checksum(expected), "{when}: bronze content");
+        let changes = common::replay_changes(polls);
+        let silver = env.silver_lines().await;
+        assert_eq!(silver.len(), changes.len(), "{when}: silver rows");
+        assert_eq!(checksum(silver), checksum(changes), "{when}: silver content");
+    };
+    check("after the race").await;
+
+    let before = status(&env);
+    let out = lake_cmd(&env, &["optimize", "--table", "bronze.station_status"]);
+    assert!(out.contains("bronze.station_status:"), "{out}");
+    let after = status(&env);
+    let files = |s: &[(String, u64, u64)], t: &str| s.iter().find(|r| r.0 == t).unwrap().clone();
+    let (b, a) = (
+        files(&before, "bronze.station_status"),
+        files(&after, "bronze.station_status"),
+    );
+    assert_eq!(a.2, b.2, "compaction keeps the row count");
+    assert!(
+        a.1 <= b.1 && a.1 <= 4,
+        "bronze is a file per partition (hour) after compaction: {b:?} → {a:?}"
+    );
+    assert_eq!(
+        a.2 as usize,
+        common::replay_lines(polls).len(),
+        "status counts rows from the files' statistics"
+    );
+
+    let out = lake_cmd(&env, &["checkpoint"]);
+    assert!(out.contains("checkpoint at version"), "{out}");
+    let out = lake_cmd(&env, &["vacuum", "--retention", "0s"]);
+    assert!(out.contains("unreferenced files"), "{out}");
+    check("after checkpoint and vacuum").await;
+
+    // An outside reader agrees on every table's count.
+    for (table, _, rows) in status(&env) {
+        let path = env.lake().join(table.replace('.', "/"));
+        let out = std::process::Command::new(python())
+            .args([
+                "-c",
+                // os._exit: deltalake 1.6's wheel can abort in interpreter teardown.
+                "import deltalake, os, sys; print(deltalake.DeltaTable(sys.argv[1]).to_pyarrow_table().num_rows, flush=True); os._exit(0)",
+            ])
+            .arg(&path)
+            .output()
+            .expect("python");
+        assert!(
+            out.status.success(),
+            "{table} at {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            rows.to_string(),
+            "{table}: deltalake and rtlake lake status disagree"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_table_is_an_error_that_lists_the_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = rtlake()
+        .args(["lake", "optimize", "--table", "bronze.nope", "--lake"])
+        .arg(dir.path())
+        .output_within(60)
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no table bronze.nope"), "{err}");
+}
