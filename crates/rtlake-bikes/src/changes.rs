@@ -125,6 +125,18 @@ impl ChangeState {
     }
 }
 
+impl From<Vec<(String, Last)>> for ChangeState {
+    fn from(v: Vec<(String, Last)>) -> Self {
+        Self::restore(v)
+    }
+}
+
+impl From<ChangeState> for Vec<(String, Last)> {
+    fn from(s: ChangeState) -> Self {
+        s.snapshot()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,17 +247,5 @@ mod tests {
             back.apply(&snap("ST-4", 15, 9)),
             st.apply(&snap("ST-4", 15, 9))
         );
-    }
-}
-
-impl From<Vec<(String, Last)>> for ChangeState {
-    fn from(v: Vec<(String, Last)>) -> Self {
-        Self::restore(v)
-    }
-}
-
-impl From<ChangeState> for Vec<(String, Last)> {
-    fn from(s: ChangeState) -> Self {
-        s.snapshot()
     }
 }

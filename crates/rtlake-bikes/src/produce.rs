@@ -282,25 +282,25 @@ async fn replay(cfg: &Config, shutdown: CancellationToken) -> Result<ProduceRepo
         scale: s.scale,
         next_poll: 0,
     };
-    if let Some(path) = &s.state_file {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            let saved: ReplayState = serde_json::from_str(&text)
-                .map_err(|e| Error::State(format!("{}: {e}", path.display())))?;
-            if (saved.start.as_str(), saved.interval_ms, saved.scale)
-                != (state.start.as_str(), state.interval_ms, state.scale)
-            {
-                return Err(Error::State(format!(
-                    "{} was written by a replay with other settings (start {}, interval {} ms, scale {}); delete it to start over",
-                    path.display(),
-                    saved.start,
-                    saved.interval_ms,
-                    saved.scale
-                )));
-            }
-            tracing::info!(next_poll = saved.next_poll, polled_at = %sim.poll_time(saved.next_poll), "resuming replay");
-            sim.skip_to(saved.next_poll);
-            state.next_poll = saved.next_poll;
+    if let Some(path) = &s.state_file
+        && let Ok(text) = std::fs::read_to_string(path)
+    {
+        let saved: ReplayState = serde_json::from_str(&text)
+            .map_err(|e| Error::State(format!("{}: {e}", path.display())))?;
+        if (saved.start.as_str(), saved.interval_ms, saved.scale)
+            != (state.start.as_str(), state.interval_ms, state.scale)
+        {
+            return Err(Error::State(format!(
+                "{} was written by a replay with other settings (start {}, interval {} ms, scale {}); delete it to start over",
+                path.display(),
+                saved.start,
+                saved.interval_ms,
+                saved.scale
+            )));
         }
+        tracing::info!(next_poll = saved.next_poll, polled_at = %sim.poll_time(saved.next_poll), "resuming replay");
+        sim.skip_to(saved.next_poll);
+        state.next_poll = saved.next_poll;
     }
     let total = s.minutes.map(|m| m * 60 * 1000 / state.interval_ms.max(1));
     let mut publisher = Publisher::new(cfg)?;

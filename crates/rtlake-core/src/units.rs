@@ -43,7 +43,11 @@ impl FromStr for HumanDuration {
             "h" => 3600.0,
             "d" | "day" | "days" => 86400.0,
             "" => return Err(format!("`{s}` has no unit (write e.g. {s}ms or {s}s)")),
-            other => return Err(format!("`{s}`: unknown unit `{other}` (use ms, s, m, h or d)")),
+            other => {
+                return Err(format!(
+                    "`{s}`: unknown unit `{other}` (use ms, s, m, h or d)"
+                ));
+            }
         };
         let secs = value * scale;
         if !secs.is_finite() || secs < 0.0 {
@@ -56,11 +60,13 @@ impl FromStr for HumanDuration {
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        if ms % 3_600_000 == 0 && ms > 0 {
+        if ms.is_multiple_of(86_400_000) && ms > 0 {
+            write!(f, "{}d", ms / 86_400_000)
+        } else if ms.is_multiple_of(3_600_000) && ms > 0 {
             write!(f, "{}h", ms / 3_600_000)
-        } else if ms % 60_000 == 0 && ms > 0 {
+        } else if ms.is_multiple_of(60_000) && ms > 0 {
             write!(f, "{}m", ms / 60_000)
-        } else if ms % 1000 == 0 {
+        } else if ms.is_multiple_of(1000) {
             write!(f, "{}s", ms / 1000)
         } else {
             write!(f, "{ms}ms")
@@ -128,9 +134,9 @@ impl FromStr for ByteSize {
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0;
-        if n >= 1 << 20 && n % (1 << 20) == 0 {
+        if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
             write!(f, "{}MiB", n >> 20)
-        } else if n >= 1 << 10 && n % (1 << 10) == 0 {
+        } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
             write!(f, "{}KiB", n >> 10)
         } else {
             write!(f, "{n}")
@@ -193,10 +199,15 @@ mod tests {
                 .contains("not a duration")
         );
         assert!(
-            "3d".parse::<HumanDuration>()
+            "3w".parse::<HumanDuration>()
                 .unwrap_err()
                 .contains("unknown unit")
         );
+        assert_eq!(
+            "7d".parse::<HumanDuration>().unwrap(),
+            HumanDuration::from_secs(7 * 86400)
+        );
+        assert_eq!(HumanDuration::from_secs(7 * 86400).to_string(), "7d");
         assert_eq!(HumanDuration::from_millis(1500).to_string(), "1500ms");
         assert_eq!(HumanDuration::from_secs(120).to_string(), "2m");
     }

@@ -45,19 +45,15 @@ pub async fn create_topic(kafka: &KafkaConfig, spec: &TopicSpec) -> Result<bool>
         .create_topics([&topic], &opts)
         .await
         .context(format!("create topic {}", spec.name))?;
-    for r in results {
-        match r {
-            Ok(_) => return Ok(true),
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => return Ok(false),
-            Err((name, code)) => {
-                return Err(Error::Topic {
-                    topic: name,
-                    message: code.to_string(),
-                });
-            }
-        }
+    // One topic asked for, one answer.
+    match results.into_iter().next() {
+        Some(Ok(_)) | None => Ok(true),
+        Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => Ok(false),
+        Some(Err((name, code))) => Err(Error::Topic {
+            topic: name,
+            message: code.to_string(),
+        }),
     }
-    Ok(true)
 }
 
 /// Creates the topic with the configured partitions and replication unless it exists.

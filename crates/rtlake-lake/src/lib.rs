@@ -5,10 +5,12 @@
 //!   (kafka-delta-ingest's protocol) so that a re-run of the same offsets is skipped.
 //! - [`catalog`]: the tables found under the root, for SQL.
 //! - [`maintenance`]: compaction, log checkpoints, vacuum, table health.
+//! - [`faults`]: an object store failing a share of requests, for availability tests.
 //! - [`store`]: the object stores (local folders, S3) the lake and the checkpoints live in.
 #![warn(missing_docs)]
 
 pub mod catalog;
+pub mod faults;
 pub mod maintenance;
 pub mod sink;
 pub mod store;
@@ -91,6 +93,9 @@ impl Lake {
                 Url::from_directory_path(&abs).map_err(|_| err("not an absolute path".into()))?
             }
         };
+        if crate::faults::enabled() {
+            store::register();
+        }
         if root.scheme() == "file" {
             let path = root
                 .to_file_path()

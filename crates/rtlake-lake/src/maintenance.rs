@@ -89,12 +89,18 @@ pub async fn health(lake: &Lake, entry: &CatalogEntry) -> Result<TableHealth> {
         }
     }
     let last = match table.version() {
-        Some(_) => table.history(Some(1)).next().await.transpose().ok().flatten(),
+        Some(_) => table
+            .history(Some(1))
+            .next()
+            .await
+            .transpose()
+            .ok()
+            .flatten(),
         None => None,
     };
     Ok(TableHealth {
         table: entry.qualified(),
-        version: table.version().map(|v| v as u64),
+        version: table.version(),
         files,
         bytes,
         rows,
@@ -177,7 +183,7 @@ pub async fn checkpoint(lake: &Lake, entry: &CatalogEntry) -> Result<(Option<u64
     let cleaned = deltalake::checkpoints::cleanup_metadata(&table, None)
         .await
         .map_err(de(entry))?;
-    Ok((Some(version as u64), cleaned))
+    Ok((Some(version), cleaned))
 }
 
 /// Deletes the data files no version younger than `retention` references (those compaction
@@ -219,7 +225,10 @@ impl Lease {
         use object_store::{ObjectStoreExt, PutMode, PutOptions, path::Path};
         let url = lake
             .root()
-            .join(&format!("_maintenance/{}/", entry.qualified().replace('.', "/")))
+            .join(&format!(
+                "_maintenance/{}/",
+                entry.qualified().replace('.', "/")
+            ))
             .map_err(|e| Error::Location {
                 uri: entry.qualified(),
                 reason: e.to_string(),
@@ -294,7 +303,11 @@ impl Lease {
     pub async fn release(mut self) {
         use object_store::ObjectStoreExt;
         self.body["released"] = true.into();
-        if let Err(e) = self.store.put(&self.path, self.body.to_string().into()).await {
+        if let Err(e) = self
+            .store
+            .put(&self.path, self.body.to_string().into())
+            .await
+        {
             tracing::warn!(lease = %self.path, error = %e, "could not release the compaction lease; it expires by itself");
         }
     }

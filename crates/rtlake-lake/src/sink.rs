@@ -58,11 +58,10 @@ impl DeltaSink {
             cause,
         };
         let url = lake.table_url(name);
-        if url.scheme() == "file" {
-            if let Ok(p) = url.to_file_path() {
-                std::fs::create_dir_all(&p)
-                    .map_err(|e| de(DeltaTableError::Generic(e.to_string())))?;
-            }
+        if url.scheme() == "file"
+            && let Ok(p) = url.to_file_path()
+        {
+            std::fs::create_dir_all(&p).map_err(|e| de(DeltaTableError::Generic(e.to_string())))?;
         }
         let table =
             DeltaTable::try_from_url_with_storage_options(url, lake.storage_options().clone())

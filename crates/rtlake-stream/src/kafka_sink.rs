@@ -282,7 +282,7 @@ impl KafkaSink {
         };
         let mut tpl = TopicPartitionList::new();
         for (p, id) in ids {
-            if !txn.producers.contains_key(&p) {
+            if let std::collections::btree_map::Entry::Vacant(e) = txn.producers.entry(p) {
                 let producer: FutureProducer = Self::transactional_config(&cfg, &id)
                     .create()
                     .map_err(kafka(format!("create transactional producer {id}")))?;
@@ -293,7 +293,7 @@ impl KafkaSink {
                     move |p| p.init_transactions(timeout),
                 )
                 .await?;
-                txn.producers.insert(p, producer);
+                e.insert(producer);
             }
             tpl.add_partition(&input, p);
         }

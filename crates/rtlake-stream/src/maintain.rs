@@ -66,7 +66,9 @@ async fn round(lake: &Lake, table: TableName, cfg: &LakeConfig, shutdown: &Cance
             took_ms = t0.elapsed().as_millis() as u64,
             "table maintenance"
         ),
-        Err(e) => tracing::warn!(table = %table, error = %e, "table maintenance failed; it runs again next round"),
+        Err(e) => {
+            tracing::warn!(table = %table, error = %e, "table maintenance failed; it runs again next round")
+        }
     }
     // Rounds of several tables do not all hit the store at once.
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -124,7 +124,7 @@ impl<S> PerPartition<S> {
     /// A partition's state, created on first use.
     pub fn get(&mut self, partition: i32) -> &mut S {
         let new = &self.new;
-        self.parts.entry(partition).or_insert_with(|| new())
+        self.parts.entry(partition).or_insert_with(new)
     }
 
     /// Every partition's state.

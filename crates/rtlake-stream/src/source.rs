@@ -298,10 +298,10 @@ impl ConsumerContext for SourceContext {
                         let _ = offsets.add_partition_offset(&self.topic, *p, Offset::Offset(*o));
                     }
                 }
-                if offsets.count() > 0 {
-                    if let Err(e) = c.commit(&offsets, CommitMode::Sync) {
-                        tracing::warn!(error = %e, "group offset commit on revoke failed (lag display only)");
-                    }
+                if offsets.count() > 0
+                    && let Err(e) = c.commit(&offsets, CommitMode::Sync)
+                {
+                    tracing::warn!(error = %e, "group offset commit on revoke failed (lag display only)");
                 }
                 tracing::info!(partitions = ?parts, "revoked");
                 {

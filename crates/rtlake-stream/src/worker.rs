@@ -266,13 +266,15 @@ impl KafkaWorker {
                 last_log = Instant::now();
                 logged = r.messages;
             }
-            if let Some(t) = &self.targets {
-                if buf.is_empty() && (timed_out || self.caught_up(t)) && self.lake_holds(t).await {
-                    tracing::info!(
-                        "available-now: the lake holds everything the topic held at the start"
-                    );
-                    break;
-                }
+            if let Some(t) = &self.targets
+                && buf.is_empty()
+                && (timed_out || self.caught_up(t))
+                && self.lake_holds(t).await
+            {
+                tracing::info!(
+                    "available-now: the lake holds everything the topic held at the start"
+                );
+                break;
             }
         }
         let report = self.engine.report.clone();

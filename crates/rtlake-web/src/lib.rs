@@ -71,10 +71,10 @@ impl AppState {
     /// A SQL session over the lake, reopened when older than a second (tables move on).
     pub async fn session(&self) -> Result<Arc<LakeSql>, rtlake_query::Error> {
         let mut s = self.session.lock().await;
-        if let Some((at, sql)) = s.as_ref() {
-            if at.elapsed() < Duration::from_secs(1) {
-                return Ok(sql.clone());
-            }
+        if let Some((at, sql)) = s.as_ref()
+            && at.elapsed() < Duration::from_secs(1)
+        {
+            return Ok(sql.clone());
         }
         let sql = Arc::new(LakeSql::open(&self.lake).await?);
         *s = Some((Instant::now(), sql.clone()));

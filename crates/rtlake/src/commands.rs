@@ -405,13 +405,13 @@ async fn sql(cli: &Cli, a: &cli::SqlArgs) -> Result<()> {
         while let Some(end) = pending.find(';') {
             let stmt: String = pending[..end].to_string();
             pending = pending[end + 1..].trim_start().to_string();
-            if !stmt.trim().is_empty() {
-                if let Err(e) = run_statement(&session, &stmt, format).await {
-                    if !tty {
-                        return Err(e);
-                    }
-                    eprintln!("error: {e:#}");
+            if !stmt.trim().is_empty()
+                && let Err(e) = run_statement(&session, &stmt, format).await
+            {
+                if !tty {
+                    return Err(e);
                 }
+                eprintln!("error: {e:#}");
             }
         }
         prompt(&pending);

@@ -3,7 +3,6 @@
 use crate::cli::{Cli, FormatArg, LakeArgs, LakeCommand};
 use crate::settings::{Flags, load};
 use anyhow::{Result, bail};
-use rtlake_core::units::ByteSize;
 use rtlake_lake::catalog::{CatalogEntry, list_tables};
 use rtlake_lake::{Lake, maintenance};
 use std::num::NonZeroU64;
@@ -60,8 +59,8 @@ pub async fn lake(cli: &Cli, op: &LakeCommand) -> Result<()> {
                     done.partitions,
                     before.files,
                     after.files,
-                    ByteSize(before.avg_file_bytes()),
-                    ByteSize(after.avg_file_bytes()),
+                    human(before.avg_file_bytes()),
+                    human(after.avg_file_bytes()),
                     t0.elapsed().as_secs_f64()
                 );
             }
@@ -153,11 +152,13 @@ async fn status(lake: &Lake, tables: &[CatalogEntry], format: FormatArg) -> Resu
                         h.table.clone(),
                         h.version.map_or("-".into(), |v| v.to_string()),
                         h.files.to_string(),
-                        ByteSize(h.avg_file_bytes()).to_string(),
+                        human(h.avg_file_bytes()),
                         h.rows.to_string(),
                         h.last_commit_ms
                             .and_then(chrono::DateTime::from_timestamp_millis)
-                            .map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
+                            .map_or("-".into(), |t| {
+                                t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+                            }),
                         age(h.last_commit_ms).map_or("-".into(), |a| format!("{a:.0} s")),
                         h.last_operation.clone().unwrap_or_default(),
                     ]
@@ -196,4 +197,15 @@ async fn status(lake: &Lake, tables: &[CatalogEntry], format: FormatArg) -> Resu
         }
     }
     Ok(())
+}
+
+/// Bytes as people read them: `512 B`, `3.2 KiB`, `61.0 MiB`.
+fn human(bytes: u64) -> String {
+    let b = bytes as f64;
+    match bytes {
+        0..1024 => format!("{bytes} B"),
+        1024..1_048_576 => format!("{:.1} KiB", b / 1024.0),
+        1_048_576..1_073_741_824 => format!("{:.1} MiB", b / 1_048_576.0),
+        _ => format!("{:.1} GiB", b / 1_073_741_824.0),
+    }
 }

@@ -404,3 +404,76 @@ async fn storage_turns_read_only_then_fills_up() {
         "nothing lost, nothing doubled"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_store_fails_a_share_of_requests() {
+    let _serial = SERIAL.lock().await;
+    let s = scale();
+    let env = TestEnv::new("chaos-store").await;
+    let mut m = Moments::new();
+    let log = log_file(&env, "run.log");
+    let _dump = DumpOnPanic(vec![log.clone()]);
+    // While this file holds a share, the processor's object store fails that share of its
+    // requests (reads, writes, lists of the lake and the checkpoint).
+    let control = env.dir.path().join("store-faults");
+    let mut producer = producer(&env, &s);
+    let mut c = env.run_cmd(&["--max-batch-events", "2000", "--stall-timeout", "5s"]);
+    c.arg("--pipeline")
+        .arg(pipeline(env.dir.path()))
+        .env("RTLAKE_STORE_FAULTS", &control);
+    let mut worker = Guard::spawn(with_log(c, &log));
+    let table = env.lake().join("bronze/station_status");
+    wait_for("the first commits", 120, async || commits(&table) >= 2).await;
+    let mut recover = Vec::new();
+    let rounds = s.kills.div_ceil(3);
+    for round in 0..rounds {
+        tokio::time::sleep(m.between(1000, 3000)).await;
+        let before = positions(&env.lake()).await;
+        // A third to a half of the requests fail for 2-6 s: a store in trouble, not gone.
+        let share = m.between(33, 50).as_millis() as f64 / 100.0;
+        std::fs::write(&control, share.to_string()).unwrap();
+        let at = Instant::now();
+        tokio::time::sleep(m.between(2000, 6000)).await;
+        std::fs::remove_file(&control).unwrap();
+        recover.push(
+            recovered(&env.lake(), &before, at)
+                .await
+                .unwrap_or_else(|| panic!("no progress after the store's faults ({round})")),
+        );
+        assert!(
+            worker.0.try_wait().unwrap().is_none(),
+            "rtlake run died on a store fault"
+        );
+    }
+    assert!(producer.wait_within(900).success(), "the producer finishes");
+    drained(&env, total(&s)).await;
+    signal(worker.0.id(), "-TERM");
+    assert!(worker.wait_within(120).success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("injected fault"),
+        "the log names the store's error"
+    );
+    let panics: Vec<&str> = text
+        .split("panicked at ")
+        .skip(1)
+        .filter(|p| !(p.contains("object_store") && p.contains("Already shut down")))
+        .collect();
+    assert!(panics.is_empty(), "rtlake panicked: {panics:?}");
+    let reference = env.dir.path().join("ref-lake");
+    reference_run(&env, &reference);
+    keep_logs(&env);
+    let diff = compare(&reference, &env.lake()).await;
+    record(
+        "object store: 33-50% of requests fail for 2-6 s",
+        rounds,
+        total(&s),
+        diff,
+        &mut recover,
+    );
+    assert_eq!(
+        (diff.lost, diff.doubled),
+        (0, 0),
+        "nothing lost, nothing doubled"
+    );
+}

@@ -109,10 +109,10 @@ fn read_topic(brokers: &str, topic: &str) -> Vec<(String, i32, i64, String)> {
             // consumer's position passes it.
             if let Ok(pos) = c.position() {
                 for e in pos.elements() {
-                    if let rdkafka::Offset::Offset(o) = e.offset() {
-                        if left.get(&e.partition()).is_some_and(|hi| o >= *hi) {
-                            left.remove(&e.partition());
-                        }
+                    if let rdkafka::Offset::Offset(o) = e.offset()
+                        && left.get(&e.partition()).is_some_and(|hi| o >= *hi)
+                    {
+                        left.remove(&e.partition());
                     }
                 }
             }

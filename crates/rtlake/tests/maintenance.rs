@@ -71,13 +71,19 @@ async fn compaction_racing_ingestion_loses_and_doubles_nothing() {
     ]);
     run.env("RTLAKE_LAKE_MAINTENANCE_INTERVAL", "2s")
         .env("RTLAKE_LAKE_TARGET_FILE_SIZE", "1MiB")
-        .env("RTLAKE_LOG", "warn,buoyant_kernel=off,rtlake_stream::maintain=info");
+        .env(
+            "RTLAKE_LOG",
+            "warn,buoyant_kernel=off,rtlake_stream::maintain=info",
+        );
     let mut child = Guard::spawn(run);
     // Meanwhile, compactions from outside, as an operator would run them.
     let t0 = Instant::now();
     let mut rounds = 0;
     while child.0.try_wait().unwrap().is_none() {
-        assert!(t0.elapsed() < Duration::from_secs(600), "the drain did not finish");
+        assert!(
+            t0.elapsed() < Duration::from_secs(600),
+            "the drain did not finish"
+        );
         if env.lake().join("bronze/station_status/_delta_log").exists() {
             lake_cmd(&env, &["optimize", "--target-size", "1MiB"]);
             rounds += 1;
@@ -86,7 +92,10 @@ async fn compaction_racing_ingestion_loses_and_doubles_nothing() {
     }
     let status_code = child.wait_within(10);
     assert!(status_code.success(), "rtlake run failed");
-    assert!(rounds >= 2, "compactions raced the drain only {rounds} times");
+    assert!(
+        rounds >= 2,
+        "compactions raced the drain only {rounds} times"
+    );
 
     let check = async |when: &str| {
         let expected = common::replay_lines(polls);
@@ -96,7 +105,11 @@ async fn compaction_racing_ingestion_loses_and_doubles_nothing() {
         let changes = common::replay_changes(polls);
         let silver = env.silver_lines().await;
         assert_eq!(silver.len(), changes.len(), "{when}: silver rows");
-        assert_eq!(checksum(silver), checksum(changes), "{when}: silver content");
+        assert_eq!(
+            checksum(silver),
+            checksum(changes),
+            "{when}: silver content"
+        );
     };
     check("after the race").await;
 

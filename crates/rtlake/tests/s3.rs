@@ -198,7 +198,10 @@ async fn two_writers_racing_on_one_table_lose_and_double_nothing() {
                         Err(e) => {
                             retried += 1;
                             assert!(retried < 50, "writer {w} keeps failing: {e}");
-                            let held = sink.refresh_versions(&[id.clone()]).await.expect("refresh");
+                            let held = sink
+                                .refresh_versions(std::slice::from_ref(&id))
+                                .await
+                                .expect("refresh");
                             if held[&id] == Some(epoch + 1) {
                                 break;
                             }

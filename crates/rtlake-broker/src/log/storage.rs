@@ -195,10 +195,10 @@ impl LogStorage {
         lock(&self.topics).remove(name);
         lock(&self.logs).retain(|tp, _| tp.topic() != name);
         let dir = self.topic_dir(name);
-        if dir.exists() {
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                tracing::warn!(topic = name, error = %e, "could not delete the topic's log files");
-            }
+        if dir.exists()
+            && let Err(e) = std::fs::remove_dir_all(&dir)
+        {
+            tracing::warn!(topic = name, error = %e, "could not delete the topic's log files");
         }
     }
 
@@ -362,10 +362,10 @@ impl Storage for LogStorage {
     async fn delete_topic(&self, topic: &TopicId) -> Result<ErrorCode> {
         let name = self.topic_name(topic).await?;
         let code = self.inner.delete_topic(topic).await?;
-        if code == ErrorCode::None {
-            if let Some(n) = name {
-                self.drop_topic(&n);
-            }
+        if code == ErrorCode::None
+            && let Some(n) = name
+        {
+            self.drop_topic(&n);
         }
         Ok(code)
     }

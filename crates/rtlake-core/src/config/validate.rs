@@ -101,10 +101,10 @@ impl Config {
         if s.interval.get().is_zero() {
             return Err(err("source.interval", &s.interval, "must be more than 0"));
         }
-        if let Speed::Factor(f) = s.speed {
-            if !(f.is_finite() && f > 0.0) {
-                return Err(err("source.speed", &f, "must be more than 0, or max"));
-            }
+        if let Speed::Factor(f) = s.speed
+            && !(f.is_finite() && f > 0.0)
+        {
+            return Err(err("source.speed", &f, "must be more than 0, or max"));
         }
         crate::time::parse_rfc3339(&s.start).map_err(|e| {
             err(

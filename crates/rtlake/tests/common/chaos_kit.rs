@@ -280,7 +280,8 @@ pub fn bad_inputs() -> Vec<(&'static str, Vec<u8>)> {
         // 8 MiB, well formed: a long name is still a station's name (bronze takes it).
         (
             "ST-4",
-            GOOD.replace("102.", &"긴".repeat(8 << 20 / 3)).into_bytes(),
+            GOOD.replace("102.", &"긴".repeat(8 << (20 / 3)))
+                .into_bytes(),
         ),
         ("ST-4", vec![b'{', 0xff, 0xfe, b'}']), // invalid UTF-8
         ("ST-4", deep.into_bytes()),            // deep nesting
