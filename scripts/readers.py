@@ -4,8 +4,8 @@ table's content, and the script says whether they all agree.
 
     scripts/readers.sh LAKE [RTLAKE_BINARY]
 
-The checksum is engine-neutral: the row count, the sum of every integer column, the sum of every
-timestamp column in microseconds and the number of distinct values of every string column,
+The checksum is engine-neutral: the row count, the sum of every integer column, the sums of every
+timestamp column's seconds and microseconds within the second, and the number of distinct values of every string column,
 hashed together. Exit status 1 if any reader disagrees.
 """
 
@@ -52,15 +52,19 @@ def digest(rows, parts):
     return rows, h.hexdigest()[:16]
 
 
-def sql_for(name, cols, micros):
-    """The checksum's SQL; `micros` turns a timestamp column into microseconds."""
+def sql_for(name, cols, micros, div="/"):
+    """The checksum's SQL; `micros` turns a timestamp column into microseconds, `div` is the
+    dialect's integer division."""
     exprs = ["count(*)"]
     for c, k in cols.items():
         q = f'"{c}"'
         if k == "int":
             exprs.append(f"sum({q})")
         elif k == "ts":
-            exprs.append(f"sum({micros(q)})")
+            # Seconds and the microseconds within them, summed apart: a sum of raw
+            # microseconds overflows 64 bits on a big table (DuckDB widens, others wrap).
+            exprs.append(f"sum({micros(q)} {div} 1000000)")
+            exprs.append(f"sum({micros(q)} % 1000000)")
         else:
             exprs.append(f"count(DISTINCT {q})")
     return f"SELECT {', '.join(exprs)} FROM {name}"
@@ -76,7 +80,9 @@ def with_deltalake(path, cols):
         if k == "int":
             parts.append(pc.sum(col).as_py())
         elif k == "ts":
-            parts.append(pc.sum(col.cast(pa.timestamp("us", tz=col.type.tz)).cast(pa.int64())).as_py())
+            us = col.cast(pa.timestamp("us", tz=col.type.tz)).cast(pa.int64())
+            parts.append(pc.sum(pc.divide(us, 1_000_000)).as_py())
+            parts.append(pc.sum(pc.subtract(us, pc.multiply(pc.divide(us, 1_000_000), 1_000_000))).as_py())
         else:
             parts.append(pc.count_distinct(col).as_py())
     return digest(t.num_rows, parts)
@@ -90,15 +96,18 @@ def with_polars(path, cols):
         if k == "int":
             parts.append(s.sum())
         elif k == "ts":
-            parts.append(s.dt.cast_time_unit("us").cast(pl.Int64).sum())
+            us = s.dt.cast_time_unit("us").cast(pl.Int64)
+            parts.append((us // 1_000_000).sum())
+            parts.append((us % 1_000_000).sum())
         else:
             parts.append(s.drop_nulls().n_unique())
     return digest(df.height, parts)
 
 
 def with_duckdb(path, cols):
-    dataset = deltalake.DeltaTable(path).to_pyarrow_dataset()  # noqa: F841 (DuckDB finds it by name)
-    row = duckdb.sql(sql_for("dataset", cols, lambda c: f"epoch_us({c})")).fetchone()
+    con = duckdb.connect()
+    con.register("dataset", deltalake.DeltaTable(path).to_pyarrow_dataset())
+    row = con.execute(sql_for("dataset", cols, lambda c: f"epoch_us({c})", "//")).fetchone()
     return digest(row[0], row[1:])
 
 
@@ -106,14 +115,15 @@ def with_rtlake(binary, lake, name, cols):
     # DataFusion: a microsecond timestamp cast to BIGINT is its microseconds since the epoch.
     q = sql_for(name, cols, lambda c: f"CAST({c} AS BIGINT)")
     out = subprocess.run(
-        [binary, "sql", "--lake", lake, "--format", "json", q],
+        [binary, "sql", "--lake", lake, "--format", "csv", q],
         capture_output=True,
         text=True,
         env={**os.environ, "RTLAKE_LOG": "error"},
     )
     if out.returncode != 0:
         raise RuntimeError(out.stderr.strip())
-    row = list(json.loads(out.stdout.strip().splitlines()[0]).values())
+    # The header, then one row of numbers; NULL (the sum of no rows) is empty.
+    row = [int(v) if v else 0 for v in out.stdout.strip().splitlines()[1].split(",")]
     return digest(row[0], row[1:])
 
 
@@ -123,7 +133,7 @@ def main():
     bad = 0
     print(f"{'table':28} {'reader':10} {'rows':>10}  checksum")
     for name, path in tables(lake):
-        cols = kinds(deltalake.DeltaTable(path).schema().to_arrow())
+        cols = kinds(deltalake.DeltaTable(path).to_pyarrow_dataset().schema)
         results = {}
         for reader, f in [
             ("deltalake", lambda: with_deltalake(path, cols)),
