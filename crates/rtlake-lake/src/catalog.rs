@@ -106,7 +106,7 @@ pub async fn table_status(
 ) -> Result<TableStatus> {
     let de = |cause| Error::Delta {
         table: entry.qualified(),
-        cause,
+        cause: Box::new(cause),
     };
     let table = deltalake::DeltaTable::try_from_url_with_storage_options(
         entry.url.clone(),

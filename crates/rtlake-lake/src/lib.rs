@@ -38,8 +38,8 @@ pub enum Error {
     Delta {
         /// The table.
         table: String,
-        /// The error from delta-rs.
-        cause: deltalake::DeltaTableError,
+        /// The error from delta-rs (boxed: it is large, and errors travel by value).
+        cause: Box<deltalake::DeltaTableError>,
     },
     /// Another writer committed the same input partition first: this epoch must be dropped and
     /// the partition re-read from what the table holds (a rebalance moved it).

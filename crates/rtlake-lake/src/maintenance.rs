@@ -66,14 +66,14 @@ async fn open(lake: &Lake, entry: &CatalogEntry) -> Result<DeltaTable> {
         .await
         .map_err(|cause| Error::Delta {
             table: entry.qualified(),
-            cause,
+            cause: Box::new(cause),
         })
 }
 
 fn de(entry: &CatalogEntry) -> impl Fn(deltalake::DeltaTableError) -> Error + '_ {
     move |cause| Error::Delta {
         table: entry.qualified(),
-        cause,
+        cause: Box::new(cause),
     }
 }
 

@@ -55,7 +55,7 @@ impl DeltaSink {
     ) -> Result<Self> {
         let de = |cause| Error::Delta {
             table: name.to_string(),
-            cause,
+            cause: Box::new(cause),
         };
         let url = lake.table_url(name);
         if url.scheme() == "file"
@@ -81,7 +81,7 @@ impl DeltaSink {
     ) -> Result<Self> {
         let de = |cause| Error::Delta {
             table: name.to_string(),
-            cause,
+            cause: Box::new(cause),
         };
         if table.version().is_none() {
             let mut columns = Vec::new();
@@ -157,7 +157,7 @@ impl DeltaSink {
     ) -> Result<BTreeMap<String, Option<i64>>> {
         let de = |cause| Error::Delta {
             table: self.name.to_string(),
-            cause,
+            cause: Box::new(cause),
         };
         self.table.update_state().await.map_err(de)?;
         let mut out = BTreeMap::new();
@@ -194,7 +194,7 @@ impl DeltaSink {
         let table_name = self.name.to_string();
         let de = |cause| Error::Delta {
             table: table_name.clone(),
-            cause,
+            cause: Box::new(cause),
         };
         let ids: Vec<String> = txns.keys().cloned().collect();
         let expected: BTreeMap<String, Option<i64>> = ids
@@ -258,7 +258,7 @@ pub async fn read_versions(
 ) -> Result<BTreeMap<String, Option<i64>>> {
     let de = |cause| Error::Delta {
         table: name.to_string(),
-        cause,
+        cause: Box::new(cause),
     };
     let table = DeltaTable::try_from_url_with_storage_options(
         lake.table_url(name),

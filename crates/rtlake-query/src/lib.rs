@@ -1,5 +1,14 @@
 //! SQL over the lake: a DataFusion session with every Delta table of the catalog registered by
-//! its name (`bronze.station_status`, `_rejected`), and the output formats of `rtlake sql`.
+//! its name (`bronze.station_status`, `_rejected`), the lake's views, and the output formats of
+//! `rtlake sql`.
+//!
+//! - Views are kept with the lake, one SQL file each under `<lake>/_views/` (so every session,
+//!   `rtlake serve` and `rtlake lake ddl` see them): `CREATE [OR REPLACE] VIEW ns.name AS ...`
+//!   checks the query and stores it, `DROP VIEW [IF EXISTS] ns.name` removes it. The built-in
+//!   [`VIEWS`] are there unless the lake holds a view of the same name.
+//! - Time travel, as Delta's SQL writes it: `FROM bronze.station_status VERSION AS OF 12` or
+//!   `TIMESTAMP AS OF '2026-12-02 10:00:00'` (RFC 3339 or `YYYY-MM-DD HH:MM:SS`, UTC) reads the
+//!   table as it was then.
 #![warn(missing_docs)]
 
 use arrow::array::RecordBatch;
@@ -53,7 +62,12 @@ pub const VIEWS: &[(&str, &str)] = &[(
 pub struct LakeSql {
     ctx: SessionContext,
     tables: Vec<String>,
+    lake: Lake,
 }
+
+pub mod ddl;
+mod travel;
+pub mod views;
 
 impl LakeSql {
     /// Registers every table found in the lake.
@@ -98,21 +112,26 @@ impl LakeSql {
             schema.register_table(entry.name.clone(), provider)?;
             tables.push(entry.qualified());
         }
-        for (name, sql) in VIEWS {
-            let (ns, _) = name.split_once('.').unwrap_or(("public", name));
-            let base = sql
-                .split(" FROM ")
-                .nth(1)
-                .and_then(|r| r.split_whitespace().next())
-                .unwrap_or_default();
-            if tables.iter().any(|t| t == base) && catalog.schema(ns).is_some() {
-                let view = ctx.sql(sql).await?.into_view();
-                ctx.register_table(*name, view)?;
-                tables.push(name.to_string());
+        for (name, sql) in views::all(lake).await? {
+            let (ns, _) = name.split_once('.').unwrap_or(("public", &name));
+            if catalog.schema(ns).is_none() {
+                continue;
+            }
+            // A view over a table that does not exist yet (or no longer) is left out.
+            match ctx.sql(&sql).await {
+                Ok(df) => {
+                    ctx.register_table(name.as_str(), df.into_view())?;
+                    tables.push(name);
+                }
+                Err(e) => tracing::debug!(view = %name, error = %e, "view not registered"),
             }
         }
         tables.sort();
-        Ok(Self { ctx, tables })
+        Ok(Self {
+            ctx,
+            tables,
+            lake: lake.clone(),
+        })
     }
 
     /// The registered tables, by qualified name.
@@ -127,7 +146,11 @@ impl LakeSql {
 
     /// Runs one statement and collects its result.
     pub async fn query(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        let df = self.ctx.sql(sql).await?;
+        if let Some(done) = views::statement(self, sql).await? {
+            return Ok(done);
+        }
+        let sql = travel::resolve(self, sql).await?;
+        let df = self.ctx.sql(&sql).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await?;
         Ok((schema, batches))

@@ -404,6 +404,15 @@ pub enum LakeCommand {
         #[command(flatten)]
         lake: LakeArgs,
     },
+    /// Print the statements that register every table and view in another engine's catalog
+    /// (Athena, Glue through the AWS CLI, Spark with delta-spark, Trino's Delta connector).
+    Ddl {
+        #[command(flatten)]
+        lake: LakeArgs,
+        /// The engine.
+        #[arg(long = "for", value_enum)]
+        engine: EngineArg,
+    },
     /// Delete data files no version within the retention references.
     Vacuum {
         #[command(flatten)]
@@ -412,6 +421,19 @@ pub enum LakeCommand {
         #[arg(long, value_name = "DURATION")]
         retention: Option<String>,
     },
+}
+
+/// Engines `rtlake lake ddl` writes for.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum EngineArg {
+    /// Amazon Athena: external Delta tables (in the Glue catalog) and views.
+    Athena,
+    /// AWS Glue Data Catalog: `aws glue create-database` and `create-table` commands.
+    Glue,
+    /// Apache Spark with delta-spark: CREATE TABLE ... USING DELTA LOCATION, and views.
+    Spark,
+    /// Trino's Delta Lake connector (catalog `delta`): register_table, and views.
+    Trino,
 }
 
 /// Output formats.

@@ -1,6 +1,6 @@
 //! `rtlake lake status|optimize|checkpoint|vacuum`: table maintenance by hand.
 
-use crate::cli::{Cli, FormatArg, LakeArgs, LakeCommand};
+use crate::cli::{Cli, EngineArg, FormatArg, LakeArgs, LakeCommand};
 use crate::settings::{Flags, load};
 use anyhow::{Result, bail};
 use rtlake_lake::catalog::{CatalogEntry, list_tables};
@@ -14,7 +14,8 @@ pub async fn lake(cli: &Cli, op: &LakeCommand) -> Result<()> {
         LakeCommand::Status { lake, .. }
         | LakeCommand::Checkpoint { lake }
         | LakeCommand::Optimize { lake, .. }
-        | LakeCommand::Vacuum { lake, .. } => (lake, Flags::default()),
+        | LakeCommand::Vacuum { lake, .. }
+        | LakeCommand::Ddl { lake, .. } => (lake, Flags::default()),
     };
     f.opt("lake.uri", "lake", args.lake.clone());
     if let LakeCommand::Optimize {
@@ -76,6 +77,17 @@ pub async fn lake(cli: &Cli, op: &LakeCommand) -> Result<()> {
                     (None, _) => println!("{}: no version yet", t.qualified()),
                 }
             }
+            Ok(())
+        }
+        LakeCommand::Ddl { engine, .. } => {
+            use rtlake_query::ddl::{Engine, statements};
+            let engine = match engine {
+                EngineArg::Athena => Engine::Athena,
+                EngineArg::Glue => Engine::Glue,
+                EngineArg::Spark => Engine::Spark,
+                EngineArg::Trino => Engine::Trino,
+            };
+            print!("{}", statements(&lake, engine).await?);
             Ok(())
         }
         LakeCommand::Vacuum { .. } => {

@@ -1,0 +1,220 @@
+//! Views kept with the lake, time travel, and DDL for other engines, on a real Delta table
+//! written by the pipeline's sink.
+
+use arrow::array::{Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use rtlake_core::config::LakeConfig;
+use rtlake_core::schema::TableName;
+use rtlake_lake::Lake;
+use rtlake_lake::sink::DeltaSink;
+use rtlake_query::LakeSql;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+const TABLE: TableName = TableName {
+    namespace: "gold",
+    name: "counts",
+};
+
+/// A lake whose table `gold.counts` got three commits of 10 rows each (versions 1, 2, 3).
+async fn lake() -> (tempfile::TempDir, Lake) {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(&LakeConfig {
+        uri: dir.path().display().to_string(),
+        ..Default::default()
+    })
+    .unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("station", DataType::Utf8, false),
+        Field::new("n", DataType::Int64, false),
+    ]));
+    let mut sink = DeltaSink::open(&lake, TABLE, schema.clone(), &[])
+        .await
+        .unwrap();
+    for epoch in 0..3i64 {
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(
+                    (0..10).map(|i| format!("ST-{i}")).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int64Array::from(vec![epoch; 10])),
+            ],
+        )
+        .unwrap();
+        let txns = BTreeMap::from([("t/gold.counts/0".to_string(), epoch + 1)]);
+        sink.commit(vec![batch], &txns).await.unwrap();
+    }
+    (dir, lake)
+}
+
+async fn one(sql: &LakeSql, q: &str) -> String {
+    let (schema, batches) = sql.query(q).await.unwrap_or_else(|e| panic!("{q}: {e}"));
+    let mut out = Vec::new();
+    rtlake_query::write(&mut out, &schema, &batches, rtlake_query::Format::Csv).unwrap();
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_version_or_a_time_reads_the_table_as_it_was() {
+    let (_dir, lake) = lake().await;
+    let sql = LakeSql::open(&lake).await.unwrap();
+    assert_eq!(one(&sql, "SELECT count(*) FROM gold.counts").await, "30");
+    assert_eq!(
+        one(
+            &sql,
+            "SELECT count(*), max(n) FROM gold.counts VERSION AS OF 1"
+        )
+        .await,
+        "10,0"
+    );
+    assert_eq!(
+        one(&sql, "select count(*) from gold.counts version as of 2").await,
+        "20"
+    );
+    // Both sides of a join, each at its own version: what version 3 added.
+    assert_eq!(
+        one(
+            &sql,
+            "SELECT count(*) FROM gold.counts VERSION AS OF 3 AS a WHERE a.n NOT IN (SELECT n FROM gold.counts VERSION AS OF 2)"
+        )
+        .await,
+        "10"
+    );
+    let later = one(
+        &sql,
+        "SELECT count(*) FROM gold.counts TIMESTAMP AS OF '2999-01-01 00:00:00'",
+    )
+    .await;
+    assert_eq!(
+        later, "30",
+        "a time after the last commit reads the latest version"
+    );
+    let err = sql
+        .query("SELECT * FROM gold.counts VERSION AS OF 99")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("gold.counts"),
+        "a missing version names the table: {err}"
+    );
+    let err = sql
+        .query("SELECT * FROM gold.counts TIMESTAMP AS OF 'yesterday'")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a time"), "{err}");
+}
+
+#[tokio::test]
+async fn views_are_kept_with_the_lake() {
+    let (_dir, lake) = lake().await;
+    let sql = LakeSql::open(&lake).await.unwrap();
+    let said = one(
+        &sql,
+        "CREATE VIEW gold.per_station AS SELECT station, sum(n) AS total FROM gold.counts GROUP BY station",
+    )
+    .await;
+    assert!(said.contains("created view gold.per_station"), "{said}");
+    assert_eq!(
+        one(
+            &sql,
+            "SELECT total FROM gold.per_station WHERE station = 'ST-3'"
+        )
+        .await,
+        "3"
+    );
+    // Another session (another process, `rtlake serve`) finds it in the lake.
+    let again = LakeSql::open(&lake).await.unwrap();
+    assert!(again.tables().iter().any(|t| t == "gold.per_station"));
+    assert_eq!(
+        one(&again, "SELECT count(*) FROM gold.per_station").await,
+        "10"
+    );
+    let err = again
+        .query("CREATE VIEW gold.per_station AS SELECT 1")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("OR REPLACE"), "{err}");
+    let err = again
+        .query("CREATE VIEW gold.broken AS SELECT nope FROM gold.counts")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("nope"),
+        "a view that does not plan is refused: {err}"
+    );
+    one(&again, "DROP VIEW gold.per_station").await;
+    let third = LakeSql::open(&lake).await.unwrap();
+    assert!(!third.tables().iter().any(|t| t == "gold.per_station"));
+    assert!(!third.tables().iter().any(|t| t == "gold.broken"));
+}
+
+#[tokio::test]
+async fn ddl_registers_every_table_and_view_for_each_engine() {
+    use rtlake_query::ddl::{Engine, statements};
+    let (_dir, lake) = lake().await;
+    let sql = LakeSql::open(&lake).await.unwrap();
+    one(
+        &sql,
+        "CREATE VIEW gold.per_station AS SELECT station, sum(n) AS total FROM gold.counts GROUP BY station",
+    )
+    .await;
+    let loc = lake
+        .table_url(TABLE)
+        .as_str()
+        .trim_end_matches('/')
+        .to_string();
+    let spark = statements(&lake, Engine::Spark).await.unwrap();
+    assert!(
+        spark.contains(&format!(
+            "CREATE TABLE IF NOT EXISTS gold.counts USING DELTA LOCATION '{loc}';"
+        )),
+        "{spark}"
+    );
+    assert!(
+        spark.contains("CREATE OR REPLACE VIEW gold.per_station AS SELECT station"),
+        "{spark}"
+    );
+    let athena = statements(&lake, Engine::Athena).await.unwrap();
+    assert!(
+        athena.contains("CREATE EXTERNAL TABLE IF NOT EXISTS gold.counts LOCATION"),
+        "{athena}"
+    );
+    assert!(athena.contains("'table_type' = 'DELTA'"), "{athena}");
+    let trino = statements(&lake, Engine::Trino).await.unwrap();
+    assert!(
+        trino.contains(
+            "CALL delta.system.register_table(schema_name => 'gold', table_name => 'counts'"
+        ),
+        "{trino}"
+    );
+    assert!(
+        trino.contains("FROM delta.gold.counts"),
+        "views name the catalog: {trino}"
+    );
+    let glue = statements(&lake, Engine::Glue).await.unwrap();
+    let create = glue
+        .lines()
+        .find(|l| l.starts_with("aws glue create-table"))
+        .expect("a create-table command");
+    let input = create
+        .split_once("--table-input '")
+        .unwrap()
+        .1
+        .trim_end_matches('\'');
+    let v: serde_json::Value = serde_json::from_str(input).expect("the table input is JSON");
+    assert_eq!(v["Name"], "counts");
+    assert_eq!(
+        v["StorageDescriptor"]["Columns"],
+        serde_json::json!([{"Name": "station", "Type": "string"}, {"Name": "n", "Type": "bigint"}])
+    );
+}
