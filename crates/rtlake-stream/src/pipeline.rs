@@ -26,7 +26,7 @@ pub enum Output {
     /// A Delta table, exactly once; its rows optionally through a query.
     Delta(DeltaSink, Option<SqlTransform>),
     /// A Kafka topic, at least once with deduplication headers.
-    Kafka(KafkaSink),
+    Kafka(Box<KafkaSink>),
 }
 
 impl Output {
@@ -197,7 +197,9 @@ pub async fn build(
                         s.operator
                     )));
                 }
-                Output::Kafka(KafkaSink::open(cfg, topic, key, checkpoint).await?)
+                Output::Kafka(Box::new(
+                    KafkaSink::open(cfg, topic, key, checkpoint).await?,
+                ))
             }
             None => {
                 let name = s

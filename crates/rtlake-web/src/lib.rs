@@ -63,9 +63,12 @@ pub struct AppState {
     pub lake: Lake,
     /// The live view.
     pub live: Arc<live::Live>,
-    session: Arc<tokio::sync::Mutex<Option<(Instant, Arc<LakeSql>)>>>,
+    session: Arc<tokio::sync::Mutex<Option<CachedSession>>>,
     rates: Arc<Mutex<status::Rates>>,
 }
+
+/// A SQL session over the lake and when it was opened (it is reopened when tables change).
+type CachedSession = (Instant, Arc<LakeSql>);
 
 impl AppState {
     /// A SQL session over the lake, reopened when older than a second (tables move on).

@@ -12,10 +12,13 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+/// Committed offset per (pipeline, partition).
+type Positions = BTreeMap<(String, i32), i64>;
+
 /// The previous sample of each pipeline's positions, for rates.
 #[derive(Default)]
 pub struct Rates {
-    last: Option<(Instant, BTreeMap<(String, i32), i64>)>,
+    last: Option<(Instant, Positions)>,
 }
 
 fn now_ms() -> i64 {
