@@ -315,7 +315,15 @@ impl BikeListClient {
         let mut start = 1u32;
         loop {
             let end = start + self.page_size - 1;
-            match self.fetch_page_with_retries(start, end).await? {
+            let mut page = self.fetch_page_with_retries(start, end).await?;
+            // No data right after a full page ends the poll only if asked twice: once, it may
+            // be the API failing to answer, and a poll must be all its pages or nothing.
+            if page.is_none() && start > 1 {
+                tracing::warn!(start, end, "no data after a full page; asking again");
+                tokio::time::sleep(self.backoff).await;
+                page = self.fetch_page_with_retries(start, end).await?;
+            }
+            match page {
                 None => break,
                 Some(page) => {
                     let n = page.rows.len() as u32;

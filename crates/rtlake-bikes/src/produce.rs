@@ -370,16 +370,28 @@ async fn live(cfg: &Config, shutdown: CancellationToken) -> Result<ProduceReport
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut polls = 0u64;
     let mut failed_polls = 0u64;
+    let mut last_polled: Option<chrono::DateTime<chrono::FixedOffset>> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => break,
         }
-        let now = chrono::Utc::now().with_timezone(&rtlake_core::time::kst());
-        let polled_at = rtlake_core::time::isoformat(
-            &chrono::DurationRound::duration_trunc(now, chrono::Duration::seconds(1))
-                .unwrap_or(now),
-        );
+        // A poll's time is its second; two polls never share one (a late tick of a 1 s
+        // interval would start the next poll within the same second): wait for the next.
+        let second = |now: chrono::DateTime<chrono::FixedOffset>| {
+            chrono::DurationRound::duration_trunc(now, chrono::Duration::seconds(1)).unwrap_or(now)
+        };
+        let mut now = second(chrono::Utc::now().with_timezone(&rtlake_core::time::kst()));
+        if last_polled.is_some_and(|last| now <= last) {
+            let wait = (last_polled.expect("checked") + chrono::Duration::seconds(1)
+                - chrono::Utc::now().with_timezone(&rtlake_core::time::kst()))
+            .to_std()
+            .unwrap_or_default();
+            tokio::time::sleep(wait).await;
+            now = second(chrono::Utc::now().with_timezone(&rtlake_core::time::kst()));
+        }
+        last_polled = Some(now);
+        let polled_at = rtlake_core::time::isoformat(&now);
         let rows = tokio::select! {
             r = client.fetch_all() => r,
             _ = shutdown.cancelled() => break,

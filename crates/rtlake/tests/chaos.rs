@@ -12,7 +12,7 @@ mod common;
 mod kit;
 
 use common::faults::{DumpOnPanic, OwnBroker, log_file, with_log};
-use common::{Guard, TestEnv, commits, signal, sql_rows, wait_for};
+use common::{Guard, OutputWithin, TestEnv, commits, signal, sql_rows, wait_for};
 use kit::*;
 use std::time::Instant;
 
@@ -475,5 +475,93 @@ async fn object_store_fails_a_share_of_requests() {
         (diff.lost, diff.doubled),
         (0, 0),
         "nothing lost, nothing doubled"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_polls_an_api_that_fails_two_requests_in_five() {
+    use rtlake_bikes::fake_api::FakeApi;
+    let _serial = SERIAL.lock().await;
+    let s = scale();
+    let env = TestEnv::new("chaos-api").await;
+    let api = FakeApi::start().await.unwrap();
+    let log = log_file(&env, "produce.log");
+    let _dump = DumpOnPanic(vec![log.clone()]);
+    // A poll a second against the `chaos` key: 500s, XML errors, pages cut in half, answers
+    // past the 1 s timeout, no data in the middle of a poll, about two requests in five.
+    let mut c = common::rtlake();
+    c.args(["produce", "bikes", "--source", "seoul-api"])
+        .args(["--brokers", &env.brokers, "--topic", &env.topic])
+        .args(["--metrics-listen", "off"])
+        .env("SEOUL_API_KEY", "chaos-key-for-tests")
+        .env("RTLAKE_SOURCE_API_BASE", &api.base)
+        .env("RTLAKE_SOURCE_INTERVAL", "1s")
+        .env("RTLAKE_SOURCE_REQUEST_TIMEOUT", "1s")
+        .env("RTLAKE_SOURCE_RETRY_BACKOFF", "50ms")
+        .env("RTLAKE_SOURCE_MAX_RETRIES", "6");
+    let mut producer = Guard::spawn(with_log(c, &log));
+    let seconds = s.minutes * 5; // 60 s short, 450 s long
+    tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+    signal(producer.0.id(), "-TERM");
+    assert!(
+        producer.wait_within(60).success(),
+        "the producer stops cleanly"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let failed_polls = text.matches("poll failed after retries").count();
+
+    let out = env
+        .run_cmd(&["--trigger", "available-now"])
+        .output_within(300)
+        .expect("rtlake run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every poll in bronze is whole (every station once), none twice.
+    let stations: usize = rtlake_bikes::fake_api::recorded_rows();
+    let polls = env
+        .sql("SELECT polled_at, count(*), count(DISTINCT station_id) FROM bronze.station_status GROUP BY polled_at")
+        .await;
+    let events: usize = polls.iter().map(|p| p[1].parse::<usize>().unwrap()).sum();
+    let partial = polls
+        .iter()
+        .filter(|p| p[2].parse::<usize>().unwrap() < stations)
+        .count();
+    let doubled: usize = polls
+        .iter()
+        .map(|p| p[1].parse::<usize>().unwrap() - p[2].parse::<usize>().unwrap())
+        .sum();
+    eprintln!(
+        "{} polls published, {failed_polls} failed after retries, {} faults in {} requests",
+        polls.len(),
+        api.faults(),
+        api.calls()
+    );
+    assert!(
+        polls.len() as u64 >= seconds / 3,
+        "too few polls got through: {}",
+        polls.len()
+    );
+    assert!(
+        api.faults() >= 20,
+        "the API injected only {} faults",
+        api.faults()
+    );
+    record(
+        "producer: API faults (500s, XML, cut pages, timeouts, empty pages)",
+        api.faults(),
+        events,
+        Diff {
+            lost: partial,
+            doubled,
+        },
+        &mut [],
+    );
+    assert_eq!(
+        (partial, doubled),
+        (0, 0),
+        "every poll whole, none twice: {polls:?}"
     );
 }
