@@ -55,9 +55,11 @@ pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport>
     let lake = Lake::open(&cfg.lake)?;
     let checkpoint = checkpoint(cfg, &lake)?;
     let file = cfg.run.file_source().map(PathBuf::from);
-    let topic = match &file {
-        Some(p) => format!("file:{}", p.display()),
-        None => {
+    let bronze = cfg.run.bronze_source();
+    let topic = match (&file, bronze) {
+        (Some(p), _) => format!("file:{}", p.display()),
+        (None, Some(b)) => format!("bronze:{b}"),
+        (None, None) => {
             rtlake_kafka::admin::ensure_topic(&cfg.kafka, &cfg.kafka.topic).await?;
             cfg.kafka.topic.clone()
         }
@@ -105,9 +107,10 @@ pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport>
         })
         .collect();
     crate::maintain::spawn(&lake, tables.clone(), &cfg.lake, shutdown.child_token());
-    let report = match file {
-        Some(path) => run_file(cfg, engine, &path, shutdown).await?,
-        None => {
+    let report = match (file, bronze) {
+        (Some(path), _) => run_file(cfg, engine, &path, shutdown).await?,
+        (None, Some(uri)) => run_bronze(cfg, engine, uri, shutdown).await?,
+        (None, None) => {
             let positions = Positions {
                 lake: lake.clone(),
                 pipeline: cfg.run.pipeline.clone(),
@@ -180,6 +183,52 @@ async fn start_at(cfg: &Config) -> Result<StartAt> {
 }
 
 /// The file source: every line, in epochs of `max-batch-events`, then stop.
+/// Replays a lake's bronze table through the engine (a backfill), each partition from where
+/// the outputs stand, an interrupted epoch first at exactly its range.
+async fn run_bronze(
+    cfg: &Config,
+    mut engine: Engine,
+    uri: &str,
+    shutdown: CancellationToken,
+) -> Result<RunReport> {
+    let msgs = crate::bronze_source::read(uri, &cfg.lake).await?;
+    let parts: Vec<i32> = msgs.keys().copied().collect();
+    let pending = engine.refresh(&parts).await?;
+    let started = Instant::now();
+    for (p, all) in msgs {
+        let from = engine.resume(p).expected();
+        let todo: Vec<RawMessage> = all.into_iter().filter(|m| m.offset >= from).collect();
+        tracing::info!(
+            partition = p,
+            messages = todo.len(),
+            resume_at = from,
+            "bronze source"
+        );
+        // An epoch interrupted before a crash is re-run over exactly its range.
+        let cut = pending
+            .get(&p)
+            .map_or(0, |r| todo.iter().take_while(|m| m.offset < r.end).count());
+        let (first, rest) = todo.split_at(cut);
+        for chunk in std::iter::once(first)
+            .filter(|c| !c.is_empty())
+            .chain(rest.chunks(cfg.run.epoch_limit()))
+        {
+            if shutdown.is_cancelled() {
+                return Ok(engine.report);
+            }
+            engine.epoch(chunk).await?;
+        }
+        tracing::info!(
+            epochs = engine.report.epochs,
+            messages = engine.report.messages,
+            events_per_sec =
+                (engine.report.messages as f64 / started.elapsed().as_secs_f64()).round() as u64,
+            "processing"
+        );
+    }
+    Ok(engine.report)
+}
+
 async fn run_file(
     cfg: &Config,
     mut engine: Engine,

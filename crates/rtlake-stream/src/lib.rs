@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod bronze;
+pub mod bronze_source;
 pub mod checkpoint;
 pub mod district;
 pub mod engine;

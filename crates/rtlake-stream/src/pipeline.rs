@@ -206,6 +206,12 @@ pub async fn build(
                     .table
                     .as_deref()
                     .map_or_else(|| default_table(&s.operator), table_name);
+                if cfg.run.bronze_source().is_some()
+                    && name == rtlake_core::schema::BRONZE_STATION_STATUS
+                {
+                    // Bronze is the input of a backfill: it is not written again.
+                    continue;
+                }
                 let sql = match &s.sql {
                     Some(q) => Some(SqlTransform::new(q, op.schema()).await?),
                     None => None,

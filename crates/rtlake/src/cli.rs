@@ -59,6 +59,10 @@ pub enum Command {
         #[command(subcommand)]
         op: TopicsCommand,
     },
+    /// Re-publish a lake's history to Kafka: bronze.station_status as the producer's events,
+    /// keyed by station, each source partition in offset order (to feed another pipeline or
+    /// cluster, or rebuild a topic whose retention dropped it).
+    Replay(ReplayArgs),
     /// Look after the lake's tables: their health, compaction, log checkpoints, vacuum.
     ///
     /// The processor does the same on a schedule (lake.maintenance-interval, default 10m);
@@ -288,9 +292,11 @@ pub struct RunArgs {
     /// see docs/pipelines.md. Without one, the built-in bike pipeline runs.
     #[arg(long, value_name = "FILE")]
     pub pipeline: Option<PathBuf>,
-    /// Read from `kafka` (the default) or `file:PATH`, JSON Lines from a file or a folder,
-    /// processed once and then stopped [run.source].
-    #[arg(long, value_name = "kafka|file:PATH")]
+    /// Read from `kafka` (the default); `file:PATH`, JSON Lines from a file or a folder; or
+    /// `bronze:LAKE`, a lake's bronze table replayed as the messages it was made from (a
+    /// backfill: silver and gold rebuilt from bronze, row for row as streaming made them).
+    /// Files and bronze are processed once, then the run stops [run.source].
+    #[arg(long, value_name = "kafka|file:PATH|bronze:LAKE")]
     pub source: Option<String>,
     /// Where a new pipeline starts: earliest, latest, timestamp:<RFC 3339 or ms>, or JSON
     /// like '{"0": 42, "1": -2}' (-2 earliest, -1 latest) [run.starting-offsets; default earliest].
@@ -364,6 +370,22 @@ pub struct RunArgs {
     /// epoch as soon as data arrives) [run.trigger].
     #[arg(long, value_enum)]
     pub trigger: Option<TriggerArg>,
+}
+
+/// `rtlake replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The lake: a path or URL [lake.uri; default ./rtlake-data/lake].
+    #[arg(long, value_name = "URL_OR_PATH")]
+    pub lake: Option<String>,
+    /// The table to re-publish (bronze.station_status, the only one events can be rebuilt from).
+    #[arg(long, default_value = "bronze.station_status")]
+    pub table: String,
+    /// The topic to publish to (created if missing).
+    #[arg(long, value_name = "TOPIC")]
+    pub to: String,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
 }
 
 /// Which lake and which of its tables.

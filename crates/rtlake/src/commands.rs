@@ -23,6 +23,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Serve(a) => serve(&cli, a).await,
         Command::Topics { op } => topics(&cli, op).await,
         Command::Lake { op } => crate::lake_cmd::lake(&cli, op).await,
+        Command::Replay(a) => crate::lake_cmd::replay(&cli, a).await,
         Command::Bench {
             what:
                 BenchCommand::Consume {

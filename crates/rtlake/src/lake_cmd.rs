@@ -1,12 +1,36 @@
 //! `rtlake lake status|optimize|checkpoint|vacuum`: table maintenance by hand.
 
-use crate::cli::{Cli, EngineArg, FormatArg, LakeArgs, LakeCommand};
+use crate::cli::{Cli, EngineArg, FormatArg, LakeArgs, LakeCommand, ReplayArgs};
 use crate::settings::{Flags, load};
 use anyhow::{Result, bail};
 use rtlake_lake::catalog::{CatalogEntry, list_tables};
 use rtlake_lake::{Lake, maintenance};
 use std::num::NonZeroU64;
 use std::time::Instant;
+
+/// `rtlake replay`: a lake's bronze table back into a topic.
+pub async fn replay(cli: &Cli, a: &ReplayArgs) -> Result<()> {
+    if a.table != "bronze.station_status" {
+        bail!(
+            "only bronze.station_status can be replayed (events are rebuilt from its rows), not {}",
+            a.table
+        );
+    }
+    let mut f = Flags::default();
+    f.opt("lake.uri", "lake", a.lake.clone()).kafka(&a.kafka);
+    let cfg = load(cli, None, &f)?;
+    let t0 = Instant::now();
+    let r = rtlake_stream::bronze_source::republish(&cfg, &cfg.lake.uri, &a.to).await?;
+    println!(
+        "replayed {} events of {} partitions of {} to {} in {:.1} s",
+        r.delivered,
+        r.partitions,
+        a.table,
+        a.to,
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
 
 /// Runs a `rtlake lake` operation.
 pub async fn lake(cli: &Cli, op: &LakeCommand) -> Result<()> {

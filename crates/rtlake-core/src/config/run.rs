@@ -200,7 +200,9 @@ pub struct RunConfig {
     pub max_future: HumanDuration,
     /// Where the offset log, commit log and state live (default `<lake>/_checkpoints/<pipeline>`).
     pub checkpoint: Option<String>,
-    /// `kafka` (the topic `kafka.topic`), or `file:PATH` (JSON Lines, a file or a folder).
+    /// `kafka` (the topic `kafka.topic`), `file:PATH` (JSON Lines, a file or a folder), or
+    /// `bronze:LAKE` (the bronze table of a lake, replayed as the messages it was made from: a
+    /// backfill of the other tables).
     pub source: String,
     /// Where a new pipeline starts: `earliest`, `latest`, `timestamp:<time>` or a JSON object.
     pub starting_offsets: String,
@@ -275,6 +277,11 @@ impl RunConfig {
     /// The file source's path, if the source is `file:PATH`.
     pub fn file_source(&self) -> Option<&str> {
         self.source.strip_prefix("file:")
+    }
+
+    /// The lake of `bronze:LAKE`, when the source is a bronze table.
+    pub fn bronze_source(&self) -> Option<&str> {
+        self.source.strip_prefix("bronze:")
     }
 
     /// The most messages one epoch takes.

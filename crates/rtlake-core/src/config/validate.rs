@@ -209,11 +209,14 @@ impl Config {
         r.starting_offsets
             .parse::<super::StartingOffsets>()
             .map_err(|e| err("run.starting-offsets", &r.starting_offsets, &e))?;
-        if r.source != "kafka" && r.file_source().is_none_or(|p| p.is_empty()) {
+        if r.source != "kafka"
+            && r.file_source().is_none_or(|p| p.is_empty())
+            && r.bronze_source().is_none_or(|p| p.is_empty())
+        {
             return Err(err(
                 "run.source",
                 &r.source,
-                "write kafka, or file:PATH (a JSON Lines file or a folder of them)",
+                "write kafka, file:PATH (a JSON Lines file or a folder of them) or bronze:LAKE (a lake whose bronze table to replay)",
             ));
         }
         for (key, v) in [
