@@ -125,11 +125,11 @@ async fn handler(
     Path((key, start, _end)): Path<(String, u32, u32)>,
 ) -> Response {
     let n = calls.fetch_add(1, Ordering::SeqCst);
-    if key.starts_with("chaos") {
-        if let Some(fault) = chaos_fault(n, start).await {
-            faults.fetch_add(1, Ordering::SeqCst);
-            return fault;
-        }
+    if key.starts_with("chaos")
+        && let Some(fault) = chaos_fault(n, start).await
+    {
+        faults.fetch_add(1, Ordering::SeqCst);
+        return fault;
     }
     match key.as_str() {
         k if k.starts_with("bad") => json(r#"{"RESULT":{"CODE":"INFO-100","MESSAGE":"인증키가 유효하지 않습니다."}}"#),
