@@ -1,4 +1,5 @@
 //! Helpers of the availability suite (`chaos.rs`): scales, seeded fault moments, the table,
+#![allow(dead_code)]
 //! the reference comparison, progress checks, bad input, a small disk.
 
 use crate::common::faults::{log_file, with_log};
