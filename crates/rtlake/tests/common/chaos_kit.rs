@@ -1,6 +1,6 @@
 //! Helpers of the availability suite (`chaos.rs`): scales, seeded fault moments, the table,
-#![allow(dead_code)]
 //! the reference comparison, progress checks, bad input, a small disk.
+#![allow(dead_code)]
 
 use crate::common::faults::{log_file, with_log};
 use crate::common::{Guard, OutputWithin, TestEnv, rtlake, sql_rows, wait_for};
