@@ -1,6 +1,7 @@
 //! The bikeList row, the station status event on the topic, and its decoding for the lake.
 
 use chrono::{DateTime, FixedOffset};
+use rtlake_core::config::UnknownFields;
 use rtlake_core::schema::RejectReason;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -90,6 +91,8 @@ pub struct StationStatus {
     pub lon: f64,
     /// When the station was polled.
     pub polled_at: DateTime<FixedOffset>,
+    /// The event's fields the decoder does not know, as a JSON object, when asked to keep them.
+    pub extra: Option<String>,
 }
 
 /// Why a message could not become a [`StationStatus`].
@@ -100,6 +103,38 @@ pub struct DecodeError {
     /// The detail, naming the field and the value.
     pub error: String,
 }
+
+/// When a known field of a JSON object holds something else than the string the API sends:
+/// says which and what (serde's own message gives only a line and column).
+fn type_change(value: &[u8]) -> Option<String> {
+    let obj: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(value).ok()?;
+    KNOWN_FIELDS.iter().find_map(|k| {
+        let v = obj.get(*k)?;
+        let kind = match v {
+            serde_json::Value::String(_) => return None,
+            serde_json::Value::Null => "null",
+            serde_json::Value::Bool(_) => "a boolean",
+            serde_json::Value::Number(_) => "a number",
+            serde_json::Value::Array(_) => "an array",
+            serde_json::Value::Object(_) => "an object",
+        };
+        Some(format!(
+            "field {k} is {kind} ({v}), not the string the API sends: a type change is refused"
+        ))
+    })
+}
+
+/// The event's fields, as the producer writes them.
+const KNOWN_FIELDS: [&str; 8] = [
+    "rackTotCnt",
+    "stationName",
+    "parkingBikeTotCnt",
+    "shared",
+    "stationLatitude",
+    "stationLongitude",
+    "stationId",
+    "polledAt",
+];
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -147,9 +182,47 @@ fn coord(field: &str, v: &str, limit: f64) -> Result<f64, DecodeError> {
 impl StationStatus {
     /// Decodes and validates a message value.
     pub fn decode(value: &[u8]) -> Result<Self, DecodeError> {
+        Self::decode_with(value, UnknownFields::Ignore)
+    }
+
+    /// [`StationStatus::decode`], with a policy for fields it does not know.
+    pub fn decode_with(value: &[u8], unknown: UnknownFields) -> Result<Self, DecodeError> {
+        let mut s = Self::decode_known(value)?;
+        if unknown != UnknownFields::Ignore {
+            // Parsed a second time only when asked: the object's keys beyond the known ones.
+            let all: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(value)
+                .map_err(|e| DecodeError {
+                    reason: RejectReason::Decode,
+                    error: e.to_string(),
+                })?;
+            let extra: serde_json::Map<String, serde_json::Value> = all
+                .into_iter()
+                .filter(|(k, _)| !KNOWN_FIELDS.contains(&k.as_str()))
+                .collect();
+            match unknown {
+                UnknownFields::Reject if !extra.is_empty() => {
+                    let names: Vec<&str> = extra.keys().map(String::as_str).collect();
+                    return Err(DecodeError {
+                        reason: RejectReason::Decode,
+                        error: format!(
+                            "fields this pipeline does not know: {} (run.unknown-fields = reject)",
+                            names.join(", ")
+                        ),
+                    });
+                }
+                UnknownFields::Keep if !extra.is_empty() => {
+                    s.extra = Some(serde_json::Value::Object(extra).to_string());
+                }
+                _ => {}
+            }
+        }
+        Ok(s)
+    }
+
+    fn decode_known(value: &[u8]) -> Result<Self, DecodeError> {
         let raw: RawEvent<'_> = serde_json::from_slice(value).map_err(|e| DecodeError {
             reason: RejectReason::Decode,
-            error: e.to_string(),
+            error: type_change(value).unwrap_or_else(|| e.to_string()),
         })?;
         if raw.station_id.trim().is_empty() {
             return Err(invalid("stationId is empty".into()));
@@ -169,6 +242,7 @@ impl StationStatus {
             station_id: raw.station_id.into_owned(),
             station_name: raw.station_name.into_owned(),
             polled_at,
+            extra: None,
         })
     }
 }

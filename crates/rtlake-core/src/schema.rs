@@ -75,6 +75,12 @@ fn partition_fields() -> [Field; 2] {
 
 /// The schema of `bronze.station_status`.
 pub fn bronze_station_status() -> SchemaRef {
+    bronze_station_status_with(false)
+}
+
+/// The schema of `bronze.station_status`, with the nullable `extra` column (the events'
+/// unknown fields as JSON, `run.unknown-fields = "keep"`) when `extra` is set.
+pub fn bronze_station_status_with(extra: bool) -> SchemaRef {
     let mut f = vec![
         Field::new("station_id", DataType::Utf8, false),
         Field::new("station_name", DataType::Utf8, false),
@@ -89,6 +95,9 @@ pub fn bronze_station_status() -> SchemaRef {
         Field::new("kafka_offset", DataType::Int64, false),
         Field::new("ingested_at", ts(), false),
     ];
+    if extra {
+        f.push(Field::new("extra", DataType::Utf8, true));
+    }
     f.extend(partition_fields());
     Arc::new(Schema::new(f))
 }

@@ -33,7 +33,7 @@ pub struct DeltaSink {
 
 fn kernel_type(t: &ArrowType) -> Option<DataType> {
     Some(match t {
-        ArrowType::Utf8 | ArrowType::LargeUtf8 => DataType::STRING,
+        ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View => DataType::STRING,
         ArrowType::Int32 => DataType::INTEGER,
         ArrowType::Int64 => DataType::LONG,
         ArrowType::Float64 => DataType::DOUBLE,
@@ -43,6 +43,80 @@ fn kernel_type(t: &ArrowType) -> Option<DataType> {
         ArrowType::Timestamp(TimeUnit::Microsecond, Some(_)) => DataType::TIMESTAMP,
         _ => return None,
     })
+}
+
+/// Makes an existing table fit `schema`, the rows a pipeline writes: new nullable columns are
+/// added (a metadata commit; older rows read them as null); a column whose type changed, a new
+/// column that may not be null, or a column the rows no longer have is refused, naming it.
+async fn evolve(table: DeltaTable, name: TableName, schema: &SchemaRef) -> Result<DeltaTable> {
+    let refuse = |reason: String| Error::Schema {
+        table: name.to_string(),
+        reason,
+    };
+    let current = table
+        .snapshot()
+        .map_err(|cause| Error::Delta {
+            table: name.to_string(),
+            cause: Box::new(cause),
+        })?
+        .snapshot()
+        .arrow_schema();
+    let mut added = Vec::new();
+    for f in schema.fields() {
+        let wanted = kernel_type(f.data_type());
+        match current.field_with_name(f.name()) {
+            Ok(c) if kernel_type(c.data_type()) == wanted => {}
+            Ok(c) => {
+                return Err(refuse(format!(
+                    "column {} is {} in the table but {} in this pipeline's rows: a type change is refused (write to a new table, or rewrite this one with the new type)",
+                    f.name(),
+                    c.data_type(),
+                    f.data_type()
+                )));
+            }
+            Err(_) if f.is_nullable() => added.push(StructField::new(
+                f.name(),
+                wanted.ok_or_else(|| {
+                    refuse(format!(
+                        "column {} has type {} that the sink cannot write",
+                        f.name(),
+                        f.data_type()
+                    ))
+                })?,
+                true,
+            )),
+            Err(_) => {
+                return Err(refuse(format!(
+                    "this pipeline's rows have a new column {} that may not be null: an existing table only takes new nullable columns",
+                    f.name()
+                )));
+            }
+        }
+    }
+    if let Some(gone) = current
+        .fields()
+        .iter()
+        .find(|c| schema.field_with_name(c.name()).is_err())
+    {
+        return Err(refuse(format!(
+            "the table has a column {} that this pipeline's rows do not: dropping a column is refused",
+            gone.name()
+        )));
+    }
+    if added.is_empty() {
+        return Ok(table);
+    }
+    let names: Vec<String> = added.iter().map(|f| f.name().to_string()).collect();
+    let table = table
+        .add_columns()
+        .with_fields(added)
+        .await
+        .map_err(|cause| Error::Delta {
+            table: name.to_string(),
+            cause: Box::new(cause),
+        })?;
+    tracing::info!(table = %name, columns = ?names, "added columns to the table (schema evolution)");
+    Ok(table)
 }
 
 impl DeltaSink {
@@ -132,6 +206,7 @@ impl DeltaSink {
                 }
             };
         }
+        let table = evolve(table, name, &schema).await?;
         Ok(Self {
             name,
             schema,

@@ -11,6 +11,7 @@ use arrow::datatypes::SchemaRef;
 use chrono::{DateTime, Utc};
 use rtlake_bikes::districts::Districts;
 use rtlake_bikes::model::{DecodeError, StationStatus};
+use rtlake_core::config::UnknownFields;
 use rtlake_core::schema::{self, RejectReason};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,9 +37,10 @@ impl<'a> EpochInput<'a> {
         msgs: &'a [RawMessage],
         now: DateTime<Utc>,
         places: &mut DistrictCache,
+        unknown: UnknownFields,
     ) -> Self {
         let decode = |m: &RawMessage| match &m.payload {
-            Some(p) => StationStatus::decode(p),
+            Some(p) => StationStatus::decode_with(p, unknown),
             None => Err(DecodeError {
                 reason: RejectReason::Decode,
                 error: "message has no value".into(),
@@ -179,7 +181,10 @@ impl DistrictCache {
 /// `bronze.station_status`: every decodable message as a row; the rest go to `_rejected`
 /// (reasons `decode`, `validation`, and `future` from [`EpochInput::guard_future`]). Stateless.
 #[derive(Default)]
-pub struct BronzeOperator;
+pub struct BronzeOperator {
+    /// Whether rows carry the events' unknown fields (`extra`, `run.unknown-fields = "keep"`).
+    pub keep_extra: bool,
+}
 
 /// Columns of `bronze.station_status` being built.
 #[derive(Default)]
@@ -196,6 +201,7 @@ struct BronzeColumns {
     kafka_partition: Int32Builder,
     kafka_offset: Int64Builder,
     ingested_at: TimestampMicrosecondBuilder,
+    extra: StringBuilder,
     date: Date32Builder,
     hour: Int32Builder,
 }
@@ -283,7 +289,7 @@ impl Operator for BronzeOperator {
     }
 
     fn schema(&self) -> SchemaRef {
-        schema::bronze_station_status()
+        schema::bronze_station_status_with(self.keep_extra)
     }
 
     fn process(
@@ -315,6 +321,7 @@ impl Operator for BronzeOperator {
                     b.kafka_partition.append_value(m.partition);
                     b.kafka_offset.append_value(m.offset);
                     b.ingested_at.append_value(now.timestamp_micros());
+                    b.extra.append_option(s.extra.as_deref());
                     b.date.append_value(rtlake_core::time::date32(d));
                     b.hour.append_value(h as i32);
                     origins.push((m.partition, m.offset));
@@ -325,7 +332,7 @@ impl Operator for BronzeOperator {
         let ts = |x: &mut TimestampMicrosecondBuilder| {
             Arc::new(x.finish().with_timezone("UTC")) as ArrayRef
         };
-        let cols: Vec<ArrayRef> = vec![
+        let mut cols: Vec<ArrayRef> = vec![
             Arc::new(b.station_id.finish()),
             Arc::new(b.station_name.finish()),
             Arc::new(b.rack_total.finish()),
@@ -338,12 +345,15 @@ impl Operator for BronzeOperator {
             Arc::new(b.kafka_partition.finish()),
             Arc::new(b.kafka_offset.finish()),
             ts(&mut b.ingested_at),
-            Arc::new(b.date.finish()),
-            Arc::new(b.hour.finish()),
         ];
+        if self.keep_extra {
+            cols.push(Arc::new(b.extra.finish()));
+        }
+        cols.push(Arc::new(b.date.finish()));
+        cols.push(Arc::new(b.hour.finish()));
         // The columns follow the schema by construction.
-        let batch = RecordBatch::try_new(schema::bronze_station_status(), cols)
-            .expect("bronze columns match the schema");
+        let batch =
+            RecordBatch::try_new(self.schema(), cols).expect("bronze columns match the schema");
         Emitted { batch, origins }
     }
 }
@@ -367,9 +377,15 @@ mod tests {
         owed: &dyn Fn(&RawMessage) -> bool,
         rejected_owed: &(dyn Fn(&RawMessage) -> bool + Sync),
     ) -> (Emitted, RecordBatch) {
-        let input = EpochInput::new("t", msgs, Utc::now(), &mut DistrictCache::default());
+        let input = EpochInput::new(
+            "t",
+            msgs,
+            Utc::now(),
+            &mut DistrictCache::default(),
+            Default::default(),
+        );
         let mut cols = RejectedColumns::default();
-        let out = BronzeOperator.process(
+        let out = BronzeOperator::default().process(
             &input,
             owed,
             &mut Rejections::new(&mut cols, rejected_owed, "t", input.now),
@@ -427,8 +443,14 @@ mod tests {
         ];
         // The message's own timestamp is the clock when it is earlier than the processor's.
         msgs[3].timestamp = Some(now.timestamp_millis() - 20 * 60_000);
-        let input = EpochInput::new("t", &msgs, now, &mut DistrictCache::default())
-            .guard_future(std::time::Duration::from_secs(3600));
+        let input = EpochInput::new(
+            "t",
+            &msgs,
+            now,
+            &mut DistrictCache::default(),
+            Default::default(),
+        )
+        .guard_future(std::time::Duration::from_secs(3600));
         let reasons: Vec<_> = input
             .decoded
             .iter()
@@ -443,8 +465,14 @@ mod tests {
         );
         let mut late = msgs.clone();
         late[3].timestamp = Some(now.timestamp_millis() - 40 * 60_000);
-        let input = EpochInput::new("t", &late, now, &mut DistrictCache::default())
-            .guard_future(std::time::Duration::from_secs(3600));
+        let input = EpochInput::new(
+            "t",
+            &late,
+            now,
+            &mut DistrictCache::default(),
+            Default::default(),
+        )
+        .guard_future(std::time::Duration::from_secs(3600));
         assert_eq!(
             input.decoded[3].as_ref().err().map(|e| e.reason),
             Some(RejectReason::Future),

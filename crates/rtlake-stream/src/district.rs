@@ -199,7 +199,13 @@ mod tests {
             event(5, "ST-1", mapo, "08:20:00", 3), // watermark passes 08:05 (lateness 10 min)
             event(6, "ST-3", mapo, "08:04:00", 9), // late: below 08:10
         ];
-        let input = EpochInput::new("t", &msgs, Utc::now(), &mut DistrictCache::default());
+        let input = EpochInput::new(
+            "t",
+            &msgs,
+            Utc::now(),
+            &mut DistrictCache::default(),
+            Default::default(),
+        );
         let mut cols = RejectedColumns::default();
         let mut op = District5MinOperator::new(600_000_000);
         let out = op.process(

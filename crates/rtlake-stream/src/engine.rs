@@ -79,6 +79,8 @@ pub struct Engine {
     pub state: StateStore,
     /// Offset and commit logs.
     pub log: EpochLog,
+    /// What decoding does with fields it does not know (`run.unknown-fields`).
+    pub unknown_fields: rtlake_core::config::UnknownFields,
     /// Station → district.
     pub places: DistrictCache,
     /// `run.max-future`: events further ahead of the clock are rejected as `future`.
@@ -228,8 +230,14 @@ impl Engine {
         let started = std::time::Instant::now();
         let metrics = &rtlake_core::metrics::global().run;
         let now = chrono::Utc::now();
-        let input =
-            EpochInput::new(&self.topic, msgs, now, &mut self.places).guard_future(self.max_future);
+        let input = EpochInput::new(
+            &self.topic,
+            msgs,
+            now,
+            &mut self.places,
+            self.unknown_fields,
+        )
+        .guard_future(self.max_future);
         let pipeline = self.pipeline.clone();
         let rejected_at: BTreeMap<i32, i64> = ends
             .keys()

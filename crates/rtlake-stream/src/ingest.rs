@@ -82,6 +82,7 @@ pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport>
         rejected,
         state: StateStore::new(checkpoint.child("state")),
         log: EpochLog::new(checkpoint.clone()),
+        unknown_fields: cfg.run.unknown_fields,
         places: DistrictCache::default(),
         max_future: cfg.run.max_future.get(),
         report: RunReport::default(),

@@ -153,7 +153,9 @@ impl Stage {
 fn operator(kind: &str, cfg: &Config) -> Box<dyn Operator> {
     let lateness = cfg.run.lateness.get().as_micros() as i64;
     match kind {
-        "bronze" => Box::new(BronzeOperator),
+        "bronze" => Box::new(BronzeOperator {
+            keep_extra: cfg.run.unknown_fields == rtlake_core::config::UnknownFields::Keep,
+        }),
         "changes" => Box::new(SilverOperator::default()),
         "station-hourly" => Box::new(HourlyOperator::new(lateness)),
         // Validated at load: the only other name.

@@ -366,6 +366,10 @@ pub struct RunArgs {
     /// e.g. 1h [run.max-future; default 1h].
     #[arg(long)]
     pub max_future: Option<String>,
+    /// Event fields the pipeline does not know: ignore, keep (in bronze's `extra` column, added
+    /// to an existing table), or reject (to _rejected) [run.unknown-fields; default ignore].
+    #[arg(long, value_name = "ignore|keep|reject")]
+    pub unknown_fields: Option<String>,
     /// processing-time (run on), available-now (drain and stop) or low-latency (the next
     /// epoch as soon as data arrives) [run.trigger].
     #[arg(long, value_enum)]

@@ -295,6 +295,11 @@ fn run_flags(a: &cli::RunArgs) -> Flags {
         .opt("run.lateness", "lateness", a.lateness.clone())
         .opt("run.max-future", "max-future", a.max_future.clone())
         .opt(
+            "run.unknown-fields",
+            "unknown-fields",
+            a.unknown_fields.clone(),
+        )
+        .opt(
             "run.trigger",
             "trigger",
             a.trigger.map(|t| match t {

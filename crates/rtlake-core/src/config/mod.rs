@@ -18,7 +18,7 @@ mod validate;
 pub use loader::{ConfigLoader, parse_scalar};
 pub use run::{
     Assignment, AssignmentStrategy, OPERATORS, RunConfig, SinkConfig, SinkTransactions,
-    StartingOffsets, Trigger,
+    StartingOffsets, Trigger, UnknownFields,
 };
 
 /// The sections of the configuration, also the first word of an `RTLAKE_*` variable.

@@ -198,6 +198,10 @@ pub struct RunConfig {
     /// How far ahead of the clock an event's time may be: a later one (a bad clock upstream)
     /// goes to `_rejected` as `future` and moves no watermark and no state.
     pub max_future: HumanDuration,
+    /// Fields of an event that the pipeline does not know: `ignore` them (the default), `keep`
+    /// them in bronze's `extra` column (JSON; the column is added to an existing table), or
+    /// `reject` the event to `_rejected` as `decode`, naming the field.
+    pub unknown_fields: UnknownFields,
     /// Where the offset log, commit log and state live (default `<lake>/_checkpoints/<pipeline>`).
     pub checkpoint: Option<String>,
     /// `kafka` (the topic `kafka.topic`), `file:PATH` (JSON Lines, a file or a folder), or
@@ -235,6 +239,7 @@ impl Default for RunConfig {
             trigger: Trigger::ProcessingTime,
             lateness: HumanDuration::from_secs(600),
             max_future: HumanDuration::from_secs(3600),
+            unknown_fields: UnknownFields::Ignore,
             checkpoint: None,
             source: "kafka".into(),
             starting_offsets: "earliest".into(),
@@ -289,4 +294,17 @@ impl RunConfig {
         self.max_offsets_per_trigger
             .map_or(self.max_batch_events, |m| m.min(self.max_batch_events))
     }
+}
+
+/// What the decoder does with fields it does not know (`run.unknown-fields`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnknownFields {
+    /// Drop them.
+    #[default]
+    Ignore,
+    /// Keep them, as JSON, in bronze's `extra` column.
+    Keep,
+    /// Refuse the event.
+    Reject,
 }
