@@ -74,6 +74,9 @@ impl SeaweedFs {
             .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
             .arg(format!("-s3.config={}", config.display()))
             .args(["-master.volumeSizeLimitMB=64", "-volume.max=50"])
+            // By default volumes turn read-only below 1% free disk, and writes then hang: on a
+            // big, nearly full disk (a build machine) that is gigabytes. A test needs little.
+            .arg("-volume.minFreeSpace=256MiB")
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("weed.log")).unwrap());
         let process = Guard(c.spawn().unwrap_or_else(|e| {
@@ -99,14 +102,23 @@ impl SeaweedFs {
                 .send()
                 .await
                 .is_ok();
-            if made && s3_up {
+            // Up means a write lands: the first one makes the master grow volumes.
+            let wrote = made
+                && s3_up
+                && http
+                    .put(format!("http://127.0.0.1:{filer}/buckets/{BUCKET}/.ready"))
+                    .body("ready")
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+            if wrote {
                 break;
             }
             if t0.elapsed() > Duration::from_secs(60) {
                 let log = std::fs::read_to_string(dir.path().join("weed.log")).unwrap_or_default();
                 let tail: Vec<&str> = log.lines().rev().take(30).collect();
                 panic!(
-                    "SeaweedFS did not start within 60 s (bucket made: {made}, S3 up: {s3_up}); its log ends:\n{}",
+                    "SeaweedFS did not take a write within 60 s (bucket made: {made}, S3 up: {s3_up}); its log ends:\n{}",
                     tail.into_iter().rev().collect::<Vec<_>>().join("\n")
                 );
             }
