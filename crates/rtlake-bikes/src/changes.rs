@@ -60,6 +60,32 @@ pub enum Outcome {
     },
 }
 
+/// The rule itself: what snapshot `now` makes of the station's stored one, `prev` (`None`: the
+/// first). The one definition of rentals and returns: silver's rows and the gold aggregates both
+/// come from it. The stored snapshot becomes `now` unless the outcome is [`Outcome::Stale`].
+pub fn rule(prev: Option<Last>, now: Last) -> Outcome {
+    let Some(before) = prev else {
+        return Outcome::First;
+    };
+    if now.polled_at <= before.polled_at {
+        return Outcome::Stale {
+            stored: before.polled_at,
+        };
+    }
+    let gap = now.polled_at - before.polled_at;
+    if gap > MAX_GAP_MICROS {
+        return Outcome::Reset { gap };
+    }
+    match before.bikes - now.bikes {
+        0 => Outcome::Unchanged,
+        d => Outcome::Change {
+            prev: before,
+            rentals: d.max(0),
+            returns: (-d).max(0),
+        },
+    }
+}
+
 /// The per-station state of one input partition.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(from = "Vec<(String, Last)>", into = "Vec<(String, Last)>")]
@@ -74,30 +100,15 @@ impl ChangeState {
             polled_at: s.polled_at,
             bikes: s.bikes,
         };
-        let Some(prev) = self.last.get_mut(&s.station_id) else {
+        let Some(stored) = self.last.get_mut(&s.station_id) else {
             self.last.insert(s.station_id.clone(), now);
             return Outcome::First;
         };
-        if s.polled_at <= prev.polled_at {
-            return Outcome::Stale {
-                stored: prev.polled_at,
-            };
+        let outcome = rule(Some(*stored), now);
+        if !matches!(outcome, Outcome::Stale { .. }) {
+            *stored = now;
         }
-        let before = *prev;
-        *prev = now;
-        let gap = s.polled_at - before.polled_at;
-        if gap > MAX_GAP_MICROS {
-            return Outcome::Reset { gap };
-        }
-        let d = before.bikes - s.bikes;
-        match d {
-            0 => Outcome::Unchanged,
-            _ => Outcome::Change {
-                prev: before,
-                rentals: d.max(0),
-                returns: (-d).max(0),
-            },
-        }
+        outcome
     }
 
     /// Stations held.

@@ -7,6 +7,8 @@
 
 use crate::source::RawMessage;
 use crate::{Error, Result};
+use std::fs::File;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 /// The files of a path: itself, or the `.json`/`.jsonl`/`.ndjson` files of a folder by name.
@@ -37,32 +39,104 @@ pub fn files(path: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Reads every line of the files as messages of partition 0, numbered from 0.
-pub fn read(files: &[PathBuf]) -> Result<Vec<RawMessage>> {
-    let mut out = Vec::new();
-    let mut offset = 0i64;
-    for f in files {
-        let bytes = std::fs::read(f)
-            .map_err(|e| Error::Source(format!("file source {}: {e}", f.display())))?;
-        for line in bytes.split(|b| *b == b'\n') {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if !line.iter().all(u8::is_ascii_whitespace) {
-                out.push(RawMessage {
-                    partition: 0,
-                    offset,
-                    key: None,
-                    payload: Some(line.to_vec()),
-                    timestamp: None,
-                });
-            }
-            offset += 1;
-        }
-        // A file that ends with a newline has no line after it.
-        if bytes.last() == Some(&b'\n') {
-            offset -= 1;
+/// The lines of the files as messages of partition 0, numbered from 0 over all of them, read a
+/// chunk at a time: only the epoch being processed is in memory, whatever the files' size.
+pub struct Lines {
+    files: Vec<PathBuf>,
+    next_file: usize,
+    reader: Option<(BufReader<File>, bool)>,
+    offset: i64,
+    line: Vec<u8>,
+}
+
+impl Lines {
+    /// Lines of `files`, in the order given.
+    pub fn new(files: Vec<PathBuf>) -> Self {
+        Self {
+            files,
+            next_file: 0,
+            reader: None,
+            offset: 0,
+            line: Vec::new(),
         }
     }
-    Ok(out)
+
+    /// Up to `max` next messages at or past offset `from` and before `until` (when given); an
+    /// empty chunk at the end of the files (or at `until`). Skipped lines are read, not kept.
+    pub fn next_chunk(
+        &mut self,
+        max: usize,
+        from: i64,
+        until: Option<i64>,
+    ) -> Result<Vec<RawMessage>> {
+        let mut out = Vec::new();
+        while out.len() < max && until.is_none_or(|u| self.offset < u) {
+            if !self.next_line()? {
+                break;
+            }
+            let line = &self.line;
+            let offset = self.offset;
+            self.offset += 1;
+            if offset < from || line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            out.push(RawMessage {
+                partition: 0,
+                offset,
+                key: None,
+                payload: Some(line.to_vec()),
+                timestamp: None,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Reads the next line, without its line end, into `self.line` (`false`: no file left).
+    /// An empty file counts as one empty line, as it always has: offsets of files already in a
+    /// lake must not move.
+    fn next_line(&mut self) -> Result<bool> {
+        loop {
+            if self.reader.is_none() {
+                let Some(f) = self.files.get(self.next_file) else {
+                    return Ok(false);
+                };
+                self.next_file += 1;
+                let file = File::open(f)
+                    .map_err(|e| Error::Source(format!("file source {}: {e}", f.display())))?;
+                self.reader = Some((BufReader::with_capacity(1 << 20, file), false));
+            }
+            let (reader, any) = self.reader.as_mut().expect("open");
+            self.line.clear();
+            let n = reader.read_until(b'\n', &mut self.line).map_err(|e| {
+                Error::Source(format!(
+                    "file source {}: {e}",
+                    self.files[self.next_file - 1].display()
+                ))
+            })?;
+            if n == 0 {
+                let empty_file = !*any;
+                self.reader = None;
+                if empty_file {
+                    return Ok(true);
+                }
+                continue;
+            }
+            *any = true;
+            if self.line.last() == Some(&b'\n') {
+                self.line.pop();
+            }
+            if self.line.last() == Some(&b'\r') {
+                self.line.pop();
+            }
+            return Ok(true);
+        }
+    }
+}
+
+/// Reads every line of the files as messages of partition 0, numbered from 0 (all at once:
+/// for tests and small inputs; the file source reads [`Lines`] a chunk at a time).
+pub fn read(files: &[PathBuf]) -> Result<Vec<RawMessage>> {
+    Lines::new(files.to_vec()).next_chunk(usize::MAX, 0, None)
 }
 
 #[cfg(test)]
@@ -94,6 +168,24 @@ mod tests {
                 (3, "{\"c\":3}".into())
             ]
         );
+        // In chunks, from an offset, up to an end: the same numbers.
+        std::fs::write(dir.join("c.jsonl"), "").unwrap();
+        std::fs::write(dir.join("d.jsonl"), "{\"d\":4}\r\n{\"e\":5}").unwrap();
+        let mut lines = Lines::new(files(&dir).unwrap());
+        let offsets = |c: Vec<RawMessage>| c.iter().map(|m| m.offset).collect::<Vec<_>>();
+        assert_eq!(offsets(lines.next_chunk(1, 2, Some(3)).unwrap()), vec![2]);
+        assert!(
+            lines.next_chunk(5, 2, Some(3)).unwrap().is_empty(),
+            "stops at the end given"
+        );
+        let rest = lines.next_chunk(5, 0, None).unwrap();
+        assert_eq!(
+            offsets(rest.clone()),
+            vec![3, 5, 6],
+            "the empty file is line 4"
+        );
+        assert_eq!(rest[1].payload.as_deref(), Some(&b"{\"d\":4}"[..]));
+        assert!(lines.next_chunk(5, 0, None).unwrap().is_empty());
         assert!(files(&dir.join("missing")).is_err());
         let _ = std::fs::remove_dir_all(dir);
     }

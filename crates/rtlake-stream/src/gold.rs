@@ -17,7 +17,7 @@ use arrow::array::{
 };
 use arrow::datatypes::SchemaRef;
 use chrono::DateTime;
-use rtlake_bikes::changes::MAX_GAP_MICROS;
+use rtlake_bikes::changes::{Last, Outcome, rule};
 use rtlake_core::schema::{self, RejectReason};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -70,16 +70,17 @@ impl HourlyOperator {
     }
 }
 
-/// The change since a station's previous accepted snapshot `last` (time, bikes): `None` if the
-/// snapshot is stale (not after it), else (rentals, returns), zero across a gap over 600 s.
+/// The change since a station's previous accepted snapshot `last` (time, bikes), by the change
+/// rule (`rtlake_bikes::changes::rule`): `None` if the snapshot is stale (not after it), else
+/// (rentals, returns), zero for the first snapshot and across a gap over 600 s.
 pub(crate) fn delta_since(last: Option<(i64, i32)>, t: i64, bikes: i32) -> Option<(i32, i32)> {
-    match last {
-        Some((lt, _)) if t <= lt => None,
-        Some((lt, lb)) if t - lt <= MAX_GAP_MICROS => {
-            let d = lb - bikes;
-            Some((d.max(0), (-d).max(0)))
-        }
-        _ => Some((0, 0)),
+    let snap = |(polled_at, bikes): (i64, i32)| Last { polled_at, bikes };
+    match rule(last.map(snap), snap((t, bikes))) {
+        Outcome::Stale { .. } => None,
+        Outcome::Change {
+            rentals, returns, ..
+        } => Some((rentals, returns)),
+        Outcome::First | Outcome::Reset { .. } | Outcome::Unchanged => Some((0, 0)),
     }
 }
 

@@ -237,22 +237,37 @@ async fn run_file(
     shutdown: CancellationToken,
 ) -> Result<RunReport> {
     let files = crate::file_source::files(path)?;
-    let msgs = crate::file_source::read(&files)?;
-    engine.refresh(&[0]).await?;
+    let pending = engine.refresh(&[0]).await?;
     let from = engine.resume(0).expected();
-    let todo: Vec<RawMessage> = msgs.into_iter().filter(|m| m.offset >= from).collect();
-    tracing::info!(
-        files = files.len(),
-        messages = todo.len(),
-        resume_at = from,
-        "file source"
-    );
+    tracing::info!(files = files.len(), resume_at = from, "file source");
+    // Read a chunk at a time; an epoch interrupted before a crash is re-run over its range.
+    let mut lines = crate::file_source::Lines::new(files);
+    let mut until = pending.get(&0).map(|r| r.end);
+    if let Some(r) = pending.get(&0) {
+        tracing::info!(
+            start = r.start,
+            end = r.end,
+            "re-running the interrupted epoch over the same offsets"
+        );
+    }
     let started = Instant::now();
-    for chunk in todo.chunks(cfg.run.epoch_limit()) {
+    loop {
         if shutdown.is_cancelled() {
             break;
         }
-        engine.epoch(chunk).await?;
+        let max = match until {
+            Some(_) => usize::MAX,
+            None => cfg.run.epoch_limit(),
+        };
+        let chunk = lines.next_chunk(max, from, until)?;
+        if chunk.is_empty() {
+            match until.take() {
+                Some(_) => continue,
+                None => break,
+            }
+        }
+        until = None;
+        engine.epoch(&chunk).await?;
         tracing::info!(
             epochs = engine.report.epochs,
             messages = engine.report.messages,

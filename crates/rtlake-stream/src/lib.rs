@@ -58,6 +58,10 @@ pub enum Error {
     /// Offsets the pipeline had not read are gone.
     #[error("data loss: {0}")]
     DataLoss(String),
+    /// The pipeline's configuration cannot run (a bad SQL statement, a key column the rows do
+    /// not have): the user's to fix, never retried.
+    #[error("pipeline configuration: {0}")]
+    Config(String),
 }
 
 /// Result with this crate's [`Error`].

@@ -194,8 +194,8 @@ pub async fn build(
             Some(topic) => {
                 let key = s.key.as_deref().unwrap_or("station_id");
                 if op.schema().field_with_name(key).is_err() {
-                    return Err(Error::Sink(format!(
-                        "kafka sink {topic}: key column {key} is not a column of {} rows",
+                    return Err(Error::Config(format!(
+                        "the sink of topic {topic}: key column {key} is not a column of {} rows",
                         s.operator
                     )));
                 }
@@ -215,7 +215,14 @@ pub async fn build(
                     continue;
                 }
                 let sql = match &s.sql {
-                    Some(q) => Some(SqlTransform::new(q, op.schema()).await?),
+                    Some(q) => Some(SqlTransform::new(q, op.schema()).await.map_err(
+                        |e| match e {
+                            Error::Config(m) => {
+                                Error::Config(format!("the sink of table {name}: {m}"))
+                            }
+                            e => e,
+                        },
+                    )?),
                     None => None,
                 };
                 let schema = sql

@@ -30,7 +30,11 @@ impl SqlTransform {
             ctx,
             schema: empty.schema(),
         };
-        let out = t.run(empty).await?;
+        // Planning over no rows: whatever fails here is the query's fault, not the data's.
+        let out = t.run(empty).await.map_err(|e| match e {
+            Error::Sink(m) => Error::Config(m),
+            e => e,
+        })?;
         t.schema = out.schema();
         Ok(t)
     }
@@ -127,8 +131,9 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(
-            e.contains("SELECT nope FROM input") && e.contains("nope"),
-            "{e}"
+            e.starts_with("pipeline configuration: sql `SELECT nope FROM input`")
+                && e.contains("nope"),
+            "the user's configuration is named as the cause: {e}"
         );
     }
 }

@@ -23,7 +23,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use rtlake_core::Config;
 use rtlake_core::config::{Assignment, KafkaConfig, Trigger};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -70,10 +71,70 @@ impl Watch {
     }
 }
 
+/// How long the loop may stay in one step before the [`Beat`]'s thread says where it is.
+const BLOCKED: Duration = Duration::from_secs(60);
+
+/// The loop's heartbeat, watched from a thread of its own: the watchdog above runs inside the
+/// loop, so a step that never returns (an await with no timeout) would silence it too. The
+/// thread logs which step has held the loop for [`BLOCKED`], once per step, so such a hang
+/// names itself in the log.
+struct Beat {
+    since: Instant,
+    /// When the loop last moved on, ms since `since`.
+    at: AtomicU64,
+    doing: Mutex<&'static str>,
+}
+
+impl Beat {
+    fn start() -> Arc<Self> {
+        let beat = Arc::new(Self {
+            since: Instant::now(),
+            at: AtomicU64::new(0),
+            doing: Mutex::new("starting"),
+        });
+        let weak = Arc::downgrade(&beat);
+        let spawned = std::thread::Builder::new()
+            .name("rtlake-heartbeat".into())
+            .spawn(move || {
+                let mut told = None;
+                loop {
+                    std::thread::sleep(Duration::from_secs(5));
+                    let Some(beat) = weak.upgrade() else { return };
+                    let at = beat.at.load(Ordering::Acquire);
+                    let idle = beat
+                        .since
+                        .elapsed()
+                        .saturating_sub(Duration::from_millis(at));
+                    if idle >= BLOCKED && told != Some(at) {
+                        told = Some(at);
+                        let doing = *beat.doing.lock().unwrap_or_else(|p| p.into_inner());
+                        tracing::warn!(
+                            step = doing,
+                            blocked_secs = idle.as_secs(),
+                            "the worker's loop has not moved for {} s: it is {doing}",
+                            idle.as_secs()
+                        );
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the heartbeat thread");
+        }
+        beat
+    }
+
+    /// The loop moved on to `doing`.
+    fn step(&self, doing: &'static str) {
+        *self.doing.lock().unwrap_or_else(|p| p.into_inner()) = doing;
+        self.at
+            .store(self.since.elapsed().as_millis() as u64, Ordering::Release);
+    }
+}
+
 /// Whether an epoch that failed with `e` is retried from the lake's positions (storage and
 /// Kafka trouble) or ends the run (lost data, bad input files).
 fn retryable(e: &Error) -> bool {
-    !matches!(e, Error::DataLoss(_) | Error::Source(_))
+    !matches!(e, Error::DataLoss(_) | Error::Source(_) | Error::Config(_))
 }
 
 pub(crate) struct KafkaWorker {
@@ -93,6 +154,7 @@ pub(crate) struct KafkaWorker {
     /// The high watermarks at the start, with the available-now trigger.
     targets: Option<Vec<(i32, i64, i64)>>,
     watch: Watch,
+    beat: Arc<Beat>,
     shutdown: CancellationToken,
 }
 
@@ -145,6 +207,7 @@ impl KafkaWorker {
             first: BTreeMap::new(),
             targets,
             watch: Watch::new(),
+            beat: Beat::start(),
             shutdown,
         })
     }
@@ -159,6 +222,7 @@ impl KafkaWorker {
         let mut last_log = Instant::now();
         let mut logged = 0u64;
         loop {
+            self.beat.step("waiting for messages");
             let failure = self
                 .consumer
                 .context()
@@ -190,6 +254,7 @@ impl KafkaWorker {
                 r = tokio::time::timeout_at(deadline, self.consumer.recv()) => match r {
                     Ok(Ok(m)) => {
                         let m = RawMessage::from_message(&m);
+                        self.beat.step("taking a message (its assignment, or the epoch it ends)");
                         self.watch.progressed();
                         // The assignment that delivered it is learnt before the message is judged.
                         if self.sync_assignment(&mut buf).await? {
@@ -217,16 +282,20 @@ impl KafkaWorker {
                         }
                     }
                     Ok(Err(e)) => {
+                        self.beat.step("handling a consumer error");
                         self.consumer_error(&mut buf, e).await?;
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                     Err(_) => timed_out = true,
                 },
             }
+            self.beat
+                .step("taking an assignment (reading its outputs' versions)");
             if self.sync_assignment(&mut buf).await? {
                 epoch_start = None;
                 continue;
             }
+            self.beat.step("committing an epoch");
             let due =
                 epoch_start.is_some_and(|t| t.elapsed() >= delay) || (low_latency && timed_out);
             if timed_out
@@ -247,6 +316,7 @@ impl KafkaWorker {
             }
             if self.watch.last_check.elapsed() >= CHECK_EVERY {
                 self.watch.last_check = Instant::now();
+                self.beat.step("checking the consumer's health");
                 if let Some((kind, reason)) = self.check_health().await {
                     self.restart(&mut buf, kind, &reason).await?;
                     epoch_start = None;
@@ -266,6 +336,8 @@ impl KafkaWorker {
                 last_log = Instant::now();
                 logged = r.messages;
             }
+            self.beat
+                .step("reading the lake's positions (available-now)");
             if let Some(t) = &self.targets
                 && buf.is_empty()
                 && (timed_out || self.caught_up(t))
@@ -524,6 +596,7 @@ impl KafkaWorker {
         kind: &'static str,
         reason: &str,
     ) -> Result<()> {
+        self.beat.step("restarting the consumer");
         let pipeline = self.cfg.run.pipeline.clone();
         rtlake_core::metrics::global()
             .run

@@ -106,6 +106,7 @@ async fn a_read_committed_reader_sees_each_change_once_across_a_crash_mid_epoch(
     let mut last = env.run_cmd(&[&args[..], &["--trigger", "available-now"]].concat());
     last.env("RTLAKE_LOG", "rtlake_stream=info,warn");
     let out = last.output_within(300).unwrap();
+    eprintln!("the last run:\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(
         out.status.success(),
         "{}",

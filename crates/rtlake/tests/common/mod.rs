@@ -337,9 +337,12 @@ impl OutputWithin for Command {
                     .copied()
                     .collect::<Vec<_>>()
                     .join("\n");
-                let tail = lines
+                // The end as it was, progress lines included: they show whether the loop
+                // still turned and what it held.
+                let all: Vec<&str> = err.lines().collect();
+                let tail = all
                     .iter()
-                    .skip(80.max(lines.len().saturating_sub(60)))
+                    .skip(all.len().saturating_sub(60))
                     .copied()
                     .collect::<Vec<_>>()
                     .join("\n");
