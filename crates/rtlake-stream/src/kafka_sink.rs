@@ -299,11 +299,28 @@ impl KafkaSink {
         }
         let committed = tokio::task::block_in_place(|| txn.group.committed_offsets(tpl, timeout))
             .map_err(kafka(format!("read the sink group {group}")))?;
+        let mut behind = Vec::new();
         for e in committed.elements_for_topic(&input) {
             if let Offset::Offset(o) = e.offset() {
+                if self.known.get(&e.partition()).is_none_or(|v| o > *v) {
+                    behind.push((e.partition(), o));
+                }
                 let v = self.known.entry(e.partition()).or_insert(o);
                 *v = (*v).max(o);
             }
+        }
+        // A crash between a transaction's commit and its version file leaves the file behind
+        // the group's offset. The file is what other readers of the lake's positions see (the
+        // available-now trigger's "does the lake hold everything", a worker of the group
+        // without this partition): bring it up to the truth, or they wait for it forever.
+        for (p, o) in behind {
+            tracing::info!(
+                partition = p,
+                version = o,
+                topic = %self.topic,
+                "kafka sink: the version file was behind the committed transaction; written"
+            );
+            self.write_version(p, o).await?;
         }
         Ok(())
     }
