@@ -78,11 +78,14 @@ async fn compaction_racing_ingestion_loses_and_doubles_nothing() {
     let mut child = Guard::spawn(run);
     // Meanwhile, compactions from outside, as an operator would run them.
     let t0 = Instant::now();
+    // 10 minutes for the short form; the long form (hours of replay) gets 10 s per minute.
+    let deadline = Duration::from_secs(600.max(minutes() * 10));
     let mut rounds = 0;
     while child.0.try_wait().unwrap().is_none() {
         assert!(
-            t0.elapsed() < Duration::from_secs(600),
-            "the drain did not finish"
+            t0.elapsed() < deadline,
+            "the drain did not finish within {} s",
+            deadline.as_secs()
         );
         if env.lake().join("bronze/station_status/_delta_log").exists() {
             lake_cmd(&env, &["optimize", "--target-size", "1MiB"]);
