@@ -2,6 +2,8 @@
 //! the few stations outside every (simplified) polygon.
 
 use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// One district.
 #[derive(Clone, Debug)]
@@ -142,6 +144,37 @@ fn distance2(rings: &[Vec<(f64, f64)>], x: f64, y: f64, k: f64) -> f64 {
         }
     }
     best
+}
+
+/// Station → district by point-in-polygon (the stream-static join), cached per coordinate.
+pub struct DistrictCache {
+    districts: Districts,
+    /// District by exact coordinates: stations do not move, and polygons are costly.
+    cache: HashMap<(u64, u64), Option<Arc<str>>>,
+}
+
+impl Default for DistrictCache {
+    fn default() -> Self {
+        Self {
+            districts: Districts::builtin(),
+            cache: HashMap::new(),
+        }
+    }
+}
+
+impl DistrictCache {
+    /// The district of a point.
+    pub fn district(&mut self, lat: f64, lon: f64) -> Option<Arc<str>> {
+        let districts = &self.districts;
+        self.cache
+            .entry((lat.to_bits(), lon.to_bits()))
+            .or_insert_with(|| {
+                districts
+                    .locate(lat, lon)
+                    .map(|d| Arc::from(d.name_eng.as_str()))
+            })
+            .clone()
+    }
 }
 
 #[cfg(test)]

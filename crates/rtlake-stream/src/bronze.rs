@@ -9,11 +9,9 @@ use arrow::array::{
 };
 use arrow::datatypes::SchemaRef;
 use chrono::{DateTime, Utc};
-use rtlake_bikes::districts::Districts;
 use rtlake_bikes::model::{DecodeError, StationStatus};
 use rtlake_core::config::UnknownFields;
 use rtlake_core::schema::{self, RejectReason};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// One epoch's messages, each decoded once, as every operator reads them.
@@ -147,36 +145,8 @@ fn humanize(d: std::time::Duration) -> String {
     }
 }
 
-/// Station → district by point-in-polygon (the stream-static join), cached per coordinate.
-pub struct DistrictCache {
-    districts: Districts,
-    /// District by exact coordinates: stations do not move, and polygons are costly.
-    cache: HashMap<(u64, u64), Option<Arc<str>>>,
-}
-
-impl Default for DistrictCache {
-    fn default() -> Self {
-        Self {
-            districts: Districts::builtin(),
-            cache: HashMap::new(),
-        }
-    }
-}
-
-impl DistrictCache {
-    /// The district of a point.
-    pub fn district(&mut self, lat: f64, lon: f64) -> Option<Arc<str>> {
-        let districts = &self.districts;
-        self.cache
-            .entry((lat.to_bits(), lon.to_bits()))
-            .or_insert_with(|| {
-                districts
-                    .locate(lat, lon)
-                    .map(|d| Arc::from(d.name_eng.as_str()))
-            })
-            .clone()
-    }
-}
+/// Station → district (the stream-static join): the bike domain's, re-exported.
+pub use rtlake_bikes::districts::DistrictCache;
 
 /// `bronze.station_status`: every decodable message as a row; the rest go to `_rejected`
 /// (reasons `decode`, `validation`, and `future` from [`EpochInput::guard_future`]). Stateless.

@@ -8,9 +8,9 @@
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
+use rtlake_bikes::districts::DistrictCache;
 use rtlake_bikes::model::StationStatus;
 use rtlake_core::Config;
-use rtlake_stream::bronze::DistrictCache;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

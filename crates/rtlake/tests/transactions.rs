@@ -108,7 +108,11 @@ async fn a_read_committed_reader_sees_each_change_once_across_a_crash_mid_epoch(
     // available-now trigger reads the files; it once waited for them forever).
     let versions = env.lake().join(format!("_checkpoints/txn/sinks/{changes}"));
     let removed = std::fs::read_dir(&versions)
-        .map(|d| d.flatten().filter(|f| std::fs::remove_file(f.path()).is_ok()).count())
+        .map(|d| {
+            d.flatten()
+                .filter(|f| std::fs::remove_file(f.path()).is_ok())
+                .count()
+        })
         .unwrap_or(0);
 
     let mut last = env.run_cmd(&[&args[..], &["--trigger", "available-now"]].concat());
