@@ -19,6 +19,7 @@ pub mod district;
 pub mod engine;
 pub mod file_source;
 pub mod gold;
+mod heartbeat;
 pub mod ingest;
 pub mod kafka_sink;
 pub mod maintain;
