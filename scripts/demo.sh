@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . scripts/env.sh
-cargo build --locked -p rtlake
+cargo build --locked --ignore-rust-version -p rtlake
 exec "$CARGO_TARGET_DIR/debug/rtlake" demo "$@"
