@@ -6,12 +6,17 @@
 //! - [`replay`]: the simulator over recorded data, byte for byte like `gen_events.py`.
 //! - [`districts`]: station → district by point-in-polygon.
 //! - [`produce`]: the producer loop of `rtlake produce bikes`.
-//! - `fake_api` (feature `fake-api`): a local stand-in for the API, for tests.
+//! - [`gbfs`]: any GBFS bike-share system's feeds as events (`rtlake produce gbfs URL`).
+//! - `fake_api`, `fake_gbfs` (feature `fake-api`): local stand-ins for the bikeList API and
+//!   a GBFS system, for tests.
 #![warn(missing_docs)]
 
 pub mod api;
 pub mod changes;
 pub mod districts;
+#[cfg(feature = "fake-api")]
+pub mod fake_gbfs;
+pub mod gbfs;
 #[cfg(feature = "fake-api")]
 pub mod fake_api;
 pub mod model;
@@ -33,6 +38,9 @@ pub enum Error {
     /// Messages were not delivered.
     #[error("delivery: {0}")]
     Delivery(String),
+    /// A GBFS feed could not be read (HTTP, or not the spec's shape).
+    #[error("GBFS feed {0}")]
+    Feed(String),
     /// The replay's saved position cannot be used.
     #[error("replay state: {0}")]
     State(String),

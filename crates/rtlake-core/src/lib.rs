@@ -1,6 +1,7 @@
 //! The foundation shared by every rtlake crate.
 //!
 //! - [`config`]: the typed, layered configuration (defaults < file < `RTLAKE_*` env < flags).
+//! - [`ddl`]: a declared pipeline's schema, window and aggregate notation.
 //! - [`units`]: durations and byte sizes as people write them.
 //! - [`schema`]: the Arrow schemas and names of the lake's tables (DESIGN.md §3).
 //! - [`metrics`]: the Prometheus metrics of every process.
@@ -8,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod ddl;
 pub mod metrics;
 pub mod schema;
 pub mod time;

@@ -24,6 +24,8 @@ pub struct EpochInput<'a> {
     pub decoded: Vec<Result<StationStatus, DecodeError>>,
     /// Each decoded message's district, index for index.
     pub districts: Vec<Option<Arc<str>>>,
+    /// A declared input's rows (Arrow columns of its schema), instead of station status.
+    pub records: Option<crate::ops::decode_json::Records>,
     /// The epoch's processing time (`ingested_at`, `rejected_at`).
     pub now: DateTime<Utc>,
 }
@@ -70,6 +72,24 @@ impl<'a> EpochInput<'a> {
             msgs,
             decoded,
             districts,
+            records: None,
+            now,
+        }
+    }
+
+    /// An epoch of a declared input, decoded to `records`.
+    pub fn declared(
+        topic: &'a str,
+        msgs: &'a [RawMessage],
+        now: DateTime<Utc>,
+        records: crate::ops::decode_json::Records,
+    ) -> Self {
+        Self {
+            topic,
+            msgs,
+            decoded: Vec::new(),
+            districts: Vec::new(),
+            records: Some(records),
             now,
         }
     }
@@ -268,7 +288,7 @@ impl Operator for BronzeOperator {
         owed: &dyn Fn(&RawMessage) -> bool,
         rejected: &mut Rejections<'_>,
         sink: &str,
-    ) -> Emitted {
+    ) -> crate::Result<Emitted> {
         let now = input.now;
         let mut b = BronzeColumns::default();
         let mut origins = Vec::new();
@@ -324,7 +344,7 @@ impl Operator for BronzeOperator {
         // The columns follow the schema by construction.
         let batch =
             RecordBatch::try_new(self.schema(), cols).expect("bronze columns match the schema");
-        Emitted { batch, origins }
+        Ok(Emitted { batch, origins })
     }
 }
 
@@ -360,7 +380,8 @@ mod tests {
             owed,
             &mut Rejections::new(&mut cols, rejected_owed, "t", input.now),
             "bronze.station_status",
-        );
+        )
+        .unwrap();
         (out, cols.finish())
     }
 

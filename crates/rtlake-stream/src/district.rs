@@ -8,7 +8,8 @@
 //! stations whose last in-window snapshot has 0 bikes. Late snapshots go to `_rejected`.
 
 use crate::bronze::EpochInput;
-use crate::gold::{StationWindows, delta_since, last_offsets, late_error};
+use crate::gold::{StationWindows, delta_since, late_error};
+use crate::operator::last_offsets;
 use crate::operator::{Emitted, Operator, PartitionState, PerPartition, Rejections};
 use crate::source::RawMessage;
 use crate::window::WindowRow;
@@ -60,7 +61,7 @@ impl Operator for District5MinOperator {
         owed: &dyn Fn(&RawMessage) -> bool,
         rejected: &mut Rejections<'_>,
         sink: &str,
-    ) -> Emitted {
+    ) -> crate::Result<Emitted> {
         for (m, decoded, district) in input.iter() {
             if !owed(m) {
                 continue;
@@ -114,10 +115,10 @@ impl Operator for District5MinOperator {
             .keys()
             .map(|(_, _, _, p)| (*p, origin_of[p]))
             .collect();
-        Emitted {
+        Ok(Emitted {
             batch: to_batch(&partials),
             origins,
-        }
+        })
     }
 
     fn state(&self) -> Option<&dyn PartitionState> {
@@ -213,7 +214,8 @@ mod tests {
             &|_| true,
             &mut Rejections::new(&mut cols, &|_| true, "t", input.now),
             "gold.district_5min",
-        );
+        )
+        .unwrap();
         assert_eq!(out.batch.num_rows(), 1, "only 08:00-08:05 is final");
         let col = |n: &str| {
             out.batch

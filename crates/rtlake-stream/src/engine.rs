@@ -83,6 +83,8 @@ pub struct Engine {
     pub unknown_fields: rtlake_core::config::UnknownFields,
     /// Station → district.
     pub places: DistrictCache,
+    /// A declared input's decoder (`None`: station status).
+    pub decoder: Option<crate::ops::decode_json::JsonDecoder>,
     /// `run.max-future`: events further ahead of the clock are rejected as `future`.
     pub max_future: std::time::Duration,
     /// Totals.
@@ -208,6 +210,13 @@ impl Engine {
             .sum()
     }
 
+    /// Per partition, the first offset `_rejected` does not hold.
+    fn rejected_from(&self, ends: &BTreeMap<i32, i64>) -> BTreeMap<i32, i64> {
+        ends.keys()
+            .map(|p| (*p, self.rejected.version(&self.pipeline, *p).unwrap_or(0)))
+            .collect()
+    }
+
     /// Processes and commits one epoch; returns the end offset per partition.
     pub async fn epoch(&mut self, msgs: &[RawMessage]) -> Result<BTreeMap<i32, i64>> {
         let mut ranges: BTreeMap<i32, Range> = BTreeMap::new();
@@ -230,19 +239,30 @@ impl Engine {
         let started = std::time::Instant::now();
         let metrics = &rtlake_core::metrics::global().run;
         let now = chrono::Utc::now();
-        let input = EpochInput::new(
-            &self.topic,
-            msgs,
-            now,
-            &mut self.places,
-            self.unknown_fields,
-        )
-        .guard_future(self.max_future);
+        let mut refused = RejectedColumns::default();
+        let input = match &self.decoder {
+            Some(d) => {
+                let (records, bad) = d.decode(&self.topic, msgs, now, self.max_future)?;
+                let owed = self.rejected_from(&ends);
+                for r in bad {
+                    let m = &msgs[r.index];
+                    if m.offset >= owed[&m.partition] {
+                        refused.push(&self.topic, m, r.reason, &r.error, "input", now);
+                    }
+                }
+                EpochInput::declared(&self.topic, msgs, now, records)
+            }
+            None => EpochInput::new(
+                &self.topic,
+                msgs,
+                now,
+                &mut self.places,
+                self.unknown_fields,
+            )
+            .guard_future(self.max_future),
+        };
         let pipeline = self.pipeline.clone();
-        let rejected_at: BTreeMap<i32, i64> = ends
-            .keys()
-            .map(|p| (*p, self.rejected.version(&pipeline, *p).unwrap_or(0)))
-            .collect();
+        let rejected_at = self.rejected_from(&ends);
         let rejected_owed = |m: &RawMessage| m.offset >= rejected_at[&m.partition];
         let topic = self.topic.as_str();
         // The stages are independent: each on a thread of its own, with its own rejections.
@@ -262,7 +282,7 @@ impl Engine {
             );
             (out, cols.finish())
         };
-        let results: Vec<(Emitted, arrow::array::RecordBatch)> =
+        let results: Vec<(Result<Emitted>, arrow::array::RecordBatch)> =
             tokio::task::block_in_place(|| {
                 std::thread::scope(|scope| {
                     let handles: Vec<_> = self
@@ -277,8 +297,12 @@ impl Engine {
                 })
             });
         drop(input);
-        let (emitted, rejected_parts): (Vec<Emitted>, Vec<arrow::array::RecordBatch>) =
-            results.into_iter().unzip();
+        let mut emitted = Vec::with_capacity(results.len());
+        let mut rejected_parts = vec![refused.finish()];
+        for (out, rejects) in results {
+            emitted.push(out?);
+            rejected_parts.push(rejects);
+        }
         // The state after this epoch, under the version its outputs' commits will carry.
         for stage in &self.stages {
             let Some(state) = stage.op.state() else {

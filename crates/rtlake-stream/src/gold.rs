@@ -8,7 +8,7 @@
 //! `late`; stale ones are left to silver, which rejects them.
 
 use crate::bronze::EpochInput;
-use crate::operator::{Emitted, Operator, PartitionState, PerPartition, Rejections};
+use crate::operator::{Emitted, Operator, PartitionState, PerPartition, Rejections, last_offsets};
 use crate::source::RawMessage;
 use crate::window::{OutputMode, WindowOperator, WindowRow, WindowSpec};
 use arrow::array::{
@@ -84,33 +84,9 @@ pub(crate) fn delta_since(last: Option<(i64, i32)>, t: i64, bikes: i32) -> Optio
     }
 }
 
-/// The last offset of each partition among the messages `owed` in an epoch: the origin of the
-/// windows that partition's messages made final.
-pub(crate) fn last_offsets(
-    input: &EpochInput<'_>,
-    owed: &dyn Fn(&RawMessage) -> bool,
-) -> HashMap<i32, i64> {
-    let mut out = HashMap::new();
-    for m in input.msgs.iter().filter(|m| owed(m)) {
-        let e = out.entry(m.partition).or_insert(m.offset);
-        *e = (*e).max(m.offset);
-    }
-    out
-}
-
-/// The message text of a late event.
+/// The message text of a late snapshot.
 pub(crate) fn late_error(m: &RawMessage, late: &crate::window::Late) -> String {
-    let at = |us: i64| {
-        DateTime::from_timestamp_micros(us)
-            .map(|t| t.to_rfc3339())
-            .unwrap_or_default()
-    };
-    format!(
-        "polledAt {} is below partition {}'s watermark {}",
-        at(late.time),
-        m.partition,
-        at(late.watermark)
-    )
+    late.describe("polledAt", m.partition)
 }
 
 impl Operator for HourlyOperator {
@@ -128,7 +104,7 @@ impl Operator for HourlyOperator {
         owed: &dyn Fn(&RawMessage) -> bool,
         rejected: &mut Rejections<'_>,
         sink: &str,
-    ) -> Emitted {
+    ) -> crate::Result<Emitted> {
         for (m, decoded, _) in input.iter() {
             if !owed(m) {
                 continue;
@@ -169,10 +145,10 @@ impl Operator for HourlyOperator {
             origins.extend(std::iter::repeat_n((*p, *end), emitted.len()));
             rows.extend(emitted);
         }
-        Emitted {
+        Ok(Emitted {
             batch: to_batch(&rows),
             origins,
-        }
+        })
     }
 
     fn state(&self) -> Option<&dyn PartitionState> {

@@ -84,6 +84,12 @@ pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport>
         log: EpochLog::new(checkpoint.clone()),
         unknown_fields: cfg.run.unknown_fields,
         places: DistrictCache::default(),
+        decoder: cfg
+            .run
+            .input
+            .as_ref()
+            .map(crate::ops::decode_json::JsonDecoder::new)
+            .transpose()?,
         max_future: cfg.run.max_future.get(),
         report: RunReport::default(),
     };

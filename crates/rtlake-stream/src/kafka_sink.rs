@@ -459,15 +459,17 @@ impl KafkaSink {
         if batch.num_rows() == 0 {
             return Ok(Vec::new());
         }
-        let keys = batch
-            .column_by_name(&self.key)
-            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-            .ok_or_else(|| {
-                Error::Sink(format!(
-                    "kafka sink {}: key column {} is not a string column of the rows",
-                    self.topic, self.key
-                ))
-            })?;
+        let err = || {
+            Error::Sink(format!(
+                "kafka sink {}: key column {} is not a column of the rows",
+                self.topic, self.key
+            ))
+        };
+        let col = batch.column_by_name(&self.key).ok_or_else(err)?;
+        // Any type keys a message as its text.
+        let keys = arrow::compute::cast(col, &arrow::datatypes::DataType::Utf8)
+            .map_err(|e| Error::Sink(format!("kafka sink {}: key column {}: {e}", self.topic, self.key)))?;
+        let keys = keys.as_any().downcast_ref::<StringArray>().ok_or_else(err)?;
         Ok((0..keys.len())
             .map(|i| (!keys.is_null(i)).then(|| keys.value(i).to_string()))
             .collect())

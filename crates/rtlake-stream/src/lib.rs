@@ -4,6 +4,8 @@
 //! - [`file_source`]: JSON Lines files as one partition, for backfills and benchmarks.
 //! - [`operator`]: the interface of a stage; [`bronze`], [`silver`] (the change rule),
 //!   [`gold`] (hourly windows per station) and [`district`] (5-minute partials per district).
+//! - [`ops`]: the general operators of declared pipelines (any topic, a declared schema):
+//!   JSON decoding to Arrow, SQL stages with static tables, window stages.
 //! - [`window`]: event-time windows, per-partition watermarks and output modes.
 //! - [`pipeline`]: operators and their outputs (Delta tables, [`kafka_sink`] topics), each
 //!   optionally through a [`sql`] projection and filter.
@@ -24,6 +26,7 @@ pub mod ingest;
 pub mod kafka_sink;
 pub mod maintain;
 pub mod operator;
+pub mod ops;
 pub mod pipeline;
 pub mod silver;
 pub mod source;

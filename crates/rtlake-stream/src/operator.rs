@@ -63,6 +63,20 @@ impl<'a> Rejections<'a> {
     }
 }
 
+/// The last offset of each partition among the messages `owed` in an epoch: the origin of the
+/// windows that partition's messages made final.
+pub fn last_offsets(
+    input: &EpochInput<'_>,
+    owed: &dyn Fn(&RawMessage) -> bool,
+) -> HashMap<i32, i64> {
+    let mut out = HashMap::new();
+    for m in input.msgs.iter().filter(|m| owed(m)) {
+        let e = out.entry(m.partition).or_insert(m.offset);
+        *e = (*e).max(m.offset);
+    }
+    out
+}
+
 /// One stage of a pipeline.
 pub trait Operator: Send + Sync {
     /// The operator's name as pipelines spell it (`changes`, `station-hourly`, ...).
@@ -72,14 +86,15 @@ pub trait Operator: Send + Sync {
     fn schema(&self) -> SchemaRef;
 
     /// Processes an epoch. `owed` says whether a message is past what every sink holds;
-    /// refused messages go to `rejected` under the name `sink`.
+    /// refused messages go to `rejected` under the name `sink`. An error fails the epoch (a
+    /// configuration error, such as a query that cannot run on the rows, stops the run).
     fn process(
         &mut self,
         input: &EpochInput<'_>,
         owed: &dyn Fn(&RawMessage) -> bool,
         rejected: &mut Rejections<'_>,
         sink: &str,
-    ) -> Emitted;
+    ) -> crate::Result<Emitted>;
 
     /// Its keyed state, if it keeps any (snapshotted each epoch, restored on assignment).
     fn state(&self) -> Option<&dyn PartitionState> {

@@ -12,7 +12,13 @@ use crate::gold::HourlyOperator;
 use crate::kafka_sink::KafkaSink;
 use crate::operator::{Emitted, Operator};
 use crate::silver::SilverOperator;
+use crate::ops::SqlOperator;
+use crate::ops::changes::ChangeStage;
+use crate::ops::decode_json::JsonDecoder;
+use crate::ops::sql_stage::{SqlChain, StaticTables};
+use crate::ops::window_stage::WindowStage;
 use crate::sql::SqlTransform;
+use arrow::datatypes::SchemaRef;
 use crate::{Error, Result};
 use arrow::array::BooleanArray;
 use rtlake_core::Config;
@@ -150,17 +156,55 @@ impl Stage {
     }
 }
 
-fn operator(kind: &str, cfg: &Config) -> Box<dyn Operator> {
+/// What declared stages are built from: the decoded input's schema and the static tables.
+struct Declared {
+    input: SchemaRef,
+    tables: StaticTables,
+}
+
+async fn operator(kind: &str, cfg: &Config, declared: Option<&Declared>) -> Result<Box<dyn Operator>> {
     let lateness = cfg.run.lateness.get().as_micros() as i64;
-    match kind {
+    if let (Some(stage), Some(d)) = (cfg.run.stage(kind), declared) {
+        // The queries of the SQL stages it reads, first to last, then its own.
+        let mut steps = Vec::new();
+        let mut at = if stage.is_stateful() { stage.input.as_deref() } else { Some(kind) };
+        while let Some(name) = at.filter(|n| *n != "input") {
+            let Some(s) = cfg.run.stage(name) else { break };
+            steps.push((s.name.clone(), s.sql.clone().unwrap_or_default()));
+            at = s.input.as_deref();
+        }
+        steps.reverse();
+        let chain = if steps.is_empty() {
+            None
+        } else {
+            Some(SqlChain::new(steps, d.input.clone(), &d.tables).await?)
+        };
+        let time = cfg.run.input.as_ref().and_then(|i| i.event_time.as_deref());
+        let op: Box<dyn Operator> = match chain {
+            Some(chain) if !stage.is_stateful() => Box::new(SqlOperator::new(kind, chain)),
+            chain if stage.changes.is_some() => {
+                Box::new(ChangeStage::new(stage, chain, d.input.clone(), time)?)
+            }
+            chain => Box::new(WindowStage::new(
+                stage,
+                chain,
+                d.input.clone(),
+                cfg.run.input.as_ref().and_then(|i| i.event_time.as_deref()),
+                cfg.run.lateness.get(),
+            )?),
+        };
+        return Ok(op);
+    }
+    let op: Box<dyn Operator> = match kind {
         "bronze" => Box::new(BronzeOperator {
             keep_extra: cfg.run.unknown_fields == rtlake_core::config::UnknownFields::Keep,
         }),
         "changes" => Box::new(SilverOperator::default()),
         "station-hourly" => Box::new(HourlyOperator::new(lateness)),
-        // Validated at load: the only other name.
-        _ => Box::new(District5MinOperator::new(lateness)),
-    }
+        "district-5min" => Box::new(District5MinOperator::new(lateness)),
+        _ => return Err(Error::Config(format!("no operator or stage named {kind}"))),
+    };
+    Ok(op)
 }
 
 fn default_table(kind: &str) -> TableName {
@@ -187,13 +231,30 @@ pub async fn build(
     lake: &Lake,
     checkpoint: &crate::checkpoint::Folder,
 ) -> Result<Vec<Stage>> {
+    let declared = match &cfg.run.input {
+        Some(input) => Some(Declared {
+            input: JsonDecoder::new(input)?.schema(),
+            tables: StaticTables::load(&cfg.run.tables).await?,
+        }),
+        None => None,
+    };
     let mut stages: Vec<Stage> = Vec::new();
     for s in &cfg.run.sinks() {
-        let op = operator(&s.operator, cfg);
+        let built = stages.iter().position(|st| st.op.kind() == s.operator);
+        let op = match built {
+            // Sinks of one operator share it: only the output is new.
+            Some(_) => None,
+            None => Some(operator(&s.operator, cfg, declared.as_ref()).await?),
+        };
+        let op_schema = match (built, &op) {
+            (Some(i), _) => stages[i].op.schema(),
+            (None, Some(op)) => op.schema(),
+            (None, None) => unreachable!("an operator is built when none is"),
+        };
         let output = match &s.topic {
             Some(topic) => {
                 let key = s.key.as_deref().unwrap_or("station_id");
-                if op.schema().field_with_name(key).is_err() {
+                if op_schema.field_with_name(key).is_err() {
                     return Err(Error::Config(format!(
                         "the sink of topic {topic}: key column {key} is not a column of {} rows",
                         s.operator
@@ -215,7 +276,7 @@ pub async fn build(
                     continue;
                 }
                 let sql = match &s.sql {
-                    Some(q) => Some(SqlTransform::new(q, op.schema()).await.map_err(
+                    Some(q) => Some(SqlTransform::new(q, op_schema.clone()).await.map_err(
                         |e| match e {
                             Error::Config(m) => {
                                 Error::Config(format!("the sink of table {name}: {m}"))
@@ -227,7 +288,7 @@ pub async fn build(
                 };
                 let schema = sql
                     .as_ref()
-                    .map_or_else(|| op.schema(), SqlTransform::schema);
+                    .map_or_else(|| op_schema.clone(), SqlTransform::schema);
                 // Partitioned by date and hour when the rows have them.
                 let parts: Vec<&str> = TIME_PARTITIONS
                     .iter()
@@ -237,13 +298,14 @@ pub async fn build(
                 Output::Delta(DeltaSink::open(lake, name, schema, &parts).await?, sql)
             }
         };
-        match stages.iter_mut().find(|st| st.op.kind() == s.operator) {
-            Some(st) => st.outputs.push(output),
-            None => stages.push(Stage {
+        match (built, op) {
+            (Some(i), _) => stages[i].outputs.push(output),
+            (None, Some(op)) => stages.push(Stage {
                 op,
                 outputs: vec![output],
                 rows: BTreeMap::new(),
             }),
+            (None, None) => {}
         }
     }
     Ok(stages)

@@ -56,7 +56,7 @@ impl Operator for SilverOperator {
         owed: &dyn Fn(&RawMessage) -> bool,
         rejected: &mut Rejections<'_>,
         sink: &str,
-    ) -> Emitted {
+    ) -> crate::Result<Emitted> {
         let mut c = Columns::default();
         let mut origins = Vec::new();
         for (m, decoded, district) in input.iter() {
@@ -121,7 +121,7 @@ impl Operator for SilverOperator {
         // The columns follow the schema by construction.
         let batch = RecordBatch::try_new(schema::silver_station_changes(), cols)
             .expect("silver columns match the schema");
-        Emitted { batch, origins }
+        Ok(Emitted { batch, origins })
     }
 
     fn state(&self) -> Option<&dyn PartitionState> {

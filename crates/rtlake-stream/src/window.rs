@@ -205,6 +205,22 @@ pub struct Late {
     pub watermark: i64,
 }
 
+impl Late {
+    /// What a `_rejected` row says of it: `<what> <time> is below partition <p>'s watermark <w>`.
+    pub fn describe(&self, what: &str, partition: i32) -> String {
+        let at = |us: i64| {
+            chrono::DateTime::from_timestamp_micros(us)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default()
+        };
+        format!(
+            "{what} {} is below partition {partition}'s watermark {}",
+            at(self.time),
+            at(self.watermark)
+        )
+    }
+}
+
 /// Keyed event-time window aggregation for one input partition; serialisable as a state snapshot.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WindowOperator<K: Ord + Clone> {

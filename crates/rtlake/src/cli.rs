@@ -170,6 +170,30 @@ pub struct BrokerArgs {
 pub enum ProduceCommand {
     /// Seoul bike station status to the station status topic, keyed by station id.
     Bikes(ProduceBikesArgs),
+    /// Any GBFS bike-share system: polls its station_information and station_status feeds and
+    /// publishes one event per station per poll, keyed by station id (for pipelines/gbfs.toml).
+    ///
+    /// Example: rtlake produce gbfs https://gbfs.example.org/gbfs.json --topic gbfs.station-status
+    Gbfs(ProduceGbfsArgs),
+}
+
+/// `rtlake produce gbfs`.
+#[derive(Debug, Args)]
+pub struct ProduceGbfsArgs {
+    /// The system's discovery file (gbfs.json), GBFS 1.x to 3.x.
+    #[arg(value_name = "URL")]
+    pub url: String,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// The topic [kafka.topic]; pipelines/gbfs.toml reads gbfs.station-status.
+    #[arg(long, default_value = "gbfs.station-status")]
+    pub topic: String,
+    /// Time between polls, e.g. 30s (default: the feed's ttl).
+    #[arg(long)]
+    pub interval: Option<String>,
+    /// Stop after this many polls (default: run until Ctrl-C).
+    #[arg(long)]
+    pub polls: Option<u64>,
 }
 
 /// Where the bike producer reads from.

@@ -18,6 +18,9 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Produce {
             what: ProduceCommand::Bikes(a),
         } => produce(&cli, a).await,
+        Command::Produce {
+            what: ProduceCommand::Gbfs(a),
+        } => produce_gbfs(&cli, a).await,
         Command::Run(a) => run(&cli, a).await,
         Command::Sql(a) => sql(&cli, a).await,
         Command::Serve(a) => serve(&cli, a).await,
@@ -49,6 +52,27 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+async fn produce_gbfs(cli: &Cli, a: &crate::cli::ProduceGbfsArgs) -> Result<()> {
+    let mut f = Flags::default();
+    f.kafka(&a.kafka).opt("kafka.topic", "topic", Some(a.topic.clone()));
+    let cfg = load(cli, None, &f)?;
+    let interval = match &a.interval {
+        Some(i) => Some(
+            i.parse::<rtlake_core::units::HumanDuration>()
+                .map_err(|e| anyhow::anyhow!("--interval {i}: {e}"))?
+                .get(),
+        ),
+        None => None,
+    };
+    let r = rtlake_bikes::gbfs::produce(&cfg, &a.url, interval, a.polls, shutdown_on_signal())
+        .await?;
+    println!(
+        "published {} polls, {} events to {}",
+        r.polls, r.events, cfg.kafka.topic
+    );
+    Ok(())
 }
 
 /// A token cancelled by Ctrl-C or SIGTERM; a second Ctrl-C exits at once.

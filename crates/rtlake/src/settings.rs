@@ -57,7 +57,35 @@ pub fn load(
     for (k, v, origin) in &flags.0 {
         loader = loader.set(k, v.clone(), origin);
     }
-    loader.build()
+    loader.build().map_err(|e| match (e, pipeline) {
+        (ConfigError::Value { key, value, origin, reason }, Some(p))
+            if origin.starts_with("pipeline file") =>
+        {
+            let origin = match line_of(p, &key, &value) {
+                Some(n) => format!("{origin}, line {n}"),
+                None => origin,
+            };
+            ConfigError::Value { key, value, origin, reason }
+        }
+        (e, _) => e,
+    })
+}
+
+/// The line of a pipeline file that sets `key` to `value`: the first holding the value, or
+/// else the key's last part.
+fn line_of(path: &Path, key: &str, value: &str) -> Option<usize> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let field = key.rsplit('.').next().unwrap_or(key);
+    let field = field.split('[').next().unwrap_or(field);
+    let by_value = (!value.is_empty() && value != "…")
+        .then(|| text.lines().position(|l| l.contains(value)))
+        .flatten();
+    by_value
+        .or_else(|| {
+            text.lines()
+                .position(|l| l.trim_start().starts_with(field) && l.contains('='))
+        })
+        .map(|i| i + 1)
 }
 
 /// A pipeline file holds the keys of `[run]` at its top level (or a `[run]` section).
@@ -72,14 +100,34 @@ fn load_pipeline(loader: ConfigLoader, path: &Path) -> Result<ConfigLoader, Conf
             path: path.into(),
             message: e.to_string(),
         })?;
-    let run = match table.get("run") {
+    let mut run = match table.get("run") {
         Some(toml::Value::Table(t)) => t.clone(),
         _ => table,
     };
+    // A static table's relative path is relative to the pipeline file, as a user reads it.
+    let base = path.parent().unwrap_or(Path::new("."));
+    if let Some(toml::Value::Array(tables)) = run.get_mut("tables") {
+        for t in tables {
+            if let Some(toml::Value::String(p)) = t.get_mut("path")
+                && Path::new(p.as_str()).is_relative()
+            {
+                *p = base.join(p.as_str()).display().to_string();
+            }
+        }
+    }
     let origin = format!("pipeline file {}", path.display());
-    Ok(run
+    let topic = run
+        .get("input")
+        .and_then(|i| i.get("topic"))
+        .and_then(|t| t.as_str())
+        .map(String::from);
+    let loader = run
         .into_iter()
-        .fold(loader, |l, (k, v)| l.set(&format!("run.{k}"), v, &origin)))
+        .fold(loader, |l, (k, v)| l.set(&format!("run.{k}"), v, &origin));
+    Ok(match topic {
+        Some(t) => loader.set("kafka.topic", t, &origin),
+        None => loader,
+    })
 }
 
 #[cfg(test)]

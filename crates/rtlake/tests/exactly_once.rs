@@ -6,14 +6,10 @@
 
 mod common;
 
-use common::{OutputWithin, TestEnv, checksum, sql_rows};
-use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Headers;
+use common::{OutputWithin, TestEnv, checksum, read_topic, sql_rows};
 use rtlake_bikes::produce::{Source, produce};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 const MINUTES: u64 = 6; // 24 polls: the first 5-minute windows close
@@ -68,77 +64,6 @@ async fn tables(lake: &Path) -> BTreeMap<&'static str, (usize, String)> {
             .map(|r| r.join(","))
             .collect();
         out.insert(name, (rows.len(), checksum(rows)));
-    }
-    out
-}
-
-/// Every message of a topic: (payload, rtlake-partition, rtlake-offset, rtlake-pipeline).
-fn read_topic(brokers: &str, topic: &str) -> Vec<(String, i32, i64, String)> {
-    let c: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("reader-{topic}"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    let parts: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    let mut left = BTreeMap::new();
-    for p in &parts {
-        let (lo, hi) = c
-            .fetch_watermarks(topic, *p, Duration::from_secs(10))
-            .unwrap();
-        tpl.add_partition_offset(topic, *p, rdkafka::Offset::Offset(lo))
-            .unwrap();
-        if hi > lo {
-            left.insert(*p, hi);
-        }
-    }
-    c.assign(&tpl).unwrap();
-    let mut out = Vec::new();
-    let t0 = std::time::Instant::now();
-    while !left.is_empty() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "reading {topic} took too long"
-        );
-        let Some(m) = c.poll(Duration::from_millis(500)) else {
-            // A transactional topic ends with a commit marker, which is never delivered: the
-            // consumer's position passes it.
-            if let Ok(pos) = c.position() {
-                for e in pos.elements() {
-                    if let rdkafka::Offset::Offset(o) = e.offset()
-                        && left.get(&e.partition()).is_some_and(|hi| o >= *hi)
-                    {
-                        left.remove(&e.partition());
-                    }
-                }
-            }
-            continue;
-        };
-        let m = m.unwrap();
-        let h = m.headers().expect("every message has headers");
-        let header = |k: &str| {
-            h.iter()
-                .find(|x| x.key == k)
-                .and_then(|x| x.value)
-                .map(|v| String::from_utf8_lossy(v).to_string())
-                .unwrap()
-        };
-        out.push((
-            String::from_utf8_lossy(m.payload().unwrap()).to_string(),
-            header("rtlake-partition").parse().unwrap(),
-            header("rtlake-offset").parse().unwrap(),
-            header("rtlake-pipeline"),
-        ));
-        if left
-            .get(&m.partition())
-            .is_some_and(|hi| m.offset() + 1 >= *hi)
-        {
-            left.remove(&m.partition());
-        }
     }
     out
 }

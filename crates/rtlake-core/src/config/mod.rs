@@ -11,10 +11,12 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+mod declared;
 mod loader;
 mod run;
 mod validate;
 
+pub use declared::{InputConfig, Mode, StageConfig, StaticTable};
 pub use loader::{ConfigLoader, parse_scalar};
 pub use run::{
     Assignment, AssignmentStrategy, OPERATORS, RunConfig, SinkConfig, SinkTransactions,

@@ -122,13 +122,14 @@ impl std::str::FromStr for StartingOffsets {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SinkConfig {
-    /// `bronze`, `changes`, `station-hourly` or `district-5min`.
+    /// `bronze`, `changes`, `station-hourly`, `district-5min`, or a declared stage's name.
     pub operator: String,
     /// A Delta table `ns.name` (default: the operator's own table), unless `topic` is set.
     pub table: Option<String>,
     /// A Kafka topic to publish the rows to as JSON, instead of a table.
     pub topic: Option<String>,
-    /// The column whose value keys a Kafka message (default `station_id`).
+    /// The column whose value keys a Kafka message (default `station_id`; a declared stage's
+    /// sink names it).
     pub key: Option<String>,
     /// A query over the operator's rows of each epoch, as table `input` (projection, filter);
     /// its result is what a table sink writes. Table sinks only.
@@ -219,6 +220,13 @@ pub struct RunConfig {
     pub metrics_listen: String,
     /// The sinks (default: the bike pipeline; see [`RunConfig::sinks`]).
     pub sinks: Option<Vec<SinkConfig>>,
+    /// A declared input: the messages' format and schema (any topic). Without it, the
+    /// messages are the bike API's station status.
+    pub input: Option<super::InputConfig>,
+    /// Static tables for the stages' joins, loaded at start.
+    pub tables: Vec<super::StaticTable>,
+    /// Declared stages (SQL or windows) over the declared input, named by sinks.
+    pub stages: Vec<super::StageConfig>,
 }
 
 impl Default for RunConfig {
@@ -247,6 +255,9 @@ impl Default for RunConfig {
             fail_on_data_loss: true,
             metrics_listen: "127.0.0.1:9464".into(),
             sinks: None,
+            input: None,
+            tables: Vec::new(),
+            stages: Vec::new(),
         }
     }
 }
@@ -271,6 +282,8 @@ impl RunConfig {
     pub fn sinks(&self) -> Vec<SinkConfig> {
         match &self.sinks {
             Some(s) => s.clone(),
+            // A declared pipeline names its sinks (validation says so).
+            None if self.input.is_some() => Vec::new(),
             None if self.file_source().is_some() => SinkConfig::bike_pipeline()
                 .into_iter()
                 .filter(|s| s.topic.is_none())
@@ -287,6 +300,11 @@ impl RunConfig {
     /// The lake of `bronze:LAKE`, when the source is a bronze table.
     pub fn bronze_source(&self) -> Option<&str> {
         self.source.strip_prefix("bronze:")
+    }
+
+    /// The declared stage named `name`.
+    pub fn stage(&self, name: &str) -> Option<&super::StageConfig> {
+        self.stages.iter().find(|s| s.name == name)
     }
 
     /// The most messages one epoch takes.

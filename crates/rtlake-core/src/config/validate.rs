@@ -11,6 +11,12 @@ impl Config {
             value: value.to_string(),
             origin: origins
                 .get(key)
+                .or_else(|| {
+                    // `run.stages[2].window` and `run.input.schema` were set as `run.stages`
+                    // and `run.input`.
+                    let head: Vec<&str> = key.split(['.', '[']).take(2).collect();
+                    origins.get(&head.join("."))
+                })
                 .cloned()
                 .unwrap_or_else(|| "default".into()),
             reason: reason.into(),
@@ -246,7 +252,9 @@ impl Config {
         if self.serve.sql_row_limit == 0 {
             return Err(err("serve.sql-row-limit", &0, "must be at least 1"));
         }
-        validate_sinks(&r.sinks())
+        super::declared::validate(r.input.as_ref(), &r.tables, &r.stages)
+            .map_err(|(k, v, reason)| err(&k, &v, &reason))?;
+        validate_sinks(&r.sinks(), &r.stages)
             .map_err(|(i, reason)| err(&format!("run.sinks[{i}]"), &"…", &reason))?;
         Ok(())
     }
@@ -276,21 +284,50 @@ fn url_ok(s: &str) -> Result<(), String> {
     }
 }
 
-fn validate_sinks(sinks: &[super::SinkConfig]) -> Result<(), (usize, String)> {
+fn validate_sinks(
+    sinks: &[super::SinkConfig],
+    stages: &[super::StageConfig],
+) -> Result<(), (usize, String)> {
     if sinks.is_empty() {
-        return Err((0, "a pipeline needs at least one sink".into()));
+        return Err((0, "a pipeline needs at least one sink ([[sinks]])".into()));
     }
     let mut seen = std::collections::HashSet::new();
     for (i, s) in sinks.iter().enumerate() {
-        if !super::OPERATORS.contains(&s.operator.as_str()) {
+        let stage = stages.iter().find(|st| st.name == s.operator);
+        if !super::OPERATORS.contains(&s.operator.as_str()) && stage.is_none() {
+            let names: Vec<&str> = super::OPERATORS
+                .iter()
+                .copied()
+                .chain(stages.iter().map(|st| st.name.as_str()))
+                .collect();
             return Err((
                 i,
                 format!(
                     "operator {:?} is not one of {}",
                     s.operator,
-                    super::OPERATORS.join(", ")
+                    names.join(", ")
                 ),
             ));
+        }
+        if let Some(st) = stage {
+            if s.table.is_none() && s.topic.is_none() {
+                return Err((
+                    i,
+                    format!("stage {} has no table of its own: name the sink's table or topic", st.name),
+                ));
+            }
+            if s.topic.is_some() && s.key.is_none() {
+                return Err((i, "a Kafka sink of a declared stage names its key column".into()));
+            }
+            if s.topic.is_some() && st.is_window() {
+                return Err((
+                    i,
+                    format!(
+                        "stage {} emits window rows; a Kafka sink takes the rows of a SQL stage",
+                        st.name
+                    ),
+                ));
+            }
         }
         if s.table.is_some() && s.topic.is_some() {
             return Err((i, "a sink writes a table or a topic, not both".into()));
@@ -325,7 +362,10 @@ fn validate_sinks(sinks: &[super::SinkConfig]) -> Result<(), (usize, String)> {
         if s.key.is_some() && s.topic.is_none() {
             return Err((i, "key is for Kafka sinks (set topic)".into()));
         }
-        if s.topic.is_some() && !matches!(s.operator.as_str(), "bronze" | "changes") {
+        if s.topic.is_some()
+            && stage.is_none()
+            && !matches!(s.operator.as_str(), "bronze" | "changes")
+        {
             return Err((
                 i,
                 format!(

@@ -1,0 +1,190 @@
+//! A change stage: per key, in offset order, each row is compared with the key's stored
+//! previous row, and a row is emitted where a numeric column changed, with the previous time and
+//! value and the change split into `increase` and `decrease` (bike counts: returns and
+//! rentals). The first row of a key, a row more than `max-gap` after the stored one, and an
+//! unchanged value are stored without output; a row not after the stored one is stale and goes
+//! to `_rejected` as `stale` (the stored one stays). State is per key and input partition.
+//! This is the bike change rule (`rtlake_bikes::changes`) for any schema.
+
+use super::sql_stage::{SqlChain, origins};
+use crate::bronze::EpochInput;
+use crate::operator::{Emitted, Operator, PartitionState, PerPartition, Rejections};
+use crate::source::RawMessage;
+use crate::{Error, Result};
+use arrow::array::{
+    Array, ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    UInt32Array,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use rtlake_core::config::StageConfig;
+use rtlake_core::schema::RejectReason;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A key's stored row: (time µs, value).
+type Stored = HashMap<String, (i64, i64)>;
+
+/// A declared change stage.
+pub struct ChangeStage {
+    name: &'static str,
+    sql: Option<SqlChain>,
+    key: usize,
+    time: usize,
+    value: usize,
+    max_gap: i64,
+    schema: SchemaRef,
+    parts: PerPartition<Stored>,
+}
+
+impl ChangeStage {
+    /// The stage `cfg` over rows of `input` (after `sql`, the stages it reads, if any).
+    pub fn new(
+        cfg: &StageConfig,
+        sql: Option<SqlChain>,
+        input: SchemaRef,
+        default_time: Option<&str>,
+    ) -> Result<Self> {
+        let bad = |m: String| Error::Config(format!("stage {}: {m}", cfg.name));
+        let input = sql.as_ref().map_or(input, SqlChain::schema);
+        let col = |c: &str, what: &str| {
+            input
+                .index_of(c)
+                .map_err(|_| bad(format!("{what} {c} is not a column of its input")))
+        };
+        let key = col(cfg.key.as_deref().unwrap_or(""), "key column")?;
+        let time_name = cfg.time.as_deref().or(default_time).unwrap_or("");
+        let time = col(time_name, "time column")?;
+        if !matches!(input.field(time).data_type(), DataType::Timestamp(..)) {
+            return Err(bad(format!("time column {time_name} is not a TIMESTAMP")));
+        }
+        let value_name = cfg.changes.as_deref().unwrap_or("");
+        let value = col(value_name, "changes column")?;
+        if !input.field(value).data_type().is_integer() {
+            return Err(bad(format!("changes column {value_name} is not an integer")));
+        }
+        let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new(format!("prev_{time_name}"), ts, false));
+        fields.push(Field::new(format!("prev_{value_name}"), DataType::Int64, false));
+        fields.push(Field::new("increase", DataType::Int64, false));
+        fields.push(Field::new("decrease", DataType::Int64, false));
+        let max_gap = cfg
+            .max_gap
+            .map_or(i64::MAX, |g| i64::try_from(g.get().as_micros()).unwrap_or(i64::MAX));
+        Ok(Self {
+            name: Box::leak(cfg.name.clone().into_boxed_str()),
+            sql,
+            key,
+            time,
+            value,
+            max_gap,
+            schema: Arc::new(Schema::new(fields)),
+            parts: PerPartition::new(Stored::new, |s| s.len()),
+        })
+    }
+}
+
+impl Operator for ChangeStage {
+    fn kind(&self) -> &'static str {
+        self.name
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn process(
+        &mut self,
+        input: &EpochInput<'_>,
+        owed: &dyn Fn(&RawMessage) -> bool,
+        rejected: &mut Rejections<'_>,
+        sink: &str,
+    ) -> Result<Emitted> {
+        let batch = super::owed_rows(self.name, input, owed)?;
+        let (batch, origins) = match &self.sql {
+            Some(sql) => sql.run_blocking(batch).map_err(super::config)?,
+            None => {
+                let o = origins(&batch)?;
+                (batch, o)
+            }
+        };
+        let err = |e: arrow::error::ArrowError| Error::Sink(format!("stage {}: {e}", self.name));
+        let cast = |i: usize, t: &DataType| arrow::compute::cast(batch.column(i), t).map_err(err);
+        let keys = cast(self.key, &DataType::Utf8)?;
+        let keys = keys.as_any().downcast_ref::<StringArray>().cloned();
+        let times = cast(self.time, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+        let times = times.as_any().downcast_ref::<TimestampMicrosecondArray>().cloned();
+        let values = cast(self.value, &DataType::Int64)?;
+        let values = values.as_any().downcast_ref::<Int64Array>().cloned();
+        let (Some(keys), Some(times), Some(values)) = (keys, times, values) else {
+            return Err(Error::Sink(format!("stage {}: column types", self.name)));
+        };
+        let mut order: Vec<usize> = (0..batch.num_rows()).collect();
+        order.sort_by_key(|i| origins[*i]);
+        let by_place: HashMap<(i32, i64), &RawMessage> =
+            input.msgs.iter().map(|m| ((m.partition, m.offset), m)).collect();
+        let (mut take, mut prev_t, mut prev_v, mut inc, mut dec) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for r in order {
+            let place = origins[r];
+            let Some(m) = by_place.get(&place) else { continue };
+            if keys.is_null(r) || times.is_null(r) || values.is_null(r) {
+                rejected.push(m, RejectReason::Validation, sink, || {
+                    format!("stage {}: the key, time or value is null", self.name)
+                });
+                continue;
+            }
+            let (t, v) = (times.value(r), values.value(r));
+            let stored = self.parts.get(place.0);
+            match stored.get(keys.value(r)).copied() {
+                Some((st, _)) if t <= st => {
+                    rejected.push(m, RejectReason::Stale, sink, || {
+                        format!(
+                            "stage {}: time {} is not after the stored {} of key {}",
+                            self.name,
+                            micros_rfc3339(t),
+                            micros_rfc3339(st),
+                            keys.value(r)
+                        )
+                    });
+                    continue;
+                }
+                Some((st, sv)) if t - st <= self.max_gap && v != sv => {
+                    take.push(r as u32);
+                    prev_t.push(st);
+                    prev_v.push(sv);
+                    inc.push((v - sv).max(0));
+                    dec.push((sv - v).max(0));
+                }
+                _ => {}
+            }
+            stored.insert(keys.value(r).to_string(), (t, v));
+        }
+        let rows = arrow::compute::take_record_batch(&batch, &UInt32Array::from(take.clone()))
+            .map_err(err)?;
+        let mut cols: Vec<ArrayRef> = rows.columns().to_vec();
+        cols.push(Arc::new(
+            TimestampMicrosecondArray::from(prev_t).with_timezone("UTC"),
+        ));
+        cols.push(Arc::new(Int64Array::from(prev_v)));
+        cols.push(Arc::new(Int64Array::from(inc)));
+        cols.push(Arc::new(Int64Array::from(dec)));
+        let batch = RecordBatch::try_new(self.schema.clone(), cols).map_err(err)?;
+        Ok(Emitted {
+            batch,
+            origins: take.iter().map(|r| origins[*r as usize]).collect(),
+        })
+    }
+
+    fn state(&self) -> Option<&dyn PartitionState> {
+        Some(&self.parts)
+    }
+
+    fn state_mut(&mut self) -> Option<&mut dyn PartitionState> {
+        Some(&mut self.parts)
+    }
+}
+
+fn micros_rfc3339(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us).map_or_else(String::new, |t| t.to_rfc3339())
+}

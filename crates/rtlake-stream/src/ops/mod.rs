@@ -1,0 +1,79 @@
+//! The engine's general operators, for pipelines declared in TOML and SQL over any topic:
+//! [`decode_json`] (messages to Arrow rows of a declared schema), [`sql_stage`] (queries over
+//! an epoch's rows and static tables), [`window_stage`] (event-time window aggregates) and
+//! [`changes`] (per-key changes of a column, the bike change rule for any schema).
+
+pub mod changes;
+pub mod decode_json;
+pub mod sql_stage;
+pub mod window_stage;
+
+use crate::bronze::EpochInput;
+use crate::operator::{Emitted, Operator, Rejections};
+use crate::source::RawMessage;
+use crate::{Error, Result};
+use arrow::datatypes::SchemaRef;
+use sql_stage::SqlChain;
+
+/// A declared SQL stage: no state; each row is one input message's.
+pub struct SqlOperator {
+    name: &'static str,
+    sql: SqlChain,
+}
+
+impl SqlOperator {
+    /// The stage `name`, running `sql` (its own query, after those of the stages it reads).
+    pub fn new(name: &str, sql: SqlChain) -> Self {
+        Self {
+            name: Box::leak(name.to_string().into_boxed_str()),
+            sql,
+        }
+    }
+}
+
+/// The owed rows of an epoch's decoded records.
+pub(crate) fn owed_rows(
+    name: &str,
+    input: &EpochInput<'_>,
+    owed: &dyn Fn(&RawMessage) -> bool,
+) -> Result<arrow::array::RecordBatch> {
+    let records = input.records.as_ref().ok_or_else(|| {
+        Error::Config(format!("stage {name}: the pipeline declares no input"))
+    })?;
+    let keep: Vec<bool> = records.rows.iter().map(|i| owed(&input.msgs[*i])).collect();
+    arrow::compute::filter_record_batch(&records.batch, &arrow::array::BooleanArray::from(keep))
+        .map_err(|e| Error::Sink(format!("stage {name}: {e}")))
+}
+
+/// A query failing on the rows is the query's fault: the run stops and says so.
+pub(crate) fn config(e: Error) -> Error {
+    match e {
+        Error::Sink(m) => Error::Config(m),
+        e => e,
+    }
+}
+
+impl Operator for SqlOperator {
+    fn kind(&self) -> &'static str {
+        self.name
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.sql.schema()
+    }
+
+    fn process(
+        &mut self,
+        input: &EpochInput<'_>,
+        owed: &dyn Fn(&RawMessage) -> bool,
+        _rejected: &mut Rejections<'_>,
+        _sink: &str,
+    ) -> Result<Emitted> {
+        let rows = owed_rows(self.name, input, owed)?;
+        let (batch, origins) = self.sql.run_blocking(rows).map_err(config)?;
+        // Nullability can differ from run to run (a literal column); the tables' schema is fixed.
+        let batch = arrow::array::RecordBatch::try_new(self.sql.schema(), batch.columns().to_vec())
+            .map_err(|e| Error::Config(format!("stage {}: {e}", self.name)))?;
+        Ok(Emitted { batch, origins })
+    }
+}
