@@ -6,7 +6,7 @@
 //! to `_rejected` as `stale` (the stored one stays). State is per key and input partition.
 //! This is the bike change rule (`rtlake_bikes::changes`) for any schema.
 
-use super::sql_stage::{SqlChain, origins};
+use super::sql_stage::SqlChain;
 use crate::bronze::EpochInput;
 use crate::operator::{Emitted, Operator, PartitionState, PerPartition, Rejections};
 use crate::source::RawMessage;
@@ -100,14 +100,7 @@ impl Operator for ChangeStage {
         rejected: &mut Rejections<'_>,
         sink: &str,
     ) -> Result<Emitted> {
-        let batch = super::owed_rows(self.name, input, owed)?;
-        let (batch, origins) = match &self.sql {
-            Some(sql) => sql.run_blocking(batch).map_err(super::config)?,
-            None => {
-                let o = origins(&batch)?;
-                (batch, o)
-            }
-        };
+        let (batch, origins) = super::stage_rows(self.name, self.sql.as_ref(), input, owed)?;
         let err = |e: arrow::error::ArrowError| Error::Sink(format!("stage {}: {e}", self.name));
         let cast = |i: usize, t: &DataType| arrow::compute::cast(batch.column(i), t).map_err(err);
         let keys = cast(self.key, &DataType::Utf8)?;

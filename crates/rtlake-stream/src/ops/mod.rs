@@ -45,6 +45,24 @@ pub(crate) fn owed_rows(
         .map_err(|e| Error::Sink(format!("stage {name}: {e}")))
 }
 
+/// A stage's owed rows of the epoch, through the queries of the SQL stages it reads (if any),
+/// with each row's origin.
+pub(crate) fn stage_rows(
+    name: &str,
+    sql: Option<&SqlChain>,
+    input: &EpochInput<'_>,
+    owed: &dyn Fn(&RawMessage) -> bool,
+) -> Result<(arrow::array::RecordBatch, Vec<(i32, i64)>)> {
+    let batch = owed_rows(name, input, owed)?;
+    match sql {
+        Some(sql) => sql.run_blocking(batch).map_err(config),
+        None => {
+            let o = sql_stage::origins(&batch)?;
+            Ok((batch, o))
+        }
+    }
+}
+
 /// A query failing on the rows is the query's fault: the run stops and says so.
 pub(crate) fn config(e: Error) -> Error {
     match e {
@@ -69,8 +87,7 @@ impl Operator for SqlOperator {
         _rejected: &mut Rejections<'_>,
         _sink: &str,
     ) -> Result<Emitted> {
-        let rows = owed_rows(self.name, input, owed)?;
-        let (batch, origins) = self.sql.run_blocking(rows).map_err(config)?;
+        let (batch, origins) = stage_rows(self.name, Some(&self.sql), input, owed)?;
         // Nullability can differ from run to run (a literal column); the tables' schema is fixed.
         let batch = arrow::array::RecordBatch::try_new(self.sql.schema(), batch.columns().to_vec())
             .map_err(|e| Error::Config(format!("stage {}: {e}", self.name)))?;

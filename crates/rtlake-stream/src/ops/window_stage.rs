@@ -8,7 +8,7 @@
 //! sum the partials in SQL. Output columns: `window_start`, `window_end`, the grouping columns,
 //! then the aggregates (`count` as BIGINT, the others as DOUBLE).
 
-use super::sql_stage::{SqlChain, origins};
+use super::sql_stage::SqlChain;
 use crate::bronze::EpochInput;
 use crate::operator::{Emitted, Operator, PartitionState, PerPartition, Rejections};
 use crate::source::RawMessage;
@@ -150,14 +150,7 @@ impl WindowStage {
         input: &EpochInput<'_>,
         owed: &dyn Fn(&RawMessage) -> bool,
     ) -> Result<(RecordBatch, Vec<(i32, i64)>)> {
-        let batch = super::owed_rows(self.name, input, owed)?;
-        let (batch, origins) = match &self.sql {
-            Some(sql) => sql.run_blocking(batch).map_err(super::config)?,
-            None => {
-                let o = origins(&batch)?;
-                (batch, o)
-            }
-        };
+        let (batch, origins) = super::stage_rows(self.name, self.sql.as_ref(), input, owed)?;
         let mut order: Vec<usize> = (0..batch.num_rows()).collect();
         order.sort_by_key(|i| origins[*i]);
         let take = arrow::array::UInt32Array::from_iter_values(order.iter().map(|i| *i as u32));
