@@ -42,7 +42,10 @@ impl FakeGbfs {
         let app = axum::Router::new()
             .route("/gbfs.json", axum::routing::get(discovery))
             .route("/en/system_information.json", axum::routing::get(system))
-            .route("/en/station_information.json", axum::routing::get(information))
+            .route(
+                "/en/station_information.json",
+                axum::routing::get(information),
+            )
             .route("/en/station_status.json", axum::routing::get(status))
             .with_state(sys);
         let task = tokio::spawn(async move {
@@ -89,8 +92,10 @@ async fn discovery(State(s): State<Sys>) -> Json<Value> {
 }
 
 async fn system() -> Json<Value> {
-    envelope(json!({"system_id": "rtlake-test", "language": "en", "name": "rtlake test bikes",
-        "timezone": "UTC"}))
+    envelope(
+        json!({"system_id": "rtlake-test", "language": "en", "name": "rtlake test bikes",
+        "timezone": "UTC"}),
+    )
 }
 
 async fn information(State(s): State<Sys>) -> Json<Value> {

@@ -65,7 +65,12 @@ pub fn feeds(discovery: &Value) -> std::result::Result<HashMap<String, String>, 
     let list = list.as_array().ok_or("`feeds` is not a list")?;
     Ok(list
         .iter()
-        .filter_map(|f| Some((f.get("name")?.as_str()?.into(), f.get("url")?.as_str()?.into())))
+        .filter_map(|f| {
+            Some((
+                f.get("name")?.as_str()?.into(),
+                f.get("url")?.as_str()?.into(),
+            ))
+        })
         .collect())
 }
 
@@ -86,7 +91,11 @@ fn stations<'a>(feed: &'a Value, url: &str) -> Result<&'a Vec<Value>> {
 }
 
 /// One event per station of `status`, with its information from `info`.
-pub fn events(info: &Value, status: &Value, polled_at: DateTime<Utc>) -> Result<Vec<(String, Value)>> {
+pub fn events(
+    info: &Value,
+    status: &Value,
+    polled_at: DateTime<Utc>,
+) -> Result<Vec<(String, Value)>> {
     let mut places: HashMap<&str, &Value> = HashMap::new();
     for s in stations(info, "station_information")? {
         if let Some(id) = s.get("station_id").and_then(Value::as_str) {
@@ -105,14 +114,23 @@ pub fn events(info: &Value, status: &Value, polled_at: DateTime<Utc>) -> Result<
                 if let Some(v) = p.get(k) {
                     // 3.x names are a list of {text, language}: take the first text.
                     let v = match v {
-                        Value::Array(a) => a.first().and_then(|x| x.get("text")).cloned().unwrap_or(Value::Null),
+                        Value::Array(a) => a
+                            .first()
+                            .and_then(|x| x.get("text"))
+                            .cloned()
+                            .unwrap_or(Value::Null),
                         v => v.clone(),
                     };
                     e.insert(k.into(), v);
                 }
             }
         }
-        for k in ["num_bikes_available", "num_docks_available", "is_renting", "is_returning"] {
+        for k in [
+            "num_bikes_available",
+            "num_docks_available",
+            "is_renting",
+            "is_returning",
+        ] {
             if let Some(v) = s.get(k) {
                 e.insert(k.into(), v.clone());
             }
@@ -187,7 +205,11 @@ pub async fn produce(
         futures::future::try_join_all(sends).await?;
         report.polls += 1;
         report.events += evs.len() as u64;
-        tracing::info!(poll = report.polls, stations = evs.len(), "GBFS poll published");
+        tracing::info!(
+            poll = report.polls,
+            stations = evs.len(),
+            "GBFS poll published"
+        );
         if polls.is_some_and(|n| report.polls >= n) {
             break;
         }
@@ -208,9 +230,17 @@ mod tests {
         let v2 = json!({"ttl": 60, "data": {"fr": {"feeds": []}, "en": {"feeds": [
             {"name": "station_status", "url": "http://x/s.json"}]}}});
         assert_eq!(feeds(&v2).unwrap()["station_status"], "http://x/s.json");
-        let v3 = json!({"data": {"feeds": [{"name": "station_information", "url": "http://x/i.json"}]}});
-        assert_eq!(feeds(&v3).unwrap()["station_information"], "http://x/i.json");
-        assert!(feeds(&json!({"nope": 1})).unwrap_err().contains("discovery"));
+        let v3 =
+            json!({"data": {"feeds": [{"name": "station_information", "url": "http://x/i.json"}]}});
+        assert_eq!(
+            feeds(&v3).unwrap()["station_information"],
+            "http://x/i.json"
+        );
+        assert!(
+            feeds(&json!({"nope": 1}))
+                .unwrap_err()
+                .contains("discovery")
+        );
     }
 
     #[test]

@@ -15,10 +15,10 @@ pub mod api;
 pub mod changes;
 pub mod districts;
 #[cfg(feature = "fake-api")]
+pub mod fake_api;
+#[cfg(feature = "fake-api")]
 pub mod fake_gbfs;
 pub mod gbfs;
-#[cfg(feature = "fake-api")]
-pub mod fake_api;
 pub mod model;
 pub mod produce;
 pub mod replay;

@@ -14,7 +14,10 @@ pub const TYPES: &[(&str, &str)] = &[
     ("BIGINT", "64-bit integer (also LONG)"),
     ("DOUBLE", "64-bit float (also FLOAT)"),
     ("BOOLEAN", "true or false (also BOOL)"),
-    ("TIMESTAMP", "an instant, RFC 3339 or `YYYY-MM-DD HH:MM:SS` (UTC)"),
+    (
+        "TIMESTAMP",
+        "an instant, RFC 3339 or `YYYY-MM-DD HH:MM:SS` (UTC)",
+    ),
     ("DATE", "a calendar day, `YYYY-MM-DD`"),
 ];
 
@@ -252,14 +255,26 @@ mod tests {
             parse_window("sliding 10m every 5m").unwrap(),
             WindowDecl::Sliding(Duration::from_secs(600), Duration::from_secs(300))
         );
-        assert!(parse_window("hopping 5m").unwrap_err().contains("tumbling 5m"));
+        assert!(
+            parse_window("hopping 5m")
+                .unwrap_err()
+                .contains("tumbling 5m")
+        );
         assert!(parse_window("sliding 5m every 10m").is_err());
         let a = parse_aggregates("count(*) AS n, sum(amount) as total, last(price) AS p").unwrap();
         assert_eq!(a[0].func, AggFunc::Count);
         assert_eq!(a[1].column.as_deref(), Some("amount"));
         assert_eq!(a[2].name, "p");
-        assert!(parse_aggregates("median(x) AS m").unwrap_err().contains("func one of"));
-        assert!(parse_aggregates("sum(*) AS m").unwrap_err().contains("needs a column"));
+        assert!(
+            parse_aggregates("median(x) AS m")
+                .unwrap_err()
+                .contains("func one of")
+        );
+        assert!(
+            parse_aggregates("sum(*) AS m")
+                .unwrap_err()
+                .contains("needs a column")
+        );
         assert!(parse_aggregates("sum(x)").is_err());
     }
 }

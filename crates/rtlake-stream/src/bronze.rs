@@ -375,13 +375,14 @@ mod tests {
             Default::default(),
         );
         let mut cols = RejectedColumns::default();
-        let out = BronzeOperator::default().process(
-            &input,
-            owed,
-            &mut Rejections::new(&mut cols, rejected_owed, "t", input.now),
-            "bronze.station_status",
-        )
-        .unwrap();
+        let out = BronzeOperator::default()
+            .process(
+                &input,
+                owed,
+                &mut Rejections::new(&mut cols, rejected_owed, "t", input.now),
+                "bronze.station_status",
+            )
+            .unwrap();
         (out, cols.finish())
     }
 

@@ -209,13 +209,14 @@ mod tests {
         );
         let mut cols = RejectedColumns::default();
         let mut op = District5MinOperator::new(600_000_000);
-        let out = op.process(
-            &input,
-            &|_| true,
-            &mut Rejections::new(&mut cols, &|_| true, "t", input.now),
-            "gold.district_5min",
-        )
-        .unwrap();
+        let out = op
+            .process(
+                &input,
+                &|_| true,
+                &mut Rejections::new(&mut cols, &|_| true, "t", input.now),
+                "gold.district_5min",
+            )
+            .unwrap();
         assert_eq!(out.batch.num_rows(), 1, "only 08:00-08:05 is final");
         let col = |n: &str| {
             out.batch

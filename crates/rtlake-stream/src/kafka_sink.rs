@@ -467,9 +467,16 @@ impl KafkaSink {
         };
         let col = batch.column_by_name(&self.key).ok_or_else(err)?;
         // Any type keys a message as its text.
-        let keys = arrow::compute::cast(col, &arrow::datatypes::DataType::Utf8)
-            .map_err(|e| Error::Sink(format!("kafka sink {}: key column {}: {e}", self.topic, self.key)))?;
-        let keys = keys.as_any().downcast_ref::<StringArray>().ok_or_else(err)?;
+        let keys = arrow::compute::cast(col, &arrow::datatypes::DataType::Utf8).map_err(|e| {
+            Error::Sink(format!(
+                "kafka sink {}: key column {}: {e}",
+                self.topic, self.key
+            ))
+        })?;
+        let keys = keys
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(err)?;
         Ok((0..keys.len())
             .map(|i| (!keys.is_null(i)).then(|| keys.value(i).to_string()))
             .collect())

@@ -11,16 +11,16 @@ use crate::district::District5MinOperator;
 use crate::gold::HourlyOperator;
 use crate::kafka_sink::KafkaSink;
 use crate::operator::{Emitted, Operator};
-use crate::silver::SilverOperator;
 use crate::ops::SqlOperator;
 use crate::ops::changes::ChangeStage;
 use crate::ops::decode_json::JsonDecoder;
 use crate::ops::sql_stage::{SqlChain, StaticTables};
 use crate::ops::window_stage::WindowStage;
+use crate::silver::SilverOperator;
 use crate::sql::SqlTransform;
-use arrow::datatypes::SchemaRef;
 use crate::{Error, Result};
 use arrow::array::BooleanArray;
+use arrow::datatypes::SchemaRef;
 use rtlake_core::Config;
 use rtlake_core::schema::{self, TIME_PARTITIONS, TableName};
 use rtlake_lake::Lake;
@@ -162,12 +162,20 @@ struct Declared {
     tables: StaticTables,
 }
 
-async fn operator(kind: &str, cfg: &Config, declared: Option<&Declared>) -> Result<Box<dyn Operator>> {
+async fn operator(
+    kind: &str,
+    cfg: &Config,
+    declared: Option<&Declared>,
+) -> Result<Box<dyn Operator>> {
     let lateness = cfg.run.lateness.get().as_micros() as i64;
     if let (Some(stage), Some(d)) = (cfg.run.stage(kind), declared) {
         // The queries of the SQL stages it reads, first to last, then its own.
         let mut steps = Vec::new();
-        let mut at = if stage.is_stateful() { stage.input.as_deref() } else { Some(kind) };
+        let mut at = if stage.is_stateful() {
+            stage.input.as_deref()
+        } else {
+            Some(kind)
+        };
         while let Some(name) = at.filter(|n| *n != "input") {
             let Some(s) = cfg.run.stage(name) else { break };
             steps.push((s.name.clone(), s.sql.clone().unwrap_or_default()));

@@ -56,7 +56,8 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
 
 async fn produce_gbfs(cli: &Cli, a: &crate::cli::ProduceGbfsArgs) -> Result<()> {
     let mut f = Flags::default();
-    f.kafka(&a.kafka).opt("kafka.topic", "topic", Some(a.topic.clone()));
+    f.kafka(&a.kafka)
+        .opt("kafka.topic", "topic", Some(a.topic.clone()));
     let cfg = load(cli, None, &f)?;
     let interval = match &a.interval {
         Some(i) => Some(
@@ -66,8 +67,8 @@ async fn produce_gbfs(cli: &Cli, a: &crate::cli::ProduceGbfsArgs) -> Result<()> 
         ),
         None => None,
     };
-    let r = rtlake_bikes::gbfs::produce(&cfg, &a.url, interval, a.polls, shutdown_on_signal())
-        .await?;
+    let r =
+        rtlake_bikes::gbfs::produce(&cfg, &a.url, interval, a.polls, shutdown_on_signal()).await?;
     println!(
         "published {} polls, {} events to {}",
         r.polls, r.events, cfg.kafka.topic

@@ -58,14 +58,25 @@ pub fn load(
         loader = loader.set(k, v.clone(), origin);
     }
     loader.build().map_err(|e| match (e, pipeline) {
-        (ConfigError::Value { key, value, origin, reason }, Some(p))
-            if origin.starts_with("pipeline file") =>
-        {
+        (
+            ConfigError::Value {
+                key,
+                value,
+                origin,
+                reason,
+            },
+            Some(p),
+        ) if origin.starts_with("pipeline file") => {
             let origin = match line_of(p, &key, &value) {
                 Some(n) => format!("{origin}, line {n}"),
                 None => origin,
             };
-            ConfigError::Value { key, value, origin, reason }
+            ConfigError::Value {
+                key,
+                value,
+                origin,
+                reason,
+            }
         }
         (e, _) => e,
     })

@@ -42,22 +42,30 @@ fn orders() -> Vec<Order> {
             t -= 1_200_000_000;
         }
         let amount = ((i * 37) % 200) as f64 / 4.0 - 5.0; // some zero or below: filtered out
-        let at = chrono::DateTime::from_timestamp_micros(t).unwrap().to_rfc3339();
+        let at = chrono::DateTime::from_timestamp_micros(t)
+            .unwrap()
+            .to_rfc3339();
         let (json, decoded) = match i % 97 {
             // An amount that is not a number: refused by the decoder, naming the field.
             13 => (
-                format!(r#"{{"order_id":"{id}","customer":"c{customer}","amount":"lots","ordered_at":"{at}"}}"#),
+                format!(
+                    r#"{{"order_id":"{id}","customer":"c{customer}","amount":"lots","ordered_at":"{at}"}}"#
+                ),
                 None,
             ),
             // Not JSON.
             31 => (format!("order {id}"), None),
             // Amounts as strings, like the bikeList API's numbers.
             n if n % 2 == 0 => (
-                format!(r#"{{"order_id":"{id}","customer":"c{customer}","amount":"{amount}","ordered_at":"{at}","note":"x"}}"#),
+                format!(
+                    r#"{{"order_id":"{id}","customer":"c{customer}","amount":"{amount}","ordered_at":"{at}","note":"x"}}"#
+                ),
                 Some((id, customer, amount, t)),
             ),
             _ => (
-                format!(r#"{{"order_id":"{id}","customer":"c{customer}","amount":{amount},"ordered_at":"{at}"}}"#),
+                format!(
+                    r#"{{"order_id":"{id}","customer":"c{customer}","amount":{amount},"ordered_at":"{at}"}}"#
+                ),
                 Some((id, customer, amount, t)),
             ),
         };
@@ -113,7 +121,12 @@ fn model(all: &[Order]) -> Model {
         let watermark = max_seen.unwrap() - LATENESS_US;
         for ((start, r), (n, sum, max)) in wins {
             if start + WINDOW_US <= watermark {
-                windows.push(format!("{},{r},{n},{},{}", start / 1_000_000, cents(sum), cents(max)));
+                windows.push(format!(
+                    "{},{r},{n},{},{}",
+                    start / 1_000_000,
+                    cents(sum),
+                    cents(max)
+                ));
             }
         }
     }
@@ -226,7 +239,13 @@ async fn a_declared_pipeline_over_a_new_schema_lands_exactly_once_across_a_sigki
     let sink_topic = format!("{}-out", env.topic);
     let file = pipeline(env.dir.path(), &sink_topic);
     let run = |extra: &[&str]| {
-        let mut c = env.run_cmd(&[&["--metrics-listen", "off", "--max-batch-events", "100"], extra].concat());
+        let mut c = env.run_cmd(
+            &[
+                &["--metrics-listen", "off", "--max-batch-events", "100"],
+                extra,
+            ]
+            .concat(),
+        );
         c.arg("--pipeline").arg(&file);
         c
     };
@@ -243,8 +262,14 @@ async fn a_declared_pipeline_over_a_new_schema_lands_exactly_once_across_a_sigki
     let _ = first.0.wait();
     let held = sql_rows(&lake, "SELECT count(*) FROM shop.orders").await[0][0].clone();
     assert_ne!(held, want.orders.len().to_string(), "killed before the end");
-    let out = run(&["--trigger", "available-now"]).output_within(300).unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&["--trigger", "available-now"])
+        .output_within(300)
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let got = rows(
         sql_rows(
@@ -262,7 +287,10 @@ async fn a_declared_pipeline_over_a_new_schema_lands_exactly_once_across_a_sigki
         )
         .await,
     );
-    assert_eq!(got, want.windows, "the final windows of every partition, once");
+    assert_eq!(
+        got, want.windows,
+        "the final windows of every partition, once"
+    );
     let rejected = sql_rows(
         &lake,
         "SELECT reason, sink, count(*) FROM _rejected GROUP BY reason, sink ORDER BY reason",
@@ -271,13 +299,27 @@ async fn a_declared_pipeline_over_a_new_schema_lands_exactly_once_across_a_sigki
     assert_eq!(
         rejected,
         vec![
-            vec!["decode".to_string(), "input".into(), want.undecodable.to_string()],
-            vec!["late".to_string(), "shop.region_5min".into(), want.late.to_string()],
+            vec![
+                "decode".to_string(),
+                "input".into(),
+                want.undecodable.to_string()
+            ],
+            vec![
+                "late".to_string(),
+                "shop.region_5min".into(),
+                want.late.to_string()
+            ],
         ]
     );
-    let errors = sql_rows(&lake, "SELECT DISTINCT error FROM _rejected WHERE reason = 'decode' AND error LIKE '%amount%'").await;
+    let errors = sql_rows(
+        &lake,
+        "SELECT DISTINCT error FROM _rejected WHERE reason = 'decode' AND error LIKE '%amount%'",
+    )
+    .await;
     assert!(
-        errors.iter().any(|e| e[0].contains("field amount") && e[0].contains("lots")),
+        errors
+            .iter()
+            .any(|e| e[0].contains("field amount") && e[0].contains("lots")),
         "the decoder names the field and the value: {errors:?}"
     );
 
@@ -311,7 +353,9 @@ fn a_bad_declaration_fails_at_start_naming_the_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        err.contains("run.stages[1].window") && err.contains("tumbling five minutes") && err.contains("orders.toml, line "),
+        err.contains("run.stages[1].window")
+            && err.contains("tumbling five minutes")
+            && err.contains("orders.toml, line "),
         "{err}"
     );
 }

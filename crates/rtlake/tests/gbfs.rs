@@ -20,27 +20,44 @@ async fn a_gbfs_system_lands_by_declaration() {
         .args(["--polls", &POLLS.to_string()])
         .output_within(300)
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        said.contains(&format!("published {POLLS} polls, {} events", POLLS * u64::from(STATIONS))),
+        said.contains(&format!(
+            "published {POLLS} polls, {} events",
+            POLLS * u64::from(STATIONS)
+        )),
         "{said}"
     );
 
-    let pipeline = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines/gbfs.toml");
+    let pipeline =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines/gbfs.toml");
     let out = env
         .run_cmd(&["--trigger", "available-now", "--metrics-listen", "off"])
         .arg("--pipeline")
         .arg(&pipeline)
         .output_within(300)
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let lake = env.lake();
     let n = sql_rows(&lake, "SELECT count(*), count(DISTINCT station_id), min(hour), max(hour) FROM gbfs.station_status").await;
     assert_eq!(
         n[0],
-        [(POLLS * u64::from(STATIONS)).to_string(), STATIONS.to_string(), "0".into(), "2".into()]
+        [
+            (POLLS * u64::from(STATIONS)).to_string(),
+            STATIONS.to_string(),
+            "0".into(),
+            "2".into()
+        ]
     );
     let mut got: Vec<String> = sql_rows(
         &lake,
@@ -57,7 +74,9 @@ async fn a_gbfs_system_lands_by_declaration() {
     let mut want = Vec::new();
     for i in 0..STATIONS {
         for hour in 0..2u64 {
-            let polls: Vec<i64> = (hour * 60..hour * 60 + 60).map(|p| FakeGbfs::bikes(i, p)).collect();
+            let polls: Vec<i64> = (hour * 60..hour * 60 + 60)
+                .map(|p| FakeGbfs::bikes(i, p))
+                .collect();
             let avg = polls.iter().sum::<i64>() as f64 / 60.0;
             want.push(format!(
                 "s{i},{},60,{},{},{},{}",

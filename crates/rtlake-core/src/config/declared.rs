@@ -198,7 +198,8 @@ pub(super) fn validate(
                 return e(
                     key("changes"),
                     "…",
-                    "a change stage has no sql, window or aggregates: put SQL in a stage before it".into(),
+                    "a change stage has no sql, window or aggregates: put SQL in a stage before it"
+                        .into(),
                 );
             }
             if s.key.is_none() {
@@ -214,7 +215,11 @@ pub(super) fn validate(
             continue;
         }
         if s.key.is_some() || s.max_gap.is_some() {
-            return e(key("key"), "…", "key and max-gap are for change stages".into());
+            return e(
+                key("key"),
+                "…",
+                "key and max-gap are for change stages".into(),
+            );
         }
         match (&s.sql, &s.window) {
             (Some(_), Some(_)) | (None, None) => {

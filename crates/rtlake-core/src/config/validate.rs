@@ -313,11 +313,17 @@ fn validate_sinks(
             if s.table.is_none() && s.topic.is_none() {
                 return Err((
                     i,
-                    format!("stage {} has no table of its own: name the sink's table or topic", st.name),
+                    format!(
+                        "stage {} has no table of its own: name the sink's table or topic",
+                        st.name
+                    ),
                 ));
             }
             if s.topic.is_some() && s.key.is_none() {
-                return Err((i, "a Kafka sink of a declared stage names its key column".into()));
+                return Err((
+                    i,
+                    "a Kafka sink of a declared stage names its key column".into(),
+                ));
             }
             if s.topic.is_some() && st.is_window() {
                 return Err((

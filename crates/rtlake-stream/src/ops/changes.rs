@@ -12,8 +12,7 @@ use crate::operator::{Emitted, Operator, PartitionState, PerPartition, Rejection
 use crate::source::RawMessage;
 use crate::{Error, Result};
 use arrow::array::{
-    Array, ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
-    UInt32Array,
+    Array, ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use rtlake_core::config::StageConfig;
@@ -60,17 +59,23 @@ impl ChangeStage {
         let value_name = cfg.changes.as_deref().unwrap_or("");
         let value = col(value_name, "changes column")?;
         if !input.field(value).data_type().is_integer() {
-            return Err(bad(format!("changes column {value_name} is not an integer")));
+            return Err(bad(format!(
+                "changes column {value_name} is not an integer"
+            )));
         }
         let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
         let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.push(Field::new(format!("prev_{time_name}"), ts, false));
-        fields.push(Field::new(format!("prev_{value_name}"), DataType::Int64, false));
+        fields.push(Field::new(
+            format!("prev_{value_name}"),
+            DataType::Int64,
+            false,
+        ));
         fields.push(Field::new("increase", DataType::Int64, false));
         fields.push(Field::new("decrease", DataType::Int64, false));
-        let max_gap = cfg
-            .max_gap
-            .map_or(i64::MAX, |g| i64::try_from(g.get().as_micros()).unwrap_or(i64::MAX));
+        let max_gap = cfg.max_gap.map_or(i64::MAX, |g| {
+            i64::try_from(g.get().as_micros()).unwrap_or(i64::MAX)
+        });
         Ok(Self {
             name: Box::leak(cfg.name.clone().into_boxed_str()),
             sql,
@@ -106,7 +111,10 @@ impl Operator for ChangeStage {
         let keys = cast(self.key, &DataType::Utf8)?;
         let keys = keys.as_any().downcast_ref::<StringArray>().cloned();
         let times = cast(self.time, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
-        let times = times.as_any().downcast_ref::<TimestampMicrosecondArray>().cloned();
+        let times = times
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .cloned();
         let values = cast(self.value, &DataType::Int64)?;
         let values = values.as_any().downcast_ref::<Int64Array>().cloned();
         let (Some(keys), Some(times), Some(values)) = (keys, times, values) else {
@@ -114,13 +122,18 @@ impl Operator for ChangeStage {
         };
         let mut order: Vec<usize> = (0..batch.num_rows()).collect();
         order.sort_by_key(|i| origins[*i]);
-        let by_place: HashMap<(i32, i64), &RawMessage> =
-            input.msgs.iter().map(|m| ((m.partition, m.offset), m)).collect();
+        let by_place: HashMap<(i32, i64), &RawMessage> = input
+            .msgs
+            .iter()
+            .map(|m| ((m.partition, m.offset), m))
+            .collect();
         let (mut take, mut prev_t, mut prev_v, mut inc, mut dec) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for r in order {
             let place = origins[r];
-            let Some(m) = by_place.get(&place) else { continue };
+            let Some(m) = by_place.get(&place) else {
+                continue;
+            };
             if keys.is_null(r) || times.is_null(r) || values.is_null(r) {
                 rejected.push(m, RejectReason::Validation, sink, || {
                     format!("stage {}: the key, time or value is null", self.name)

@@ -65,11 +65,17 @@ impl JsonDecoder {
             .map_err(|e| Error::Config(format!("run.input.schema: {e}")))?;
         let event_time = match &input.event_time {
             Some(c) => Some(declared.index_of(c).map_err(|_| {
-                Error::Config(format!("run.input.event-time: {c} is not a declared column"))
+                Error::Config(format!(
+                    "run.input.event-time: {c} is not a declared column"
+                ))
             })?),
             None => None,
         };
-        let mut fields: Vec<Field> = declared.fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut fields: Vec<Field> = declared
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
         fields.extend(meta_fields());
         Ok(Self {
             declared: Arc::new(declared),
@@ -134,7 +140,8 @@ impl JsonDecoder {
         }
         let declared = arrow::compute::concat_batches(&self.declared, &batches)
             .map_err(|e| Error::Source(format!("decoded rows: {e}")))?;
-        let (declared, rows) = self.guard_future(declared, rows, msgs, now, max_future, &mut refused)?;
+        let (declared, rows) =
+            self.guard_future(declared, rows, msgs, now, max_future, &mut refused)?;
         refused.sort_by_key(|r| r.index);
         let batch = self.with_metadata(declared, &rows, topic, msgs)?;
         Ok((Records { batch, rows }, refused))
@@ -225,7 +232,12 @@ impl JsonDecoder {
         let mask = arrow::array::BooleanArray::from(keep.clone());
         let batch = arrow::compute::filter_record_batch(&batch, &mask)
             .map_err(|e| Error::Source(format!("event time: {e}")))?;
-        let rows = rows.into_iter().zip(keep).filter(|(_, k)| *k).map(|(i, _)| i).collect();
+        let rows = rows
+            .into_iter()
+            .zip(keep)
+            .filter(|(_, k)| *k)
+            .map(|(i, _)| i)
+            .collect();
         Ok((batch, rows))
     }
 
@@ -246,12 +258,19 @@ impl JsonDecoder {
             rows.iter().map(|i| at(i).offset),
         )));
         cols.push(Arc::new(
-            TimestampMillisecondArray::from(rows.iter().map(|i| at(i).timestamp).collect::<Vec<_>>())
-                .with_timezone("UTC"),
+            TimestampMillisecondArray::from(
+                rows.iter().map(|i| at(i).timestamp).collect::<Vec<_>>(),
+            )
+            .with_timezone("UTC"),
         ));
         cols.push(Arc::new(StringArray::from(
             rows.iter()
-                .map(|i| at(i).key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()))
+                .map(|i| {
+                    at(i)
+                        .key
+                        .as_deref()
+                        .map(|k| String::from_utf8_lossy(k).into_owned())
+                })
                 .collect::<Vec<_>>(),
         )));
         RecordBatch::try_new(self.schema.clone(), cols)
@@ -332,8 +351,14 @@ mod tests {
     #[test]
     fn strings_are_cast_and_bad_messages_are_refused_with_the_field_named() {
         let msgs = vec![
-            msg(0, r#"{"id": "a", "n": "7", "x": "1.5", "at": "2023-11-14T22:00:00Z", "extra": 1}"#),
-            msg(1, r#"{"id": "b", "n": "seven", "x": 1, "at": "2023-11-14 22:01:00"}"#),
+            msg(
+                0,
+                r#"{"id": "a", "n": "7", "x": "1.5", "at": "2023-11-14T22:00:00Z", "extra": 1}"#,
+            ),
+            msg(
+                1,
+                r#"{"id": "b", "n": "seven", "x": 1, "at": "2023-11-14 22:01:00"}"#,
+            ),
             msg(2, r#"{"id": "c", "n": 3"#),
             msg(3, r#"{"id": 42, "n": 3, "x": null, "at": null}"#),
             msg(4, r#"{"id": "e"} {"id": "f"}"#),
@@ -345,9 +370,19 @@ mod tests {
             .decode("t", &msgs, now, std::time::Duration::from_secs(3600))
             .unwrap();
         assert_eq!(rec.rows, vec![0, 3]);
-        let ids = rec.batch.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+        let ids = rec
+            .batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
         assert_eq!((ids.value(0), ids.value(1)), ("a", "42"));
-        let n = rec.batch.column(1).as_any().downcast_ref::<Int32Array>().unwrap();
+        let n = rec
+            .batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<Int32Array>()
+            .unwrap();
         assert_eq!(n.value(0), 7);
         let off = rec
             .batch
@@ -363,11 +398,29 @@ mod tests {
             .collect();
         assert_eq!(
             got,
-            vec![(1, "decode"), (2, "decode"), (4, "decode"), (5, "future"), (6, "decode")]
+            vec![
+                (1, "decode"),
+                (2, "decode"),
+                (4, "decode"),
+                (5, "future"),
+                (6, "decode")
+            ]
         );
-        assert!(refused[0].error.contains("field n") && refused[0].error.contains("seven"), "{}", refused[0].error);
-        assert!(refused[1].error.contains("ends inside"), "{}", refused[1].error);
-        assert!(refused[2].error.contains("more than one"), "{}", refused[2].error);
+        assert!(
+            refused[0].error.contains("field n") && refused[0].error.contains("seven"),
+            "{}",
+            refused[0].error
+        );
+        assert!(
+            refused[1].error.contains("ends inside"),
+            "{}",
+            refused[1].error
+        );
+        assert!(
+            refused[2].error.contains("more than one"),
+            "{}",
+            refused[2].error
+        );
         assert!(refused[3].error.contains("at 2099"), "{}", refused[3].error);
         assert!(refused[4].error.contains("id"), "{}", refused[4].error);
     }

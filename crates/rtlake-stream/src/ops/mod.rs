@@ -37,9 +37,10 @@ pub(crate) fn owed_rows(
     input: &EpochInput<'_>,
     owed: &dyn Fn(&RawMessage) -> bool,
 ) -> Result<arrow::array::RecordBatch> {
-    let records = input.records.as_ref().ok_or_else(|| {
-        Error::Config(format!("stage {name}: the pipeline declares no input"))
-    })?;
+    let records = input
+        .records
+        .as_ref()
+        .ok_or_else(|| Error::Config(format!("stage {name}: the pipeline declares no input")))?;
     let keep: Vec<bool> = records.rows.iter().map(|i| owed(&input.msgs[*i])).collect();
     arrow::compute::filter_record_batch(&records.batch, &arrow::array::BooleanArray::from(keep))
         .map_err(|e| Error::Sink(format!("stage {name}: {e}")))

@@ -49,8 +49,11 @@ impl StaticTables {
                 ctx.read_csv(t.path.as_str(), CsvReadOptions::new()).await
             } else {
                 let ext = t.path.rsplit('.').next().unwrap_or("json");
-                ctx.read_json(t.path.as_str(), JsonReadOptions::default().file_extension(ext))
-                    .await
+                ctx.read_json(
+                    t.path.as_str(),
+                    JsonReadOptions::default().file_extension(ext),
+                )
+                .await
             }
             .map_err(err)?;
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
@@ -172,11 +175,14 @@ pub fn origins(batch: &RecordBatch) -> Result<Vec<(i32, i64)>> {
     };
     if p.null_count() > 0 || o.null_count() > 0 {
         return Err(Error::Config(
-            "a stage's query made _partition or _offset null (an outer join's other side?)"
-                .into(),
+            "a stage's query made _partition or _offset null (an outer join's other side?)".into(),
         ));
     }
-    Ok(p.values().iter().copied().zip(o.values().iter().copied()).collect())
+    Ok(p.values()
+        .iter()
+        .copied()
+        .zip(o.values().iter().copied())
+        .collect())
 }
 
 /// Adds `_partition` and `_offset` to every projection that drops them while its input has them.
@@ -249,10 +255,14 @@ mod tests {
         assert_eq!(out.num_columns(), 1);
         assert_eq!(origins, vec![(0, 10), (1, 5)]);
         // A stage reading a stage, from a thread of its own as operators run.
-        let c = chain(&["SELECT id, amount * 2 AS twice FROM input", "SELECT twice FROM input WHERE id <> 'a'"])
-            .await
-            .unwrap();
-        let (out, origins) = std::thread::scope(|s| s.spawn(|| c.run_blocking(input())).join().unwrap()).unwrap();
+        let c = chain(&[
+            "SELECT id, amount * 2 AS twice FROM input",
+            "SELECT twice FROM input WHERE id <> 'a'",
+        ])
+        .await
+        .unwrap();
+        let (out, origins) =
+            std::thread::scope(|s| s.spawn(|| c.run_blocking(input())).join().unwrap()).unwrap();
         assert_eq!(out.num_rows(), 2);
         assert_eq!(origins, vec![(0, 11), (1, 5)]);
     }
@@ -266,6 +276,9 @@ mod tests {
         assert!(matches!(e, Error::Config(_)), "{e}");
         assert!(e.to_string().contains("window stage"), "{e}");
         let e = chain(&["SELECT nope FROM input"]).await.err().unwrap();
-        assert!(e.to_string().contains("stage s0") && e.to_string().contains("nope"), "{e}");
+        assert!(
+            e.to_string().contains("stage s0") && e.to_string().contains("nope"),
+            "{e}"
+        );
     }
 }

@@ -59,7 +59,10 @@ impl WindowStage {
         let col = |c: &str, what: &str| {
             input.index_of(c).map_err(|_| {
                 let names: Vec<&str> = input.fields().iter().map(|f| f.name().as_str()).collect();
-                bad(format!("{what} {c} is not a column of its input ({})", names.join(", ")))
+                bad(format!(
+                    "{what} {c} is not a column of its input ({})",
+                    names.join(", ")
+                ))
             })
         };
         let time_name = cfg
@@ -111,8 +114,8 @@ impl WindowStage {
             };
             fields.push(Field::new(&a.name, dt, false));
         }
-        let window = rtlake_core::ddl::parse_window(cfg.window.as_deref().unwrap_or(""))
-            .map_err(bad)?;
+        let window =
+            rtlake_core::ddl::parse_window(cfg.window.as_deref().unwrap_or("")).map_err(bad)?;
         let spec = match window {
             WindowDecl::Tumbling(s) => WindowSpec::Tumbling { size: micros(s) },
             WindowDecl::Sliding(s, by) => WindowSpec::Sliding {
@@ -236,7 +239,10 @@ impl Operator for WindowStage {
             .iter()
             .map(|k| {
                 let a = arrow::compute::cast(batch.column(*k), &DataType::Utf8).map_err(err)?;
-                Ok(a.as_any().downcast_ref::<StringArray>().cloned().unwrap_or_else(|| StringArray::from(Vec::<Option<&str>>::new())))
+                Ok(a.as_any()
+                    .downcast_ref::<StringArray>()
+                    .cloned()
+                    .unwrap_or_else(|| StringArray::from(Vec::<Option<&str>>::new())))
             })
             .collect::<Result<_>>()?;
         let values: Vec<Float64Array> = self
@@ -244,14 +250,21 @@ impl Operator for WindowStage {
             .iter()
             .map(|v| {
                 let a = arrow::compute::cast(batch.column(*v), &DataType::Float64).map_err(err)?;
-                Ok(a.as_any().downcast_ref::<Float64Array>().cloned().unwrap_or_else(|| Float64Array::from(Vec::<f64>::new())))
+                Ok(a.as_any()
+                    .downcast_ref::<Float64Array>()
+                    .cloned()
+                    .unwrap_or_else(|| Float64Array::from(Vec::<f64>::new())))
             })
             .collect::<Result<_>>()?;
         let mut by_place: Option<HashMap<(i32, i64), &RawMessage>> = None;
         let mut refused: HashSet<(i32, i64)> = HashSet::new();
         let mut reject = |place: (i32, i64), reason: RejectReason, error: String| {
             let map = by_place.get_or_insert_with(|| {
-                input.msgs.iter().map(|m| ((m.partition, m.offset), m)).collect()
+                input
+                    .msgs
+                    .iter()
+                    .map(|m| ((m.partition, m.offset), m))
+                    .collect()
             });
             if let Some(m) = map.get(&place)
                 && refused.insert(place)
@@ -262,12 +275,24 @@ impl Operator for WindowStage {
         let mut vals = vec![0.0; values.len()];
         'rows: for (r, place) in origins.iter().enumerate() {
             if time.is_null(r) {
-                reject(*place, RejectReason::Validation, format!("stage {}: the event time is null", self.name));
+                reject(
+                    *place,
+                    RejectReason::Validation,
+                    format!("stage {}: the event time is null", self.name),
+                );
                 continue;
             }
             for (j, v) in values.iter().enumerate() {
                 if v.is_null(r) || !v.value(r).is_finite() {
-                    reject(*place, RejectReason::Validation, format!("stage {}: aggregated value {} is null or not finite", self.name, batch.schema().field(self.values[j]).name()));
+                    reject(
+                        *place,
+                        RejectReason::Validation,
+                        format!(
+                            "stage {}: aggregated value {} is null or not finite",
+                            self.name,
+                            batch.schema().field(self.values[j]).name()
+                        ),
+                    );
                     continue 'rows;
                 }
                 vals[j] = v.value(r);
@@ -278,7 +303,11 @@ impl Operator for WindowStage {
                 .collect();
             let t = time.value(r);
             if let Err(late) = self.parts.get(place.0).process(key, t, &vals) {
-                reject(*place, RejectReason::Late, late.describe("event time", place.0));
+                reject(
+                    *place,
+                    RejectReason::Late,
+                    late.describe("event time", place.0),
+                );
             }
         }
         let ends = crate::operator::last_offsets(input, owed);
