@@ -6,6 +6,7 @@
 //! - [`replay`]: the simulator over recorded data, byte for byte like `gen_events.py`.
 //! - [`districts`]: station → district by point-in-polygon.
 //! - [`produce`]: the producer loop of `rtlake produce bikes`.
+//! - [`stream`]: the bike pipeline's operators on the stream engine, registered by name.
 //! - [`gbfs`]: any GBFS bike-share system's feeds as events (`rtlake produce gbfs URL`).
 //! - `fake_api`, `fake_gbfs` (feature `fake-api`): local stand-ins for the bikeList API and
 //!   a GBFS system, for tests.
@@ -22,6 +23,7 @@ pub mod gbfs;
 pub mod model;
 pub mod produce;
 pub mod replay;
+pub mod stream;
 
 /// Errors of the bike domain.
 #[derive(Debug, thiserror::Error)]

@@ -10,10 +10,11 @@
 //! leaves each output at its own version; on restart the partition resumes at the smallest,
 //! re-runs the interrupted range exactly (the offset log), and each output skips what it holds.
 
-use crate::bronze::{DistrictCache, EpochInput, RejectedColumns};
 use crate::checkpoint::{EpochLog, Range};
+use crate::input::{EpochInput, InputDecoder};
 use crate::operator::{Emitted, PartitionState, Rejections};
 use crate::pipeline::{Output, Stage};
+use crate::rejected::RejectedColumns;
 use crate::source::{RawMessage, Resume};
 use crate::state::StateStore;
 use crate::{Error, Result};
@@ -79,12 +80,10 @@ pub struct Engine {
     pub state: StateStore,
     /// Offset and commit logs.
     pub log: EpochLog,
-    /// What decoding does with fields it does not know (`run.unknown-fields`).
-    pub unknown_fields: rtlake_core::config::UnknownFields,
-    /// Station → district.
-    pub places: DistrictCache,
-    /// A declared input's decoder (`None`: station status).
+    /// A declared input's decoder.
     pub decoder: Option<crate::ops::decode_json::JsonDecoder>,
+    /// Otherwise, the decoder a domain crate registered.
+    pub domain: Option<Box<dyn InputDecoder>>,
     /// `run.max-future`: events further ahead of the clock are rejected as `future`.
     pub max_future: std::time::Duration,
     /// Totals.
@@ -252,14 +251,17 @@ impl Engine {
                 }
                 EpochInput::declared(&self.topic, msgs, now, records)
             }
-            None => EpochInput::new(
-                &self.topic,
-                msgs,
-                now,
-                &mut self.places,
-                self.unknown_fields,
-            )
-            .guard_future(self.max_future),
+            None => match &mut self.domain {
+                Some(d) => {
+                    EpochInput::domain(&self.topic, msgs, now, d.decode(&self.topic, msgs, now))
+                }
+                None => {
+                    return Err(Error::Config(
+                        "the pipeline declares no [input] and no domain decoder is registered"
+                            .into(),
+                    ));
+                }
+            },
         };
         let pipeline = self.pipeline.clone();
         let rejected_at = self.rejected_from(&ends);

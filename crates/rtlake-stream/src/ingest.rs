@@ -1,11 +1,11 @@
 //! `rtlake run`: the pipeline over the Kafka source ([`crate::worker`]) or the file source,
 //! exactly once; the [`Engine`] holds the truth.
 
-use crate::bronze::DistrictCache;
 use crate::checkpoint::{EpochLog, Folder};
 use crate::engine::Engine;
 pub use crate::engine::RunReport;
 use crate::pipeline::{Output, build};
+use crate::registry::Registry;
 use crate::source::{Positions, RawMessage, StartAt};
 use crate::state::StateStore;
 use crate::worker::KafkaWorker;
@@ -51,7 +51,11 @@ pub fn checkpoint(cfg: &Config, lake: &Lake) -> Result<Folder> {
 
 /// Runs the pipeline until `shutdown` fires, or until the input is drained (available-now
 /// trigger, or the file source).
-pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport> {
+pub async fn run(
+    cfg: &Config,
+    registry: &Registry,
+    shutdown: CancellationToken,
+) -> Result<RunReport> {
     let lake = Lake::open(&cfg.lake)?;
     let checkpoint = checkpoint(cfg, &lake)?;
     let file = cfg.run.file_source().map(PathBuf::from);
@@ -64,7 +68,7 @@ pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport>
             cfg.kafka.topic.clone()
         }
     };
-    let stages = build(cfg, &lake, &checkpoint).await?;
+    let stages = build(cfg, registry, &lake, &checkpoint).await?;
     let rejected = Output::Delta(
         DeltaSink::open(
             &lake,
@@ -82,14 +86,16 @@ pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport>
         rejected,
         state: StateStore::new(checkpoint.child("state")),
         log: EpochLog::new(checkpoint.clone()),
-        unknown_fields: cfg.run.unknown_fields,
-        places: DistrictCache::default(),
         decoder: cfg
             .run
             .input
             .as_ref()
             .map(crate::ops::decode_json::JsonDecoder::new)
             .transpose()?,
+        domain: match cfg.run.input {
+            Some(_) => None,
+            None => registry.new_decoder(cfg),
+        },
         max_future: cfg.run.max_future.get(),
         report: RunReport::default(),
     };
@@ -116,7 +122,7 @@ pub async fn run(cfg: &Config, shutdown: CancellationToken) -> Result<RunReport>
     crate::maintain::spawn(&lake, tables.clone(), &cfg.lake, shutdown.child_token());
     let report = match (file, bronze) {
         (Some(path), _) => run_file(cfg, engine, &path, shutdown).await?,
-        (None, Some(uri)) => run_bronze(cfg, engine, uri, shutdown).await?,
+        (None, Some(uri)) => run_bronze(cfg, registry, engine, uri, shutdown).await?,
         (None, None) => {
             let positions = Positions {
                 lake: lake.clone(),
@@ -194,11 +200,17 @@ async fn start_at(cfg: &Config) -> Result<StartAt> {
 /// the outputs stand, an interrupted epoch first at exactly its range.
 async fn run_bronze(
     cfg: &Config,
+    registry: &Registry,
     mut engine: Engine,
     uri: &str,
     shutdown: CancellationToken,
 ) -> Result<RunReport> {
-    let msgs = crate::bronze_source::read(uri, &cfg.lake).await?;
+    let Some(replay) = registry.replay_source() else {
+        return Err(Error::Config(format!(
+            "run.source bronze:{uri}: no replay source is registered"
+        )));
+    };
+    let msgs = (replay.read)(uri.to_string(), cfg.lake.clone()).await?;
     let parts: Vec<i32> = msgs.keys().copied().collect();
     let pending = engine.refresh(&parts).await?;
     let started = Instant::now();

@@ -2,33 +2,32 @@
 //!
 //! - [`source`]: the Kafka source; partitions resume from the outputs' versions.
 //! - [`file_source`]: JSON Lines files as one partition, for backfills and benchmarks.
-//! - [`operator`]: the interface of a stage; [`bronze`], [`silver`] (the change rule),
-//!   [`gold`] (hourly windows per station) and [`district`] (5-minute partials per district).
+//! - [`operator`]: the interface of a stage; [`input`]: what it reads; [`registry`]: the
+//!   operators a domain crate adds by name (the bike pipeline's are in `rtlake-bikes`).
 //! - [`ops`]: the general operators of declared pipelines (any topic, a declared schema):
 //!   JSON decoding to Arrow, SQL stages with static tables, window stages.
 //! - [`window`]: event-time windows, per-partition watermarks and output modes.
 //! - [`pipeline`]: operators and their outputs (Delta tables, [`kafka_sink`] topics), each
 //!   optionally through a [`sql`] projection and filter.
+//! - [`rejected`]: `_rejected` rows.
 //! - [`state`] and [`checkpoint`]: keyed state snapshots, the offset log and the commit log.
 //! - [`engine`]: one epoch, exactly once; [`ingest`]: `rtlake run`; [`worker`]: the epoch
 //!   loop over Kafka and the watchdog that keeps it going.
 #![warn(missing_docs)]
 
-pub mod bronze;
-pub mod bronze_source;
 pub mod checkpoint;
-pub mod district;
 pub mod engine;
 pub mod file_source;
-pub mod gold;
 mod heartbeat;
 pub mod ingest;
+pub mod input;
 pub mod kafka_sink;
 pub mod maintain;
 pub mod operator;
 pub mod ops;
 pub mod pipeline;
-pub mod silver;
+pub mod registry;
+pub mod rejected;
 pub mod source;
 pub mod sql;
 pub mod state;

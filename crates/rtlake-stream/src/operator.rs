@@ -6,7 +6,8 @@
 //! partition, so the loop can snapshot it per epoch and restore it per partition on a
 //! rebalance; the state hooks default to "no state".
 
-use crate::bronze::{EpochInput, RejectedColumns};
+use crate::input::EpochInput;
+use crate::rejected::RejectedColumns;
 use crate::source::RawMessage;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;

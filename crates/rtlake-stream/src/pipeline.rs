@@ -6,9 +6,6 @@
 //! processes the messages past the smallest of its outputs' versions, restores its state at that
 //! version, and each output takes only the rows whose input message is past its own version.
 
-use crate::bronze::BronzeOperator;
-use crate::district::District5MinOperator;
-use crate::gold::HourlyOperator;
 use crate::kafka_sink::KafkaSink;
 use crate::operator::{Emitted, Operator};
 use crate::ops::SqlOperator;
@@ -16,13 +13,13 @@ use crate::ops::changes::ChangeStage;
 use crate::ops::decode_json::JsonDecoder;
 use crate::ops::sql_stage::{SqlChain, StaticTables};
 use crate::ops::window_stage::WindowStage;
-use crate::silver::SilverOperator;
+use crate::registry::Registry;
 use crate::sql::SqlTransform;
 use crate::{Error, Result};
 use arrow::array::BooleanArray;
 use arrow::datatypes::SchemaRef;
 use rtlake_core::Config;
-use rtlake_core::schema::{self, TIME_PARTITIONS, TableName};
+use rtlake_core::schema::{TIME_PARTITIONS, TableName};
 use rtlake_lake::Lake;
 use rtlake_lake::sink::{DeltaSink, app_id};
 use std::collections::BTreeMap;
@@ -166,8 +163,8 @@ async fn operator(
     kind: &str,
     cfg: &Config,
     declared: Option<&Declared>,
+    registry: &Registry,
 ) -> Result<Box<dyn Operator>> {
-    let lateness = cfg.run.lateness.get().as_micros() as i64;
     if let (Some(stage), Some(d)) = (cfg.run.stage(kind), declared) {
         // The queries of the SQL stages it reads, first to last, then its own.
         let mut steps = Vec::new();
@@ -203,24 +200,21 @@ async fn operator(
         };
         return Ok(op);
     }
-    let op: Box<dyn Operator> = match kind {
-        "bronze" => Box::new(BronzeOperator {
-            keep_extra: cfg.run.unknown_fields == rtlake_core::config::UnknownFields::Keep,
-        }),
-        "changes" => Box::new(SilverOperator::default()),
-        "station-hourly" => Box::new(HourlyOperator::new(lateness)),
-        "district-5min" => Box::new(District5MinOperator::new(lateness)),
-        _ => return Err(Error::Config(format!("no operator or stage named {kind}"))),
-    };
-    Ok(op)
-}
-
-fn default_table(kind: &str) -> TableName {
-    match kind {
-        "bronze" => schema::BRONZE_STATION_STATUS,
-        "changes" => schema::SILVER_STATION_CHANGES,
-        "station-hourly" => schema::GOLD_STATION_HOURLY,
-        _ => schema::GOLD_DISTRICT_5MIN,
+    match registry.build(kind, cfg) {
+        Some(op) => op,
+        None => {
+            let known: Vec<String> = cfg
+                .run
+                .stages
+                .iter()
+                .map(|s| s.name.clone())
+                .chain(registry.names().map(String::from))
+                .collect();
+            Err(Error::Config(format!(
+                "no operator or stage named {kind} (known: {})",
+                known.join(", ")
+            )))
+        }
     }
 }
 
@@ -236,6 +230,7 @@ fn table_name(s: &str) -> TableName {
 /// Builds the stages of the configured sinks, opening (creating) their tables and topics.
 pub async fn build(
     cfg: &Config,
+    registry: &Registry,
     lake: &Lake,
     checkpoint: &crate::checkpoint::Folder,
 ) -> Result<Vec<Stage>> {
@@ -252,7 +247,7 @@ pub async fn build(
         let op = match built {
             // Sinks of one operator share it: only the output is new.
             Some(_) => None,
-            None => Some(operator(&s.operator, cfg, declared.as_ref()).await?),
+            None => Some(operator(&s.operator, cfg, declared.as_ref(), registry).await?),
         };
         let op_schema = match (built, &op) {
             (Some(i), _) => stages[i].op.schema(),
@@ -261,7 +256,11 @@ pub async fn build(
         };
         let output = match &s.topic {
             Some(topic) => {
-                let key = s.key.as_deref().unwrap_or("station_id");
+                let Some(key) = s.key.as_deref().or_else(|| registry.key(&s.operator)) else {
+                    return Err(Error::Config(format!(
+                        "the sink of topic {topic}: name the column that keys its messages (key)"
+                    )));
+                };
                 if op_schema.field_with_name(key).is_err() {
                     return Err(Error::Config(format!(
                         "the sink of topic {topic}: key column {key} is not a column of {} rows",
@@ -273,12 +272,18 @@ pub async fn build(
                 ))
             }
             None => {
-                let name = s
-                    .table
-                    .as_deref()
-                    .map_or_else(|| default_table(&s.operator), table_name);
+                let name = match (s.table.as_deref(), registry.table(&s.operator)) {
+                    (Some(t), _) => table_name(t),
+                    (None, Some(t)) => t,
+                    (None, None) => {
+                        return Err(Error::Config(format!(
+                            "the sink of stage {}: name its table (table) or topic (topic)",
+                            s.operator
+                        )));
+                    }
+                };
                 if cfg.run.bronze_source().is_some()
-                    && name == rtlake_core::schema::BRONZE_STATION_STATUS
+                    && registry.replay_source().is_some_and(|r| r.table == name)
                 {
                     // Bronze is the input of a backfill: it is not written again.
                     continue;

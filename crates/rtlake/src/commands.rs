@@ -368,7 +368,7 @@ async fn run(cli: &Cli, a: &cli::RunArgs) -> Result<()> {
         shutdown.clone(),
     )
     .await;
-    let r = rtlake_stream::ingest::run(&cfg, shutdown).await?;
+    let r = rtlake_stream::ingest::run(&cfg, &rtlake_bikes::stream::registry(), shutdown).await?;
     let secs = started.elapsed().as_secs_f64();
     let rows: Vec<String> = r.rows.iter().map(|(k, v)| format!("{k} {v}")).collect();
     println!(
@@ -685,7 +685,9 @@ async fn demo(cli: &Cli, a: &cli::DemoArgs) -> Result<()> {
     };
     let processor = {
         let (cfg, token) = (cfg.clone(), shutdown.child_token());
-        tokio::spawn(async move { rtlake_stream::ingest::run(&cfg, token).await })
+        tokio::spawn(async move {
+            rtlake_stream::ingest::run(&cfg, &rtlake_bikes::stream::registry(), token).await
+        })
     };
     let web_url = dashboard
         .as_ref()

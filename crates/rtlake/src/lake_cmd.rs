@@ -20,7 +20,7 @@ pub async fn replay(cli: &Cli, a: &ReplayArgs) -> Result<()> {
     f.opt("lake.uri", "lake", a.lake.clone()).kafka(&a.kafka);
     let cfg = load(cli, None, &f)?;
     let t0 = Instant::now();
-    let r = rtlake_stream::bronze_source::republish(&cfg, &cfg.lake.uri, &a.to).await?;
+    let r = rtlake_bikes::stream::bronze_source::republish(&cfg, &cfg.lake.uri, &a.to).await?;
     println!(
         "replayed {} events of {} partitions of {} to {} in {:.1} s",
         r.delivered,

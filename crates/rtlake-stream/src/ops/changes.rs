@@ -7,7 +7,7 @@
 //! This is the bike change rule (`rtlake_bikes::changes`) for any schema.
 
 use super::sql_stage::SqlChain;
-use crate::bronze::EpochInput;
+use crate::input::EpochInput;
 use crate::operator::{Emitted, Operator, PartitionState, PerPartition, Rejections};
 use crate::source::RawMessage;
 use crate::{Error, Result};

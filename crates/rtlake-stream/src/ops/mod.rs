@@ -8,7 +8,7 @@ pub mod decode_json;
 pub mod sql_stage;
 pub mod window_stage;
 
-use crate::bronze::EpochInput;
+use crate::input::EpochInput;
 use crate::operator::{Emitted, Operator, Rejections};
 use crate::source::RawMessage;
 use crate::{Error, Result};

@@ -9,7 +9,7 @@
 //! then the aggregates (`count` as BIGINT, the others as DOUBLE).
 
 use super::sql_stage::SqlChain;
-use crate::bronze::EpochInput;
+use crate::input::EpochInput;
 use crate::operator::{Emitted, Operator, PartitionState, PerPartition, Rejections};
 use crate::source::RawMessage;
 use crate::window::{OutputMode, WindowOperator, WindowRow, WindowSpec};

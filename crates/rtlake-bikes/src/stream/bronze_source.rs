@@ -4,14 +4,14 @@
 //! offset, so the engine rebuilds silver and gold row for row as streaming made them: operators
 //! keep state and watermarks per partition and see each partition's events in offset order.
 
-use crate::source::RawMessage;
-use crate::{Error, Result};
+use crate::model::StationEvent;
 use arrow::array::AsArray;
 use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type};
 use datafusion::prelude::SessionContext;
-use rtlake_bikes::model::StationEvent;
 use rtlake_core::config::LakeConfig;
 use rtlake_lake::Lake;
+use rtlake_stream::source::RawMessage;
+use rtlake_stream::{Error, Result};
 use std::collections::BTreeMap;
 
 /// The messages of the bronze table of the lake at `uri` (storage options from `lake`), by

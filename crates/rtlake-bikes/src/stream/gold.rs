@@ -7,18 +7,21 @@
 //! the station's next snapshot, capped at the window end. Late snapshots go to `_rejected` as
 //! `late`; stale ones are left to silver, which rejects them.
 
-use crate::bronze::EpochInput;
-use crate::operator::{Emitted, Operator, PartitionState, PerPartition, Rejections, last_offsets};
-use crate::source::RawMessage;
-use crate::window::{OutputMode, WindowOperator, WindowRow, WindowSpec};
+use super::Stations;
+use crate::changes::{Last, Outcome, rule};
 use arrow::array::{
     ArrayRef, Date32Builder, Float64Builder, Int32Builder, Int64Builder, RecordBatch,
     StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::SchemaRef;
 use chrono::DateTime;
-use rtlake_bikes::changes::{Last, Outcome, rule};
 use rtlake_core::schema::{self, RejectReason};
+use rtlake_stream::input::EpochInput;
+use rtlake_stream::operator::{
+    Emitted, Operator, PartitionState, PerPartition, Rejections, last_offsets,
+};
+use rtlake_stream::source::RawMessage;
+use rtlake_stream::window::{OutputMode, WindowOperator, WindowRow, WindowSpec};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -85,7 +88,7 @@ pub(crate) fn delta_since(last: Option<(i64, i32)>, t: i64, bikes: i32) -> Optio
 }
 
 /// The message text of a late snapshot.
-pub(crate) fn late_error(m: &RawMessage, late: &crate::window::Late) -> String {
+pub fn late_error(m: &RawMessage, late: &rtlake_stream::window::Late) -> String {
     late.describe("polledAt", m.partition)
 }
 
@@ -104,8 +107,8 @@ impl Operator for HourlyOperator {
         owed: &dyn Fn(&RawMessage) -> bool,
         rejected: &mut Rejections<'_>,
         sink: &str,
-    ) -> crate::Result<Emitted> {
-        for (m, decoded, _) in input.iter() {
+    ) -> rtlake_stream::Result<Emitted> {
+        for (m, decoded, _) in Stations::of(input, "station-hourly")?.iter(input.msgs) {
             if !owed(m) {
                 continue;
             }

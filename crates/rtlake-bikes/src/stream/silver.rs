@@ -2,16 +2,17 @@
 //! keyed state, as Arrow batches. Stale snapshots become `_rejected` rows (sink
 //! `silver.station_changes`, reason `stale`).
 
-use crate::bronze::EpochInput;
-use crate::operator::{Emitted, Operator, PartitionState, PerPartition, Rejections};
-use crate::source::RawMessage;
+use super::Stations;
+use crate::changes::{ChangeState, Outcome, Snapshot};
 use arrow::array::{
     ArrayRef, Date32Builder, Int32Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::SchemaRef;
 use chrono::DateTime;
-use rtlake_bikes::changes::{ChangeState, Outcome, Snapshot};
 use rtlake_core::schema::{self, RejectReason};
+use rtlake_stream::input::EpochInput;
+use rtlake_stream::operator::{Emitted, Operator, PartitionState, PerPartition, Rejections};
+use rtlake_stream::source::RawMessage;
 use std::sync::Arc;
 
 /// The change operator of every partition this worker holds.
@@ -56,10 +57,10 @@ impl Operator for SilverOperator {
         owed: &dyn Fn(&RawMessage) -> bool,
         rejected: &mut Rejections<'_>,
         sink: &str,
-    ) -> crate::Result<Emitted> {
+    ) -> rtlake_stream::Result<Emitted> {
         let mut c = Columns::default();
         let mut origins = Vec::new();
-        for (m, decoded, district) in input.iter() {
+        for (m, decoded, district) in Stations::of(input, "changes")?.iter(input.msgs) {
             if !owed(m) {
                 continue;
             }

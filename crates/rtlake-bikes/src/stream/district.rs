@@ -7,12 +7,8 @@
 //! over stations, the bikes of each station's last in-window snapshot; `stations_empty` counts
 //! stations whose last in-window snapshot has 0 bikes. Late snapshots go to `_rejected`.
 
-use crate::bronze::EpochInput;
-use crate::gold::{StationWindows, delta_since, late_error};
-use crate::operator::last_offsets;
-use crate::operator::{Emitted, Operator, PartitionState, PerPartition, Rejections};
-use crate::source::RawMessage;
-use crate::window::WindowRow;
+use super::Stations;
+use super::gold::{StationWindows, delta_since, late_error};
 use arrow::array::{
     ArrayRef, Date32Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
     TimestampMicrosecondBuilder,
@@ -20,6 +16,11 @@ use arrow::array::{
 use arrow::datatypes::SchemaRef;
 use chrono::DateTime;
 use rtlake_core::schema::{self, RejectReason};
+use rtlake_stream::input::EpochInput;
+use rtlake_stream::operator::last_offsets;
+use rtlake_stream::operator::{Emitted, Operator, PartitionState, PerPartition, Rejections};
+use rtlake_stream::source::RawMessage;
+use rtlake_stream::window::WindowRow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -61,8 +62,8 @@ impl Operator for District5MinOperator {
         owed: &dyn Fn(&RawMessage) -> bool,
         rejected: &mut Rejections<'_>,
         sink: &str,
-    ) -> crate::Result<Emitted> {
-        for (m, decoded, district) in input.iter() {
+    ) -> rtlake_stream::Result<Emitted> {
+        for (m, decoded, district) in Stations::of(input, "district-5min")?.iter(input.msgs) {
             if !owed(m) {
                 continue;
             }
@@ -172,8 +173,8 @@ fn to_batch(partials: &Partials) -> RecordBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bronze::{DistrictCache, RejectedColumns};
     use chrono::Utc;
+    use rtlake_stream::rejected::RejectedColumns;
 
     fn event(offset: i64, station: &str, lat: &str, time: &str, bikes: i32) -> RawMessage {
         let v = format!(
@@ -200,13 +201,7 @@ mod tests {
             event(5, "ST-1", mapo, "08:20:00", 3), // watermark passes 08:05 (lateness 10 min)
             event(6, "ST-3", mapo, "08:04:00", 9), // late: below 08:10
         ];
-        let input = EpochInput::new(
-            "t",
-            &msgs,
-            Utc::now(),
-            &mut DistrictCache::default(),
-            Default::default(),
-        );
+        let input = super::super::epoch(&msgs, Utc::now());
         let mut cols = RejectedColumns::default();
         let mut op = District5MinOperator::new(600_000_000);
         let out = op
