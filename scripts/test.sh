@@ -26,7 +26,7 @@ mkdir -p "$LOGS"
 
 # The integration tests that talk to a Kafka cluster (the demo and dashboard tests start the
 # embedded broker themselves and run in the first phase only).
-KAFKA_TESTS=(backfill bronze broker_restart exactly_once gold group healing producers rejected second_client security serve sources transactions)
+KAFKA_TESTS=(backfill bronze broker_restart declared exactly_once gbfs gold group healing producers rejected second_client security serve sources transactions)
 
 count() { grep -h "^test result:" "$1" | awk '{p += $4; f += $6; i += $8} END {printf "%d passed, %d failed, %d ignored", p, f, i}'; }
 
