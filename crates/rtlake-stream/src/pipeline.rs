@@ -237,7 +237,9 @@ pub async fn build(
     let declared = match &cfg.run.input {
         Some(input) => Some(Declared {
             input: JsonDecoder::new(input)?.schema(),
-            tables: StaticTables::load(&cfg.run.tables).await?,
+            tables: StaticTables::load(&cfg.run.tables)
+                .await?
+                .with_udfs(registry.udfs()),
         }),
         None => None,
     };
@@ -289,14 +291,16 @@ pub async fn build(
                     continue;
                 }
                 let sql = match &s.sql {
-                    Some(q) => Some(SqlTransform::new(q, op_schema.clone()).await.map_err(
-                        |e| match e {
-                            Error::Config(m) => {
-                                Error::Config(format!("the sink of table {name}: {m}"))
-                            }
-                            e => e,
-                        },
-                    )?),
+                    Some(q) => Some(
+                        SqlTransform::new(q, op_schema.clone(), registry.udfs())
+                            .await
+                            .map_err(|e| match e {
+                                Error::Config(m) => {
+                                    Error::Config(format!("the sink of table {name}: {m}"))
+                                }
+                                e => e,
+                            })?,
+                    ),
                     None => None,
                 };
                 let schema = sql

@@ -2,14 +2,15 @@
 //!
 //! The engine itself knows the declared stages of a pipeline file (SQL, window and change
 //! stages over a declared input). A domain crate (`rtlake-bikes`) registers what a file cannot
-//! declare: keyed operators written in Rust, the decoder their input needs, and a replay
-//! source. A pipeline's sinks name operators; a name that is neither a declared stage nor a
+//! declare: keyed operators written in Rust, the decoder their input needs, SQL functions and
+//! a replay source. A pipeline's sinks name operators; a name that is neither a declared stage nor a
 //! registered operator fails at start.
 
 use crate::Result;
 use crate::input::InputDecoder;
 use crate::operator::Operator;
 use crate::source::RawMessage;
+use datafusion::logical_expr::ScalarUDF;
 use futures::future::BoxFuture;
 use rtlake_core::Config;
 use rtlake_core::config::LakeConfig;
@@ -51,6 +52,7 @@ pub struct Registry {
     operators: BTreeMap<&'static str, Registered>,
     decoder: Option<DecoderFactory>,
     replay: Option<Replay>,
+    udfs: Vec<ScalarUDF>,
 }
 
 impl Registry {
@@ -92,6 +94,17 @@ impl Registry {
     pub fn replay(&mut self, replay: Replay) -> &mut Self {
         self.replay = Some(replay);
         self
+    }
+
+    /// Registers a SQL function for every query of a pipeline (SQL stages and sink queries).
+    pub fn udf(&mut self, f: ScalarUDF) -> &mut Self {
+        self.udfs.push(f);
+        self
+    }
+
+    /// The registered SQL functions.
+    pub fn udfs(&self) -> &[ScalarUDF] {
+        &self.udfs
     }
 
     /// Builds operator `name`, if one is registered under it.

@@ -21,9 +21,16 @@ fn err(sql: &str, e: impl std::fmt::Display) -> Error {
 }
 
 impl SqlTransform {
-    /// Plans `sql` over rows of `input` (the operator's schema).
-    pub async fn new(sql: &str, input: SchemaRef) -> Result<Self> {
+    /// Plans `sql` over rows of `input` (the operator's schema), with SQL functions `udfs`.
+    pub async fn new(
+        sql: &str,
+        input: SchemaRef,
+        udfs: &[datafusion::logical_expr::ScalarUDF],
+    ) -> Result<Self> {
         let ctx = SessionContext::new();
+        for f in udfs {
+            ctx.register_udf(f.clone());
+        }
         let empty = RecordBatch::new_empty(input);
         let mut t = Self {
             sql: sql.into(),
@@ -98,6 +105,7 @@ mod tests {
         let mut t = SqlTransform::new(
             "SELECT station_id, rentals * 2 AS double FROM input WHERE rentals >= 3",
             batch().schema(),
+            &[],
         )
         .await
         .unwrap();
@@ -125,7 +133,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_query_fails_at_start_naming_it() {
-        let e = SqlTransform::new("SELECT nope FROM input", batch().schema())
+        let e = SqlTransform::new("SELECT nope FROM input", batch().schema(), &[])
             .await
             .err()
             .unwrap()

@@ -359,3 +359,65 @@ fn a_bad_declaration_fails_at_start_naming_the_key() {
         "{err}"
     );
 }
+
+/// A SQL function registered by a domain crate (`district(lat, lon)` from `rtlake-bikes`) is
+/// there in a declared pipeline's SQL, and places each station where bronze does.
+#[tokio::test]
+async fn a_declared_stage_calls_a_registered_sql_function() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = common::replay();
+    let mut text = String::new();
+    for _ in 0..2 {
+        for e in &r.next_poll().events {
+            text.push_str(&e.to_json());
+            text.push('\n');
+        }
+    }
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(&events, text).unwrap();
+    let file = dir.path().join("stations.toml");
+    std::fs::write(
+        &file,
+        r#"pipeline = "stations"
+[input]
+schema = "stationId STRING NOT NULL, stationLatitude DOUBLE, stationLongitude DOUBLE, polledAt TIMESTAMP NOT NULL"
+event-time = "polledAt"
+
+[[stages]]
+name = "placed"
+sql = 'SELECT "stationId" AS station_id, district("stationLatitude", "stationLongitude") AS district FROM input'
+
+[[sinks]]
+operator = "placed"
+table = "geo.stations"
+"#,
+    )
+    .unwrap();
+    let run = |lake: &std::path::Path, pipeline: Option<&std::path::Path>| {
+        let mut c = common::rtlake();
+        c.args(["run", "--metrics-listen", "off", "--lake"])
+            .arg(lake)
+            .arg(format!("--source=file:{}", events.display()));
+        if let Some(p) = pipeline {
+            c.arg("--pipeline").arg(p);
+        }
+        let out = c.output_within(300).unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let (declared, bikes) = (dir.path().join("declared"), dir.path().join("bikes"));
+    run(&declared, Some(&file));
+    run(&bikes, None);
+    let q = |t: &str| {
+        format!("SELECT DISTINCT station_id, district FROM {t} ORDER BY station_id, district")
+    };
+    let placed = sql_rows(&declared, &q("geo.stations")).await;
+    let bronze = sql_rows(&bikes, &q("bronze.station_status")).await;
+    assert!(placed.len() > 2000, "{} stations", placed.len());
+    let districts: std::collections::BTreeSet<_> = placed.iter().map(|r| r[1].clone()).collect();
+    assert_eq!(districts.len(), 25, "{districts:?}");
+    assert_eq!(placed, bronze);
+}

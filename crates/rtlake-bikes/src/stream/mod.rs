@@ -5,6 +5,7 @@
 //! - [`bronze`]: every decodable station event as a `bronze.station_status` row.
 //! - [`silver`]: the change rule ([`crate::changes`]) as `silver.station_changes`.
 //! - [`gold`]: hourly windows per station; [`district`]: 5-minute partials per district.
+//! - [`udf`]: `district(lat, lon)` for SQL.
 //! - [`bronze_source`]: a lake's bronze table replayed as the messages it was made from.
 
 pub mod bronze;
@@ -12,6 +13,7 @@ pub mod bronze_source;
 pub mod district;
 pub mod gold;
 pub mod silver;
+pub mod udf;
 
 use crate::districts::DistrictCache;
 use crate::model::{DecodeError, StationStatus};
@@ -24,7 +26,7 @@ use rtlake_stream::source::RawMessage;
 use std::any::Any;
 use std::sync::Arc;
 
-/// Registers the bike pipeline's operators, decoder and replay source.
+/// Registers the bike pipeline's operators, decoder, SQL function `district` and replay source.
 pub fn register(registry: &mut Registry) {
     let lateness = |cfg: &rtlake_core::Config| cfg.run.lateness.get().as_micros() as i64;
     let key = Some("station_id");
@@ -56,6 +58,7 @@ pub fn register(registry: &mut Registry) {
                 max_future: cfg.run.max_future.get(),
             })
         })
+        .udf(udf::district())
         .replay(Replay {
             table: schema::BRONZE_STATION_STATUS,
             read: Box::new(|uri, lake| {

@@ -13,7 +13,7 @@ use arrow::datatypes::SchemaRef;
 use datafusion::common::Column;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::datasource::MemTable;
-use datafusion::logical_expr::{Expr, LogicalPlan, Projection};
+use datafusion::logical_expr::{Expr, LogicalPlan, Projection, ScalarUDF};
 use datafusion::prelude::{CsvReadOptions, JsonReadOptions, SessionConfig, SessionContext};
 use rtlake_core::config::StaticTable;
 use std::sync::Arc;
@@ -21,9 +21,13 @@ use std::sync::Arc;
 /// The columns that say which message a row came from.
 const ORIGIN: [&str; 2] = ["_partition", "_offset"];
 
-/// Static tables, loaded once and shared by every stage.
+/// Static tables, loaded once and shared by every stage, and the SQL functions a domain crate
+/// registered.
 #[derive(Clone, Default)]
-pub struct StaticTables(Vec<(String, Arc<MemTable>)>);
+pub struct StaticTables {
+    tables: Vec<(String, Arc<MemTable>)>,
+    udfs: Vec<ScalarUDF>,
+}
 
 impl StaticTables {
     /// Loads the configured tables (CSV with a header row, or JSON Lines).
@@ -63,7 +67,16 @@ impl StaticTables {
             tracing::info!(table = %t.name, path = %t.path, rows, "static table loaded");
             out.push((t.name.clone(), Arc::new(mem)));
         }
-        Ok(Self(out))
+        Ok(Self {
+            tables: out,
+            udfs: Vec::new(),
+        })
+    }
+
+    /// The same, with SQL functions `udfs` in every query.
+    pub fn with_udfs(mut self, udfs: &[ScalarUDF]) -> Self {
+        self.udfs = udfs.to_vec();
+        self
     }
 }
 
@@ -84,9 +97,12 @@ impl SqlChain {
         tables: &StaticTables,
     ) -> Result<Self> {
         let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
-        for (name, t) in &tables.0 {
+        for (name, t) in &tables.tables {
             ctx.register_table(name.as_str(), t.clone())
                 .map_err(|e| Error::Config(format!("static table {name}: {e}")))?;
+        }
+        for f in &tables.udfs {
+            ctx.register_udf(f.clone());
         }
         let mut chain = Self {
             ctx,
