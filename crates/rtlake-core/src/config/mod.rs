@@ -445,6 +445,26 @@ mod tests {
     }
 
     #[test]
+    fn the_default_pipeline_is_pipelines_bikes_toml() {
+        let sinks = SinkConfig::bike_pipeline();
+        let ops: Vec<(&str, Option<&str>)> = sinks
+            .iter()
+            .map(|s| (s.operator.as_str(), s.topic.as_deref()))
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                ("bronze", None),
+                ("changes", None),
+                ("station-hourly", None),
+                ("district-5min", None),
+                ("changes", Some("bike.station-changes")),
+            ]
+        );
+        assert_eq!(Config::default().run.sinks(), sinks);
+    }
+
+    #[test]
     fn layers_apply_in_order_defaults_file_env_flags() {
         let dir = std::env::temp_dir().join(format!("rtlake-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

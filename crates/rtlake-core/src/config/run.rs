@@ -137,24 +137,22 @@ pub struct SinkConfig {
 }
 
 impl SinkConfig {
-    /// The built-in bike pipeline: bronze, silver, both gold tables and the changes topic.
+    /// The built-in bike pipeline (`pipelines/bikes.toml`, compiled in): bronze, silver, both
+    /// gold tables and the changes topic.
     pub fn bike_pipeline() -> Vec<SinkConfig> {
-        let s = |operator: &str, topic: Option<&str>| SinkConfig {
-            operator: operator.into(),
-            table: None,
-            topic: topic.map(Into::into),
-            key: None,
-            sql: None,
-        };
-        vec![
-            s("bronze", None),
-            s("changes", None),
-            s("station-hourly", None),
-            s("district-5min", None),
-            s("changes", Some("bike.station-changes")),
-        ]
+        #[derive(Deserialize)]
+        struct File {
+            sinks: Vec<SinkConfig>,
+        }
+        // The file is part of the source tree; a unit test parses it.
+        toml::from_str::<File>(BIKES_PIPELINE)
+            .expect("pipelines/bikes.toml parses")
+            .sinks
     }
 }
+
+/// The bike pipeline's declaration, the default of `rtlake run`.
+pub const BIKES_PIPELINE: &str = include_str!("../../../../pipelines/bikes.toml");
 
 /// The operators a sink can name.
 pub const OPERATORS: &[&str] = &["bronze", "changes", "station-hourly", "district-5min"];
