@@ -2,11 +2,12 @@
 //! exactly once; the [`Engine`] holds the truth.
 
 use crate::checkpoint::{EpochLog, Folder};
+use crate::connectors::kafka::source::{Positions, StartAt};
 use crate::engine::Engine;
 pub use crate::engine::RunReport;
 use crate::pipeline::{Output, build};
 use crate::registry::Registry;
-use crate::source::{Positions, RawMessage, StartAt};
+use crate::source::RawMessage;
 use crate::state::StateStore;
 use crate::worker::KafkaWorker;
 use crate::{Error, Result};
@@ -254,12 +255,12 @@ async fn run_file(
     path: &std::path::Path,
     shutdown: CancellationToken,
 ) -> Result<RunReport> {
-    let files = crate::file_source::files(path)?;
+    let files = crate::connectors::file::files(path)?;
     let pending = engine.refresh(&[0]).await?;
     let from = engine.resume(0).expected();
     tracing::info!(files = files.len(), resume_at = from, "file source");
     // Read a chunk at a time; an epoch interrupted before a crash is re-run over its range.
-    let mut lines = crate::file_source::Lines::new(files);
+    let mut lines = crate::connectors::file::Lines::new(files);
     let mut until = pending.get(&0).map(|r| r.end);
     if let Some(r) = pending.get(&0) {
         tracing::info!(

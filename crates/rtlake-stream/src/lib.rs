@@ -1,13 +1,13 @@
 //! The stream engine.
 //!
-//! - [`source`]: the Kafka source; partitions resume from the outputs' versions.
-//! - [`file_source`]: JSON Lines files as one partition, for backfills and benchmarks.
+//! - [`connectors`]: the Kafka source and sink, the file source (one folder each); [`source`]:
+//!   the messages every source hands the engine, and where a partition resumes.
 //! - [`operator`]: the interface of a stage; [`input`]: what it reads; [`registry`]: the
 //!   operators a domain crate adds by name (the bike pipeline's are in `rtlake-bikes`).
 //! - [`ops`]: the general operators of declared pipelines (any topic, a declared schema):
 //!   JSON decoding to Arrow, SQL stages with static tables, window stages.
 //! - [`window`]: event-time windows, per-partition watermarks and output modes.
-//! - [`pipeline`]: operators and their outputs (Delta tables, [`kafka_sink`] topics), each
+//! - [`pipeline`]: operators and their outputs (Delta tables, Kafka topics), each
 //!   optionally through a [`sql`] projection and filter.
 //! - [`rejected`]: `_rejected` rows.
 //! - [`state`] and [`checkpoint`]: keyed state snapshots, the offset log and the commit log.
@@ -16,12 +16,11 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+pub mod connectors;
 pub mod engine;
-pub mod file_source;
 mod heartbeat;
 pub mod ingest;
 pub mod input;
-pub mod kafka_sink;
 pub mod maintain;
 pub mod operator;
 pub mod ops;

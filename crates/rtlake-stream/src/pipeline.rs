@@ -6,7 +6,7 @@
 //! processes the messages past the smallest of its outputs' versions, restores its state at that
 //! version, and each output takes only the rows whose input message is past its own version.
 
-use crate::kafka_sink::KafkaSink;
+use crate::connectors::kafka::sink::KafkaSink;
 use crate::operator::{Emitted, Operator};
 use crate::ops::SqlOperator;
 use crate::ops::changes::ChangeStage;

@@ -13,10 +13,11 @@
 //! positions: the same path as a restart after a crash, in-process. Each restart is logged
 //! with its reason and counted in `rtlake_run_consumer_restarts_total`.
 
+use crate::connectors::kafka::source::{Positions, SourceContext, connect};
 use crate::engine::{Engine, RunReport};
 use crate::heartbeat::Beat;
 use crate::pipeline::Output;
-use crate::source::{Positions, RawMessage, Resume, SourceContext, connect};
+use crate::source::{RawMessage, Resume};
 use crate::{Error, Result};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::types::RDKafkaErrorCode;

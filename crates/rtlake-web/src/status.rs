@@ -114,7 +114,9 @@ pub async fn pipeline(state: &AppState) -> Result<Value, String> {
             let dir = sinks.child(&name);
             let mut versions = BTreeMap::new();
             for (p, ..) in &watermarks {
-                if let Ok(Some(v)) = rtlake_stream::kafka_sink::read_version(&dir, *p).await {
+                if let Ok(Some(v)) =
+                    rtlake_stream::connectors::kafka::sink::read_version(&dir, *p).await
+                {
                     versions.insert(*p, v);
                 }
             }

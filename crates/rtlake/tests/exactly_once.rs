@@ -154,7 +154,7 @@ async fn crashes_at_every_commit_point_leave_every_output_exact() {
             .env("RTLAKE_FAILPOINT", point)
             .env(
                 "RTLAKE_LOG",
-                "rtlake_stream::kafka_sink=info,warn,buoyant_kernel=off",
+                "rtlake_stream::connectors::kafka::sink=info,warn,buoyant_kernel=off",
             )
             .output_within(300)
             .unwrap();

@@ -1,0 +1,385 @@
+//! The Kafka source: a consumer in the pipeline's group whose partitions start where the lake
+//! says, not where the group's committed offsets say.
+//!
+//! On every assignment the rebalance callback reads the sinks' txn versions for the new
+//! partitions and assigns them at those offsets (the earliest for a new pipeline), so no message
+//! of a moved partition is read from a stale position. On revocation it commits the group
+//! offsets synchronously (for lag display only) and raises a flag; the run loop then drops the
+//! revoked partitions' buffered messages.
+
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
+};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rtlake_core::config::{Assignment, RunConfig};
+use rtlake_core::schema::TableName;
+use rtlake_lake::Lake;
+use rtlake_lake::sink::{app_id, read_versions};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::source::Resume;
+
+/// Where a new pipeline starts, resolved per partition (timestamps already turned to offsets).
+#[derive(Clone, Debug)]
+pub enum StartAt {
+    /// The oldest offset held.
+    Earliest,
+    /// The end.
+    Latest,
+    /// Per partition: an offset, or -2 (earliest) / -1 (latest); others from the earliest.
+    Offsets(BTreeMap<i32, i64>),
+}
+
+impl StartAt {
+    /// The first offset a new pipeline reads of a partition holding `lo..hi`.
+    pub fn first(&self, partition: i32, lo: i64, hi: i64) -> i64 {
+        match self.offset(partition) {
+            Offset::Offset(o) => o.clamp(lo, hi),
+            Offset::End => hi,
+            _ => lo,
+        }
+    }
+
+    fn offset(&self, partition: i32) -> Offset {
+        let o = match self {
+            Self::Earliest => -2,
+            Self::Latest => -1,
+            Self::Offsets(m) => m.get(&partition).copied().unwrap_or(-2),
+        };
+        match o {
+            -2 => Offset::Beginning,
+            -1 => Offset::End,
+            o => Offset::Offset(o),
+        }
+    }
+}
+
+/// The outputs whose versions decide where a partition resumes: the smallest one wins, and
+/// each output skips what it already holds.
+#[derive(Clone, Debug)]
+pub struct Positions {
+    /// The lake.
+    pub lake: Lake,
+    /// The pipeline name (first part of the txn app id).
+    pub pipeline: String,
+    /// The Delta outputs.
+    pub tables: Vec<TableName>,
+    /// The Kafka outputs' checkpoint folders (one `<partition>.json` version file each).
+    pub kafka_dirs: Vec<crate::checkpoint::Folder>,
+    /// Where a new pipeline starts.
+    pub start: StartAt,
+}
+
+impl Positions {
+    /// Where each partition resumes.
+    pub async fn resume_offsets(
+        &self,
+        partitions: &[i32],
+    ) -> rtlake_lake::Result<BTreeMap<i32, Resume>> {
+        let mut versions: BTreeMap<i32, Vec<Option<i64>>> =
+            partitions.iter().map(|p| (*p, Vec::new())).collect();
+        for table in &self.tables {
+            let ids: Vec<String> = partitions
+                .iter()
+                .map(|p| app_id(&self.pipeline, &table.to_string(), *p))
+                .collect();
+            let found = read_versions(&self.lake, *table, &ids).await?;
+            for (p, id) in partitions.iter().zip(&ids) {
+                versions
+                    .entry(*p)
+                    .or_default()
+                    .push(found.get(id).copied().flatten());
+            }
+        }
+        for dir in &self.kafka_dirs {
+            for p in partitions {
+                let v = super::sink::read_version(dir, *p).await.map_err(|e| {
+                    rtlake_lake::Error::Location {
+                        uri: dir.to_string(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                versions.entry(*p).or_default().push(v);
+            }
+        }
+        Ok(versions
+            .into_iter()
+            .map(|(p, v)| (p, Resume::of(v)))
+            .collect())
+    }
+
+    /// The offset to assign a partition at.
+    pub fn offset(&self, partition: i32, resume: Resume) -> Offset {
+        match resume {
+            Resume::Start => self.start.offset(partition),
+            Resume::Earliest => Offset::Beginning,
+            Resume::At(o) => Offset::Offset(o),
+        }
+    }
+
+    /// The same, blocking, on a thread of its own: for the rebalance callback, which runs
+    /// inside the consumer's poll on a runtime thread.
+    fn resume_offsets_blocking(
+        &self,
+        partitions: &[i32],
+    ) -> rtlake_lake::Result<BTreeMap<i32, Resume>> {
+        let this = self.clone();
+        let parts = partitions.to_vec();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            match rt {
+                Ok(rt) => rt.block_on(this.resume_offsets(&parts)),
+                Err(e) => Err(rtlake_lake::Error::Location {
+                    uri: this.lake.root().to_string(),
+                    reason: format!("runtime: {e}"),
+                }),
+            }
+        })
+        .join()
+        .unwrap_or_else(|_| {
+            Err(rtlake_lake::Error::Location {
+                uri: String::new(),
+                reason: "position reader panicked".into(),
+            })
+        })
+    }
+}
+
+/// The consumer context: seeks by the lake on assignment, commits on revocation.
+pub struct SourceContext {
+    topic: String,
+    positions: Positions,
+    /// Partitions currently assigned to this worker.
+    pub assigned: Mutex<BTreeSet<i32>>,
+    /// Set when the assignment changed; the run loop clears it.
+    pub changed: AtomicBool,
+    /// The next offsets committed to the lake per partition (for the sync commit on revoke).
+    pub committed: Mutex<BTreeMap<i32, i64>>,
+    /// An error the callback could not return; the run loop fails with it.
+    pub failure: Mutex<Option<String>>,
+    /// The high watermark of each assigned partition, from librdkafka's statistics.
+    pub high_watermarks: Mutex<BTreeMap<i32, i64>>,
+}
+
+impl ClientContext for SourceContext {
+    /// librdkafka's statistics (every `statistics.interval.ms`): the high watermark of each
+    /// assigned partition, and the lag behind what the lake holds.
+    fn stats(&self, stats: rdkafka::Statistics) {
+        let Some(topic) = stats.topics.get(&self.topic) else {
+            return;
+        };
+        let assigned = self.assigned_now();
+        let committed = self
+            .committed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut hi = self
+            .high_watermarks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for (p, part) in &topic.partitions {
+            if *p < 0 || !assigned.contains(p) || part.hi_offset < 0 {
+                continue;
+            }
+            hi.insert(*p, part.hi_offset);
+            self.observe(*p, part.hi_offset, committed.get(p).copied());
+        }
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn rebalance(&self, c: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let cooperative = matches!(c.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let parts: Vec<i32> = tpl
+            .elements_for_topic(&self.topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                match self.positions.resume_offsets_blocking(&parts) {
+                    Ok(pos) => {
+                        for (p, resume) in &pos {
+                            let _ = tpl.set_partition_offset(
+                                &self.topic,
+                                *p,
+                                self.positions.offset(*p, *resume),
+                            );
+                        }
+                        tracing::info!(partitions = ?pos, "assigned; resuming from the lake's offsets");
+                    }
+                    Err(e) => {
+                        // Assigning without offsets would read from the group's position: refuse.
+                        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some(format!("cannot read offsets from the lake: {e}"));
+                    }
+                }
+                self.lock_assigned().extend(parts.iter().copied());
+                if cooperative {
+                    c.incremental_assign(tpl)
+                } else {
+                    c.assign(tpl)
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let committed = self
+                    .committed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                let mut offsets = TopicPartitionList::new();
+                for p in &parts {
+                    if let Some(o) = committed.get(p) {
+                        let _ = offsets.add_partition_offset(&self.topic, *p, Offset::Offset(*o));
+                    }
+                }
+                if offsets.count() > 0
+                    && let Err(e) = c.commit(&offsets, CommitMode::Sync)
+                {
+                    tracing::warn!(error = %e, "group offset commit on revoke failed (lag display only)");
+                }
+                tracing::info!(partitions = ?parts, "revoked");
+                {
+                    let mut a = self.lock_assigned();
+                    for p in &parts {
+                        a.remove(p);
+                    }
+                }
+                if cooperative {
+                    c.incremental_unassign(tpl)
+                } else {
+                    c.unassign()
+                }
+            }
+            other => {
+                tracing::error!(error = ?other, "rebalance error");
+                self.lock_assigned().clear();
+                c.unassign()
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "applying the rebalance failed");
+        }
+        self.changed.store(true, Ordering::Release);
+    }
+}
+
+impl SourceContext {
+    fn lock_assigned(&self) -> std::sync::MutexGuard<'_, BTreeSet<i32>> {
+        self.assigned.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets a partition's offset gauges: high watermark, next offset in the lake, lag.
+    pub fn observe(&self, partition: i32, hi: i64, committed: Option<i64>) {
+        let m = &rtlake_core::metrics::global().run;
+        let p = partition.to_string();
+        let labels = [
+            self.positions.pipeline.as_str(),
+            self.topic.as_str(),
+            p.as_str(),
+        ];
+        m.high_watermark.with_label_values(&labels).set(hi);
+        if let Some(c) = committed {
+            m.committed_offset.with_label_values(&labels).set(c);
+            m.consumer_lag
+                .with_label_values(&labels)
+                .set((hi - c).max(0));
+        }
+    }
+
+    /// Drops a lost partition's gauges: its new owner reports it.
+    pub fn forget(&self, partition: i32) {
+        let m = &rtlake_core::metrics::global().run;
+        let p = partition.to_string();
+        let labels = [
+            self.positions.pipeline.as_str(),
+            self.topic.as_str(),
+            p.as_str(),
+        ];
+        let _ = m.high_watermark.remove_label_values(&labels);
+        let _ = m.committed_offset.remove_label_values(&labels);
+        let _ = m.consumer_lag.remove_label_values(&labels);
+        self.high_watermarks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&partition);
+    }
+
+    /// The partitions assigned now.
+    pub fn assigned_now(&self) -> BTreeSet<i32> {
+        self.lock_assigned().clone()
+    }
+}
+
+/// Creates the consumer: subscribed to `topic` in the pipeline's group, or (static assignment)
+/// assigned its partitions at once at the lake's positions.
+pub async fn connect(
+    kafka: &rtlake_core::config::KafkaConfig,
+    run: &RunConfig,
+    topic: &str,
+    positions: Positions,
+) -> crate::Result<StreamConsumer<SourceContext>> {
+    let kafka_err = |context: &str| {
+        let context = context.to_string();
+        move |cause| crate::Error::Kafka(rtlake_kafka::Error::Kafka { context, cause })
+    };
+    let ctx = SourceContext {
+        topic: topic.to_string(),
+        positions: positions.clone(),
+        assigned: Mutex::default(),
+        changed: AtomicBool::new(false),
+        committed: Mutex::default(),
+        failure: Mutex::default(),
+        high_watermarks: Mutex::default(),
+    };
+    let mut config =
+        rtlake_kafka::client::consumer(kafka, &run.group(), run.assignment_strategy.as_str());
+    config.set(
+        "session.timeout.ms",
+        run.session_timeout.get().as_millis().to_string(),
+    );
+    let heartbeat = (run.session_timeout.get().as_millis() / 10).clamp(100, 3000);
+    config.set("heartbeat.interval.ms", heartbeat.to_string());
+    if let Some(id) = &run.instance_id {
+        config.set("group.instance.id", id);
+    }
+    let consumer: StreamConsumer<SourceContext> = config
+        .create_with_context(ctx)
+        .map_err(kafka_err("create consumer"))?;
+    match run.assignment {
+        Assignment::Group => consumer
+            .subscribe(&[topic])
+            .map_err(kafka_err(&format!("subscribe to {topic}")))?,
+        Assignment::Static => {
+            let all = rtlake_kafka::admin::topic_partitions(kafka, topic).await?;
+            let parts: Vec<i32> = match &run.partitions {
+                None => all,
+                Some(want) => {
+                    if let Some(p) = want.iter().find(|p| !all.contains(p)) {
+                        return Err(crate::Error::Source(format!(
+                            "run.partitions names partition {p}, but {topic} has partitions {all:?}"
+                        )));
+                    }
+                    want.clone()
+                }
+            };
+            let pos = positions.resume_offsets(&parts).await?;
+            let mut tpl = TopicPartitionList::new();
+            for (p, resume) in &pos {
+                tpl.add_partition_offset(topic, *p, positions.offset(*p, *resume))
+                    .map_err(kafka_err("assign"))?;
+            }
+            consumer.assign(&tpl).map_err(kafka_err("assign"))?;
+            tracing::info!(partitions = ?pos, "assigned statically; resuming from the lake's offsets");
+            consumer.context().lock_assigned().extend(parts);
+            consumer.context().changed.store(true, Ordering::Release);
+        }
+    }
+    Ok(consumer)
+}
