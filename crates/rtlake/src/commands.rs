@@ -2,7 +2,7 @@
 
 use crate::cli::{
     self, AssignmentArg, BenchCommand, Cli, Command, FormatArg, ProduceCommand, SourceArg,
-    StrategyArg, TopicsCommand, TriggerArg,
+    StrategyArg, TriggerArg,
 };
 use crate::settings::{Flags, load};
 use anyhow::{Context, Result, bail};
@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 /// Runs the parsed command.
 pub async fn dispatch(cli: Cli) -> Result<()> {
     match &cli.command {
-        Command::Demo(a) => demo(&cli, a).await,
+        Command::Demo(a) => crate::demo_cmd::demo(&cli, a).await,
         Command::Broker(a) => broker(&cli, a).await,
         Command::Produce {
             what: ProduceCommand::Bikes(a),
@@ -24,7 +24,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Run(a) => run(&cli, a).await,
         Command::Sql(a) => sql(&cli, a).await,
         Command::Serve(a) => serve(&cli, a).await,
-        Command::Topics { op } => topics(&cli, op).await,
+        Command::Topics { op } => crate::topics_cmd::topics(&cli, op).await,
         Command::Lake { op } => crate::lake_cmd::lake(&cli, op).await,
         Command::Replay(a) => crate::lake_cmd::replay(&cli, a).await,
         Command::Bench {
@@ -77,7 +77,7 @@ async fn produce_gbfs(cli: &Cli, a: &crate::cli::ProduceGbfsArgs) -> Result<()> 
 }
 
 /// A token cancelled by Ctrl-C or SIGTERM; a second Ctrl-C exits at once.
-fn shutdown_on_signal() -> CancellationToken {
+pub(crate) fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {
@@ -482,302 +482,4 @@ fn one_line(s: &str) -> String {
     } else {
         s
     }
-}
-
-async fn topics(cli: &Cli, op: &TopicsCommand) -> Result<()> {
-    match op {
-        TopicsCommand::Create {
-            name,
-            kafka,
-            partitions,
-            replication_factor,
-            retention,
-            cleanup_policy,
-            entries,
-        } => {
-            let mut f = Flags::default();
-            f.kafka(kafka);
-            let cfg = load(cli, None, &f)?;
-            let mut config = Vec::new();
-            if let Some(r) = retention {
-                let ms = if r.trim() == "-1" {
-                    "-1".to_string()
-                } else {
-                    let d: rtlake_core::units::HumanDuration = r
-                        .parse()
-                        .map_err(|e: String| anyhow::anyhow!("--retention: {e}"))?;
-                    d.get().as_millis().to_string()
-                };
-                config.push(("retention.ms".to_string(), ms));
-            }
-            if let Some(p) = cleanup_policy {
-                if !matches!(
-                    p.as_str(),
-                    "delete" | "compact" | "compact,delete" | "delete,compact"
-                ) {
-                    bail!("--cleanup-policy: `{p}` is not delete, compact or compact,delete");
-                }
-                config.push(("cleanup.policy".to_string(), p.clone()));
-            }
-            for e in entries {
-                let (k, v) = e
-                    .split_once('=')
-                    .with_context(|| format!("--config-entry `{e}` is not KEY=VALUE"))?;
-                config.push((k.trim().to_string(), v.trim().to_string()));
-            }
-            let spec = rtlake_kafka::admin::TopicSpec {
-                name: name.clone(),
-                partitions: partitions.unwrap_or(cfg.kafka.partitions),
-                replication_factor: replication_factor.unwrap_or(cfg.kafka.replication_factor),
-                config,
-            };
-            if spec.partitions < 1 || (spec.replication_factor < 1 && spec.replication_factor != -1)
-            {
-                bail!(
-                    "--partitions must be at least 1, and --replication-factor at least 1 (or -1: the cluster's default)"
-                );
-            }
-            if rtlake_kafka::admin::create_topic(&cfg.kafka, &spec).await? {
-                let rf = if spec.replication_factor == -1 {
-                    "the cluster's default".to_string()
-                } else {
-                    spec.replication_factor.to_string()
-                };
-                println!(
-                    "created topic {name} ({} partitions, replication factor {rf})",
-                    spec.partitions
-                );
-            } else {
-                println!("topic {name} already exists");
-            }
-        }
-        TopicsCommand::List { kafka } => {
-            let mut f = Flags::default();
-            f.kafka(kafka);
-            let cfg = load(cli, None, &f)?;
-            let list = rtlake_kafka::admin::list_topics(&cfg.kafka).await?;
-            println!("{:<40} {:>10} {:>12}", "TOPIC", "PARTITIONS", "MESSAGES");
-            for t in list {
-                println!("{:<40} {:>10} {:>12}", t.name, t.partitions, t.messages);
-            }
-        }
-        TopicsCommand::Describe {
-            name,
-            kafka,
-            groups,
-        } => {
-            let mut f = Flags::default();
-            f.kafka(kafka);
-            let cfg = load(cli, None, &f)?;
-            let mut groups = groups.clone();
-            groups.push(cfg.run.group());
-            let d = rtlake_kafka::admin::describe_topic(&cfg.kafka, name, &groups).await?;
-            println!("topic {} ({} partitions)", d.name, d.partitions.len());
-            println!(
-                "\n{:>9} {:>7} {:<10} {:>12} {:>12} {:>10}",
-                "PARTITION", "LEADER", "REPLICAS", "LOW", "HIGH", "MESSAGES"
-            );
-            for p in &d.partitions {
-                let replicas = p
-                    .replicas
-                    .iter()
-                    .map(|r| r.to_string())
-                    .collect::<Vec<_>>()
-                    .join(",");
-                println!(
-                    "{:>9} {:>7} {:<10} {:>12} {:>12} {:>10}",
-                    p.id,
-                    p.leader,
-                    replicas,
-                    p.low,
-                    p.high,
-                    p.high - p.low
-                );
-            }
-            if !d.config.is_empty() {
-                println!("\nCONFIG");
-                for (k, v) in &d.config {
-                    println!("  {k} = {v}");
-                }
-            }
-            println!(
-                "\n{:<30} {:>9} {:>12} {:>10}",
-                "CONSUMER GROUP", "PARTITION", "COMMITTED", "LAG"
-            );
-            if d.groups.is_empty() {
-                println!("  (no group has committed offsets on this topic)");
-            }
-            for n in &d.notes {
-                println!("note: {n}");
-            }
-            for g in &d.groups {
-                let c = g.committed.map_or("-".to_string(), |c| c.to_string());
-                println!("{:<30} {:>9} {:>12} {:>10}", g.group, g.partition, c, g.lag);
-            }
-            if !d.members.is_empty() {
-                println!("\n{:<30} {:<40} {:<20} HOST", "GROUP", "MEMBER", "CLIENT");
-                for m in &d.members {
-                    println!(
-                        "{:<30} {:<40} {:<20} {}",
-                        m.group, m.member_id, m.client_id, m.host
-                    );
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn demo(cli: &Cli, a: &cli::DemoArgs) -> Result<()> {
-    let dir = &a.dir;
-    let mut f = Flags::default();
-    f.opt("broker.listen", "listen", Some(a.listen.clone()))
-        .opt("kafka.brokers", "listen", Some(a.listen.clone()))
-        // The demo's one processor takes every partition itself: no group to rebalance.
-        .opt("run.assignment", "demo", Some("static"))
-        .path("broker.data", "dir", Some(&dir.join("broker")))
-        .opt(
-            "lake.uri",
-            "dir",
-            Some(dir.join("lake").display().to_string()),
-        )
-        .path(
-            "source.state-file",
-            "dir",
-            Some(&dir.join("replay-state.json")),
-        )
-        .opt("source.kind", "demo", Some("replay"))
-        .str("source.speed", "speed", Some(&a.speed))
-        .opt("source.minutes", "minutes", a.minutes.map(|m| m as i64));
-    if a.dashboard != "off" {
-        f.opt("serve.listen", "dashboard", Some(a.dashboard.clone()));
-    }
-    if let Some(b) = &a.brokers {
-        f.opt("kafka.brokers", "brokers", Some(b.clone()));
-    }
-    let cfg = load(cli, None, &f)?;
-    let shutdown = shutdown_on_signal();
-    // Bind first: a busy dashboard port fails before anything starts.
-    let dashboard = match a.dashboard.as_str() {
-        "off" => None,
-        _ => Some(rtlake_web::bind_dashboard(&cfg, "--dashboard").await?),
-    };
-    let broker = match &a.brokers {
-        Some(_) => None,
-        None => {
-            let engine: rtlake_broker::Engine =
-                cfg.broker.storage.parse().map_err(anyhow::Error::msg)?;
-            Some(
-                rtlake_broker::EmbeddedBroker::start_with(
-                    cfg.broker.listen.parse()?,
-                    &cfg.broker.data,
-                    engine,
-                )
-                .await?,
-            )
-        }
-    };
-    let producer = {
-        let (cfg, token) = (cfg.clone(), shutdown.child_token());
-        tokio::spawn(
-            async move { rtlake_bikes::produce::produce(&cfg, Source::Replay, token).await },
-        )
-    };
-    let processor = {
-        let (cfg, token) = (cfg.clone(), shutdown.child_token());
-        tokio::spawn(async move {
-            rtlake_stream::ingest::run(&cfg, &rtlake_bikes::stream::registry(), token).await
-        })
-    };
-    let web_url = dashboard
-        .as_ref()
-        .and_then(|l| l.local_addr().ok())
-        .map(|a| format!("http://{a}/"));
-    if let Some(listener) = dashboard {
-        let (cfg, token) = (cfg.clone(), shutdown.child_token());
-        tokio::spawn(async move {
-            if let Err(e) = rtlake_web::serve(&cfg, listener, token).await {
-                tracing::error!(error = %e, "dashboard stopped");
-            }
-        });
-    }
-    let lake = dir.join("lake");
-    match &broker {
-        Some(b) => println!(
-            "rtlake demo is running: embedded broker {}, lake {}",
-            b.bootstrap(),
-            lake.display()
-        ),
-        None => println!(
-            "rtlake demo is running on the Kafka cluster {}, lake {}",
-            cfg.kafka.brokers,
-            lake.display()
-        ),
-    }
-    if let Some(url) = &web_url {
-        println!(
-            "dashboard: {url}  (pipeline: {url}pipeline, Kafka: {url}kafka, metrics: {url}metrics)"
-        );
-    }
-    println!(
-        "the replay publishes a poll of 2,721 stations every {:.1} s; in another terminal, try:",
-        15.0 / speed_factor(&a.speed)
-    );
-    println!(
-        "  rtlake sql --lake {} \"SELECT count(*) AS events, max(polled_at) AS latest FROM bronze.station_status\"",
-        lake.display()
-    );
-    println!(
-        "  rtlake sql --lake {} \"SELECT district, sum(bikes_parked) AS bikes FROM bronze.station_status WHERE polled_at = (SELECT max(polled_at) FROM bronze.station_status) GROUP BY district ORDER BY bikes DESC\"",
-        lake.display()
-    );
-    println!(
-        "  rtlake sql --lake {} \"SELECT district, sum(rentals) AS rentals, sum(returns) AS returns FROM silver.station_changes GROUP BY district ORDER BY rentals DESC LIMIT 5\"",
-        lake.display()
-    );
-    println!(
-        "  rtlake topics describe {} --brokers {}",
-        cfg.kafka.topic, cfg.kafka.brokers
-    );
-    println!("Ctrl-C stops everything; running the demo again continues where it stopped.");
-    let (mut producer, mut processor) = (producer, processor);
-    let mut producer_done = false;
-    let result: Result<()> = loop {
-        tokio::select! {
-            r = &mut producer, if !producer_done => {
-                producer_done = true;
-                match r {
-                    // The replay ran its --minutes; the processor goes on until Ctrl-C.
-                    Ok(Ok(rep)) if !shutdown.is_cancelled() => println!("replay finished: {} events", rep.sent),
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => break Err(anyhow::Error::from(e).context("producer")),
-                    Err(e) => break Err(anyhow::anyhow!("producer task: {e}")),
-                }
-            }
-            r = &mut processor => match r {
-                Ok(Ok(_)) => break Ok(()),
-                Ok(Err(e)) => break Err(anyhow::Error::from(e).context("processor")),
-                Err(e) => break Err(anyhow::anyhow!("processor task: {e}")),
-            },
-        }
-    };
-    shutdown.cancel();
-    if !producer_done {
-        let _ = producer.await;
-    }
-    if !processor.is_finished() {
-        let _ = processor.await;
-    }
-    if let Some(b) = broker {
-        b.stop().await;
-    }
-    result
-}
-
-fn speed_factor(s: &str) -> f64 {
-    s.trim_end_matches('x')
-        .parse::<f64>()
-        .ok()
-        .filter(|f| *f > 0.0)
-        .unwrap_or(f64::INFINITY)
 }

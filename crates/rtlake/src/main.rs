@@ -3,8 +3,10 @@
 
 mod cli;
 mod commands;
+mod demo_cmd;
 mod lake_cmd;
 mod settings;
+mod topics_cmd;
 
 use clap::Parser;
 use std::process::ExitCode;

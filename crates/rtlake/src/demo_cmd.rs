@@ -1,0 +1,163 @@
+//! `rtlake demo`: the whole pipeline on the embedded defaults (broker, replay producer,
+//! processor, dashboard) in one process.
+
+use crate::cli::{self, Cli};
+use crate::commands::shutdown_on_signal;
+use crate::settings::{Flags, load};
+use anyhow::Result;
+use rtlake_bikes::produce::Source;
+
+/// Runs the demo until Ctrl-C.
+pub async fn demo(cli: &Cli, a: &cli::DemoArgs) -> Result<()> {
+    let dir = &a.dir;
+    let mut f = Flags::default();
+    f.opt("broker.listen", "listen", Some(a.listen.clone()))
+        .opt("kafka.brokers", "listen", Some(a.listen.clone()))
+        // The demo's one processor takes every partition itself: no group to rebalance.
+        .opt("run.assignment", "demo", Some("static"))
+        .path("broker.data", "dir", Some(&dir.join("broker")))
+        .opt(
+            "lake.uri",
+            "dir",
+            Some(dir.join("lake").display().to_string()),
+        )
+        .path(
+            "source.state-file",
+            "dir",
+            Some(&dir.join("replay-state.json")),
+        )
+        .opt("source.kind", "demo", Some("replay"))
+        .str("source.speed", "speed", Some(&a.speed))
+        .opt("source.minutes", "minutes", a.minutes.map(|m| m as i64));
+    if a.dashboard != "off" {
+        f.opt("serve.listen", "dashboard", Some(a.dashboard.clone()));
+    }
+    if let Some(b) = &a.brokers {
+        f.opt("kafka.brokers", "brokers", Some(b.clone()));
+    }
+    let cfg = load(cli, None, &f)?;
+    let shutdown = shutdown_on_signal();
+    // Bind first: a busy dashboard port fails before anything starts.
+    let dashboard = match a.dashboard.as_str() {
+        "off" => None,
+        _ => Some(rtlake_web::bind_dashboard(&cfg, "--dashboard").await?),
+    };
+    let broker = match &a.brokers {
+        Some(_) => None,
+        None => {
+            let engine: rtlake_broker::Engine =
+                cfg.broker.storage.parse().map_err(anyhow::Error::msg)?;
+            Some(
+                rtlake_broker::EmbeddedBroker::start_with(
+                    cfg.broker.listen.parse()?,
+                    &cfg.broker.data,
+                    engine,
+                )
+                .await?,
+            )
+        }
+    };
+    let producer = {
+        let (cfg, token) = (cfg.clone(), shutdown.child_token());
+        tokio::spawn(
+            async move { rtlake_bikes::produce::produce(&cfg, Source::Replay, token).await },
+        )
+    };
+    let processor = {
+        let (cfg, token) = (cfg.clone(), shutdown.child_token());
+        tokio::spawn(async move {
+            rtlake_stream::ingest::run(&cfg, &rtlake_bikes::stream::registry(), token).await
+        })
+    };
+    let web_url = dashboard
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| format!("http://{a}/"));
+    if let Some(listener) = dashboard {
+        let (cfg, token) = (cfg.clone(), shutdown.child_token());
+        tokio::spawn(async move {
+            if let Err(e) = rtlake_web::serve(&cfg, listener, token).await {
+                tracing::error!(error = %e, "dashboard stopped");
+            }
+        });
+    }
+    let lake = dir.join("lake");
+    match &broker {
+        Some(b) => println!(
+            "rtlake demo is running: embedded broker {}, lake {}",
+            b.bootstrap(),
+            lake.display()
+        ),
+        None => println!(
+            "rtlake demo is running on the Kafka cluster {}, lake {}",
+            cfg.kafka.brokers,
+            lake.display()
+        ),
+    }
+    if let Some(url) = &web_url {
+        println!(
+            "dashboard: {url}  (pipeline: {url}pipeline, Kafka: {url}kafka, metrics: {url}metrics)"
+        );
+    }
+    println!(
+        "the replay publishes a poll of 2,721 stations every {:.1} s; in another terminal, try:",
+        15.0 / speed_factor(&a.speed)
+    );
+    println!(
+        "  rtlake sql --lake {} \"SELECT count(*) AS events, max(polled_at) AS latest FROM bronze.station_status\"",
+        lake.display()
+    );
+    println!(
+        "  rtlake sql --lake {} \"SELECT district, sum(bikes_parked) AS bikes FROM bronze.station_status WHERE polled_at = (SELECT max(polled_at) FROM bronze.station_status) GROUP BY district ORDER BY bikes DESC\"",
+        lake.display()
+    );
+    println!(
+        "  rtlake sql --lake {} \"SELECT district, sum(rentals) AS rentals, sum(returns) AS returns FROM silver.station_changes GROUP BY district ORDER BY rentals DESC LIMIT 5\"",
+        lake.display()
+    );
+    println!(
+        "  rtlake topics describe {} --brokers {}",
+        cfg.kafka.topic, cfg.kafka.brokers
+    );
+    println!("Ctrl-C stops everything; running the demo again continues where it stopped.");
+    let (mut producer, mut processor) = (producer, processor);
+    let mut producer_done = false;
+    let result: Result<()> = loop {
+        tokio::select! {
+            r = &mut producer, if !producer_done => {
+                producer_done = true;
+                match r {
+                    // The replay ran its --minutes; the processor goes on until Ctrl-C.
+                    Ok(Ok(rep)) if !shutdown.is_cancelled() => println!("replay finished: {} events", rep.sent),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => break Err(anyhow::Error::from(e).context("producer")),
+                    Err(e) => break Err(anyhow::anyhow!("producer task: {e}")),
+                }
+            }
+            r = &mut processor => match r {
+                Ok(Ok(_)) => break Ok(()),
+                Ok(Err(e)) => break Err(anyhow::Error::from(e).context("processor")),
+                Err(e) => break Err(anyhow::anyhow!("processor task: {e}")),
+            },
+        }
+    };
+    shutdown.cancel();
+    if !producer_done {
+        let _ = producer.await;
+    }
+    if !processor.is_finished() {
+        let _ = processor.await;
+    }
+    if let Some(b) = broker {
+        b.stop().await;
+    }
+    result
+}
+
+fn speed_factor(s: &str) -> f64 {
+    s.trim_end_matches('x')
+        .parse::<f64>()
+        .ok()
+        .filter(|f| *f > 0.0)
+        .unwrap_or(f64::INFINITY)
+}
