@@ -7,6 +7,7 @@
 //! with both counts zero are not written. The state is keyed by station and lives with the
 //! station's input partition.
 
+use rtlake_stream::ops::changes::Change;
 use std::collections::HashMap;
 
 /// The largest gap between two snapshots of a station that still yields a change row.
@@ -64,25 +65,24 @@ pub enum Outcome {
 /// first). The one definition of rentals and returns: silver's rows and the gold aggregates both
 /// come from it. The stored snapshot becomes `now` unless the outcome is [`Outcome::Stale`].
 pub fn rule(prev: Option<Last>, now: Last) -> Outcome {
-    let Some(before) = prev else {
-        return Outcome::First;
-    };
-    if now.polled_at <= before.polled_at {
-        return Outcome::Stale {
-            stored: before.polled_at,
-        };
-    }
-    let gap = now.polled_at - before.polled_at;
-    if gap > MAX_GAP_MICROS {
-        return Outcome::Reset { gap };
-    }
-    match before.bikes - now.bikes {
-        0 => Outcome::Unchanged,
-        d => Outcome::Change {
+    // The engine's change rule (`rtlake_stream::ops::changes::rule`), with bikes as the value:
+    // a decrease is rentals, an increase returns.
+    let change = rtlake_stream::ops::changes::rule(
+        prev.map(|p| (p.polled_at, i64::from(p.bikes))),
+        (now.polled_at, i64::from(now.bikes)),
+        MAX_GAP_MICROS,
+    );
+    match (prev, change) {
+        (Some(before), Change::Changed { increase, decrease }) => Outcome::Change {
             prev: before,
-            rentals: d.max(0),
-            returns: (-d).max(0),
+            // A difference of two counts, clamped should it not fit an i32.
+            rentals: i32::try_from(decrease).unwrap_or(i32::MAX),
+            returns: i32::try_from(increase).unwrap_or(i32::MAX),
         },
+        (_, Change::Stale { stored }) => Outcome::Stale { stored },
+        (_, Change::Reset { gap }) => Outcome::Reset { gap },
+        (_, Change::Unchanged) => Outcome::Unchanged,
+        (_, Change::First | Change::Changed { .. }) => Outcome::First,
     }
 }
 

@@ -4,7 +4,8 @@
 //! rentals). The first row of a key, a row more than `max-gap` after the stored one, and an
 //! unchanged value are stored without output; a row not after the stored one is stale and goes
 //! to `_rejected` as `stale` (the stored one stays). State is per key and input partition.
-//! This is the bike change rule (`rtlake_bikes::changes`) for any schema.
+//! [`rule`] is the one definition of the change rule: the bike domain's `changes` operator
+//! (`silver.station_changes`) applies it too.
 
 use super::sql_stage::SqlChain;
 use crate::input::EpochInput;
@@ -22,6 +23,54 @@ use std::sync::Arc;
 
 /// A key's stored row: (time µs, value).
 type Stored = HashMap<String, (i64, i64)>;
+
+/// What the change rule makes of a key's row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// The key's first row: stored, no output.
+    First,
+    /// More than the largest gap after the stored row: stored, no output.
+    Reset {
+        /// The gap, µs.
+        gap: i64,
+    },
+    /// Not after the stored row (a duplicate or stale): the stored one stays; rejected.
+    Stale {
+        /// The stored row's time, µs.
+        stored: i64,
+    },
+    /// The same value as the stored row: stored, no output.
+    Unchanged,
+    /// The value changed: stored, and a row out.
+    Changed {
+        /// `max(value − stored value, 0)`.
+        increase: i64,
+        /// `max(stored value − value, 0)`.
+        decrease: i64,
+    },
+}
+
+/// The change rule: what row `now` (time µs, value) makes of the key's `stored` one (`None`: the
+/// key's first), with `max_gap` µs the largest gap that still compares. The stored row becomes
+/// `now` unless the outcome is [`Change::Stale`].
+pub fn rule(stored: Option<(i64, i64)>, now: (i64, i64), max_gap: i64) -> Change {
+    let Some((st, sv)) = stored else {
+        return Change::First;
+    };
+    let (t, v) = now;
+    if t <= st {
+        Change::Stale { stored: st }
+    } else if t - st > max_gap {
+        Change::Reset { gap: t - st }
+    } else if v == sv {
+        Change::Unchanged
+    } else {
+        Change::Changed {
+            increase: (v - sv).max(0),
+            decrease: (sv - v).max(0),
+        }
+    }
+}
 
 /// A declared change stage.
 pub struct ChangeStage {
@@ -142,8 +191,9 @@ impl Operator for ChangeStage {
             }
             let (t, v) = (times.value(r), values.value(r));
             let stored = self.parts.get(place.0);
-            match stored.get(keys.value(r)).copied() {
-                Some((st, _)) if t <= st => {
+            let before = stored.get(keys.value(r)).copied();
+            match rule(before, (t, v), self.max_gap) {
+                Change::Stale { stored: st } => {
                     rejected.push(m, RejectReason::Stale, sink, || {
                         format!(
                             "stage {}: time {} is not after the stored {} of key {}",
@@ -155,14 +205,15 @@ impl Operator for ChangeStage {
                     });
                     continue;
                 }
-                Some((st, sv)) if t - st <= self.max_gap && v != sv => {
+                Change::Changed { increase, decrease } => {
+                    let (st, sv) = before.unwrap_or_default();
                     take.push(r as u32);
                     prev_t.push(st);
                     prev_v.push(sv);
-                    inc.push((v - sv).max(0));
-                    dec.push((sv - v).max(0));
+                    inc.push(increase);
+                    dec.push(decrease);
                 }
-                _ => {}
+                Change::First | Change::Reset { .. } | Change::Unchanged => {}
             }
             stored.insert(keys.value(r).to_string(), (t, v));
         }
@@ -193,4 +244,42 @@ impl Operator for ChangeStage {
 
 fn micros_rfc3339(us: i64) -> String {
     chrono::DateTime::from_timestamp_micros(us).map_or_else(String::new, |t| t.to_rfc3339())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Change, rule};
+
+    #[test]
+    fn the_rule_compares_with_the_stored_row() {
+        let gap = 600;
+        assert_eq!(rule(None, (10, 5), gap), Change::First);
+        assert_eq!(
+            rule(Some((10, 5)), (10, 7), gap),
+            Change::Stale { stored: 10 }
+        );
+        assert_eq!(
+            rule(Some((10, 5)), (9, 7), gap),
+            Change::Stale { stored: 10 }
+        );
+        assert_eq!(
+            rule(Some((10, 5)), (611, 7), gap),
+            Change::Reset { gap: 601 }
+        );
+        assert_eq!(rule(Some((10, 5)), (610, 5), gap), Change::Unchanged);
+        assert_eq!(
+            rule(Some((10, 5)), (610, 2), gap),
+            Change::Changed {
+                increase: 0,
+                decrease: 3
+            }
+        );
+        assert_eq!(
+            rule(Some((10, 5)), (20, 9), gap),
+            Change::Changed {
+                increase: 4,
+                decrease: 0
+            }
+        );
+    }
 }
