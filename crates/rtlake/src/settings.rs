@@ -45,7 +45,8 @@ pub fn load(
     pipeline: Option<&PathBuf>,
     flags: &Flags,
 ) -> Result<Config, ConfigError> {
-    let mut loader = ConfigLoader::new();
+    // Sinks may name the operators this binary registered (the bike domain's).
+    let mut loader = ConfigLoader::new().operators(rtlake_bikes::stream::registry().names());
     loader = match &cli.config {
         Some(f) => loader.file(f)?,
         None => loader.file_if_exists(Path::new("rtlake.toml"))?,

@@ -103,6 +103,7 @@ pub(super) fn validate(
     input: Option<&InputConfig>,
     tables: &[StaticTable],
     stages: &[StageConfig],
+    operators: Option<&[String]>,
 ) -> Result<(), (String, String, String)> {
     let e = |k: String, v: &str, r: String| Err((k, v.to_string(), r));
     let fail = |k: String, v: &str, r: String| (k, v.to_string(), r);
@@ -172,13 +173,13 @@ pub(super) fn validate(
             .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c))
             || s.name.is_empty()
             || s.name == "input"
-            || super::OPERATORS.contains(&s.name.as_str())
+            || operators.is_some_and(|o| o.contains(&s.name))
             || stages[..i].iter().any(|o| o.name == s.name)
         {
             return e(
                 key("name"),
                 &s.name,
-                "a stage name is letters, digits, _ and -, not `input`, a built-in operator or another stage's".into(),
+                "a stage name is letters, digits, _ and -, not `input`, a registered operator's or another stage's".into(),
             );
         }
         if let Some(inp) = &s.input

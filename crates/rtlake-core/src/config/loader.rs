@@ -9,6 +9,7 @@ use std::path::Path;
 pub struct ConfigLoader {
     table: toml::Table,
     origins: HashMap<String, String>,
+    operators: Option<Vec<String>>,
 }
 
 impl ConfigLoader {
@@ -102,6 +103,13 @@ impl ConfigLoader {
         self.origins.insert(key.to_string(), origin);
     }
 
+    /// The registered operators a sink may name (besides declared stages). Without them, an
+    /// unknown operator name is left to the pipeline's builder.
+    pub fn operators<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.operators = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
     /// Parses and validates the merged layers.
     pub fn build(self) -> Result<Config, ConfigError> {
         let origins = self.origins;
@@ -120,7 +128,7 @@ impl ConfigLoader {
                         .unwrap_or_default();
                     ConfigError::Invalid(format!("{}{hint}", msg.trim()))
                 })?;
-        config.validate(&origins)?;
+        config.validate(&origins, self.operators.as_deref())?;
         Ok(config)
     }
 }

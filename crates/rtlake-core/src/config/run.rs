@@ -154,9 +154,6 @@ impl SinkConfig {
 /// The bike pipeline's declaration, the default of `rtlake run`.
 pub const BIKES_PIPELINE: &str = include_str!("../../../../pipelines/bikes.toml");
 
-/// The operators a sink can name.
-pub const OPERATORS: &[&str] = &["bronze", "changes", "station-hourly", "district-5min"];
-
 /// The stream processor.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]

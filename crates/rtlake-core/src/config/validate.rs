@@ -5,7 +5,15 @@ use std::collections::HashMap;
 
 impl Config {
     /// Checks ranges and consistency; the error names the key, the value and its origin.
-    pub fn validate(&self, origins: &HashMap<String, String>) -> Result<(), ConfigError> {
+    ///
+    /// `operators` are the names of the registered operators a sink may name besides the
+    /// declared stages (the binary's registry); `None` leaves unknown names to the pipeline's
+    /// builder, which lists what it knows.
+    pub fn validate(
+        &self,
+        origins: &HashMap<String, String>,
+        operators: Option<&[String]>,
+    ) -> Result<(), ConfigError> {
         let err = |key: &str, value: &dyn std::fmt::Display, reason: &str| ConfigError::Value {
             key: key.into(),
             value: value.to_string(),
@@ -252,9 +260,9 @@ impl Config {
         if self.serve.sql_row_limit == 0 {
             return Err(err("serve.sql-row-limit", &0, "must be at least 1"));
         }
-        super::declared::validate(r.input.as_ref(), &r.tables, &r.stages)
+        super::declared::validate(r.input.as_ref(), &r.tables, &r.stages, operators)
             .map_err(|(k, v, reason)| err(&k, &v, &reason))?;
-        validate_sinks(&r.sinks(), &r.stages)
+        validate_sinks(&r.sinks(), &r.stages, operators)
             .map_err(|(i, reason)| err(&format!("run.sinks[{i}]"), &"…", &reason))?;
         Ok(())
     }
@@ -287,6 +295,7 @@ fn url_ok(s: &str) -> Result<(), String> {
 fn validate_sinks(
     sinks: &[super::SinkConfig],
     stages: &[super::StageConfig],
+    operators: Option<&[String]>,
 ) -> Result<(), (usize, String)> {
     if sinks.is_empty() {
         return Err((0, "a pipeline needs at least one sink ([[sinks]])".into()));
@@ -294,10 +303,13 @@ fn validate_sinks(
     let mut seen = std::collections::HashSet::new();
     for (i, s) in sinks.iter().enumerate() {
         let stage = stages.iter().find(|st| st.name == s.operator);
-        if !super::OPERATORS.contains(&s.operator.as_str()) && stage.is_none() {
-            let names: Vec<&str> = super::OPERATORS
+        if let Some(ops) = operators
+            && !ops.contains(&s.operator)
+            && stage.is_none()
+        {
+            let names: Vec<&str> = ops
                 .iter()
-                .copied()
+                .map(String::as_str)
                 .chain(stages.iter().map(|st| st.name.as_str()))
                 .collect();
             return Err((
