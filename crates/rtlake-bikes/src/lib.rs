@@ -7,6 +7,7 @@
 //! - [`districts`]: station → district by point-in-polygon.
 //! - [`produce`]: the producer loop of `rtlake produce bikes`.
 //! - [`stream`]: the bike pipeline's operators on the stream engine, registered by name.
+//! - [`tables`]: the bike tables' names and Arrow schemas.
 //! - [`gbfs`]: any GBFS bike-share system's feeds as events (`rtlake produce gbfs URL`).
 //! - `fake_api`, `fake_gbfs` (feature `fake-api`): local stand-ins for the bikeList API and
 //!   a GBFS system, for tests.
@@ -24,6 +25,7 @@ pub mod model;
 pub mod produce;
 pub mod replay;
 pub mod stream;
+pub mod tables;
 
 /// Errors of the bike domain.
 #[derive(Debug, thiserror::Error)]

@@ -1,4 +1,5 @@
-//! Arrow schemas of the lake's tables (DESIGN.md §3), shared by writers and readers.
+//! Table names, the time partition columns and the `_rejected` table every pipeline shares
+//! (DESIGN.md §3). A domain's own tables live with it (`rtlake_bikes::tables`).
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use std::sync::Arc;
@@ -33,26 +34,6 @@ impl std::fmt::Display for TableName {
     }
 }
 
-/// `bronze.station_status`: every station status event.
-pub const BRONZE_STATION_STATUS: TableName = TableName {
-    namespace: "bronze",
-    name: "station_status",
-};
-/// `silver.station_changes`: one row per station snapshot whose bike count changed.
-pub const SILVER_STATION_CHANGES: TableName = TableName {
-    namespace: "silver",
-    name: "station_changes",
-};
-/// `gold.station_hourly`: one row per station and hour window.
-pub const GOLD_STATION_HOURLY: TableName = TableName {
-    namespace: "gold",
-    name: "station_hourly",
-};
-/// `gold.district_5min`: per-partition partials per district and 5-minute window.
-pub const GOLD_DISTRICT_5MIN: TableName = TableName {
-    namespace: "gold",
-    name: "district_5min",
-};
 /// `_rejected`: every message a sink could not take, with the reason.
 pub const REJECTED: TableName = TableName {
     namespace: "",
@@ -62,95 +43,17 @@ pub const REJECTED: TableName = TableName {
 /// The partition columns of every time-partitioned table: date and hour in Seoul time.
 pub const TIME_PARTITIONS: [&str; 2] = ["date", "hour"];
 
-fn ts() -> DataType {
+/// A UTC timestamp in microseconds, the type of every time column.
+pub fn ts() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 
-fn partition_fields() -> [Field; 2] {
+/// The fields of [`TIME_PARTITIONS`], the last columns of a time-partitioned table.
+pub fn partition_fields() -> [Field; 2] {
     [
         Field::new("date", DataType::Date32, false),
         Field::new("hour", DataType::Int32, false),
     ]
-}
-
-/// The schema of `bronze.station_status`.
-pub fn bronze_station_status() -> SchemaRef {
-    bronze_station_status_with(false)
-}
-
-/// The schema of `bronze.station_status`, with the nullable `extra` column (the events'
-/// unknown fields as JSON, `run.unknown-fields = "keep"`) when `extra` is set.
-pub fn bronze_station_status_with(extra: bool) -> SchemaRef {
-    let mut f = vec![
-        Field::new("station_id", DataType::Utf8, false),
-        Field::new("station_name", DataType::Utf8, false),
-        Field::new("rack_total", DataType::Int32, false),
-        Field::new("bikes_parked", DataType::Int32, false),
-        Field::new("shared_pct", DataType::Int32, false),
-        Field::new("lat", DataType::Float64, false),
-        Field::new("lon", DataType::Float64, false),
-        Field::new("polled_at", ts(), false),
-        Field::new("district", DataType::Utf8, true),
-        Field::new("kafka_partition", DataType::Int32, false),
-        Field::new("kafka_offset", DataType::Int64, false),
-        Field::new("ingested_at", ts(), false),
-    ];
-    if extra {
-        f.push(Field::new("extra", DataType::Utf8, true));
-    }
-    f.extend(partition_fields());
-    Arc::new(Schema::new(f))
-}
-
-/// The schema of `silver.station_changes`.
-pub fn silver_station_changes() -> SchemaRef {
-    let mut f = vec![
-        Field::new("station_id", DataType::Utf8, false),
-        Field::new("polled_at", ts(), false),
-        Field::new("prev_polled_at", ts(), false),
-        Field::new("bikes_parked", DataType::Int32, false),
-        Field::new("prev_bikes_parked", DataType::Int32, false),
-        Field::new("rentals", DataType::Int32, false),
-        Field::new("returns", DataType::Int32, false),
-        Field::new("district", DataType::Utf8, true),
-    ];
-    f.extend(partition_fields());
-    Arc::new(Schema::new(f))
-}
-
-/// The schema of `gold.station_hourly`, partitioned by the date and hour (KST) of `window_start`.
-pub fn gold_station_hourly() -> SchemaRef {
-    let mut f = vec![
-        Field::new("station_id", DataType::Utf8, false),
-        Field::new("window_start", ts(), false),
-        Field::new("window_end", ts(), false),
-        Field::new("snapshots", DataType::Int64, false),
-        Field::new("rentals", DataType::Int64, false),
-        Field::new("returns", DataType::Int64, false),
-        Field::new("avg_bikes_parked", DataType::Float64, false),
-        Field::new("min_bikes_parked", DataType::Int32, false),
-        Field::new("max_bikes_parked", DataType::Int32, false),
-        Field::new("empty_minutes", DataType::Float64, false),
-    ];
-    f.extend(partition_fields());
-    Arc::new(Schema::new(f))
-}
-
-/// The schema of `gold.district_5min` (partials: one row per district, window and source
-/// partition; sum over `kafka_partition` for the district's figure).
-pub fn gold_district_5min() -> SchemaRef {
-    let mut f = vec![
-        Field::new("district", DataType::Utf8, false),
-        Field::new("window_start", ts(), false),
-        Field::new("window_end", ts(), false),
-        Field::new("kafka_partition", DataType::Int32, false),
-        Field::new("rentals", DataType::Int64, false),
-        Field::new("returns", DataType::Int64, false),
-        Field::new("bikes_parked", DataType::Int64, false),
-        Field::new("stations_empty", DataType::Int64, false),
-    ];
-    f.extend(partition_fields());
-    Arc::new(Schema::new(f))
 }
 
 /// The schema of `_rejected`, partitioned by the date and hour (KST) of `rejected_at`.

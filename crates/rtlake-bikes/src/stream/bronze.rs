@@ -11,7 +11,6 @@ use rtlake_stream::input::EpochInput;
 use rtlake_stream::operator::{Emitted, Operator, Rejections};
 use rtlake_stream::source::RawMessage;
 
-use rtlake_core::schema;
 use std::sync::Arc;
 
 /// `bronze.station_status`: every decodable message as a row; the rest go to `_rejected`
@@ -48,7 +47,7 @@ impl Operator for BronzeOperator {
     }
 
     fn schema(&self) -> SchemaRef {
-        schema::bronze_station_status_with(self.keep_extra)
+        crate::tables::bronze_station_status_with(self.keep_extra)
     }
 
     fn process(

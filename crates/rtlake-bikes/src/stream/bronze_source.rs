@@ -22,7 +22,7 @@ pub async fn read(uri: &str, lake: &LakeConfig) -> Result<BTreeMap<i32, Vec<RawM
         uri: uri.to_string(),
         ..lake.clone()
     })?;
-    let url = source.table_url(rtlake_core::schema::BRONZE_STATION_STATUS);
+    let url = source.table_url(crate::tables::BRONZE_STATION_STATUS);
     let table = rtlake_lake::deltalake::DeltaTable::try_from_url_with_storage_options(
         url.clone(),
         source.storage_options().clone(),

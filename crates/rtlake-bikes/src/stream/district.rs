@@ -15,7 +15,7 @@ use arrow::array::{
 };
 use arrow::datatypes::SchemaRef;
 use chrono::DateTime;
-use rtlake_core::schema::{self, RejectReason};
+use rtlake_core::schema::RejectReason;
 use rtlake_stream::input::EpochInput;
 use rtlake_stream::operator::last_offsets;
 use rtlake_stream::operator::{Emitted, Operator, PartitionState, PerPartition, Rejections};
@@ -53,7 +53,7 @@ impl Operator for District5MinOperator {
     }
 
     fn schema(&self) -> SchemaRef {
-        schema::gold_district_5min()
+        crate::tables::gold_district_5min()
     }
 
     fn process(
@@ -166,7 +166,7 @@ fn to_batch(partials: &Partials) -> RecordBatch {
     cols.push(Arc::new(date.finish()));
     cols.push(Arc::new(hour.finish()));
     // The columns follow the schema by construction.
-    RecordBatch::try_new(schema::gold_district_5min(), cols)
+    RecordBatch::try_new(crate::tables::gold_district_5min(), cols)
         .expect("district columns match the schema")
 }
 

@@ -15,7 +15,7 @@ use arrow::array::{
 };
 use arrow::datatypes::SchemaRef;
 use chrono::DateTime;
-use rtlake_core::schema::{self, RejectReason};
+use rtlake_core::schema::RejectReason;
 use rtlake_stream::input::EpochInput;
 use rtlake_stream::operator::{
     Emitted, Operator, PartitionState, PerPartition, Rejections, last_offsets,
@@ -98,7 +98,7 @@ impl Operator for HourlyOperator {
     }
 
     fn schema(&self) -> SchemaRef {
-        schema::gold_station_hourly()
+        crate::tables::gold_station_hourly()
     }
 
     fn process(
@@ -214,6 +214,6 @@ fn to_batch(rows: &[WindowRow<String>]) -> RecordBatch {
         Arc::new(hour.finish()),
     ];
     // The columns follow the schema by construction.
-    RecordBatch::try_new(schema::gold_station_hourly(), cols)
+    RecordBatch::try_new(crate::tables::gold_station_hourly(), cols)
         .expect("gold columns match the schema")
 }

@@ -9,7 +9,7 @@ use arrow::array::{
 };
 use arrow::datatypes::SchemaRef;
 use chrono::DateTime;
-use rtlake_core::schema::{self, RejectReason};
+use rtlake_core::schema::RejectReason;
 use rtlake_stream::input::EpochInput;
 use rtlake_stream::operator::{Emitted, Operator, PartitionState, PerPartition, Rejections};
 use rtlake_stream::source::RawMessage;
@@ -48,7 +48,7 @@ impl Operator for SilverOperator {
     }
 
     fn schema(&self) -> SchemaRef {
-        schema::silver_station_changes()
+        crate::tables::silver_station_changes()
     }
 
     fn process(
@@ -120,7 +120,7 @@ impl Operator for SilverOperator {
             Arc::new(c.hour.finish()),
         ];
         // The columns follow the schema by construction.
-        let batch = RecordBatch::try_new(schema::silver_station_changes(), cols)
+        let batch = RecordBatch::try_new(crate::tables::silver_station_changes(), cols)
             .expect("silver columns match the schema");
         Ok(Emitted { batch, origins })
     }
