@@ -30,6 +30,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+mod assign;
 mod health;
 
 /// How often the watchdog looks.
@@ -437,72 +438,6 @@ impl KafkaWorker {
                 Some(Resume::Start) => self.positions.start.first(*p, *lo, *hi) >= *hi,
                 _ => lo >= hi,
             })
-    }
-
-    /// Applies an assignment change; `true` when learning the new partitions failed and the
-    /// consumer was started again instead.
-    async fn sync_assignment(&mut self, buf: &mut Vec<RawMessage>) -> Result<bool> {
-        match self.apply_rebalance(buf).await {
-            Ok(()) => Ok(false),
-            Err(e) if retryable(&e) => {
-                self.restart(
-                    buf,
-                    "rebalance",
-                    &format!("cannot take the new partitions: {e}"),
-                )
-                .await?;
-                Ok(true)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Applies an assignment change: drops buffered messages of lost partitions, and learns the
-    /// outputs' versions (and restores the state) of new ones.
-    async fn apply_rebalance(&mut self, buf: &mut Vec<RawMessage>) -> Result<()> {
-        let ctx = self.consumer.context();
-        if !ctx.changed.swap(false, Ordering::AcqRel) {
-            return Ok(());
-        }
-        let now = ctx.assigned_now();
-        buf.retain(|m| now.contains(&m.partition));
-        self.next.retain(|p, _| now.contains(p));
-        self.cuts.retain(|p, _| now.contains(p));
-        for p in self.assigned.difference(&now) {
-            self.engine.drop_partition(*p);
-            ctx.forget(*p);
-        }
-        let added: Vec<i32> = now.difference(&self.assigned).copied().collect();
-        if !added.is_empty() {
-            self.learn(&added).await?;
-        }
-        tracing::info!(partitions = ?now, "partitions held");
-        self.assigned = now;
-        self.watch.progress = Instant::now();
-        Ok(())
-    }
-
-    /// Learns where `parts` resume and which of them have an interrupted epoch.
-    async fn learn(&mut self, parts: &[i32]) -> Result<()> {
-        let pending = self.engine.refresh(parts).await?;
-        for p in parts {
-            let resume = self.engine.resume(*p);
-            self.next.insert(*p, resume.expected());
-            match resume {
-                Resume::At(o) => self.first.insert(*p, o),
-                _ => self.first.remove(p),
-            };
-        }
-        for (p, r) in pending {
-            tracing::info!(
-                partition = p,
-                start = r.start,
-                end = r.end,
-                "re-running the interrupted epoch over the same offsets"
-            );
-            self.cuts.insert(p, r.end);
-        }
-        Ok(())
     }
 
     /// Commits the buffered messages as one epoch.

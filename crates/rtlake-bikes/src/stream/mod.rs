@@ -17,6 +17,7 @@ pub mod udf;
 
 use crate::districts::DistrictCache;
 use crate::model::{DecodeError, StationStatus};
+use crate::tables;
 use chrono::{DateTime, Utc};
 use rtlake_core::config::UnknownFields;
 use rtlake_core::schema::RejectReason;
@@ -31,23 +32,23 @@ pub fn register(registry: &mut Registry) {
     let lateness = |cfg: &rtlake_core::Config| cfg.run.lateness.get().as_micros() as i64;
     let key = Some("station_id");
     registry
-        .operator("bronze", crate::tables::BRONZE_STATION_STATUS, key, |cfg| {
+        .operator("bronze", tables::BRONZE_STATION_STATUS, key, |cfg| {
             Ok(Box::new(bronze::BronzeOperator {
                 keep_extra: cfg.run.unknown_fields == UnknownFields::Keep,
             }))
         })
-        .operator("changes", crate::tables::SILVER_STATION_CHANGES, key, |_| {
+        .operator("changes", tables::SILVER_STATION_CHANGES, key, |_| {
             Ok(Box::new(silver::SilverOperator::default()))
         })
         .operator(
             "station-hourly",
-            crate::tables::GOLD_STATION_HOURLY,
+            tables::GOLD_STATION_HOURLY,
             key,
             move |cfg| Ok(Box::new(gold::HourlyOperator::new(lateness(cfg)))),
         )
         .operator(
             "district-5min",
-            crate::tables::GOLD_DISTRICT_5MIN,
+            tables::GOLD_DISTRICT_5MIN,
             key,
             move |cfg| Ok(Box::new(district::District5MinOperator::new(lateness(cfg)))),
         )
@@ -60,7 +61,7 @@ pub fn register(registry: &mut Registry) {
         })
         .udf(udf::district())
         .replay(Replay {
-            table: crate::tables::BRONZE_STATION_STATUS,
+            table: tables::BRONZE_STATION_STATUS,
             read: Box::new(|uri, lake| {
                 Box::pin(async move { bronze_source::read(&uri, &lake).await })
             }),

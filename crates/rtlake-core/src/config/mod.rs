@@ -19,8 +19,8 @@ mod validate;
 pub use declared::{InputConfig, Mode, StageConfig, StaticTable};
 pub use loader::{ConfigLoader, parse_scalar};
 pub use run::{
-    Assignment, AssignmentStrategy, RunConfig, SinkConfig, SinkTransactions,
-    StartingOffsets, Trigger, UnknownFields,
+    Assignment, AssignmentStrategy, RunConfig, SinkConfig, SinkTransactions, StartingOffsets,
+    Trigger, UnknownFields,
 };
 
 /// The sections of the configuration, also the first word of an `RTLAKE_*` variable.

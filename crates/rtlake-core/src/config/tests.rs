@@ -186,7 +186,9 @@ fn sinks_name_the_operators_the_binary_registered() {
             .operators(["bronze", "orders-by-shop"])
     };
     // A name another domain crate registered passes; it is not a bike operator.
-    with("orders-by-shop").build().expect("a registered operator");
+    with("orders-by-shop")
+        .build()
+        .expect("a registered operator");
     let e = with("changes").build().unwrap_err().to_string();
     assert!(
         e.contains("run.sinks[0]")
