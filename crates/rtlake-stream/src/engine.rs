@@ -2,8 +2,10 @@
 //!
 //! An epoch's per-partition offset ranges go to the offset log first. Every message is decoded
 //! once; each stage's operator processes the messages past the smallest version of its
-//! outputs; the state after the epoch is snapshotted under the version the commits will carry;
-//! then `_rejected` commits, then every stage's outputs at once, and last the commit log.
+//! outputs, on a thread per stage, and snapshots its state after the epoch (on the same thread)
+//! under the version the commits will carry; the snapshots are saved while `_rejected` commits;
+//! then every stage's outputs commit at once, and last the commit log. At debug level each
+//! epoch logs how long these steps took.
 //!
 //! `_rejected` is committed first: an operator rejects stale or late messages only while it
 //! processes them, so its rejections must never be behind it. A crash between two commits
@@ -282,48 +284,63 @@ impl Engine {
                 &mut Rejections::new(&mut cols, &rejected_owed, topic, now),
                 &sink,
             );
-            (out, cols.finish())
+            // The state after this epoch, under the version its outputs' commits will carry,
+            // serialised here on the stage's own thread.
+            let snapshots: Vec<(i32, i64, Vec<u8>)> = match stage.op.state() {
+                Some(state) if out.is_ok() => ends
+                    .iter()
+                    .filter(|(p, end)| stage.version(&pipeline, **p).is_none_or(|v| **end > v))
+                    .map(|(p, end)| (*p, *end, state.snapshot(*p)))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            (out, cols.finish(), snapshots)
         };
-        let results: Vec<(Result<Emitted>, arrow::array::RecordBatch)> =
-            tokio::task::block_in_place(|| {
-                std::thread::scope(|scope| {
-                    let handles: Vec<_> = self
-                        .stages
-                        .iter_mut()
-                        .map(|stage| scope.spawn(|| run_stage(stage)))
-                        .collect();
-                    handles
-                        .into_iter()
-                        .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                        .collect()
-                })
-            });
+        let decoded = started.elapsed();
+        let results: Vec<(
+            Result<Emitted>,
+            arrow::array::RecordBatch,
+            Vec<(i32, i64, Vec<u8>)>,
+        )> = tokio::task::block_in_place(|| {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = self
+                    .stages
+                    .iter_mut()
+                    .map(|stage| scope.spawn(|| run_stage(stage)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            })
+        });
         drop(input);
+        let processed = started.elapsed();
         let mut emitted = Vec::with_capacity(results.len());
         let mut rejected_parts = vec![refused.finish()];
-        for (out, rejects) in results {
+        let mut saves = Vec::new();
+        for ((out, rejects, snapshots), stage) in results.into_iter().zip(&self.stages) {
             emitted.push(out?);
             rejected_parts.push(rejects);
-        }
-        // The state after this epoch, under the version its outputs' commits will carry.
-        for stage in &self.stages {
-            let Some(state) = stage.op.state() else {
-                continue;
-            };
-            for (p, end) in &ends {
-                if stage.version(&pipeline, *p).is_none_or(|v| *end > v) {
-                    let keep_from = self
-                        .stages
-                        .iter()
-                        .filter(|s| s.op.kind() == stage.op.kind())
-                        .filter_map(|s| s.version(&pipeline, *p))
-                        .min();
-                    self.state
-                        .save(stage.op.kind(), *p, *end, &state.snapshot(*p), keep_from)
-                        .await?;
-                }
+            for (p, end, bytes) in snapshots {
+                // Older snapshots go once every stage of this kind has committed past them.
+                let keep_from = self
+                    .stages
+                    .iter()
+                    .filter(|s| s.op.kind() == stage.op.kind())
+                    .filter_map(|s| s.version(&pipeline, p))
+                    .min();
+                saves.push((stage.op.kind(), p, end, bytes, keep_from));
             }
         }
+        let state = &self.state;
+        let saved = async {
+            futures::future::try_join_all(saves.iter().map(|(kind, p, end, bytes, keep_from)| {
+                state.save(kind, *p, *end, bytes, *keep_from)
+            }))
+            .await
+            .map_err(Error::from)
+        };
         let rejected_schema = rtlake_core::schema::rejected();
         let rejected = Emitted {
             origins: Vec::new(),
@@ -332,12 +349,14 @@ impl Engine {
         };
         let rejected_rows = rejected.batch.num_rows() as u64;
         let t = std::time::Instant::now();
-        if self
-            .rejected
-            .commit(&pipeline, &rejected, &ends)
-            .await?
-            .is_some()
-        {
+        // The state snapshots and `_rejected` are independent; both land before any output
+        // commits (an output's version must find its state, and a stage skips what its output
+        // holds, so its rejections must be in `_rejected` first).
+        let (_, rejected_commit) =
+            futures::future::try_join(saved, self.rejected.commit(&pipeline, &rejected, &ends))
+                .await?;
+        let first = started.elapsed();
+        if rejected_commit.is_some() {
             crate::failpoint(&format!("after-commit:{}", self.rejected.name()));
             *self.report.rows.entry(self.rejected.name()).or_default() += rejected_rows;
             self.observe_commit(&self.rejected.name(), rejected_rows, t.elapsed());
@@ -370,6 +389,14 @@ impl Engine {
         self.log
             .commit(&ranges, started.elapsed().as_millis() as u64)
             .await?;
+        tracing::debug!(
+            messages = msgs.len(),
+            decode_ms = decoded.as_millis() as u64,
+            process_ms = (processed - decoded).as_millis() as u64,
+            state_and_rejected_ms = (first - processed).as_millis() as u64,
+            outputs_ms = (started.elapsed() - first).as_millis() as u64,
+            "epoch"
+        );
         let done = chrono::Utc::now().timestamp_millis();
         let latency = metrics.event_to_lake.with_label_values(&[&pipeline]);
         for m in msgs {
