@@ -120,32 +120,38 @@ pub async fn run(
             Output::Kafka(_) => None,
         })
         .collect();
-    crate::maintain::spawn(&lake, tables.clone(), &cfg.lake, shutdown.child_token());
-    let report = match (file, bronze) {
-        (Some(path), _) => run_file(cfg, engine, &path, shutdown).await?,
-        (None, Some(uri)) => run_bronze(cfg, registry, engine, uri, shutdown).await?,
-        (None, None) => {
-            let positions = Positions {
-                lake: lake.clone(),
-                pipeline: cfg.run.pipeline.clone(),
-                tables,
-                kafka_dirs: engine
-                    .stages
-                    .iter()
-                    .flat_map(|s| &s.outputs)
-                    .filter_map(|o| match o {
-                        Output::Kafka(k) => Some(k.dir().clone()),
-                        Output::Delta(..) => None,
-                    })
-                    .collect(),
-                start: start_at(cfg).await?,
-            };
-            KafkaWorker::start(cfg, engine, positions, shutdown)
-                .await?
-                .run()
-                .await?
+    let maintenance =
+        crate::maintain::spawn(&lake, tables.clone(), &cfg.lake, shutdown.child_token());
+    let ran = async {
+        match (file, bronze) {
+            (Some(path), _) => run_file(cfg, engine, &path, shutdown).await,
+            (None, Some(uri)) => run_bronze(cfg, registry, engine, uri, shutdown).await,
+            (None, None) => {
+                let positions = Positions {
+                    lake: lake.clone(),
+                    pipeline: cfg.run.pipeline.clone(),
+                    tables,
+                    kafka_dirs: engine
+                        .stages
+                        .iter()
+                        .flat_map(|s| &s.outputs)
+                        .filter_map(|o| match o {
+                            Output::Kafka(k) => Some(k.dir().clone()),
+                            Output::Delta(..) => None,
+                        })
+                        .collect(),
+                    start: start_at(cfg).await?,
+                };
+                KafkaWorker::start(cfg, engine, positions, shutdown)
+                    .await?
+                    .run()
+                    .await
+            }
         }
-    };
+    }
+    .await;
+    maintenance.stop().await;
+    let report = ran?;
     tracing::info!(
         epochs = report.epochs,
         messages = report.messages,
