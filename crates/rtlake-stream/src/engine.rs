@@ -362,29 +362,50 @@ impl Engine {
             self.observe_commit(&self.rejected.name(), rejected_rows, t.elapsed());
             count_rejections(&pipeline, &rejected.batch);
         }
-        // The outputs are independent tables and topics: commit them concurrently.
-        let commits = self
-            .stages
-            .iter_mut()
-            .zip(&emitted)
-            .flat_map(|(stage, out)| stage.outputs.iter_mut().map(move |o| (o, out)))
-            .map(|(o, out)| {
-                let pipeline = &pipeline;
-                let ends = &ends;
-                async move {
+        // The outputs are independent tables and topics: each commits as a task of its own, so
+        // one output's Parquet encoding does not hold up another's Delta bookkeeping.
+        let emitted: Vec<std::sync::Arc<Emitted>> =
+            emitted.into_iter().map(std::sync::Arc::new).collect();
+        let shared_ends = std::sync::Arc::new(ends.clone());
+        let mut tasks = Vec::new();
+        for (stage, out) in self.stages.iter_mut().zip(&emitted) {
+            let mut outs = Vec::new();
+            for mut o in std::mem::take(&mut stage.outputs) {
+                let (pipeline, ends, out) = (pipeline.clone(), shared_ends.clone(), out.clone());
+                outs.push(tokio::spawn(async move {
                     let t = std::time::Instant::now();
-                    let rows = o.commit(pipeline, out, ends).await?;
-                    if rows.is_some() {
+                    let rows = o.commit(&pipeline, &out, &ends).await;
+                    if matches!(rows, Ok(Some(_))) {
                         crate::failpoint(&format!("after-commit:{}", o.name()));
                     }
-                    Ok::<_, Error>((o.name(), rows, t.elapsed()))
-                }
-            });
-        for (name, rows, took) in futures::future::try_join_all(commits).await? {
-            if let Some(rows) = rows {
-                *self.report.rows.entry(name.clone()).or_default() += rows;
-                self.observe_commit(&name, rows, took);
+                    (o, rows, t.elapsed())
+                }));
             }
+            tasks.push(outs);
+        }
+        // Every output goes back to its stage, whatever the others' outcome.
+        let (mut failed, mut committed) = (None, Vec::new());
+        for (stage, outs) in self.stages.iter_mut().zip(tasks) {
+            for task in outs {
+                let (o, rows, took) = task
+                    .await
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+                match rows {
+                    Ok(Some(rows)) => committed.push((o.name(), rows, took)),
+                    Ok(None) => {}
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                    }
+                }
+                stage.outputs.push(o);
+            }
+        }
+        for (name, rows, took) in committed {
+            *self.report.rows.entry(name.clone()).or_default() += rows;
+            self.observe_commit(&name, rows, took);
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         self.log
             .commit(&ranges, started.elapsed().as_millis() as u64)

@@ -266,7 +266,6 @@ async fn run_file(
     let from = engine.resume(0).expected();
     tracing::info!(files = files.len(), resume_at = from, "file source");
     // Read a chunk at a time; an epoch interrupted before a crash is re-run over its range.
-    let mut lines = crate::connectors::file::Lines::new(files);
     let mut until = pending.get(&0).map(|r| r.end);
     if let Some(r) = pending.get(&0) {
         tracing::info!(
@@ -275,23 +274,38 @@ async fn run_file(
             "re-running the interrupted epoch over the same offsets"
         );
     }
+    // The next chunk is read on a blocking thread while the current epoch runs.
+    let read = |mut lines: crate::connectors::file::Lines, until: Option<i64>| {
+        let max = match until {
+            Some(_) => usize::MAX,
+            None => cfg.run.epoch_limit(),
+        };
+        tokio::task::spawn_blocking(move || {
+            let chunk = lines.next_chunk(max, from, until);
+            (lines, chunk)
+        })
+    };
+    let mut next = read(crate::connectors::file::Lines::new(files), until);
     let started = Instant::now();
     loop {
         if shutdown.is_cancelled() {
             break;
         }
-        let max = match until {
-            Some(_) => usize::MAX,
-            None => cfg.run.epoch_limit(),
-        };
-        let chunk = lines.next_chunk(max, from, until)?;
+        let (lines, chunk) = next
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        let chunk = chunk?;
         if chunk.is_empty() {
             match until.take() {
-                Some(_) => continue,
+                Some(_) => {
+                    next = read(lines, None);
+                    continue;
+                }
                 None => break,
             }
         }
         until = None;
+        next = read(lines, None);
         engine.epoch(&chunk).await?;
         tracing::info!(
             epochs = engine.report.epochs,

@@ -81,10 +81,20 @@ impl Output {
         if behind.is_empty() {
             return Ok(None);
         }
+        // Each partition's version once (a Delta version is looked up by an app id string).
+        let mut held: Vec<(i32, i64)> = Vec::new();
+        let mut from = |p: i32| match held.iter().find(|(q, _)| *q == p) {
+            Some((_, v)) => *v,
+            None => {
+                let v = self.version(pipeline, p).unwrap_or(0);
+                held.push((p, v));
+                v
+            }
+        };
         let keep: Vec<bool> = emitted
             .origins
             .iter()
-            .map(|(p, o)| *o >= self.version(pipeline, *p).unwrap_or(0))
+            .map(|(p, o)| *o >= from(*p))
             .collect();
         let (batch, origins) = if keep.iter().all(|k| *k) {
             (emitted.batch.clone(), emitted.origins.clone())

@@ -57,6 +57,9 @@ pub async fn demo(cli: &Cli, a: &cli::DemoArgs) -> Result<()> {
             )
         }
     };
+    // The topic first: the producer, the processor and the live view all want it, and two
+    // creating it at once made the broker log a TopicAlreadyExists error.
+    rtlake_kafka::admin::ensure_topic(&cfg.kafka, &cfg.kafka.topic).await?;
     let producer = {
         let (cfg, token) = (cfg.clone(), shutdown.child_token());
         tokio::spawn(

@@ -30,6 +30,7 @@ use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, config::RDKafkaLogLevel};
 use rdkafka::{Offset, TopicPartitionList};
 use rtlake_core::Config;
 use rtlake_core::config::SinkTransactions;
@@ -81,11 +82,11 @@ pub async fn read_version(dir: &Folder, partition: i32) -> Result<Option<i64>> {
 /// for minutes, past its own timeout, when a broker of a 3-node Apache Kafka was killed
 /// mid-drain. A call that gives up fails the epoch, which is retried with new producers (whose
 /// `init_transactions` fences the stuck one).
-async fn bounded<T: Send + 'static>(
-    producer: &FutureProducer,
+async fn bounded<T: Send + 'static, C: ClientContext + 'static>(
+    producer: &FutureProducer<C>,
     timeout: Duration,
     what: String,
-    f: impl FnOnce(&FutureProducer) -> KafkaResult<T> + Send + 'static,
+    f: impl FnOnce(&FutureProducer<C>) -> KafkaResult<T> + Send + 'static,
 ) -> Result<T> {
     let producer = producer.clone();
     match tokio::time::timeout(
@@ -100,6 +101,21 @@ async fn bounded<T: Send + 'static>(
             "{what}: no answer within {} s",
             timeout.as_secs() + 5
         ))),
+    }
+}
+
+/// The transaction probe's client context: a cluster that refuses transactions (the embedded
+/// broker) makes librdkafka log the refusal as a fatal error, which here is an expected answer,
+/// not a failure; its logs go to debug level.
+struct QuietProbe;
+
+impl ClientContext for QuietProbe {
+    fn log(&self, _level: RDKafkaLogLevel, fac: &str, message: &str) {
+        tracing::debug!(fac, message, "kafka sink: transaction probe");
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(%error, reason, "kafka sink: transaction probe");
     }
 }
 
@@ -181,7 +197,9 @@ impl KafkaSink {
     /// must not fence each other's probe (on the embedded broker that left one waiting).
     async fn cluster_has_transactions(&self) -> bool {
         let id = format!("{}.probe.{}", self.group_id(), std::process::id());
-        let p = match Self::transactional_config(&self.cfg, &id).create::<FutureProducer>() {
+        let p = match Self::transactional_config(&self.cfg, &id)
+            .create_with_context::<_, FutureProducer<QuietProbe>>(QuietProbe)
+        {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot create a transactional producer; the Kafka sink runs at least once");
