@@ -63,3 +63,34 @@ pub fn consumer(kafka: &KafkaConfig, group: &str, assignment: &str) -> ClientCon
         .set("enable.partition.eof", "false");
     c
 }
+
+/// Whether `e` is a coordinator error that clears by itself once the group's coordinator has
+/// moved or finished loading (after a broker restart or a preferred-leader election).
+pub fn coordinator_moving(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(C::NotCoordinator | C::CoordinatorLoadInProgress | C::CoordinatorNotAvailable)
+    )
+}
+
+/// The group's committed offsets of `tpl`, asked again (up to ten times, about 11 s in all)
+/// while the group's coordinator is moving: Apache Kafka answers `NotCoordinator` for a moment
+/// when leadership of `__consumer_offsets` changes, and that is no failure of the caller.
+pub fn committed_offsets<C: rdkafka::consumer::Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
+    consumer: &C,
+    tpl: rdkafka::TopicPartitionList,
+    timeout: std::time::Duration,
+) -> rdkafka::error::KafkaResult<rdkafka::TopicPartitionList> {
+    let mut tries = 0u64;
+    loop {
+        match consumer.committed_offsets(tpl.clone(), timeout) {
+            Err(e) if coordinator_moving(&e) && tries < 10 => {
+                tries += 1;
+                tracing::debug!(error = %e, tries, "group coordinator moving; asking again");
+                std::thread::sleep(std::time::Duration::from_millis(200 * tries));
+            }
+            other => return other,
+        }
+    }
+}

@@ -315,7 +315,9 @@ impl KafkaSink {
             }
             tpl.add_partition(&input, p);
         }
-        let committed = tokio::task::block_in_place(|| txn.group.committed_offsets(tpl, timeout))
+        let committed = tokio::task::block_in_place(|| {
+            rtlake_kafka::client::committed_offsets(&txn.group, tpl, timeout)
+        })
             .map_err(kafka(format!("read the sink group {group}")))?;
         let mut behind = Vec::new();
         for e in committed.elements_for_topic(&input) {
