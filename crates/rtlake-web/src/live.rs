@@ -86,11 +86,19 @@ impl Live {
 /// Follows the station status topic until `shutdown`; retries while the topic or broker is
 /// missing.
 pub async fn follow(cfg: Config, live: Arc<Live>, shutdown: CancellationToken) {
+    // The topic may not exist for minutes (a server started before any producer): warn on the
+    // first failure and then once a minute, not every 2 s.
+    let mut failures = 0u32;
     loop {
         match follow_once(&cfg, &live, &shutdown).await {
             Ok(()) => return,
             Err(e) => {
-                tracing::warn!(error = %e, topic = %cfg.kafka.topic, "live view: cannot follow the topic yet; retrying in 2 s");
+                if failures % 30 == 0 {
+                    tracing::warn!(error = %e, topic = %cfg.kafka.topic, failures = failures + 1, "live view: cannot follow the topic yet; retrying every 2 s");
+                } else {
+                    tracing::debug!(error = %e, topic = %cfg.kafka.topic, "live view: cannot follow the topic yet");
+                }
+                failures = failures.saturating_add(1);
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_secs(2)) => {}
