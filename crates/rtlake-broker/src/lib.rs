@@ -46,6 +46,11 @@ pub enum Error {
         /// Why.
         cause: std::io::Error,
     },
+    /// The address is beyond loopback and `broker.allow-remote` was not given.
+    #[error(
+        "refusing to listen on {0}: the embedded broker has no authentication, so anyone who reaches that address could read and write every topic. Listen on 127.0.0.1, or pass --allow-remote (broker.allow-remote = true) if you mean it"
+    )]
+    Exposed(SocketAddr),
     /// nisshi refused to start.
     #[error("embedded broker failed to start: {0}")]
     Nisshi(String),
@@ -77,6 +82,19 @@ impl std::str::FromStr for Engine {
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Refuses an address beyond loopback unless `allow_remote`: the broker serves Kafka with no
+/// authentication. When allowed, the log says so, once, as a warning.
+pub fn check_exposure(addr: SocketAddr, allow_remote: bool) -> Result<()> {
+    if addr.ip().is_loopback() {
+        return Ok(());
+    }
+    if !allow_remote {
+        return Err(Error::Exposed(addr));
+    }
+    tracing::warn!(%addr, "the embedded broker listens beyond loopback with no authentication: anyone who reaches it reads and writes every topic");
+    Ok(())
+}
 
 /// A running embedded broker; it stops when this is dropped or [`EmbeddedBroker::stop`]ped.
 pub struct EmbeddedBroker {
@@ -269,6 +287,20 @@ fn normalize(p: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_address_beyond_loopback_needs_allow_remote() {
+        let any: SocketAddr = "0.0.0.0:9092".parse().unwrap();
+        let e = check_exposure(any, false).unwrap_err().to_string();
+        assert!(
+            e.contains("0.0.0.0:9092") && e.contains("--allow-remote"),
+            "{e}"
+        );
+        assert!(check_exposure(any, true).is_ok());
+        assert!(check_exposure("[::]:9092".parse().unwrap(), false).is_err());
+        assert!(check_exposure("127.0.0.1:9092".parse().unwrap(), false).is_ok());
+        assert!(check_exposure("[::1]:9092".parse().unwrap(), false).is_ok());
+    }
 
     #[test]
     fn any_path_becomes_the_absolute_path_nisshi_opens() {

@@ -77,7 +77,10 @@ pub fn coordinator_moving(e: &rdkafka::error::KafkaError) -> bool {
 /// The group's committed offsets of `tpl`, asked again (up to ten times, about 11 s in all)
 /// while the group's coordinator is moving: Apache Kafka answers `NotCoordinator` for a moment
 /// when leadership of `__consumer_offsets` changes, and that is no failure of the caller.
-pub fn committed_offsets<C: rdkafka::consumer::Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
+pub fn committed_offsets<
+    C: rdkafka::consumer::Consumer<X>,
+    X: rdkafka::consumer::ConsumerContext,
+>(
     consumer: &C,
     tpl: rdkafka::TopicPartitionList,
     timeout: std::time::Duration,

@@ -14,6 +14,7 @@
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::MemorySchemaProvider;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use rtlake_lake::Lake;
 use std::sync::Arc;
@@ -66,16 +67,24 @@ pub struct LakeSql {
 }
 
 pub mod ddl;
+pub mod read_only;
 mod travel;
 pub mod views;
 
 impl LakeSql {
-    /// Registers every table found in the lake.
+    /// Registers every table found in the lake; memory is not bounded (a local `rtlake sql`).
     pub async fn open(lake: &Lake) -> Result<Self> {
+        Self::open_in(lake, Arc::new(RuntimeEnv::default())).await
+    }
+
+    /// [`LakeSql::open`] on a runtime shared with other sessions: a server makes one
+    /// [`bounded_runtime`] and opens every session in it, so the bound holds for all queries
+    /// together, also across the sessions it reopens while older queries still run.
+    pub async fn open_in(lake: &Lake, runtime: Arc<RuntimeEnv>) -> Result<Self> {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("datafusion", "public");
-        let ctx = SessionContext::new_with_config(config);
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
         let catalog = ctx
             .catalog("datafusion")
             .ok_or_else(|| Error::Output("no default catalog".into()))?;
@@ -117,8 +126,14 @@ impl LakeSql {
             if catalog.schema(ns).is_none() {
                 continue;
             }
+            // A view file is whatever someone wrote into the bucket: only a read-only query is
+            // a view, anything else (DDL such as CREATE EXTERNAL TABLE, COPY) is never run.
+            if let Err(reason) = read_only::check(&sql) {
+                tracing::warn!(view = %name, %reason, "view refused: a view is one read-only query; the file is left as it is");
+                continue;
+            }
             // A view over a table that does not exist yet (or no longer) is left out.
-            match ctx.sql(&sql).await {
+            match ctx.sql_with_options(&sql, read_only::options()).await {
                 Ok(df) => {
                     ctx.register_table(name.as_str(), df.into_view())?;
                     tables.push(name);
@@ -155,6 +170,15 @@ impl LakeSql {
         let batches = df.collect().await?;
         Ok((schema, batches))
     }
+}
+
+/// A runtime whose memory pool holds at most `bytes` for all the queries run in it: a sort,
+/// join or aggregation past it fails with DataFusion's "Resources exhausted" error instead of
+/// growing the process until the kernel kills it. Sorts may spill to the temporary directory.
+pub fn bounded_runtime(bytes: usize) -> Result<Arc<RuntimeEnv>> {
+    Ok(RuntimeEnvBuilder::new()
+        .with_memory_limit(bytes, 1.0)
+        .build_arc()?)
 }
 
 /// How `rtlake sql` prints results.

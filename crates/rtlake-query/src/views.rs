@@ -130,8 +130,14 @@ pub(crate) async fn statement(
             "view {name} exists; CREATE OR REPLACE VIEW replaces it"
         )));
     }
-    // Checked before it is kept: a view that does not plan is refused with DataFusion's words.
-    let view = sql.ctx.sql(&query).await?.into_view();
+    // Checked before it is kept: only a read-only query is a view, and a view that does not
+    // plan is refused with DataFusion's words.
+    crate::read_only::check(&query).map_err(|e| Error::Output(format!("view {name}: {e}")))?;
+    let view = sql
+        .ctx
+        .sql_with_options(&query, crate::read_only::options())
+        .await?
+        .into_view();
     let (ns, _) = name.split_once('.').expect("checked");
     if sql
         .ctx

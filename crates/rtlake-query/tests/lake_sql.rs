@@ -218,3 +218,73 @@ async fn ddl_registers_every_table_and_view_for_each_engine() {
         serde_json::json!([{"Name": "station", "Type": "string"}, {"Name": "n", "Type": "bigint"}])
     );
 }
+
+#[tokio::test]
+async fn a_view_file_that_is_not_a_read_only_query_is_never_run() {
+    let (dir, lake) = lake().await;
+    let views = dir.path().join("_views");
+    std::fs::create_dir_all(&views).unwrap();
+    // What someone who can write the bucket could plant: a table over a host file, a table made
+    // by SELECT INTO, and one good view beside them.
+    std::fs::write(
+        views.join("gold.evil.sql"),
+        "CREATE EXTERNAL TABLE pw (line VARCHAR) STORED AS CSV LOCATION '/etc/hostname'",
+    )
+    .unwrap();
+    std::fs::write(
+        views.join("gold.into.sql"),
+        "SELECT * INTO stolen FROM gold.counts",
+    )
+    .unwrap();
+    std::fs::write(
+        views.join("gold.good.sql"),
+        "SELECT count(*) AS n FROM gold.counts",
+    )
+    .unwrap();
+    let sql = LakeSql::open(&lake).await.unwrap();
+    assert!(
+        sql.tables().iter().any(|t| t == "gold.good"),
+        "{:?}",
+        sql.tables()
+    );
+    assert_eq!(one(&sql, "SELECT n FROM gold.good").await, "30");
+    for (planted, table) in [("gold.evil", "pw"), ("gold.into", "stolen")] {
+        assert!(!sql.tables().iter().any(|t| t == planted));
+        let err = sql
+            .query(&format!("SELECT * FROM {table}"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not found"), "{table} must not exist: {err}");
+    }
+    // Nor can one be made through CREATE VIEW.
+    for body in [
+        "CREATE EXTERNAL TABLE pw2 (line VARCHAR) STORED AS CSV LOCATION '/etc/hostname'",
+        "SELECT * INTO stolen2 FROM gold.counts",
+    ] {
+        let err = sql
+            .query(&format!("CREATE VIEW gold.bad AS {body}"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("read-only"), "{body}: {err}");
+    }
+    assert!(!views.join("gold.bad.sql").exists());
+    assert!(sql.query("SELECT * FROM pw2").await.is_err());
+    assert!(sql.query("SELECT * FROM stolen2").await.is_err());
+}
+
+#[tokio::test]
+async fn a_bounded_runtime_answers_an_error_instead_of_growing() {
+    let (_dir, lake) = lake().await;
+    // A hash join's build side of 2 million rows needs tens of MB.
+    let q = "SELECT count(*) FROM generate_series(1, 2000000) a JOIN generate_series(1, 2000000) b ON a.value = b.value";
+    let small = rtlake_query::bounded_runtime(8 << 20).unwrap();
+    let sql = LakeSql::open_in(&lake, small).await.unwrap();
+    let err = sql.query(q).await.unwrap_err().to_string();
+    assert!(err.contains("Resources exhausted"), "{err}");
+    // The same query fits a sane bound, so the error above is the bound's.
+    let big = rtlake_query::bounded_runtime(1 << 30).unwrap();
+    let sql = LakeSql::open_in(&lake, big).await.unwrap();
+    assert_eq!(one(&sql, q).await, "2000000");
+}

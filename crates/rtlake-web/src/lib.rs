@@ -49,6 +49,9 @@ pub enum Error {
         "refusing to serve the lake on {0} without a token: the SQL API reads every table. Set serve.auth-token (or RTLAKE_SERVE_AUTH_TOKEN, e.g. $(openssl rand -hex 24)), or listen on 127.0.0.1"
     )]
     Unprotected(String),
+    /// The SQL engine could not be set up (its memory pool).
+    #[error("sql engine: {0}")]
+    Sql(#[from] rtlake_query::Error),
     /// Serving failed.
     #[error("http server: {0}")]
     Serve(std::io::Error),
@@ -63,7 +66,11 @@ pub struct AppState {
     pub lake: Lake,
     /// The live view.
     pub live: Arc<live::Live>,
+    /// The address the server is bound to (requests must name it in `Host`).
+    pub bound: std::net::SocketAddr,
     session: Arc<tokio::sync::Mutex<Option<CachedSession>>>,
+    /// One memory pool for every SQL session (`serve.sql-memory-limit`).
+    runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
     rates: Arc<Mutex<status::Rates>>,
 }
 
@@ -79,7 +86,7 @@ impl AppState {
         {
             return Ok(sql.clone());
         }
-        let sql = Arc::new(LakeSql::open(&self.lake).await?);
+        let sql = Arc::new(LakeSql::open_in(&self.lake, self.runtime.clone()).await?);
         *s = Some((Instant::now(), sql.clone()));
         Ok(sql)
     }
@@ -114,11 +121,14 @@ pub async fn serve(
     let lake = Lake::open(&cfg.lake)?;
     let live = live::Live::new();
     tokio::spawn(live::follow(cfg.clone(), live.clone(), shutdown.clone()));
+    let runtime = rtlake_query::bounded_runtime(cfg.serve.sql_memory_limit.0 as usize)?;
     let state = AppState {
         cfg: Arc::new(cfg.clone()),
         lake,
         live,
+        bound: addr,
         session: Arc::default(),
+        runtime,
         rates: Arc::default(),
     };
     tracing::info!(url = %format!("http://{addr}/"), "dashboard serving");
@@ -165,7 +175,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/districts", get(districts))
         .route("/api/stations", get(stations))
-        .route("/api/live", get(live_stream))
+        .route(auth::LIVE_PATH, get(live_stream))
         .route("/api/pipeline", get(pipeline_status))
         .route("/api/kafka", get(kafka_status))
         .route("/api/kafka/topics/{topic}/messages", get(peek))
@@ -175,6 +185,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::check_host,
         ))
         .layer(axum::middleware::from_fn(count_requests))
         .with_state(state)
@@ -249,15 +263,24 @@ async fn stations(State(s): State<AppState>) -> Json<Value> {
     Json(json!({ "stations": stations, "bikes_total": bikes, "newest_polled_at": newest }))
 }
 
-async fn live_stream(
-    State(s): State<AppState>,
-) -> Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>> {
+async fn live_stream(State(s): State<AppState>) -> Response {
+    let max = s.cfg.serve.live_max_clients;
+    let Some(slot) = s.live.join(max) else {
+        return sql_api::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{max} pages follow the live stream already (serve.live-max-clients)"),
+        );
+    };
     let mut rx = s.live.updates.subscribe();
-    let clients = rtlake_core::metrics::global().serve.live_clients.clone();
     let stream = async_stream(move |tx| async move {
-        clients.inc();
+        let _slot = slot;
         loop {
-            match rx.recv().await {
+            // A page that left gives its slot back at once, not at the next burst.
+            let next = tokio::select! {
+                r = rx.recv() => r,
+                _ = tx.closed() => break,
+            };
+            match next {
                 Ok(text) => {
                     if tx
                         .send(Event::default().event("stations").data(text.as_str()))
@@ -280,9 +303,10 @@ async fn live_stream(
                 Err(_) => break,
             }
         }
-        clients.dec();
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 /// A stream fed by a task through a channel (ends when the task does or the client leaves).

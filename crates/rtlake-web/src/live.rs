@@ -46,6 +46,20 @@ pub struct Live {
     stations: Mutex<HashMap<String, Station>>,
     /// Bursts of changed stations, as the JSON the page receives.
     pub updates: broadcast::Sender<Arc<String>>,
+    /// Pages following the stream now (at most `serve.live-max-clients`).
+    clients: std::sync::atomic::AtomicUsize,
+}
+
+/// A page's place among the live stream's clients; given back when dropped.
+pub struct ClientSlot(Arc<Live>);
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.0
+            .clients
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        rtlake_core::metrics::global().serve.live_clients.dec();
+    }
 }
 
 impl Live {
@@ -54,6 +68,25 @@ impl Live {
         Arc::new(Self {
             stations: Mutex::default(),
             updates: broadcast::channel(256).0,
+            clients: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    /// The most stations the view holds: past it the one polled longest ago is dropped (ids
+    /// that come and go would otherwise grow it forever; Seoul has about 2,700).
+    pub const MAX_STATIONS: usize = 100_000;
+
+    /// A place for one more page on the live stream, unless `max` pages follow it already.
+    pub fn join(self: &Arc<Self>, max: usize) -> Option<ClientSlot> {
+        use std::sync::atomic::Ordering;
+        let taken = self
+            .clients
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            });
+        taken.ok().map(|_| {
+            rtlake_core::metrics::global().serve.live_clients.inc();
+            ClientSlot(self.clone())
         })
     }
 
@@ -76,6 +109,15 @@ impl Live {
             Some(old) if old.polled_at > s.polled_at => false,
             Some(old) if old.polled_at == s.polled_at && old.bikes == s.bikes => false,
             _ => {
+                if map.len() >= Self::MAX_STATIONS
+                    && !map.contains_key(&s.id)
+                    && let Some(oldest) = map
+                        .values()
+                        .min_by_key(|o| o.polled_at)
+                        .map(|o| o.id.clone())
+                {
+                    map.remove(&oldest);
+                }
                 map.insert(s.id.clone(), s);
                 true
             }

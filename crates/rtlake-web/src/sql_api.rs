@@ -1,8 +1,10 @@
 //! `POST /api/sql`: read-only SQL over the lake, with a row limit and a timeout.
 //!
 //! One statement per request, and only queries: `SELECT`/`WITH`, `EXPLAIN` of a query, `SHOW`
-//! and `DESCRIBE`. Anything else (`DROP`, `INSERT`, `COPY`, `CREATE`, ...) is refused with 400
-//! before it reaches the engine. Answers are JSON, or an Arrow IPC stream when asked with
+//! and `DESCRIBE` ([`rtlake_query::read_only`]). Anything else (`DROP`, `INSERT`, `COPY`,
+//! `CREATE`, `SELECT ... INTO`, ...) is refused with 400 before it reaches the engine, and the
+//! planner refuses it again. Memory is bounded by `serve.sql-memory-limit`, time by
+//! `serve.sql-timeout`. Answers are JSON, or an Arrow IPC stream when asked with
 //! `Accept: application/vnd.apache.arrow.stream`.
 
 use crate::AppState;
@@ -10,8 +12,7 @@ use arrow::array::RecordBatch;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use datafusion::sql::parser::{DFParser, Statement as DfStatement};
-use datafusion::sql::sqlparser::ast::Statement;
+use rtlake_query::read_only;
 use std::time::Instant;
 
 /// The Arrow IPC stream media type.
@@ -35,41 +36,6 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
-/// Checks that `sql` is one read-only statement; the error says what was refused.
-pub fn check_read_only(sql: &str) -> Result<(), String> {
-    let statements =
-        DFParser::parse_sql(sql).map_err(|e| format!("cannot parse the statement: {e}"))?;
-    match statements.len() {
-        0 => return Err("no statement given".into()),
-        1 => {}
-        n => return Err(format!("one statement per request: got {n}")),
-    }
-    let ok = match &statements[0] {
-        DfStatement::Statement(s) => match s.as_ref() {
-            Statement::Query(_)
-            | Statement::ShowTables { .. }
-            | Statement::ShowColumns { .. }
-            | Statement::ExplainTable { .. } => true,
-            Statement::Explain { statement, .. } => {
-                matches!(statement.as_ref(), Statement::Query(_))
-            }
-            _ => false,
-        },
-        DfStatement::Explain(e) => {
-            matches!(e.statement.as_ref(), DfStatement::Statement(s) if matches!(s.as_ref(), Statement::Query(_)))
-        }
-        _ => false,
-    };
-    if ok {
-        Ok(())
-    } else {
-        let word = sql.split_whitespace().next().unwrap_or("").to_uppercase();
-        Err(format!(
-            "only read-only queries are allowed (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE); refused a {word} statement"
-        ))
-    }
-}
-
 /// `POST /api/sql`.
 pub async fn handle(
     State(state): State<AppState>,
@@ -85,7 +51,7 @@ pub async fn handle(
             );
         }
     };
-    if let Err(e) = check_read_only(&req.sql) {
+    if let Err(e) = read_only::check(&req.sql) {
         return error(StatusCode::BAD_REQUEST, e);
     }
     let cap = state.cfg.serve.sql_row_limit;
@@ -132,7 +98,7 @@ async fn run(
     let session = state.session().await.map_err(|e| e.to_string())?;
     let df = session
         .context()
-        .sql(sql)
+        .sql_with_options(sql, read_only::options())
         .await
         .map_err(|e| e.strip_backtrace())?;
     let df = df
@@ -180,42 +146,4 @@ fn json(batches: &[RecordBatch], truncated: bool, elapsed_ms: u64) -> Result<Str
         "{{\"columns\":{},\"rows\":{rows},\"row_count\":{count},\"truncated\":{truncated},\"elapsed_ms\":{elapsed_ms}}}",
         serde_json::Value::Array(columns)
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::check_read_only;
-
-    #[test]
-    fn only_single_queries_pass() {
-        for ok in [
-            "SELECT 1",
-            "with a as (select 1) select * from a",
-            "EXPLAIN SELECT 1",
-            "EXPLAIN ANALYZE SELECT 1",
-            "SHOW TABLES",
-            "DESCRIBE bronze.station_status",
-        ] {
-            assert!(
-                check_read_only(ok).is_ok(),
-                "{ok}: {:?}",
-                check_read_only(ok)
-            );
-        }
-        for (bad, says) in [
-            ("DROP TABLE bronze.station_status", "DROP"),
-            ("INSERT INTO t VALUES (1)", "INSERT"),
-            ("COPY (SELECT 1) TO '/tmp/x.csv'", "COPY"),
-            ("CREATE TABLE t AS SELECT 1", "CREATE"),
-            (
-                "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/passwd'",
-                "CREATE",
-            ),
-            ("SELECT 1; SELECT 2", "one statement per request"),
-            ("EXPLAIN COPY (SELECT 1) TO '/tmp/x.csv'", "EXPLAIN"),
-        ] {
-            let e = check_read_only(bad).unwrap_err();
-            assert!(e.contains(says), "{bad}: {e}");
-        }
-    }
 }

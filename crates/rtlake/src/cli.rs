@@ -163,6 +163,11 @@ pub struct BrokerArgs {
     /// per record) [broker.storage; default log].
     #[arg(long, value_name = "log|sqlite")]
     pub storage: Option<String>,
+    /// Listen on an address beyond loopback (0.0.0.0, a LAN address). The embedded broker has
+    /// no authentication: whoever reaches the address reads and writes every topic. Without
+    /// this flag such an address is refused [broker.allow-remote; default false].
+    #[arg(long)]
+    pub allow_remote: bool,
 }
 
 /// `rtlake produce ...`.
@@ -380,6 +385,10 @@ pub struct RunArgs {
     /// Close an epoch at this many events [run.max-batch-events; default 50000].
     #[arg(long)]
     pub max_batch_events: Option<usize>,
+    /// ... or at this many bytes of message keys and values, e.g. 64MiB
+    /// [run.max-batch-bytes; default 64MiB].
+    #[arg(long, value_name = "SIZE")]
+    pub max_batch_bytes: Option<String>,
     /// ... or when its first event is this old [run.max-batch-delay; default 500ms].
     #[arg(long)]
     pub max_batch_delay: Option<String>,

@@ -111,9 +111,15 @@ async fn broker(cli: &Cli, a: &cli::BrokerArgs) -> Result<()> {
     let mut f = Flags::default();
     f.opt("broker.listen", "listen", a.listen.clone())
         .path("broker.data", "data", a.data.as_deref())
-        .opt("broker.storage", "storage", a.storage.clone());
+        .opt("broker.storage", "storage", a.storage.clone())
+        .opt(
+            "broker.allow-remote",
+            "allow-remote",
+            a.allow_remote.then_some(true),
+        );
     let cfg = load(cli, None, &f)?;
     let addr = cfg.broker.listen.parse().context("broker.listen")?;
+    rtlake_broker::check_exposure(addr, cfg.broker.allow_remote)?;
     let engine: rtlake_broker::Engine = cfg.broker.storage.parse().map_err(anyhow::Error::msg)?;
     let shutdown = shutdown_on_signal();
     let b = rtlake_broker::EmbeddedBroker::start_with(addr, &cfg.broker.data, engine).await?;
@@ -311,6 +317,11 @@ fn run_flags(a: &cli::RunArgs) -> Flags {
             "run.max-batch-events",
             "max-batch-events",
             a.max_batch_events.map(|n| n as i64),
+        )
+        .opt(
+            "run.max-batch-bytes",
+            "max-batch-bytes",
+            a.max_batch_bytes.clone(),
         )
         .opt(
             "run.max-batch-delay",

@@ -11,6 +11,9 @@ use std::process::{Command, Stdio};
 /// A key no other text contains; `flaky` makes the fake API fail its first two calls, so the
 /// producer's error and retry paths run with it too.
 const KEY: &str = "flakyK3YNEVERSHOWNc0ffee";
+/// A SASL password and an S3 secret given to the processor in its config file.
+const SASL_PASSWORD: &str = "saslPW0RDNEVERSHOWNbeef";
+const S3_SECRET: &str = "s3SECRETNEVERSHOWNcafe";
 
 /// Where `needle` occurs in `haystack`, with some context, or nothing.
 fn find(haystack: &[u8], needle: &str) -> Option<String> {
@@ -116,9 +119,19 @@ async fn the_api_key_never_shows_in_logs_errors_metrics_pages_kafka_or_the_lake(
     assert!(!out.status.success());
     seen.push(("a failing producer's stderr".into(), out.stderr));
 
-    // The processor, at debug level, into the lake.
+    // The processor, at debug level, into the lake, with a SASL password (the broker does not
+    // use it on a plaintext listener) and an S3 secret (a local lake does not use it) in its
+    // config file.
+    let config = env.dir.path().join("secrets.toml");
+    std::fs::write(
+        &config,
+        format!("[kafka.options]\n\"sasl.password\" = \"{SASL_PASSWORD}\"\n[lake.storage-options]\naws_secret_access_key = \"{S3_SECRET}\"\n"),
+    )
+    .unwrap();
     let out = env
         .run_cmd(&["--trigger", "available-now"])
+        .arg("--config")
+        .arg(&config)
         .env("RTLAKE_LOG", "debug")
         .output_within(300)
         .unwrap();
@@ -197,13 +210,13 @@ async fn the_api_key_never_shows_in_logs_errors_metrics_pages_kafka_or_the_lake(
     assert!(find(format!("x{KEY}x").as_bytes(), KEY).is_some());
     let leaks: Vec<String> = seen
         .iter()
-        .filter_map(|(what, bytes)| find(bytes, KEY).map(|ctx| format!("{what}: …{ctx}…")))
+        .flat_map(|(what, bytes)| {
+            [KEY, SASL_PASSWORD, S3_SECRET]
+                .into_iter()
+                .filter_map(move |k| find(bytes, k).map(|ctx| format!("{what}: …{ctx}…")))
+        })
         .collect();
-    assert!(
-        leaks.is_empty(),
-        "the API key shows in:\n{}",
-        leaks.join("\n")
-    );
+    assert!(leaks.is_empty(), "a secret shows in:\n{}", leaks.join("\n"));
     assert!(seen.len() > 20, "looked in {} places", seen.len());
 }
 
@@ -302,9 +315,118 @@ async fn serve_beyond_loopback_needs_a_token_and_every_api_route_checks_it() {
     drop(r);
     let (status, _) = get(&client, &format!("{base}/api/live?access_token=nope"), None).await;
     assert_eq!(status, 401);
+    // Elsewhere a token in the URL is not taken (it would end up in logs and histories).
+    let (status, _) = get(
+        &client,
+        &format!("{base}/api/stations?access_token={TOKEN}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401, "?access_token= on another route");
     // The pages and /metrics hold no lake data and stay open (the pages send the token).
     for path in ["/", "/pipeline", "/assets/common.js", "/metrics"] {
         let (status, _) = get(&client, &format!("{base}{path}"), None).await;
         assert_eq!(status, 200, "{path}");
     }
+}
+
+#[test]
+fn the_broker_refuses_to_listen_beyond_loopback_unasked() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("0.0.0.0:{}", common::free_port());
+    let out = rtlake()
+        .args(["broker", "--listen", &listen, "--data"])
+        .arg(dir.path())
+        .output_within(30)
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&listen)
+            && err.contains("--allow-remote")
+            && err.contains("no authentication"),
+        "{err}"
+    );
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "nothing was started"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_only_requests_naming_this_server_are_served() {
+    let env = TestEnv::new("host").await;
+    let port = common::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _serve = Guard::spawn(serve_cmd(&env, &format!("127.0.0.1:{port}"), None));
+    let client = reqwest::Client::new();
+    common::wait_for("rtlake serve", 30, async || {
+        client.get(format!("{base}/")).send().await.is_ok()
+    })
+    .await;
+    let sql = |host: &str, origin: Option<&str>| {
+        let mut r = client
+            .post(format!("{base}/api/sql"))
+            .header("Host", host)
+            .json(&serde_json::json!({ "sql": "SELECT 1 AS one" }));
+        if let Some(o) = origin {
+            r = r.header("Origin", o);
+        }
+        r.send()
+    };
+    let here = format!("127.0.0.1:{port}");
+    let local = format!("localhost:{port}");
+    assert_eq!(sql(&here, None).await.unwrap().status(), 200);
+    assert_eq!(
+        sql(&local, Some(&format!("http://{local}")))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // A rebound name: the browser sends the attacker's host name.
+    let rebound = format!("rebind.example:{port}");
+    let r = sql(&rebound, None).await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("rebind.example"));
+    let r = client
+        .get(format!("{base}/api/stations"))
+        .header("Host", &rebound)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "GET with another Host");
+    // A page elsewhere posting to this server.
+    let r = sql(&here, Some("http://rebind.example")).await.unwrap();
+    assert_eq!(r.status(), 403, "POST from another Origin");
+    let r = sql(&here, Some("null")).await.unwrap();
+    assert_eq!(r.status(), 403, "POST from an opaque Origin");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_stream_takes_at_most_its_clients_and_frees_a_place_when_one_leaves() {
+    let env = TestEnv::new("live-cap").await;
+    let port = common::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut c = serve_cmd(&env, &format!("127.0.0.1:{port}"), None);
+    c.env("RTLAKE_SERVE_LIVE_MAX_CLIENTS", "2");
+    let _serve = Guard::spawn(c);
+    let client = reqwest::Client::new();
+    common::wait_for("rtlake serve", 30, async || {
+        client.get(format!("{base}/")).send().await.is_ok()
+    })
+    .await;
+    let open = || client.get(format!("{base}/api/live")).send();
+    let a = open().await.unwrap();
+    let b = open().await.unwrap();
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
+    let c = open().await.unwrap();
+    assert_eq!(c.status(), 503);
+    assert!(c.text().await.unwrap().contains("serve.live-max-clients"));
+    drop(a);
+    common::wait_for("a freed place", 10, async || {
+        open().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    drop(b);
 }

@@ -179,6 +179,10 @@ async fn drained_lag_is_zero_and_the_sql_api_only_reads() {
         ("COPY bronze.station_status TO '/tmp/stolen.csv'", "COPY"),
         ("CREATE TABLE t AS SELECT 1", "CREATE"),
         (
+            "SELECT * INTO bars_x FROM bronze.station_status",
+            "SELECT ... INTO",
+        ),
+        (
             "SELECT 1; DROP TABLE bronze.station_status",
             "one statement per request",
         ),
@@ -208,6 +212,25 @@ async fn drained_lag_is_zero_and_the_sql_api_only_reads() {
         produced
     );
     assert!(!std::path::Path::new("/tmp/stolen.csv").exists());
+    let r = post("SELECT count(*) FROM bars_x", None).await.unwrap();
+    assert_eq!(r.status(), 400, "SELECT INTO made no table");
+
+    // A view file planted in the lake that is not a query is never run; the server goes on.
+    let views = env.lake().join("_views");
+    std::fs::create_dir_all(&views).unwrap();
+    std::fs::write(
+        views.join("gold.evil.sql"),
+        "CREATE EXTERNAL TABLE pw (line VARCHAR) STORED AS CSV LOCATION '/etc/hostname'",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await; // the server's session is reopened
+    let r = post("SELECT * FROM pw", None).await.unwrap();
+    assert_eq!(r.status(), 400, "the planted view made no table");
+    let r = post("SELECT count(*) AS n FROM bronze.station_status", None)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the server answers beside a refused view");
+    std::fs::remove_file(views.join("gold.evil.sql")).unwrap();
 
     let text = get(&format!("{base}/metrics")).await.unwrap();
     let scrape = parse(&text);

@@ -8,16 +8,17 @@
 
 use crate::units::{ByteSize, HumanDuration};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 mod declared;
 mod loader;
+mod options;
 mod run;
 mod validate;
 
 pub use declared::{InputConfig, Mode, StageConfig, StaticTable};
 pub use loader::{ConfigLoader, parse_scalar};
+pub use options::{Options, is_secret_key};
 pub use run::{
     Assignment, AssignmentStrategy, RunConfig, SinkConfig, SinkTransactions, StartingOffsets,
     Trigger, UnknownFields,
@@ -94,6 +95,11 @@ pub struct ServeConfig {
     pub sql_row_limit: usize,
     /// Longest a SQL API query may run.
     pub sql_timeout: HumanDuration,
+    /// Most memory the SQL API's queries hold together (sorts, joins, aggregations); past it a
+    /// query answers "Resources exhausted" instead of the server being killed for memory.
+    pub sql_memory_limit: ByteSize,
+    /// Most pages following the live stream at once; one more is answered 503.
+    pub live_max_clients: usize,
     /// The token every `/api/` request must carry (`Authorization: Bearer TOKEN`); required when
     /// `listen` is not a loopback address. Set it through `RTLAKE_SERVE_AUTH_TOKEN` rather than
     /// a file others can read.
@@ -106,6 +112,8 @@ impl Default for ServeConfig {
             listen: "127.0.0.1:8080".into(),
             sql_row_limit: 10_000,
             sql_timeout: HumanDuration::from_secs(30),
+            sql_memory_limit: ByteSize(1 << 30),
+            live_max_clients: 100,
             auth_token: None,
         }
     }
@@ -156,8 +164,9 @@ pub struct KafkaConfig {
     /// Extra librdkafka properties for every client, passed as they are (`security.protocol`,
     /// `sasl.mechanism`, `sasl.username`, `sasl.password`, `ssl.ca.location`, ...). The TOML
     /// table is `[kafka.properties]` or, the same, `[kafka.options]`.
+    /// Credentials among them (`sasl.password`, ...) are masked when the config is shown.
     #[serde(alias = "options")]
-    pub properties: BTreeMap<String, String>,
+    pub properties: Options,
 }
 
 impl Default for KafkaConfig {
@@ -167,7 +176,7 @@ impl Default for KafkaConfig {
             topic: "bike.station-status".into(),
             partitions: 3,
             replication_factor: -1,
-            properties: BTreeMap::new(),
+            properties: Options::default(),
         }
     }
 }
@@ -178,8 +187,9 @@ impl Default for KafkaConfig {
 pub struct LakeConfig {
     /// A local path (relative or absolute) or an object store URL (`file://`, `s3://`, ...).
     pub uri: String,
-    /// Object store options (credentials, endpoint, region) passed to the store as is.
-    pub storage_options: BTreeMap<String, String>,
+    /// Object store options (credentials, endpoint, region) passed to the store as is; the
+    /// credentials are masked when the config is shown.
+    pub storage_options: Options,
     /// How often the processor compacts, checkpoints and vacuums its tables (also by hand:
     /// `rtlake lake ...`); `0s` turns the schedule off.
     pub maintenance_interval: HumanDuration,
@@ -190,17 +200,21 @@ pub struct LakeConfig {
     /// Vacuum deletes data files unreferenced for longer than this (readers of older versions,
     /// time travel, need them until then).
     pub vacuum_retention: HumanDuration,
+    /// `_rejected` rows older than this (by their Seoul date) are deleted by the maintenance
+    /// schedule; `0s` keeps them forever.
+    pub rejected_retention: HumanDuration,
 }
 
 impl Default for LakeConfig {
     fn default() -> Self {
         Self {
             uri: "./rtlake-data/lake".into(),
-            storage_options: BTreeMap::new(),
+            storage_options: Options::default(),
             maintenance_interval: HumanDuration(std::time::Duration::from_secs(600)),
             target_file_size: ByteSize(64 << 20),
             z_order: Vec::new(),
             vacuum_retention: HumanDuration(std::time::Duration::from_secs(7 * 86400)),
+            rejected_retention: HumanDuration(std::time::Duration::from_secs(30 * 86400)),
         }
     }
 }
@@ -216,6 +230,9 @@ pub struct BrokerConfig {
     /// Where it keeps records: `log` (segment files, the default) or `sqlite` (nisshi's own
     /// engine, one row per record, several times slower).
     pub storage: String,
+    /// Listen on an address beyond loopback. The embedded broker has no authentication, so
+    /// anyone who reaches the address can read and write every topic: off by default.
+    pub allow_remote: bool,
 }
 
 impl Default for BrokerConfig {
@@ -224,6 +241,7 @@ impl Default for BrokerConfig {
             listen: "127.0.0.1:9092".into(),
             data: "./rtlake-data/broker".into(),
             storage: "log".into(),
+            allow_remote: false,
         }
     }
 }

@@ -57,13 +57,13 @@ fn layers_apply_in_order_defaults_file_env_flags() {
 }
 
 #[test]
-fn kafka_options_pass_through_and_the_serve_token_is_never_shown() {
+fn kafka_options_pass_through_and_no_secret_is_ever_shown() {
     let dir = std::env::temp_dir().join(format!("rtlake-cfg-opt-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("rtlake.toml");
     std::fs::write(
         &file,
-        "[kafka.options]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.password\" = \"pw\"\n",
+        "[kafka.options]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.password\" = \"sasl-pw-0123\"\n[lake.storage-options]\naws_secret_access_key = \"s3-secret-0123\"\n",
     )
     .unwrap();
     let cfg = ConfigLoader::new()
@@ -76,11 +76,18 @@ fn kafka_options_pass_through_and_the_serve_token_is_never_shown() {
         .build()
         .unwrap();
     assert_eq!(cfg.kafka.properties["security.protocol"], "SASL_SSL");
-    assert_eq!(cfg.kafka.properties["sasl.password"], "pw");
+    assert_eq!(cfg.kafka.properties["sasl.password"], "sasl-pw-0123");
+    assert_eq!(
+        cfg.lake.storage_options["aws_secret_access_key"],
+        "s3-secret-0123"
+    );
     let token = cfg.serve.auth_token.as_ref().unwrap();
     assert_eq!(token.expose(), "0123456789abcdef-token");
     let shown = format!("{cfg:?} {}", toml::to_string(&cfg).unwrap());
-    assert!(!shown.contains("0123456789abcdef-token"), "{shown}");
+    for secret in ["0123456789abcdef-token", "sasl-pw-0123", "s3-secret-0123"] {
+        assert!(!shown.contains(secret), "{secret} shows in {shown}");
+    }
+    assert!(shown.contains("SASL_SSL"), "other options show: {shown}");
     let e = ConfigLoader::new()
         .env(env(&[("RTLAKE_SERVE_AUTH_TOKEN", "tooshort")]))
         .build()

@@ -161,6 +161,9 @@ impl Config {
         if r.max_batch_events == 0 {
             return Err(err("run.max-batch-events", &0, "must be at least 1"));
         }
+        if r.max_batch_bytes.0 == 0 {
+            return Err(err("run.max-batch-bytes", &0, "must be at least 1"));
+        }
         if r.max_batch_delay.get().is_zero() {
             return Err(err(
                 "run.max-batch-delay",
@@ -259,6 +262,13 @@ impl Config {
         }
         if self.serve.sql_row_limit == 0 {
             return Err(err("serve.sql-row-limit", &0, "must be at least 1"));
+        }
+        if self.serve.sql_memory_limit.0 < 1 << 20 {
+            return Err(err(
+                "serve.sql-memory-limit",
+                &self.serve.sql_memory_limit,
+                "must be at least 1MiB",
+            ));
         }
         super::declared::validate(r.input.as_ref(), &r.tables, &r.stages, operators)
             .map_err(|(k, v, reason)| err(&k, &v, &reason))?;

@@ -17,6 +17,10 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// The most one fetch reads of a partition, whatever the client asks for (Kafka's default
+/// `max.partition.fetch.bytes` is 1 MiB; a batch larger than this is still read whole).
+pub(crate) const MAX_FETCH_BYTES: u32 = 16 << 20;
+
 /// Bytes before a batch's records: base offset (8), length (4) and the 49-byte v2 header.
 pub(crate) const HEADER: usize = 61;
 /// Offset of `batch_length` + 4: the length counts the bytes after it.
@@ -308,9 +312,12 @@ impl PartitionLog {
         Ok(base)
     }
 
-    /// Plans a read of the batches from the one holding `offset`, up to `max_bytes` (at least
-    /// one batch, as KIP-74 wants), all in one segment; `None` at or past the high watermark.
+    /// Plans a read of the batches from the one holding `offset`, up to `max_bytes` capped at
+    /// [`MAX_FETCH_BYTES`] (at least one batch, as KIP-74 wants), all in one segment; `None` at
+    /// or past the high watermark.
     pub(crate) fn plan(&self, offset: i64, max_bytes: u32) -> Result<Option<ReadPlan>, LogError> {
+        // A client's max_bytes is not trusted: a fetch reads at most this much into memory.
+        let max_bytes = max_bytes.min(MAX_FETCH_BYTES);
         if offset >= self.next {
             return Ok(None);
         }

@@ -171,3 +171,27 @@ fn segments_roll_and_retention_and_delete_records_move_the_start_but_never_the_e
     );
     assert_eq!(log.append(batch(1, -1, 0, 1, b"x"), 400).unwrap(), 100);
 }
+
+#[test]
+fn a_fetch_reads_at_most_the_cap_whatever_the_client_asks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path()).unwrap();
+    let mib = vec![7u8; 1 << 20];
+    for i in 0..24 {
+        log.append(batch(1, -1, 0, 1000 + i, &mib), 1 << 30)
+            .unwrap();
+    }
+    let read = log.plan(0, u32::MAX).unwrap().unwrap().read().unwrap();
+    let bytes: usize = read.iter().map(|b| b.record_data.len()).sum();
+    assert!(
+        bytes <= MAX_FETCH_BYTES as usize && read.len() >= 15,
+        "read {} batches, {bytes} bytes, for max_bytes = u32::MAX",
+        read.len()
+    );
+    // A batch larger than the cap is still read whole, alone.
+    log.append(batch(1, -1, 0, 5000, &vec![8u8; 17 << 20]), 1 << 30)
+        .unwrap();
+    let read = log.plan(24, u32::MAX).unwrap().unwrap().read().unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].record_data.len(), 17 << 20);
+}
