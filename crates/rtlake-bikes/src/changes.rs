@@ -111,6 +111,12 @@ impl ChangeState {
         outcome
     }
 
+    /// Forgets stations silent for longer than the engine's state TTL
+    /// ([`rtlake_stream::ops::changes::STATE_TTL_MICROS`]) behind the newest snapshot held.
+    pub fn expire(&mut self) -> usize {
+        rtlake_stream::ops::changes::expire(&mut self.last, |l| l.polled_at)
+    }
+
     /// Stations held.
     pub fn len(&self) -> usize {
         self.last.len()

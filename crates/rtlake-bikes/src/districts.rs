@@ -149,7 +149,8 @@ fn distance2(rings: &[Vec<(f64, f64)>], x: f64, y: f64, k: f64) -> f64 {
 /// Station → district by point-in-polygon (the stream-static join), cached per coordinate.
 pub struct DistrictCache {
     districts: Districts,
-    /// District by exact coordinates: stations do not move, and polygons are costly.
+    /// District by exact coordinates: stations do not move, and polygons are costly. At most
+    /// [`DistrictCache::MAX`] entries: coordinates that wander would otherwise grow it forever.
     cache: HashMap<(u64, u64), Option<Arc<str>>>,
 }
 
@@ -163,8 +164,15 @@ impl Default for DistrictCache {
 }
 
 impl DistrictCache {
+    /// The most coordinates cached (Seoul has about 2,700 stations); past it the cache starts
+    /// over.
+    pub const MAX: usize = 100_000;
+
     /// The district of a point.
     pub fn district(&mut self, lat: f64, lon: f64) -> Option<Arc<str>> {
+        if self.cache.len() >= Self::MAX {
+            self.cache.clear();
+        }
         let districts = &self.districts;
         self.cache
             .entry((lat.to_bits(), lon.to_bits()))
@@ -180,6 +188,19 @@ impl DistrictCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cache_stays_bounded_and_right() {
+        let mut c = DistrictCache::default();
+        for i in 0..DistrictCache::MAX as u64 {
+            c.cache.insert((i, 0), None);
+        }
+        assert_eq!(
+            c.district(37.5556488, 126.91062927).as_deref(),
+            Some("Mapo-gu")
+        );
+        assert_eq!(c.cache.len(), 1, "a full cache starts over");
+    }
 
     #[test]
     fn known_stations_land_in_their_districts() {

@@ -333,7 +333,10 @@ mod tests {
         let script =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/bench/gen_events.py");
         if !script.exists() {
-            eprintln!("skipping: {} not found", script.display());
+            rtlake_core::testing::skip_missing(&format!(
+                "{} not found (the shared bench folder beside the clone)",
+                script.display()
+            ));
             return;
         }
         let out = std::process::Command::new("python3")

@@ -64,6 +64,10 @@ pub struct RunMetrics {
     pub consumer_restarts: IntCounterVec,
     /// Epochs that failed (and were retried from the lake's positions).
     pub epoch_failures: IntCounterVec,
+    /// Kafka sinks that run at least once because the transaction probe failed for a reason
+    /// other than "this cluster has no transactions" (a timeout, an authorization error), by
+    /// pipeline, topic and reason.
+    pub sink_downgrades: IntCounterVec,
 }
 
 /// `rtlake serve`.
@@ -243,6 +247,12 @@ impl Metrics {
                 "rtlake_run_epoch_failures_total",
                 "Epochs that failed and were retried.",
                 p,
+            ),
+            sink_downgrades: counter(
+                &r,
+                "rtlake_run_sink_downgrades_total",
+                "Kafka sinks run at least once because the transaction probe failed unexpectedly.",
+                &["pipeline", "topic", "reason"],
             ),
         };
         let live_clients = IntGauge::new(

@@ -64,6 +64,14 @@ pub enum Error {
         /// What does not fit.
         reason: String,
     },
+    /// Table maintenance stopped short (its compaction lease was lost, or it ran too long).
+    #[error("table {table}: {reason}")]
+    Maintenance {
+        /// The table.
+        table: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Result with this crate's [`Error`].

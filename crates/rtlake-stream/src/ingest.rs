@@ -91,13 +91,17 @@ pub async fn run(
             .run
             .input
             .as_ref()
-            .map(crate::ops::decode_json::JsonDecoder::new)
+            .map(|input| {
+                crate::ops::decode_json::JsonDecoder::new(input)
+                    .map(|d| d.with_lateness(cfg.run.lateness.get()))
+            })
             .transpose()?,
         domain: match cfg.run.input {
             Some(_) => None,
             None => registry.new_decoder(cfg),
         },
         max_future: cfg.run.max_future.get(),
+        rejected_value_max: usize::try_from(cfg.run.rejected_value_max.0).unwrap_or(usize::MAX),
         report: RunReport::default(),
     };
     let outputs: Vec<String> = engine
@@ -276,12 +280,15 @@ async fn run_file(
     }
     // The next chunk is read on a blocking thread while the current epoch runs.
     let read = |mut lines: crate::connectors::file::Lines, until: Option<i64>| {
-        let max = match until {
-            Some(_) => usize::MAX,
-            None => cfg.run.epoch_limit(),
+        let (max, max_bytes) = match until {
+            Some(_) => (usize::MAX, usize::MAX),
+            None => (
+                cfg.run.epoch_limit(),
+                usize::try_from(cfg.run.max_batch_bytes.0).unwrap_or(usize::MAX),
+            ),
         };
         tokio::task::spawn_blocking(move || {
-            let chunk = lines.next_chunk(max, from, until);
+            let chunk = lines.next_chunk(max, max_bytes, from, until);
             (lines, chunk)
         })
     };

@@ -6,7 +6,8 @@
 //!   operators a domain crate adds by name (the bike pipeline's are in `rtlake-bikes`).
 //! - [`ops`]: the general operators of declared pipelines (any topic, a declared schema):
 //!   JSON decoding to Arrow, SQL stages with static tables, window stages.
-//! - [`window`]: event-time windows, per-partition watermarks and output modes.
+//! - [`window`]: event-time windows, per-partition watermarks and output modes; [`ahead`]: the
+//!   decoders' screen that keeps one event far ahead of its partition from moving a watermark.
 //! - [`pipeline`]: operators and their outputs (Delta tables, Kafka topics), each
 //!   optionally through a [`sql`] projection and filter.
 //! - [`rejected`]: `_rejected` rows.
@@ -15,6 +16,7 @@
 //!   loop over Kafka and the watchdog that keeps it going.
 #![warn(missing_docs)]
 
+pub mod ahead;
 pub mod checkpoint;
 pub mod connectors;
 pub mod engine;

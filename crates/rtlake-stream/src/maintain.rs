@@ -86,6 +86,11 @@ async fn round(lake: &Lake, table: TableName, cfg: &LakeConfig, shutdown: &Cance
         let c = compaction?;
         let (version, logs) = maintenance::checkpoint(lake, &entry).await?;
         let vacuumed = maintenance::vacuum(lake, &entry, cfg.vacuum_retention.get()).await?;
+        let retention = cfg.rejected_retention.get();
+        if table == rtlake_core::schema::REJECTED && !retention.is_zero() {
+            let expired = maintenance::expire_partitions(lake, &entry, retention).await?;
+            tracing::info!(table = %table, files_removed = ?expired, retention = %cfg.rejected_retention, "old rejections deleted");
+        }
         Ok::<_, rtlake_lake::Error>((c, version, logs, vacuumed))
     };
     let outcome = tokio::select! {

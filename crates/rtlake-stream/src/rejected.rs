@@ -10,8 +10,11 @@ use chrono::{DateTime, Utc};
 use rtlake_core::schema::{self, RejectReason};
 use std::sync::Arc;
 
+/// The most of a refused message's value `_rejected` keeps by default (`run.rejected-value-max`):
+/// a message refused by three stages is stored three times, and values can be megabytes.
+pub const VALUE_MAX: usize = 1 << 20;
+
 /// Columns of `_rejected` being built.
-#[derive(Default)]
 pub struct RejectedColumns {
     topic: StringBuilder,
     partition: Int32Builder,
@@ -25,9 +28,36 @@ pub struct RejectedColumns {
     date: Date32Builder,
     hour: Int32Builder,
     rows: usize,
+    value_max: usize,
+}
+
+impl Default for RejectedColumns {
+    fn default() -> Self {
+        Self::with_value_max(VALUE_MAX)
+    }
 }
 
 impl RejectedColumns {
+    /// Columns that keep at most `value_max` bytes of each value (the error says when a value
+    /// was cut, and its whole size).
+    pub fn with_value_max(value_max: usize) -> Self {
+        Self {
+            topic: StringBuilder::new(),
+            partition: Int32Builder::new(),
+            offset: Int64Builder::new(),
+            key: StringBuilder::new(),
+            value: BinaryBuilder::new(),
+            reason: StringBuilder::new(),
+            error: StringBuilder::new(),
+            sink: StringBuilder::new(),
+            rejected_at: TimestampMicrosecondBuilder::new(),
+            date: Date32Builder::new(),
+            hour: Int32Builder::new(),
+            rows: 0,
+            value_max,
+        }
+    }
+
     /// Adds a rejected message.
     pub fn push(
         &mut self,
@@ -44,9 +74,21 @@ impl RejectedColumns {
         self.offset.append_value(m.offset);
         self.key
             .append_option(m.key.as_deref().map(String::from_utf8_lossy));
-        self.value.append_option(m.payload.as_deref());
+        match m.payload.as_deref() {
+            Some(v) if v.len() > self.value_max => {
+                self.value.append_value(&v[..self.value_max]);
+                self.error.append_value(format!(
+                    "{error} (value cut to {} of {} bytes: run.rejected-value-max)",
+                    self.value_max,
+                    v.len()
+                ));
+            }
+            v => {
+                self.value.append_option(v);
+                self.error.append_value(error);
+            }
+        }
         self.reason.append_value(reason.as_str());
-        self.error.append_value(error);
         self.sink.append_value(sink);
         self.rejected_at.append_value(at.timestamp_micros());
         self.date.append_value(rtlake_core::time::date32(d));
@@ -84,5 +126,38 @@ impl RejectedColumns {
         ];
         // The columns follow the schema by construction.
         RecordBatch::try_new(schema::rejected(), cols).expect("rejected columns match the schema")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, BinaryArray, StringArray};
+
+    #[test]
+    fn a_long_value_is_cut_and_the_error_says_so() {
+        let mut cols = RejectedColumns::with_value_max(4);
+        let at = chrono::Utc::now();
+        for payload in [b"abc".to_vec(), b"abcdefgh".to_vec()] {
+            let m = RawMessage {
+                partition: 0,
+                offset: 1,
+                key: None,
+                payload: Some(payload),
+                timestamp: None,
+            };
+            cols.push("t", &m, RejectReason::Decode, "bad", "input", at);
+        }
+        let b = cols.finish();
+        let value = b.column(4).as_any().downcast_ref::<BinaryArray>().unwrap();
+        let error = b.column(6).as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!((value.value(0), error.value(0)), (&b"abc"[..], "bad"));
+        assert_eq!(value.value(1), b"abcd");
+        assert!(
+            error.value(1).starts_with("bad (value cut to 4 of 8 bytes"),
+            "{}",
+            error.value(1)
+        );
+        assert_eq!(value.null_count(), 0);
     }
 }

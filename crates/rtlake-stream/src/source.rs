@@ -19,6 +19,11 @@ pub struct RawMessage {
 }
 
 impl RawMessage {
+    /// Bytes of its key and value: what `run.max-batch-bytes` counts.
+    pub fn size(&self) -> usize {
+        self.key.as_ref().map_or(0, Vec::len) + self.payload.as_ref().map_or(0, Vec::len)
+    }
+
     /// Copies a consumed message.
     pub fn from_message(m: &impl Message) -> Self {
         Self {

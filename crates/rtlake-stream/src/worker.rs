@@ -160,6 +160,11 @@ impl KafkaWorker {
     pub(crate) async fn run(mut self) -> Result<RunReport> {
         let shutdown = self.shutdown.clone();
         let limit = self.cfg.run.epoch_limit();
+        let byte_limit = usize::try_from(self.cfg.run.max_batch_bytes.0).unwrap_or(usize::MAX);
+        // Bytes of `buf`, kept as messages are pushed; `counted` is the length they cover, so
+        // any other change to `buf` (an epoch taken, a rebalance's filter, a restart) is seen
+        // and the sum recomputed.
+        let (mut bytes, mut counted) = (0usize, 0usize);
         let delay = self.cfg.run.max_batch_delay.get();
         let low_latency = self.cfg.run.trigger == Trigger::LowLatency;
         let mut buf: Vec<RawMessage> = Vec::new();
@@ -223,6 +228,10 @@ impl KafkaWorker {
                                 self.cuts.remove(&m.partition);
                                 force = true;
                             }
+                            if buf.len() == counted {
+                                bytes += m.size();
+                                counted += 1;
+                            }
                             buf.push(m);
                         }
                     }
@@ -251,8 +260,13 @@ impl KafkaWorker {
                 // compaction) ends where the partition does.
                 force |= self.drop_unreachable_cuts();
             }
+            if buf.len() != counted {
+                bytes = buf.iter().map(RawMessage::size).sum();
+                counted = buf.len();
+            }
+            let full = buf.len() >= limit || bytes >= byte_limit;
             // While an interrupted range is being re-read, only its end closes the epoch.
-            if force || (self.cuts.is_empty() && (buf.len() >= limit || due)) {
+            if force || (self.cuts.is_empty() && (full || due)) {
                 epoch_start = None;
                 if let Err(e) = self.epoch(&mut buf).await {
                     self.epoch_failed(&mut buf, e).await?;

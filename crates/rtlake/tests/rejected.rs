@@ -291,3 +291,100 @@ async fn an_event_from_the_far_future_is_rejected_and_moves_no_watermark() {
         "bronze holds every good event"
     );
 }
+
+/// One copy of an event stamped minutes ahead of the rest of its partition (a bad clock
+/// upstream, within run.max-future) goes to `_rejected` as `future` and changes nothing else.
+/// Before the screen it dragged its partition's watermark ahead (on the 90-minute replay, with
+/// 08:10 stamped 08:40, 435,190 events went to `_rejected` as late) and pinned its station's
+/// state, so the station's next events were stale. Here scaled down: lateness 1 minute, the
+/// copy 3 minutes ahead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_event_ahead_of_its_partition_moves_no_watermark_and_pins_no_state() {
+    const POLLS: u64 = 40; // 10 minutes: both 5-minute district windows close (lateness 1m)
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = common::replay();
+    let (mut clean, mut bad) = (String::new(), String::new());
+    for poll in 0..POLLS {
+        for (i, e) in r.next_poll().events.iter().enumerate() {
+            let line = e.to_json();
+            for t in [&mut clean, &mut bad] {
+                t.push_str(&line);
+                t.push('\n');
+            }
+            if poll == 10 && i == 0 {
+                let at = chrono::DateTime::parse_from_rfc3339(&e.polled_at).unwrap()
+                    + chrono::Duration::minutes(3);
+                let ahead = line.replace(&e.polled_at, &at.to_rfc3339());
+                assert_ne!(ahead, line);
+                bad.push_str(&ahead);
+                bad.push('\n');
+            }
+        }
+    }
+    let mut lakes = Vec::new();
+    for (name, text) in [("clean", clean), ("bad", bad)] {
+        let file = dir.path().join(format!("{name}.jsonl"));
+        std::fs::write(&file, text).unwrap();
+        let lake = dir.path().join(name);
+        let out = common::rtlake()
+            .args(["run", "--metrics-listen", "off", "--lateness", "1m"])
+            .arg("--lake")
+            .arg(&lake)
+            .arg(format!("--source=file:{}", file.display()))
+            .output_within(300)
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lakes.push(lake);
+    }
+    let rows = |lake: std::path::PathBuf, q: &'static str| async move {
+        common::sql_rows(&lake, q)
+            .await
+            .into_iter()
+            .map(|r| r.join(","))
+            .collect::<Vec<_>>()
+    };
+    let rejected = rows(
+        lakes[1].clone(),
+        "SELECT reason, error, sink FROM _rejected",
+    )
+    .await;
+    assert_eq!(
+        rejected.len(),
+        1,
+        "only the copy ahead: {:?}",
+        &rejected[..rejected.len().min(3)]
+    );
+    assert!(
+        rejected[0].starts_with("future,")
+            && rejected[0].contains("polledAt 2025-")
+            && rejected[0].contains("ahead of partition"),
+        "{}",
+        rejected[0]
+    );
+    for (what, q) in [
+        (
+            "silver",
+            "SELECT station_id, CAST(polled_at AS BIGINT), CAST(prev_polled_at AS BIGINT), bikes_parked, prev_bikes_parked, rentals, returns FROM silver.station_changes",
+        ),
+        (
+            "gold.district_5min",
+            "SELECT district, CAST(window_start AS BIGINT), rentals, returns, bikes_parked, stations_empty FROM gold.district_5min",
+        ),
+        (
+            "bronze",
+            "SELECT station_id, CAST(polled_at AS BIGINT), bikes_parked FROM bronze.station_status",
+        ),
+    ] {
+        let want = rows(lakes[0].clone(), q).await;
+        assert!(!want.is_empty(), "{what} has rows in the clean run");
+        assert_eq!(
+            common::checksum(rows(lakes[1].clone(), q).await),
+            common::checksum(want),
+            "{what} as without the copy ahead"
+        );
+    }
+}

@@ -52,11 +52,12 @@ pub fn register(registry: &mut Registry) {
             key,
             move |cfg| Ok(Box::new(district::District5MinOperator::new(lateness(cfg)))),
         )
-        .decoder(|cfg| {
+        .decoder(move |cfg| {
             Box::new(StationDecoder {
                 places: DistrictCache::default(),
                 unknown: cfg.run.unknown_fields,
                 max_future: cfg.run.max_future.get(),
+                lateness: lateness(cfg),
             })
         })
         .udf(udf::district())
@@ -80,6 +81,8 @@ pub struct StationDecoder {
     places: DistrictCache,
     unknown: UnknownFields,
     max_future: std::time::Duration,
+    /// `run.lateness`, µs: how far ahead of its partition one event may be on its own.
+    lateness: i64,
 }
 
 impl InputDecoder for StationDecoder {
@@ -90,11 +93,9 @@ impl InputDecoder for StationDecoder {
         now: DateTime<Utc>,
     ) -> Box<dyn Any + Send + Sync> {
         Box::new(
-            Stations::decode(msgs, &mut self.places, self.unknown).guard_future(
-                msgs,
-                now,
-                self.max_future,
-            ),
+            Stations::decode(msgs, &mut self.places, self.unknown)
+                .guard_future(msgs, now, self.max_future)
+                .guard_ahead(msgs, self.lateness),
         )
     }
 }
@@ -178,6 +179,29 @@ impl Stations {
                     error,
                 });
             }
+        }
+        self
+    }
+
+    /// Turns each event that [`rtlake_stream::ahead::screen`] finds alone far ahead of its
+    /// partition into a `future` rejection: a bad clock upstream moves no watermark and pins no
+    /// station's state.
+    pub fn guard_ahead(mut self, msgs: &[RawMessage], lateness: i64) -> Self {
+        let events = msgs
+            .iter()
+            .zip(&self.decoded)
+            .enumerate()
+            .filter_map(|(i, (m, d))| {
+                d.as_ref()
+                    .ok()
+                    .map(|s| (i, m.partition, s.polled_at.timestamp_micros()))
+            });
+        for a in rtlake_stream::ahead::screen(events, lateness) {
+            let error = a.describe("polledAt", msgs[a.index].partition, lateness);
+            self.decoded[a.index] = Err(DecodeError {
+                reason: RejectReason::Future,
+                error,
+            });
         }
         self
     }

@@ -104,6 +104,14 @@ impl Operator for SilverOperator {
                 _ => {}
             }
         }
+        for p in input
+            .msgs
+            .iter()
+            .map(|m| m.partition)
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            self.states.get(p).expire();
+        }
         let ts = |x: &mut TimestampMicrosecondBuilder| {
             Arc::new(x.finish().with_timezone("UTC")) as ArrayRef
         };

@@ -1,6 +1,6 @@
 //! The `[run]` section: the stream processor, its trigger, source options and sinks.
 
-use crate::units::HumanDuration;
+use crate::units::{ByteSize, HumanDuration};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -185,6 +185,9 @@ pub struct RunConfig {
     pub sink_transactions: SinkTransactions,
     /// An epoch closes when it holds this many events...
     pub max_batch_events: usize,
+    /// ...or this many bytes of keys and values (so large messages cannot make an epoch hold
+    /// gigabytes; one message larger than this is an epoch of its own)...
+    pub max_batch_bytes: ByteSize,
     /// ...or when its first event is this old.
     pub max_batch_delay: HumanDuration,
     /// `processing-time` (run on) or `available-now` (drain and stop).
@@ -194,6 +197,9 @@ pub struct RunConfig {
     /// How far ahead of the clock an event's time may be: a later one (a bad clock upstream)
     /// goes to `_rejected` as `future` and moves no watermark and no state.
     pub max_future: HumanDuration,
+    /// The most of a refused message's value that a `_rejected` row keeps; a longer value is
+    /// cut, and the row's error says so and gives its whole size.
+    pub rejected_value_max: ByteSize,
     /// Fields of an event that the pipeline does not know: `ignore` them (the default), `keep`
     /// them in bronze's `extra` column (JSON; the column is added to an existing table), or
     /// `reject` the event to `_rejected` as `decode`, naming the field.
@@ -238,10 +244,12 @@ impl Default for RunConfig {
             sink_timeout: HumanDuration::from_secs(30),
             sink_transactions: SinkTransactions::Auto,
             max_batch_events: 50_000,
+            max_batch_bytes: ByteSize(64 << 20),
             max_batch_delay: HumanDuration::from_millis(500),
             trigger: Trigger::ProcessingTime,
             lateness: HumanDuration::from_secs(600),
             max_future: HumanDuration::from_secs(3600),
+            rejected_value_max: ByteSize(1 << 20),
             unknown_fields: UnknownFields::Ignore,
             checkpoint: None,
             source: "kafka".into(),

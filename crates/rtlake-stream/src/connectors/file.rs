@@ -61,16 +61,19 @@ impl Lines {
         }
     }
 
-    /// Up to `max` next messages at or past offset `from` and before `until` (when given); an
-    /// empty chunk at the end of the files (or at `until`). Skipped lines are read, not kept.
+    /// Up to `max` next messages (and fewer once they hold `max_bytes`; at least one) at or past
+    /// offset `from` and before `until` (when given); an empty chunk at the end of the files (or
+    /// at `until`). Skipped lines are read, not kept.
     pub fn next_chunk(
         &mut self,
         max: usize,
+        max_bytes: usize,
         from: i64,
         until: Option<i64>,
     ) -> Result<Vec<RawMessage>> {
         let mut out = Vec::new();
-        while out.len() < max && until.is_none_or(|u| self.offset < u) {
+        let mut bytes = 0;
+        while out.len() < max && bytes < max_bytes && until.is_none_or(|u| self.offset < u) {
             if !self.next_line()? {
                 break;
             }
@@ -80,6 +83,7 @@ impl Lines {
             if offset < from || line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
+            bytes += line.len();
             out.push(RawMessage {
                 partition: 0,
                 offset,
@@ -136,7 +140,7 @@ impl Lines {
 /// Reads every line of the files as messages of partition 0, numbered from 0 (all at once:
 /// for tests and small inputs; the file source reads [`Lines`] a chunk at a time).
 pub fn read(files: &[PathBuf]) -> Result<Vec<RawMessage>> {
-    Lines::new(files.to_vec()).next_chunk(usize::MAX, 0, None)
+    Lines::new(files.to_vec()).next_chunk(usize::MAX, usize::MAX, 0, None)
 }
 
 #[cfg(test)]
@@ -173,19 +177,32 @@ mod tests {
         std::fs::write(dir.join("d.jsonl"), "{\"d\":4}\r\n{\"e\":5}").unwrap();
         let mut lines = Lines::new(files(&dir).unwrap());
         let offsets = |c: Vec<RawMessage>| c.iter().map(|m| m.offset).collect::<Vec<_>>();
-        assert_eq!(offsets(lines.next_chunk(1, 2, Some(3)).unwrap()), vec![2]);
+        assert_eq!(
+            offsets(lines.next_chunk(1, usize::MAX, 2, Some(3)).unwrap()),
+            vec![2]
+        );
         assert!(
-            lines.next_chunk(5, 2, Some(3)).unwrap().is_empty(),
+            lines
+                .next_chunk(5, usize::MAX, 2, Some(3))
+                .unwrap()
+                .is_empty(),
             "stops at the end given"
         );
-        let rest = lines.next_chunk(5, 0, None).unwrap();
+        let rest = lines.next_chunk(5, usize::MAX, 0, None).unwrap();
         assert_eq!(
             offsets(rest.clone()),
             vec![3, 5, 6],
             "the empty file is line 4"
         );
         assert_eq!(rest[1].payload.as_deref(), Some(&b"{\"d\":4}"[..]));
-        assert!(lines.next_chunk(5, 0, None).unwrap().is_empty());
+        assert!(lines.next_chunk(5, usize::MAX, 0, None).unwrap().is_empty());
+        // A byte bound closes a chunk after the message that reaches it.
+        let mut lines = Lines::new(files(&dir).unwrap());
+        assert_eq!(
+            offsets(lines.next_chunk(5, 8, 0, None).unwrap()),
+            vec![0, 2]
+        );
+        assert_eq!(offsets(lines.next_chunk(5, 1, 0, None).unwrap()), vec![3]);
         assert!(files(&dir.join("missing")).is_err());
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -24,6 +24,22 @@ use std::sync::Arc;
 /// A key's stored row: (time µs, value).
 type Stored = HashMap<String, (i64, i64)>;
 
+/// How long a key's stored row is kept after the newest row of its partition, µs (7 days of
+/// event time). A key silent for longer would only ever meet a gap too long to compare again,
+/// so forgetting it changes no output row; without it the state grows with every key ever seen.
+pub const STATE_TTL_MICROS: i64 = 7 * 24 * 3600 * 1_000_000;
+
+/// Forgets the keys whose stored time is more than [`STATE_TTL_MICROS`] behind the newest
+/// stored time; `time` reads a stored value's time. Returns how many were forgotten.
+pub fn expire<V>(map: &mut HashMap<String, V>, time: impl Fn(&V) -> i64) -> usize {
+    let Some(newest) = map.values().map(&time).max() else {
+        return 0;
+    };
+    let before = map.len();
+    map.retain(|_, v| time(v) >= newest.saturating_sub(STATE_TTL_MICROS));
+    before - map.len()
+}
+
 /// What the change rule makes of a key's row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Change {
@@ -217,6 +233,14 @@ impl Operator for ChangeStage {
             }
             stored.insert(keys.value(r).to_string(), (t, v));
         }
+        for p in input
+            .msgs
+            .iter()
+            .map(|m| m.partition)
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            expire(self.parts.get(p), |(t, _)| *t);
+        }
         let rows = arrow::compute::take_record_batch(&batch, &UInt32Array::from(take.clone()))
             .map_err(err)?;
         let mut cols: Vec<ArrayRef> = rows.columns().to_vec();
@@ -248,7 +272,19 @@ fn micros_rfc3339(us: i64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{Change, rule};
+    use super::{Change, HashMap, Stored, expire, rule};
+
+    #[test]
+    fn keys_silent_past_the_ttl_are_forgotten() {
+        let day = 24 * 3600 * 1_000_000;
+        let mut m: Stored = HashMap::new();
+        m.insert("old".into(), (0, 1));
+        m.insert("week".into(), (day, 1));
+        m.insert("new".into(), (8 * day, 1));
+        assert_eq!(expire(&mut m, |(t, _)| *t), 1);
+        assert!(!m.contains_key("old") && m.contains_key("week") && m.contains_key("new"));
+        assert_eq!(expire(&mut Stored::new(), |(t, _)| *t), 0);
+    }
 
     #[test]
     fn the_rule_compares_with_the_stored_row() {

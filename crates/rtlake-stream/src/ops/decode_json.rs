@@ -42,6 +42,8 @@ pub struct JsonDecoder {
     declared: SchemaRef,
     schema: SchemaRef,
     event_time: Option<usize>,
+    /// `run.lateness`, µs, for [`crate::ahead::screen`] (none: no screen).
+    lateness: Option<i64>,
 }
 
 fn meta_fields() -> Vec<Field> {
@@ -81,7 +83,15 @@ impl JsonDecoder {
             declared: Arc::new(declared),
             schema: Arc::new(Schema::new(fields)),
             event_time,
+            lateness: None,
         })
+    }
+
+    /// Also refuses, as `future`, an event alone far ahead of its partition
+    /// ([`crate::ahead`]), with the run's `lateness`.
+    pub fn with_lateness(mut self, lateness: std::time::Duration) -> Self {
+        self.lateness = Some(i64::try_from(lateness.as_micros()).unwrap_or(i64::MAX));
+        self
     }
 
     /// The rows' schema: the declared columns, then the metadata columns.
@@ -99,7 +109,8 @@ impl JsonDecoder {
 
     /// Decodes an epoch's messages. Events whose time is more than `max_future` ahead of the
     /// clock (the message's timestamp, or `now` if that is earlier or missing) are refused as
-    /// `future`, so a bad clock upstream moves no watermark.
+    /// `future`, so a bad clock upstream moves no watermark; so are events alone far ahead of
+    /// their partition ([`JsonDecoder::with_lateness`]).
     pub fn decode(
         &self,
         topic: &str,
@@ -206,14 +217,14 @@ impl JsonDecoder {
         let ahead = i64::try_from(max_future.as_micros()).unwrap_or(i64::MAX);
         let now_ms = now.timestamp_millis();
         let name = self.declared.field(col).name();
+        let at = |us: i64| {
+            DateTime::from_timestamp_micros(us).map_or_else(String::new, |t| t.to_rfc3339())
+        };
         let mut keep = Vec::with_capacity(rows.len());
         for (r, i) in rows.iter().enumerate() {
             let clock = msgs[*i].timestamp.map_or(now_ms, |t| t.min(now_ms)) * 1000;
             let ok = times.is_null(r) || times.value(r).saturating_sub(clock) <= ahead;
             if !ok {
-                let at = |us: i64| {
-                    DateTime::from_timestamp_micros(us).map_or_else(String::new, |t| t.to_rfc3339())
-                };
                 refused.push(Refused {
                     index: *i,
                     reason: RejectReason::Future,
@@ -225,6 +236,20 @@ impl JsonDecoder {
                 });
             }
             keep.push(ok);
+        }
+        if let Some(lateness) = self.lateness {
+            let events = (0..rows.len())
+                .filter(|r| keep[*r] && !times.is_null(*r))
+                .map(|r| (r, msgs[rows[r]].partition, times.value(r)));
+            for a in crate::ahead::screen(events, lateness) {
+                let i = rows[a.index];
+                refused.push(Refused {
+                    index: i,
+                    reason: RejectReason::Future,
+                    error: a.describe(name, msgs[i].partition, lateness),
+                });
+                keep[a.index] = false;
+            }
         }
         if keep.iter().all(|k| *k) {
             return Ok((batch, rows));

@@ -104,6 +104,23 @@ async fn bounded<T: Send + 'static, C: ClientContext + 'static>(
     }
 }
 
+/// Whether the probe's error is the cluster saying it has no transactions: the embedded broker
+/// refuses a transactional id (`TRANSACTIONAL_ID_AUTHORIZATION_FAILED`), an old broker does not
+/// know the API.
+fn no_transactions_here(e: &Error) -> bool {
+    let Error::Kafka(rtlake_kafka::Error::Kafka { cause, .. }) = e else {
+        return false;
+    };
+    matches!(
+        cause.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+                | RDKafkaErrorCode::UnsupportedVersion
+                | RDKafkaErrorCode::UnsupportedFeature
+        )
+    )
+}
+
 /// The transaction probe's client context: a cluster that refuses transactions (the embedded
 /// broker) makes librdkafka log the refusal as a fatal error, which here is an expected answer,
 /// not a failure; its logs go to debug level.
@@ -216,12 +233,27 @@ impl KafkaSink {
         .await
         {
             Ok(()) => true,
-            Err(e @ Error::Sink(_)) => {
-                tracing::warn!(error = %e, "the cluster did not answer a transactional producer in time; the Kafka sink runs at least once");
+            Err(e) if no_transactions_here(&e) => {
+                tracing::debug!(error = %e, "the cluster refused a transactional producer");
                 false
             }
             Err(e) => {
-                tracing::debug!(error = %e, "the cluster refused a transactional producer");
+                // Not "this cluster has no transactions": a timeout, a coordinator that did
+                // not answer, a refused credential. The user asked for `auto`, not for a
+                // silent downgrade: say why, and count it.
+                let reason = match &e {
+                    Error::Sink(_) => "timeout".to_string(),
+                    Error::Kafka(rtlake_kafka::Error::Kafka { cause, .. }) => cause
+                        .rdkafka_error_code()
+                        .map_or_else(|| "error".to_string(), |c| format!("{c:?}")),
+                    _ => "error".to_string(),
+                };
+                rtlake_core::metrics::global()
+                    .run
+                    .sink_downgrades
+                    .with_label_values(&[self.cfg.run.pipeline.as_str(), &self.topic, &reason])
+                    .inc();
+                tracing::warn!(error = %e, %reason, topic = %self.topic, "the transaction probe failed; the Kafka sink runs at least once (run.sink-transactions = on makes this an error)");
                 false
             }
         }
@@ -318,7 +350,7 @@ impl KafkaSink {
         let committed = tokio::task::block_in_place(|| {
             rtlake_kafka::client::committed_offsets(&txn.group, tpl, timeout)
         })
-            .map_err(kafka(format!("read the sink group {group}")))?;
+        .map_err(kafka(format!("read the sink group {group}")))?;
         let mut behind = Vec::new();
         for e in committed.elements_for_topic(&input) {
             if let Offset::Offset(o) = e.offset() {
