@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 async fn run_carries_on_after_the_broker_is_killed_and_restarted() {
     let external = std::env::var("RTLAKE_TEST_BROKERS").is_ok();
     if external && std::env::var("RTLAKE_TEST_KAFKA_SH").is_err() {
-        eprintln!(
-            "skipped: an external cluster that scripts/kafka.sh does not run (set RTLAKE_TEST_KAFKA_SH=1 for its cluster)"
+        rtlake_core::testing::skip(
+            "an external cluster that scripts/kafka.sh does not run (set RTLAKE_TEST_KAFKA_SH=1 for its cluster)",
         );
         return;
     }

@@ -233,7 +233,10 @@ async fn the_dashboard_shows_every_station_live_and_its_history() {
     // Dashboard latency, as the page measured it: Kafka timestamp of a burst's oldest event to
     // its arrival in the page.
     let lat: Vec<i64> = serde_json::from_value(b.eval("window.rtlakeLatencies || []")).unwrap();
-    assert!(!lat.is_empty());
+    // Several bursts measured, each a real delay: events reach the page within seconds, not
+    // from a cache filled minutes ago (a loose bound: this is no benchmark).
+    assert!(lat.len() >= 3, "bursts measured: {lat:?}");
+    assert!(lat.iter().all(|&ms| (0..30_000).contains(&ms)), "{lat:?}");
     let mut sorted = lat.clone();
     sorted.sort_unstable();
     let p99 = sorted[((sorted.len() as f64 * 0.99).ceil() as usize).saturating_sub(1)];

@@ -268,6 +268,35 @@ pub fn total(s: &Scale) -> usize {
 
 pub const GOOD: &str = r#"{"rackTotCnt":"15","stationName":"102. 망원역 1번출구 앞","parkingBikeTotCnt":"16","shared":"107","stationLatitude":"37.55564880","stationLongitude":"126.91062927","stationId":"ST-4","polledAt":"2025-10-01T08:00:15+09:00"}"#;
 
+/// The size of the large well-formed event among the bad inputs.
+pub const BIG: usize = 8 << 20;
+
+/// A well-formed event of just over [`BIG`] bytes: its station name is 8 MiB of one syllable.
+pub fn big_event() -> String {
+    let e = GOOD.replace("102.", &"긴".repeat(BIG / "긴".len() + 1));
+    assert!(e.len() > BIG, "{} bytes", e.len());
+    e
+}
+
+/// The most a record batch may hold on the embedded broker and, by default, on Apache Kafka
+/// (`message.max.bytes`, and a topic's `max.message.bytes`).
+pub const BATCH_LIMIT: usize = 1024 * 1024 + 12;
+
+/// A well-formed event just past [`BATCH_LIMIT`] that does not compress: its name is random
+/// letters (sent uncompressed, the batch is past the limit by a few hundred bytes).
+pub fn oversized_event() -> String {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let name: String = (0..BATCH_LIMIT)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect();
+    GOOD.replace("102.", &name)
+}
+
 /// One of each kind of bad input, keyed as the producer keys events.
 pub fn bad_inputs() -> Vec<(&'static str, Vec<u8>)> {
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
@@ -278,12 +307,9 @@ pub fn bad_inputs() -> Vec<(&'static str, Vec<u8>)> {
             "ST-4",
             GOOD.replace(r#""stationId":"ST-4","#, "").into_bytes(),
         ), // a missing field
-        // 8 MiB, well formed: a long name is still a station's name (bronze takes it).
-        (
-            "ST-4",
-            GOOD.replace("102.", &"긴".repeat(8 << (20 / 3)))
-                .into_bytes(),
-        ),
+        // Over 8 MiB, well formed: a long name is still a station's name (bronze takes it).
+        // It compresses to a few KiB, so the broker's 1 MiB batch limit lets it in.
+        ("ST-4", big_event().into_bytes()),
         ("ST-4", vec![b'{', 0xff, 0xfe, b'}']), // invalid UTF-8
         ("ST-4", deep.into_bytes()),            // deep nesting
         ("ST-4", b"null".to_vec()),
@@ -313,10 +339,38 @@ pub async fn inject_bad_input(env: &TestEnv, rounds: usize, mut m: Moments) -> u
     let mut client = rtlake_kafka::client::producer(&cfg.kafka, &cfg.producer);
     client.set("message.max.bytes", (10 << 20).to_string());
     let p: rtlake_kafka::rdkafka::producer::FutureProducer = client.create().unwrap();
+    // An event past the broker's and the topic's size limits is refused to the producer, with
+    // the reason; it never reaches the topic.
+    let mut plain = rtlake_kafka::client::producer(&cfg.kafka, &cfg.producer);
+    plain
+        .set("message.max.bytes", (10 << 20).to_string())
+        .set("compression.type", "none");
+    let plain: rtlake_kafka::rdkafka::producer::FutureProducer = plain.create().unwrap();
+    let too_big = oversized_event();
+    assert!(too_big.len() > BATCH_LIMIT && too_big.len() < BATCH_LIMIT + 1024);
+    let refused = plain
+        .send(
+            rtlake_kafka::rdkafka::producer::FutureRecord::to(&env.topic)
+                .key("ST-4")
+                .payload(&too_big),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .expect_err("the broker refuses an event past its size limit");
+    assert_eq!(
+        refused.rdkafka_error_code(),
+        Some(rtlake_kafka::rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge),
+        "{refused}"
+    );
     let mut sent = 0;
+    let mut big_sent = 0;
     for _ in 0..rounds {
         tokio::time::sleep(m.between(500, 4000)).await;
         for (key, value) in bad_inputs() {
+            if value.len() > BIG {
+                big_sent += value.len();
+            }
             p.send(
                 rtlake_kafka::rdkafka::producer::FutureRecord::to(&env.topic)
                     .key(key)
@@ -329,6 +383,10 @@ pub async fn inject_bad_input(env: &TestEnv, rounds: usize, mut m: Moments) -> u
             sent += 1;
         }
     }
+    assert!(
+        big_sent > rounds * BIG,
+        "each round sent an event over 8 MiB: {big_sent} bytes in {rounds} rounds"
+    );
     sent
 }
 

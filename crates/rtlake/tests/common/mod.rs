@@ -78,6 +78,12 @@ impl TestEnv {
     }
 }
 
+/// Whether the tests run on scripts/kafka.sh's Apache Kafka, which has transactions: there a
+/// Kafka sink that falls back to at least once is a failure, not a skip.
+pub fn kafka_has_transactions() -> bool {
+    std::env::var("RTLAKE_TEST_KAFKA_SH").is_ok()
+}
+
 /// The `rtlake` binary, logging warnings only.
 pub fn rtlake() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_rtlake"));
