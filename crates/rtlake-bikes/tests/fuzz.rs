@@ -29,12 +29,8 @@ const FIELDS: [&str; 8] = [
 
 /// Cases per property: `PROPTEST_CASES`, else enough for CI to find the easy bugs quickly.
 fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3000);
     ProptestConfig {
-        cases,
+        cases: rtlake_core::testing::cases(3000),
         failure_persistence: None,
         ..ProptestConfig::default()
     }

@@ -13,12 +13,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
     ProptestConfig {
-        cases,
+        cases: rtlake_core::testing::cases(300),
         failure_persistence: None,
         ..ProptestConfig::default()
     }

@@ -32,3 +32,12 @@ pub fn skip_missing(reason: &str) {
     }
     skip(reason);
 }
+
+/// Cases per property of a property-based test: `PROPTEST_CASES`, else `default` (what CI
+/// runs; the long form sets the variable).
+pub fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

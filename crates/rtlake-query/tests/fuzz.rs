@@ -9,12 +9,8 @@ use proptest::prelude::*;
 use rtlake_query::read_only;
 
 fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1500);
     ProptestConfig {
-        cases,
+        cases: rtlake_core::testing::cases(1500),
         failure_persistence: None,
         ..ProptestConfig::default()
     }

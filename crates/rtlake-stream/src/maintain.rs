@@ -88,8 +88,14 @@ async fn round(lake: &Lake, table: TableName, cfg: &LakeConfig, shutdown: &Cance
         let vacuumed = maintenance::vacuum(lake, &entry, cfg.vacuum_retention.get()).await?;
         let retention = cfg.rejected_retention.get();
         if table == rtlake_core::schema::REJECTED && !retention.is_zero() {
-            let expired = maintenance::expire_partitions(lake, &entry, retention).await?;
-            tracing::info!(table = %table, files_removed = ?expired, retention = %cfg.rejected_retention, "old rejections deleted");
+            match maintenance::expire_partitions(lake, &entry, retention).await? {
+                Some(files) => {
+                    tracing::info!(table = %table, files_removed = files, retention = %cfg.rejected_retention, "rejections past lake.rejected-retention deleted")
+                }
+                None => {
+                    tracing::info!(table = %table, "rejections past lake.rejected-retention not deleted this round: another process holds the table's lease")
+                }
+            }
         }
         Ok::<_, rtlake_lake::Error>((c, version, logs, vacuumed))
     };

@@ -11,12 +11,8 @@ use rtlake_stream::source::RawMessage;
 use serde_json::{Value, json};
 
 fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
     ProptestConfig {
-        cases,
+        cases: rtlake_core::testing::cases(2000),
         failure_persistence: None,
         ..ProptestConfig::default()
     }

@@ -233,10 +233,11 @@ async fn the_dashboard_shows_every_station_live_and_its_history() {
     // Dashboard latency, as the page measured it: Kafka timestamp of a burst's oldest event to
     // its arrival in the page.
     let lat: Vec<i64> = serde_json::from_value(b.eval("window.rtlakeLatencies || []")).unwrap();
-    // Several bursts measured, each a real delay: events reach the page within seconds, not
-    // from a cache filled minutes ago (a loose bound: this is no benchmark).
-    assert!(lat.len() >= 3, "bursts measured: {lat:?}");
-    assert!(lat.iter().all(|&ms| (0..30_000).contains(&ms)), "{lat:?}");
+    // The page saw a new poll arrive above, so it measured at least that burst; each delay is
+    // a real one, within seconds: events reach the page live, not from a cache filled minutes
+    // ago (a loose bound: this is no benchmark).
+    assert!(!lat.is_empty(), "no burst measured");
+    assert!(lat.iter().all(|&ms| (0..15_000).contains(&ms)), "{lat:?}");
     let mut sorted = lat.clone();
     sorted.sort_unstable();
     let p99 = sorted[((sorted.len() as f64 * 0.99).ceil() as usize).saturating_sub(1)];

@@ -9,6 +9,72 @@ use std::time::Duration;
 
 const GOOD: &str = r#"{"rackTotCnt":"15","stationName":"102. 망원역 1번출구 앞","parkingBikeTotCnt":"16","shared":"107","stationLatitude":"37.55564880","stationLongitude":"126.91062927","stationId":"ST-4","polledAt":"2025-10-01T08:00:15+09:00"}"#;
 
+/// Runs the default pipeline over each named JSON Lines text from a file, into a lake of that
+/// name under `dir`, with `args`; the lakes in order.
+fn run_files(
+    dir: &std::path::Path,
+    texts: [(&str, String); 2],
+    args: &[&str],
+) -> Vec<std::path::PathBuf> {
+    let mut lakes = Vec::new();
+    for (name, text) in texts {
+        let file = dir.join(format!("{name}.jsonl"));
+        std::fs::write(&file, text).unwrap();
+        let lake = dir.join(name);
+        let out = common::rtlake()
+            .args(["run", "--metrics-listen", "off"])
+            .args(args)
+            .arg("--lake")
+            .arg(&lake)
+            .arg(format!("--source=file:{}", file.display()))
+            .output_within(300)
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lakes.push(lake);
+    }
+    lakes
+}
+
+/// The replay's first `polls` polls as JSON Lines, and the same with one copy of poll 10's first
+/// event made by `copy(line, polled_at)`, before the original or after it.
+fn with_one_copy(
+    polls: u64,
+    before: bool,
+    copy: impl Fn(&str, &str) -> String,
+) -> (String, String) {
+    let mut r = common::replay();
+    let (mut clean, mut bad) = (String::new(), String::new());
+    for poll in 0..polls {
+        for (i, e) in r.next_poll().events.iter().enumerate() {
+            let line = e.to_json() + "\n";
+            let changed = (poll == 10 && i == 0).then(|| copy(&line, &e.polled_at));
+            assert_ne!(changed.as_ref(), Some(&line));
+            if before && let Some(c) = &changed {
+                bad.push_str(c);
+            }
+            clean.push_str(&line);
+            bad.push_str(&line);
+            if !before && let Some(c) = &changed {
+                bad.push_str(c);
+            }
+        }
+    }
+    (clean, bad)
+}
+
+/// A query's rows, each joined with commas.
+async fn rows(lake: &std::path::Path, q: &str) -> Vec<String> {
+    common::sql_rows(lake, q)
+        .await
+        .into_iter()
+        .map(|r| r.join(","))
+        .collect()
+}
+
 async fn send_all(env: &TestEnv, values: &[String]) {
     rtlake_kafka::admin::ensure_topic(&env.config().kafka, &env.topic)
         .await
@@ -197,61 +263,15 @@ async fn a_crash_between_two_tables_commits_loses_and_duplicates_nothing() {
 async fn an_event_from_the_far_future_is_rejected_and_moves_no_watermark() {
     const POLLS: u64 = 28; // the first 5-minute district window closes (lateness 0s)
     let dir = tempfile::tempdir().unwrap();
-    let mut r = common::replay();
-    let (mut clean, mut bad) = (String::new(), String::new());
-    for poll in 0..POLLS {
-        for (i, e) in r.next_poll().events.iter().enumerate() {
-            let line = e.to_json();
-            if poll == 10 && i == 0 {
-                let future = line.replace(&e.polled_at, "2099-01-01T00:00:00+09:00");
-                assert_ne!(future, line);
-                bad.push_str(&future);
-                bad.push('\n');
-            }
-            for t in [&mut clean, &mut bad] {
-                t.push_str(&line);
-                t.push('\n');
-            }
-        }
-    }
-    let mut lakes = Vec::new();
-    for (name, text) in [("clean", clean), ("bad", bad)] {
-        let file = dir.path().join(format!("{name}.jsonl"));
-        std::fs::write(&file, text).unwrap();
-        let lake = dir.path().join(name);
-        let out = common::rtlake()
-            .args([
-                "run",
-                "--metrics-listen",
-                "off",
-                "--lateness",
-                "0s",
-                "--lake",
-            ])
-            .arg(&lake)
-            .arg(format!("--source=file:{}", file.display()))
-            .output_within(300)
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        lakes.push(lake);
-    }
-    let rows = |lake: std::path::PathBuf, q: &'static str| async move {
-        common::sql_rows(&lake, q)
-            .await
-            .into_iter()
-            .map(|r| r.join(","))
-            .collect::<Vec<_>>()
-    };
-
-    let rejected = rows(
-        lakes[1].clone(),
-        "SELECT reason, error, sink FROM _rejected",
-    )
-    .await;
+    let (clean, bad) = with_one_copy(POLLS, true, |line, at| {
+        line.replace(at, "2099-01-01T00:00:00+09:00")
+    });
+    let lakes = run_files(
+        dir.path(),
+        [("clean", clean), ("bad", bad)],
+        &["--lateness", "0s"],
+    );
+    let rejected = rows(&lakes[1], "SELECT reason, error, sink FROM _rejected").await;
     assert_eq!(
         rejected.len(),
         1,
@@ -264,29 +284,29 @@ async fn an_event_from_the_far_future_is_rejected_and_moves_no_watermark() {
         rejected[0]
     );
     assert!(
-        rows(lakes[0].clone(), "SELECT reason FROM _rejected")
+        rows(&lakes[0], "SELECT reason FROM _rejected")
             .await
             .is_empty()
     );
 
     let silver = "SELECT station_id, CAST(polled_at AS BIGINT), CAST(prev_polled_at AS BIGINT), bikes_parked, prev_bikes_parked, rentals, returns FROM silver.station_changes";
     assert_eq!(
-        common::checksum(rows(lakes[1].clone(), silver).await),
+        common::checksum(rows(&lakes[1], silver).await),
         common::checksum(common::replay_changes(POLLS)),
         "silver holds the change rule's rows"
     );
     let gold = "SELECT district, CAST(window_start AS BIGINT), rentals, returns, bikes_parked, stations_empty FROM gold.district_5min";
-    let want = rows(lakes[0].clone(), gold).await;
+    let want = rows(&lakes[0], gold).await;
     assert!(!want.is_empty(), "a window closed in the clean run");
     assert_eq!(
-        common::checksum(rows(lakes[1].clone(), gold).await),
+        common::checksum(rows(&lakes[1], gold).await),
         common::checksum(want),
         "gold as without the bad event"
     );
     let bronze =
         "SELECT station_id, CAST(polled_at AS BIGINT), bikes_parked FROM bronze.station_status";
     assert_eq!(
-        common::checksum(rows(lakes[1].clone(), bronze).await),
+        common::checksum(rows(&lakes[1], bronze).await),
         common::checksum(common::replay_lines(POLLS)),
         "bronze holds every good event"
     );
@@ -302,56 +322,17 @@ async fn an_event_from_the_far_future_is_rejected_and_moves_no_watermark() {
 async fn one_event_ahead_of_its_partition_moves_no_watermark_and_pins_no_state() {
     const POLLS: u64 = 40; // 10 minutes: both 5-minute district windows close (lateness 1m)
     let dir = tempfile::tempdir().unwrap();
-    let mut r = common::replay();
-    let (mut clean, mut bad) = (String::new(), String::new());
-    for poll in 0..POLLS {
-        for (i, e) in r.next_poll().events.iter().enumerate() {
-            let line = e.to_json();
-            for t in [&mut clean, &mut bad] {
-                t.push_str(&line);
-                t.push('\n');
-            }
-            if poll == 10 && i == 0 {
-                let at = chrono::DateTime::parse_from_rfc3339(&e.polled_at).unwrap()
-                    + chrono::Duration::minutes(3);
-                let ahead = line.replace(&e.polled_at, &at.to_rfc3339());
-                assert_ne!(ahead, line);
-                bad.push_str(&ahead);
-                bad.push('\n');
-            }
-        }
-    }
-    let mut lakes = Vec::new();
-    for (name, text) in [("clean", clean), ("bad", bad)] {
-        let file = dir.path().join(format!("{name}.jsonl"));
-        std::fs::write(&file, text).unwrap();
-        let lake = dir.path().join(name);
-        let out = common::rtlake()
-            .args(["run", "--metrics-listen", "off", "--lateness", "1m"])
-            .arg("--lake")
-            .arg(&lake)
-            .arg(format!("--source=file:{}", file.display()))
-            .output_within(300)
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        lakes.push(lake);
-    }
-    let rows = |lake: std::path::PathBuf, q: &'static str| async move {
-        common::sql_rows(&lake, q)
-            .await
-            .into_iter()
-            .map(|r| r.join(","))
-            .collect::<Vec<_>>()
-    };
-    let rejected = rows(
-        lakes[1].clone(),
-        "SELECT reason, error, sink FROM _rejected",
-    )
-    .await;
+    let (clean, bad) = with_one_copy(POLLS, false, |line, at| {
+        let ahead =
+            chrono::DateTime::parse_from_rfc3339(at).unwrap() + chrono::Duration::minutes(3);
+        line.replace(at, &ahead.to_rfc3339())
+    });
+    let lakes = run_files(
+        dir.path(),
+        [("clean", clean), ("bad", bad)],
+        &["--lateness", "1m"],
+    );
+    let rejected = rows(&lakes[1], "SELECT reason, error, sink FROM _rejected").await;
     assert_eq!(
         rejected.len(),
         1,
@@ -379,10 +360,10 @@ async fn one_event_ahead_of_its_partition_moves_no_watermark_and_pins_no_state()
             "SELECT station_id, CAST(polled_at AS BIGINT), bikes_parked FROM bronze.station_status",
         ),
     ] {
-        let want = rows(lakes[0].clone(), q).await;
+        let want = rows(&lakes[0], q).await;
         assert!(!want.is_empty(), "{what} has rows in the clean run");
         assert_eq!(
-            common::checksum(rows(lakes[1].clone(), q).await),
+            common::checksum(rows(&lakes[1], q).await),
             common::checksum(want),
             "{what} as without the copy ahead"
         );
