@@ -84,7 +84,8 @@ pub enum RejectReason {
     Late,
     /// Not newer than the stored state.
     Stale,
-    /// Event time further ahead of the clock than `run.max-future`.
+    /// Event time further ahead of the clock than `run.max-future`, or alone more than
+    /// `run.lateness` ahead of the rest of its partition (`rtlake_stream::ahead`).
     Future,
 }
 
