@@ -1,5 +1,6 @@
 //! Source options: the file source gives the same tables as Kafka; a new pipeline starts at
-//! per-partition offsets or at the end; max-offsets-per-trigger bounds every epoch.
+//! per-partition offsets or at the end; max-offsets-per-trigger and max-batch-bytes bound every
+//! epoch.
 
 mod common;
 
@@ -226,6 +227,27 @@ async fn starting_offsets_and_max_offsets_per_trigger() {
         processed(&out).0,
         0,
         "a new pipeline starting at the end reads nothing old"
+    );
+
+    // max-batch-bytes closes an epoch at that many bytes of keys and values (the count bound
+    // alone would take the whole topic in one epoch).
+    let out = rtlake()
+        .args(["run", "--brokers", &env.brokers, "--topic", &env.topic])
+        .args(["--group", &format!("{}-bytes", env.group)])
+        .args(["--trigger", "available-now", "--metrics-listen", "off"])
+        .args(["--max-batch-bytes", "64KiB", "--lake"])
+        .arg(env.dir.path().join("lake-bytes"))
+        .arg("--pipeline")
+        .arg(&pipeline)
+        .output_within(300)
+        .unwrap();
+    let (messages, epochs) = processed(&out);
+    let all: i64 = marks.iter().map(|(_, lo, hi)| hi - lo).sum();
+    assert_eq!(messages as i64, all);
+    // Every event is over 200 bytes.
+    assert!(
+        epochs >= (all as u64 * 200).div_ceil(64 << 10),
+        "{epochs} epochs for {all} messages of over 200 bytes at 64 KiB an epoch"
     );
 
     // A bad value is refused, naming the key.
