@@ -30,7 +30,7 @@ use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientContext, config::RDKafkaLogLevel};
+use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
 use rtlake_core::Config;
 use rtlake_core::config::SinkTransactions;
@@ -82,7 +82,7 @@ pub async fn read_version(dir: &Folder, partition: i32) -> Result<Option<i64>> {
 /// for minutes, past its own timeout, when a broker of a 3-node Apache Kafka was killed
 /// mid-drain. A call that gives up fails the epoch, which is retried with new producers (whose
 /// `init_transactions` fences the stuck one).
-async fn bounded<T: Send + 'static, C: ClientContext + 'static>(
+pub(super) async fn bounded<T: Send + 'static, C: ClientContext + 'static>(
     producer: &FutureProducer<C>,
     timeout: Duration,
     what: String,
@@ -101,38 +101,6 @@ async fn bounded<T: Send + 'static, C: ClientContext + 'static>(
             "{what}: no answer within {} s",
             timeout.as_secs() + 5
         ))),
-    }
-}
-
-/// Whether the probe's error is the cluster saying it has no transactions: the embedded broker
-/// refuses a transactional id (`TRANSACTIONAL_ID_AUTHORIZATION_FAILED`), an old broker does not
-/// know the API.
-fn no_transactions_here(e: &Error) -> bool {
-    let Error::Kafka(rtlake_kafka::Error::Kafka { cause, .. }) = e else {
-        return false;
-    };
-    matches!(
-        cause.rdkafka_error_code(),
-        Some(
-            RDKafkaErrorCode::TransactionalIdAuthorizationFailed
-                | RDKafkaErrorCode::UnsupportedVersion
-                | RDKafkaErrorCode::UnsupportedFeature
-        )
-    )
-}
-
-/// The transaction probe's client context: a cluster that refuses transactions (the embedded
-/// broker) makes librdkafka log the refusal as a fatal error, which here is an expected answer,
-/// not a failure; its logs go to debug level.
-struct QuietProbe;
-
-impl ClientContext for QuietProbe {
-    fn log(&self, _level: RDKafkaLogLevel, fac: &str, message: &str) {
-        tracing::debug!(fac, message, "kafka sink: transaction probe");
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        tracing::debug!(%error, reason, "kafka sink: transaction probe");
     }
 }
 
@@ -155,7 +123,9 @@ impl KafkaSink {
         let transactional = match cfg.run.sink_transactions {
             SinkTransactions::Off => false,
             SinkTransactions::On => true,
-            SinkTransactions::Auto => sink.cluster_has_transactions().await,
+            SinkTransactions::Auto => {
+                super::probe::cluster_has_transactions(cfg, &sink.group_id(), topic).await
+            }
         };
         if transactional {
             sink.txn = Some(sink.transactions()?);
@@ -180,7 +150,7 @@ impl KafkaSink {
     }
 
     /// The group whose offsets are the sink's versions: per pipeline, input and output topic.
-    fn group_id(&self) -> String {
+    pub(super) fn group_id(&self) -> String {
         format!(
             "rtlake.{}.{}.sink.{}",
             self.cfg.run.pipeline, self.cfg.kafka.topic, self.topic
@@ -197,7 +167,7 @@ impl KafkaSink {
 
     /// A transactional producer's settings: `[producer]`'s, deliveries bounded by the sink
     /// timeout (librdkafka wants them within the transaction timeout).
-    fn transactional_config(cfg: &Config, id: &str) -> rdkafka::ClientConfig {
+    pub(super) fn transactional_config(cfg: &Config, id: &str) -> rdkafka::ClientConfig {
         let timeout = cfg.run.sink_timeout.get().as_millis();
         let mut c = rtlake_kafka::client::producer(&cfg.kafka, &cfg.producer);
         c.set("transactional.id", id)
@@ -207,56 +177,6 @@ impl KafkaSink {
             )
             .set("delivery.timeout.ms", timeout.to_string());
         c
-    }
-
-    /// Asks the cluster for a transactional producer id: the embedded broker refuses at once.
-    /// The probe's id is unique to the process: two workers of one pipeline starting together
-    /// must not fence each other's probe (on the embedded broker that left one waiting).
-    async fn cluster_has_transactions(&self) -> bool {
-        let id = format!("{}.probe.{}", self.group_id(), std::process::id());
-        let p = match Self::transactional_config(&self.cfg, &id)
-            .create_with_context::<_, FutureProducer<QuietProbe>>(QuietProbe)
-        {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot create a transactional producer; the Kafka sink runs at least once");
-                return false;
-            }
-        };
-        let timeout = Duration::from_secs(15);
-        match bounded(
-            &p,
-            timeout,
-            format!("init transactions of {id}"),
-            move |p| p.init_transactions(timeout),
-        )
-        .await
-        {
-            Ok(()) => true,
-            Err(e) if no_transactions_here(&e) => {
-                tracing::debug!(error = %e, "the cluster refused a transactional producer");
-                false
-            }
-            Err(e) => {
-                // Not "this cluster has no transactions": a timeout, a coordinator that did
-                // not answer, a refused credential. The user asked for `auto`, not for a
-                // silent downgrade: say why, and count it.
-                let reason = match &e {
-                    Error::Sink(_) => "timeout".to_string(),
-                    Error::Kafka(rtlake_kafka::Error::Kafka { cause, .. }) => cause
-                        .rdkafka_error_code()
-                        .map_or_else(|| "error".to_string(), |c| format!("{c:?}")),
-                    _ => "error".to_string(),
-                };
-                rtlake_core::metrics::global()
-                    .run
-                    .sink_downgrades
-                    .with_label_values(&[self.cfg.run.pipeline.as_str(), &self.topic, &reason])
-                    .inc();
-                tracing::warn!(error = %e, %reason, topic = %self.topic, "the transaction probe failed; the Kafka sink runs at least once (run.sink-transactions = on makes this an error)");
-                false
-            }
-        }
     }
 
     fn transactions(&self) -> Result<Transactions> {
