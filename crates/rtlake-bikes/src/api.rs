@@ -7,8 +7,8 @@
 //! key (`INFO-100`) and request errors (`ERROR-3xx`) are not. The key never appears in an error
 //! or a log line: URLs are shown with `***` in its place.
 
+use crate::config::SourceConfig;
 use crate::model::ApiRow;
-use rtlake_core::config::SourceConfig;
 use serde::Deserialize;
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! The change rule (DESIGN.md §3): per station, in offset order, compare each snapshot with the
+//! The change rule (docs/data-contracts.md): per station, in offset order, compare each snapshot with the
 //! stored previous one; `d = prev_bikes − bikes`, `rentals = max(d, 0)`, `returns = max(−d, 0)`.
 //!
 //! No change row for a station's first snapshot, nor across a gap of more than 600 s; in both

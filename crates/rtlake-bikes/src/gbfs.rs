@@ -13,9 +13,9 @@
 //!  "last_reported":"2026-12-03T10:00:00+00:00","polled_at":"2026-12-03T10:00:04+00:00"}
 //! ```
 
+use crate::config::ProduceConfig as Config;
 use crate::{Error, Result};
 use chrono::{DateTime, Utc};
-use rtlake_core::Config;
 use rtlake_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;

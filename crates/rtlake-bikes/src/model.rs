@@ -1,8 +1,8 @@
 //! The bikeList row, the station status event on the topic, and its decoding for the lake.
 
 use chrono::{DateTime, FixedOffset};
-use rtlake_core::config::UnknownFields;
 use rtlake_core::schema::RejectReason;
+use rtlake_stream::config::UnknownFields;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 

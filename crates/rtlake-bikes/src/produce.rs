@@ -2,11 +2,11 @@
 //! JSON Lines file, keyed by station id, and accounts for every delivery.
 
 use crate::api::{ApiKey, BikeListClient};
+use crate::config::ProduceConfig as Config;
+use crate::config::Speed;
 use crate::model::StationEvent;
 use crate::replay::{RecordedData, Replay};
 use crate::{Error, Result};
-use rtlake_core::Config;
-use rtlake_core::config::Speed;
 use rtlake_kafka::rdkafka::error::KafkaError;
 use rtlake_kafka::rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer,
@@ -141,9 +141,9 @@ impl Publisher {
         m.delivery_latency
             .with_label_values(&[cfg.kafka.topic.as_str()]);
         let source = match cfg.source.kind {
-            rtlake_core::config::SourceKind::Replay => "replay",
-            rtlake_core::config::SourceKind::SeoulApi => "seoul-api",
-            rtlake_core::config::SourceKind::File => "file",
+            crate::config::SourceKind::Replay => "replay",
+            crate::config::SourceKind::SeoulApi => "seoul-api",
+            crate::config::SourceKind::File => "file",
         };
         m.polls.with_label_values(&[source]);
         m.poll_errors.with_label_values(&[source]);
@@ -381,14 +381,14 @@ async fn live(cfg: &Config, shutdown: CancellationToken) -> Result<ProduceReport
         let second = |now: chrono::DateTime<chrono::FixedOffset>| {
             chrono::DurationRound::duration_trunc(now, chrono::Duration::seconds(1)).unwrap_or(now)
         };
-        let mut now = second(chrono::Utc::now().with_timezone(&rtlake_core::time::kst()));
+        let mut now = second(chrono::Utc::now().with_timezone(&crate::seoul::kst()));
         if last_polled.is_some_and(|last| now <= last) {
             let wait = (last_polled.expect("checked") + chrono::Duration::seconds(1)
-                - chrono::Utc::now().with_timezone(&rtlake_core::time::kst()))
+                - chrono::Utc::now().with_timezone(&crate::seoul::kst()))
             .to_std()
             .unwrap_or_default();
             tokio::time::sleep(wait).await;
-            now = second(chrono::Utc::now().with_timezone(&rtlake_core::time::kst()));
+            now = second(chrono::Utc::now().with_timezone(&crate::seoul::kst()));
         }
         last_polled = Some(now);
         let polled_at = rtlake_core::time::isoformat(&now);

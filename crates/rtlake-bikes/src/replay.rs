@@ -1,6 +1,6 @@
 //! The replay simulator: station counts start from the recorded bikeList snapshot and move with
 //! the recorded trips, one full poll per interval. Its output matches
-//! `shared/bench/gen_events.py` byte for byte for the same parameters (DESIGN.md §3).
+//! `shared/bench/gen_events.py` byte for byte for the same parameters (docs/data-contracts.md).
 
 use crate::model::{ApiRow, StationEvent};
 use crate::{Error, Result};
@@ -90,7 +90,7 @@ impl RecordedData {
             .enumerate()
             .map(|(i, r)| (r.station_id.as_str(), i))
             .collect();
-        let kst = rtlake_core::time::kst();
+        let kst = crate::seoul::kst();
         let time = |s: &str, line: usize| -> Result<i64> {
             NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
                 .map(|t| {

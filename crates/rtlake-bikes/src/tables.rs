@@ -1,4 +1,5 @@
-//! The bike pipeline's tables (DESIGN.md §3): their names and Arrow schemas.
+//! The bike pipeline's tables (docs/data-contracts.md): their names and Arrow schemas, and the
+//! view that sums the district partials.
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use rtlake_core::schema::{TableName, partition_fields, ts};
@@ -104,3 +105,13 @@ pub fn gold_district_5min() -> SchemaRef {
     f.extend(partition_fields());
     Arc::new(Schema::new(f))
 }
+
+/// Views over the bike tables, in every SQL session (`rtlake sql`, `rtlake serve`, `rtlake lake
+/// ddl`) unless the lake holds a view of the same name: `gold.district_5min_total` sums the
+/// per-partition partials of `gold.district_5min`.
+pub const VIEWS: &[(&str, &str)] = &[(
+    "gold.district_5min_total",
+    "SELECT district, window_start, window_end, SUM(rentals) AS rentals, SUM(returns) AS returns, \
+     SUM(bikes_parked) AS bikes_parked, SUM(stations_empty) AS stations_empty, COUNT(*) AS partitions \
+     FROM gold.district_5min GROUP BY district, window_start, window_end",
+)];

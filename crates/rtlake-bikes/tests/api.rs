@@ -2,8 +2,8 @@
 //! recorded pages, and every result code and error shape.
 
 use rtlake_bikes::api::{ApiError, ApiKey, BikeListClient};
+use rtlake_bikes::config::SourceConfig;
 use rtlake_bikes::fake_api::FakeApi;
-use rtlake_core::config::SourceConfig;
 use rtlake_core::units::HumanDuration;
 
 async fn server() -> (String, FakeApi) {

@@ -9,7 +9,10 @@
 //! logs `<data>/topics/<topic>/<partition>/`.
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod log;
+
+pub use config::BrokerConfig;
 
 use nisshi_broker::broker::Broker;
 use nisshi_broker::coordinator::group::administrator::{Controller, GroupCoordinatorConfig};

@@ -1,11 +1,11 @@
 //! The foundation shared by every rtlake crate.
 //!
-//! - [`config`]: the typed, layered configuration (defaults < file < `RTLAKE_*` env < flags).
+//! - [`config`]: the machinery of typed, layered configuration; each crate owns its section.
 //! - [`ddl`]: a declared pipeline's schema, window and aggregate notation.
 //! - [`units`]: durations and byte sizes as people write them.
-//! - [`schema`]: the Arrow schemas and names of the lake's tables (DESIGN.md §3).
+//! - [`schema`]: the Arrow schemas and names of the lake's tables .
 //! - [`metrics`]: the Prometheus metrics of every process.
-//! - [`time`]: Seoul time, RFC 3339, and the date/hour partition of an instant.
+//! - [`time`]: RFC 3339, and the date/hour partition of an instant at a UTC offset.
 //! - [`testing`]: how a test that cannot run here is counted as skipped, not passed.
 #![warn(missing_docs)]
 
@@ -17,4 +17,4 @@ pub mod testing;
 pub mod time;
 pub mod units;
 
-pub use config::{Config, ConfigError, ConfigLoader};
+pub use config::{ConfigError, Layers, Section};

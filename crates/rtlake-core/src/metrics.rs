@@ -1,4 +1,4 @@
-//! Prometheus metrics of every rtlake process (DESIGN.md §6).
+//! Prometheus metrics of every rtlake process (docs/architecture.md, "Observability").
 //!
 //! Names are `rtlake_<what>_<unit>[_total]` in base units; labels are bounded (pipeline, topic,
 //! partition, table, reason, route). One process-wide registry; [`render`] gives the text
@@ -58,7 +58,7 @@ pub struct RunMetrics {
     pub consumer_lag: IntGaugeVec,
     /// Unix time of an output's last commit, by pipeline and table.
     pub last_commit: IntGaugeVec,
-    /// Keys held in state (stations, windows), by pipeline and operator.
+    /// Keys held in state (keys of keyed operators, windows), by pipeline and operator.
     pub state_keys: IntGaugeVec,
     /// Consumers torn down and started again by the worker's watchdog, by reason.
     pub consumer_restarts: IntCounterVec,
@@ -78,7 +78,7 @@ pub struct ServeMetrics {
     pub duration: HistogramVec,
     /// Browsers connected to the live stream.
     pub live_clients: IntGauge,
-    /// From a station event's Kafka timestamp to its dispatch on the live stream.
+    /// From an event's Kafka timestamp to its dispatch on the live stream.
     pub live_latency: HistogramVec,
 }
 
@@ -318,22 +318,22 @@ mod tests {
         let m = global();
         m.run
             .rows_out
-            .with_label_values(&["bikes", "bronze.station_status"])
+            .with_label_values(&["orders", "bronze.orders"])
             .inc_by(3);
         m.run
             .event_to_lake
-            .with_label_values(&["bikes"])
+            .with_label_values(&["orders"])
             .observe(0.2);
         let text = render();
         assert!(
             text.contains(
-                "rtlake_run_rows_out_total{pipeline=\"bikes\",table=\"bronze.station_status\"} 3"
+                "rtlake_run_rows_out_total{pipeline=\"orders\",table=\"bronze.orders\"} 3"
             ),
             "{text}"
         );
         assert!(
             text.contains(
-                "rtlake_run_event_to_lake_latency_seconds_bucket{pipeline=\"bikes\",le=\"0.25\"} 1"
+                "rtlake_run_event_to_lake_latency_seconds_bucket{pipeline=\"orders\",le=\"0.25\"} 1"
             ),
             "{text}"
         );

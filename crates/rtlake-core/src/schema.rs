@@ -1,5 +1,5 @@
-//! Table names, the time partition columns and the `_rejected` table every pipeline shares
-//! (DESIGN.md §3). A domain's own tables live with it (`rtlake_bikes::tables`).
+//! Table names, the time partition columns and the `_rejected` table every pipeline shares; a
+//! domain's own tables live with it.
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use std::sync::Arc;
@@ -40,7 +40,8 @@ pub const REJECTED: TableName = TableName {
     name: "_rejected",
 };
 
-/// The partition columns of every time-partitioned table: date and hour in Seoul time.
+/// The partition columns of every time-partitioned table: date and hour at the
+/// table's UTC offset (`lake.time-zone` for `_rejected`).
 pub const TIME_PARTITIONS: [&str; 2] = ["date", "hour"];
 
 /// A UTC timestamp in microseconds, the type of every time column.
@@ -56,7 +57,8 @@ pub fn partition_fields() -> [Field; 2] {
     ]
 }
 
-/// The schema of `_rejected`, partitioned by the date and hour (KST) of `rejected_at`.
+/// The schema of `_rejected`, partitioned by the date and hour of `rejected_at` (at
+/// `lake.time-zone`).
 pub fn rejected() -> SchemaRef {
     let mut f = vec![
         Field::new("kafka_topic", DataType::Utf8, false),

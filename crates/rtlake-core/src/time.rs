@@ -1,11 +1,52 @@
-//! Time helpers: Seoul time (KST, UTC+9, no daylight saving) for partitions and timestamps.
+//! Time helpers: RFC 3339, and the date/hour partition of an instant at a fixed UTC offset.
 
 use chrono::{DateTime, FixedOffset, NaiveDate, Timelike};
+use serde::{Deserialize, Serialize};
 
-/// Korea Standard Time, UTC+09:00. Korea has no daylight saving, so a fixed offset is exact.
-pub fn kst() -> FixedOffset {
-    // 9 hours is within chrono's ±24 h range: the constructor cannot fail.
-    FixedOffset::east_opt(9 * 3600).expect("UTC+9 is a valid offset")
+/// A fixed offset from UTC (`+09:00`, `-05:00`, `Z`): the time zone that a table's `date` and
+/// `hour` partitions are in. A fixed offset, not a named zone, so that an hour partition is
+/// always an hour (no daylight-saving hour of 0 or 2 hours).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UtcOffset(pub FixedOffset);
+
+impl UtcOffset {
+    /// The offset of `hours` east of UTC.
+    pub fn hours(hours: i32) -> Self {
+        Self(FixedOffset::east_opt(hours * 3600).unwrap_or(FixedOffset::east_opt(0).expect("UTC")))
+    }
+}
+
+impl std::str::FromStr for UtcOffset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("z") || s.eq_ignore_ascii_case("utc") {
+            return Ok(Self::hours(0));
+        }
+        s.parse::<FixedOffset>()
+            .map(Self)
+            .map_err(|_| format!("`{s}` is not a UTC offset (write +09:00, -05:00 or UTC)"))
+    }
+}
+
+impl std::fmt::Display for UtcOffset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<'de> Deserialize<'de> for UtcOffset {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for UtcOffset {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// Parses an RFC 3339 timestamp with an offset (`2025-10-01T08:00:15+09:00`).
@@ -23,9 +64,9 @@ pub fn isoformat(t: &DateTime<FixedOffset>) -> String {
     }
 }
 
-/// The lake's partition of an instant: its date and hour in KST.
-pub fn kst_partition(t: &DateTime<impl chrono::TimeZone>) -> (NaiveDate, u32) {
-    let local = t.with_timezone(&kst());
+/// The partition of an instant: its date and hour at `offset`.
+pub fn partition(t: &DateTime<impl chrono::TimeZone>, offset: UtcOffset) -> (NaiveDate, u32) {
+    let local = t.with_timezone(&offset.0);
     (local.date_naive(), local.hour())
 }
 
@@ -40,13 +81,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn partitions_are_in_seoul_time() {
-        // 23:30 UTC on 30 Sep is 08:30 on 1 Oct in Seoul.
+    fn partitions_are_at_the_offset() {
+        // 23:30 UTC on 30 Sep is 08:30 on 1 Oct at +09:00, and 19:30 on 30 Sep at -04:00.
         let t = parse_rfc3339("2025-09-30T23:30:00Z").unwrap();
-        let (d, h) = kst_partition(&t);
+        let (d, h) = partition(&t, "+09:00".parse().unwrap());
         assert_eq!(d.to_string(), "2025-10-01");
         assert_eq!(h, 8);
         assert_eq!(date32(d), 20362);
+        let (d, h) = partition(&t, "-04:00".parse().unwrap());
+        assert_eq!((d.to_string(), h), ("2025-09-30".into(), 19));
+        assert_eq!("UTC".parse::<UtcOffset>().unwrap(), UtcOffset::hours(0));
+        assert!(
+            "Mars/Olympus"
+                .parse::<UtcOffset>()
+                .unwrap_err()
+                .contains("Mars")
+        );
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! Topic administration through the Kafka admin API, and what `topics describe` shows.
 
+use crate::config::KafkaConfig;
 use crate::{Context, Error, Result, client};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
-use rtlake_core::config::KafkaConfig;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 

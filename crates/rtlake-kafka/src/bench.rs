@@ -5,10 +5,10 @@
 //! `count` messages, for a topic still being written to). The figure is the broker's read
 //! ceiling for rtlake's client settings, without any processing.
 
+use crate::config::KafkaConfig;
 use crate::{Context, Result, client};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use rtlake_core::config::KafkaConfig;
 use std::time::{Duration, Instant};
 
 /// What a read took.

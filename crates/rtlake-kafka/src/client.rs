@@ -1,7 +1,7 @@
 //! Client configurations built from rtlake's typed config.
 
+use crate::config::{Acks, KafkaConfig, ProducerConfig};
 use rdkafka::ClientConfig;
-use rtlake_core::config::{Acks, KafkaConfig, ProducerConfig};
 
 /// The settings every client shares: bootstrap servers, a short reconnect backoff, and the
 /// user's extra properties (which override anything set here).

@@ -1,11 +1,11 @@
 //! What a Kafka UI shows beyond topics: the brokers, and a peek at a topic's newest messages.
 
 use crate::admin::{blocking, metadata, metadata_consumer};
+use crate::config::KafkaConfig;
 use crate::{Context, Result, client};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::{Message, Offset, TopicPartitionList};
-use rtlake_core::config::KafkaConfig;
 use std::time::{Duration, Instant};
 
 const TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,6 +1,7 @@
 //! Kafka through the real protocol (rdkafka/librdkafka), for any Kafka-compatible cluster.
 //!
-//! - [`client`]: producer and consumer configurations built from rtlake's typed config.
+//! - [`config`]: the `[kafka]` and `[producer]` sections, their checks and flags.
+//! - [`client`]: producer and consumer configurations built from those sections.
 //! - [`admin`]: topic creation, listing and description (partitions, offsets, config, groups
 //!   and their lag).
 //! - [`inspect`]: the brokers, and a peek at a topic's newest messages.
@@ -10,6 +11,7 @@
 pub mod admin;
 pub mod bench;
 pub mod client;
+pub mod config;
 pub mod inspect;
 
 pub use rdkafka;

@@ -1,6 +1,7 @@
 //! The lake: Delta Lake tables under one root, written exactly once.
 //!
 //! - [`Lake`] (here): the root (a local path or an object store URL) and where each table lives.
+//! - [`config`]: the `[lake]` section.
 //! - [`sink`]: the Delta sink, whose commits carry a `txn` action per input partition
 //!   (kafka-delta-ingest's protocol) so that a re-run of the same offsets is skipped.
 //! - [`catalog`]: the tables found under the root, for SQL.
@@ -10,13 +11,15 @@
 #![warn(missing_docs)]
 
 pub mod catalog;
+pub mod config;
 pub mod faults;
 pub mod maintenance;
 pub mod sink;
 pub mod store;
 
-use rtlake_core::config::LakeConfig;
+pub use config::LakeConfig;
 use rtlake_core::schema::TableName;
+use rtlake_core::time::UtcOffset;
 use std::collections::HashMap;
 use url::Url;
 
@@ -82,6 +85,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Lake {
     root: Url,
     options: HashMap<String, String>,
+    time_zone: UtcOffset,
 }
 
 impl Lake {
@@ -127,7 +131,13 @@ impl Lake {
         Ok(Self {
             root,
             options: cfg.storage_options.clone().into_iter().collect(),
+            time_zone: cfg.time_zone,
         })
+    }
+
+    /// The UTC offset of `_rejected`'s date and hour partitions (`lake.time-zone`).
+    pub fn time_zone(&self) -> UtcOffset {
+        self.time_zone
     }
 
     /// The root URL, ending in `/`.

@@ -152,7 +152,7 @@ pub async fn optimize(
     done
 }
 
-/// Deletes the table's rows whose `date` partition (Seoul time) is more than `retention` old:
+/// Deletes the table's rows whose `date` partition (at `lake.time-zone`) is more than `retention` old:
 /// whole partitions, so no file is rewritten. For `_rejected`, which otherwise keeps every
 /// refused message forever. Holds the table's compaction lease, since a compaction of the same
 /// files must not commit beside it; `Ok(None)` when another holds it. Returns the files removed.
@@ -166,7 +166,7 @@ pub async fn expire_partitions(
     };
     let cutoff =
         chrono::Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
-    let (day, _) = rtlake_core::time::kst_partition(&cutoff);
+    let (day, _) = rtlake_core::time::partition(&cutoff, lake.time_zone());
     let work = async {
         let table = open(lake, entry).await?;
         if table.version().is_none() {
@@ -499,7 +499,7 @@ mod tests {
 
     fn lake() -> (tempfile::TempDir, Lake, CatalogEntry) {
         let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::open(&rtlake_core::config::LakeConfig {
+        let lake = Lake::open(&crate::LakeConfig {
             uri: dir.path().display().to_string(),
             ..Default::default()
         })

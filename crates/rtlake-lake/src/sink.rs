@@ -377,7 +377,7 @@ mod tests {
             name: "t",
         };
         let dir = tempfile::tempdir().unwrap();
-        let cfg = rtlake_core::config::LakeConfig {
+        let cfg = crate::LakeConfig {
             uri: dir.path().display().to_string(),
             ..Default::default()
         };

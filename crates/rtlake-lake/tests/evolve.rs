@@ -3,9 +3,9 @@
 
 use arrow::array::{Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use rtlake_core::config::LakeConfig;
 use rtlake_core::schema::TableName;
 use rtlake_lake::Lake;
+use rtlake_lake::LakeConfig;
 use rtlake_lake::sink::DeltaSink;
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -3,9 +3,9 @@
 
 use arrow::array::{Date32Array, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
-use rtlake_core::config::LakeConfig;
 use rtlake_core::schema::TableName;
 use rtlake_lake::Lake;
+use rtlake_lake::LakeConfig;
 use rtlake_lake::catalog::CatalogEntry;
 use rtlake_lake::maintenance;
 use rtlake_lake::sink::DeltaSink;
@@ -33,7 +33,8 @@ async fn partitions_past_the_retention_are_deleted_and_the_rest_stay() {
     let mut sink = DeltaSink::open(&lake, TABLE, schema.clone(), &["date"])
         .await
         .unwrap();
-    let today = rtlake_core::time::kst_partition(&chrono::Utc::now()).0;
+    let today =
+        rtlake_core::time::partition(&chrono::Utc::now(), LakeConfig::default().time_zone).0;
     let days = |d: chrono::NaiveDate| rtlake_core::time::date32(d);
     let old = today - chrono::Duration::days(40);
     let recent = today - chrono::Duration::days(5);

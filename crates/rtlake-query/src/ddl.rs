@@ -50,8 +50,13 @@ fn json(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }
 
-/// The statements for `engine`, one per line group, ready to paste or pipe.
-pub async fn statements(lake: &Lake, engine: Engine) -> Result<String> {
+/// The statements for `engine`, one per line group, ready to paste or pipe; `builtin` are the
+/// domain's views, registered too where their tables exist.
+pub async fn statements(
+    lake: &Lake,
+    engine: Engine,
+    builtin: crate::BuiltInViews,
+) -> Result<String> {
     let tables = list_tables(lake).await?;
     let mut out = String::new();
     let mut line = |s: String| {
@@ -118,7 +123,7 @@ pub async fn statements(lake: &Lake, engine: Engine) -> Result<String> {
             Engine::Glue => glue_table(lake, t, schema, &loc).await?,
         });
     }
-    let views = views::all(lake).await?;
+    let views = views::all(lake, builtin).await?;
     for (name, sql) in &views {
         let base_exists = tables.iter().any(|t| sql.contains(&t.qualified()));
         if !base_exists {

@@ -1,12 +1,12 @@
 //! SQL over the lake: a DataFusion session with every Delta table of the catalog registered by
-//! its name (`bronze.station_status`, `_rejected`), the lake's views, and the output formats of
+//! its name (`bronze.orders`, `_rejected`), the lake's views, and the output formats of
 //! `rtlake sql`.
 //!
 //! - Views are kept with the lake, one SQL file each under `<lake>/_views/` (so every session,
 //!   `rtlake serve` and `rtlake lake ddl` see them): `CREATE [OR REPLACE] VIEW ns.name AS ...`
-//!   checks the query and stores it, `DROP VIEW [IF EXISTS] ns.name` removes it. The built-in
-//!   [`VIEWS`] are there unless the lake holds a view of the same name.
-//! - Time travel, as Delta's SQL writes it: `FROM bronze.station_status VERSION AS OF 12` or
+//!   checks the query and stores it, `DROP VIEW [IF EXISTS] ns.name` removes it. A domain's
+//!   built-in views ([`BuiltInViews`]) are there unless the lake holds a view of the same name.
+//! - Time travel, as Delta's SQL writes it: `FROM bronze.orders VERSION AS OF 12` or
 //!   `TIMESTAMP AS OF '2026-12-02 10:00:00'` (RFC 3339 or `YYYY-MM-DD HH:MM:SS`, UTC) reads the
 //!   table as it was then.
 #![warn(missing_docs)]
@@ -51,19 +51,16 @@ impl From<datafusion::error::DataFusionError> for Error {
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Views the catalog adds over the lake's tables (when their table exists): name and query.
-pub const VIEWS: &[(&str, &str)] = &[(
-    "gold.district_5min_total",
-    "SELECT district, window_start, window_end, SUM(rentals) AS rentals, SUM(returns) AS returns, \
-     SUM(bikes_parked) AS bikes_parked, SUM(stations_empty) AS stations_empty, COUNT(*) AS partitions \
-     FROM gold.district_5min GROUP BY district, window_start, window_end",
-)];
+/// Views built into a session, `(name, query)`: a domain's (its tables' sums and joins), there
+/// unless the lake holds a view of the same name.
+pub type BuiltInViews = &'static [(&'static str, &'static str)];
 
 /// A SQL session over the lake's tables.
 pub struct LakeSql {
     ctx: SessionContext,
     tables: Vec<String>,
     lake: Lake,
+    builtin: BuiltInViews,
 }
 
 pub mod ddl;
@@ -81,6 +78,15 @@ impl LakeSql {
     /// [`bounded_runtime`] and opens every session in it, so the bound holds for all queries
     /// together, also across the sessions it reopens while older queries still run.
     pub async fn open_in(lake: &Lake, runtime: Arc<RuntimeEnv>) -> Result<Self> {
+        Self::open_with(lake, runtime, &[]).await
+    }
+
+    /// [`LakeSql::open_in`] with a domain's built-in views.
+    pub async fn open_with(
+        lake: &Lake,
+        runtime: Arc<RuntimeEnv>,
+        builtin: BuiltInViews,
+    ) -> Result<Self> {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("datafusion", "public");
@@ -121,7 +127,7 @@ impl LakeSql {
             schema.register_table(entry.name.clone(), provider)?;
             tables.push(entry.qualified());
         }
-        for (name, sql) in views::all(lake).await? {
+        for (name, sql) in views::all(lake, builtin).await? {
             let (ns, _) = name.split_once('.').unwrap_or(("public", &name));
             if catalog.schema(ns).is_none() {
                 continue;
@@ -146,6 +152,7 @@ impl LakeSql {
             ctx,
             tables,
             lake: lake.clone(),
+            builtin,
         })
     }
 

@@ -95,12 +95,12 @@ mod tests {
             "EXPLAIN SELECT 1",
             "EXPLAIN ANALYZE SELECT 1",
             "SHOW TABLES",
-            "DESCRIBE bronze.station_status",
+            "DESCRIBE bronze.orders",
         ] {
             assert!(check(ok).is_ok(), "{ok}: {:?}", check(ok));
         }
         for (bad, says) in [
-            ("DROP TABLE bronze.station_status", "DROP"),
+            ("DROP TABLE bronze.orders", "DROP"),
             ("INSERT INTO t VALUES (1)", "INSERT"),
             ("COPY (SELECT 1) TO '/tmp/x.csv'", "COPY"),
             ("CREATE TABLE t AS SELECT 1", "CREATE"),
@@ -110,10 +110,7 @@ mod tests {
             ),
             ("SELECT 1; SELECT 2", "one statement per request"),
             ("EXPLAIN COPY (SELECT 1) TO '/tmp/x.csv'", "EXPLAIN"),
-            (
-                "SELECT * INTO x FROM bronze.station_status",
-                "SELECT ... INTO",
-            ),
+            ("SELECT * INTO x FROM bronze.orders", "SELECT ... INTO"),
             ("SELECT 1 UNION SELECT * INTO x FROM t", "SELECT ... INTO"),
             ("SET datafusion.execution.batch_size = 1", "SET"),
         ] {

@@ -142,15 +142,12 @@ mod tests {
 
     #[test]
     fn clauses_are_found_with_their_table_and_point_in_time() {
-        let sql = "SELECT count(*) FROM bronze.station_status VERSION AS OF 12 JOIN x TIMESTAMP as of '2026-12-02 10:00:00' ON true";
+        let sql = "SELECT count(*) FROM bronze.orders VERSION AS OF 12 JOIN x TIMESTAMP as of '2026-12-02 10:00:00' ON true";
         let c = clauses(sql).unwrap();
         assert_eq!(c.len(), 2);
-        assert_eq!(c[0].table, "bronze.station_status");
+        assert_eq!(c[0].table, "bronze.orders");
         assert_eq!(c[0].at, At::Version(12));
-        assert_eq!(
-            &sql[c[0].range.clone()],
-            "bronze.station_status VERSION AS OF 12"
-        );
+        assert_eq!(&sql[c[0].range.clone()], "bronze.orders VERSION AS OF 12");
         assert_eq!(c[1].table, "x");
         assert_eq!(c[1].at, At::Timestamp("2026-12-02 10:00:00".into()));
         assert!(clauses("SELECT 1 AS of_course").unwrap().is_empty());

@@ -1,6 +1,6 @@
 //! Views kept with the lake: `<lake>/_views/<ns>.<name>.sql`, one query per file.
 
-use crate::{Error, LakeSql, Result, VIEWS};
+use crate::{BuiltInViews, Error, LakeSql, Result};
 use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use object_store::ObjectStoreExt;
@@ -52,9 +52,9 @@ pub async fn stored(lake: &Lake) -> Result<Vec<(String, String)>> {
 }
 
 /// Every view: those stored, and the built-in ones the lake does not redefine.
-pub async fn all(lake: &Lake) -> Result<Vec<(String, String)>> {
+pub async fn all(lake: &Lake, builtin: BuiltInViews) -> Result<Vec<(String, String)>> {
     let mut out = stored(lake).await?;
-    for (name, sql) in VIEWS {
+    for (name, sql) in builtin {
         if !out.iter().any(|(n, _)| n == name) {
             out.push((name.to_string(), sql.to_string()));
         }
@@ -83,7 +83,7 @@ fn checked(name: &str) -> Result<String> {
     match name.split_once('.') {
         Some((ns, n)) if ok(ns) && ok(n) => Ok(name.to_ascii_lowercase()),
         _ => Err(Error::Output(format!(
-            "a view is named schema.name (letters, digits, _), as in gold.district_daily; not `{name}`"
+            "a view is named schema.name (letters, digits, _), as in gold.shop_daily; not `{name}`"
         ))),
     }
 }
@@ -124,7 +124,10 @@ pub(crate) async fn statement(
         .map(|i| i + words[name_at].len())
         .unwrap_or(0);
     let query = t[after_name..].trim_start()[2..].trim().to_string();
-    let exists = all(&sql.lake).await?.iter().any(|(n, _)| *n == name);
+    let exists = all(&sql.lake, sql.builtin)
+        .await?
+        .iter()
+        .any(|(n, _)| *n == name);
     if exists && !replace {
         return Err(Error::Output(format!(
             "view {name} exists; CREATE OR REPLACE VIEW replaces it"
@@ -171,7 +174,7 @@ async fn drop_view(
     let name = checked(name.copied().unwrap_or_default())?;
     let stored = stored(&sql.lake).await?;
     if !stored.iter().any(|(n, _)| *n == name) {
-        if VIEWS.iter().any(|(n, _)| *n == name) {
+        if sql.builtin.iter().any(|(n, _)| *n == name) {
             return Err(Error::Output(format!(
                 "{name} is built in; CREATE OR REPLACE VIEW redefines it"
             )));

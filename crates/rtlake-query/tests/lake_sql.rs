@@ -3,9 +3,9 @@
 
 use arrow::array::{Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use rtlake_core::config::LakeConfig;
 use rtlake_core::schema::TableName;
 use rtlake_lake::Lake;
+use rtlake_lake::LakeConfig;
 use rtlake_lake::sink::DeltaSink;
 use rtlake_query::LakeSql;
 use std::collections::BTreeMap;
@@ -25,7 +25,7 @@ async fn lake() -> (tempfile::TempDir, Lake) {
     })
     .unwrap();
     let schema = Arc::new(Schema::new(vec![
-        Field::new("station", DataType::Utf8, false),
+        Field::new("shop", DataType::Utf8, false),
         Field::new("n", DataType::Int64, false),
     ]));
     let mut sink = DeltaSink::open(&lake, TABLE, schema.clone(), &[])
@@ -36,7 +36,7 @@ async fn lake() -> (tempfile::TempDir, Lake) {
             schema.clone(),
             vec![
                 Arc::new(StringArray::from(
-                    (0..10).map(|i| format!("ST-{i}")).collect::<Vec<_>>(),
+                    (0..10).map(|i| format!("SH-{i}")).collect::<Vec<_>>(),
                 )),
                 Arc::new(Int64Array::from(vec![epoch; 10])),
             ],
@@ -118,27 +118,23 @@ async fn views_are_kept_with_the_lake() {
     let sql = LakeSql::open(&lake).await.unwrap();
     let said = one(
         &sql,
-        "CREATE VIEW gold.per_station AS SELECT station, sum(n) AS total FROM gold.counts GROUP BY station",
+        "CREATE VIEW gold.per_shop AS SELECT shop, sum(n) AS total FROM gold.counts GROUP BY shop",
     )
     .await;
-    assert!(said.contains("created view gold.per_station"), "{said}");
+    assert!(said.contains("created view gold.per_shop"), "{said}");
     assert_eq!(
-        one(
-            &sql,
-            "SELECT total FROM gold.per_station WHERE station = 'ST-3'"
-        )
-        .await,
+        one(&sql, "SELECT total FROM gold.per_shop WHERE shop = 'SH-3'").await,
         "3"
     );
     // Another session (another process, `rtlake serve`) finds it in the lake.
     let again = LakeSql::open(&lake).await.unwrap();
-    assert!(again.tables().iter().any(|t| t == "gold.per_station"));
+    assert!(again.tables().iter().any(|t| t == "gold.per_shop"));
     assert_eq!(
-        one(&again, "SELECT count(*) FROM gold.per_station").await,
+        one(&again, "SELECT count(*) FROM gold.per_shop").await,
         "10"
     );
     let err = again
-        .query("CREATE VIEW gold.per_station AS SELECT 1")
+        .query("CREATE VIEW gold.per_shop AS SELECT 1")
         .await
         .unwrap_err()
         .to_string();
@@ -152,9 +148,9 @@ async fn views_are_kept_with_the_lake() {
         err.contains("nope"),
         "a view that does not plan is refused: {err}"
     );
-    one(&again, "DROP VIEW gold.per_station").await;
+    one(&again, "DROP VIEW gold.per_shop").await;
     let third = LakeSql::open(&lake).await.unwrap();
-    assert!(!third.tables().iter().any(|t| t == "gold.per_station"));
+    assert!(!third.tables().iter().any(|t| t == "gold.per_shop"));
     assert!(!third.tables().iter().any(|t| t == "gold.broken"));
 }
 
@@ -165,7 +161,7 @@ async fn ddl_registers_every_table_and_view_for_each_engine() {
     let sql = LakeSql::open(&lake).await.unwrap();
     one(
         &sql,
-        "CREATE VIEW gold.per_station AS SELECT station, sum(n) AS total FROM gold.counts GROUP BY station",
+        "CREATE VIEW gold.per_shop AS SELECT shop, sum(n) AS total FROM gold.counts GROUP BY shop",
     )
     .await;
     let loc = lake
@@ -173,7 +169,7 @@ async fn ddl_registers_every_table_and_view_for_each_engine() {
         .as_str()
         .trim_end_matches('/')
         .to_string();
-    let spark = statements(&lake, Engine::Spark).await.unwrap();
+    let spark = statements(&lake, Engine::Spark, &[]).await.unwrap();
     assert!(
         spark.contains(&format!(
             "CREATE TABLE IF NOT EXISTS gold.counts USING DELTA LOCATION '{loc}';"
@@ -181,16 +177,16 @@ async fn ddl_registers_every_table_and_view_for_each_engine() {
         "{spark}"
     );
     assert!(
-        spark.contains("CREATE OR REPLACE VIEW gold.per_station AS SELECT station"),
+        spark.contains("CREATE OR REPLACE VIEW gold.per_shop AS SELECT shop"),
         "{spark}"
     );
-    let athena = statements(&lake, Engine::Athena).await.unwrap();
+    let athena = statements(&lake, Engine::Athena, &[]).await.unwrap();
     assert!(
         athena.contains("CREATE EXTERNAL TABLE IF NOT EXISTS gold.counts LOCATION"),
         "{athena}"
     );
     assert!(athena.contains("'table_type' = 'DELTA'"), "{athena}");
-    let trino = statements(&lake, Engine::Trino).await.unwrap();
+    let trino = statements(&lake, Engine::Trino, &[]).await.unwrap();
     assert!(
         trino.contains(
             "CALL delta.system.register_table(schema_name => 'gold', table_name => 'counts'"
@@ -201,7 +197,7 @@ async fn ddl_registers_every_table_and_view_for_each_engine() {
         trino.contains("FROM delta.gold.counts"),
         "views name the catalog: {trino}"
     );
-    let glue = statements(&lake, Engine::Glue).await.unwrap();
+    let glue = statements(&lake, Engine::Glue, &[]).await.unwrap();
     let create = glue
         .lines()
         .find(|l| l.starts_with("aws glue create-table"))
@@ -215,7 +211,7 @@ async fn ddl_registers_every_table_and_view_for_each_engine() {
     assert_eq!(v["Name"], "counts");
     assert_eq!(
         v["StorageDescriptor"]["Columns"],
-        serde_json::json!([{"Name": "station", "Type": "string"}, {"Name": "n", "Type": "bigint"}])
+        serde_json::json!([{"Name": "shop", "Type": "string"}, {"Name": "n", "Type": "bigint"}])
     );
 }
 

@@ -16,7 +16,7 @@ use crate::checkpoint::{EpochLog, Range};
 use crate::input::{EpochInput, InputDecoder};
 use crate::operator::{Emitted, PartitionState, Rejections};
 use crate::pipeline::{Output, Stage};
-use crate::rejected::RejectedColumns;
+use crate::rejected::{RejectedColumns, RejectedShape};
 use crate::source::{RawMessage, Resume};
 use crate::state::StateStore;
 use crate::{Error, Result};
@@ -88,8 +88,8 @@ pub struct Engine {
     pub domain: Option<Box<dyn InputDecoder>>,
     /// `run.max-future`: events further ahead of the clock are rejected as `future`.
     pub max_future: std::time::Duration,
-    /// `run.rejected-value-max`: the most of a refused message's value `_rejected` keeps.
-    pub rejected_value_max: usize,
+    /// `run.rejected-value-max` and `lake.time-zone`: how `_rejected` rows are written.
+    pub rejected_shape: RejectedShape,
     /// Totals.
     pub report: RunReport,
 }
@@ -242,7 +242,7 @@ impl Engine {
         let started = std::time::Instant::now();
         let metrics = &rtlake_core::metrics::global().run;
         let now = chrono::Utc::now();
-        let mut refused = RejectedColumns::with_value_max(self.rejected_value_max);
+        let mut refused = RejectedColumns::new(self.rejected_shape);
         let input = match &self.decoder {
             Some(d) => {
                 let (records, bad) = d.decode(&self.topic, msgs, now, self.max_future)?;
@@ -271,7 +271,7 @@ impl Engine {
         let rejected_at = self.rejected_from(&ends);
         let rejected_owed = |m: &RawMessage| m.offset >= rejected_at[&m.partition];
         let topic = self.topic.as_str();
-        let value_max = self.rejected_value_max;
+        let shape = self.rejected_shape;
         // The stages are independent: each on a thread of its own, with its own rejections.
         let run_stage = |stage: &mut Stage| {
             let at: BTreeMap<i32, i64> = ends
@@ -280,7 +280,7 @@ impl Engine {
                 .collect();
             let owed = |m: &RawMessage| m.offset >= at[&m.partition];
             let sink = stage.sink_name();
-            let mut cols = RejectedColumns::with_value_max(value_max);
+            let mut cols = RejectedColumns::new(shape);
             let out = stage.op.process(
                 &input,
                 &owed,

@@ -2,6 +2,8 @@
 //! exactly once; the [`Engine`] holds the truth.
 
 use crate::checkpoint::{EpochLog, Folder};
+use crate::config::PipelineConfig as Config;
+use crate::config::StartingOffsets;
 use crate::connectors::kafka::source::{Positions, StartAt};
 use crate::engine::Engine;
 pub use crate::engine::RunReport;
@@ -11,8 +13,6 @@ use crate::source::RawMessage;
 use crate::state::StateStore;
 use crate::worker::KafkaWorker;
 use crate::{Error, Result};
-use rtlake_core::Config;
-use rtlake_core::config::StartingOffsets;
 use rtlake_core::schema::{self, TIME_PARTITIONS};
 use rtlake_lake::Lake;
 use rtlake_lake::sink::DeltaSink;
@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 /// The pipeline's checkpoint folder: `run.checkpoint` (a local path or a URL such as
-/// `s3://bucket/checkpoints/bikes`), or `<lake>/_checkpoints/<pipeline>` in the lake's store.
+/// `s3://bucket/checkpoints/orders`), or `<lake>/_checkpoints/<pipeline>` in the lake's store.
 pub fn checkpoint_url(cfg: &Config, lake: &Lake) -> Result<Url> {
     let err = |reason: String| Error::Checkpoint(reason);
     let url = match &cfg.run.checkpoint {
@@ -101,7 +101,10 @@ pub async fn run(
             None => registry.new_decoder(cfg),
         },
         max_future: cfg.run.max_future.get(),
-        rejected_value_max: usize::try_from(cfg.run.rejected_value_max.0).unwrap_or(usize::MAX),
+        rejected_shape: crate::rejected::RejectedShape {
+            value_max: usize::try_from(cfg.run.rejected_value_max.0).unwrap_or(usize::MAX),
+            time_zone: lake.time_zone(),
+        },
         report: RunReport::default(),
     };
     let outputs: Vec<String> = engine

@@ -1,9 +1,10 @@
 //! The stream engine.
 //!
+//! - [`config`]: the `[run]` section and [`config::PipelineConfig`], all the engine reads.
 //! - [`connectors`]: the Kafka source and sink, the file source (one folder each); [`source`]:
 //!   the messages every source hands the engine, and where a partition resumes.
 //! - [`operator`]: the interface of a stage; [`input`]: what it reads; [`registry`]: the
-//!   operators a domain crate adds by name (the bike pipeline's are in `rtlake-bikes`).
+//!   operators, decoder and default pipeline a domain crate adds by name.
 //! - [`ops`]: the general operators of declared pipelines (any topic, a declared schema):
 //!   JSON decoding to Arrow, SQL stages with static tables, window stages.
 //! - [`window`]: event-time windows, per-partition watermarks and output modes; [`ahead`]: the
@@ -18,6 +19,7 @@
 
 pub mod ahead;
 pub mod checkpoint;
+pub mod config;
 pub mod connectors;
 pub mod engine;
 mod heartbeat;
@@ -72,8 +74,8 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Aborts the process at a named point when `RTLAKE_FAILPOINT` names it: for crash tests.
-/// `after-commit:<output>` fires right after that output's commit (`bronze.station_status`,
-/// `kafka:bike.station-changes`, ...); `after-publish:kafka:<topic>` after a Kafka sink's
+/// `after-commit:<output>` fires right after that output's commit (`bronze.orders`,
+/// `kafka:orders.changes`, ...); `after-publish:kafka:<topic>` after a Kafka sink's
 /// messages are delivered but before its version is recorded.
 pub fn failpoint(name: &str) {
     if std::env::var("RTLAKE_FAILPOINT").is_ok_and(|v| v == name) {

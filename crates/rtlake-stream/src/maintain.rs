@@ -3,8 +3,8 @@
 //! its own beside the epochs. A step that fails (a compaction that lost to another worker's) is
 //! logged and tried again next time; it never stops the pipeline.
 
-use rtlake_core::config::LakeConfig;
 use rtlake_core::schema::TableName;
+use rtlake_lake::LakeConfig;
 use rtlake_lake::catalog::CatalogEntry;
 use rtlake_lake::{Lake, maintenance};
 use std::num::NonZeroU64;

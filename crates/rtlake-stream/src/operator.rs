@@ -80,7 +80,7 @@ pub fn last_offsets(
 
 /// One stage of a pipeline.
 pub trait Operator: Send + Sync {
-    /// The operator's name as pipelines spell it (`changes`, `station-hourly`, ...).
+    /// The operator's name as pipelines spell it (`changes`, `shop-hourly`, ...).
     fn kind(&self) -> &'static str;
 
     /// The schema of the batches it emits.
@@ -116,7 +116,7 @@ pub trait PartitionState: Send + Sync {
     fn snapshot(&self, partition: i32) -> Vec<u8>;
     /// Forgets a partition this worker no longer holds.
     fn remove(&mut self, partition: i32);
-    /// Keys (stations, windows) held over all partitions.
+    /// Keys (entities, windows) held over all partitions.
     fn keys(&self) -> usize;
 }
 

@@ -6,6 +6,7 @@
 //! processes the messages past the smallest of its outputs' versions, restores its state at that
 //! version, and each output takes only the rows whose input message is past its own version.
 
+use crate::config::PipelineConfig as Config;
 use crate::connectors::kafka::sink::KafkaSink;
 use crate::operator::{Emitted, Operator};
 use crate::ops::SqlOperator;
@@ -18,7 +19,6 @@ use crate::sql::SqlTransform;
 use crate::{Error, Result};
 use arrow::array::BooleanArray;
 use arrow::datatypes::SchemaRef;
-use rtlake_core::Config;
 use rtlake_core::schema::{TIME_PARTITIONS, TableName};
 use rtlake_lake::Lake;
 use rtlake_lake::sink::{DeltaSink, app_id};
@@ -33,7 +33,7 @@ pub enum Output {
 }
 
 impl Output {
-    /// The output's name: the table (`silver.station_changes`) or `kafka:<topic>`.
+    /// The output's name: the table (`silver.order_changes`) or `kafka:<topic>`.
     pub fn name(&self) -> String {
         match self {
             Self::Delta(d, _) => d.name().to_string(),
@@ -254,7 +254,7 @@ pub async fn build(
         None => None,
     };
     let mut stages: Vec<Stage> = Vec::new();
-    for s in &cfg.run.sinks() {
+    for s in &cfg.run.sinks(registry.default_sinks()) {
         let built = stages.iter().position(|st| st.op.kind() == s.operator);
         let op = match built {
             // Sinks of one operator share it: only the output is new.

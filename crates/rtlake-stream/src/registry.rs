@@ -1,20 +1,20 @@
 //! Operators by name: what a domain crate adds to the engine.
 //!
 //! The engine itself knows the declared stages of a pipeline file (SQL, window and change
-//! stages over a declared input). A domain crate (`rtlake-bikes`) registers what a file cannot
-//! declare: keyed operators written in Rust, the decoder their input needs, SQL functions and
-//! a replay source. A pipeline's sinks name operators; a name that is neither a declared stage nor a
+//! stages over a declared input). A domain crate registers what a file cannot declare: keyed
+//! operators written in Rust, the decoder their input needs, SQL functions, a replay source,
+//! and the pipeline that runs when the configuration names no sinks. A pipeline's sinks name operators; a name that is neither a declared stage nor a
 //! registered operator fails at start.
 
 use crate::Result;
+use crate::config::{PipelineConfig as Config, SinkConfig};
 use crate::input::InputDecoder;
 use crate::operator::Operator;
 use crate::source::RawMessage;
 use datafusion::logical_expr::ScalarUDF;
 use futures::future::BoxFuture;
-use rtlake_core::Config;
-use rtlake_core::config::LakeConfig;
 use rtlake_core::schema::TableName;
+use rtlake_lake::LakeConfig;
 use std::collections::BTreeMap;
 
 /// Builds an operator for a pipeline's configuration.
@@ -53,6 +53,7 @@ pub struct Registry {
     decoder: Option<DecoderFactory>,
     replay: Option<Replay>,
     udfs: Vec<ScalarUDF>,
+    pipeline: Vec<SinkConfig>,
 }
 
 impl Registry {
@@ -100,6 +101,17 @@ impl Registry {
     pub fn udf(&mut self, f: ScalarUDF) -> &mut Self {
         self.udfs.push(f);
         self
+    }
+
+    /// Registers the domain's pipeline: the sinks that run when the configuration names none.
+    pub fn pipeline(&mut self, sinks: Vec<SinkConfig>) -> &mut Self {
+        self.pipeline = sinks;
+        self
+    }
+
+    /// The domain's pipeline (empty when none is registered).
+    pub fn default_sinks(&self) -> &[SinkConfig] {
+        &self.pipeline
     }
 
     /// The registered SQL functions.

@@ -8,6 +8,7 @@ use arrow::array::{
 };
 use chrono::{DateTime, Utc};
 use rtlake_core::schema::{self, RejectReason};
+use rtlake_core::time::UtcOffset;
 use std::sync::Arc;
 
 /// The most of a refused message's value `_rejected` keeps by default (`run.rejected-value-max`):
@@ -29,18 +30,42 @@ pub struct RejectedColumns {
     hour: Int32Builder,
     rows: usize,
     value_max: usize,
+    time_zone: UtcOffset,
+}
+
+/// How `_rejected` rows are written: how much of a value they keep (`run.rejected-value-max`)
+/// and the UTC offset of their partitions (`lake.time-zone`).
+#[derive(Clone, Copy, Debug)]
+pub struct RejectedShape {
+    /// The most bytes of a value a row keeps.
+    pub value_max: usize,
+    /// The offset of the `date` and `hour` partitions.
+    pub time_zone: UtcOffset,
+}
+
+impl Default for RejectedShape {
+    fn default() -> Self {
+        Self {
+            value_max: VALUE_MAX,
+            time_zone: rtlake_lake::LakeConfig::default().time_zone,
+        }
+    }
 }
 
 impl Default for RejectedColumns {
     fn default() -> Self {
-        Self::with_value_max(VALUE_MAX)
+        Self::new(RejectedShape::default())
     }
 }
 
 impl RejectedColumns {
-    /// Columns that keep at most `value_max` bytes of each value (the error says when a value
-    /// was cut, and its whole size).
-    pub fn with_value_max(value_max: usize) -> Self {
+    /// Columns that keep at most `shape.value_max` bytes of each value (the error says when a
+    /// value was cut, and its whole size), partitioned at `shape.time_zone`.
+    pub fn new(shape: RejectedShape) -> Self {
+        let RejectedShape {
+            value_max,
+            time_zone,
+        } = shape;
         Self {
             topic: StringBuilder::new(),
             partition: Int32Builder::new(),
@@ -55,6 +80,7 @@ impl RejectedColumns {
             hour: Int32Builder::new(),
             rows: 0,
             value_max,
+            time_zone,
         }
     }
 
@@ -68,7 +94,7 @@ impl RejectedColumns {
         sink: &str,
         at: DateTime<Utc>,
     ) {
-        let (d, h) = rtlake_core::time::kst_partition(&at);
+        let (d, h) = rtlake_core::time::partition(&at, self.time_zone);
         self.topic.append_value(topic);
         self.partition.append_value(m.partition);
         self.offset.append_value(m.offset);
@@ -136,7 +162,10 @@ mod tests {
 
     #[test]
     fn a_long_value_is_cut_and_the_error_says_so() {
-        let mut cols = RejectedColumns::with_value_max(4);
+        let mut cols = RejectedColumns::new(RejectedShape {
+            value_max: 4,
+            ..RejectedShape::default()
+        });
         let at = chrono::Utc::now();
         for payload in [b"abc".to_vec(), b"abcdefgh".to_vec()] {
             let m = RawMessage {

@@ -87,7 +87,7 @@ mod tests {
 
     fn batch() -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
-            Field::new("station_id", DataType::Utf8, false),
+            Field::new("shop_id", DataType::Utf8, false),
             Field::new("rentals", DataType::Int32, false),
         ]));
         RecordBatch::try_new(
@@ -103,7 +103,7 @@ mod tests {
     #[tokio::test]
     async fn filters_and_projects_each_epoch_with_a_fixed_schema() {
         let mut t = SqlTransform::new(
-            "SELECT station_id, rentals * 2 AS double FROM input WHERE rentals >= 3",
+            "SELECT shop_id, rentals * 2 AS double FROM input WHERE rentals >= 3",
             batch().schema(),
             &[],
         )
@@ -115,7 +115,7 @@ mod tests {
                 .iter()
                 .map(|f| f.name().as_str())
                 .collect::<Vec<_>>(),
-            ["station_id", "double"]
+            ["shop_id", "double"]
         );
         for _ in 0..2 {
             let out = t.apply(batch()).await.unwrap();

@@ -1,4 +1,4 @@
-//! Event-time windows under a per-partition watermark (DESIGN.md §4).
+//! Event-time windows under a per-partition watermark (docs/architecture.md, "Exactly once").
 //!
 //! One [`WindowOperator`] serves one input partition. In offset order, the watermark before an
 //! event is the largest event time seen earlier in that partition minus the allowed lateness; an

@@ -13,6 +13,8 @@
 //! positions: the same path as a restart after a crash, in-process. Each restart is logged
 //! with its reason and counted in `rtlake_run_consumer_restarts_total`.
 
+use crate::config::PipelineConfig as Config;
+use crate::config::{Assignment, Trigger};
 use crate::connectors::kafka::source::{Positions, SourceContext, connect};
 use crate::engine::{Engine, RunReport};
 use crate::heartbeat::Beat;
@@ -22,8 +24,7 @@ use crate::{Error, Result};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
-use rtlake_core::Config;
-use rtlake_core::config::{Assignment, KafkaConfig, Trigger};
+use rtlake_kafka::config::KafkaConfig;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -5,7 +5,7 @@
 
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
-use rtlake_core::config::InputConfig;
+use rtlake_stream::config::InputConfig;
 use rtlake_stream::ops::decode_json::JsonDecoder;
 use rtlake_stream::source::RawMessage;
 use serde_json::{Value, json};

@@ -49,7 +49,8 @@ function refreshEvery(url, render, errorTarget, ms) {
 
 const fmt = {
   int: (n) => (n == null ? "–" : Number(n).toLocaleString("en-US")),
-  time: (ms) => (ms == null ? "–" : new Date(ms).toLocaleTimeString("en-GB", { timeZone: "Asia/Seoul" })),
+  // In the zone a page names (<html data-tz="...">, a domain's), else the browser's own.
+  time: (ms) => (ms == null ? "–" : new Date(ms).toLocaleTimeString("en-GB", { timeZone: document.documentElement.dataset.tz || undefined })),
   ago: (s) => (s == null ? "–" : s < 60 ? `${s.toFixed(1)} s ago` : `${(s / 60).toFixed(1)} min ago`),
   bytes: (b) => (b == null ? "–" : b < 1024 ? `${b} B` : b < 1048576 ? `${(b / 1024).toFixed(1)} KiB` : `${(b / 1048576).toFixed(1)} MiB`),
 };

@@ -2,16 +2,18 @@
 //! `/metrics`, all from one axum server with its assets built in (no CDN: it works offline).
 //!
 //! - [`auth`]: the token `/api/` needs when the server listens beyond loopback.
-//! - [`live`]: every station's newest snapshot from Kafka, and the server-sent event stream.
+//! - [`live`]: the live stream (server-sent events) that a domain's view publishes into.
 //! - [`sql_api`]: `POST /api/sql`, queries only, with a row limit and a timeout.
 //! - [`status`]: what the pipeline and Kafka pages show.
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod config;
 pub mod live;
 pub mod sql_api;
 pub mod status;
 
+use crate::config::WebConfig as Config;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -19,7 +21,6 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::Stream;
-use rtlake_core::Config;
 use rtlake_lake::Lake;
 use rtlake_query::LakeSql;
 use serde_json::{Value, json};
@@ -62,9 +63,11 @@ pub enum Error {
 pub struct AppState {
     /// The configuration.
     pub cfg: Arc<Config>,
+    /// The domain's built-in views, in every SQL session (see [`Domain::views`]).
+    pub views: &'static [(&'static str, &'static str)],
     /// The lake.
     pub lake: Lake,
-    /// The live view.
+    /// The live stream's hub.
     pub live: Arc<live::Live>,
     /// The address the server is bound to (requests must name it in `Host`).
     pub bound: std::net::SocketAddr,
@@ -86,7 +89,7 @@ impl AppState {
         {
             return Ok(sql.clone());
         }
-        let sql = Arc::new(LakeSql::open_in(&self.lake, self.runtime.clone()).await?);
+        let sql = Arc::new(LakeSql::open_with(&self.lake, self.runtime.clone(), self.views).await?);
         *s = Some((Instant::now(), sql.clone()));
         Ok(sql)
     }
@@ -110,32 +113,47 @@ pub async fn bind_dashboard(cfg: &Config, key: &str) -> Result<TcpListener, Erro
     bind(&cfg.serve.listen, key).await
 }
 
-/// Serves the dashboard, APIs and `/metrics` on `listener` until `shutdown`.
+/// Serves the pages, APIs and `/metrics` on `listener` until `shutdown`, with a domain's pages
+/// and views when one is given.
 pub async fn serve(
     cfg: &Config,
     listener: TcpListener,
     shutdown: CancellationToken,
+    domain: Option<Domain>,
 ) -> Result<(), Error> {
     let addr = listener.local_addr().map_err(Error::Serve)?;
     auth::check_exposure(addr, cfg.serve.auth_token.as_ref().map(|t| t.expose()))?;
     let lake = Lake::open(&cfg.lake)?;
-    let live = live::Live::new();
-    tokio::spawn(live::follow(cfg.clone(), live.clone(), shutdown.clone()));
     let runtime = rtlake_query::bounded_runtime(cfg.serve.sql_memory_limit.0 as usize)?;
     let state = AppState {
         cfg: Arc::new(cfg.clone()),
+        views: domain.as_ref().map_or(&[], |d| d.views),
         lake,
-        live,
+        live: live::Live::new(),
         bound: addr,
         session: Arc::default(),
         runtime,
         rates: Arc::default(),
     };
+    let app = router(state, domain.as_ref(), shutdown.clone());
     tracing::info!(url = %format!("http://{addr}/"), "dashboard serving");
-    axum::serve(listener, router(state))
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
         .map_err(Error::Serve)
+}
+
+/// What a domain adds to the server: its pages and APIs, their OpenAPI entries, and the views
+/// its tables need in every SQL session.
+#[derive(Clone, Copy)]
+pub struct Domain {
+    /// Builds the domain's routes (they include `/`, its home page) and starts whatever feeds
+    /// them (publishing into [`AppState::live`]), which stops at the token.
+    pub routes: fn(&AppState, CancellationToken) -> Router<AppState>,
+    /// The routes' entries for `/api/openapi.json`'s `paths`.
+    pub openapi: fn() -> Value,
+    /// Built-in views, `(name, query)`, unless the lake holds a view of the same name.
+    pub views: &'static [(&'static str, &'static str)],
 }
 
 /// Serves only `/metrics` (for `rtlake run` and `rtlake produce`) until `shutdown`.
@@ -150,20 +168,28 @@ pub async fn serve_metrics(
         .map_err(Error::Serve)
 }
 
-/// Every route.
-pub fn router(state: AppState) -> Router {
+/// Every route: the server's and the domain's.
+pub fn router(state: AppState, domain: Option<&Domain>, shutdown: CancellationToken) -> Router {
+    let (pages, paths) = match domain {
+        Some(d) => ((d.routes)(&state, shutdown), (d.openapi)()),
+        // Without a domain, the home page is the pipeline's.
+        None => (
+            Router::new().route(
+                "/",
+                get(|| async { axum::response::Redirect::to("/pipeline") }),
+            ),
+            json!({}),
+        ),
+    };
+    let openapi = openapi_document(paths);
     Router::new()
-        .route("/", get(|| page(DASHBOARD)))
+        .merge(pages)
         .route("/pipeline", get(|| page(PIPELINE)))
         .route("/kafka", get(|| page(KAFKA)))
         .route("/assets/app.css", get(|| asset("text/css", APP_CSS)))
         .route(
             "/assets/common.js",
             get(|| asset("text/javascript", COMMON_JS)),
-        )
-        .route(
-            "/assets/dashboard.js",
-            get(|| asset("text/javascript", DASHBOARD_JS)),
         )
         .route(
             "/assets/pipeline.js",
@@ -173,14 +199,18 @@ pub fn router(state: AppState) -> Router {
             "/assets/kafka.js",
             get(|| asset("text/javascript", KAFKA_JS)),
         )
-        .route("/api/districts", get(districts))
-        .route("/api/stations", get(stations))
         .route(auth::LIVE_PATH, get(live_stream))
         .route("/api/pipeline", get(pipeline_status))
         .route("/api/kafka", get(kafka_status))
         .route("/api/kafka/topics/{topic}/messages", get(peek))
         .route("/api/sql", post(sql_api::handle))
-        .route("/api/openapi.json", get(openapi))
+        .route(
+            "/api/openapi.json",
+            get(move || {
+                let doc = openapi.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], doc).into_response() }
+            }),
+        )
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -194,21 +224,33 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-const DASHBOARD: &str = include_str!("../assets/index.html");
 const PIPELINE: &str = include_str!("../assets/pipeline.html");
 const KAFKA: &str = include_str!("../assets/kafka.html");
 const APP_CSS: &str = include_str!("../assets/app.css");
 const COMMON_JS: &str = include_str!("../assets/common.js");
-const DASHBOARD_JS: &str = include_str!("../assets/dashboard.js");
 const PIPELINE_JS: &str = include_str!("../assets/pipeline.js");
 const KAFKA_JS: &str = include_str!("../assets/kafka.js");
 const OPENAPI: &str = include_str!("../assets/openapi.json");
 
-async fn page(html: &'static str) -> Html<&'static str> {
+/// The server's OpenAPI document with a domain's `paths` added.
+fn openapi_document(paths: Value) -> String {
+    let mut doc: Value = serde_json::from_str(OPENAPI).unwrap_or_else(|_| json!({}));
+    if let (Some(all), Value::Object(more)) =
+        (doc.get_mut("paths").and_then(Value::as_object_mut), paths)
+    {
+        all.extend(more);
+    }
+    doc.to_string()
+}
+
+/// An HTML page built into the binary.
+pub async fn page(html: &'static str) -> Html<&'static str> {
     Html(html)
 }
 
-async fn asset(content_type: &'static str, body: &'static str) -> Response {
+/// A script or style sheet built into the binary, asked for again on each load (`no-cache`) so
+/// that a new binary's page never runs an old script.
+pub async fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, content_type),
@@ -244,25 +286,6 @@ async fn metrics() -> Response {
         .into_response()
 }
 
-async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
-}
-
-async fn districts() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/geo+json")],
-        rtlake_bikes::districts::BUILTIN_GEOJSON,
-    )
-        .into_response()
-}
-
-async fn stations(State(s): State<AppState>) -> Json<Value> {
-    let stations = s.live.snapshot();
-    let bikes: i64 = stations.iter().map(|x| i64::from(x.bikes)).sum();
-    let newest = stations.iter().map(|x| x.polled_at).max();
-    Json(json!({ "stations": stations, "bikes_total": bikes, "newest_polled_at": newest }))
-}
-
 async fn live_stream(State(s): State<AppState>) -> Response {
     let max = s.cfg.serve.live_max_clients;
     let Some(slot) = s.live.join(max) else {
@@ -281,9 +304,10 @@ async fn live_stream(State(s): State<AppState>) -> Response {
                 _ = tx.closed() => break,
             };
             match next {
-                Ok(text) => {
+                Ok(update) => {
+                    let (event, text) = update.as_ref();
                     if tx
-                        .send(Event::default().event("stations").data(text.as_str()))
+                        .send(Event::default().event(*event).data(text.as_str()))
                         .await
                         .is_err()
                     {

@@ -3,10 +3,9 @@
 
 mod cli;
 mod commands;
-mod demo_cmd;
-mod lake_cmd;
-mod settings;
-mod topics_cmd;
+mod config;
+mod pipeline_file;
+mod runtime;
 
 use clap::Parser;
 use std::process::ExitCode;

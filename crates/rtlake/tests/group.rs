@@ -17,7 +17,7 @@ async fn a_stopped_workers_partitions_move_to_the_other_exactly_once() {
     let env = TestEnv::new("group").await;
     let mut cfg = env.config();
     cfg.source.state_file = Some(env.dir.path().join("replay.json"));
-    let wave = async |cfg: &mut rtlake_core::Config, minutes: u64| {
+    let wave = async |cfg: &mut rtlake_bikes::config::ProduceConfig, minutes: u64| {
         cfg.source.minutes = Some(minutes);
         produce(cfg, Source::Replay, CancellationToken::new())
             .await

@@ -17,7 +17,7 @@ async fn the_live_api_source_publishes_every_station_of_each_poll_keyed_by_id() 
     let key_file = env.dir.path().join("key");
     std::fs::write(&key_file, "good\n").unwrap();
     let mut cfg = env.config();
-    cfg.source.kind = rtlake_core::config::SourceKind::SeoulApi;
+    cfg.source.kind = rtlake_bikes::config::SourceKind::SeoulApi;
     cfg.source.api_base = api.base.clone();
     cfg.source.api_key_file = Some(key_file);
     cfg.source.interval = rtlake_core::units::HumanDuration::from_secs(1);

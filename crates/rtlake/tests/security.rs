@@ -184,7 +184,7 @@ async fn the_api_key_never_shows_in_logs_errors_metrics_pages_kafka_or_the_lake(
     }
 
     // Every row of every table, as text (Parquet pages are compressed: read them, not grep).
-    let lake = rtlake_lake::Lake::open(&env.config().lake).unwrap();
+    let lake = rtlake_lake::Lake::open(&env.lake_config()).unwrap();
     let sql = rtlake_query::LakeSql::open(&lake).await.unwrap();
     assert!(sql.tables().len() >= 4, "{:?}", sql.tables());
     for t in sql.tables() {

@@ -66,7 +66,7 @@ impl Operator for BronzeOperator {
             }
             match decoded {
                 Ok(s) => {
-                    let (d, h) = rtlake_core::time::kst_partition(&s.polled_at);
+                    let (d, h) = crate::seoul::partition(&s.polled_at);
                     b.station_id.append_value(&s.station_id);
                     b.station_name.append_value(&s.station_name);
                     b.rack_total.append_value(s.rack_total);

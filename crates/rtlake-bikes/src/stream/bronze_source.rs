@@ -8,8 +8,8 @@ use crate::model::StationEvent;
 use arrow::array::AsArray;
 use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type};
 use datafusion::prelude::SessionContext;
-use rtlake_core::config::LakeConfig;
 use rtlake_lake::Lake;
+use rtlake_lake::LakeConfig;
 use rtlake_stream::source::RawMessage;
 use rtlake_stream::{Error, Result};
 use std::collections::BTreeMap;
@@ -55,7 +55,7 @@ pub async fn read(uri: &str, lake: &LakeConfig) -> Result<BTreeMap<i32, Vec<RawM
         .collect()
         .await
         .map_err(|e| err(e.to_string()))?;
-    let kst = rtlake_core::time::kst();
+    let kst = crate::seoul::kst();
     let mut out: BTreeMap<i32, Vec<RawMessage>> = BTreeMap::new();
     for b in &batches {
         // Columns as the types read below, whatever the scan chose (DataFusion reads strings as
@@ -125,7 +125,11 @@ pub struct Republished {
 /// Publishes the bronze table of the lake at `uri` to `topic` (created if missing) as the
 /// producer's events, keyed by station, in each source partition's offset order, with the
 /// producer's settings (idempotent by default).
-pub async fn republish(cfg: &rtlake_core::Config, uri: &str, topic: &str) -> Result<Republished> {
+pub async fn republish(
+    cfg: &rtlake_stream::config::PipelineConfig,
+    uri: &str,
+    topic: &str,
+) -> Result<Republished> {
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let msgs = read(uri, &cfg.lake).await?;
     rtlake_kafka::admin::ensure_topic(&cfg.kafka, topic).await?;

@@ -148,9 +148,8 @@ fn to_batch(partials: &Partials) -> RecordBatch {
         for (b, v) in figures.iter_mut().zip(row) {
             b.append_value(*v);
         }
-        let (day, h) = rtlake_core::time::kst_partition(
-            &DateTime::from_timestamp_micros(*s).unwrap_or_default(),
-        );
+        let (day, h) =
+            crate::seoul::partition(&DateTime::from_timestamp_micros(*s).unwrap_or_default());
         date.append_value(rtlake_core::time::date32(day));
         hour.append_value(h as i32);
     }

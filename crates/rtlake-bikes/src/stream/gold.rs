@@ -193,7 +193,7 @@ fn to_batch(rows: &[WindowRow<String>]) -> RecordBatch {
         max.append_value(r.acc.max[BIKES] as i32);
         empty.append_value(r.acc.sum[EMPTY_MINUTES]);
         let t = DateTime::from_timestamp_micros(r.start).unwrap_or_default();
-        let (d, h) = rtlake_core::time::kst_partition(&t);
+        let (d, h) = crate::seoul::partition(&t);
         date.append_value(rtlake_core::time::date32(d));
         hour.append_value(h as i32);
     }

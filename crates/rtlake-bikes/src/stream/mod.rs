@@ -19,17 +19,36 @@ use crate::districts::DistrictCache;
 use crate::model::{DecodeError, StationStatus};
 use crate::tables;
 use chrono::{DateTime, Utc};
-use rtlake_core::config::UnknownFields;
 use rtlake_core::schema::RejectReason;
+use rtlake_stream::config::UnknownFields;
+use rtlake_stream::config::{PipelineConfig, SinkConfig};
 use rtlake_stream::input::{EpochInput, InputDecoder};
 use rtlake_stream::registry::{Registry, Replay};
 use rtlake_stream::source::RawMessage;
 use std::any::Any;
 use std::sync::Arc;
 
-/// Registers the bike pipeline's operators, decoder, SQL function `district` and replay source.
+/// The bike pipeline's declaration (`pipelines/bikes.toml`, compiled in): the sinks `rtlake run`
+/// runs when the configuration names none.
+pub const PIPELINE: &str = include_str!("../../../../pipelines/bikes.toml");
+
+/// The sinks of [`PIPELINE`]: bronze, silver, both gold tables and the changes topic.
+pub fn pipeline() -> Vec<SinkConfig> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        sinks: Vec<SinkConfig>,
+    }
+    // The file is part of the source tree; a unit test parses it.
+    toml::from_str::<File>(PIPELINE)
+        .expect("pipelines/bikes.toml parses")
+        .sinks
+}
+
+/// Registers the bike pipeline's operators, decoder, SQL function `district`, replay source
+/// and the pipeline itself (the default of `rtlake run`).
 pub fn register(registry: &mut Registry) {
-    let lateness = |cfg: &rtlake_core::Config| cfg.run.lateness.get().as_micros() as i64;
+    let lateness = |cfg: &PipelineConfig| cfg.run.lateness.get().as_micros() as i64;
+    // Station rows go to Kafka keyed by station; the window operators' rows do not go to Kafka.
     let key = Some("station_id");
     registry
         .operator("bronze", tables::BRONZE_STATION_STATUS, key, |cfg| {
@@ -43,13 +62,13 @@ pub fn register(registry: &mut Registry) {
         .operator(
             "station-hourly",
             tables::GOLD_STATION_HOURLY,
-            key,
+            None,
             move |cfg| Ok(Box::new(gold::HourlyOperator::new(lateness(cfg)))),
         )
         .operator(
             "district-5min",
             tables::GOLD_DISTRICT_5MIN,
-            key,
+            None,
             move |cfg| Ok(Box::new(district::District5MinOperator::new(lateness(cfg)))),
         )
         .decoder(move |cfg| {
@@ -61,6 +80,7 @@ pub fn register(registry: &mut Registry) {
             })
         })
         .udf(udf::district())
+        .pipeline(pipeline())
         .replay(Replay {
             table: tables::BRONZE_STATION_STATUS,
             read: Box::new(|uri, lake| {
@@ -254,5 +274,51 @@ fn humanize(d: std::time::Duration) -> String {
         "0s".into()
     } else {
         parts.join(" ")
+    }
+}
+
+#[cfg(test)]
+mod pipeline_tests {
+    use super::*;
+
+    #[test]
+    fn the_default_pipeline_is_pipelines_bikes_toml() {
+        let sinks = pipeline();
+        let ops: Vec<(&str, Option<&str>)> = sinks
+            .iter()
+            .map(|s| (s.operator.as_str(), s.topic.as_deref()))
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                ("bronze", None),
+                ("changes", None),
+                ("station-hourly", None),
+                ("district-5min", None),
+                ("changes", Some("bike.station-changes")),
+            ]
+        );
+        let r = registry();
+        assert_eq!(r.default_sinks(), sinks);
+        let run = rtlake_stream::config::RunConfig::default();
+        assert_eq!(run.sinks(r.default_sinks()), sinks);
+        run.check_pipeline(&Default::default(), &r)
+            .expect("the default pipeline passes its own checks");
+    }
+
+    #[test]
+    fn a_window_operator_is_not_a_kafka_sink() {
+        let mut run = rtlake_stream::config::RunConfig::default();
+        let mut s = pipeline().remove(2);
+        s.topic = Some("hourly".into());
+        run.sinks = Some(vec![s]);
+        let e = run
+            .check_pipeline(&Default::default(), &registry())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("station-hourly has no message key") && e.contains("bronze, changes"),
+            "{e}"
+        );
     }
 }

@@ -78,7 +78,7 @@ impl Operator for SilverOperator {
                     rentals,
                     returns,
                 } => {
-                    let (d, h) = rtlake_core::time::kst_partition(&s.polled_at);
+                    let (d, h) = crate::seoul::partition(&s.polled_at);
                     c.station_id.append_value(&s.station_id);
                     c.polled_at.append_value(snap.polled_at);
                     c.prev_polled_at.append_value(prev.polled_at);

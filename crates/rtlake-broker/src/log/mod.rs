@@ -1,7 +1,7 @@
 //! rtlake's storage engine for the embedded broker: records in segment files, the rest in SQLite.
 //!
 //! nisshi's SQLite engine stores one SQL row per record and rebuilds batches on every fetch,
-//! which bounds a durable broker at about 30k records/s on two cores (FINDINGS.md). This engine
+//! which bounds a durable broker at about 30k records/s on two cores (bench/README.md, "Embedded broker engines"). This engine
 //! keeps what a fetch reads, the produced record batches, in a log of segment files per
 //! partition (as Kafka does: the batch bytes as produced, an in-memory index, a partial tail
 //! cut on restart), and hands everything else (topics and their configs, consumer groups and

@@ -5,8 +5,8 @@
 //! - [`file`]: JSON Lines files, streamed line by line, as one partition.
 //!
 //! The Delta sink, exactly once per epoch through Delta transaction versions, is
-//! `rtlake_lake::sink::DeltaSink`; the bronze replay source is the bike domain's
-//! (`rtlake_bikes::stream::bronze_source`), registered on the engine's registry.
+//! `rtlake_lake::sink::DeltaSink`; a replay source (a lake's table read back as its messages)
+//! is a domain's, registered on the engine's registry.
 
 pub mod file;
 pub mod kafka;

@@ -1,13 +1,14 @@
 //! A change stage: per key, in offset order, each row is compared with the key's stored
 //! previous row, and a row is emitted where a numeric column changed, with the previous time and
-//! value and the change split into `increase` and `decrease` (bike counts: returns and
-//! rentals). The first row of a key, a row more than `max-gap` after the stored one, and an
+//! value and the change split into `increase` and `decrease` (a count's additions and
+//! removals). The first row of a key, a row more than `max-gap` after the stored one, and an
 //! unchanged value are stored without output; a row not after the stored one is stale and goes
 //! to `_rejected` as `stale` (the stored one stays). State is per key and input partition.
-//! [`rule`] is the one definition of the change rule: the bike domain's `changes` operator
-//! (`silver.station_changes`) applies it too.
+//! [`rule`] is the one definition of the change rule: a domain's keyed operator written in
+//! Rust applies it too.
 
 use super::sql_stage::SqlChain;
+use crate::config::StageConfig;
 use crate::input::EpochInput;
 use crate::operator::{Emitted, Operator, PartitionState, PerPartition, Rejections};
 use crate::source::RawMessage;
@@ -16,7 +17,6 @@ use arrow::array::{
     Array, ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use rtlake_core::config::StageConfig;
 use rtlake_core::schema::RejectReason;
 use std::collections::HashMap;
 use std::sync::Arc;

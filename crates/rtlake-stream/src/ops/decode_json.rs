@@ -1,10 +1,11 @@
 //! Decoding JSON messages straight to Arrow columns of a declared schema (arrow-json's tape
 //! decoder), plus the source's metadata columns (`_topic`, `_partition`, `_offset`,
-//! `_timestamp`, `_key`). Numbers and booleans may come as strings (the bikeList API sends every
-//! field as one), numbers are taken for STRING columns, unknown fields are ignored. A message
+//! `_timestamp`, `_key`). Numbers and booleans may come as strings (some APIs send every field
+//! as one), numbers are taken for STRING columns, unknown fields are ignored. A message
 //! that is not one JSON object, or whose value does not fit its column, is refused with the
 //! field named, and the rest of the epoch decodes as if it had not been there.
 
+use crate::config::InputConfig;
 use crate::source::RawMessage;
 use crate::{Error, Result};
 use arrow::array::{
@@ -14,7 +15,6 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::json::ReaderBuilder;
 use arrow::json::reader::Decoder;
 use chrono::{DateTime, Utc};
-use rtlake_core::config::InputConfig;
 use rtlake_core::schema::RejectReason;
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! The engine's general operators, for pipelines declared in TOML and SQL over any topic:
 //! [`decode_json`] (messages to Arrow rows of a declared schema), [`sql_stage`] (queries over
 //! an epoch's rows and static tables), [`window_stage`] (event-time window aggregates) and
-//! [`changes`] (per-key changes of a column, the bike change rule for any schema).
+//! [`changes`] (per-key changes of a column, for any schema).
 
 pub mod changes;
 pub mod decode_json;

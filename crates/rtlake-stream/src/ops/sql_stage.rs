@@ -7,6 +7,7 @@
 //! ones from the stage's rows). A query that groups rows (GROUP BY, DISTINCT) loses them and is
 //! refused at start: a window stage aggregates.
 
+use crate::config::StaticTable;
 use crate::{Error, Result};
 use arrow::array::{Array, Int32Array, Int64Array, RecordBatch};
 use arrow::datatypes::SchemaRef;
@@ -15,7 +16,6 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::{Expr, LogicalPlan, Projection, ScalarUDF};
 use datafusion::prelude::{CsvReadOptions, JsonReadOptions, SessionConfig, SessionContext};
-use rtlake_core::config::StaticTable;
 use std::sync::Arc;
 
 /// The columns that say which message a row came from.

@@ -9,6 +9,7 @@
 //! then the aggregates (`count` as BIGINT, the others as DOUBLE).
 
 use super::sql_stage::SqlChain;
+use crate::config::{Mode, StageConfig};
 use crate::input::EpochInput;
 use crate::operator::{Emitted, Operator, PartitionState, PerPartition, Rejections};
 use crate::source::RawMessage;
@@ -19,7 +20,6 @@ use arrow::array::{
     StringBuilder, TimestampMicrosecondArray, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use rtlake_core::config::{Mode, StageConfig};
 use rtlake_core::ddl::{AggFunc, Aggregate, WindowDecl};
 use rtlake_core::schema::RejectReason;
 use std::collections::{HashMap, HashSet};

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 pub const STATIONS: usize = 2721;
 
-pub async fn wave(cfg: &mut rtlake_core::Config, minutes: u64) {
+pub async fn wave(cfg: &mut rtlake_bikes::config::ProduceConfig, minutes: u64) {
     cfg.source.minutes = Some(minutes);
     produce(cfg, Source::Replay, CancellationToken::new())
         .await

@@ -5,8 +5,9 @@
 pub mod faults;
 pub mod s3;
 
+use rtlake_bikes::config::ProduceConfig;
 use rtlake_broker::EmbeddedBroker;
-use rtlake_core::{Config, ConfigLoader};
+use rtlake_core::config::Layers;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -48,15 +49,23 @@ impl TestEnv {
         self.dir.path().join("lake")
     }
 
-    pub fn config(&self) -> Config {
-        ConfigLoader::new()
+    /// The producer's configuration against this env: its broker and topic, the replay at
+    /// full speed.
+    pub fn config(&self) -> ProduceConfig {
+        let layers = Layers::new()
             .set("kafka.brokers", self.brokers.as_str(), "test")
             .set("kafka.topic", self.topic.as_str(), "test")
-            .set("lake.uri", self.lake().display().to_string(), "test")
-            .set("run.group-id", self.group.as_str(), "test")
-            .set("source.speed", "max", "test")
-            .build()
-            .expect("test config")
+            .set("source.speed", "max", "test");
+        ProduceConfig {
+            kafka: layers.section().expect("test config"),
+            producer: layers.section().expect("test config"),
+            source: layers.section().expect("test config"),
+        }
+    }
+
+    /// This env's lake.
+    pub fn lake_config(&self) -> rtlake_lake::LakeConfig {
+        rtlake_lake::LakeConfig::at(self.lake().display().to_string())
     }
 
     /// `rtlake run` against this env, with extra flags.
@@ -93,19 +102,17 @@ pub fn rtlake() -> Command {
 
 /// Runs SQL over a lake and returns the rows as strings (via the CSV writer).
 pub async fn sql_rows(lake: &Path, q: &str) -> Vec<Vec<String>> {
-    let cfg = rtlake_core::config::LakeConfig {
-        uri: lake.display().to_string(),
-        ..Default::default()
-    };
+    let cfg = rtlake_lake::LakeConfig::at(lake.display().to_string());
     sql_on(&cfg, q).await
 }
 
 /// Runs SQL over the lake of `cfg` (local or an object store).
-pub async fn sql_on(cfg: &rtlake_core::config::LakeConfig, q: &str) -> Vec<Vec<String>> {
+pub async fn sql_on(cfg: &rtlake_lake::LakeConfig, q: &str) -> Vec<Vec<String>> {
     let lake = rtlake_lake::Lake::open(cfg).expect("lake");
-    let s = rtlake_query::LakeSql::open(&lake)
-        .await
-        .expect("sql session");
+    let s =
+        rtlake_query::LakeSql::open_with(&lake, Default::default(), rtlake_bikes::tables::VIEWS)
+            .await
+            .expect("sql session");
     let (schema, batches) = s.query(q).await.unwrap_or_else(|e| panic!("{q}: {e}"));
     let mut out = Vec::new();
     rtlake_query::write(&mut out, &schema, &batches, rtlake_query::Format::Csv).unwrap();

@@ -161,8 +161,8 @@ impl SeaweedFs {
     }
 
     /// A lake config for `s3://lake/<prefix>` with the options.
-    pub fn lake(&self, prefix: &str) -> rtlake_core::config::LakeConfig {
-        rtlake_core::config::LakeConfig {
+    pub fn lake(&self, prefix: &str) -> rtlake_lake::LakeConfig {
+        rtlake_lake::LakeConfig {
             uri: format!("s3://{BUCKET}/{prefix}"),
             storage_options: self.options().into_iter().collect(),
             ..Default::default()

@@ -5,11 +5,11 @@
 
 use super::sink::{KafkaSink, bounded};
 use crate::Error;
+use crate::config::PipelineConfig as Config;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, config::RDKafkaLogLevel};
-use rtlake_core::Config;
 use std::time::Duration;
 
 /// Whether the probe's error is the cluster saying it has no transactions: the embedded broker

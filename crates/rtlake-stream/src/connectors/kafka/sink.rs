@@ -23,17 +23,17 @@
 //! not finish within `run.sink-timeout` fails, to be retried from the lake's positions.
 
 use crate::checkpoint::Folder;
+use crate::config::PipelineConfig as Config;
+use crate::config::SinkTransactions;
 use crate::{Error, Result};
 use arrow::array::{Array, RecordBatch, StringArray};
+use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
-use rtlake_core::Config;
-use rtlake_core::config::SinkTransactions;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 

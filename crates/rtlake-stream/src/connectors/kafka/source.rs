@@ -7,12 +7,12 @@
 //! offsets synchronously (for lag display only) and raises a flag; the run loop then drops the
 //! revoked partitions' buffered messages.
 
+use crate::config::{Assignment, RunConfig};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
 };
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use rtlake_core::config::{Assignment, RunConfig};
 use rtlake_core::schema::TableName;
 use rtlake_lake::Lake;
 use rtlake_lake::sink::{app_id, read_versions};
@@ -320,7 +320,7 @@ impl SourceContext {
 /// Creates the consumer: subscribed to `topic` in the pipeline's group, or (static assignment)
 /// assigned its partitions at once at the lake's positions.
 pub async fn connect(
-    kafka: &rtlake_core::config::KafkaConfig,
+    kafka: &rtlake_kafka::config::KafkaConfig,
     run: &RunConfig,
     topic: &str,
     positions: Positions,

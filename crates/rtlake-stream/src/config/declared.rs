@@ -2,8 +2,8 @@
 //! static tables for joins, and stages (SQL over the epoch's rows, or event-time windows) that
 //! sinks name like the built-in operators.
 
-use crate::ddl;
-use crate::units::HumanDuration;
+use rtlake_core::ddl;
+use rtlake_core::units::HumanDuration;
 use serde::{Deserialize, Serialize};
 
 /// How the input's messages are decoded.

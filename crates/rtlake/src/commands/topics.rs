@@ -1,7 +1,7 @@
 //! `rtlake topics create|list|describe|delete`: topic administration on any Kafka cluster.
 
+use super::load;
 use crate::cli::{Cli, TopicsCommand};
-use crate::settings::{Flags, load};
 use anyhow::{Context, Result, bail};
 
 /// Runs a topics subcommand.
@@ -16,9 +16,7 @@ pub async fn topics(cli: &Cli, op: &TopicsCommand) -> Result<()> {
             cleanup_policy,
             entries,
         } => {
-            let mut f = Flags::default();
-            f.kafka(kafka);
-            let cfg = load(cli, None, &f)?;
+            let cfg = load(cli, |c, o| kafka.clone().apply(&mut c.kafka, o))?;
             let mut config = Vec::new();
             if let Some(r) = retention {
                 let ms = if r.trim() == "-1" {
@@ -73,9 +71,7 @@ pub async fn topics(cli: &Cli, op: &TopicsCommand) -> Result<()> {
             }
         }
         TopicsCommand::List { kafka } => {
-            let mut f = Flags::default();
-            f.kafka(kafka);
-            let cfg = load(cli, None, &f)?;
+            let cfg = load(cli, |c, o| kafka.clone().apply(&mut c.kafka, o))?;
             let list = rtlake_kafka::admin::list_topics(&cfg.kafka).await?;
             println!("{:<40} {:>10} {:>12}", "TOPIC", "PARTITIONS", "MESSAGES");
             for t in list {
@@ -87,9 +83,7 @@ pub async fn topics(cli: &Cli, op: &TopicsCommand) -> Result<()> {
             kafka,
             groups,
         } => {
-            let mut f = Flags::default();
-            f.kafka(kafka);
-            let cfg = load(cli, None, &f)?;
+            let cfg = load(cli, |c, o| kafka.clone().apply(&mut c.kafka, o))?;
             let mut groups = groups.clone();
             groups.push(cfg.run.group());
             let d = rtlake_kafka::admin::describe_topic(&cfg.kafka, name, &groups).await?;

@@ -1,62 +1,47 @@
 //! `rtlake lake status|optimize|checkpoint|vacuum`: table maintenance by hand.
 
-use crate::cli::{Cli, EngineArg, FormatArg, LakeArgs, LakeCommand, ReplayArgs};
-use crate::settings::{Flags, load};
+use super::load;
+use crate::cli::{Cli, EngineArg, FormatArg, LakeArgs, LakeCommand};
 use anyhow::{Result, bail};
 use rtlake_lake::catalog::{CatalogEntry, list_tables};
 use rtlake_lake::{Lake, maintenance};
 use std::num::NonZeroU64;
 use std::time::Instant;
 
-/// `rtlake replay`: a lake's bronze table back into a topic.
-pub async fn replay(cli: &Cli, a: &ReplayArgs) -> Result<()> {
-    if a.table != "bronze.station_status" {
-        bail!(
-            "only bronze.station_status can be replayed (events are rebuilt from its rows), not {}",
-            a.table
-        );
-    }
-    let mut f = Flags::default();
-    f.opt("lake.uri", "lake", a.lake.clone()).kafka(&a.kafka);
-    let cfg = load(cli, None, &f)?;
-    let t0 = Instant::now();
-    let r = rtlake_bikes::stream::bronze_source::republish(&cfg, &cfg.lake.uri, &a.to).await?;
-    println!(
-        "replayed {} events of {} partitions of {} to {} in {:.1} s",
-        r.delivered,
-        r.partitions,
-        a.table,
-        a.to,
-        t0.elapsed().as_secs_f64()
-    );
-    Ok(())
-}
-
 /// Runs a `rtlake lake` operation.
 pub async fn lake(cli: &Cli, op: &LakeCommand) -> Result<()> {
-    let (args, mut f) = match op {
+    let args = match op {
         LakeCommand::Status { lake, .. }
         | LakeCommand::Checkpoint { lake }
         | LakeCommand::Optimize { lake, .. }
         | LakeCommand::Vacuum { lake, .. }
-        | LakeCommand::Ddl { lake, .. } => (lake, Flags::default()),
+        | LakeCommand::Ddl { lake, .. } => lake,
     };
-    f.opt("lake.uri", "lake", args.lake.clone());
-    if let LakeCommand::Optimize {
-        target_size,
-        z_order,
-        ..
-    } = op
-    {
-        f.opt("lake.target-file-size", "target-size", target_size.clone());
-        if !z_order.is_empty() {
-            f.opt("lake.z-order", "z-order", Some(z_order.clone()));
+    let cfg = load(cli, |c, o| {
+        args.lake.clone().apply(&mut c.lake, o);
+        if let LakeCommand::Optimize {
+            target_size,
+            z_order,
+            ..
+        } = op
+        {
+            if let Some(t) = target_size {
+                c.lake.target_file_size = *t;
+                o.set("lake.target-file-size", "flag --target-size");
+            }
+            if !z_order.is_empty() {
+                c.lake.z_order = z_order.clone();
+                o.set("lake.z-order", "flag --z-order");
+            }
         }
-    }
-    if let LakeCommand::Vacuum { retention, .. } = op {
-        f.opt("lake.vacuum-retention", "retention", retention.clone());
-    }
-    let cfg = load(cli, None, &f)?;
+        if let LakeCommand::Vacuum {
+            retention: Some(r), ..
+        } = op
+        {
+            c.lake.vacuum_retention = *r;
+            o.set("lake.vacuum-retention", "flag --retention");
+        }
+    })?;
     let lake = Lake::open(&cfg.lake)?;
     let tables = chosen(&lake, args).await?;
     let c = &cfg.lake;
@@ -111,7 +96,7 @@ pub async fn lake(cli: &Cli, op: &LakeCommand) -> Result<()> {
                 EngineArg::Spark => Engine::Spark,
                 EngineArg::Trino => Engine::Trino,
             };
-            print!("{}", statements(&lake, engine).await?);
+            print!("{}", statements(&lake, engine, crate::config::VIEWS).await?);
             Ok(())
         }
         LakeCommand::Vacuum { .. } => {

@@ -1,11 +1,19 @@
-//! The `[run]` section: the stream processor, its trigger, source options and sinks.
+//! The `[run]` section: the stream processor, its trigger, source options, sinks and declared
+//! stages; its checks, and its flags.
 
-use crate::units::{ByteSize, HumanDuration};
+mod check;
+mod declared;
+#[cfg(test)]
+mod tests;
+
+pub use declared::{InputConfig, Mode, StageConfig, StaticTable};
+
+use rtlake_core::units::{ByteSize, HumanDuration};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Kafka consumer partition assignment strategy.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum AssignmentStrategy {
     /// Eager: every member gives up its partitions on each rebalance.
@@ -25,7 +33,7 @@ impl AssignmentStrategy {
 }
 
 /// How a worker gets its partitions.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Assignment {
     /// Join the pipeline's consumer group: workers share the partitions and rebalance as they
@@ -38,7 +46,7 @@ pub enum Assignment {
 }
 
 /// Whether Kafka sinks publish in transactions.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum SinkTransactions {
     /// When the cluster has them (Apache Kafka does, the embedded broker does not).
@@ -50,7 +58,7 @@ pub enum SinkTransactions {
 }
 
 /// When the processor runs an epoch and when it stops.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Trigger {
     /// Run on and on: an epoch closes at `max-batch-events` or `max-batch-delay`.
@@ -90,7 +98,7 @@ impl std::str::FromStr for StartingOffsets {
             let t = t.trim();
             let ms = match t.parse::<i64>() {
                 Ok(ms) => ms,
-                Err(_) => crate::time::parse_rfc3339(t)
+                Err(_) => rtlake_core::time::parse_rfc3339(t)
                     .map_err(|e| format!("{e}"))?
                     .timestamp_millis(),
             };
@@ -122,37 +130,19 @@ impl std::str::FromStr for StartingOffsets {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SinkConfig {
-    /// `bronze`, `changes`, `station-hourly`, `district-5min`, or a declared stage's name.
+    /// A registered operator (a domain's, such as `changes`) or a declared stage's name.
     pub operator: String,
     /// A Delta table `ns.name` (default: the operator's own table), unless `topic` is set.
     pub table: Option<String>,
     /// A Kafka topic to publish the rows to as JSON, instead of a table.
     pub topic: Option<String>,
-    /// The column whose value keys a Kafka message (default `station_id`; a declared stage's
-    /// sink names it).
+    /// The column whose value keys a Kafka message (default: the operator's registered key; a
+    /// declared stage's sink names it).
     pub key: Option<String>,
     /// A query over the operator's rows of each epoch, as table `input` (projection, filter);
     /// its result is what a table sink writes. Table sinks only.
     pub sql: Option<String>,
 }
-
-impl SinkConfig {
-    /// The built-in bike pipeline (`pipelines/bikes.toml`, compiled in): bronze, silver, both
-    /// gold tables and the changes topic.
-    pub fn bike_pipeline() -> Vec<SinkConfig> {
-        #[derive(Deserialize)]
-        struct File {
-            sinks: Vec<SinkConfig>,
-        }
-        // The file is part of the source tree; a unit test parses it.
-        toml::from_str::<File>(BIKES_PIPELINE)
-            .expect("pipelines/bikes.toml parses")
-            .sinks
-    }
-}
-
-/// The bike pipeline's declaration, the default of `rtlake run`.
-pub const BIKES_PIPELINE: &str = include_str!("../../../../pipelines/bikes.toml");
 
 /// The stream processor.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -219,21 +209,21 @@ pub struct RunConfig {
     pub fail_on_data_loss: bool,
     /// Where `rtlake run` serves `/metrics` (`off`: nowhere).
     pub metrics_listen: String,
-    /// The sinks (default: the bike pipeline; see [`RunConfig::sinks`]).
+    /// The sinks (default: the domain's pipeline; see [`RunConfig::sinks`]).
     pub sinks: Option<Vec<SinkConfig>>,
     /// A declared input: the messages' format and schema (any topic). Without it, the
-    /// messages are the bike API's station status.
-    pub input: Option<super::InputConfig>,
+    /// messages are decoded by the domain's registered decoder.
+    pub input: Option<InputConfig>,
     /// Static tables for the stages' joins, loaded at start.
-    pub tables: Vec<super::StaticTable>,
+    pub tables: Vec<StaticTable>,
     /// Declared stages (SQL or windows) over the declared input, named by sinks.
-    pub stages: Vec<super::StageConfig>,
+    pub stages: Vec<StageConfig>,
 }
 
 impl Default for RunConfig {
     fn default() -> Self {
         Self {
-            pipeline: "bikes".into(),
+            pipeline: "main".into(),
             group_id: None,
             assignment_strategy: AssignmentStrategy::CooperativeSticky,
             assignment: Assignment::Group,
@@ -280,18 +270,19 @@ impl RunConfig {
             .unwrap_or(StartingOffsets::Earliest)
     }
 
-    /// The sinks: as configured, or the bike pipeline (without its Kafka topic when reading
-    /// files, a backfill that needs no broker).
-    pub fn sinks(&self) -> Vec<SinkConfig> {
+    /// The sinks: as configured, or `default` (the domain's pipeline; without its Kafka
+    /// topics when reading files, a backfill that needs no broker).
+    pub fn sinks(&self, default: &[SinkConfig]) -> Vec<SinkConfig> {
         match &self.sinks {
             Some(s) => s.clone(),
             // A declared pipeline names its sinks (validation says so).
             None if self.input.is_some() => Vec::new(),
-            None if self.file_source().is_some() => SinkConfig::bike_pipeline()
-                .into_iter()
+            None if self.file_source().is_some() => default
+                .iter()
                 .filter(|s| s.topic.is_none())
+                .cloned()
                 .collect(),
-            None => SinkConfig::bike_pipeline(),
+            None => default.to_vec(),
         }
     }
 
@@ -306,7 +297,7 @@ impl RunConfig {
     }
 
     /// The declared stage named `name`.
-    pub fn stage(&self, name: &str) -> Option<&super::StageConfig> {
+    pub fn stage(&self, name: &str) -> Option<&StageConfig> {
         self.stages.iter().find(|s| s.name == name)
     }
 
@@ -318,7 +309,7 @@ impl RunConfig {
 }
 
 /// What the decoder does with fields it does not know (`run.unknown-fields`).
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum UnknownFields {
     /// Drop them.
@@ -328,4 +319,107 @@ pub enum UnknownFields {
     Keep,
     /// Refuse the event.
     Reject,
+}
+
+rtlake_core::flags! {
+    /// `rtlake run`'s settings, as flags: each sets the `[run]` key of its name.
+    pub struct RunFlags for RunConfig {
+        /// Read from `kafka` (the default); `file:PATH`, JSON Lines from a file or a folder; or
+        /// `bronze:LAKE`, a lake's bronze table replayed as the messages it was made from (a
+        /// backfill: the other tables rebuilt from bronze, row for row as streaming made them).
+        /// Files and bronze are processed once, then the run stops [run.source].
+        #[arg(value_name = "kafka|file:PATH|bronze:LAKE")]
+        source: String,
+        /// Where a new pipeline starts: earliest, latest, timestamp:<RFC 3339 or ms>, or JSON
+        /// like '{"0": 42, "1": -2}' (-2 earliest, -1 latest) [run.starting-offsets; default
+        /// earliest]. A pipeline with positions in the lake resumes there instead.
+        #[arg(value_name = "WHERE")]
+        starting_offsets: String,
+        /// At most this many messages per epoch [run.max-offsets-per-trigger].
+        #[arg(value_name = "N")]
+        max_offsets_per_trigger: usize,
+        /// Where the offset log, commit log and state live [run.checkpoint; default
+        /// <lake>/_checkpoints/<pipeline>].
+        #[arg(value_name = "PATH")]
+        checkpoint: String,
+        /// Where to serve Prometheus /metrics, or `off` [run.metrics-listen; default
+        /// 127.0.0.1:9464].
+        #[arg(value_name = "ADDR")]
+        metrics_listen: String,
+        /// The consumer group [run.group-id; default rtlake-<pipeline>].
+        group_id as "group": String,
+        /// How this worker gets partitions: group (join the pipeline's consumer group,
+        /// rebalance with other workers) or static (take --partitions directly, no group
+        /// coordinator, as Spark does) [run.assignment; default group].
+        assignment: Assignment,
+        /// With --assignment static, the partitions to read, e.g. 0,2 [run.partitions;
+        /// default all].
+        #[arg(value_name = "P,P,...", value_delimiter = ',')]
+        partitions: Vec<i32>,
+        /// In a group, this worker's static member id (group.instance.id): restarted with the
+        /// same id it takes its partitions back at once. One id per worker [run.instance-id].
+        #[arg(value_name = "ID")]
+        instance_id: String,
+        /// Partition assignment within the group [run.assignment-strategy; default
+        /// cooperative-sticky].
+        assignment_strategy: AssignmentStrategy,
+        /// The group session timeout, e.g. 10s [run.session-timeout].
+        #[arg(value_name = "DURATION")]
+        session_timeout: HumanDuration,
+        /// Restart the consumer (resuming from the lake) when partitions with data deliver
+        /// nothing for this long, e.g. 15s [run.stall-timeout].
+        #[arg(value_name = "DURATION")]
+        stall_timeout: HumanDuration,
+        /// Fail (and retry) an epoch whose Kafka sink deliveries take longer, e.g. 30s
+        /// [run.sink-timeout].
+        #[arg(value_name = "DURATION")]
+        sink_timeout: HumanDuration,
+        /// Kafka sinks in transactions: auto (where the cluster has them), on or off
+        /// [run.sink-transactions; default auto].
+        sink_transactions: SinkTransactions,
+        /// Close an epoch at this many events [run.max-batch-events; default 50000].
+        max_batch_events: usize,
+        /// ... or at this many bytes of message keys and values, e.g. 64MiB
+        /// [run.max-batch-bytes; default 64MiB].
+        #[arg(value_name = "SIZE")]
+        max_batch_bytes: ByteSize,
+        /// ... or when its first event is this old [run.max-batch-delay; default 500ms].
+        #[arg(value_name = "DURATION")]
+        max_batch_delay: HumanDuration,
+        /// Allowed lateness of event time behind its partition's newest, e.g. 10m
+        /// [run.lateness].
+        #[arg(value_name = "DURATION")]
+        lateness: HumanDuration,
+        /// How far ahead of the clock an event's time may be before it is rejected as
+        /// `future`, e.g. 1h [run.max-future; default 1h].
+        #[arg(value_name = "DURATION")]
+        max_future: HumanDuration,
+        /// Event fields the pipeline does not know: ignore, keep (in bronze's `extra` column,
+        /// added to an existing table), or reject (to _rejected) [run.unknown-fields; default
+        /// ignore].
+        unknown_fields: UnknownFields,
+        /// processing-time (run on), available-now (drain and stop) or low-latency (the next
+        /// epoch as soon as data arrives) [run.trigger].
+        trigger: Trigger,
+    }
+    switches {
+        /// Skip offsets deleted by retention before they were read, with a warning, instead of
+        /// stopping [run.fail-on-data-loss = false].
+        fail_on_data_loss as "no-fail-on-data-loss" = false,
+    }
+}
+
+/// What the engine reads: the cluster and topic, the producer settings of its Kafka sinks, the
+/// lake, and the pipeline itself. The application's other sections (the web server, the
+/// embedded broker, a domain's source) are not the engine's business.
+#[derive(Clone, Debug, Default)]
+pub struct PipelineConfig {
+    /// The Kafka cluster and the input topic.
+    pub kafka: rtlake_kafka::config::KafkaConfig,
+    /// The producer settings of Kafka sinks.
+    pub producer: rtlake_kafka::config::ProducerConfig,
+    /// The lake the sinks write.
+    pub lake: rtlake_lake::LakeConfig,
+    /// The pipeline.
+    pub run: RunConfig,
 }

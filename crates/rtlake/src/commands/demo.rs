@@ -1,46 +1,50 @@
 //! `rtlake demo`: the whole pipeline on the embedded defaults (broker, replay producer,
 //! processor, dashboard) in one process.
 
+use super::load;
 use crate::cli::{self, Cli};
-use crate::commands::shutdown_on_signal;
-use crate::settings::{Flags, load};
+use crate::runtime::shutdown_on_signal;
 use anyhow::Result;
 use rtlake_bikes::produce::Source;
+use rtlake_stream::config::Assignment;
 
 /// Runs the demo until Ctrl-C.
 pub async fn demo(cli: &Cli, a: &cli::DemoArgs) -> Result<()> {
     let dir = &a.dir;
-    let mut f = Flags::default();
-    f.opt("broker.listen", "listen", Some(a.listen.clone()))
-        .opt("kafka.brokers", "listen", Some(a.listen.clone()))
+    let speed: rtlake_bikes::config::Speed = a.speed.parse().map_err(anyhow::Error::msg)?;
+    let cfg = load(cli, |c, o| {
+        c.broker.listen = a.listen.clone();
+        c.kafka.brokers = a.brokers.clone().unwrap_or_else(|| a.listen.clone());
         // The demo's one processor takes every partition itself: no group to rebalance.
-        .opt("run.assignment", "demo", Some("static"))
-        .path("broker.data", "dir", Some(&dir.join("broker")))
-        .opt(
-            "lake.uri",
-            "dir",
-            Some(dir.join("lake").display().to_string()),
-        )
-        .path(
-            "source.state-file",
-            "dir",
-            Some(&dir.join("replay-state.json")),
-        )
-        .opt("source.kind", "demo", Some("replay"))
-        .str("source.speed", "speed", Some(&a.speed))
-        .opt("source.minutes", "minutes", a.minutes.map(|m| m as i64));
-    if a.dashboard != "off" {
-        f.opt("serve.listen", "dashboard", Some(a.dashboard.clone()));
-    }
-    if let Some(b) = &a.brokers {
-        f.opt("kafka.brokers", "brokers", Some(b.clone()));
-    }
-    let cfg = load(cli, None, &f)?;
+        c.run.assignment = Assignment::Static;
+        c.broker.data = dir.join("broker");
+        c.lake.uri = dir.join("lake").display().to_string();
+        c.source.state_file = Some(dir.join("replay-state.json"));
+        c.source.kind = rtlake_bikes::config::SourceKind::Replay;
+        c.source.speed = speed;
+        c.source.minutes = a.minutes.or(c.source.minutes);
+        if a.dashboard != "off" {
+            c.serve.listen = a.dashboard.clone();
+            o.set("serve.listen", "flag --dashboard");
+        }
+        for (key, flag) in [
+            ("broker.listen", "listen"),
+            ("kafka.brokers", "brokers"),
+            ("run.assignment", "demo"),
+            ("broker.data", "dir"),
+            ("lake.uri", "dir"),
+            ("source.state-file", "dir"),
+            ("source.kind", "demo"),
+            ("source.speed", "speed"),
+        ] {
+            o.set(key, format!("flag --{flag}"));
+        }
+    })?;
     let shutdown = shutdown_on_signal();
     // Bind first: a busy dashboard port fails before anything starts.
     let dashboard = match a.dashboard.as_str() {
         "off" => None,
-        _ => Some(rtlake_web::bind_dashboard(&cfg, "--dashboard").await?),
+        _ => Some(rtlake_web::bind_dashboard(&cfg.web(), "--dashboard").await?),
     };
     let broker = match &a.brokers {
         Some(_) => None,
@@ -61,15 +65,15 @@ pub async fn demo(cli: &Cli, a: &cli::DemoArgs) -> Result<()> {
     // creating it at once made the broker log a TopicAlreadyExists error.
     rtlake_kafka::admin::ensure_topic(&cfg.kafka, &cfg.kafka.topic).await?;
     let producer = {
-        let (cfg, token) = (cfg.clone(), shutdown.child_token());
+        let (cfg, token) = (cfg.produce(), shutdown.child_token());
         tokio::spawn(
             async move { rtlake_bikes::produce::produce(&cfg, Source::Replay, token).await },
         )
     };
     let processor = {
-        let (cfg, token) = (cfg.clone(), shutdown.child_token());
+        let (cfg, token) = (cfg.pipeline(), shutdown.child_token());
         tokio::spawn(async move {
-            rtlake_stream::ingest::run(&cfg, &rtlake_bikes::stream::registry(), token).await
+            rtlake_stream::ingest::run(&cfg, &crate::config::domain(), token).await
         })
     };
     let web_url = dashboard
@@ -77,9 +81,11 @@ pub async fn demo(cli: &Cli, a: &cli::DemoArgs) -> Result<()> {
         .and_then(|l| l.local_addr().ok())
         .map(|a| format!("http://{a}/"));
     if let Some(listener) = dashboard {
-        let (cfg, token) = (cfg.clone(), shutdown.child_token());
+        let (cfg, token) = (cfg.web(), shutdown.child_token());
         tokio::spawn(async move {
-            if let Err(e) = rtlake_web::serve(&cfg, listener, token).await {
+            if let Err(e) =
+                rtlake_web::serve(&cfg, listener, token, Some(crate::config::web_domain())).await
+            {
                 tracing::error!(error = %e, "dashboard stopped");
             }
         });
