@@ -175,7 +175,9 @@ pub async fn produce(
     let (info_url, status_url) = (feed("station_information")?, feed("station_status")?);
     let ttl = discovery.get("ttl").and_then(Value::as_u64).unwrap_or(60);
     let every = interval.unwrap_or(Duration::from_secs(ttl.max(1)));
-    rtlake_kafka::admin::ensure_topic(&cfg.kafka, &cfg.kafka.topic)
+    rtlake_kafka::Cluster::connect(&cfg.kafka)
+        .map_err(Error::Kafka)?
+        .ensure_topic(&cfg.kafka.topic)
         .await
         .map_err(Error::Kafka)?;
     let producer: FutureProducer = rtlake_kafka::client::producer(&cfg.kafka, &cfg.producer)

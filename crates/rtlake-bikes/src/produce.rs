@@ -257,7 +257,9 @@ pub async fn produce(
     source: Source,
     shutdown: CancellationToken,
 ) -> Result<ProduceReport> {
-    rtlake_kafka::admin::ensure_topic(&cfg.kafka, &cfg.kafka.topic)
+    rtlake_kafka::Cluster::connect(&cfg.kafka)
+        .map_err(Error::Kafka)?
+        .ensure_topic(&cfg.kafka.topic)
         .await
         .map_err(Error::Kafka)?;
     match source {

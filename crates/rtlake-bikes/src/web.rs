@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use rtlake_kafka::config::KafkaConfig;
+use rtlake_kafka::Cluster;
 use rtlake_web::AppState;
 use rtlake_web::live::Live;
 use serde_json::json;
@@ -48,7 +48,7 @@ pub fn domain() -> rtlake_web::Domain {
 pub fn dashboard(state: &AppState, shutdown: CancellationToken) -> Router<AppState> {
     let stations = Arc::new(Stations::default());
     tokio::spawn(follow(
-        state.cfg.kafka.clone(),
+        state.cluster.clone(),
         stations.clone(),
         state.live.clone(),
         shutdown,
@@ -167,7 +167,7 @@ impl Stations {
 /// Follows the station status topic until `shutdown`; retries while the topic or broker is
 /// missing.
 pub async fn follow(
-    kafka: KafkaConfig,
+    cluster: Cluster,
     stations: Arc<Stations>,
     live: Arc<Live>,
     shutdown: CancellationToken,
@@ -176,13 +176,13 @@ pub async fn follow(
     // first failure and then once a minute, not every 2 s.
     let mut failures = 0u32;
     loop {
-        match follow_once(&kafka, &stations, &live, &shutdown).await {
+        match follow_once(&cluster, &stations, &live, &shutdown).await {
             Ok(()) => return,
             Err(e) => {
-                if failures % 30 == 0 {
-                    tracing::warn!(error = %e, topic = %kafka.topic, failures = failures + 1, "live view: cannot follow the topic yet; retrying every 2 s");
+                if failures.is_multiple_of(30) {
+                    tracing::warn!(error = %e, topic = %cluster.config().topic, failures = failures + 1, "live view: cannot follow the topic yet; retrying every 2 s");
                 } else {
-                    tracing::debug!(error = %e, topic = %kafka.topic, "live view: cannot follow the topic yet");
+                    tracing::debug!(error = %e, topic = %cluster.config().topic, "live view: cannot follow the topic yet");
                 }
                 failures = failures.saturating_add(1);
                 tokio::select! {
@@ -195,15 +195,14 @@ pub async fn follow(
 }
 
 async fn follow_once(
-    kafka: &KafkaConfig,
+    cluster: &Cluster,
     stations: &Stations,
     live: &Live,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
+    let kafka = cluster.config();
     let topic = &kafka.topic;
-    let parts = rtlake_kafka::admin::high_watermarks(kafka, topic)
-        .await
-        .map_err(|e| e.to_string())?;
+    let parts = cluster.watermarks(topic).await.map_err(|e| e.to_string())?;
     let consumer: StreamConsumer = rtlake_kafka::client::base(kafka)
         .set("group.id", "rtlake-serve-live")
         .set("enable.auto.commit", "false")

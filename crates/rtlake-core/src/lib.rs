@@ -1,6 +1,7 @@
 //! The foundation shared by every rtlake crate.
 //!
 //! - [`config`]: the machinery of typed, layered configuration; each crate owns its section.
+//! - [`error`]: an error shown with its causes.
 //! - [`ddl`]: a declared pipeline's schema, window and aggregate notation.
 //! - [`units`]: durations and byte sizes as people write them.
 //! - [`schema`]: the Arrow schemas and names of the lake's tables .
@@ -11,6 +12,7 @@
 
 pub mod config;
 pub mod ddl;
+pub mod error;
 pub mod metrics;
 pub mod schema;
 pub mod testing;

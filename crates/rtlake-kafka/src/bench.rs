@@ -5,7 +5,7 @@
 //! `count` messages, for a topic still being written to). The figure is the broker's read
 //! ceiling for rtlake's client settings, without any processing.
 
-use crate::config::KafkaConfig;
+use crate::cluster::Cluster;
 use crate::{Context, Result, client};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -23,57 +23,53 @@ pub struct ConsumeReport {
 }
 
 /// Reads `topic` from the start until the end it had at the start (or `count` messages).
-pub async fn consume(
-    kafka: &KafkaConfig,
-    topic: &str,
-    count: Option<u64>,
-) -> Result<ConsumeReport> {
-    let marks = crate::admin::high_watermarks(kafka, topic).await?;
-    let kafka = kafka.clone();
+pub async fn consume(cluster: &Cluster, topic: &str, count: Option<u64>) -> Result<ConsumeReport> {
+    let marks = cluster.watermarks(topic).await?;
     let topic = topic.to_string();
-    crate::admin::blocking(move || {
-        let mut c = client::base(&kafka);
-        c.set("group.id", "rtlake-bench")
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "false");
-        let consumer: BaseConsumer = c.create().context("create bench consumer")?;
-        let mut tpl = TopicPartitionList::new();
-        for (p, _, _) in &marks {
-            tpl.add_partition_offset(&topic, *p, Offset::Beginning)
-                .context("assign")?;
-        }
-        consumer.assign(&tpl).context("assign")?;
-        let target: u64 = count.unwrap_or_else(|| {
-            marks
-                .iter()
-                .map(|(_, lo, hi)| (hi - lo).max(0) as u64)
-                .sum()
-        });
-        let (mut messages, mut bytes) = (0u64, 0u64);
-        let start = Instant::now();
-        let mut idle = Instant::now();
-        while messages < target {
-            match consumer.poll(Duration::from_millis(100)) {
-                Some(Ok(m)) => {
-                    messages += 1;
-                    bytes += (m.payload_len() + m.key().map_or(0, <[u8]>::len)) as u64;
-                    idle = Instant::now();
-                }
-                Some(Err(e)) => tracing::warn!(error = %e, "bench consumer error"),
-                None if idle.elapsed() > Duration::from_secs(60) => {
-                    return Err(crate::Error::Topic {
-                        topic: topic.clone(),
-                        message: format!("no message for 60 s after {messages} of {target}"),
-                    });
-                }
-                None => {}
+    cluster
+        .blocking(move |cl| {
+            let mut c = client::base(&cl.kafka);
+            c.set("group.id", "rtlake-bench")
+                .set("enable.auto.commit", "false")
+                .set("enable.partition.eof", "false");
+            let consumer: BaseConsumer = c.create().context("create bench consumer")?;
+            let mut tpl = TopicPartitionList::new();
+            for (p, _, _) in &marks {
+                tpl.add_partition_offset(&topic, *p, Offset::Beginning)
+                    .context("assign")?;
             }
-        }
-        Ok(ConsumeReport {
-            messages,
-            bytes,
-            elapsed: start.elapsed(),
+            consumer.assign(&tpl).context("assign")?;
+            let target: u64 = count.unwrap_or_else(|| {
+                marks
+                    .iter()
+                    .map(|(_, lo, hi)| (hi - lo).max(0) as u64)
+                    .sum()
+            });
+            let (mut messages, mut bytes) = (0u64, 0u64);
+            let start = Instant::now();
+            let mut idle = Instant::now();
+            while messages < target {
+                match consumer.poll(Duration::from_millis(100)) {
+                    Some(Ok(m)) => {
+                        messages += 1;
+                        bytes += (m.payload_len() + m.key().map_or(0, <[u8]>::len)) as u64;
+                        idle = Instant::now();
+                    }
+                    Some(Err(e)) => tracing::warn!(error = %e, "bench consumer error"),
+                    None if idle.elapsed() > Duration::from_secs(60) => {
+                        return Err(crate::Error::Topic {
+                            topic: topic.clone(),
+                            message: format!("no message for 60 s after {messages} of {target}"),
+                        });
+                    }
+                    None => {}
+                }
+            }
+            Ok(ConsumeReport {
+                messages,
+                bytes,
+                elapsed: start.elapsed(),
+            })
         })
-    })
-    .await
+        .await
 }

@@ -2,8 +2,9 @@
 //!
 //! - [`config`]: the `[kafka]` and `[producer]` sections, their checks and flags.
 //! - [`client`]: producer and consumer configurations built from those sections.
-//! - [`admin`]: topic creation, listing and description (partitions, offsets, config, groups
-//!   and their lag).
+//! - [`cluster`]: one handle on a cluster, asked for topics, partitions, watermarks, offsets.
+//! - [`admin`]: topic listing and description (partitions, offsets, config, groups and their
+//!   lag).
 //! - [`inspect`]: the brokers, and a peek at a topic's newest messages.
 //! - [`bench`]: a cluster's read rate, for `rtlake bench consume`.
 #![warn(missing_docs)]
@@ -11,9 +12,11 @@
 pub mod admin;
 pub mod bench;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod inspect;
 
+pub use cluster::Cluster;
 pub use rdkafka;
 
 /// Errors talking to Kafka.

@@ -8,7 +8,7 @@
 //! output does not depend on which other partitions shared its epoch). The newest
 //! [`RETAIN`] entries of each log are kept.
 
-use crate::{Error, Result};
+use crate::{Error, Kind, Result};
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
@@ -41,7 +41,7 @@ impl std::fmt::Display for Folder {
 }
 
 fn store_err(what: &str) -> impl FnOnce(object_store::Error) -> Error + '_ {
-    move |e| Error::Checkpoint(format!("{what}: {e}"))
+    move |e| Error::caused(Kind::Checkpoint, what, e)
 }
 
 impl Folder {
@@ -57,7 +57,7 @@ impl Folder {
     /// A local folder (tests, tools).
     pub fn local(dir: &std::path::Path) -> Result<Self> {
         std::fs::create_dir_all(dir)
-            .map_err(|e| Error::Checkpoint(format!("{}: {e}", dir.display())))?;
+            .map_err(|e| Error::caused(Kind::Checkpoint, format!("{}", dir.display()), e))?;
         let store = object_store::local::LocalFileSystem::new_with_prefix(dir)
             .map_err(store_err(&dir.display().to_string()))?;
         Ok(Self {
@@ -267,8 +267,12 @@ impl EpochLog {
         let Some(bytes) = offsets.get(&entry(end)).await? else {
             return Ok(None);
         };
-        let range = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Checkpoint(format!("{}: {e}", offsets.shown(&entry(end)))))?;
+        let range = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::new(
+                Kind::Checkpoint,
+                format!("{}: {e}", offsets.shown(&entry(end))),
+            )
+        })?;
         Ok(Some(range))
     }
 }

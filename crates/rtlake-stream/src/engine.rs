@@ -19,7 +19,7 @@ use crate::pipeline::{Output, Stage};
 use crate::rejected::{RejectedColumns, RejectedShape};
 use crate::source::{RawMessage, Resume};
 use crate::state::StateStore;
-use crate::{Error, Result};
+use crate::{Error, Kind, Result};
 use std::collections::BTreeMap;
 
 /// What a run did.
@@ -176,7 +176,11 @@ impl Engine {
             for (p, version) in parts.iter().zip(versions) {
                 let bytes = self.state.load(kind, *p, version).await?;
                 state.restore(*p, bytes.as_deref()).map_err(|e| {
-                    Error::Rebalance(format!("state of {kind} partition {p} is unreadable: {e}"))
+                    Error::caused(
+                        Kind::Rebalance,
+                        format!("state of {kind} partition {p} is unreadable"),
+                        e,
+                    )
                 })?;
             }
         }
@@ -260,9 +264,9 @@ impl Engine {
                     EpochInput::domain(&self.topic, msgs, now, d.decode(&self.topic, msgs, now))
                 }
                 None => {
-                    return Err(Error::Config(
-                        "the pipeline declares no [input] and no domain decoder is registered"
-                            .into(),
+                    return Err(Error::new(
+                        Kind::Config,
+                        "the pipeline declares no [input] and no domain decoder is registered",
                     ));
                 }
             },
@@ -348,7 +352,7 @@ impl Engine {
         let rejected = Emitted {
             origins: Vec::new(),
             batch: arrow::compute::concat_batches(&rejected_schema, &rejected_parts)
-                .map_err(|e| Error::Sink(format!("_rejected rows: {e}")))?,
+                .map_err(|e| Error::caused(Kind::Sink, "_rejected rows", e))?,
         };
         let rejected_rows = rejected.batch.num_rows() as u64;
         let t = std::time::Instant::now();

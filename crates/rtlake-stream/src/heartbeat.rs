@@ -51,7 +51,7 @@ impl Beat {
                 }
             });
         if let Err(e) = spawned {
-            tracing::warn!(error = %e, "cannot start the heartbeat thread");
+            tracing::warn!(error = %rtlake_core::error::Chain(&e), "cannot start the heartbeat thread");
         }
         beat
     }

@@ -12,7 +12,7 @@ use crate::registry::Registry;
 use crate::source::RawMessage;
 use crate::state::StateStore;
 use crate::worker::KafkaWorker;
-use crate::{Error, Result};
+use crate::{Error, Kind, Result};
 use rtlake_core::schema::{self, TIME_PARTITIONS};
 use rtlake_lake::Lake;
 use rtlake_lake::sink::DeltaSink;
@@ -24,7 +24,7 @@ use url::Url;
 /// The pipeline's checkpoint folder: `run.checkpoint` (a local path or a URL such as
 /// `s3://bucket/checkpoints/orders`), or `<lake>/_checkpoints/<pipeline>` in the lake's store.
 pub fn checkpoint_url(cfg: &Config, lake: &Lake) -> Result<Url> {
-    let err = |reason: String| Error::Checkpoint(reason);
+    let err = |reason: String| Error::new(Kind::Checkpoint, reason);
     let url = match &cfg.run.checkpoint {
         Some(c) if c.contains("://") => {
             Url::parse(c).map_err(|e| err(format!("run.checkpoint {c}: {e}")))?
@@ -59,17 +59,20 @@ pub async fn run(
 ) -> Result<RunReport> {
     let lake = Lake::open(&cfg.lake)?;
     let checkpoint = checkpoint(cfg, &lake)?;
+    // One handle on the cluster for the run: topics, partitions, watermarks, offsets (Kafka
+    // sinks need it also when the input is a file).
+    let cluster = rtlake_kafka::Cluster::connect(&cfg.kafka)?;
     let file = cfg.run.file_source().map(PathBuf::from);
     let bronze = cfg.run.bronze_source();
     let topic = match (&file, bronze) {
         (Some(p), _) => format!("file:{}", p.display()),
         (None, Some(b)) => format!("bronze:{b}"),
         (None, None) => {
-            rtlake_kafka::admin::ensure_topic(&cfg.kafka, &cfg.kafka.topic).await?;
+            cluster.ensure_topic(&cfg.kafka.topic).await?;
             cfg.kafka.topic.clone()
         }
     };
-    let stages = build(cfg, registry, &lake, &checkpoint).await?;
+    let stages = build(cfg, registry, &lake, &checkpoint, &cluster).await?;
     let rejected = Output::Delta(
         DeltaSink::open(
             &lake,
@@ -147,9 +150,9 @@ pub async fn run(
                             Output::Delta(..) => None,
                         })
                         .collect(),
-                    start: start_at(cfg).await?,
+                    start: start_at(cfg, &cluster).await?,
                 };
-                KafkaWorker::start(cfg, engine, positions, shutdown)
+                KafkaWorker::start(cfg, &cluster, engine, positions, shutdown)
                     .await?
                     .run()
                     .await
@@ -198,14 +201,14 @@ fn touch_metrics<'a>(pipeline: &str, outputs: impl Iterator<Item = &'a String>) 
 }
 
 /// Resolves `run.starting-offsets` (a timestamp becomes offsets through the broker).
-async fn start_at(cfg: &Config) -> Result<StartAt> {
+async fn start_at(cfg: &Config, cluster: &rtlake_kafka::Cluster) -> Result<StartAt> {
     Ok(match cfg.run.starting() {
         StartingOffsets::Earliest => StartAt::Earliest,
         StartingOffsets::Latest => StartAt::Latest,
         StartingOffsets::Offsets(m) => StartAt::Offsets(m),
-        StartingOffsets::Timestamp(ms) => StartAt::Offsets(
-            rtlake_kafka::admin::offsets_for_time(&cfg.kafka, &cfg.kafka.topic, ms).await?,
-        ),
+        StartingOffsets::Timestamp(ms) => {
+            StartAt::Offsets(cluster.offsets_for_time(&cfg.kafka.topic, ms).await?)
+        }
     })
 }
 
@@ -220,9 +223,10 @@ async fn run_bronze(
     shutdown: CancellationToken,
 ) -> Result<RunReport> {
     let Some(replay) = registry.replay_source() else {
-        return Err(Error::Config(format!(
-            "run.source bronze:{uri}: no replay source is registered"
-        )));
+        return Err(Error::new(
+            Kind::Config,
+            format!("run.source bronze:{uri}: no replay source is registered"),
+        ));
     };
     let msgs = (replay.read)(uri.to_string(), cfg.lake.clone()).await?;
     let parts: Vec<i32> = msgs.keys().copied().collect();

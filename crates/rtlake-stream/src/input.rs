@@ -65,10 +65,13 @@ impl<'a> EpochInput<'a> {
             .as_ref()
             .and_then(|d| d.downcast_ref::<T>())
             .ok_or_else(|| {
-                crate::Error::Config(format!(
-                    "operator {operator} reads its domain's decoding of the messages, and this \
+                crate::Error::new(
+                    crate::Kind::Config,
+                    format!(
+                        "operator {operator} reads its domain's decoding of the messages, and this \
                      pipeline decodes them otherwise (a declared [input]?)"
-                ))
+                    ),
+                )
             })
     }
 }

@@ -49,25 +49,118 @@ pub enum Error {
     /// Keyed state could not be saved or restored.
     #[error(transparent)]
     State(#[from] state::StateError),
+    /// The engine's own failures: their kind, what was being done, and the cause when there
+    /// is one (kept as the error's source, for `{:#}` and the logs' chains).
+    #[error("{kind}: {what}")]
+    Engine {
+        /// What kind of failure: it decides whether the epoch is retried.
+        kind: Kind,
+        /// What was being done, naming the stage, table, topic or file.
+        what: String,
+        /// The error that caused it.
+        #[source]
+        cause: Option<BoxError>,
+    },
+}
+
+/// A cause of any error type.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What kind of failure an [`Error::Engine`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
     /// A rebalance could not be applied safely.
-    #[error("rebalance: {0}")]
-    Rebalance(String),
+    Rebalance,
     /// The checkpoint (offset log, commit log, sink versions) could not be read or written.
-    #[error("checkpoint: {0}")]
-    Checkpoint(String),
+    Checkpoint,
     /// An output refused the rows.
-    #[error("sink: {0}")]
-    Sink(String),
+    Sink,
     /// The input could not be read.
-    #[error("source: {0}")]
-    Source(String),
+    Source,
     /// Offsets the pipeline had not read are gone.
-    #[error("data loss: {0}")]
-    DataLoss(String),
+    DataLoss,
     /// The pipeline's configuration cannot run (a bad SQL statement, a key column the rows do
-    /// not have): the user's to fix, never retried.
-    #[error("pipeline configuration: {0}")]
-    Config(String),
+    /// not have): the user's to fix.
+    Config,
+}
+
+impl Kind {
+    /// Whether an epoch that failed this way is retried from the lake's positions (storage,
+    /// Kafka or an output in trouble) or ends the run (lost data, an input that cannot be read,
+    /// a pipeline that cannot run: retrying would meet them again).
+    pub fn retryable(self) -> bool {
+        !matches!(self, Self::DataLoss | Self::Source | Self::Config)
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Rebalance => "rebalance",
+            Self::Checkpoint => "checkpoint",
+            Self::Sink => "sink",
+            Self::Source => "source",
+            Self::DataLoss => "data loss",
+            Self::Config => "pipeline configuration",
+        })
+    }
+}
+
+impl Error {
+    /// A failure of `kind` while doing `what`, with no other error behind it.
+    pub fn new(kind: Kind, what: impl Into<String>) -> Self {
+        Self::Engine {
+            kind,
+            what: what.into(),
+            cause: None,
+        }
+    }
+
+    /// A failure of `kind` while doing `what`, caused by `cause`.
+    pub fn caused(kind: Kind, what: impl Into<String>, cause: impl Into<BoxError>) -> Self {
+        Self::Engine {
+            kind,
+            what: what.into(),
+            cause: Some(cause.into()),
+        }
+    }
+
+    /// The kind of an engine failure; `None` for Kafka's, the lake's and state's own errors.
+    pub fn kind(&self) -> Option<Kind> {
+        match self {
+            Self::Engine { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
+    /// The same failure as another kind (a sink's SQL error found while the pipeline is
+    /// built is the configuration's).
+    pub fn as_kind(self, kind: Kind) -> Self {
+        match self {
+            Self::Engine { what, cause, .. } => Self::Engine { kind, what, cause },
+            other => other,
+        }
+    }
+
+    /// The same failure, its `what` prefixed with where it happened (an engine failure's;
+    /// Kafka's, the lake's and state's errors name their place themselves).
+    pub fn within(self, place: impl std::fmt::Display) -> Self {
+        match self {
+            Self::Engine { kind, what, cause } => Self::Engine {
+                kind,
+                what: format!("{place}: {what}"),
+                cause,
+            },
+            other => other,
+        }
+    }
+
+    /// Whether an epoch that failed with this is retried from the lake's positions: Kafka's,
+    /// the lake's and state's errors are (the storage or the cluster may come back), an engine
+    /// failure as its kind says.
+    pub fn retryable(&self) -> bool {
+        self.kind().is_none_or(Kind::retryable)
+    }
 }
 
 /// Result with this crate's [`Error`].
@@ -81,5 +174,44 @@ pub fn failpoint(name: &str) {
     if std::env::var("RTLAKE_FAILPOINT").is_ok_and(|v| v == name) {
         eprintln!("rtlake: failpoint {name} reached, aborting");
         std::process::abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Error, Kind};
+
+    #[test]
+    fn the_kind_decides_a_retry_and_the_cause_is_kept() {
+        let e = Error::caused(
+            Kind::Checkpoint,
+            "offsets/0/42",
+            std::io::Error::other("disk full"),
+        );
+        assert!(e.retryable());
+        assert_eq!(e.to_string(), "checkpoint: offsets/0/42");
+        let cause = std::error::Error::source(&e).map(|c| c.to_string());
+        assert_eq!(cause.as_deref(), Some("disk full"));
+        assert_eq!(
+            rtlake_core::error::Chain(&e).to_string(),
+            "checkpoint: offsets/0/42: disk full"
+        );
+        for k in [Kind::DataLoss, Kind::Source, Kind::Config] {
+            assert!(!Error::new(k, "x").retryable(), "{k} ends the run");
+        }
+        for k in [Kind::Rebalance, Kind::Checkpoint, Kind::Sink] {
+            assert!(Error::new(k, "x").retryable(), "{k} is retried");
+        }
+        let e = Error::new(Kind::Sink, "sql `SELECT nope`")
+            .as_kind(Kind::Config)
+            .within("the sink of table t");
+        assert_eq!(
+            e.to_string(),
+            "pipeline configuration: the sink of table t: sql `SELECT nope`"
+        );
+        assert!(
+            !e.retryable(),
+            "a sink's SQL found bad at start is the user's to fix"
+        );
     }
 }

@@ -116,7 +116,7 @@ async fn round(lake: &Lake, table: TableName, cfg: &LakeConfig, shutdown: &Cance
             "table maintenance"
         ),
         Err(e) => {
-            tracing::warn!(table = %table, error = %e, "table maintenance failed; it runs again next round")
+            tracing::warn!(table = %table, error = %rtlake_core::error::Chain(&e), "table maintenance failed; it runs again next round")
         }
     }
     // Rounds of several tables do not all hit the store at once.

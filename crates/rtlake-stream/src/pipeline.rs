@@ -16,7 +16,7 @@ use crate::ops::sql_stage::{SqlChain, StaticTables};
 use crate::ops::window_stage::WindowStage;
 use crate::registry::Registry;
 use crate::sql::SqlTransform;
-use crate::{Error, Result};
+use crate::{Error, Kind, Result};
 use arrow::array::BooleanArray;
 use arrow::datatypes::SchemaRef;
 use rtlake_core::schema::{TIME_PARTITIONS, TableName};
@@ -101,7 +101,7 @@ impl Output {
         } else {
             let mask = BooleanArray::from(keep.clone());
             let batch = arrow::compute::filter_record_batch(&emitted.batch, &mask)
-                .map_err(|e| Error::Sink(format!("filter rows: {e}")))?;
+                .map_err(|e| Error::caused(Kind::Sink, "filter rows", e))?;
             (
                 batch,
                 emitted
@@ -220,10 +220,13 @@ async fn operator(
                 .map(|s| s.name.clone())
                 .chain(registry.names().map(String::from))
                 .collect();
-            Err(Error::Config(format!(
-                "no operator or stage named {kind} (known: {})",
-                known.join(", ")
-            )))
+            Err(Error::new(
+                Kind::Config,
+                format!(
+                    "no operator or stage named {kind} (known: {})",
+                    known.join(", ")
+                ),
+            ))
         }
     }
 }
@@ -243,6 +246,7 @@ pub async fn build(
     registry: &Registry,
     lake: &Lake,
     checkpoint: &crate::checkpoint::Folder,
+    cluster: &rtlake_kafka::Cluster,
 ) -> Result<Vec<Stage>> {
     let declared = match &cfg.run.input {
         Some(input) => Some(Declared {
@@ -269,18 +273,24 @@ pub async fn build(
         let output = match &s.topic {
             Some(topic) => {
                 let Some(key) = s.key.as_deref().or_else(|| registry.key(&s.operator)) else {
-                    return Err(Error::Config(format!(
-                        "the sink of topic {topic}: name the column that keys its messages (key)"
-                    )));
+                    return Err(Error::new(
+                        Kind::Config,
+                        format!(
+                            "the sink of topic {topic}: name the column that keys its messages (key)"
+                        ),
+                    ));
                 };
                 if op_schema.field_with_name(key).is_err() {
-                    return Err(Error::Config(format!(
-                        "the sink of topic {topic}: key column {key} is not a column of {} rows",
-                        s.operator
-                    )));
+                    return Err(Error::new(
+                        Kind::Config,
+                        format!(
+                            "the sink of topic {topic}: key column {key} is not a column of {} rows",
+                            s.operator
+                        ),
+                    ));
                 }
                 Output::Kafka(Box::new(
-                    KafkaSink::open(cfg, topic, key, checkpoint).await?,
+                    KafkaSink::open(cfg, cluster, topic, key, checkpoint).await?,
                 ))
             }
             None => {
@@ -288,10 +298,13 @@ pub async fn build(
                     (Some(t), _) => table_name(t),
                     (None, Some(t)) => t,
                     (None, None) => {
-                        return Err(Error::Config(format!(
-                            "the sink of stage {}: name its table (table) or topic (topic)",
-                            s.operator
-                        )));
+                        return Err(Error::new(
+                            Kind::Config,
+                            format!(
+                                "the sink of stage {}: name its table (table) or topic (topic)",
+                                s.operator
+                            ),
+                        ));
                     }
                 };
                 if cfg.run.bronze_source().is_some()
@@ -304,11 +317,9 @@ pub async fn build(
                     Some(q) => Some(
                         SqlTransform::new(q, op_schema.clone(), registry.udfs())
                             .await
-                            .map_err(|e| match e {
-                                Error::Config(m) => {
-                                    Error::Config(format!("the sink of table {name}: {m}"))
-                                }
-                                e => e,
+                            .map_err(|e| match e.kind() {
+                                Some(Kind::Config) => e.within(format!("the sink of table {name}")),
+                                _ => e,
                             })?,
                     ),
                     None => None,

@@ -4,7 +4,7 @@
 //! writes, and its schema is the table's. Planned once over no rows at start, so a bad query or
 //! a missing column fails before any data moves.
 
-use crate::{Error, Result};
+use crate::{Error, Kind, Result};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::prelude::SessionContext;
@@ -16,8 +16,8 @@ pub struct SqlTransform {
     schema: SchemaRef,
 }
 
-fn err(sql: &str, e: impl std::fmt::Display) -> Error {
-    Error::Sink(format!("sql `{sql}`: {e}"))
+fn err(sql: &str, e: impl Into<crate::BoxError>) -> Error {
+    Error::caused(Kind::Sink, format!("sql `{sql}`"), e)
 }
 
 impl SqlTransform {
@@ -38,10 +38,7 @@ impl SqlTransform {
             schema: empty.schema(),
         };
         // Planning over no rows: whatever fails here is the query's fault, not the data's.
-        let out = t.run(empty).await.map_err(|e| match e {
-            Error::Sink(m) => Error::Config(m),
-            e => e,
-        })?;
+        let out = t.run(empty).await.map_err(crate::ops::config)?;
         t.schema = out.schema();
         Ok(t)
     }
@@ -136,8 +133,8 @@ mod tests {
         let e = SqlTransform::new("SELECT nope FROM input", batch().schema(), &[])
             .await
             .err()
-            .unwrap()
-            .to_string();
+            .unwrap();
+        let e = rtlake_core::error::Chain(&e).to_string();
         assert!(
             e.starts_with("pipeline configuration: sql `SELECT nope FROM input`")
                 && e.contains("nope"),

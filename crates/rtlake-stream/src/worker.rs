@@ -20,10 +20,11 @@ use crate::engine::{Engine, RunReport};
 use crate::heartbeat::Beat;
 use crate::pipeline::Output;
 use crate::source::{RawMessage, Resume};
-use crate::{Error, Result};
+use crate::{Error, Kind, Result};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
+use rtlake_kafka::Cluster;
 use rtlake_kafka::config::KafkaConfig;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -77,15 +78,11 @@ impl Watch {
     }
 }
 
-/// Whether an epoch that failed with `e` is retried from the lake's positions (storage and
-/// Kafka trouble) or ends the run (lost data, bad input files).
-fn retryable(e: &Error) -> bool {
-    !matches!(e, Error::DataLoss(_) | Error::Source(_) | Error::Config(_))
-}
-
 pub(crate) struct KafkaWorker {
     cfg: Config,
     kafka: KafkaConfig,
+    /// The cluster handle the engine opened at start, for metadata.
+    cluster: Cluster,
     topic: String,
     engine: Engine,
     positions: Positions,
@@ -107,15 +104,14 @@ pub(crate) struct KafkaWorker {
 impl KafkaWorker {
     pub(crate) async fn start(
         cfg: &Config,
+        cluster: &Cluster,
         engine: Engine,
         positions: Positions,
         shutdown: CancellationToken,
     ) -> Result<Self> {
         let topic = cfg.kafka.topic.clone();
         let targets = match cfg.run.trigger {
-            Trigger::AvailableNow => {
-                Some(rtlake_kafka::admin::high_watermarks(&cfg.kafka, &topic).await?)
-            }
+            Trigger::AvailableNow => Some(cluster.watermarks(&topic).await?),
             _ => None,
         };
         let mut kafka = cfg.kafka.clone();
@@ -131,7 +127,7 @@ impl KafkaWorker {
                 .entry("fetch.wait.max.ms".into())
                 .or_insert_with(|| "50".into());
         }
-        let consumer = connect(&kafka, &cfg.run, &topic, positions.clone()).await?;
+        let consumer = connect(&kafka, cluster, &cfg.run, &topic, positions.clone()).await?;
         match cfg.run.assignment {
             Assignment::Group => {
                 tracing::info!(group = %cfg.run.group(), instance = ?cfg.run.instance_id, %topic, trigger = ?cfg.run.trigger, "subscribed")
@@ -143,6 +139,7 @@ impl KafkaWorker {
         Ok(Self {
             cfg: cfg.clone(),
             kafka,
+            cluster: cluster.clone(),
             topic,
             engine,
             positions,
@@ -330,7 +327,7 @@ impl KafkaWorker {
 
     /// A failed epoch: retried from the lake's positions, unless the failure is final.
     async fn epoch_failed(&mut self, buf: &mut Vec<RawMessage>, e: Error) -> Result<()> {
-        if !retryable(&e) {
+        if !e.retryable() {
             return Err(e);
         }
         rtlake_core::metrics::global()
@@ -338,7 +335,7 @@ impl KafkaWorker {
             .epoch_failures
             .with_label_values(&[&self.cfg.run.pipeline])
             .inc();
-        tracing::error!(error = %e, "epoch failed; it is retried from the lake's positions");
+        tracing::error!(error = %rtlake_core::error::Chain(&e), "epoch failed; it is retried from the lake's positions");
         self.restart(buf, "epoch-failed", &e.to_string()).await
     }
 
@@ -352,11 +349,14 @@ impl KafkaWorker {
         self.watch.errors += 1;
         if let Some((code, reason)) = self.consumer.client().fatal_error() {
             if code == RDKafkaErrorCode::FencedInstanceId {
-                return Err(Error::Source(format!(
-                    "another worker joined group {} with instance id {:?} (run.instance-id): give each worker its own id ({reason})",
-                    self.cfg.run.group(),
-                    self.cfg.run.instance_id.as_deref().unwrap_or("")
-                )));
+                return Err(Error::new(
+                    Kind::Source,
+                    format!(
+                        "another worker joined group {} with instance id {:?} (run.instance-id): give each worker its own id ({reason})",
+                        self.cfg.run.group(),
+                        self.cfg.run.instance_id.as_deref().unwrap_or("")
+                    ),
+                ));
             }
             return self
                 .restart(
@@ -367,12 +367,15 @@ impl KafkaWorker {
                 .await;
         }
         if e.rdkafka_error_code() == Some(RDKafkaErrorCode::InvalidSessionTimeout) {
-            return Err(Error::Source(format!(
-                "the cluster refuses run.session-timeout = {} (outside its group.min.session.timeout.ms..group.max.session.timeout.ms; Apache Kafka allows 6s to 30m by default)",
-                self.cfg.run.session_timeout
-            )));
+            return Err(Error::new(
+                Kind::Source,
+                format!(
+                    "the cluster refuses run.session-timeout = {} (outside its group.min.session.timeout.ms..group.max.session.timeout.ms; Apache Kafka allows 6s to 30m by default)",
+                    self.cfg.run.session_timeout
+                ),
+            ));
         }
-        tracing::warn!(error = %e, "consumer error");
+        tracing::warn!(error = %rtlake_core::error::Chain(&e), "consumer error");
         if self.watch.errors >= MAX_ERRORS {
             return self
                 .restart(
@@ -405,9 +408,12 @@ impl KafkaWorker {
             self.cfg.run.pipeline
         );
         if self.cfg.run.fail_on_data_loss {
-            return Err(Error::DataLoss(format!(
-                "{what}; set run.fail-on-data-loss = false (--no-fail-on-data-loss) to skip them"
-            )));
+            return Err(Error::new(
+                Kind::DataLoss,
+                format!(
+                    "{what}; set run.fail-on-data-loss = false (--no-fail-on-data-loss) to skip them"
+                ),
+            ));
         }
         tracing::warn!(
             partition = m.partition,
@@ -434,7 +440,7 @@ impl KafkaWorker {
         let pos = match self.positions.resume_offsets(&parts).await {
             Ok(pos) => pos,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read the lake's positions");
+                tracing::warn!(error = %rtlake_core::error::Chain(&e), "cannot read the lake's positions");
                 return false;
             }
         };
@@ -464,7 +470,7 @@ impl KafkaWorker {
         let ends = match self.engine.epoch(&msgs).await {
             Ok(ends) => ends,
             Err(Error::Lake(e @ rtlake_lake::Error::ConflictingOffsets { .. })) => {
-                tracing::warn!(error = %e, "another worker wrote these partitions; dropping the epoch and resuming from the lake");
+                tracing::warn!(error = %rtlake_core::error::Chain(&e), "another worker wrote these partitions; dropping the epoch and resuming from the lake");
                 return self.reseek().await;
             }
             Err(e) => return Err(e),
@@ -489,7 +495,7 @@ impl KafkaWorker {
             let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*end));
         }
         if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
-            tracing::debug!(error = %e, "async group offset commit failed (lag display only)");
+            tracing::debug!(error = %rtlake_core::error::Chain(&e), "async group offset commit failed (lag display only)");
         }
         tracing::debug!(messages = msgs.len(), "epoch committed");
         Ok(())
@@ -505,7 +511,7 @@ impl KafkaWorker {
                 .consumer
                 .seek(&self.topic, p, offset, Duration::from_secs(10))
             {
-                tracing::warn!(partition = p, error = %e, "seek failed");
+                tracing::warn!(partition = p, error = %rtlake_core::error::Chain(&e), "seek failed");
             }
         }
         Ok(())

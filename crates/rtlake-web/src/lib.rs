@@ -50,6 +50,9 @@ pub enum Error {
         "refusing to serve the lake on {0} without a token: the SQL API reads every table. Set serve.auth-token (or RTLAKE_SERVE_AUTH_TOKEN, e.g. $(openssl rand -hex 24)), or listen on 127.0.0.1"
     )]
     Unprotected(String),
+    /// The Kafka clients could not be made (a bad client property).
+    #[error(transparent)]
+    Kafka(#[from] rtlake_kafka::Error),
     /// The SQL engine could not be set up (its memory pool).
     #[error("sql engine: {0}")]
     Sql(#[from] rtlake_query::Error),
@@ -69,6 +72,8 @@ pub struct AppState {
     pub lake: Lake,
     /// The live stream's hub.
     pub live: Arc<live::Live>,
+    /// The one handle on the Kafka cluster every page asks.
+    pub cluster: rtlake_kafka::Cluster,
     /// The address the server is bound to (requests must name it in `Host`).
     pub bound: std::net::SocketAddr,
     session: Arc<tokio::sync::Mutex<Option<CachedSession>>>,
@@ -130,6 +135,7 @@ pub async fn serve(
         views: domain.as_ref().map_or(&[], |d| d.views),
         lake,
         live: live::Live::new(),
+        cluster: rtlake_kafka::Cluster::connect(&cfg.kafka)?,
         bound: addr,
         session: Arc::default(),
         runtime,
@@ -371,7 +377,9 @@ async fn peek(
     Path(topic): Path<String>,
     Query(q): Query<PeekQuery>,
 ) -> Response {
-    match rtlake_kafka::inspect::peek(&s.cfg.kafka, &topic, q.limit.unwrap_or(10).clamp(1, 100))
+    match s
+        .cluster
+        .peek(&topic, q.limit.unwrap_or(10).clamp(1, 100))
         .await
     {
         Ok(v) => Json(v).into_response(),

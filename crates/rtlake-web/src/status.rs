@@ -62,7 +62,9 @@ pub async fn pipeline(state: &AppState) -> Result<Value, String> {
     let pipelines = pipelines(lake).await;
     let root = checkpoints(lake).ok_or("the lake's checkpoints cannot be opened")?;
     let topic = &state.cfg.kafka.topic;
-    let watermarks = rtlake_kafka::admin::high_watermarks(&state.cfg.kafka, topic)
+    let watermarks = state
+        .cluster
+        .watermarks(topic)
         .await
         .map_err(|e| e.to_string())?;
     let tables = list_tables(lake).await.map_err(|e| e.to_string())?;
@@ -177,10 +179,10 @@ pub async fn pipeline(state: &AppState) -> Result<Value, String> {
 /// Brokers, topics with partitions, offsets and config, consumer groups and their lag.
 pub async fn kafka(state: &AppState) -> Result<Value, String> {
     let k = &state.cfg.kafka;
-    let brokers = rtlake_kafka::inspect::brokers(k)
-        .await
-        .map_err(|e| e.to_string())?;
-    let topics = rtlake_kafka::admin::list_topics(k)
+    let brokers = state.cluster.brokers().await.map_err(|e| e.to_string())?;
+    let topics = state
+        .cluster
+        .list_topics()
         .await
         .map_err(|e| e.to_string())?;
     // A cluster may not list groups (tansu 0.6 did not): ask for the pipelines' own.
@@ -191,7 +193,7 @@ pub async fn kafka(state: &AppState) -> Result<Value, String> {
         .collect();
     let mut described = Vec::new();
     for t in &topics {
-        match rtlake_kafka::admin::describe_topic(k, &t.name, &groups).await {
+        match state.cluster.describe_topic(&t.name, &groups).await {
             Ok(d) => described.push(serde_json::to_value(&d).unwrap_or(Value::Null)),
             Err(e) => described.push(json!({ "name": t.name, "error": e.to_string() })),
         }

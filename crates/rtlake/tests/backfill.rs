@@ -3,10 +3,10 @@
 //! streaming made, whatever the epochs; and a second backfill adds nothing.
 
 mod common;
-#[path = "common/chaos_kit.rs"]
-mod kit;
 
-use common::{OutputWithin, TestEnv, rtlake};
+use common::chaos_kit as kit;
+
+use common::{OutputWithin, Succeeds, TestEnv, rtlake};
 use rtlake_bikes::produce::{Source, produce};
 use tokio_util::sync::CancellationToken;
 
@@ -39,17 +39,10 @@ async fn backfill_from_bronze_rebuilds_silver_and_gold_row_for_row() {
         .expect("produce");
     let pipeline = kit::pipeline(env.dir.path());
     // Streaming, in small epochs as a live run makes them.
-    let out = env
-        .run_cmd(&["--trigger", "available-now", "--max-batch-events", "3000"])
+    env.run_cmd(&["--trigger", "available-now", "--max-batch-events", "3000"])
         .arg("--pipeline")
         .arg(&pipeline)
-        .output_within(600)
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .succeeds_within(600);
 
     // The backfill: another lake, from the first one's bronze, in big epochs.
     let rebuilt = env.dir.path().join("rebuilt");
@@ -122,15 +115,8 @@ async fn replay_republishes_bronze_and_a_pipeline_on_it_lands_the_same_events() 
     produce(&cfg, Source::Replay, CancellationToken::new())
         .await
         .expect("produce");
-    let out = env
-        .run_cmd(&["--trigger", "available-now"])
-        .output_within(300)
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.run_cmd(&["--trigger", "available-now"])
+        .succeeds_within(300);
 
     // History back into a new topic, then the pipeline on that topic into a new lake.
     let topic = format!("{}-again", env.topic);
@@ -144,13 +130,7 @@ async fn replay_republishes_bronze_and_a_pipeline_on_it_lands_the_same_events() 
             "--lake",
         ])
         .arg(env.lake())
-        .output_within(300)
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .succeeds_within(300);
     let said = String::from_utf8_lossy(&out.stdout);
     let expected = common::replay_lines(8);
     assert!(
@@ -158,7 +138,7 @@ async fn replay_republishes_bronze_and_a_pipeline_on_it_lands_the_same_events() 
         "{said}"
     );
     let second = env.dir.path().join("second");
-    let out = rtlake()
+    rtlake()
         .args(["run", "--brokers", &env.brokers, "--topic", &topic])
         .args([
             "--group",
@@ -168,13 +148,7 @@ async fn replay_republishes_bronze_and_a_pipeline_on_it_lands_the_same_events() 
         ])
         .args(["--metrics-listen", "off", "--lake"])
         .arg(&second)
-        .output_within(300)
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .succeeds_within(300);
     let lines = common::sql_rows(
         &second,
         "SELECT station_id, CAST(polled_at AS BIGINT), bikes_parked FROM bronze.station_status",

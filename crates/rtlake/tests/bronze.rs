@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Guard, OutputWithin, TestEnv, checksum, commits, python, rtlake};
+use common::{Guard, OutputWithin, Succeeds, TestEnv, checksum, commits, python, rtlake};
 use rtlake_bikes::produce::{Source, produce};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -50,15 +50,8 @@ async fn replay_lands_in_bronze_exactly_once_across_a_sigkill() {
 
     // The same command, the same group: the dead member's partitions come back when its session
     // expires (10 s).
-    let out = env
-        .run_cmd(&["--trigger", "available-now"])
-        .output_within(300)
-        .expect("rtlake run again");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.run_cmd(&["--trigger", "available-now"])
+        .succeeds_within(300);
 
     // Every produced event exactly once: count, keys, and the full set of values.
     let rows = env.sql("SELECT count(*), count(DISTINCT station_id || '@' || CAST(polled_at AS VARCHAR)), count(DISTINCT kafka_partition * 100000000 + kafka_offset) FROM bronze.station_status").await;
@@ -95,13 +88,7 @@ async fn replay_lands_in_bronze_exactly_once_across_a_sigkill() {
         .args(["sql", "--format", "csv", "--lake"])
         .arg(env.lake())
         .arg("SELECT station_id, CAST(polled_at AS BIGINT) AS us, bikes_parked FROM bronze.station_status")
-        .output_within(300)
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .succeeds_within(300);
     let cli_lines: Vec<String> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()

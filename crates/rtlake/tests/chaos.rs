@@ -8,12 +8,11 @@
 //! measured from the fault to the moment every partition has new rows in bronze again.
 
 mod common;
-#[path = "common/chaos_kit.rs"]
-mod kit;
+
+use common::chaos_kit::*;
 
 use common::faults::{DumpOnPanic, OwnBroker, log_file, with_log};
-use common::{Guard, OutputWithin, TestEnv, commits, signal, sql_rows, wait_for};
-use kit::*;
+use common::{Guard, Succeeds, TestEnv, commits, signal, sql_rows, wait_for};
 use std::time::Instant;
 
 /// The scenarios run one at a time: each measures recovery times, which a neighbour would skew.
@@ -115,10 +114,7 @@ async fn processor_kills_at_random_moments_and_inside_commits() {
     .await;
     signal(worker.0.id(), "-TERM");
     assert!(worker.wait_within(120).success());
-    let reference = env.dir.path().join("ref-lake");
-    reference_run(&env, &reference);
-    keep_logs(&env);
-    let mut diff = compare(&reference, &lake).await;
+    let mut diff = against_reference(&env).await;
     let once = every_offset_once(&env).await;
     diff.lost += once.lost;
     diff.doubled += once.doubled;
@@ -128,13 +124,6 @@ async fn processor_kills_at_random_moments_and_inside_commits() {
     )
     .await;
     eprintln!("rejections by reason: {reasons:?}");
-    record(
-        &format!("processor: SIGKILL, or abort inside a commit; restarted (+{bad} bad messages)"),
-        s.kills,
-        events,
-        diff,
-        &mut recover,
-    );
     let count = |r: &str| {
         reasons
             .iter()
@@ -160,10 +149,12 @@ async fn processor_kills_at_random_moments_and_inside_commits() {
         count("stale") >= rounds && count("late") >= rounds,
         "{reasons:?}"
     );
-    assert_eq!(
-        (diff.lost, diff.doubled),
-        (0, 0),
-        "nothing lost, nothing doubled"
+    settle(
+        &format!("processor: SIGKILL, or abort inside a commit; restarted (+{bad} bad messages)"),
+        s.kills,
+        events,
+        diff,
+        &mut recover,
     );
 }
 
@@ -211,17 +202,18 @@ async fn broker_kills_while_producer_and_processor_run() {
         "the producer carries on and finishes: {}",
         std::fs::read_to_string(log_file(&env, "produce.log")).unwrap_or_default()
     );
-    drained(&env, total(&s)).await;
     assert!(
         worker.0.try_wait().unwrap().is_none(),
         "rtlake run kept running"
     );
-    signal(worker.0.id(), "-TERM");
-    assert!(worker.wait_within(120).success());
-    let reference = env.dir.path().join("ref-lake");
-    reference_run(&env, &reference);
-    keep_logs(&env);
-    let mut diff = compare(&reference, &env.lake()).await;
+    finish(
+        &env,
+        &mut producer,
+        std::slice::from_mut(&mut worker),
+        total(&s),
+    )
+    .await;
+    let mut diff = against_reference(&env).await;
     // The reference reads the same topic: a duplicate the producer published would be in both.
     // So count the topic's events against the replay too.
     let got = env.bronze_lines().await;
@@ -233,17 +225,12 @@ async fn broker_kills_while_producer_and_processor_run() {
         common::checksum(want),
         "bronze holds the replay exactly"
     );
-    record(
+    settle(
         "embedded broker: SIGKILL, restarted 0.5-3 s later",
         s.broker_kills,
         total(&s),
         diff,
         &mut recover,
-    );
-    assert_eq!(
-        (diff.lost, diff.doubled),
-        (0, 0),
-        "nothing lost, nothing doubled"
     );
 }
 
@@ -297,29 +284,14 @@ async fn three_workers_one_killed_one_added_back() {
             .await
             .expect("progress after the new worker joins"),
     );
-    assert!(producer.wait_within(900).success(), "the producer finishes");
-    drained(&env, total(&s)).await;
-    for w in &workers {
-        signal(w.0.id(), "-TERM");
-    }
-    for w in &mut workers {
-        assert!(w.wait_within(120).success());
-    }
-    let reference = env.dir.path().join("ref-lake");
-    reference_run(&env, &reference);
-    keep_logs(&env);
-    let diff = compare(&reference, &env.lake()).await;
-    record(
+    finish(&env, &mut producer, &mut workers, total(&s)).await;
+    let diff = against_reference(&env).await;
+    settle(
         "3 workers in a group: SIGKILL one, add one",
         2,
         total(&s),
         diff,
         &mut recover,
-    );
-    assert_eq!(
-        (diff.lost, diff.doubled),
-        (0, 0),
-        "nothing lost, nothing doubled"
     );
 }
 
@@ -379,40 +351,30 @@ async fn storage_turns_read_only_then_fills_up() {
             "rtlake run died on a storage fault"
         );
     }
-    assert!(producer.wait_within(900).success(), "the producer finishes");
-    drained(&env, total(&s)).await;
-    signal(worker.0.id(), "-TERM");
-    assert!(worker.wait_within(120).success());
+    finish(
+        &env,
+        &mut producer,
+        std::slice::from_mut(&mut worker),
+        total(&s),
+    )
+    .await;
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
         text.contains("Read-only file system") && text.contains("No space left on device"),
         "the log says what happened to the lake"
     );
-    // No panic of rtlake's. One of delta-rs is known and harmless: when a Parquet upload fails
-    // while it completes, delta-rs' detached cleanup task aborts an object_store BufWriter that
-    // is already shut down, and object_store panics ("Already shut down", buffered.rs); tokio
-    // catches it in that task, the epoch has failed already and is retried.
-    let panics: Vec<&str> = text
-        .split("panicked at ")
-        .skip(1)
-        .filter(|p| !(p.contains("object_store") && p.contains("Already shut down")))
-        .collect();
-    assert!(panics.is_empty(), "rtlake panicked: {panics:?}");
-    let reference = env.dir.path().join("ref-lake");
-    reference_run(&env, &reference);
-    keep_logs(&env);
-    let diff = compare(&reference, &env.lake()).await;
-    record(
+    assert!(
+        panics(&text).is_empty(),
+        "rtlake panicked: {:?}",
+        panics(&text)
+    );
+    let diff = against_reference(&env).await;
+    settle(
         "lake storage: read-only for 2-6 s, then full for 2-6 s",
         faults,
         total(&s),
         diff,
         &mut recover,
-    );
-    assert_eq!(
-        (diff.lost, diff.doubled),
-        (0, 0),
-        "nothing lost, nothing doubled"
     );
 }
 
@@ -456,36 +418,30 @@ async fn object_store_fails_a_share_of_requests() {
             "rtlake run died on a store fault"
         );
     }
-    assert!(producer.wait_within(900).success(), "the producer finishes");
-    drained(&env, total(&s)).await;
-    signal(worker.0.id(), "-TERM");
-    assert!(worker.wait_within(120).success());
+    finish(
+        &env,
+        &mut producer,
+        std::slice::from_mut(&mut worker),
+        total(&s),
+    )
+    .await;
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
         text.contains("injected fault"),
         "the log names the store's error"
     );
-    let panics: Vec<&str> = text
-        .split("panicked at ")
-        .skip(1)
-        .filter(|p| !(p.contains("object_store") && p.contains("Already shut down")))
-        .collect();
-    assert!(panics.is_empty(), "rtlake panicked: {panics:?}");
-    let reference = env.dir.path().join("ref-lake");
-    reference_run(&env, &reference);
-    keep_logs(&env);
-    let diff = compare(&reference, &env.lake()).await;
-    record(
+    assert!(
+        panics(&text).is_empty(),
+        "rtlake panicked: {:?}",
+        panics(&text)
+    );
+    let diff = against_reference(&env).await;
+    settle(
         "object store: 33-50% of requests fail for 2-6 s",
         rounds,
         total(&s),
         diff,
         &mut recover,
-    );
-    assert_eq!(
-        (diff.lost, diff.doubled),
-        (0, 0),
-        "nothing lost, nothing doubled"
     );
 }
 
@@ -521,15 +477,8 @@ async fn producer_polls_an_api_that_fails_two_requests_in_five() {
     let text = std::fs::read_to_string(&log).unwrap();
     let failed_polls = text.matches("poll failed after retries").count();
 
-    let out = env
-        .run_cmd(&["--trigger", "available-now"])
-        .output_within(300)
-        .expect("rtlake run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.run_cmd(&["--trigger", "available-now"])
+        .succeeds_within(300);
     // Every poll in bronze is whole (every station once), none twice.
     let stations: usize = rtlake_bikes::fake_api::recorded_rows();
     let polls = env

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{OutputWithin, TestEnv, read_topic, signal, sql_rows, wait_for};
+use common::{OutputWithin, Succeeds, TestEnv, read_topic, signal, sql_rows, wait_for};
 use rtlake_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -202,9 +202,7 @@ key = "customer"
 }
 
 async fn produce(env: &TestEnv, all: &[Order]) {
-    rtlake_kafka::admin::ensure_topic(&env.config().kafka, &env.topic)
-        .await
-        .unwrap();
+    env.cluster().ensure_topic(&env.topic).await.unwrap();
     let p: FutureProducer =
         rtlake_kafka::client::producer(&env.config().kafka, &env.config().producer)
             .create()
@@ -262,14 +260,7 @@ async fn a_declared_pipeline_over_a_new_schema_lands_exactly_once_across_a_sigki
     let _ = first.0.wait();
     let held = sql_rows(&lake, "SELECT count(*) FROM shop.orders").await[0][0].clone();
     assert_ne!(held, want.orders.len().to_string(), "killed before the end");
-    let out = run(&["--trigger", "available-now"])
-        .output_within(300)
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run(&["--trigger", "available-now"]).succeeds_within(300);
 
     let got = rows(
         sql_rows(
@@ -401,12 +392,7 @@ table = "geo.stations"
         if let Some(p) = pipeline {
             c.arg("--pipeline").arg(p);
         }
-        let out = c.output_within(300).unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        c.succeeds_within(300);
     };
     let (declared, bikes) = (dir.path().join("declared"), dir.path().join("bikes"));
     run(&declared, Some(&file));

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{OutputWithin, TestEnv, checksum, read_topic, sql_rows};
+use common::{OutputWithin, Succeeds, TestEnv, checksum, read_topic, sql_rows};
 use rtlake_bikes::produce::{Source, produce};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -95,7 +95,7 @@ async fn crashes_at_every_commit_point_leave_every_output_exact() {
     let ref_lake = dir.join("ref-lake");
 
     // The reference: one uninterrupted run.
-    let out = common::rtlake()
+    common::rtlake()
         .args([
             "run",
             "--brokers",
@@ -110,13 +110,7 @@ async fn crashes_at_every_commit_point_leave_every_output_exact() {
         .arg("--pipeline")
         .arg(pipeline_file(dir, "ref", &ref_topic))
         .args(["--trigger", "available-now"])
-        .output_within(300)
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .succeeds_within(300);
     let want = tables(&ref_lake).await;
     assert!(
         want["silver"].0 > 1000 && want["district"].0 >= 25,
@@ -181,20 +175,13 @@ async fn crashes_at_every_commit_point_leave_every_output_exact() {
         );
         crashed_ranges.extend(pending);
     }
-    let out = env
-        .run_cmd_in_group(
-            &format!("{}-last", env.group),
-            &["--max-batch-events", "3000", "--trigger", "available-now"],
-        )
-        .arg("--pipeline")
-        .arg(&pipeline)
-        .output_within(300)
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.run_cmd_in_group(
+        &format!("{}-last", env.group),
+        &["--max-batch-events", "3000", "--trigger", "available-now"],
+    )
+    .arg("--pipeline")
+    .arg(&pipeline)
+    .succeeds_within(300);
     assert!(
         in_flight(&checkpoint).await.is_empty(),
         "every epoch is committed in the end"

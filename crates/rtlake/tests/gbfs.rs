@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{OutputWithin, TestEnv, sql_rows};
+use common::{Succeeds, TestEnv, sql_rows};
 use rtlake_bikes::fake_gbfs::FakeGbfs;
 
 const STATIONS: u32 = 30;
@@ -18,13 +18,7 @@ async fn a_gbfs_system_lands_by_declaration() {
         .args(["produce", "gbfs", &system.url, "--brokers", &env.brokers])
         .args(["--topic", &env.topic, "--interval", "20ms"])
         .args(["--polls", &POLLS.to_string()])
-        .output_within(300)
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .succeeds_within(300);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         said.contains(&format!(
@@ -36,17 +30,10 @@ async fn a_gbfs_system_lands_by_declaration() {
 
     let pipeline =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines/gbfs.toml");
-    let out = env
-        .run_cmd(&["--trigger", "available-now", "--metrics-listen", "off"])
+    env.run_cmd(&["--trigger", "available-now", "--metrics-listen", "off"])
         .arg("--pipeline")
         .arg(&pipeline)
-        .output_within(300)
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .succeeds_within(300);
 
     let lake = env.lake();
     let n = sql_rows(&lake, "SELECT count(*), count(DISTINCT station_id), min(hour), max(hour) FROM gbfs.station_status").await;

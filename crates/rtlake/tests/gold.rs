@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{OutputWithin, TestEnv};
+use common::{Succeeds, TestEnv};
 use rtlake_bikes::produce::{Source, produce};
 use tokio_util::sync::CancellationToken;
 
@@ -56,15 +56,8 @@ async fn hourly_windows_match_sql_over_bronze_and_silver() {
     produce(&cfg, Source::Replay, CancellationToken::new())
         .await
         .expect("produce");
-    let out = env
-        .run_cmd(&["--trigger", "available-now", "--lateness", "0s"])
-        .output_within(300)
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.run_cmd(&["--trigger", "available-now", "--lateness", "0s"])
+        .succeeds_within(300);
 
     let stations = env
         .sql("SELECT count(DISTINCT station_id) FROM bronze.station_status")

@@ -41,14 +41,11 @@ async fn run_rejoins_after_its_session_expired_while_stopped() {
     let table = env.lake().join("bronze/station_status");
     wait_for("the first commits", 60, async || commits(&table) >= 2).await;
     let members = async || {
-        rtlake_kafka::admin::describe_topic(
-            &cfg.kafka,
-            &env.topic,
-            std::slice::from_ref(&env.group),
-        )
-        .await
-        .map(|d| d.members.iter().filter(|m| m.group == env.group).count())
-        .unwrap_or(usize::MAX)
+        env.cluster()
+            .describe_topic(&env.topic, std::slice::from_ref(&env.group))
+            .await
+            .map(|d| d.members.iter().filter(|m| m.group == env.group).count())
+            .unwrap_or(usize::MAX)
     };
     wait_for("the processor in its group", 60, async || {
         members().await == 1

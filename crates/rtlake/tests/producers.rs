@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{OutputWithin, TestEnv, rtlake};
+use common::{OutputWithin, Succeeds, TestEnv, rtlake};
 use rtlake_bikes::fake_api::FakeApi;
 use rtlake_bikes::produce::{Source, produce};
 use std::io::Write;
@@ -28,7 +28,7 @@ async fn the_live_api_source_publishes_every_station_of_each_poll_keyed_by_id() 
     };
     let t0 = Instant::now();
     loop {
-        let held: i64 = match rtlake_kafka::admin::high_watermarks(&cfg.kafka, &env.topic).await {
+        let held: i64 = match env.cluster().watermarks(&env.topic).await {
             Ok(w) => w.iter().map(|(_, lo, hi)| hi - lo).sum(),
             Err(_) => 0,
         };
@@ -48,15 +48,8 @@ async fn the_live_api_source_publishes_every_station_of_each_poll_keyed_by_id() 
         "{report:?}"
     );
 
-    let out = env
-        .run_cmd(&["--trigger", "available-now"])
-        .output_within(300)
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.run_cmd(&["--trigger", "available-now"])
+        .succeeds_within(300);
     let r = env.sql("SELECT count(*), count(DISTINCT polled_at), count(DISTINCT station_id) FROM bronze.station_status").await;
     assert_eq!(
         r[0],
@@ -146,27 +139,14 @@ async fn a_json_lines_file_is_published_as_is_and_bad_lines_are_rejected() {
             &env.topic,
         ])
         .arg(&path)
-        .output_within(300)
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .succeeds_within(300);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("produced 2722 events"),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let out = env
-        .run_cmd(&["--trigger", "available-now"])
-        .output_within(300)
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.run_cmd(&["--trigger", "available-now"])
+        .succeeds_within(300);
     assert_eq!(
         env.sql("SELECT count(*) FROM bronze.station_status").await[0][0],
         "2721"

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{OutputWithin, TestEnv};
+use common::{OutputWithin, Succeeds, TestEnv};
 use rtlake_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
 use std::time::Duration;
 
@@ -21,19 +21,13 @@ fn run_files(
         let file = dir.join(format!("{name}.jsonl"));
         std::fs::write(&file, text).unwrap();
         let lake = dir.join(name);
-        let out = common::rtlake()
+        common::rtlake()
             .args(["run", "--metrics-listen", "off"])
             .args(args)
             .arg("--lake")
             .arg(&lake)
             .arg(format!("--source=file:{}", file.display()))
-            .output_within(300)
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .succeeds_within(300);
         lakes.push(lake);
     }
     lakes
@@ -76,9 +70,7 @@ async fn rows(lake: &std::path::Path, q: &str) -> Vec<String> {
 }
 
 async fn send_all(env: &TestEnv, values: &[String]) {
-    rtlake_kafka::admin::ensure_topic(&env.config().kafka, &env.topic)
-        .await
-        .unwrap();
+    env.cluster().ensure_topic(&env.topic).await.unwrap();
     let p: FutureProducer =
         rtlake_kafka::client::producer(&env.config().kafka, &env.config().producer)
             .create()
@@ -170,27 +162,18 @@ async fn bad_messages_go_to_rejected_with_a_reason() {
     let env = TestEnv::new("rejected").await;
     let mut cfg = env.config();
     cfg.kafka.partitions = 1;
-    rtlake_kafka::admin::create_topic(
-        &cfg.kafka,
-        &rtlake_kafka::admin::TopicSpec {
+    env.cluster()
+        .create_topic(&rtlake_kafka::admin::TopicSpec {
             name: env.topic.clone(),
             partitions: 1,
             replication_factor: -1,
             config: vec![],
-        },
-    )
-    .await
-    .unwrap();
-    send_all(&env, &messages()).await;
-    let out = env
-        .run_cmd(&["--trigger", "available-now"])
-        .output_within(300)
+        })
+        .await
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    send_all(&env, &messages()).await;
+    env.run_cmd(&["--trigger", "available-now"])
+        .succeeds_within(300);
     check_tables(&env).await;
 
     // `topics describe` shows the group caught up: lag 0.
@@ -223,17 +206,15 @@ async fn bad_messages_go_to_rejected_with_a_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_two_tables_commits_loses_and_duplicates_nothing() {
     let env = TestEnv::new("crash").await;
-    rtlake_kafka::admin::create_topic(
-        &env.config().kafka,
-        &rtlake_kafka::admin::TopicSpec {
+    env.cluster()
+        .create_topic(&rtlake_kafka::admin::TopicSpec {
             name: env.topic.clone(),
             partitions: 1,
             replication_factor: -1,
             config: vec![],
-        },
-    )
-    .await
-    .unwrap();
+        })
+        .await
+        .unwrap();
     send_all(&env, &messages()).await;
     let out = env
         .run_cmd(&["--trigger", "available-now"])
@@ -244,15 +225,8 @@ async fn a_crash_between_two_tables_commits_loses_and_duplicates_nothing() {
     // Only the first table (_rejected) advanced.
     assert_eq!(env_count(&env, "_rejected").await, 5);
     assert_eq!(env_count(&env, "bronze.station_status").await, 0);
-    let out = env
-        .run_cmd(&["--trigger", "available-now"])
-        .output_within(300)
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.run_cmd(&["--trigger", "available-now"])
+        .succeeds_within(300);
     check_tables(&env).await;
 }
 

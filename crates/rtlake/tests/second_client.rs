@@ -46,9 +46,7 @@ async fn kafka_python_produces_reads_the_sinks_headers_and_sees_the_groups_lag()
         }
     }
     drop(f);
-    rtlake_kafka::admin::ensure_topic(&env.config().kafka, &env.topic)
-        .await
-        .unwrap();
+    env.cluster().ensure_topic(&env.topic).await.unwrap();
     let sent = py(&[
         "produce",
         &env.brokers,

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Guard, OutputWithin, TestEnv, rtlake, signal};
+use common::{Guard, OutputWithin, Succeeds, TestEnv, rtlake, signal};
 use rtlake_bikes::fake_api::FakeApi;
 use std::process::{Command, Stdio};
 
@@ -75,9 +75,9 @@ async fn the_api_key_never_shows_in_logs_errors_metrics_pages_kafka_or_the_lake(
         .stdout(std::fs::File::create(env.dir.path().join("produce.out")).unwrap())
         .stderr(std::fs::File::create(&log).unwrap());
     let mut produce = Guard::spawn(produce);
-    let cfg = env.config();
     common::wait_for("two polls published", 120, async || {
-        rtlake_kafka::admin::high_watermarks(&cfg.kafka, &env.topic)
+        env.cluster()
+            .watermarks(&env.topic)
             .await
             .map(|w| w.iter().map(|(_, lo, hi)| hi - lo).sum::<i64>() >= 2 * 2721)
             .unwrap_or(false)
@@ -133,13 +133,7 @@ async fn the_api_key_never_shows_in_logs_errors_metrics_pages_kafka_or_the_lake(
         .arg("--config")
         .arg(&config)
         .env("RTLAKE_LOG", "debug")
-        .output_within(300)
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .succeeds_within(300);
     seen.push(("the processor's log".into(), out.stderr));
 
     // The server: every page and API.

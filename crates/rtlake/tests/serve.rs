@@ -43,7 +43,9 @@ async fn drained_lag_is_zero_and_the_sql_api_only_reads() {
     // A long-running processor with its metrics endpoint.
     let mport = common::free_port();
     let _run = Guard::spawn(env.run_cmd(&["--metrics-listen", &format!("127.0.0.1:{mport}")]));
-    let his: BTreeMap<String, f64> = rtlake_kafka::admin::high_watermarks(&cfg.kafka, &env.topic)
+    let his: BTreeMap<String, f64> = env
+        .cluster()
+        .watermarks(&env.topic)
         .await
         .unwrap()
         .into_iter()

@@ -151,9 +151,7 @@ async fn starting_offsets_and_max_offsets_per_trigger() {
     produce(&cfg, Source::Replay, CancellationToken::new())
         .await
         .expect("produce");
-    let marks = rtlake_kafka::admin::high_watermarks(&cfg.kafka, &env.topic)
-        .await
-        .unwrap();
+    let marks = env.cluster().watermarks(&env.topic).await.unwrap();
     let pipeline = lake_only();
 
     // Per-partition starting offsets: half way through each partition.

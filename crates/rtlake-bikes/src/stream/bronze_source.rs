@@ -11,13 +11,13 @@ use datafusion::prelude::SessionContext;
 use rtlake_lake::Lake;
 use rtlake_lake::LakeConfig;
 use rtlake_stream::source::RawMessage;
-use rtlake_stream::{Error, Result};
+use rtlake_stream::{Error, Kind, Result};
 use std::collections::BTreeMap;
 
 /// The messages of the bronze table of the lake at `uri` (storage options from `lake`), by
 /// partition, each in offset order.
 pub async fn read(uri: &str, lake: &LakeConfig) -> Result<BTreeMap<i32, Vec<RawMessage>>> {
-    let err = |e: String| Error::Source(format!("bronze source {uri}: {e}"));
+    let err = |e: String| Error::caused(Kind::Source, format!("bronze source {uri}"), e);
     let source = Lake::open(&LakeConfig {
         uri: uri.to_string(),
         ..lake.clone()
@@ -132,8 +132,11 @@ pub async fn republish(
 ) -> Result<Republished> {
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let msgs = read(uri, &cfg.lake).await?;
-    rtlake_kafka::admin::ensure_topic(&cfg.kafka, topic).await?;
-    let kafka = |e: rdkafka::error::KafkaError| Error::Sink(format!("replay to {topic}: {e}"));
+    rtlake_kafka::Cluster::connect(&cfg.kafka)?
+        .ensure_topic(topic)
+        .await?;
+    let kafka =
+        |e: rdkafka::error::KafkaError| Error::caused(Kind::Sink, format!("replay to {topic}"), e);
     let producer: FutureProducer = rtlake_kafka::client::producer(&cfg.kafka, &cfg.producer)
         .create()
         .map_err(kafka)?;
@@ -170,10 +173,11 @@ async fn wait_one(
             report.delivered += 1;
             Ok(())
         }
-        Some(Ok(Err((e, _)))) => Err(Error::Sink(format!("replay to {topic}: {e}"))),
-        Some(Err(_)) => Err(Error::Sink(format!(
-            "replay to {topic}: the producer went away"
-        ))),
+        Some(Ok(Err((e, _)))) => Err(Error::caused(Kind::Sink, format!("replay to {topic}"), e)),
+        Some(Err(_)) => Err(Error::new(
+            Kind::Sink,
+            format!("replay to {topic}: the producer went away"),
+        )),
         None => Ok(()),
     }
 }

@@ -16,7 +16,7 @@ fn orders() -> Registry {
     let mut r = Registry::new();
     for name in ["bronze", "orders-by-shop"] {
         r.operator(name, rtlake_core::schema::REJECTED, None, |_| {
-            Err(crate::Error::Config("not built in tests".into()))
+            Err(crate::Error::new(crate::Kind::Config, "not built in tests"))
         });
     }
     r

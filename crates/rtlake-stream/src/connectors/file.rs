@@ -6,7 +6,7 @@
 //! engine without a broker in the way.
 
 use crate::source::RawMessage;
-use crate::{Error, Result};
+use crate::{Error, Kind, Result};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -14,12 +14,12 @@ use std::path::{Path, PathBuf};
 /// The files of a path: itself, or the `.json`/`.jsonl`/`.ndjson` files of a folder by name.
 pub fn files(path: &Path) -> Result<Vec<PathBuf>> {
     let meta = std::fs::metadata(path)
-        .map_err(|e| Error::Source(format!("file source {}: {e}", path.display())))?;
+        .map_err(|e| Error::caused(Kind::Source, format!("file source {}", path.display()), e))?;
     if meta.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
     let rd = std::fs::read_dir(path)
-        .map_err(|e| Error::Source(format!("file source {}: {e}", path.display())))?;
+        .map_err(|e| Error::caused(Kind::Source, format!("file source {}", path.display()), e))?;
     let mut out: Vec<PathBuf> = rd
         .flatten()
         .map(|e| e.path())
@@ -31,10 +31,13 @@ pub fn files(path: &Path) -> Result<Vec<PathBuf>> {
         .collect();
     out.sort();
     if out.is_empty() {
-        return Err(Error::Source(format!(
-            "file source {}: the folder holds no .json, .jsonl or .ndjson files",
-            path.display()
-        )));
+        return Err(Error::new(
+            Kind::Source,
+            format!(
+                "file source {}: the folder holds no .json, .jsonl or .ndjson files",
+                path.display()
+            ),
+        ));
     }
     Ok(out)
 }
@@ -105,17 +108,19 @@ impl Lines {
                     return Ok(false);
                 };
                 self.next_file += 1;
-                let file = File::open(f)
-                    .map_err(|e| Error::Source(format!("file source {}: {e}", f.display())))?;
+                let file = File::open(f).map_err(|e| {
+                    Error::caused(Kind::Source, format!("file source {}", f.display()), e)
+                })?;
                 self.reader = Some((BufReader::with_capacity(1 << 20, file), false));
             }
             let (reader, any) = self.reader.as_mut().expect("open");
             self.line.clear();
             let n = reader.read_until(b'\n', &mut self.line).map_err(|e| {
-                Error::Source(format!(
-                    "file source {}: {e}",
-                    self.files[self.next_file - 1].display()
-                ))
+                Error::caused(
+                    Kind::Source,
+                    format!("file source {}", self.files[self.next_file - 1].display()),
+                    e,
+                )
             })?;
             if n == 0 {
                 let empty_file = !*any;

@@ -12,7 +12,7 @@ use crate::config::StageConfig;
 use crate::input::EpochInput;
 use crate::operator::{Emitted, Operator, PartitionState, PerPartition, Rejections};
 use crate::source::RawMessage;
-use crate::{Error, Result};
+use crate::{Error, Kind, Result};
 use arrow::array::{
     Array, ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array,
 };
@@ -108,7 +108,7 @@ impl ChangeStage {
         input: SchemaRef,
         default_time: Option<&str>,
     ) -> Result<Self> {
-        let bad = |m: String| Error::Config(format!("stage {}: {m}", cfg.name));
+        let bad = |m: String| Error::new(Kind::Config, format!("stage {}: {m}", cfg.name));
         let input = sql.as_ref().map_or(input, SqlChain::schema);
         let col = |c: &str, what: &str| {
             input
@@ -171,7 +171,9 @@ impl Operator for ChangeStage {
         sink: &str,
     ) -> Result<Emitted> {
         let (batch, origins) = super::stage_rows(self.name, self.sql.as_ref(), input, owed)?;
-        let err = |e: arrow::error::ArrowError| Error::Sink(format!("stage {}: {e}", self.name));
+        let err = |e: arrow::error::ArrowError| {
+            Error::caused(Kind::Sink, format!("stage {}", self.name), e)
+        };
         let cast = |i: usize, t: &DataType| arrow::compute::cast(batch.column(i), t).map_err(err);
         let keys = cast(self.key, &DataType::Utf8)?;
         let keys = keys.as_any().downcast_ref::<StringArray>().cloned();
@@ -183,7 +185,10 @@ impl Operator for ChangeStage {
         let values = cast(self.value, &DataType::Int64)?;
         let values = values.as_any().downcast_ref::<Int64Array>().cloned();
         let (Some(keys), Some(times), Some(values)) = (keys, times, values) else {
-            return Err(Error::Sink(format!("stage {}: column types", self.name)));
+            return Err(Error::new(
+                Kind::Sink,
+                format!("stage {}: column types", self.name),
+            ));
         };
         let mut order: Vec<usize> = (0..batch.num_rows()).collect();
         order.sort_by_key(|i| origins[*i]);

@@ -7,7 +7,7 @@
 
 use crate::config::InputConfig;
 use crate::source::RawMessage;
-use crate::{Error, Result};
+use crate::{Error, Kind, Result};
 use arrow::array::{
     Array, ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
 };
@@ -64,12 +64,13 @@ impl JsonDecoder {
     /// The decoder of `input` (validated at load; a bad schema is a configuration error).
     pub fn new(input: &InputConfig) -> Result<Self> {
         let declared = rtlake_core::ddl::parse_schema(&input.schema)
-            .map_err(|e| Error::Config(format!("run.input.schema: {e}")))?;
+            .map_err(|e| Error::caused(Kind::Config, "run.input.schema", e))?;
         let event_time = match &input.event_time {
             Some(c) => Some(declared.index_of(c).map_err(|_| {
-                Error::Config(format!(
-                    "run.input.event-time: {c} is not a declared column"
-                ))
+                Error::new(
+                    Kind::Config,
+                    format!("run.input.event-time: {c} is not a declared column"),
+                )
             })?),
             None => None,
         };
@@ -104,7 +105,7 @@ impl JsonDecoder {
             .with_batch_size(rows.max(1) + 1)
             .with_coerce_primitive(true)
             .build_decoder()
-            .map_err(|e| Error::Config(format!("run.input.schema: {e}")))
+            .map_err(|e| Error::caused(Kind::Config, "run.input.schema", e))
     }
 
     /// Decodes an epoch's messages. Events whose time is more than `max_future` ahead of the
@@ -150,7 +151,7 @@ impl JsonDecoder {
             rows.extend(idx);
         }
         let declared = arrow::compute::concat_batches(&self.declared, &batches)
-            .map_err(|e| Error::Source(format!("decoded rows: {e}")))?;
+            .map_err(|e| Error::caused(Kind::Source, "decoded rows", e))?;
         let (declared, rows) =
             self.guard_future(declared, rows, msgs, now, max_future, &mut refused)?;
         refused.sort_by_key(|r| r.index);
@@ -175,7 +176,7 @@ impl JsonDecoder {
         for i in &idx {
             // Each was fed once already without error.
             dec.decode(payload(*i))
-                .map_err(|e| Error::Source(format!("json decoder: {e}")))?;
+                .map_err(|e| Error::caused(Kind::Source, "json decoder", e))?;
         }
         if let Ok(Some(b)) = dec.flush() {
             parts.push((b, idx));
@@ -209,11 +210,11 @@ impl JsonDecoder {
             batch.column(col),
             &DataType::Timestamp(TimeUnit::Microsecond, None),
         )
-        .map_err(|e| Error::Source(format!("event time: {e}")))?;
+        .map_err(|e| Error::caused(Kind::Source, "event time", e))?;
         let times = times
             .as_any()
             .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
-            .ok_or_else(|| Error::Source("event time is not a timestamp".into()))?;
+            .ok_or_else(|| Error::new(Kind::Source, "event time is not a timestamp"))?;
         let ahead = i64::try_from(max_future.as_micros()).unwrap_or(i64::MAX);
         let now_ms = now.timestamp_millis();
         let name = self.declared.field(col).name();
@@ -256,7 +257,7 @@ impl JsonDecoder {
         }
         let mask = arrow::array::BooleanArray::from(keep.clone());
         let batch = arrow::compute::filter_record_batch(&batch, &mask)
-            .map_err(|e| Error::Source(format!("event time: {e}")))?;
+            .map_err(|e| Error::caused(Kind::Source, "event time", e))?;
         let rows = rows
             .into_iter()
             .zip(keep)
@@ -299,7 +300,7 @@ impl JsonDecoder {
                 .collect::<Vec<_>>(),
         )));
         RecordBatch::try_new(self.schema.clone(), cols)
-            .map_err(|e| Error::Source(format!("decoded rows: {e}")))
+            .map_err(|e| Error::caused(Kind::Source, "decoded rows", e))
     }
 }
 

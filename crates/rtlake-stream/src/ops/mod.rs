@@ -11,7 +11,7 @@ pub mod window_stage;
 use crate::input::EpochInput;
 use crate::operator::{Emitted, Operator, Rejections};
 use crate::source::RawMessage;
-use crate::{Error, Result};
+use crate::{Error, Kind, Result};
 use arrow::datatypes::SchemaRef;
 use sql_stage::SqlChain;
 
@@ -37,13 +37,15 @@ pub(crate) fn owed_rows(
     input: &EpochInput<'_>,
     owed: &dyn Fn(&RawMessage) -> bool,
 ) -> Result<arrow::array::RecordBatch> {
-    let records = input
-        .records
-        .as_ref()
-        .ok_or_else(|| Error::Config(format!("stage {name}: the pipeline declares no input")))?;
+    let records = input.records.as_ref().ok_or_else(|| {
+        Error::new(
+            Kind::Config,
+            format!("stage {name}: the pipeline declares no input"),
+        )
+    })?;
     let keep: Vec<bool> = records.rows.iter().map(|i| owed(&input.msgs[*i])).collect();
     arrow::compute::filter_record_batch(&records.batch, &arrow::array::BooleanArray::from(keep))
-        .map_err(|e| Error::Sink(format!("stage {name}: {e}")))
+        .map_err(|e| Error::caused(Kind::Sink, format!("stage {name}"), e))
 }
 
 /// A stage's owed rows of the epoch, through the queries of the SQL stages it reads (if any),
@@ -66,9 +68,9 @@ pub(crate) fn stage_rows(
 
 /// A query failing on the rows is the query's fault: the run stops and says so.
 pub(crate) fn config(e: Error) -> Error {
-    match e {
-        Error::Sink(m) => Error::Config(m),
-        e => e,
+    match e.kind() {
+        Some(Kind::Sink) => e.as_kind(Kind::Config),
+        _ => e,
     }
 }
 
@@ -91,7 +93,7 @@ impl Operator for SqlOperator {
         let (batch, origins) = stage_rows(self.name, Some(&self.sql), input, owed)?;
         // Nullability can differ from run to run (a literal column); the tables' schema is fixed.
         let batch = arrow::array::RecordBatch::try_new(self.sql.schema(), batch.columns().to_vec())
-            .map_err(|e| Error::Config(format!("stage {}: {e}", self.name)))?;
+            .map_err(|e| Error::caused(Kind::Config, format!("stage {}", self.name), e))?;
         Ok(Emitted { batch, origins })
     }
 }

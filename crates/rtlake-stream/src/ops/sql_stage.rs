@@ -8,7 +8,7 @@
 //! refused at start: a window stage aggregates.
 
 use crate::config::StaticTable;
-use crate::{Error, Result};
+use crate::{Error, Kind, Result};
 use arrow::array::{Array, Int32Array, Int64Array, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use datafusion::common::Column;
@@ -36,18 +36,21 @@ impl StaticTables {
         let mut out = Vec::new();
         for t in tables {
             let err = |e: datafusion::error::DataFusionError| {
-                Error::Config(format!(
-                    "static table {} ({}): {}",
-                    t.name,
-                    t.path,
-                    e.strip_backtrace()
-                ))
+                Error::new(
+                    Kind::Config,
+                    format!(
+                        "static table {} ({}): {}",
+                        t.name,
+                        t.path,
+                        e.strip_backtrace()
+                    ),
+                )
             };
             if !std::path::Path::new(&t.path).is_file() {
-                return Err(Error::Config(format!(
-                    "static table {}: no file {}",
-                    t.name, t.path
-                )));
+                return Err(Error::new(
+                    Kind::Config,
+                    format!("static table {}: no file {}", t.name, t.path),
+                ));
             }
             let df = if t.path.ends_with(".csv") {
                 ctx.read_csv(t.path.as_str(), CsvReadOptions::new()).await
@@ -99,7 +102,7 @@ impl SqlChain {
         let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
         for (name, t) in &tables.tables {
             ctx.register_table(name.as_str(), t.clone())
-                .map_err(|e| Error::Config(format!("static table {name}: {e}")))?;
+                .map_err(|e| Error::caused(Kind::Config, format!("static table {name}"), e))?;
         }
         for f in &tables.udfs {
             ctx.register_udf(f.clone());
@@ -114,10 +117,7 @@ impl SqlChain {
         let (out, _) = chain
             .run(RecordBatch::new_empty(input))
             .await
-            .map_err(|e| match e {
-                Error::Sink(m) => Error::Config(m),
-                e => e,
-            })?;
+            .map_err(super::config)?;
         chain.schema = out.schema();
         Ok(chain)
     }
@@ -137,7 +137,9 @@ impl SqlChain {
     pub async fn run(&self, mut batch: RecordBatch) -> Result<(RecordBatch, Vec<(i32, i64)>)> {
         let mut visible = batch.num_columns();
         for (name, sql) in &self.steps {
-            let err = |e: &dyn std::fmt::Display| Error::Sink(format!("stage {name}: {e}"));
+            let err = |e: &dyn std::fmt::Display| {
+                Error::caused(Kind::Sink, format!("stage {name}"), e.to_string())
+            };
             let _ = self.ctx.deregister_table("input");
             self.ctx
                 .register_batch("input", batch)
@@ -170,7 +172,7 @@ impl SqlChain {
         let origins = origins(&batch)?;
         let batch = batch
             .project(&(0..visible).collect::<Vec<_>>())
-            .map_err(|e| Error::Sink(format!("stage rows: {e}")))?;
+            .map_err(|e| Error::caused(Kind::Sink, "stage rows", e))?;
         Ok((batch, origins))
     }
 }
@@ -179,19 +181,24 @@ impl SqlChain {
 pub fn origins(batch: &RecordBatch) -> Result<Vec<(i32, i64)>> {
     let col = |c: &str| batch.column_by_name(c).cloned();
     let (Some(p), Some(o)) = (col(ORIGIN[0]), col(ORIGIN[1])) else {
-        return Err(Error::Config("rows without _partition and _offset".into()));
+        return Err(Error::new(
+            Kind::Config,
+            "rows without _partition and _offset",
+        ));
     };
     let (Some(p), Some(o)) = (
         p.as_any().downcast_ref::<Int32Array>(),
         o.as_any().downcast_ref::<Int64Array>(),
     ) else {
-        return Err(Error::Config(
-            "_partition must stay INT and _offset BIGINT in a stage's query".into(),
+        return Err(Error::new(
+            Kind::Config,
+            "_partition must stay INT and _offset BIGINT in a stage's query",
         ));
     };
     if p.null_count() > 0 || o.null_count() > 0 {
-        return Err(Error::Config(
-            "a stage's query made _partition or _offset null (an outer join's other side?)".into(),
+        return Err(Error::new(
+            Kind::Config,
+            "a stage's query made _partition or _offset null (an outer join's other side?)",
         ));
     }
     Ok(p.values()
@@ -289,12 +296,14 @@ mod tests {
             .await
             .err()
             .unwrap();
-        assert!(matches!(e, Error::Config(_)), "{e}");
-        assert!(e.to_string().contains("window stage"), "{e}");
+        assert_eq!(e.kind(), Some(Kind::Config), "{e}");
+        let shown = rtlake_core::error::Chain(&e).to_string();
+        assert!(shown.contains("window stage"), "{shown}");
         let e = chain(&["SELECT nope FROM input"]).await.err().unwrap();
+        let shown = rtlake_core::error::Chain(&e).to_string();
         assert!(
-            e.to_string().contains("stage s0") && e.to_string().contains("nope"),
-            "{e}"
+            shown.contains("stage s0") && shown.contains("nope"),
+            "the stage and the column are named: {shown}"
         );
     }
 }

@@ -14,7 +14,7 @@ use crate::input::EpochInput;
 use crate::operator::{Emitted, Operator, PartitionState, PerPartition, Rejections};
 use crate::source::RawMessage;
 use crate::window::{OutputMode, WindowOperator, WindowRow, WindowSpec};
-use crate::{Error, Result};
+use crate::{Error, Kind, Result};
 use arrow::array::{
     Array, ArrayRef, Float64Array, Float64Builder, Int64Builder, RecordBatch, StringArray,
     StringBuilder, TimestampMicrosecondArray, TimestampMicrosecondBuilder,
@@ -54,7 +54,7 @@ impl WindowStage {
         default_time: Option<&str>,
         lateness: std::time::Duration,
     ) -> Result<Self> {
-        let bad = |m: String| Error::Config(format!("stage {}: {m}", cfg.name));
+        let bad = |m: String| Error::new(Kind::Config, format!("stage {}: {m}", cfg.name));
         let input = sql.as_ref().map_or(input, SqlChain::schema);
         let col = |c: &str, what: &str| {
             input.index_of(c).map_err(|_| {
@@ -158,13 +158,15 @@ impl WindowStage {
         order.sort_by_key(|i| origins[*i]);
         let take = arrow::array::UInt32Array::from_iter_values(order.iter().map(|i| *i as u32));
         let batch = arrow::compute::take_record_batch(&batch, &take)
-            .map_err(|e| Error::Sink(format!("stage {}: {e}", self.name)))?;
+            .map_err(|e| Error::caused(Kind::Sink, format!("stage {}", self.name), e))?;
         let origins = order.iter().map(|i| origins[*i]).collect();
         Ok((batch, origins))
     }
 
     fn to_batch(&self, rows: &[WindowRow<Key>]) -> Result<RecordBatch> {
-        let err = |e: arrow::error::ArrowError| Error::Sink(format!("stage {}: {e}", self.name));
+        let err = |e: arrow::error::ArrowError| {
+            Error::caused(Kind::Sink, format!("stage {}", self.name), e)
+        };
         let mut start = TimestampMicrosecondBuilder::new();
         let mut end = TimestampMicrosecondBuilder::new();
         for r in rows {
@@ -224,7 +226,9 @@ impl Operator for WindowStage {
         sink: &str,
     ) -> Result<Emitted> {
         let (batch, origins) = self.rows(input, owed)?;
-        let err = |e: arrow::error::ArrowError| Error::Sink(format!("stage {}: {e}", self.name));
+        let err = |e: arrow::error::ArrowError| {
+            Error::caused(Kind::Sink, format!("stage {}", self.name), e)
+        };
         let time = arrow::compute::cast(
             batch.column(self.time),
             &DataType::Timestamp(TimeUnit::Microsecond, None),
@@ -233,7 +237,7 @@ impl Operator for WindowStage {
         let time = time
             .as_any()
             .downcast_ref::<TimestampMicrosecondArray>()
-            .ok_or_else(|| Error::Sink("time column".into()))?;
+            .ok_or_else(|| Error::new(Kind::Sink, "time column"))?;
         let keys: Vec<StringArray> = self
             .keys
             .iter()

@@ -9,11 +9,14 @@ impl KafkaWorker {
     pub(super) async fn sync_assignment(&mut self, buf: &mut Vec<RawMessage>) -> Result<bool> {
         match self.apply_rebalance(buf).await {
             Ok(()) => Ok(false),
-            Err(e) if retryable(&e) => {
+            Err(e) if e.retryable() => {
                 self.restart(
                     buf,
                     "rebalance",
-                    &format!("cannot take the new partitions: {e}"),
+                    &format!(
+                        "cannot take the new partitions: {}",
+                        rtlake_core::error::Chain(&e)
+                    ),
                 )
                 .await?;
                 Ok(true)

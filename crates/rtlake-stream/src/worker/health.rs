@@ -86,7 +86,7 @@ impl KafkaWorker {
             return None;
         }
         // No partitions: fine while others commit or nothing is left to read.
-        let all = match rtlake_kafka::admin::topic_partitions(&self.kafka, &self.topic).await {
+        let all = match self.cluster.partitions(&self.topic).await {
             Ok(p) => p,
             Err(e) => {
                 return Some((
@@ -101,7 +101,7 @@ impl KafkaWorker {
         let lake: BTreeMap<i32, i64> = match self.positions.resume_offsets(&all).await {
             Ok(pos) => pos.into_iter().map(|(p, r)| (p, r.expected())).collect(),
             Err(e) => {
-                tracing::warn!(error = %e, "watchdog: cannot read the lake's positions");
+                tracing::warn!(error = %rtlake_core::error::Chain(&e), "watchdog: cannot read the lake's positions");
                 return None;
             }
         };
@@ -210,6 +210,7 @@ impl KafkaWorker {
         let fresh = loop {
             match connect(
                 &self.kafka,
+                &self.cluster,
                 &self.cfg.run,
                 &self.topic,
                 self.positions.clone(),
@@ -221,7 +222,7 @@ impl KafkaWorker {
                 Err(e) => {
                     attempt += 1;
                     let wait = Duration::from_secs(1 << attempt.min(5));
-                    tracing::warn!(error = %e, attempt, wait_secs = wait.as_secs(), "cannot start a consumer yet; trying again");
+                    tracing::warn!(error = %rtlake_core::error::Chain(&e), attempt, wait_secs = wait.as_secs(), "cannot start a consumer yet; trying again");
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
                         _ = self.shutdown.cancelled() => return Err(e),

@@ -7,8 +7,13 @@ use rtlake_kafka::config::KafkaFlags;
 
 /// Reads the topic from the start with a plain consumer and prints the rate.
 pub async fn consume(cli: &Cli, kafka: &KafkaFlags, count: Option<u64>) -> Result<()> {
-    let cfg = load(&cli, |c, o| kafka.clone().apply(&mut c.kafka, o))?;
-    let r = rtlake_kafka::bench::consume(&cfg.kafka, &cfg.kafka.topic, count).await?;
+    let cfg = load(cli, |c, o| kafka.clone().apply(&mut c.kafka, o))?;
+    let r = rtlake_kafka::bench::consume(
+        &rtlake_kafka::Cluster::connect(&cfg.kafka)?,
+        &cfg.kafka.topic,
+        count,
+    )
+    .await?;
     let secs = r.elapsed.as_secs_f64().max(1e-9);
     println!(
         "consumed {} messages ({:.1} MB) from {} in {:.2} s: {:.0} events/s, {:.1} MB/s",

@@ -63,7 +63,9 @@ pub async fn demo(cli: &Cli, a: &cli::DemoArgs) -> Result<()> {
     };
     // The topic first: the producer, the processor and the live view all want it, and two
     // creating it at once made the broker log a TopicAlreadyExists error.
-    rtlake_kafka::admin::ensure_topic(&cfg.kafka, &cfg.kafka.topic).await?;
+    rtlake_kafka::Cluster::connect(&cfg.kafka)?
+        .ensure_topic(&cfg.kafka.topic)
+        .await?;
     let producer = {
         let (cfg, token) = (cfg.produce(), shutdown.child_token());
         tokio::spawn(

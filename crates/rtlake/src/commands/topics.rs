@@ -56,7 +56,10 @@ pub async fn topics(cli: &Cli, op: &TopicsCommand) -> Result<()> {
                     "--partitions must be at least 1, and --replication-factor at least 1 (or -1: the cluster's default)"
                 );
             }
-            if rtlake_kafka::admin::create_topic(&cfg.kafka, &spec).await? {
+            if rtlake_kafka::Cluster::connect(&cfg.kafka)?
+                .create_topic(&spec)
+                .await?
+            {
                 let rf = if spec.replication_factor == -1 {
                     "the cluster's default".to_string()
                 } else {
@@ -72,7 +75,9 @@ pub async fn topics(cli: &Cli, op: &TopicsCommand) -> Result<()> {
         }
         TopicsCommand::List { kafka } => {
             let cfg = load(cli, |c, o| kafka.clone().apply(&mut c.kafka, o))?;
-            let list = rtlake_kafka::admin::list_topics(&cfg.kafka).await?;
+            let list = rtlake_kafka::Cluster::connect(&cfg.kafka)?
+                .list_topics()
+                .await?;
             println!("{:<40} {:>10} {:>12}", "TOPIC", "PARTITIONS", "MESSAGES");
             for t in list {
                 println!("{:<40} {:>10} {:>12}", t.name, t.partitions, t.messages);
@@ -86,7 +91,9 @@ pub async fn topics(cli: &Cli, op: &TopicsCommand) -> Result<()> {
             let cfg = load(cli, |c, o| kafka.clone().apply(&mut c.kafka, o))?;
             let mut groups = groups.clone();
             groups.push(cfg.run.group());
-            let d = rtlake_kafka::admin::describe_topic(&cfg.kafka, name, &groups).await?;
+            let d = rtlake_kafka::Cluster::connect(&cfg.kafka)?
+                .describe_topic(name, &groups)
+                .await?;
             println!("topic {} ({} partitions)", d.name, d.partitions.len());
             println!(
                 "\n{:>9} {:>7} {:<10} {:>12} {:>12} {:>10}",

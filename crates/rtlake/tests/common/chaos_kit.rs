@@ -1,9 +1,8 @@
 //! Helpers of the availability suite (`chaos.rs`): scales, seeded fault moments, the table,
 //! the reference comparison, progress checks, bad input, a small disk.
-#![allow(dead_code)]
 
-use crate::common::faults::{log_file, with_log};
-use crate::common::{Guard, OutputWithin, TestEnv, rtlake, sql_rows, wait_for};
+use super::faults::{log_file, with_log};
+use super::{Guard, Succeeds, TestEnv, rtlake, sql_rows, wait_for};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -181,20 +180,14 @@ pub async fn compare(reference: &Path, lake: &Path) -> Diff {
 
 /// The uninterrupted reference run over the whole topic.
 pub fn reference_run(env: &TestEnv, lake: &Path) {
-    let out = rtlake()
+    rtlake()
         .args(["run", "--brokers", &env.brokers, "--topic", &env.topic])
         .args(["--group", &format!("{}-ref", env.group), "--lake"])
         .arg(lake)
         .arg("--pipeline")
         .arg(pipeline(env.dir.path()))
         .args(["--trigger", "available-now"])
-        .output_within(600)
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .succeeds_within(600);
 }
 
 /// The producer, publishing the replay at `speed` times real time.
@@ -330,7 +323,8 @@ pub fn bad_inputs() -> Vec<(&'static str, Vec<u8>)> {
 pub async fn inject_bad_input(env: &TestEnv, rounds: usize, mut m: Moments) -> usize {
     let cfg = env.config();
     wait_for("ten polls on the topic", 300, async || {
-        rtlake_kafka::admin::high_watermarks(&cfg.kafka, &env.topic)
+        env.cluster()
+            .watermarks(&env.topic)
             .await
             .map(|w| w.iter().map(|(_, lo, hi)| hi - lo).sum::<i64>() >= 10 * 2721)
             .unwrap_or(false)
@@ -405,10 +399,7 @@ pub async fn every_offset_once(env: &TestEnv) -> Diff {
             .or_default() += 1;
     }
     let mut d = Diff::default();
-    for (p, lo, hi) in rtlake_kafka::admin::high_watermarks(&env.config().kafka, &env.topic)
-        .await
-        .unwrap()
-    {
+    for (p, lo, hi) in env.cluster().watermarks(&env.topic).await.unwrap() {
         for o in lo..hi {
             match seen.get(&(p, o)) {
                 None => d.lost += 1,
@@ -462,4 +453,47 @@ impl Drop for SmallDisk {
             .arg(&self.0)
             .status();
     }
+}
+
+/// The end of a scenario: the producer finishes, bronze holds `events`, and every worker
+/// stops cleanly on SIGTERM.
+pub async fn finish(env: &TestEnv, producer: &mut Guard, workers: &mut [Guard], events: usize) {
+    assert!(producer.wait_within(900).success(), "the producer finishes");
+    drained(env, events).await;
+    for w in workers.iter() {
+        super::signal(w.0.id(), "-TERM");
+    }
+    for w in workers.iter_mut() {
+        assert!(w.wait_within(120).success(), "rtlake run stops cleanly");
+    }
+}
+
+/// An uninterrupted run over the same topic into a second lake, and every table of the
+/// scenario's lake compared with it row for row (the logs are kept for a failure's reader).
+pub async fn against_reference(env: &TestEnv) -> Diff {
+    let reference = env.dir.path().join("ref-lake");
+    reference_run(env, &reference);
+    keep_logs(env);
+    compare(&reference, &env.lake()).await
+}
+
+/// Adds the scenario's row to the table and fails it if a row was lost or doubled.
+pub fn settle(scenario: &str, faults: usize, events: usize, diff: Diff, recover: &mut [Duration]) {
+    record(scenario, faults, events, diff, recover);
+    assert_eq!(
+        (diff.lost, diff.doubled),
+        (0, 0),
+        "nothing lost, nothing doubled"
+    );
+}
+
+/// rtlake's panics in a log, but for delta-rs' known, harmless one: when a Parquet upload fails
+/// while it completes, its detached cleanup task aborts an object_store BufWriter that is
+/// already shut down and object_store panics ("Already shut down"); tokio catches it in that
+/// task, and the epoch, failed already, is retried.
+pub fn panics(log: &str) -> Vec<&str> {
+    log.split("panicked at ")
+        .skip(1)
+        .filter(|p| !(p.contains("object_store") && p.contains("Already shut down")))
+        .collect()
 }

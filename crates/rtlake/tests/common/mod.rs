@@ -2,6 +2,7 @@
 //! `RTLAKE_TEST_BROKERS`), a unique topic and lake per test, the `rtlake` binary, SQL.
 #![allow(dead_code)]
 
+pub mod chaos_kit;
 pub mod faults;
 pub mod s3;
 
@@ -61,6 +62,11 @@ impl TestEnv {
             producer: layers.section().expect("test config"),
             source: layers.section().expect("test config"),
         }
+    }
+
+    /// A handle on this env's cluster.
+    pub fn cluster(&self) -> rtlake_kafka::Cluster {
+        rtlake_kafka::Cluster::connect(&self.config().kafka).expect("kafka client")
     }
 
     /// This env's lake.
@@ -303,6 +309,33 @@ impl TestEnv {
             .into_iter()
             .map(|r| r.join(","))
             .collect()
+    }
+}
+
+/// Runs a command to its end within a deadline and fails the test, with its stderr, unless it
+/// succeeded: the shape of every "run once, available-now, within N s, then check" step.
+pub trait Succeeds {
+    fn succeeds_within(&mut self, secs: u64) -> std::process::Output;
+}
+
+impl Succeeds for Command {
+    fn succeeds_within(&mut self, secs: u64) -> std::process::Output {
+        // The arguments only: the environment may hold a test's secrets.
+        let shown = format!(
+            "{:?} {:?}",
+            self.get_program(),
+            self.get_args().collect::<Vec<_>>()
+        );
+        let out = self
+            .output_within(secs)
+            .unwrap_or_else(|e| panic!("{shown} did not start: {e}"));
+        assert!(
+            out.status.success(),
+            "{shown} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
     }
 }
 

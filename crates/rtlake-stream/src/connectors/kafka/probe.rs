@@ -4,8 +4,8 @@
 //! `rtlake_run_sink_downgrades_total`, not a silent downgrade.
 
 use super::sink::{KafkaSink, bounded};
-use crate::Error;
 use crate::config::PipelineConfig as Config;
+use crate::{Error, Kind};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::types::RDKafkaErrorCode;
@@ -54,7 +54,7 @@ pub(super) async fn cluster_has_transactions(cfg: &Config, group_id: &str, topic
     {
         Ok(p) => p,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot create a transactional producer; the Kafka sink runs at least once");
+            tracing::warn!(error = %rtlake_core::error::Chain(&e), "cannot create a transactional producer; the Kafka sink runs at least once");
             return false;
         }
     };
@@ -69,7 +69,7 @@ pub(super) async fn cluster_has_transactions(cfg: &Config, group_id: &str, topic
     {
         Ok(()) => true,
         Err(e) if no_transactions_here(&e) => {
-            tracing::debug!(error = %e, "the cluster refused a transactional producer");
+            tracing::debug!(error = %rtlake_core::error::Chain(&e), "the cluster refused a transactional producer");
             false
         }
         Err(e) => {
@@ -77,7 +77,9 @@ pub(super) async fn cluster_has_transactions(cfg: &Config, group_id: &str, topic
             // not answer, a refused credential. The user asked for `auto`, not for a
             // silent downgrade: say why, and count it.
             let reason = match &e {
-                Error::Sink(_) => "timeout".to_string(),
+                Error::Engine {
+                    kind: Kind::Sink, ..
+                } => "timeout".to_string(),
                 Error::Kafka(rtlake_kafka::Error::Kafka { cause, .. }) => cause
                     .rdkafka_error_code()
                     .map_or_else(|| "error".to_string(), |c| format!("{c:?}")),
@@ -88,7 +90,7 @@ pub(super) async fn cluster_has_transactions(cfg: &Config, group_id: &str, topic
                 .sink_downgrades
                 .with_label_values(&[cfg.run.pipeline.as_str(), topic, &reason])
                 .inc();
-            tracing::warn!(error = %e, %reason, topic, "the transaction probe failed; the Kafka sink runs at least once (run.sink-transactions = on makes this an error)");
+            tracing::warn!(error = %rtlake_core::error::Chain(&e), %reason, topic, "the transaction probe failed; the Kafka sink runs at least once (run.sink-transactions = on makes this an error)");
             false
         }
     }

@@ -25,7 +25,7 @@
 use crate::checkpoint::Folder;
 use crate::config::PipelineConfig as Config;
 use crate::config::SinkTransactions;
-use crate::{Error, Result};
+use crate::{Error, Kind, Result};
 use arrow::array::{Array, RecordBatch, StringArray};
 use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -74,7 +74,7 @@ pub async fn read_version(dir: &Folder, partition: i32) -> Result<Option<i64>> {
         .trim()
         .parse()
         .map(Some)
-        .map_err(|e| Error::Checkpoint(format!("{}: {e}", dir.shown(&file))))
+        .map_err(|e| Error::caused(Kind::Checkpoint, dir.shown(&file), e))
 }
 
 /// Runs a blocking transactional call of `producer` on a blocking thread, and
@@ -96,11 +96,11 @@ pub(super) async fn bounded<T: Send + 'static, C: ClientContext + 'static>(
     .await
     {
         Ok(Ok(r)) => r.map_err(kafka(what)),
-        Ok(Err(join)) => Err(Error::Sink(format!("{what}: {join}"))),
-        Err(_) => Err(Error::Sink(format!(
-            "{what}: no answer within {} s",
-            timeout.as_secs() + 5
-        ))),
+        Ok(Err(join)) => Err(Error::caused(Kind::Sink, what, join)),
+        Err(_) => Err(Error::new(
+            Kind::Sink,
+            format!("{what}: no answer within {} s", timeout.as_secs() + 5),
+        )),
     }
 }
 
@@ -108,8 +108,14 @@ impl KafkaSink {
     /// A sink publishing to `topic` (created if missing), keyed by the string column `key`,
     /// with `[producer]`'s settings; transactional per `run.sink-transactions` (auto: when the
     /// cluster has transactions). Logs which mode it runs in.
-    pub async fn open(cfg: &Config, topic: &str, key: &str, checkpoint: &Folder) -> Result<Self> {
-        rtlake_kafka::admin::ensure_topic(&cfg.kafka, topic).await?;
+    pub async fn open(
+        cfg: &Config,
+        cluster: &rtlake_kafka::Cluster,
+        topic: &str,
+        key: &str,
+        checkpoint: &Folder,
+    ) -> Result<Self> {
+        cluster.ensure_topic(topic).await?;
         let dir = checkpoint.child("sinks").child(topic);
         let mut sink = Self {
             cfg: cfg.clone(),
@@ -357,15 +363,17 @@ impl KafkaSink {
         let name = self.transactional_id(p);
         let txn = self.txn.as_ref().expect("transactional");
         let producer = txn.producers.get(&p).cloned().ok_or_else(|| {
-            Error::Sink(format!(
-                "kafka sink {}: partition {p} was not refreshed",
-                self.topic
-            ))
+            Error::new(
+                Kind::Sink,
+                format!("kafka sink {}: partition {p} was not refreshed", self.topic),
+            )
         })?;
-        let meta = txn
-            .group
-            .group_metadata()
-            .ok_or_else(|| Error::Sink(format!("kafka sink {}: no group metadata", self.topic)))?;
+        let meta = txn.group.group_metadata().ok_or_else(|| {
+            Error::new(
+                Kind::Sink,
+                format!("kafka sink {}: no group metadata", self.topic),
+            )
+        })?;
         bounded(
             &producer,
             timeout,
@@ -432,18 +440,22 @@ impl KafkaSink {
             return Ok(Vec::new());
         }
         let err = || {
-            Error::Sink(format!(
-                "kafka sink {}: key column {} is not a column of the rows",
-                self.topic, self.key
-            ))
+            Error::new(
+                Kind::Sink,
+                format!(
+                    "kafka sink {}: key column {} is not a column of the rows",
+                    self.topic, self.key
+                ),
+            )
         };
         let col = batch.column_by_name(&self.key).ok_or_else(err)?;
         // Any type keys a message as its text.
         let keys = arrow::compute::cast(col, &arrow::datatypes::DataType::Utf8).map_err(|e| {
-            Error::Sink(format!(
-                "kafka sink {}: key column {}: {e}",
-                self.topic, self.key
-            ))
+            Error::caused(
+                Kind::Sink,
+                format!("kafka sink {}: key column {}", self.topic, self.key),
+                e,
+            )
         })?;
         let keys = keys
             .as_any()
@@ -458,10 +470,20 @@ impl KafkaSink {
     fn encode(&self, batch: &RecordBatch) -> Result<Vec<u8>> {
         let mut buf = Vec::new();
         let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
-        w.write(batch)
-            .map_err(|e| Error::Sink(format!("kafka sink {}: rows as JSON: {e}", self.topic)))?;
-        w.finish()
-            .map_err(|e| Error::Sink(format!("kafka sink {}: rows as JSON: {e}", self.topic)))?;
+        w.write(batch).map_err(|e| {
+            Error::caused(
+                Kind::Sink,
+                format!("kafka sink {}: rows as JSON", self.topic),
+                e,
+            )
+        })?;
+        w.finish().map_err(|e| {
+            Error::caused(
+                Kind::Sink,
+                format!("kafka sink {}: rows as JSON", self.topic),
+                e,
+            )
+        })?;
         Ok(buf)
     }
 
@@ -513,10 +535,11 @@ impl KafkaSink {
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
                         if !pending.is_empty() => {}
                     Err((e, _)) => {
-                        return Err(Error::Sink(format!(
-                            "kafka sink {}: enqueue: {e}",
-                            self.topic
-                        )));
+                        return Err(Error::caused(
+                            Kind::Sink,
+                            format!("kafka sink {}: enqueue", self.topic),
+                            e,
+                        ));
                     }
                 }
             }
@@ -528,24 +551,28 @@ impl KafkaSink {
             match tokio::time::timeout(left, oldest).await {
                 Ok(Ok(Ok(_))) => last_ack = Instant::now(),
                 Ok(Ok(Err((e, _)))) => {
-                    return Err(Error::Sink(format!(
-                        "kafka sink {}: delivery failed: {e}",
-                        self.topic
-                    )));
+                    return Err(Error::caused(
+                        Kind::Sink,
+                        format!("kafka sink {}: delivery failed", self.topic),
+                        e,
+                    ));
                 }
                 Ok(Err(_)) => {
-                    return Err(Error::Sink(format!(
-                        "kafka sink {}: delivery cancelled",
-                        self.topic
-                    )));
+                    return Err(Error::new(
+                        Kind::Sink,
+                        format!("kafka sink {}: delivery cancelled", self.topic),
+                    ));
                 }
                 Err(_) => {
-                    return Err(Error::Sink(format!(
-                        "kafka sink {}: no delivery acknowledged for {} s ({} messages waiting); the epoch is retried",
-                        self.topic,
-                        timeout.as_secs(),
-                        pending.len() + 1
-                    )));
+                    return Err(Error::new(
+                        Kind::Sink,
+                        format!(
+                            "kafka sink {}: no delivery acknowledged for {} s ({} messages waiting); the epoch is retried",
+                            self.topic,
+                            timeout.as_secs(),
+                            pending.len() + 1
+                        ),
+                    ));
                 }
             }
         }

@@ -242,7 +242,7 @@ impl ConsumerContext for SourceContext {
                 if offsets.count() > 0
                     && let Err(e) = c.commit(&offsets, CommitMode::Sync)
                 {
-                    tracing::warn!(error = %e, "group offset commit on revoke failed (lag display only)");
+                    tracing::warn!(error = %rtlake_core::error::Chain(&e), "group offset commit on revoke failed (lag display only)");
                 }
                 tracing::info!(partitions = ?parts, "revoked");
                 {
@@ -264,7 +264,7 @@ impl ConsumerContext for SourceContext {
             }
         };
         if let Err(e) = result {
-            tracing::error!(error = %e, "applying the rebalance failed");
+            tracing::error!(error = %rtlake_core::error::Chain(&e), "applying the rebalance failed");
         }
         self.changed.store(true, Ordering::Release);
     }
@@ -321,6 +321,7 @@ impl SourceContext {
 /// assigned its partitions at once at the lake's positions.
 pub async fn connect(
     kafka: &rtlake_kafka::config::KafkaConfig,
+    cluster: &rtlake_kafka::Cluster,
     run: &RunConfig,
     topic: &str,
     positions: Positions,
@@ -357,14 +358,17 @@ pub async fn connect(
             .subscribe(&[topic])
             .map_err(kafka_err(&format!("subscribe to {topic}")))?,
         Assignment::Static => {
-            let all = rtlake_kafka::admin::topic_partitions(kafka, topic).await?;
+            let all = cluster.partitions(topic).await?;
             let parts: Vec<i32> = match &run.partitions {
                 None => all,
                 Some(want) => {
                     if let Some(p) = want.iter().find(|p| !all.contains(p)) {
-                        return Err(crate::Error::Source(format!(
-                            "run.partitions names partition {p}, but {topic} has partitions {all:?}"
-                        )));
+                        return Err(crate::Error::new(
+                            crate::Kind::Source,
+                            format!(
+                                "run.partitions names partition {p}, but {topic} has partitions {all:?}"
+                            ),
+                        ));
                     }
                     want.clone()
                 }
