@@ -145,7 +145,16 @@ running() { local p; p=$(pid_of "$1"); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; 
 
 format() {
   [ -f "$CLUSTER/cluster.id" ] || {
-    python3 -c 'import uuid,base64;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))' > "$CLUSTER/cluster.id"
+    # An id that starts with "-" reads as an option to the format tool (one in 64 did, and
+    # failed the run); Kafka's own random-uuid never starts with one either.
+    python3 -c '
+import base64, uuid
+while True:
+    i = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not i.startswith("-"):
+        print(i)
+        break
+' > "$CLUSTER/cluster.id"
   }
   local id n
   id=$(cat "$CLUSTER/cluster.id")
