@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The availability suite (crates/rtlake/tests/chaos.rs): the bike pipeline on the replay while
-# faults are injected, every table compared row for row with an uninterrupted reference run.
+# The availability suite (crates/rtlake/tests/recovery/chaos.rs): the bike pipeline on the
+# replay while faults are injected, every table compared row for row with an uninterrupted
+# reference run.
 # Prints the table the README shows.
 #
 #   bash scripts/chaos.sh           short form (as in CI): a few faults of each kind, ~4 min
@@ -13,7 +14,7 @@ export RTLAKE_CHAOS="${1:-short}"
 export RTLAKE_CHAOS_OUT="${RTLAKE_CHAOS_OUT:-/tmp/rtlake-chaos-$RTLAKE_CHAOS.tsv}"
 rm -f "$RTLAKE_CHAOS_OUT"
 status=0
-cargo test --locked --ignore-rust-version -p rtlake --test chaos -- --test-threads 1 2>&1 | tee /tmp/rtlake-chaos.log || status=$?
+cargo test --locked --ignore-rust-version -p rtlake --test recovery -- chaos:: --test-threads 1 2>&1 | tee /tmp/rtlake-chaos.log || status=$?
 echo
 echo "| scenario | faults | events | rows lost | rows doubled | recovery p50 (s) | recovery max (s) |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"

@@ -9,8 +9,8 @@
 #   bash scripts/test.sh -- --nocapture  extra arguments go to the test binaries
 #
 # To run the suite against any other cluster: RTLAKE_TEST_BROKERS=host:port,... cargo test
-# --ignore-rust-version -p rtlake --test <name> (topics are created with the cluster's default
-# replication factor; the broker-restart test needs RTLAKE_TEST_KAFKA_SH=1, i.e. this script's
+# --ignore-rust-version -p rtlake --test it -- <subject>:: (topics are created with the cluster's
+# default replication factor; the broker-restart test needs RTLAKE_TEST_KAFKA_SH=1, i.e. this script's
 # cluster, and is skipped otherwise).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,8 +24,9 @@ PHASE_LIMIT="${RTLAKE_TEST_PHASE_LIMIT:-35m}"
 LOGS="${CARGO_TARGET_DIR}/test-logs"
 mkdir -p "$LOGS"
 
-# The integration tests that talk to a Kafka cluster (the demo and dashboard tests start the
-# embedded broker themselves and run in the first phase only).
+# The subjects (modules of the `it` and `recovery` test binaries) that talk to a Kafka cluster:
+# the demo and dashboard tests start the embedded broker themselves, and the chaos suite kills
+# it, so they run in the first phase only.
 KAFKA_TESTS=(backfill bronze broker_restart declared exactly_once gbfs gold group healing producers rejected second_client security serve sources transactions)
 
 # A test that returns early because it cannot run here records itself (rtlake_core::testing)
@@ -55,11 +56,11 @@ if [[ " $PHASES " == *" kafka "* ]]; then
   bash scripts/kafka.sh reset
   BOOTSTRAP=$(bash scripts/kafka.sh start | tail -1)
   trap 'bash scripts/kafka.sh stop' EXIT
-  args=()
-  for t in "${KAFKA_TESTS[@]}"; do args+=(--test "$t"); done
+  filters=()
+  for t in "${KAFKA_TESTS[@]}"; do filters+=("$t::"); done
   : >"$LOGS/kafka.skips"
   RTLAKE_TEST_BROKERS="$BOOTSTRAP" RTLAKE_TEST_KAFKA_SH=1 RTLAKE_TEST_SKIPS="$LOGS/kafka.skips" \
-    timeout -k 30 "$PHASE_LIMIT" cargo test --locked --ignore-rust-version --no-fail-fast -p rtlake "${args[@]}" -- "$@" 2>&1 | tee "$LOGS/kafka.log" || status=1
+    timeout -k 30 "$PHASE_LIMIT" cargo test --locked --ignore-rust-version --no-fail-fast -p rtlake --test it --test recovery -- "${filters[@]}" "$@" 2>&1 | tee "$LOGS/kafka.log" || status=1
   summary+=("Apache Kafka $BOOTSTRAP: $(count "$LOGS/kafka.log" "$LOGS/kafka.skips")")
   summary+=("$(skips "$LOGS/kafka.skips")")
 fi

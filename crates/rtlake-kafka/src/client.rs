@@ -11,8 +11,8 @@ pub fn base(kafka: &KafkaConfig) -> ClientConfig {
     // librdkafka logs connection errors itself; route them through the log crate quietly.
     c.set("log_level", "3");
     // librdkafka backs off up to 10 s between attempts to reach a broker that went away, so a
-    // broker back after 2 s was reached only 8-12 s later (measured: tests/chaos.rs, broker
-    // SIGKILL). One second at most: a dead broker costs a refused connection a second.
+    // broker back after 2 s was reached only 8-12 s later (measured: tests/recovery/chaos.rs,
+    // broker SIGKILL). One second at most: a dead broker costs a refused connection a second.
     c.set("reconnect.backoff.max.ms", "1000");
     for (k, v) in &kafka.properties {
         c.set(k, v);

@@ -1,6 +1,6 @@
 //! An object store that fails a share of its requests, for availability tests
-//! (`tests/chaos.rs`): set `RTLAKE_STORE_FAULTS` to a file's path, and while that file holds a
-//! number between 0 and 1, that share of reads, writes, lists, copies and renames fail with
+//! (`tests/recovery/chaos.rs`): set `RTLAKE_STORE_FAULTS` to a file's path, and while that file
+//! holds a number between 0 and 1, that share of reads, writes, lists, copies and renames fail with
 //! `injected fault`. No file (or no variable): no faults, and no cost beyond one check at start.
 
 use async_trait::async_trait;

@@ -11,7 +11,7 @@
 //! Two compactions of one table must never run at once: delta-rs 1.1's conflict checker lets
 //! two commits that remove the same files with `dataChange=false` both land, so each would add
 //! its own rewritten copy of the same rows (measured: every row of bronze doubled, in
-//! `tests/maintenance.rs`). A compaction therefore holds a lease first ([`Lease`]), taken with a
+//! `tests/it/maintenance.rs`). A compaction therefore holds a lease first ([`Lease`]), taken with a
 //! create-only put that the store grants to one writer, on local disk and on S3 alike.
 
 use crate::catalog::{CatalogEntry, list_tables};
@@ -137,7 +137,7 @@ pub async fn optimize(
     };
     // The table is read only once the lease is held: a snapshot read before could still list
     // files that the lease's previous holder has just compacted, and rewriting them again would
-    // double their rows (seen in tests/maintenance.rs: silver 1,558 rows for 1,111).
+    // double their rows (seen in tests/it/maintenance.rs: silver 1,558 rows for 1,111).
     let work = async {
         match open(lake, entry).await {
             Ok(table) if table.version().is_none() => Ok(Compaction::default()),

@@ -21,7 +21,7 @@ impl Maintenance {
     /// Ends the schedule. A compaction in flight finishes first, so its lease is released: a
     /// process that exited in the middle of one left the table's lease held until it expired,
     /// and `rtlake lake optimize` run right after skipped the table (seen in
-    /// `tests/maintenance.rs`).
+    /// `tests/it/maintenance.rs`).
     pub async fn stop(self) {
         self.stop.cancel();
         if let Some(task) = self.task {

@@ -1,4 +1,4 @@
-//! Helpers of the availability suite (`chaos.rs`): scales, seeded fault moments, the table,
+//! Helpers of the availability suite (`recovery/chaos.rs`): scales, seeded fault moments, the table,
 //! the reference comparison, progress checks, bad input, a small disk.
 
 use super::faults::{log_file, with_log};

@@ -1,7 +1,7 @@
 //! Bad messages land in `_rejected` with a reason, the pipeline goes on, and every offset ends in
 //! exactly one table, also when the processor dies between the two tables' commits.
 
-mod common;
+use crate::common;
 
 use common::{OutputWithin, Succeeds, TestEnv};
 use rtlake_kafka::rdkafka::producer::{FutureProducer, FutureRecord};

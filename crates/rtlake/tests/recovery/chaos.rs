@@ -3,24 +3,21 @@
 //! reference run over the same topic, and each scenario adds a row to the table
 //! `scripts/chaos.sh` prints: faults, events, rows lost, rows doubled, time to recover.
 //!
-//! Short form (CI, a few faults of each kind): `cargo test -p rtlake --test chaos`. Long form:
-//! `RTLAKE_CHAOS=long` (the 90-minute replay, 25 processor kills, 5 broker kills). Recovery is
-//! measured from the fault to the moment every partition has new rows in bronze again.
+//! Short form (CI, a few faults of each kind): `cargo test -p rtlake --test recovery -- chaos::`.
+//! Long form: `RTLAKE_CHAOS=long` (the 90-minute replay, 25 processor kills, 5 broker kills).
+//! Recovery is measured from the fault to the moment every partition has new rows in bronze
+//! again.
 
-mod common;
-
+use crate::common;
 use common::chaos_kit::*;
 
 use common::faults::{DumpOnPanic, OwnBroker, log_file, with_log};
 use common::{Guard, Succeeds, TestEnv, commits, signal, sql_rows, wait_for};
 use std::time::Instant;
 
-/// The scenarios run one at a time: each measures recovery times, which a neighbour would skew.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processor_kills_at_random_moments_and_inside_commits() {
-    let _serial = SERIAL.lock().await;
+    let _alone = crate::alone().await;
     let s = scale();
     let env = TestEnv::new("chaos-proc").await;
     let mut m = Moments::new();
@@ -166,7 +163,7 @@ async fn broker_kills_while_producer_and_processor_run() {
         );
         return;
     }
-    let _serial = SERIAL.lock().await;
+    let _alone = crate::alone().await;
     let s = scale();
     let mut env = TestEnv::new("chaos-broker").await;
     let mut m = Moments::new();
@@ -236,7 +233,7 @@ async fn broker_kills_while_producer_and_processor_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_one_killed_one_added_back() {
-    let _serial = SERIAL.lock().await;
+    let _alone = crate::alone().await;
     let s = scale();
     let env = TestEnv::new("chaos-group").await;
     let mut m = Moments::new();
@@ -297,7 +294,7 @@ async fn three_workers_one_killed_one_added_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_turns_read_only_then_fills_up() {
-    let _serial = SERIAL.lock().await;
+    let _alone = crate::alone().await;
     let s = scale();
     let env = TestEnv::new("chaos-disk").await;
     let Some(disk) = SmallDisk::mount(&env.lake(), "512m") else {
@@ -380,7 +377,7 @@ async fn storage_turns_read_only_then_fills_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn object_store_fails_a_share_of_requests() {
-    let _serial = SERIAL.lock().await;
+    let _alone = crate::alone().await;
     let s = scale();
     let env = TestEnv::new("chaos-store").await;
     let mut m = Moments::new();
@@ -448,7 +445,7 @@ async fn object_store_fails_a_share_of_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn producer_polls_an_api_that_fails_two_requests_in_five() {
     use rtlake_bikes::fake_api::FakeApi;
-    let _serial = SERIAL.lock().await;
+    let _alone = crate::alone().await;
     let s = scale();
     let env = TestEnv::new("chaos-api").await;
     let api = FakeApi::start().await.unwrap();

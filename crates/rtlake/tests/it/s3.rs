@@ -2,7 +2,7 @@
 //! test): the pipeline end to end on `s3://`, a restart that resumes from the `s3://`
 //! checkpoint with its state, two writers racing on one table, and a clear error for a wrong key.
 
-mod common;
+use crate::common;
 
 use common::s3::{BUCKET, SeaweedFs};
 use common::{OutputWithin, TestEnv, checksum, python, rtlake};

@@ -3,7 +3,7 @@
 //! every event exactly once; then `rtlake lake status`, checkpoint and vacuum, and an outside
 //! reader (Python deltalake) agreeing on counts and content.
 
-mod common;
+use crate::common;
 
 use common::{Guard, OutputWithin, TestEnv, checksum, python, rtlake};
 use rtlake_bikes::produce::{Source, produce};

@@ -2,7 +2,7 @@
 //! `tests/browser/cdp.mjs`) while `rtlake demo` runs: what a person would see, live. Also: the
 //! Grafana dashboard only uses metrics that /metrics serves, and promtool accepts the alerts.
 
-mod common;
+use crate::common;
 
 use common::Guard;
 use std::io::{BufRead, BufReader, Write};

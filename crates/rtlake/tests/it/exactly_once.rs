@@ -4,7 +4,7 @@
 //! every reference row: on a cluster with transactions exactly once (to a read_committed
 //! reader), otherwise with duplicates only from the epochs in flight at the crashes.
 
-mod common;
+use crate::common;
 
 use common::{OutputWithin, Succeeds, TestEnv, checksum, read_topic, sql_rows};
 use rtlake_bikes::produce::{Source, produce};

@@ -1,7 +1,7 @@
 //! gold.station_hourly and gold.district_5min agree with the same figures computed by SQL over
 //! bronze and silver, and hold only final windows (the available-now trigger does not flush open ones, as in Spark).
 
-mod common;
+use crate::common;
 
 use common::{Succeeds, TestEnv};
 use rtlake_bikes::produce::{Source, produce};

@@ -1,7 +1,7 @@
 //! `rtlake demo` end to end: it runs everything, Ctrl-C stops it cleanly, and a second run
 //! continues where the first stopped: no poll published twice or skipped, no event landed twice.
 
-mod common;
+use crate::common;
 
 use common::{Guard, free_port, rtlake, sql_rows};
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! headers, and lists the consumer groups with their lag. So the broker's wire protocol, and
 //! rtlake's use of it, are checked by an implementation that is not librdkafka.
 
-mod common;
+use crate::common;
 
 use common::{OutputWithin, TestEnv, python};
 use std::io::Write;

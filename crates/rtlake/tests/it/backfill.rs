@@ -2,7 +2,7 @@
 //! from a lake's bronze table with `rtlake run --source bronze:LAKE` are row for row what
 //! streaming made, whatever the epochs; and a second backfill adds nothing.
 
-mod common;
+use crate::common;
 
 use common::chaos_kit as kit;
 

@@ -1,7 +1,7 @@
 //! End to end against a real broker: the replay goes through Kafka into bronze.station_status
 //! exactly once, across a SIGKILL of the processor, and Python's deltalake reads the same rows.
 
-mod common;
+use crate::common;
 
 use common::{Guard, OutputWithin, Succeeds, TestEnv, checksum, commits, python, rtlake};
 use rtlake_bikes::produce::{Source, produce};

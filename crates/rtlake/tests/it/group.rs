@@ -5,7 +5,7 @@
 //! the same command (same group) is tested in bronze.rs: its partitions come back once the dead
 //! member's session expires; with a static member id at once (healing.rs).
 
-mod common;
+use crate::common;
 
 use common::{Guard, TestEnv, checksum, commits, wait_for};
 use rtlake_bikes::produce::{Source, produce};

@@ -1,7 +1,7 @@
 //! `rtlake run`'s /metrics once the topic is drained (lag 0, lake offsets = high watermarks),
 //! and `rtlake serve`'s read-only SQL API (JSON, Arrow IPC, row limit, refusals) and OpenAPI.
 
-mod common;
+use crate::common;
 
 use common::{Guard, TestEnv, rtlake};
 use rtlake_bikes::produce::{Source, produce};

@@ -4,7 +4,7 @@
 //! watchdog). In each, every event lands in bronze exactly once and silver equals the change
 //! rule. A broker killed and restarted: broker_restart.rs.
 
-mod common;
+use crate::common;
 
 use common::faults::{
     DumpOnPanic, OwnBroker, STATIONS, assert_exact, bronze_count, log_file, restarts_logged, wave,
@@ -14,13 +14,9 @@ use common::{Guard, TestEnv, commits, rtlake, signal, wait_for};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-/// The restart-timing test runs alone: the other tests of this file, beside it on two cores,
-/// measured their own load rather than the restart (9 s once, 1 s otherwise).
-static TIMED: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_rejoins_after_its_session_expired_while_stopped() {
-    let _shared = TIMED.read().await;
+    let _beside = crate::beside().await;
     let env = TestEnv::new("session").await;
     let mut cfg = env.config();
     cfg.source.state_file = Some(env.dir.path().join("replay.json"));
@@ -78,7 +74,9 @@ async fn run_rejoins_after_its_session_expired_while_stopped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkilled_static_worker_restarted_with_the_same_command_commits_within_5s() {
-    let _alone = TIMED.write().await;
+    // Beside other tests on two cores it measured their load rather than the restart (9 s once,
+    // 1 s otherwise).
+    let _alone = crate::alone().await;
     let env = TestEnv::new("restart").await;
     // A replay producing for about half a minute, beside the worker.
     let mut producer = rtlake();
@@ -149,7 +147,7 @@ async fn a_sigkilled_static_worker_restarted_with_the_same_command_commits_withi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wedged_broker_makes_the_watchdog_restart_the_consumer_and_nothing_is_lost() {
-    let _shared = TIMED.read().await;
+    let _beside = crate::beside().await;
     if std::env::var("RTLAKE_TEST_BROKERS").is_ok() {
         rtlake_core::testing::skip(
             "needs the embedded broker in a process of its own (to stop it with SIGSTOP)",
@@ -222,7 +220,7 @@ async fn a_wedged_broker_makes_the_watchdog_restart_the_consumer_and_nothing_is_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_static_member_restarted_with_its_id_takes_its_partitions_back_without_a_rebalance() {
-    let _shared = TIMED.read().await;
+    let _beside = crate::beside().await;
     let env = TestEnv::new("member").await;
     let mut cfg = env.config();
     cfg.source.state_file = Some(env.dir.path().join("replay.json"));

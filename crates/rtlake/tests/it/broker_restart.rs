@@ -3,7 +3,7 @@
 //! broker 1 of the cluster of `scripts/kafka.sh`. Every event lands in bronze exactly once.
 //! A test binary of its own, so that no other test shares the cluster while a broker is down.
 
-mod common;
+use crate::common;
 
 use common::faults::{
     OwnBroker, STATIONS, assert_exact, bronze_count, kafka_sh, log_file, restarts_logged, wave,

@@ -5,7 +5,7 @@
 //! The processor is SIGKILLed mid-stream and restarted: every table equals a model computed
 //! here from the messages, each row once.
 
-mod common;
+use crate::common;
 
 use common::{OutputWithin, Succeeds, TestEnv, read_topic, signal, sql_rows, wait_for};
 use rtlake_kafka::rdkafka::producer::{FutureProducer, FutureRecord};

@@ -1,7 +1,7 @@
 //! The bike producer's other sources end to end: the live API (against the local fake that speaks
 //! its wire format) and a JSON Lines file through the CLI; and the SQL prompt.
 
-mod common;
+use crate::common;
 
 use common::{OutputWithin, Succeeds, TestEnv, rtlake};
 use rtlake_bikes::fake_api::FakeApi;

@@ -4,7 +4,7 @@
 //! once, while a `read_uncommitted` reader sees the aborted messages too. On a cluster without
 //! transactions (the embedded broker) the sink says at start that it runs at least once.
 
-mod common;
+use crate::common;
 
 use common::{Guard, OutputWithin, TestEnv, commits, wait_for};
 use rdkafka::Message;

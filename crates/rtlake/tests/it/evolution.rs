@@ -3,7 +3,7 @@
 //! table), or rejects the event, as `run.unknown-fields` says; a field whose type changed is
 //! rejected with a message naming it.
 
-mod common;
+use crate::common;
 
 use common::{OutputWithin, rtlake, sql_rows};
 use std::io::Write;

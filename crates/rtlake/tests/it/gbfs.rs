@@ -2,7 +2,7 @@
 //! polled by `rtlake produce gbfs`, landed by `pipelines/gbfs.toml`, which is TOML and SQL only.
 //! The snapshots and the hourly figures equal what the server served.
 
-mod common;
+use crate::common;
 
 use common::{Succeeds, TestEnv, sql_rows};
 use rtlake_bikes::fake_gbfs::FakeGbfs;

@@ -2,7 +2,7 @@
 //! whole run (logs, errors, metrics, pages, APIs, Kafka, the lake), and `rtlake serve` guards
 //! every `/api/` route with a token and refuses to listen beyond loopback without one.
 
-mod common;
+use crate::common;
 
 use common::{Guard, OutputWithin, Succeeds, TestEnv, rtlake, signal};
 use rtlake_bikes::fake_api::FakeApi;

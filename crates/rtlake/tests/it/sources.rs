@@ -2,7 +2,7 @@
 //! per-partition offsets or at the end; max-offsets-per-trigger and max-batch-bytes bound every
 //! epoch.
 
-mod common;
+use crate::common;
 
 use common::{OutputWithin, TestEnv, checksum, rtlake};
 use rtlake_bikes::produce::{Source, produce};
