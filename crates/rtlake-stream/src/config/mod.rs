@@ -398,6 +398,10 @@ rtlake_core::flags! {
         /// added to an existing table), or reject (to _rejected) [run.unknown-fields; default
         /// ignore].
         unknown_fields: UnknownFields,
+        /// The most of a refused message's value a `_rejected` row keeps, e.g. 64KiB
+        /// [run.rejected-value-max; default 1MiB].
+        #[arg(value_name = "SIZE")]
+        rejected_value_max: ByteSize,
         /// processing-time (run on), available-now (drain and stop) or low-latency (the next
         /// epoch as soon as data arrives) [run.trigger].
         trigger: Trigger,

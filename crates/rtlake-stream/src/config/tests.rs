@@ -83,6 +83,22 @@ fn layers_apply_in_order_defaults_file_env_flags() {
 }
 
 #[test]
+fn a_flag_sets_its_field_and_is_its_origin() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        run: RunFlags,
+    }
+    let (mut run, mut at) = (RunConfig::default(), Origins::default());
+    Cmd::parse_from(["run", "--rejected-value-max", "64KiB"])
+        .run
+        .apply(&mut run, &mut at);
+    assert_eq!(run.rejected_value_max, ByteSize(64 << 10));
+    assert_eq!(at.of("run.rejected-value-max"), "flag --rejected-value-max");
+}
+
+#[test]
 fn a_bad_flag_value_is_named_with_the_flag() {
     let mut run = RunConfig::default();
     let mut at = Origins::default();
