@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests and integration tests against the embedded broker, real Delta
-# tables and Python's deltalake reader; then the Kafka-facing integration tests again against
-# a real three-broker Apache Kafka (scripts/kafka.sh), and says how many ran on each broker.
+# tables read by Python's deltalake, Spark (scripts/spark.sh) and Trino (scripts/trino.sh); then
+# the Kafka-facing integration tests again against a real three-broker Apache Kafka
+# (scripts/kafka.sh), and says how many ran on each broker.
 #
 #   bash scripts/test.sh                 both
 #   RTLAKE_TEST_PHASES=embedded bash scripts/test.sh     only the first
@@ -43,9 +44,18 @@ status=0
 if [[ " $PHASES " == *" embedded "* ]]; then
   echo "== tests on the embedded broker"
   cargo test --workspace --locked --ignore-rust-version --no-run
+  # Engines we did not write read the lake (crates/rtlake/tests/it/engines.rs): Spark with
+  # delta-spark in the test's process, and one Trino server for the phase.
+  SPARK_PYTHON=$(bash scripts/spark.sh fetch | tail -1)
+  bash scripts/trino.sh reset
+  TRINO=$(bash scripts/trino.sh start | tail -1)
+  trap 'bash scripts/trino.sh stop' EXIT
   : >"$LOGS/embedded.skips"
-  RTLAKE_TEST_SKIPS="$LOGS/embedded.skips" \
+  RTLAKE_TEST_SKIPS="$LOGS/embedded.skips" RTLAKE_TEST_TRINO="$TRINO" \
+    RTLAKE_TEST_SPARK_PYTHON="$SPARK_PYTHON" RTLAKE_TEST_SPARK_JARS="$(bash scripts/spark.sh jars)" \
     timeout -k 30 "$PHASE_LIMIT" cargo test --workspace --locked --ignore-rust-version --no-fail-fast -- "$@" 2>&1 | tee "$LOGS/embedded.log" || status=1
+  bash scripts/trino.sh stop
+  trap - EXIT
   summary+=("embedded broker: $(count "$LOGS/embedded.log" "$LOGS/embedded.skips")")
   summary+=("$(skips "$LOGS/embedded.skips")")
 fi

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod chaos_kit;
+pub mod engines;
 pub mod faults;
 pub mod s3;
 

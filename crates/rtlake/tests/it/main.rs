@@ -15,6 +15,7 @@ mod bronze;
 mod dashboard;
 mod declared;
 mod demo;
+mod engines;
 mod evolution;
 mod exactly_once;
 mod gbfs;

@@ -1,0 +1,247 @@
+//! Engines we did not write read every table rtlake wrote: Apache Spark with delta-spark, and
+//! Trino (the engine behind Athena) with its Delta Lake connector, each with the tables
+//! registered by the statements `rtlake lake ddl --for spark|trino` prints, run as printed.
+//! The lake has many epochs, a compaction, a log checkpoint and a vacuum behind it, and rtlake
+//! goes on writing while they read. Per table (and view), the row count, a checksum of every
+//! column, the partition columns and the rows per partition equal rtlake's own SQL: at an
+//! earlier version (`VERSION AS OF`) while rtlake writes, and at the newest once it stopped.
+
+use crate::common;
+
+use common::engines::{Dialect, Kind, Rows, Spark, Trino, rtlake_sql, same, statements};
+use common::faults::wave;
+use common::{Guard, Succeeds, TestEnv, rtlake, signal, wait_for};
+use std::path::{Path, PathBuf};
+
+/// A table or view of the lake, as rtlake's SQL lists it.
+struct Object {
+    /// `public` for a table outside any namespace (`_rejected`).
+    schema: String,
+    name: String,
+    view: bool,
+    columns: Vec<(String, Kind)>,
+    /// From the table's Delta log (none for a view).
+    partitions: Vec<String>,
+}
+
+impl Object {
+    fn qualified(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+
+    /// The name in `d`'s catalog: rtlake's `public` is the others' `default`.
+    fn in_dialect(&self, d: Dialect, version: Option<u64>) -> String {
+        let schema = match (d, self.schema.as_str()) {
+            (Dialect::Rtlake, s) => s,
+            (_, "public") => "default",
+            (_, s) => s,
+        };
+        d.table(&format!("{schema}.{}", self.name), version)
+    }
+
+    fn path(&self, lake: &Path) -> PathBuf {
+        match self.schema.as_str() {
+            "public" => lake.join(&self.name),
+            s => lake.join(s).join(&self.name),
+        }
+    }
+}
+
+async fn objects(lake: &Path) -> Vec<Object> {
+    let q = "SELECT table_schema, table_name, table_type FROM information_schema.tables \
+             WHERE table_schema <> 'information_schema' ORDER BY 1, 2";
+    let mut out = Vec::new();
+    for r in rtlake_sql(lake, q).await.unwrap() {
+        let (schema, name) = (r[0].as_str().unwrap(), r[1].as_str().unwrap());
+        let cols = rtlake_sql(
+            lake,
+            &format!(
+                "SELECT column_name, data_type FROM information_schema.columns \
+                 WHERE table_schema = '{schema}' AND table_name = '{name}' ORDER BY ordinal_position"
+            ),
+        )
+        .await
+        .unwrap();
+        let mut o = Object {
+            schema: schema.into(),
+            name: name.into(),
+            view: r[2].as_str() == Some("VIEW"),
+            columns: cols
+                .iter()
+                .map(|c| (c[0].as_str().unwrap().to_string(), Kind::of(c[1].as_str().unwrap())))
+                .collect(),
+            partitions: Vec::new(),
+        };
+        if !o.view {
+            let first = o.path(lake).join("_delta_log/00000000000000000000.json");
+            let log = std::fs::read_to_string(&first).unwrap();
+            let meta = log
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .find_map(|a| a.get("metaData").cloned())
+                .expect("metaData in the first commit");
+            o.partitions = serde_json::from_value(meta["partitionColumns"].clone()).unwrap();
+        }
+        out.push(o);
+    }
+    out
+}
+
+/// The newest version of a table: its highest numbered commit.
+fn version(table: &Path) -> u64 {
+    std::fs::read_dir(table.join("_delta_log"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            n.strip_suffix(".json")?.parse().ok()
+        })
+        .max()
+        .unwrap()
+}
+
+/// Spark and Trino, whichever is here.
+struct Readers {
+    spark: Option<Spark>,
+    trino: Option<Trino>,
+}
+
+impl Readers {
+    async fn sql(&mut self, d: Dialect, q: &str) -> Result<Rows, String> {
+        match d {
+            Dialect::Spark => self.spark.as_mut().unwrap().sql(q),
+            Dialect::Trino => self.trino.as_ref().unwrap().sql(q).await,
+            Dialect::Rtlake => unreachable!(),
+        }
+    }
+
+    fn dialects(&self) -> Vec<Dialect> {
+        let mut d = Vec::new();
+        if self.spark.is_some() {
+            d.push(Dialect::Spark);
+        }
+        if self.trino.is_some() {
+            d.push(Dialect::Trino);
+        }
+        d
+    }
+
+    /// Registers the lake with the statements `rtlake lake ddl --for <engine>` prints, after
+    /// removing what an earlier run against the same server registered.
+    async fn register(&mut self, lake: &Path, objects: &[Object]) {
+        for d in self.dialects() {
+            let (engine, cleanup): (&str, Vec<String>) = match d {
+                Dialect::Trino => ("trino", {
+                    let mut c = Vec::new();
+                    for o in objects {
+                        let (schema, name) = (if o.schema == "public" { "default" } else { &o.schema }, &o.name);
+                        c.push(if o.view {
+                            format!("DROP VIEW IF EXISTS delta.{schema}.{name}")
+                        } else {
+                            format!("CALL delta.system.unregister_table(schema_name => '{schema}', table_name => '{name}')")
+                        });
+                    }
+                    c
+                }),
+                _ => ("spark", Vec::new()),
+            };
+            for q in cleanup {
+                let _ = self.sql(d, &q).await;
+            }
+            let out = rtlake()
+                .args(["lake", "ddl", "--for", engine, "--lake"])
+                .arg(lake)
+                .succeeds_within(60);
+            let ddl = String::from_utf8(out.stdout).unwrap();
+            for s in statements(&ddl) {
+                if let Err(e) = self.sql(d, &s).await {
+                    panic!("{d:?} refused a statement of `rtlake lake ddl --for {engine}`:\n{s}\n{e}");
+                }
+            }
+            eprintln!("{d:?}: {} statements of `rtlake lake ddl --for {engine}` ran", statements(&ddl).len());
+        }
+    }
+
+    /// Each engine's figures for `o` (at `version`) equal rtlake's.
+    async fn agree(&mut self, lake: &Path, o: &Object, version: Option<u64>) {
+        let mine = rtlake_sql(lake, &Dialect::Rtlake.checksum(&o.in_dialect(Dialect::Rtlake, version), &o.columns))
+            .await
+            .unwrap_or_else(|e| panic!("rtlake on {}: {e}", o.qualified()));
+        let parts = if o.partitions.is_empty() {
+            None
+        } else {
+            let q = Dialect::Rtlake.partitions(&o.in_dialect(Dialect::Rtlake, version), &o.partitions);
+            Some(rtlake_sql(lake, &q).await.unwrap())
+        };
+        for d in self.dialects() {
+            let at = o.in_dialect(d, version);
+            let theirs = self
+                .sql(d, &d.checksum(&at, &o.columns))
+                .await
+                .unwrap_or_else(|e| panic!("{d:?} on {at}: {e}"));
+            assert!(same(&mine, &theirs), "{at}: {d:?} {theirs:?}, rtlake {mine:?}");
+            if let Some(mine) = &parts {
+                let theirs = self.sql(d, &d.partitions(&at, &o.partitions)).await.unwrap();
+                assert!(same(mine, &theirs), "{at} partitions: {d:?} {theirs:?}, rtlake {mine:?}");
+                if version.is_none() {
+                    let cols = match d {
+                        Dialect::Spark => self.spark.as_mut().unwrap().partition_columns(&at),
+                        _ => self.trino.as_ref().unwrap().partition_columns(&at).await,
+                    };
+                    let cols = cols.unwrap_or_else(|e| panic!("{d:?}: {at}'s partition columns: {e}"));
+                    assert_eq!(cols, o.partitions, "{d:?}: {at}'s partition columns");
+                }
+            }
+        }
+        eprintln!("{} at {version:?}: {} rows, the same in every engine", o.qualified(), mine[0][0]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spark_and_trino_read_every_table_as_rtlake_does() {
+    let env = TestEnv::new("engines").await;
+    let mut readers = Readers {
+        spark: Spark::start(&env.dir.path().join("spark-warehouse")),
+        trino: Trino::connect(),
+    };
+    if readers.dialects().is_empty() {
+        return;
+    }
+    let lake = env.lake();
+    // Three minutes of the replay in epochs of 3,000 events: about a dozen commits a table.
+    let mut cfg = env.config();
+    cfg.source.state_file = Some(env.dir.path().join("replay.json"));
+    wave(&mut cfg, 3).await;
+    env.run_cmd(&["--trigger", "available-now", "--max-batch-events", "3000", "--metrics-listen", "off"])
+        .succeeds_within(180);
+    for args in [&["optimize"][..], &["checkpoint"], &["vacuum", "--retention", "0s"]] {
+        rtlake().arg("lake").args(args).arg("--lake").arg(&lake).succeeds_within(120);
+    }
+    let objects = objects(&lake).await;
+    let tables: Vec<&Object> = objects.iter().filter(|o| !o.view).collect();
+    assert!(tables.len() >= 4, "bronze, silver and two gold tables: {:?}", tables.iter().map(|o| o.qualified()).collect::<Vec<_>>());
+    let versions: Vec<u64> = tables.iter().map(|o| version(&o.path(&lake))).collect();
+    readers.register(&lake, &objects).await;
+
+    // rtlake goes on writing (two more minutes) while the engines read the versions above.
+    let mut writer = Guard::spawn(env.run_cmd(&["--max-batch-events", "3000", "--metrics-listen", "off"]));
+    wave(&mut cfg, 2).await;
+    for (o, v) in tables.iter().zip(&versions) {
+        readers.agree(&lake, o, Some(*v)).await;
+    }
+    let total = common::replay_lines(20).len();
+    wait_for("the writer to land the five minutes in bronze", 180, async || {
+        rtlake_sql(&lake, "SELECT CAST(count(*) AS DOUBLE) FROM bronze.station_status")
+            .await
+            .is_ok_and(|r| r[0][0].as_f64() == Some(total as f64))
+    })
+    .await;
+    signal(writer.0.id(), "-TERM");
+    assert!(writer.wait_within(60).success(), "rtlake run stops cleanly");
+    for (o, v) in tables.iter().zip(&versions) {
+        assert!(version(&o.path(&lake)) >= *v);
+    }
+    for o in &objects {
+        readers.agree(&lake, o, None).await;
+    }
+}
