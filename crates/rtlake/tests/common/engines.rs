@@ -37,7 +37,11 @@ impl Kind {
     /// From DataFusion's `information_schema.columns.data_type`.
     pub fn of(data_type: &str) -> Kind {
         let t = data_type.to_ascii_lowercase();
-        if t.starts_with("int") || t.starts_with("uint") || t.starts_with("float") || t.starts_with("decimal") {
+        if t.starts_with("int")
+            || t.starts_with("uint")
+            || t.starts_with("float")
+            || t.starts_with("decimal")
+        {
             Kind::Number
         } else if t.contains("utf8") {
             Kind::Text
@@ -113,31 +117,46 @@ impl Dialect {
 
     /// Rows per value of the partition columns, as strings, sorted.
     pub fn partitions(self, table: &str, columns: &[String]) -> String {
-        let text = if self == Dialect::Spark { "STRING" } else { "VARCHAR" };
+        let text = if self == Dialect::Spark {
+            "STRING"
+        } else {
+            "VARCHAR"
+        };
         let mut items: Vec<String> = columns
             .iter()
             .map(|c| format!("CAST({} AS {text})", self.quote(c)))
             .collect();
-        let keys = (1..=items.len()).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+        let keys = (1..=items.len())
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
         items.push("CAST(COUNT(*) AS DOUBLE)".into());
         let items: Vec<String> = items
             .into_iter()
             .enumerate()
             .map(|(i, e)| format!("{e} AS c{i:03}"))
             .collect();
-        format!("SELECT {} FROM {table} GROUP BY {keys} ORDER BY {keys}", items.join(", "))
+        format!(
+            "SELECT {} FROM {table} GROUP BY {keys} ORDER BY {keys}",
+            items.join(", ")
+        )
     }
 }
 
-/// Two results equal, doubles within a relative 1e-9 (sums in another order round otherwise).
+/// Two results equal. Whole numbers (counts, and sums of whole numbers, exact in a double below
+/// 2^53) exactly; other doubles within a relative 1e-12, since a sum taken in another order
+/// rounds otherwise.
 pub fn same(a: &Rows, b: &Rows) -> bool {
     a.len() == b.len()
         && a.iter().zip(b).all(|(x, y)| {
             x.len() == y.len()
-                && x.iter().zip(y).all(|(u, v)| match (u.as_f64(), v.as_f64()) {
-                    (Some(u), Some(v)) => (u - v).abs() <= 1e-9 * u.abs().max(v.abs()).max(1.0),
-                    _ => u == v,
-                })
+                && x.iter()
+                    .zip(y)
+                    .all(|(u, v)| match (u.as_f64(), v.as_f64()) {
+                        (Some(u), Some(v)) if u.fract() == 0.0 && v.fract() == 0.0 => u == v,
+                        (Some(u), Some(v)) => (u - v).abs() <= 1e-12 * u.abs().max(v.abs()),
+                        _ => u == v,
+                    })
         })
 }
 
@@ -145,9 +164,10 @@ pub fn same(a: &Rows, b: &Rows) -> bool {
 pub async fn rtlake_sql(lake: &Path, q: &str) -> Result<Rows, String> {
     let cfg = rtlake_lake::LakeConfig::at(lake.display().to_string());
     let lake = rtlake_lake::Lake::open(&cfg).map_err(|e| e.to_string())?;
-    let s = rtlake_query::LakeSql::open_with(&lake, Default::default(), rtlake_bikes::tables::VIEWS)
-        .await
-        .map_err(|e| e.to_string())?;
+    let s =
+        rtlake_query::LakeSql::open_with(&lake, Default::default(), rtlake_bikes::tables::VIEWS)
+            .await
+            .map_err(|e| e.to_string())?;
     let (schema, batches) = s.query(q).await.map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     rtlake_query::write(&mut out, &schema, &batches, rtlake_query::Format::Json)
@@ -158,7 +178,10 @@ pub async fn rtlake_sql(lake: &Path, q: &str) -> Result<Rows, String> {
         .lines()
         .map(|l| {
             let o: serde_json::Map<String, Value> = serde_json::from_str(l).unwrap();
-            names.iter().map(|n| o.get(n).cloned().unwrap_or(Value::Null)).collect()
+            names
+                .iter()
+                .map(|n| o.get(n).cloned().unwrap_or(Value::Null))
+                .collect()
         })
         .collect())
 }
@@ -195,7 +218,11 @@ impl Spark {
         let mut line = String::new();
         stdout.read_line(&mut line).expect("Spark's first line");
         assert!(line.contains("ready"), "Spark did not start: {line:?}");
-        Some(Spark { child, stdin, stdout })
+        Some(Spark {
+            child,
+            stdin,
+            stdout,
+        })
     }
 
     pub fn sql(&mut self, q: &str) -> Result<Rows, String> {
@@ -220,7 +247,10 @@ impl Spark {
     /// A Delta table's partition columns, as `DESCRIBE DETAIL` gives them.
     pub fn partition_columns(&mut self, table: &str) -> Result<Vec<String>, String> {
         let (cols, rows) = self.sql_named(&format!("DESCRIBE DETAIL {table}"))?;
-        let i = cols.iter().position(|c| c == "partitionColumns").ok_or("no partitionColumns")?;
+        let i = cols
+            .iter()
+            .position(|c| c == "partitionColumns")
+            .ok_or("no partitionColumns")?;
         Ok(serde_json::from_value(rows[0][i].clone()).unwrap())
     }
 }

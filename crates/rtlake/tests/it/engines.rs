@@ -68,7 +68,12 @@ async fn objects(lake: &Path) -> Vec<Object> {
             view: r[2].as_str() == Some("VIEW"),
             columns: cols
                 .iter()
-                .map(|c| (c[0].as_str().unwrap().to_string(), Kind::of(c[1].as_str().unwrap())))
+                .map(|c| {
+                    (
+                        c[0].as_str().unwrap().to_string(),
+                        Kind::of(c[1].as_str().unwrap()),
+                    )
+                })
                 .collect(),
             partitions: Vec::new(),
         };
@@ -134,7 +139,14 @@ impl Readers {
                 Dialect::Trino => ("trino", {
                     let mut c = Vec::new();
                     for o in objects {
-                        let (schema, name) = (if o.schema == "public" { "default" } else { &o.schema }, &o.name);
+                        let (schema, name) = (
+                            if o.schema == "public" {
+                                "default"
+                            } else {
+                                &o.schema
+                            },
+                            &o.name,
+                        );
                         c.push(if o.view {
                             format!("DROP VIEW IF EXISTS delta.{schema}.{name}")
                         } else {
@@ -155,22 +167,31 @@ impl Readers {
             let ddl = String::from_utf8(out.stdout).unwrap();
             for s in statements(&ddl) {
                 if let Err(e) = self.sql(d, &s).await {
-                    panic!("{d:?} refused a statement of `rtlake lake ddl --for {engine}`:\n{s}\n{e}");
+                    panic!(
+                        "{d:?} refused a statement of `rtlake lake ddl --for {engine}`:\n{s}\n{e}"
+                    );
                 }
             }
-            eprintln!("{d:?}: {} statements of `rtlake lake ddl --for {engine}` ran", statements(&ddl).len());
+            eprintln!(
+                "{d:?}: {} statements of `rtlake lake ddl --for {engine}` ran",
+                statements(&ddl).len()
+            );
         }
     }
 
     /// Each engine's figures for `o` (at `version`) equal rtlake's.
     async fn agree(&mut self, lake: &Path, o: &Object, version: Option<u64>) {
-        let mine = rtlake_sql(lake, &Dialect::Rtlake.checksum(&o.in_dialect(Dialect::Rtlake, version), &o.columns))
-            .await
-            .unwrap_or_else(|e| panic!("rtlake on {}: {e}", o.qualified()));
+        let mine = rtlake_sql(
+            lake,
+            &Dialect::Rtlake.checksum(&o.in_dialect(Dialect::Rtlake, version), &o.columns),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("rtlake on {}: {e}", o.qualified()));
         let parts = if o.partitions.is_empty() {
             None
         } else {
-            let q = Dialect::Rtlake.partitions(&o.in_dialect(Dialect::Rtlake, version), &o.partitions);
+            let q =
+                Dialect::Rtlake.partitions(&o.in_dialect(Dialect::Rtlake, version), &o.partitions);
             Some(rtlake_sql(lake, &q).await.unwrap())
         };
         for d in self.dialects() {
@@ -179,21 +200,35 @@ impl Readers {
                 .sql(d, &d.checksum(&at, &o.columns))
                 .await
                 .unwrap_or_else(|e| panic!("{d:?} on {at}: {e}"));
-            assert!(same(&mine, &theirs), "{at}: {d:?} {theirs:?}, rtlake {mine:?}");
+            assert!(
+                same(&mine, &theirs),
+                "{at}: {d:?} {theirs:?}, rtlake {mine:?}"
+            );
             if let Some(mine) = &parts {
-                let theirs = self.sql(d, &d.partitions(&at, &o.partitions)).await.unwrap();
-                assert!(same(mine, &theirs), "{at} partitions: {d:?} {theirs:?}, rtlake {mine:?}");
+                let theirs = self
+                    .sql(d, &d.partitions(&at, &o.partitions))
+                    .await
+                    .unwrap();
+                assert!(
+                    same(mine, &theirs),
+                    "{at} partitions: {d:?} {theirs:?}, rtlake {mine:?}"
+                );
                 if version.is_none() {
                     let cols = match d {
                         Dialect::Spark => self.spark.as_mut().unwrap().partition_columns(&at),
                         _ => self.trino.as_ref().unwrap().partition_columns(&at).await,
                     };
-                    let cols = cols.unwrap_or_else(|e| panic!("{d:?}: {at}'s partition columns: {e}"));
+                    let cols =
+                        cols.unwrap_or_else(|e| panic!("{d:?}: {at}'s partition columns: {e}"));
                     assert_eq!(cols, o.partitions, "{d:?}: {at}'s partition columns");
                 }
             }
         }
-        eprintln!("{} at {version:?}: {} rows, the same in every engine", o.qualified(), mine[0][0]);
+        eprintln!(
+            "{} at {version:?}: {} rows, the same in every engine",
+            o.qualified(),
+            mine[0][0]
+        );
     }
 }
 
@@ -208,33 +243,63 @@ async fn spark_and_trino_read_every_table_as_rtlake_does() {
         return;
     }
     let lake = env.lake();
-    // Three minutes of the replay in epochs of 3,000 events: about a dozen commits a table.
+    // Eight minutes of the replay in epochs of 6,000 events: about 15 commits a table; with a
+    // minute's lateness the first 5-minute windows close, so gold has rows (the hourly table
+    // stays empty: its first hour would need 70 minutes).
+    let run = [
+        "--max-batch-events",
+        "6000",
+        "--lateness",
+        "1m",
+        "--metrics-listen",
+        "off",
+    ];
     let mut cfg = env.config();
     cfg.source.state_file = Some(env.dir.path().join("replay.json"));
-    wave(&mut cfg, 3).await;
-    env.run_cmd(&["--trigger", "available-now", "--max-batch-events", "3000", "--metrics-listen", "off"])
+    wave(&mut cfg, 8).await;
+    env.run_cmd(&[&run[..], &["--trigger", "available-now"]].concat())
         .succeeds_within(180);
-    for args in [&["optimize"][..], &["checkpoint"], &["vacuum", "--retention", "0s"]] {
-        rtlake().arg("lake").args(args).arg("--lake").arg(&lake).succeeds_within(120);
+    for args in [
+        &["optimize"][..],
+        &["checkpoint"],
+        &["vacuum", "--retention", "0s"],
+    ] {
+        rtlake()
+            .arg("lake")
+            .args(args)
+            .arg("--lake")
+            .arg(&lake)
+            .succeeds_within(120);
     }
     let objects = objects(&lake).await;
     let tables: Vec<&Object> = objects.iter().filter(|o| !o.view).collect();
-    assert!(tables.len() >= 4, "bronze, silver and two gold tables: {:?}", tables.iter().map(|o| o.qualified()).collect::<Vec<_>>());
+    assert!(
+        tables.len() >= 4,
+        "bronze, silver and two gold tables: {:?}",
+        tables.iter().map(|o| o.qualified()).collect::<Vec<_>>()
+    );
     let versions: Vec<u64> = tables.iter().map(|o| version(&o.path(&lake))).collect();
     readers.register(&lake, &objects).await;
 
     // rtlake goes on writing (two more minutes) while the engines read the versions above.
-    let mut writer = Guard::spawn(env.run_cmd(&["--max-batch-events", "3000", "--metrics-listen", "off"]));
-    wave(&mut cfg, 2).await;
+    let mut writer = Guard::spawn(env.run_cmd(&run));
+    wave(&mut cfg, 10).await;
     for (o, v) in tables.iter().zip(&versions) {
         readers.agree(&lake, o, Some(*v)).await;
     }
-    let total = common::replay_lines(20).len();
-    wait_for("the writer to land the five minutes in bronze", 180, async || {
-        rtlake_sql(&lake, "SELECT CAST(count(*) AS DOUBLE) FROM bronze.station_status")
+    let total = common::replay_lines(40).len();
+    wait_for(
+        "the writer to land the ten minutes in bronze",
+        180,
+        async || {
+            rtlake_sql(
+                &lake,
+                "SELECT CAST(count(*) AS DOUBLE) FROM bronze.station_status",
+            )
             .await
             .is_ok_and(|r| r[0][0].as_f64() == Some(total as f64))
-    })
+        },
+    )
     .await;
     signal(writer.0.id(), "-TERM");
     assert!(writer.wait_within(60).success(), "rtlake run stops cleanly");
