@@ -310,3 +310,22 @@ async fn spark_and_trino_read_every_table_as_rtlake_does() {
         readers.agree(&lake, o, None).await;
     }
 }
+
+/// The same checks on a lake made elsewhere (the 90-minute replay, say), by hand:
+/// `RTLAKE_ENGINES_LAKE=PATH cargo test -p rtlake --test it -- --ignored engines::` with the
+/// engines' variables as scripts/test.sh sets them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "reads the lake named by RTLAKE_ENGINES_LAKE"]
+async fn an_existing_lake_reads_the_same_in_every_engine() {
+    let lake = PathBuf::from(std::env::var("RTLAKE_ENGINES_LAKE").expect("RTLAKE_ENGINES_LAKE"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut readers = Readers {
+        spark: Spark::start(&dir.path().join("spark-warehouse")),
+        trino: Trino::connect(),
+    };
+    let objects = objects(&lake).await;
+    readers.register(&lake, &objects).await;
+    for o in &objects {
+        readers.agree(&lake, o, None).await;
+    }
+}
