@@ -107,12 +107,7 @@ impl Dialect {
                 items.push(format!("SUM({s})"));
             }
         }
-        let items: Vec<String> = items
-            .into_iter()
-            .enumerate()
-            .map(|(i, e)| format!("{e} AS c{i:03}"))
-            .collect();
-        format!("SELECT {} FROM {table}", items.join(", "))
+        format!("SELECT {} FROM {table}", aliased(items))
     }
 
     /// Rows per value of the partition columns, as strings, sorted.
@@ -131,16 +126,21 @@ impl Dialect {
             .collect::<Vec<_>>()
             .join(", ");
         items.push("CAST(COUNT(*) AS DOUBLE)".into());
-        let items: Vec<String> = items
-            .into_iter()
-            .enumerate()
-            .map(|(i, e)| format!("{e} AS c{i:03}"))
-            .collect();
         format!(
             "SELECT {} FROM {table} GROUP BY {keys} ORDER BY {keys}",
-            items.join(", ")
+            aliased(items)
         )
     }
+}
+
+/// The select list, each item named by its place (`c000`, `c001`, ...).
+fn aliased(items: Vec<String>) -> String {
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| format!("{e} AS c{i:03}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Two results equal. Whole numbers (counts, and sums of whole numbers, exact in a double below
@@ -163,16 +163,7 @@ pub fn same(a: &Rows, b: &Rows) -> bool {
 /// rtlake's SQL over a lake, in this process.
 pub async fn rtlake_sql(lake: &Path, q: &str) -> Result<Rows, String> {
     let cfg = rtlake_lake::LakeConfig::at(lake.display().to_string());
-    let lake = rtlake_lake::Lake::open(&cfg).map_err(|e| e.to_string())?;
-    let s =
-        rtlake_query::LakeSql::open_with(&lake, Default::default(), rtlake_bikes::tables::VIEWS)
-            .await
-            .map_err(|e| e.to_string())?;
-    let (schema, batches) = s.query(q).await.map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    rtlake_query::write(&mut out, &schema, &batches, rtlake_query::Format::Json)
-        .map_err(|e| e.to_string())?;
-    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let (names, out) = super::sql_written(&cfg, q, rtlake_query::Format::Json).await?;
     Ok(String::from_utf8(out)
         .unwrap()
         .lines()

@@ -115,20 +115,36 @@ pub async fn sql_rows(lake: &Path, q: &str) -> Vec<Vec<String>> {
 
 /// Runs SQL over the lake of `cfg` (local or an object store).
 pub async fn sql_on(cfg: &rtlake_lake::LakeConfig, q: &str) -> Vec<Vec<String>> {
-    let lake = rtlake_lake::Lake::open(cfg).expect("lake");
-    let s =
-        rtlake_query::LakeSql::open_with(&lake, Default::default(), rtlake_bikes::tables::VIEWS)
-            .await
-            .expect("sql session");
-    let (schema, batches) = s.query(q).await.unwrap_or_else(|e| panic!("{q}: {e}"));
-    let mut out = Vec::new();
-    rtlake_query::write(&mut out, &schema, &batches, rtlake_query::Format::Csv).unwrap();
+    let (_, out) = sql_written(cfg, q, rtlake_query::Format::Csv)
+        .await
+        .unwrap_or_else(|e| panic!("{q}: {e}"));
     String::from_utf8(out)
         .unwrap()
         .lines()
         .skip(1)
         .map(|l| l.split(',').map(String::from).collect())
         .collect()
+}
+
+/// Runs SQL over the lake of `cfg` in a session like `rtlake sql`'s, and writes the result in
+/// `format`, with the result's column names; the error names the lake, the session or the query.
+pub async fn sql_written(
+    cfg: &rtlake_lake::LakeConfig,
+    q: &str,
+    format: rtlake_query::Format,
+) -> Result<(Vec<String>, Vec<u8>), String> {
+    let lake = rtlake_lake::Lake::open(cfg).map_err(|e| format!("lake: {e}"))?;
+    let s =
+        rtlake_query::LakeSql::open_with(&lake, Default::default(), rtlake_bikes::tables::VIEWS)
+            .await
+            .map_err(|e| format!("sql session: {e}"))?;
+    let (schema, batches) = s.query(q).await.map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    rtlake_query::write(&mut out, &schema, &batches, format).map_err(|e| e.to_string())?;
+    Ok((
+        schema.fields().iter().map(|f| f.name().clone()).collect(),
+        out,
+    ))
 }
 
 /// Counts the commits (JSON log entries) of a table.
