@@ -4,6 +4,8 @@
 //! - [`config`]: the `[lake]` section.
 //! - [`sink`]: the Delta sink, whose commits carry a `txn` action per input partition
 //!   (kafka-delta-ingest's protocol) so that a re-run of the same offsets is skipped.
+//! - [`iceberg`]: Iceberg tables, the other format (`lake.format = "iceberg"`), with the same
+//!   exactly-once protocol through the snapshot summary.
 //! - [`catalog`]: the tables found under the root, for SQL.
 //! - [`maintenance`]: compaction, log checkpoints, vacuum, table health.
 //! - [`faults`]: an object store failing a share of requests, for availability tests.
@@ -13,6 +15,7 @@
 pub mod catalog;
 pub mod config;
 pub mod faults;
+pub mod iceberg;
 pub mod maintenance;
 pub mod sink;
 pub mod store;
@@ -58,6 +61,14 @@ pub enum Error {
         expected: Option<i64>,
         /// What the table holds.
         found: Option<i64>,
+    },
+    /// An Iceberg table's files or catalog failed.
+    #[error("table {table}: {reason}")]
+    Iceberg {
+        /// The table.
+        table: String,
+        /// What failed, with the cause's words.
+        reason: String,
     },
     /// A batch does not fit the table.
     #[error("table {table}: {reason}")]
