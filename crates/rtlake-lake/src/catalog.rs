@@ -1,9 +1,10 @@
 //! The catalog: the Delta tables found under the lake root, by SQL name.
 //!
 //! A table `ns.name` lives at `<root>/<ns>/<name>`; a top-level table (`_rejected`) at
-//! `<root>/<name>`. A folder is a table when it holds a `_delta_log`.
+//! `<root>/<name>`. A folder is a Delta table when it holds a `_delta_log`, an Iceberg table
+//! when it holds a `metadata` folder (its file catalog).
 
-use crate::{Error, Lake, Result};
+use crate::{Error, Lake, Result, TableFormat};
 use object_store::path::Path;
 use url::Url;
 
@@ -16,6 +17,8 @@ pub struct CatalogEntry {
     pub name: String,
     /// Where it lives.
     pub url: Url,
+    /// Its format.
+    pub format: TableFormat,
 }
 
 impl CatalogEntry {
@@ -59,25 +62,23 @@ pub async fn list_tables(lake: &Lake) -> Result<Vec<CatalogEntry>> {
     for ns in folders(None).await? {
         let ns_path = Path::from(ns.as_str());
         let children = folders(Some(&ns_path)).await?;
-        if children.iter().any(|c| c == "_delta_log") {
+        if let Some(format) = format_of(&children) {
             out.push(CatalogEntry {
                 namespace: String::new(),
                 url: join(&ns)?,
                 name: ns,
+                format,
             });
             continue;
         }
         for name in children {
             let table = ns_path.clone().join(name.as_str());
-            if folders(Some(&table))
-                .await?
-                .iter()
-                .any(|c| c == "_delta_log")
-            {
+            if let Some(format) = format_of(&folders(Some(&table)).await?) {
                 out.push(CatalogEntry {
                     namespace: ns.clone(),
                     url: join(&format!("{ns}/{name}"))?,
                     name,
+                    format,
                 });
             }
         }
@@ -85,12 +86,23 @@ pub async fn list_tables(lake: &Lake) -> Result<Vec<CatalogEntry>> {
     Ok(out)
 }
 
+/// The format of a folder holding `children`, if it is a table.
+fn format_of(children: &[String]) -> Option<TableFormat> {
+    if children.iter().any(|c| c == "_delta_log") {
+        Some(TableFormat::Delta)
+    } else if children.iter().any(|c| c == "metadata") {
+        Some(TableFormat::Iceberg)
+    } else {
+        None
+    }
+}
+
 /// A table's progress, for status pages.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct TableStatus {
     /// The table, `ns.name`.
     pub table: String,
-    /// Its latest Delta version.
+    /// Its latest version (Delta's version; an Iceberg table's metadata version).
     pub version: Option<u64>,
     /// When its latest commit was written, ms since the Unix epoch (local lakes).
     pub last_commit_ms: Option<i64>,
@@ -104,6 +116,27 @@ pub async fn table_status(
     entry: &CatalogEntry,
     app_ids: &[String],
 ) -> Result<TableStatus> {
+    if entry.format == TableFormat::Iceberg {
+        let store = lake.store_at(&entry.url)?;
+        let loaded =
+            crate::iceberg::catalog::load_at(store.as_ref(), &entry.url, &entry.qualified())
+                .await?;
+        let offsets = loaded
+            .as_ref()
+            .map(|t| t.metadata.offsets())
+            .unwrap_or_default();
+        return Ok(TableStatus {
+            table: entry.qualified(),
+            version: loaded.as_ref().map(|t| t.version),
+            last_commit_ms: loaded
+                .as_ref()
+                .and_then(|t| t.metadata.current_snapshot().map(|s| s.timestamp_ms)),
+            txns: app_ids
+                .iter()
+                .map(|id| (id.clone(), offsets.get(id).copied()))
+                .collect(),
+        });
+    }
     let de = |cause| Error::Delta {
         table: entry.qualified(),
         cause: Box::new(cause),

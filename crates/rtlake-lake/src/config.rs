@@ -6,12 +6,35 @@ use rtlake_core::units::{ByteSize, HumanDuration};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+/// The open table format the lake's tables are written in.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TableFormat {
+    /// Delta Lake: a `_delta_log` per table, offsets in `txn` actions.
+    #[default]
+    Delta,
+    /// Apache Iceberg (v2): metadata in a file catalog under each table, offsets in the
+    /// snapshot summary.
+    Iceberg,
+}
+
+impl std::fmt::Display for TableFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Delta => "delta",
+            Self::Iceberg => "iceberg",
+        })
+    }
+}
+
 /// The lake's location and upkeep.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct LakeConfig {
     /// A local path (relative or absolute) or an object store URL (`file://`, `s3://`, ...).
     pub uri: String,
+    /// The format of new tables: `delta` or `iceberg` (a table that exists keeps its own).
+    pub format: TableFormat,
     /// Object store options (credentials, endpoint, region) passed to the store as is; the
     /// credentials are masked when the config is shown.
     pub storage_options: Options,
@@ -37,6 +60,7 @@ impl Default for LakeConfig {
     fn default() -> Self {
         Self {
             uri: "./rtlake-data/lake".into(),
+            format: TableFormat::Delta,
             storage_options: Options::default(),
             maintenance_interval: HumanDuration(Duration::from_secs(600)),
             target_file_size: ByteSize(64 << 20),
@@ -82,5 +106,8 @@ rtlake_core::flags! {
         /// The lake: a path or URL [lake.uri; default ./rtlake-data/lake].
         #[arg(value_name = "URL_OR_PATH")]
         uri as "lake": String,
+        /// The format of new tables [lake.format; default delta].
+        #[arg(id = "lake_format", value_enum)]
+        format as "lake-format": TableFormat,
     }
 }

@@ -9,6 +9,7 @@
 //! - [`catalog`]: the tables found under the root, for SQL.
 //! - [`maintenance`]: compaction, log checkpoints, vacuum, table health.
 //! - [`faults`]: an object store failing a share of requests, for availability tests.
+//! - [`table`]: a sink of either format, what the pipelines write through.
 //! - [`store`]: the object stores (local folders, S3) the lake and the checkpoints live in.
 #![warn(missing_docs)]
 
@@ -19,8 +20,9 @@ pub mod iceberg;
 pub mod maintenance;
 pub mod sink;
 pub mod store;
+pub mod table;
 
-pub use config::LakeConfig;
+pub use config::{LakeConfig, TableFormat};
 use rtlake_core::schema::TableName;
 use rtlake_core::time::UtcOffset;
 use std::collections::HashMap;
@@ -97,6 +99,7 @@ pub struct Lake {
     root: Url,
     options: HashMap<String, String>,
     time_zone: UtcOffset,
+    format: TableFormat,
 }
 
 impl Lake {
@@ -143,12 +146,18 @@ impl Lake {
             root,
             options: cfg.storage_options.clone().into_iter().collect(),
             time_zone: cfg.time_zone,
+            format: cfg.format,
         })
     }
 
     /// The UTC offset of `_rejected`'s date and hour partitions (`lake.time-zone`).
     pub fn time_zone(&self) -> UtcOffset {
         self.time_zone
+    }
+
+    /// The format new tables are written in (`lake.format`).
+    pub fn format(&self) -> TableFormat {
+        self.format
     }
 
     /// The root URL, ending in `/`.

@@ -62,6 +62,12 @@ pub struct Compaction {
 }
 
 async fn open(lake: &Lake, entry: &CatalogEntry) -> Result<DeltaTable> {
+    if entry.format == crate::TableFormat::Iceberg {
+        return Err(Error::Maintenance {
+            table: entry.qualified(),
+            reason: "an Iceberg table: compaction, checkpoints, vacuum and retention are built for Delta tables only so far".into(),
+        });
+    }
     DeltaTable::try_from_url_with_storage_options(entry.url.clone(), lake.storage_options().clone())
         .await
         .map_err(|cause| Error::Delta {
@@ -79,6 +85,9 @@ fn de(entry: &CatalogEntry) -> impl Fn(deltalake::DeltaTableError) -> Error + '_
 
 /// The health of one table.
 pub async fn health(lake: &Lake, entry: &CatalogEntry) -> Result<TableHealth> {
+    if entry.format == crate::TableFormat::Iceberg {
+        return iceberg_health(lake, entry).await;
+    }
     let table = open(lake, entry).await?;
     let (mut files, mut bytes, mut rows) = (0, 0u64, 0u64);
     if table.version().is_some() {
@@ -106,6 +115,27 @@ pub async fn health(lake: &Lake, entry: &CatalogEntry) -> Result<TableHealth> {
         rows,
         last_commit_ms: last.as_ref().and_then(|c| c.timestamp),
         last_operation: last.and_then(|c| c.operation),
+    })
+}
+
+async fn iceberg_health(lake: &Lake, entry: &CatalogEntry) -> Result<TableHealth> {
+    let name = entry.qualified();
+    let Some(t) = crate::iceberg::read::TableFiles::open(lake, &entry.url, &name).await? else {
+        return Err(Error::Iceberg {
+            table: name,
+            reason: "no metadata in its file catalog".into(),
+        });
+    };
+    let files = t.data_files(None).await?;
+    let snapshot = t.table.metadata.current_snapshot();
+    Ok(TableHealth {
+        table: name,
+        version: Some(t.table.version),
+        files: files.len(),
+        bytes: files.iter().map(|f| f.file_size.max(0) as u64).sum(),
+        rows: files.iter().map(|f| f.record_count.max(0) as u64).sum(),
+        last_commit_ms: snapshot.map(|s| s.timestamp_ms),
+        last_operation: snapshot.and_then(|s| s.summary.get("operation").cloned()),
     })
 }
 
@@ -508,6 +538,7 @@ mod tests {
             namespace: "bronze".into(),
             name: "t".into(),
             url: lake.root().join("bronze/t/").unwrap(),
+            format: crate::TableFormat::Delta,
         };
         (dir, lake, entry)
     }

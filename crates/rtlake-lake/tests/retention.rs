@@ -62,6 +62,7 @@ async fn partitions_past_the_retention_are_deleted_and_the_rest_stay() {
         namespace: String::new(),
         name: "_rejected".into(),
         url: lake.table_url(TABLE),
+        format: rtlake_lake::TableFormat::Delta,
     };
     let removed = maintenance::expire_partitions(&lake, &entry, Duration::from_secs(30 * 86400))
         .await

@@ -1,5 +1,5 @@
-//! SQL over the lake: a DataFusion session with every Delta table of the catalog registered by
-//! its name (`bronze.orders`, `_rejected`), the lake's views, and the output formats of
+//! SQL over the lake: a DataFusion session with every table of the catalog (Delta or Iceberg)
+//! registered by its name (`bronze.orders`, `_rejected`), the lake's views, and the output formats of
 //! `rtlake sql`.
 //!
 //! - Views are kept with the lake, one SQL file each under `<lake>/_views/` (so every session,
@@ -64,9 +64,33 @@ pub struct LakeSql {
 }
 
 pub mod ddl;
+mod iceberg;
 pub mod read_only;
 mod travel;
 pub mod views;
+
+/// The provider of a Delta table's latest version.
+async fn delta_provider(
+    lake: &Lake,
+    entry: &rtlake_lake::catalog::CatalogEntry,
+    ctx: &SessionContext,
+) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+    let table_err = |cause| Error::Table {
+        table: entry.qualified(),
+        cause,
+    };
+    let mut table = deltalake::DeltaTable::try_from_url_with_storage_options(
+        entry.url.clone(),
+        lake.storage_options().clone(),
+    )
+    .await
+    .map_err(table_err)?;
+    table.load().await.map_err(table_err)?;
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(table_err)?;
+    Ok(table.table_provider().await?)
+}
 
 impl LakeSql {
     /// Registers every table found in the lake; memory is not bounded (a local `rtlake sql`).
@@ -96,21 +120,10 @@ impl LakeSql {
             .ok_or_else(|| Error::Output("no default catalog".into()))?;
         let mut tables = Vec::new();
         for entry in rtlake_lake::catalog::list_tables(lake).await? {
-            let table_err = |cause| Error::Table {
-                table: entry.qualified(),
-                cause,
+            let provider = match entry.format {
+                rtlake_lake::TableFormat::Delta => delta_provider(lake, &entry, &ctx).await?,
+                rtlake_lake::TableFormat::Iceberg => iceberg::provider(lake, &entry, &ctx).await?,
             };
-            let mut table = deltalake::DeltaTable::try_from_url_with_storage_options(
-                entry.url.clone(),
-                lake.storage_options().clone(),
-            )
-            .await
-            .map_err(table_err)?;
-            table.load().await.map_err(table_err)?;
-            table
-                .update_datafusion_session(&ctx.state())
-                .map_err(table_err)?;
-            let provider = table.table_provider().await?;
             let schema_name = if entry.namespace.is_empty() {
                 "public"
             } else {

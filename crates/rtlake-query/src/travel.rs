@@ -107,6 +107,21 @@ pub async fn resolve(sql: &LakeSql, statement: &str) -> Result<String> {
             .ok_or_else(|| {
                 Error::Output(format!("time travel: no table {} in the lake", c.table))
             })?;
+        let name = format!("__as_of_{n}");
+        if entry.format == rtlake_lake::TableFormat::Iceberg {
+            // Iceberg: VERSION AS OF names a snapshot id (as Spark and Trino take it);
+            // TIMESTAMP AS OF the snapshot current at that time.
+            let (snapshot, time) = match &c.at {
+                At::Version(v) => (Some(*v as i64), None),
+                At::Timestamp(t) => (None, Some(parse_time(t)?.timestamp_millis())),
+            };
+            let provider =
+                crate::iceberg::provider_at(&sql.lake, entry, &sql.ctx, snapshot, time).await?;
+            let _ = sql.ctx.deregister_table(name.as_str());
+            sql.ctx.register_table(name.as_str(), provider)?;
+            out.replace_range(c.range.clone(), &name);
+            continue;
+        }
         let err = |cause| Error::Table {
             table: c.table.clone(),
             cause,
@@ -127,7 +142,6 @@ pub async fn resolve(sql: &LakeSql, statement: &str) -> Result<String> {
         table
             .update_datafusion_session(&sql.ctx.state())
             .map_err(err)?;
-        let name = format!("__as_of_{n}");
         let _ = sql.ctx.deregister_table(name.as_str());
         sql.ctx
             .register_table(name.as_str(), table.table_provider().await?)?;

@@ -15,7 +15,7 @@ use crate::worker::KafkaWorker;
 use crate::{Error, Kind, Result};
 use rtlake_core::schema::{self, TIME_PARTITIONS};
 use rtlake_lake::Lake;
-use rtlake_lake::sink::DeltaSink;
+use rtlake_lake::table::TableSink;
 use std::path::PathBuf;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -73,8 +73,8 @@ pub async fn run(
         }
     };
     let stages = build(cfg, registry, &lake, &checkpoint, &cluster).await?;
-    let rejected = Output::Delta(
-        DeltaSink::open(
+    let rejected = Output::Table(
+        TableSink::open(
             &lake,
             schema::REJECTED,
             schema::rejected(),
@@ -126,7 +126,7 @@ pub async fn run(
         .flat_map(|s| &s.outputs)
         .chain([&engine.rejected])
         .filter_map(|o| match o {
-            Output::Delta(d, _) => Some(d.name()),
+            Output::Table(d, _) => Some(d.name()),
             Output::Kafka(_) => None,
         })
         .collect();
@@ -147,7 +147,7 @@ pub async fn run(
                         .flat_map(|s| &s.outputs)
                         .filter_map(|o| match o {
                             Output::Kafka(k) => Some(k.dir().clone()),
-                            Output::Delta(..) => None,
+                            Output::Table(..) => None,
                         })
                         .collect(),
                     start: start_at(cfg, &cluster).await?,

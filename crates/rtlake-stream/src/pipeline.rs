@@ -1,10 +1,11 @@
-//! A pipeline: operators, each feeding one or more outputs (Delta tables, Kafka topics).
+//! A pipeline: operators, each feeding one or more outputs (lake tables, Kafka topics).
 //!
 //! Sinks in the config that name the same operator share one instance of it, so one epoch's
 //! rows of one state feed several outputs (Spark's foreachBatch). Each output has its own
-//! version per input partition (a Delta txn, or the Kafka sink's checkpoint file); an operator
-//! processes the messages past the smallest of its outputs' versions, restores its state at that
-//! version, and each output takes only the rows whose input message is past its own version.
+//! version per input partition (a Delta txn, an Iceberg snapshot summary entry, or the Kafka
+//! sink's checkpoint file); an operator processes the messages past the smallest of its outputs'
+//! versions, restores its state at that version, and each output takes only the rows whose input
+//! message is past its own version.
 
 use crate::config::PipelineConfig as Config;
 use crate::connectors::kafka::sink::KafkaSink;
@@ -21,13 +22,14 @@ use arrow::array::BooleanArray;
 use arrow::datatypes::SchemaRef;
 use rtlake_core::schema::{TIME_PARTITIONS, TableName};
 use rtlake_lake::Lake;
-use rtlake_lake::sink::{DeltaSink, app_id};
+use rtlake_lake::sink::app_id;
+use rtlake_lake::table::TableSink;
 use std::collections::BTreeMap;
 
 /// Where an operator's rows go.
 pub enum Output {
-    /// A Delta table, exactly once; its rows optionally through a query.
-    Delta(DeltaSink, Option<SqlTransform>),
+    /// A lake table (Delta or Iceberg), exactly once; its rows optionally through a query.
+    Table(TableSink, Option<SqlTransform>),
     /// A Kafka topic, at least once with deduplication headers.
     Kafka(Box<KafkaSink>),
 }
@@ -36,7 +38,7 @@ impl Output {
     /// The output's name: the table (`silver.order_changes`) or `kafka:<topic>`.
     pub fn name(&self) -> String {
         match self {
-            Self::Delta(d, _) => d.name().to_string(),
+            Self::Table(d, _) => d.name().to_string(),
             Self::Kafka(k) => k.name(),
         }
     }
@@ -44,7 +46,7 @@ impl Output {
     /// The next input offset of `partition` this output does not hold (`None`: never written).
     pub fn version(&self, pipeline: &str, partition: i32) -> Option<i64> {
         match self {
-            Self::Delta(d, _) => {
+            Self::Table(d, _) => {
                 d.known_version(&app_id(pipeline, &d.name().to_string(), partition))
             }
             Self::Kafka(k) => k.known_version(partition),
@@ -54,7 +56,7 @@ impl Output {
     /// Reads the versions of `parts` again from the table or checkpoint.
     pub async fn refresh(&mut self, pipeline: &str, parts: &[i32]) -> Result<()> {
         match self {
-            Self::Delta(d, _) => {
+            Self::Table(d, _) => {
                 let name = d.name().to_string();
                 let ids: Vec<String> = parts.iter().map(|p| app_id(pipeline, &name, *p)).collect();
                 d.refresh_versions(&ids).await?;
@@ -114,7 +116,7 @@ impl Output {
             )
         };
         let rows = match self {
-            Self::Delta(d, sql) => {
+            Self::Table(d, sql) => {
                 let name = d.name().to_string();
                 let txns = behind
                     .iter()
@@ -333,7 +335,7 @@ pub async fn build(
                     .copied()
                     .filter(|c| schema.field_with_name(c).is_ok())
                     .collect();
-                Output::Delta(DeltaSink::open(lake, name, schema, &parts).await?, sql)
+                Output::Table(TableSink::open(lake, name, schema, &parts).await?, sql)
             }
         };
         match (built, op) {

@@ -359,3 +359,14 @@ pub enum TopicsCommand {
         kafka: BrokersFlag,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    /// clap's own checks of every subcommand (two flags of one name, a bad default), which it
+    /// otherwise makes only when that subcommand runs.
+    #[test]
+    fn every_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -10,11 +10,13 @@
 //! - [`metadata`]: the table metadata and the changes a commit makes.
 //! - [`manifest`]: manifests and manifest lists.
 //! - [`catalog`]: where the current metadata is recorded (a file catalog under the table).
+//! - [`read`]: a snapshot's data files, for readers and status.
 //! - [`sink`]: the exactly-once sink (offsets in the snapshot summary).
 
 pub mod catalog;
 pub mod manifest;
 pub mod metadata;
+pub mod read;
 pub mod schema;
 pub mod sink;
 

@@ -15,7 +15,8 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use rtlake_core::schema::TableName;
 use rtlake_lake::Lake;
-use rtlake_lake::sink::{app_id, read_versions};
+use rtlake_lake::sink::app_id;
+use rtlake_lake::table::read_versions;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,7 +66,7 @@ pub struct Positions {
     pub lake: Lake,
     /// The pipeline name (first part of the txn app id).
     pub pipeline: String,
-    /// The Delta outputs.
+    /// The lake table outputs.
     pub tables: Vec<TableName>,
     /// The Kafka outputs' checkpoint folders (one `<partition>.json` version file each).
     pub kafka_dirs: Vec<crate::checkpoint::Folder>,

@@ -1,0 +1,77 @@
+//! Reading an Iceberg table's file list: the data files of a snapshot, through its manifest
+//! list and manifests.
+
+use super::catalog::{Loaded, load_at};
+use super::manifest::{self, DataFile, Status};
+use super::metadata::Snapshot;
+use crate::{Error, Lake, Result};
+use object_store::ObjectStoreExt;
+use url::Url;
+
+fn err(table: &str, reason: impl std::fmt::Display) -> Error {
+    Error::Iceberg {
+        table: table.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// A table opened for reading: its metadata and where its files are.
+pub struct TableFiles {
+    /// The table's metadata as its catalog holds it.
+    pub table: Loaded,
+    /// The table's location.
+    pub url: Url,
+    name: String,
+    store: std::sync::Arc<dyn object_store::ObjectStore>,
+}
+
+impl TableFiles {
+    /// Opens the table at `url` (`None`: no table there).
+    pub async fn open(lake: &Lake, url: &Url, name: &str) -> Result<Option<Self>> {
+        let store = lake.store_at(url)?;
+        let Some(table) = load_at(store.as_ref(), url, name).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            table,
+            url: url.clone(),
+            name: name.to_string(),
+            store,
+        }))
+    }
+
+    /// Reads a file of the table by its full location.
+    pub async fn read(&self, location: &str) -> Result<bytes::Bytes> {
+        let rel = super::sink::relative(&self.url, location).ok_or_else(|| {
+            err(
+                &self.name,
+                format!("{location} is not under the table's location {}", self.url),
+            )
+        })?;
+        self.store
+            .get(&rel)
+            .await
+            .map_err(|e| err(&self.name, e))?
+            .bytes()
+            .await
+            .map_err(|e| err(&self.name, e))
+    }
+
+    /// The data files of `snapshot` (the current one if `None`; none for an empty table).
+    pub async fn data_files(&self, snapshot: Option<&Snapshot>) -> Result<Vec<DataFile>> {
+        let Some(s) = snapshot.or_else(|| self.table.metadata.current_snapshot()) else {
+            return Ok(Vec::new());
+        };
+        let list = self.read(&s.manifest_list).await?;
+        let mut out = Vec::new();
+        for m in manifest::read_manifest_list(&list).map_err(|e| err(&self.name, e))? {
+            let bytes = self.read(&m.path).await?;
+            for e in manifest::read_manifest(&bytes, &m).map_err(|e| err(&self.name, e))? {
+                if e.status != Status::Deleted {
+                    out.push(e.file);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
