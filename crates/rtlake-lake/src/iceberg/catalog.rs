@@ -157,12 +157,17 @@ pub async fn load_at(store: &dyn ObjectStore, url: &Url, table: &str) -> Result<
         .map_err(|e| io(table, format!("v{version}.metadata.json: {e}")))?;
     Ok(Some(Loaded {
         metadata,
-        location: url
-            .join(version_path(version).as_ref())
-            .map_err(|e| io(table, e))?
-            .to_string(),
+        location: location_of(url, table, version)?,
         version,
     }))
+}
+
+/// The full location of version `version`'s metadata file.
+fn location_of(url: &Url, table: &str, version: u64) -> Result<String> {
+    Ok(url
+        .join(version_path(version).as_ref())
+        .map_err(|e| io(table, e))?
+        .to_string())
 }
 
 async fn put_version(
@@ -194,10 +199,7 @@ async fn put_version(
     }
     Ok(Ok(Loaded {
         metadata,
-        location: url
-            .join(version_path(version).as_ref())
-            .map_err(|e| io(table, e))?
-            .to_string(),
+        location: location_of(url, table, version)?,
         version,
     }))
 }

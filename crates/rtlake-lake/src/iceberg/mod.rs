@@ -8,12 +8,14 @@
 //!
 //! - [`schema`]: Iceberg schemas and partition specs from Arrow schemas.
 //! - [`metadata`]: the table metadata and the changes a commit makes.
+//! - [`evolve`]: schema evolution by field id.
 //! - [`manifest`]: manifests and manifest lists.
 //! - [`catalog`]: where the current metadata is recorded (a file catalog under the table).
 //! - [`read`]: a snapshot's data files, for readers and status.
 //! - [`sink`]: the exactly-once sink (offsets in the snapshot summary).
 
 pub mod catalog;
+pub mod evolve;
 pub mod manifest;
 pub mod metadata;
 pub mod read;
