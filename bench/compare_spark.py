@@ -3,7 +3,9 @@
 (shared/bench/spark_peer.py, queries `changes` and `hourly`) row by row.
 
 Keys and counts must match exactly; averages to 1e-9. Prints a summary and exits 1 on any
-difference. Needs pyarrow and deltalake (scripts/setup.sh makes a venv with them).
+difference. Reads Delta or Iceberg tables (an Iceberg lake on the file catalog: the newest
+`metadata/vN.metadata.json`). Needs pyarrow, deltalake and pyiceberg (scripts/setup.sh makes a
+venv with them).
 
 Usage: compare_spark.py --lake LAKE --spark-out DIR
 """
@@ -15,6 +17,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
+
+
+def lake_table(lake, ns, name):
+    path = os.path.join(lake, ns, name)
+    md = os.path.join(path, "metadata")
+    if os.path.isdir(md):
+        from pyiceberg.table import StaticTable
+        v = max(int(f[1:-len(".metadata.json")]) for f in os.listdir(md)
+                if f.startswith("v") and f.endswith(".metadata.json"))
+        return StaticTable.from_metadata(os.path.join(md, f"v{v}.metadata.json")).scan().to_arrow()
+    return DeltaTable(path).to_pyarrow_table()
 
 
 def micros(col):
@@ -52,7 +65,7 @@ def main():
     p.add_argument("--spark-out", required=True)
     a = p.parse_args()
 
-    silver = DeltaTable(os.path.join(a.lake, "silver", "station_changes")).to_pyarrow_table()
+    silver = lake_table(a.lake, "silver", "station_changes")
     mine = {(s, t): (r, ret, b) for s, t, r, ret, b in zip(
         silver["station_id"].to_pylist(), micros(silver["polled_at"]), silver["rentals"].to_pylist(),
         silver["returns"].to_pylist(), silver["bikes_parked"].to_pylist())}
@@ -62,7 +75,7 @@ def main():
         sp["return_cnt"].to_pylist(), sp["lst_prk_cnt"].to_pylist())}
     ok = compare("changes (silver.station_changes)", mine, theirs)
 
-    gold = DeltaTable(os.path.join(a.lake, "gold", "station_hourly")).to_pyarrow_table()
+    gold = lake_table(a.lake, "gold", "station_hourly")
     mine = {(s, w): (n, avg, lo, hi) for s, w, n, avg, lo, hi in zip(
         gold["station_id"].to_pylist(), micros(gold["window_start"]), gold["snapshots"].to_pylist(),
         gold["avg_bikes_parked"].to_pylist(), gold["min_bikes_parked"].to_pylist(), gold["max_bikes_parked"].to_pylist())}

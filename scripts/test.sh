@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests and integration tests against the embedded broker, real Delta
-# tables read by Python's deltalake, Spark (scripts/spark.sh) and Trino (scripts/trino.sh); then
+# and Iceberg tables read by Python's deltalake and PyIceberg, Spark (scripts/spark.sh), Trino
+# (scripts/trino.sh) and an Iceberg REST catalog (scripts/iceberg-rest.sh); then
 # the Kafka-facing integration tests again against a real three-broker Apache Kafka
 # (scripts/kafka.sh), and says how many ran on each broker.
 #
@@ -45,16 +46,21 @@ if [[ " $PHASES " == *" embedded "* ]]; then
   echo "== tests on the embedded broker"
   cargo test --workspace --locked --ignore-rust-version --no-run
   # Engines we did not write read the lake (crates/rtlake/tests/it/engines.rs): Spark with
-  # delta-spark in the test's process, and one Trino server for the phase.
+  # delta-spark and Iceberg's runtime in the test's process, one Iceberg REST catalog and one
+  # Trino server (its `iceberg` catalog on that REST catalog) for the phase.
   SPARK_PYTHON=$(bash scripts/spark.sh fetch | tail -1)
+  bash scripts/iceberg-rest.sh reset
+  ICEBERG_REST=$(bash scripts/iceberg-rest.sh start | tail -1)
+  trap 'bash scripts/iceberg-rest.sh stop' EXIT
   bash scripts/trino.sh reset
-  TRINO=$(bash scripts/trino.sh start | tail -1)
-  trap 'bash scripts/trino.sh stop' EXIT
+  TRINO=$(RTLAKE_ICEBERG_REST_URL="$ICEBERG_REST" bash scripts/trino.sh start | tail -1)
+  trap 'bash scripts/trino.sh stop; bash scripts/iceberg-rest.sh stop' EXIT
   : >"$LOGS/embedded.skips"
-  RTLAKE_TEST_SKIPS="$LOGS/embedded.skips" RTLAKE_TEST_TRINO="$TRINO" \
+  RTLAKE_TEST_SKIPS="$LOGS/embedded.skips" RTLAKE_TEST_TRINO="$TRINO" RTLAKE_TEST_ICEBERG_REST="$ICEBERG_REST" \
     RTLAKE_TEST_SPARK_PYTHON="$SPARK_PYTHON" RTLAKE_TEST_SPARK_JARS="$(bash scripts/spark.sh jars)" \
     timeout -k 30 "$PHASE_LIMIT" cargo test --workspace --locked --ignore-rust-version --no-fail-fast -- "$@" 2>&1 | tee "$LOGS/embedded.log" || status=1
   bash scripts/trino.sh stop
+  bash scripts/iceberg-rest.sh stop
   trap - EXIT
   summary+=("embedded broker: $(count "$LOGS/embedded.log" "$LOGS/embedded.skips")")
   summary+=("$(skips "$LOGS/embedded.skips")")

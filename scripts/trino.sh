@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Trino (the engine behind Amazon Athena) on this machine, to read rtlake's lake in the tests:
 # one coordinator on loopback with a `delta` catalog (the Delta Lake connector on a file
-# metastore, tables registered with `rtlake lake ddl --for trino`).
+# metastore, tables registered with `rtlake lake ddl --for trino`) and, when
+# $RTLAKE_ICEBERG_REST_URL names an Iceberg REST catalog (scripts/iceberg-rest.sh), an
+# `iceberg` catalog on it.
 #
 #   scripts/trino.sh start     fetch Trino (first run), start it, wait until it answers queries;
 #                              the last line of stdout is its URL
@@ -32,6 +34,9 @@ PLUGINS=(delta-lake iceberg hive)
 die() { echo "trino.sh: $*" >&2; exit 1; }
 say() { echo "trino.sh: $*" >&2; }
 url() { echo "http://127.0.0.1:$PORT"; }
+STOP_SECONDS=30
+# shellcheck source=scripts/service.sh
+. "$(dirname "$0")/service.sh"
 
 java_home() {
   if [ -n "${RTLAKE_TRINO_JAVA_HOME:-}" ]; then echo "$RTLAKE_TRINO_JAVA_HOME"; return; fi
@@ -105,12 +110,16 @@ hive.metastore.catalog.dir=file://$RUN/metastore
 delta.register-table-procedure.enabled=true
 fs.hadoop.enabled=true
 EOF
-}
-
-pid() {
-  local p
-  p=$(cat "$RUN/pid" 2>/dev/null) || return 1
-  kill -0 "$p" 2>/dev/null && echo "$p"
+  rm -f "$RUN/etc/catalog/iceberg.properties"
+  if [ -n "${RTLAKE_ICEBERG_REST_URL:-}" ]; then
+    cat > "$RUN/etc/catalog/iceberg.properties" <<EOF
+connector.name=iceberg
+iceberg.catalog.type=rest
+iceberg.rest-catalog.uri=$RTLAKE_ICEBERG_REST_URL
+iceberg.register-table-procedure.enabled=true
+fs.hadoop.enabled=true
+EOF
+  fi
 }
 
 ready() {
@@ -118,40 +127,24 @@ ready() {
 }
 
 start() {
-  if pid >/dev/null; then url; return 0; fi
+  if service_pid >/dev/null; then url; return 0; fi
   fetch
   configure
   local jh
   jh=$(java_home)
   say "starting Trino $VERSION on $(url) (log: $RUN/server.log)"
+  # The launcher refuses to start while its own pid file names a live process; after a crash
+  # that pid may be anyone's. This script keeps its own pid file.
+  rm -f "$RUN/data/var/run/launcher.pid"
   # `launcher run` replaces itself with the server's JVM: the pid is the server's.
   JAVA_HOME="$jh" PATH="$jh/bin:$PATH" setsid "$DIST/bin/launcher" run --etc-dir "$RUN/etc" \
     --data-dir "$RUN/data" > "$RUN/server.log" 2>&1 < /dev/null &
   echo $! > "$RUN/pid"
-  local i
-  for i in $(seq 1 180); do
-    if ready; then url; return 0; fi
-    pid >/dev/null || { tail -30 "$RUN/server.log" >&2; die "Trino exited during start (log: $RUN/server.log)"; }
-    sleep 1
-  done
-  tail -30 "$RUN/server.log" >&2
-  die "Trino did not answer within 180 s (log: $RUN/server.log)"
-}
-
-stop() {
-  local p i
-  p=$(pid) || return 0
-  kill -TERM "$p" 2>/dev/null || true
-  for i in $(seq 1 30); do kill -0 "$p" 2>/dev/null || { rm -f "$RUN/pid"; return 0; }; sleep 1; done
-  kill -KILL "$p" 2>/dev/null || true
-  rm -f "$RUN/pid"
+  service_await "Trino" 180
 }
 
 case "${1:-}" in
   start) start ;;
-  stop) stop ;;
-  status) if pid >/dev/null && ready; then echo "running: $(url)"; else echo "stopped"; exit 1; fi ;;
-  url) url ;;
-  reset) stop; rm -rf "$RUN" ;;
+  stop|status|url|reset) service_command "$1" ;;
   *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

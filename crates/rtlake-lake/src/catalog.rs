@@ -117,10 +117,9 @@ pub async fn table_status(
     app_ids: &[String],
 ) -> Result<TableStatus> {
     if entry.format == TableFormat::Iceberg {
-        let store = lake.store_at(&entry.url)?;
-        let loaded =
-            crate::iceberg::catalog::load_at(store.as_ref(), &entry.url, &entry.qualified())
-                .await?;
+        let loaded = crate::iceberg::Catalog::of(lake)
+            .load_at_url(&entry.url, &entry.qualified())
+            .await?;
         let offsets = loaded
             .as_ref()
             .map(|t| t.metadata.offsets())

@@ -35,6 +35,18 @@ pub struct LakeConfig {
     pub uri: String,
     /// The format of new tables: `delta` or `iceberg` (a table that exists keeps its own).
     pub format: TableFormat,
+    /// Where Iceberg tables are registered: `file` (a file catalog under each table, no
+    /// server) or the URL of an Iceberg REST catalog (`http://host:8181`; Polaris, Nessie,
+    /// Gravitino, Lakekeeper, S3 Tables' endpoint, ...). A REST catalog's credentials come from
+    /// the environment: `RTLAKE_CATALOG_TOKEN` (a bearer token) or `RTLAKE_CATALOG_CREDENTIAL`
+    /// (`client_id:client_secret`, exchanged for a token at the catalog's OAuth2 endpoint).
+    pub catalog: String,
+    /// The warehouse to ask a REST catalog for (its `warehouse` parameter); empty: none.
+    pub catalog_warehouse: String,
+    /// A namespace above the lake's own in a REST catalog (`prod` makes `bronze.stations`
+    /// `prod.bronze.stations`); tables without a namespace (`_rejected`) go in it, or in
+    /// `default` if it is empty.
+    pub catalog_namespace: String,
     /// Object store options (credentials, endpoint, region) passed to the store as is; the
     /// credentials are masked when the config is shown.
     pub storage_options: Options,
@@ -61,6 +73,9 @@ impl Default for LakeConfig {
         Self {
             uri: "./rtlake-data/lake".into(),
             format: TableFormat::Delta,
+            catalog: "file".into(),
+            catalog_warehouse: String::new(),
+            catalog_namespace: String::new(),
             storage_options: Options::default(),
             maintenance_interval: HumanDuration(Duration::from_secs(600)),
             target_file_size: ByteSize(64 << 20),
@@ -89,6 +104,14 @@ impl Section for LakeConfig {
         if self.uri.trim().is_empty() {
             return Err(at.err("lake.uri", &"\"\"", "must name a path or URL"));
         }
+        let c = self.catalog.trim();
+        if c != "file" && !(c.starts_with("http://") || c.starts_with("https://")) {
+            return Err(at.err(
+                "lake.catalog",
+                &self.catalog,
+                "must be `file` or the http(s) URL of an Iceberg REST catalog",
+            ));
+        }
         if self.target_file_size.0 < 1 << 20 {
             return Err(at.err(
                 "lake.target-file-size",
@@ -107,7 +130,11 @@ rtlake_core::flags! {
         #[arg(value_name = "URL_OR_PATH")]
         uri as "lake": String,
         /// The format of new tables [lake.format; default delta].
-        #[arg(id = "lake_format", value_enum)]
+        #[arg(id = "lake_format", value_enum, value_name = "delta|iceberg")]
         format as "lake-format": TableFormat,
+        /// Where Iceberg tables are registered: `file` or a REST catalog's URL
+        /// [lake.catalog; default file].
+        #[arg(value_name = "file|URL")]
+        catalog: String,
     }
 }

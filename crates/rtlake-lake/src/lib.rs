@@ -72,6 +72,14 @@ pub enum Error {
         /// What failed, with the cause's words.
         reason: String,
     },
+    /// An Iceberg REST catalog refused a request or could not be reached.
+    #[error("Iceberg catalog {uri}: {reason}")]
+    Catalog {
+        /// The catalog's URL.
+        uri: String,
+        /// What it answered, or why it could not be asked.
+        reason: String,
+    },
     /// A batch does not fit the table.
     #[error("table {table}: {reason}")]
     Schema {
@@ -100,6 +108,9 @@ pub struct Lake {
     options: HashMap<String, String>,
     time_zone: UtcOffset,
     format: TableFormat,
+    /// The Iceberg REST catalog the lake's Iceberg tables are registered in (`None`: the file
+    /// catalog under each table).
+    rest: Option<std::sync::Arc<iceberg::rest::RestCatalog>>,
 }
 
 impl Lake {
@@ -142,11 +153,20 @@ impl Lake {
         if !root.path().ends_with('/') {
             root.set_path(&format!("{}/", root.path()));
         }
+        let rest = match cfg.catalog.trim() {
+            "file" | "" => None,
+            uri => Some(std::sync::Arc::new(iceberg::rest::RestCatalog::new(
+                uri,
+                &cfg.catalog_warehouse,
+                &cfg.catalog_namespace,
+            )?)),
+        };
         Ok(Self {
             root,
             options: cfg.storage_options.clone().into_iter().collect(),
             time_zone: cfg.time_zone,
             format: cfg.format,
+            rest,
         })
     }
 
@@ -158,6 +178,11 @@ impl Lake {
     /// The format new tables are written in (`lake.format`).
     pub fn format(&self) -> TableFormat {
         self.format
+    }
+
+    /// The Iceberg REST catalog of the lake (`lake.catalog`), if it has one.
+    pub fn rest_catalog(&self) -> Option<&std::sync::Arc<iceberg::rest::RestCatalog>> {
+        self.rest.as_ref()
     }
 
     /// The root URL, ending in `/`.

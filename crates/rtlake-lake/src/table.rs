@@ -1,7 +1,9 @@
 //! A table sink of either format: what the pipelines write through.
 //!
-//! A new table is made in the lake's format (`lake.format`); a table that exists is written in
-//! the format it has, whatever the setting, so changing the setting never splits a table.
+//! A new table is made in its sink's format if the pipeline names one, else in the lake's
+//! (`lake.format`); a table that exists is written in the format it has, whatever the lake's
+//! setting, so changing the setting never splits a table (a sink that asks for the other
+//! format is refused, naming both).
 
 use crate::iceberg::{self, IcebergSink};
 use crate::sink::{self, DeltaSink};
@@ -21,6 +23,11 @@ pub enum TableSink {
 
 /// The format of the table at `name`: the one it has, or the lake's for a new table.
 pub async fn format_of(lake: &Lake, name: TableName) -> Result<TableFormat> {
+    Ok(existing_format(lake, name).await?.unwrap_or(lake.format()))
+}
+
+/// The format of the table at `name`, if there is one.
+pub async fn existing_format(lake: &Lake, name: TableName) -> Result<Option<TableFormat>> {
     let store = lake.store_at(&lake.table_url(name))?;
     let has = async |p: &str| {
         store
@@ -29,11 +36,11 @@ pub async fn format_of(lake: &Lake, name: TableName) -> Result<TableFormat> {
             .is_ok_and(|l| !l.objects.is_empty() || !l.common_prefixes.is_empty())
     };
     Ok(if has("_delta_log").await {
-        TableFormat::Delta
+        Some(TableFormat::Delta)
     } else if has("metadata").await {
-        TableFormat::Iceberg
+        Some(TableFormat::Iceberg)
     } else {
-        lake.format()
+        None
     })
 }
 
@@ -45,7 +52,32 @@ impl TableSink {
         schema: SchemaRef,
         partitions: &[&str],
     ) -> Result<Self> {
-        Ok(match format_of(lake, name).await? {
+        Self::open_as(lake, name, schema, partitions, None).await
+    }
+
+    /// [`TableSink::open`], a new table made in `format` if given (a sink's own format); an
+    /// existing table of the other format is refused.
+    pub async fn open_as(
+        lake: &Lake,
+        name: TableName,
+        schema: SchemaRef,
+        partitions: &[&str],
+        format: Option<TableFormat>,
+    ) -> Result<Self> {
+        let format = match (existing_format(lake, name).await?, format) {
+            (Some(has), Some(want)) if has != want => {
+                return Err(crate::Error::Schema {
+                    table: name.to_string(),
+                    reason: format!(
+                        "it is a {has} table and its sink asks for {want}: a table keeps its format (name another table, or drop the sink's format)"
+                    ),
+                });
+            }
+            (Some(has), _) => has,
+            (None, Some(want)) => want,
+            (None, None) => lake.format(),
+        };
+        Ok(match format {
             TableFormat::Delta => {
                 Self::Delta(DeltaSink::open(lake, name, schema, partitions).await?)
             }

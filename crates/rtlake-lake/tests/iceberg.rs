@@ -1,6 +1,8 @@
 //! The Iceberg sink against an independent reader: PyIceberg reads what it wrote (rows,
 //! partitions, evolved schema, the offsets in the snapshot summary), and two writers of one
-//! table keep each partition's offsets exactly once.
+//! table keep each partition's offsets exactly once; each on the file catalog and on a real
+//! Iceberg REST catalog (the Iceberg project's server, `scripts/iceberg-rest.sh`, its URL in
+//! `RTLAKE_TEST_ICEBERG_REST`).
 
 use arrow::array::{Date32Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -54,16 +56,43 @@ fn txn(p: i32, v: i64) -> BTreeMap<String, i64> {
     BTreeMap::from([(format!("pipe/silver.events/{p}"), v)])
 }
 
-fn lake(dir: &std::path::Path) -> Lake {
-    Lake::open(&LakeConfig {
-        uri: dir.display().to_string(),
-        ..Default::default()
-    })
-    .unwrap()
+/// Where the tables are registered.
+#[derive(Clone, Copy, PartialEq)]
+enum Cat {
+    Files,
+    Rest,
 }
 
-/// PyIceberg's view of the table: `rows sum(n) notes partitions offsets-of-p0` as JSON.
-fn pyiceberg(dir: &std::path::Path) -> Option<serde_json::Value> {
+/// The REST catalog's URL, or `None` after recording the skip.
+fn rest_url() -> Option<String> {
+    match std::env::var("RTLAKE_TEST_ICEBERG_REST") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            rtlake_core::testing::skip_missing(
+                "RTLAKE_TEST_ICEBERG_REST names no Iceberg REST catalog (scripts/iceberg-rest.sh start)",
+            );
+            None
+        }
+    }
+}
+
+/// A lake in `dir`; on a REST catalog its tables go in a namespace of their own (the catalog
+/// outlives the test).
+fn lake(dir: &std::path::Path, cat: Cat) -> Option<(Lake, LakeConfig)> {
+    let mut cfg = LakeConfig {
+        uri: dir.display().to_string(),
+        ..Default::default()
+    };
+    if cat == Cat::Rest {
+        cfg.catalog = rest_url()?;
+        cfg.catalog_namespace = format!("t{}", uuid::Uuid::new_v4().simple());
+    }
+    Some((Lake::open(&cfg).unwrap(), cfg))
+}
+
+/// PyIceberg's view of the table: `rows sum(n) notes partitions offsets-of-p0` as JSON, read
+/// from the newest metadata file (file catalog) or through the REST catalog.
+fn pyiceberg(dir: &std::path::Path, cfg: &LakeConfig) -> Option<serde_json::Value> {
     let python = std::env::var("RTLAKE_PYTHON").unwrap_or_else(|_| {
         format!(
             "{}/.cache/rtlake/venv/bin/python",
@@ -72,8 +101,12 @@ fn pyiceberg(dir: &std::path::Path) -> Option<serde_json::Value> {
     });
     let script = r#"
 import json, sys
-from pyiceberg.table import StaticTable
-t = StaticTable.from_metadata(sys.argv[1])
+if sys.argv[1].startswith("http"):
+    from pyiceberg.catalog import load_catalog
+    t = load_catalog("rest", type="rest", uri=sys.argv[1]).load_table(sys.argv[2])
+else:
+    from pyiceberg.table import StaticTable
+    t = StaticTable.from_metadata(sys.argv[1])
 a = t.scan().to_arrow()
 snap = t.current_snapshot()
 print(json.dumps({
@@ -86,21 +119,33 @@ print(json.dumps({
   "ids": [f.field_id for f in t.schema().fields],
 }))
 "#;
-    let md = dir.join("silver/events/metadata");
-    let newest = std::fs::read_dir(&md)
-        .unwrap()
-        .filter_map(|e| {
-            let n = e.unwrap().file_name().into_string().unwrap();
-            n.strip_prefix('v')?
-                .strip_suffix(".metadata.json")?
-                .parse::<u32>()
-                .ok()
-        })
-        .max()
-        .unwrap();
+    let args = if cfg.catalog == "file" {
+        let md = dir.join("silver/events/metadata");
+        let newest = std::fs::read_dir(&md)
+            .unwrap()
+            .filter_map(|e| {
+                let n = e.unwrap().file_name().into_string().unwrap();
+                n.strip_prefix('v')?
+                    .strip_suffix(".metadata.json")?
+                    .parse::<u32>()
+                    .ok()
+            })
+            .max()
+            .unwrap();
+        vec![
+            md.join(format!("v{newest}.metadata.json"))
+                .display()
+                .to_string(),
+        ]
+    } else {
+        vec![
+            cfg.catalog.clone(),
+            format!("{}.silver.events", cfg.catalog_namespace),
+        ]
+    };
     let out = match std::process::Command::new(&python)
         .args(["-c", script])
-        .arg(md.join(format!("v{newest}.metadata.json")))
+        .args(args)
         .output()
     {
         Ok(o) => o,
@@ -120,8 +165,19 @@ print(json.dumps({
 
 #[tokio::test]
 async fn pyiceberg_reads_what_the_sink_wrote_with_its_offsets() {
+    reads_what_the_sink_wrote(Cat::Files).await;
+}
+
+#[tokio::test]
+async fn pyiceberg_reads_through_the_rest_catalog_what_the_sink_wrote() {
+    reads_what_the_sink_wrote(Cat::Rest).await;
+}
+
+async fn reads_what_the_sink_wrote(cat: Cat) {
     let dir = tempfile::tempdir().unwrap();
-    let lake = lake(dir.path());
+    let Some((lake, cfg)) = lake(dir.path(), cat) else {
+        return;
+    };
     let v1 = schema(false);
     let mut sink = IcebergSink::open(&lake, T, v1.clone(), &["date", "hour"])
         .await
@@ -160,7 +216,7 @@ async fn pyiceberg_reads_what_the_sink_wrote_with_its_offsets() {
     assert_eq!(got["pipe/silver.events/1"], Some(7));
     assert_eq!(got["x"], None);
 
-    let Some(py) = pyiceberg(dir.path()) else {
+    let Some(py) = pyiceberg(dir.path(), &cfg) else {
         return;
     };
     assert_eq!(py["rows"], 20, "{py}");
@@ -174,8 +230,19 @@ async fn pyiceberg_reads_what_the_sink_wrote_with_its_offsets() {
 
 #[tokio::test]
 async fn a_second_writer_of_the_same_partition_is_refused_and_of_another_commits_on_top() {
+    two_writers(Cat::Files).await;
+}
+
+#[tokio::test]
+async fn two_writers_through_the_rest_catalog_keep_offsets_exact() {
+    two_writers(Cat::Rest).await;
+}
+
+async fn two_writers(cat: Cat) {
     let dir = tempfile::tempdir().unwrap();
-    let lake = lake(dir.path());
+    let Some((lake, cfg)) = lake(dir.path(), cat) else {
+        return;
+    };
     let s = schema(false);
     let mut a = IcebergSink::open(&lake, T, s.clone(), &["date", "hour"])
         .await
@@ -220,7 +287,7 @@ async fn a_second_writer_of_the_same_partition_is_refused_and_of_another_commits
     .unwrap();
     assert_eq!(got["pipe/silver.events/0"], Some(14));
     assert_eq!(got["pipe/silver.events/1"], Some(15));
-    if let Some(py) = pyiceberg(dir.path()) {
+    if let Some(py) = pyiceberg(dir.path(), &cfg) {
         assert_eq!(py["rows"], 14 + 15, "{py}");
         assert_eq!(
             py["sum"],
@@ -228,4 +295,149 @@ async fn a_second_writer_of_the_same_partition_is_refused_and_of_another_commits
             "{py}"
         );
     }
+}
+
+#[tokio::test]
+async fn compaction_beside_a_writer_and_vacuum_keep_every_row_once() {
+    maintenance(Cat::Files).await;
+}
+
+#[tokio::test]
+async fn compaction_and_vacuum_through_the_rest_catalog_keep_every_row_once() {
+    maintenance(Cat::Rest).await;
+}
+
+/// The `.parquet` files under the table's folder.
+fn parquet_files(dir: &std::path::Path) -> usize {
+    fn walk(d: &std::path::Path, n: &mut usize) {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, n);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                *n += 1;
+            }
+        }
+    }
+    let mut n = 0;
+    walk(&dir.join("silver/events/data"), &mut n);
+    n
+}
+
+async fn maintenance(cat: Cat) {
+    use rtlake_lake::iceberg::{maintain, read::TableFiles};
+    let dir = tempfile::tempdir().unwrap();
+    let Some((lake, cfg)) = lake(dir.path(), cat) else {
+        return;
+    };
+    let s = schema(false);
+    let mut sink = IcebergSink::open(&lake, T, s.clone(), &["date", "hour"])
+        .await
+        .unwrap();
+    // Six epochs of 6 rows: each writes one small file in each of the 6 partitions.
+    for i in 0..6 {
+        sink.commit(vec![batch(&s, 6 * i, 6)], &txn(0, 6 * (i + 1)))
+            .await
+            .unwrap();
+    }
+    let url = lake.table_url(T);
+    let live = async || {
+        TableFiles::open(&lake, &url, "silver.events")
+            .await
+            .unwrap()
+            .unwrap()
+            .data_files(None)
+            .await
+            .unwrap()
+    };
+    assert_eq!(live().await.len(), 36);
+    // A compaction and an epoch at once: whichever commits second does so on top of the other.
+    let epoch = txn(0, 42);
+    let (c, w) = tokio::join!(
+        maintain::compact(&lake, &url, "silver.events", 64 << 20),
+        sink.commit(vec![batch(&s, 36, 6)], &epoch),
+    );
+    let c = c.unwrap();
+    w.unwrap();
+    assert_eq!((c.removed, c.added, c.partitions), (36, 6, 6));
+    let files = live().await;
+    assert_eq!(files.len(), 12, "6 compacted + the epoch's 6");
+    assert_eq!(files.iter().map(|f| f.record_count).sum::<i64>(), 42);
+    let offsets = read_versions(&lake, T, &["pipe/silver.events/0".into()])
+        .await
+        .unwrap();
+    assert_eq!(offsets["pipe/silver.events/0"], Some(42), "offsets carried");
+    // A second compaction takes the epoch's files in too; nothing small is left after it.
+    let c = maintain::compact(&lake, &url, "silver.events", 64 << 20)
+        .await
+        .unwrap();
+    assert_eq!((c.removed, c.added), (12, 6));
+    assert_eq!(
+        maintain::compact(&lake, &url, "silver.events", 64 << 20)
+            .await
+            .unwrap()
+            .added,
+        0
+    );
+    // Every earlier snapshot's files are still there for time travel until the vacuum.
+    assert_eq!(parquet_files(dir.path()), 36 + 6 + 6 + 6);
+    let v = maintain::vacuum(&lake, &url, "silver.events", std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(v.snapshots, 8, "all but the current one");
+    assert_eq!(parquet_files(dir.path()), 6, "only the live files are left");
+    sink.commit(vec![batch(&s, 42, 3)], &txn(0, 45))
+        .await
+        .unwrap();
+    if let Some(py) = pyiceberg(dir.path(), &cfg) {
+        assert_eq!(py["rows"], 45, "{py}");
+        assert_eq!(py["sum"], (0..45).sum::<i64>(), "{py}");
+        assert_eq!(py["offsets"]["pipe/silver.events/0"], 45, "{py}");
+        assert_eq!(py["files"], 9, "{py}");
+    }
+}
+
+#[tokio::test]
+async fn one_lake_holds_both_formats_as_the_sinks_ask_and_a_table_keeps_its_own() {
+    use rtlake_lake::TableFormat;
+    use rtlake_lake::table::{TableSink, format_of};
+    let dir = tempfile::tempdir().unwrap();
+    let Some((lake, _)) = lake(dir.path(), Cat::Files) else {
+        return;
+    };
+    let s = schema(false);
+    const D: TableName = TableName {
+        namespace: "silver",
+        name: "in_delta",
+    };
+    // The lake's format is Delta; this sink asks for Iceberg.
+    let mut ice = TableSink::open_as(&lake, T, s.clone(), &["date"], Some(TableFormat::Iceberg))
+        .await
+        .unwrap();
+    ice.commit(vec![batch(&s, 0, 4)], &txn(0, 4)).await.unwrap();
+    let mut delta = TableSink::open_as(&lake, D, s.clone(), &["date"], None)
+        .await
+        .unwrap();
+    delta
+        .commit(vec![batch(&s, 0, 3)], &txn(0, 3))
+        .await
+        .unwrap();
+    assert_eq!(format_of(&lake, T).await.unwrap(), TableFormat::Iceberg);
+    assert_eq!(format_of(&lake, D).await.unwrap(), TableFormat::Delta);
+    assert!(dir.path().join("silver/events/metadata").exists());
+    assert!(dir.path().join("silver/in_delta/_delta_log").exists());
+    // Reopened without a format, each keeps its own; asked for the other, it is refused.
+    let again = TableSink::open_as(&lake, T, s.clone(), &["date"], None)
+        .await
+        .unwrap();
+    assert_eq!(again.format(), TableFormat::Iceberg);
+    let e = TableSink::open_as(&lake, T, s.clone(), &["date"], Some(TableFormat::Delta))
+        .await
+        .err()
+        .expect("a Delta sink on an Iceberg table is refused");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("silver.events") && msg.contains("iceberg table") && msg.contains("delta"),
+        "{msg}"
+    );
 }

@@ -1,10 +1,15 @@
 //! `rtlake lake ddl --for athena|glue|spark|trino`: the statements that register every table
 //! and view of the lake in another engine's catalog, so it queries the same Delta tables.
+//!
+//! Iceberg tables on the file catalog are registered by their current metadata file (Trino's
+//! `register_table`, Glue's `metadata_location`): such a registration does not follow later
+//! commits in Trino's metastore or Glue, so the output says to run it again. Tables in a REST
+//! catalog need no DDL: engines read them through the catalog, as the output says.
 
 use crate::{Error, Result, views};
 use arrow::datatypes::DataType;
-use rtlake_lake::Lake;
 use rtlake_lake::catalog::{CatalogEntry, list_tables};
+use rtlake_lake::{Lake, TableFormat};
 
 /// The engines DDL is written for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,9 +68,11 @@ pub async fn statements(
         out.push_str(&s);
         out.push('\n');
     };
+    // Glue's output is shell commands; the others' SQL.
+    let rem = if engine == Engine::Glue { "#" } else { "--" };
     if !matches!(lake.root().scheme(), "s3" | "s3a") {
         line(format!(
-            "-- The lake is at {}: other engines need it on storage they reach (s3://...).",
+            "{rem} The lake is at {}: other engines need it on storage they reach (s3://...).",
             lake.root()
         ));
     }
@@ -87,12 +94,46 @@ pub async fn statements(
         .as_str()
         .trim_end_matches('/')
         .replacen("s3a://", "s3://", 1);
+    let iceberg = tables.iter().any(|t| t.format == TableFormat::Iceberg);
+    if iceberg && let Some(rest) = lake.rest_catalog() {
+        line(format!(
+            "{rem} The Iceberg tables are in the REST catalog {0}: engines read them through it, with no DDL.\n\
+             {rem} Spark: spark.sql.catalog.lake=org.apache.iceberg.spark.SparkCatalog, spark.sql.catalog.lake.type=rest, spark.sql.catalog.lake.uri={0}\n\
+             {rem} Trino: connector.name=iceberg, iceberg.catalog.type=rest, iceberg.rest-catalog.uri={0}",
+            rest.uri()
+        ));
+    } else if iceberg {
+        line(format!(
+            "{rem} Iceberg tables are registered by their current metadata file: Trino's metastore and Glue do not follow\n\
+             {rem} later commits, so run these again to see them (or use a REST catalog: lake.catalog, docs/iceberg.md)."
+        ));
+        if engine == Engine::Spark {
+            line(format!(
+                "-- Spark reads them with no DDL as a `hadoop` catalog on the lake root:\n\
+                 -- spark.sql.catalog.lake=org.apache.iceberg.spark.SparkCatalog, spark.sql.catalog.lake.type=hadoop, spark.sql.catalog.lake.warehouse={root}"
+            ));
+        }
+    }
+    // Trino's catalog of each schema: `iceberg` if its tables are Iceberg tables.
+    let trino_catalog = |s: &str| {
+        let ice = tables.iter().any(|t| {
+            t.format == TableFormat::Iceberg
+                && (t.namespace == s || (t.namespace.is_empty() && s == "default"))
+        });
+        if ice { "iceberg" } else { "delta" }
+    };
     for s in &schemas {
+        if iceberg && (lake.rest_catalog().is_some() || engine == Engine::Spark) {
+            continue;
+        }
         line(match engine {
             Engine::Athena => format!("CREATE DATABASE IF NOT EXISTS {s};"),
             Engine::Spark => format!("CREATE SCHEMA IF NOT EXISTS {s};"),
             Engine::Trino => {
-                format!("CREATE SCHEMA IF NOT EXISTS delta.{s} WITH (location = '{root}/{s}/');")
+                format!(
+                    "CREATE SCHEMA IF NOT EXISTS {}.{s} WITH (location = '{root}/{s}/');",
+                    trino_catalog(s)
+                )
             }
             Engine::Glue => format!(
                 "aws glue create-database --database-input '{{\"Name\": {}}}'",
@@ -107,6 +148,12 @@ pub async fn statements(
             t.namespace.as_str()
         };
         let loc = location(t, engine);
+        if t.format == TableFormat::Iceberg {
+            if let Some(l) = iceberg_table(lake, t, schema, &loc, engine).await? {
+                line(l);
+            }
+            continue;
+        }
         line(match engine {
             Engine::Athena => format!(
                 "CREATE EXTERNAL TABLE IF NOT EXISTS {schema}.{} LOCATION '{loc}' TBLPROPERTIES ('table_type' = 'DELTA');",
@@ -129,6 +176,13 @@ pub async fn statements(
         if !base_exists {
             continue;
         }
+        if iceberg {
+            line(format!(
+                "{rem} view {name}: not registered over Iceberg tables (docs/iceberg.md); its query: {}",
+                sql.replace('\n', " ")
+            ));
+            continue;
+        }
         line(match engine {
             Engine::Glue => format!(
                 "# view {name}: create it with `rtlake lake ddl --for athena`, which stores it in Glue"
@@ -141,6 +195,73 @@ pub async fn statements(
         });
     }
     Ok(out)
+}
+
+/// The registration of an Iceberg table on the file catalog (`None` where the lake's REST
+/// catalog holds it, or where the engine needs none).
+async fn iceberg_table(
+    lake: &Lake,
+    t: &CatalogEntry,
+    schema: &str,
+    loc: &str,
+    engine: Engine,
+) -> Result<Option<String>> {
+    if lake.rest_catalog().is_some() || engine == Engine::Spark {
+        return Ok(None);
+    }
+    let loaded = rtlake_lake::iceberg::Catalog::of(lake)
+        .load_at_url(&t.url, &t.qualified())
+        .await?
+        .ok_or_else(|| {
+            Error::Lake(rtlake_lake::Error::Iceberg {
+                table: t.qualified(),
+                reason: "no metadata in its file catalog".into(),
+            })
+        })?;
+    let file = loaded
+        .location
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    Ok(Some(match engine {
+        Engine::Trino => format!(
+            "CALL iceberg.system.register_table(schema_name => '{schema}', table_name => '{}', table_location => '{loc}', metadata_file_name => '{file}');",
+            t.name
+        ),
+        Engine::Athena => format!(
+            "-- {}: Athena reads Iceberg tables registered in Glue: `rtlake lake ddl --for glue` registers it",
+            t.qualified()
+        ),
+        Engine::Glue => {
+            let md = &loaded.metadata;
+            let cols: Vec<_> = md
+                .current_schema()
+                .and_then(rtlake_lake::iceberg::schema::Schema::to_arrow)
+                .map(|a| {
+                    a.fields()
+                        .iter()
+                        .map(|f| serde_json::json!({"Name": f.name(), "Type": hive_type(f.data_type())}))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let input = serde_json::json!({
+                "Name": t.name,
+                "TableType": "EXTERNAL_TABLE",
+                "Parameters": {
+                    "table_type": "ICEBERG",
+                    "metadata_location": format!("{loc}/metadata/{file}"),
+                },
+                "StorageDescriptor": {"Location": loc, "Columns": cols},
+            });
+            format!(
+                "aws glue create-table --database-name {} --table-input '{}'",
+                json(schema),
+                input.to_string().replace('\'', "'\\''")
+            )
+        }
+        Engine::Spark => return Ok(None),
+    }))
 }
 
 /// Trino resolves `schema.table` in the session's catalog: name the catalog in a view's query.

@@ -1,6 +1,6 @@
 //! Iceberg tables in a SQL session: the current snapshot's data files read as one Parquet
 //! table with the schema of the table's metadata (files written before a column was added read
-//! it as null).
+//! it as null); an earlier snapshot (time travel) with the schema it was written with.
 
 use crate::{Error, Result};
 use datafusion::catalog::TableProvider;
@@ -42,13 +42,7 @@ pub async fn provider_at(
     };
     let t = TableFiles::open(lake, &entry.url, &name)
         .await?
-        .ok_or_else(|| lake_err("no metadata in its file catalog".into()))?;
-    let schema = t
-        .table
-        .metadata
-        .current_schema()
-        .and_then(rtlake_lake::iceberg::schema::Schema::to_arrow)
-        .ok_or_else(|| lake_err("a column of a type rtlake does not read".into()))?;
+        .ok_or_else(|| lake_err("not in its catalog".into()))?;
     let md = &t.table.metadata;
     let snapshot = match (snapshot_id, time_ms) {
         (Some(id), _) => Some(md.snapshot(id).ok_or_else(|| {
@@ -70,6 +64,14 @@ pub async fn provider_at(
         }
         (None, None) => None,
     };
+    // An earlier snapshot reads with the schema it was written with (as Spark and Trino do):
+    // a column added since is not there.
+    let schema = snapshot
+        .and_then(|s| s.schema_id)
+        .and_then(|id| md.schemas.iter().find(|s| s.schema_id == id))
+        .or_else(|| md.current_schema())
+        .and_then(rtlake_lake::iceberg::schema::Schema::to_arrow)
+        .ok_or_else(|| lake_err("a column of a type rtlake does not read".into()))?;
     let files = t.data_files(snapshot).await?;
     if files.is_empty() {
         return Ok(Arc::new(EmptyTable::new(schema)));

@@ -284,3 +284,67 @@ async fn a_bounded_runtime_answers_an_error_instead_of_growing() {
     let sql = LakeSql::open_in(&lake, big).await.unwrap();
     assert_eq!(one(&sql, q).await, "2000000");
 }
+
+/// An Iceberg table read at an earlier snapshot has the columns it had then; the current
+/// snapshot has the column added since (null in the older rows).
+#[tokio::test]
+async fn an_iceberg_snapshot_reads_with_the_schema_it_was_written_with() {
+    use rtlake_lake::iceberg::IcebergSink;
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(&LakeConfig {
+        uri: dir.path().display().to_string(),
+        ..Default::default()
+    })
+    .unwrap();
+    let v1 = Arc::new(Schema::new(vec![
+        Field::new("shop", DataType::Utf8, false),
+        Field::new("n", DataType::Int64, false),
+    ]));
+    let mut sink = IcebergSink::open(&lake, TABLE, v1.clone(), &[])
+        .await
+        .unwrap();
+    let rows = |schema: &Arc<Schema>, extra: bool| {
+        let mut cols: Vec<arrow::array::ArrayRef> = vec![
+            Arc::new(StringArray::from(vec!["SH-1", "SH-2"])),
+            Arc::new(Int64Array::from(vec![1, 2])),
+        ];
+        if extra {
+            cols.push(Arc::new(StringArray::from(vec!["a", "b"])));
+        }
+        RecordBatch::try_new(schema.clone(), cols).unwrap()
+    };
+    let txn = |v: i64| BTreeMap::from([("t/gold.counts/0".to_string(), v)]);
+    sink.commit(vec![rows(&v1, false)], &txn(2)).await.unwrap();
+    let first = sink.metadata().current_snapshot().unwrap().snapshot_id;
+    let v2 = Arc::new(Schema::new(vec![
+        Field::new("shop", DataType::Utf8, false),
+        Field::new("n", DataType::Int64, false),
+        Field::new("note", DataType::Utf8, true),
+    ]));
+    let mut sink = IcebergSink::open(&lake, TABLE, v2.clone(), &[])
+        .await
+        .unwrap();
+    sink.refresh_versions(&["t/gold.counts/0".into()])
+        .await
+        .unwrap();
+    sink.commit(vec![rows(&v2, true)], &txn(4)).await.unwrap();
+    let sql = LakeSql::open(&lake).await.unwrap();
+    assert_eq!(
+        one(&sql, "SELECT count(*), count(note) FROM gold.counts").await,
+        "4,2"
+    );
+    let (schema, _) = sql
+        .query(&format!("SELECT * FROM gold.counts VERSION AS OF {first}"))
+        .await
+        .unwrap();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(names, ["shop", "n"], "the columns of the first snapshot");
+    assert_eq!(
+        one(
+            &sql,
+            &format!("SELECT count(*), sum(n) FROM gold.counts VERSION AS OF {first}")
+        )
+        .await,
+        "2,3"
+    );
+}

@@ -80,11 +80,6 @@ async fn round(lake: &Lake, table: TableName, cfg: &LakeConfig, shutdown: &Cance
             return;
         }
     };
-    if format == rtlake_lake::TableFormat::Iceberg {
-        // Compaction, snapshot expiry and orphan removal of Iceberg tables are not built yet.
-        tracing::debug!(table = %table, "no maintenance for Iceberg tables yet");
-        return;
-    }
     let entry = CatalogEntry {
         namespace: table.namespace.into(),
         name: table.name.into(),
@@ -100,7 +95,11 @@ async fn round(lake: &Lake, table: TableName, cfg: &LakeConfig, shutdown: &Cance
         let (version, logs) = maintenance::checkpoint(lake, &entry).await?;
         let vacuumed = maintenance::vacuum(lake, &entry, cfg.vacuum_retention.get()).await?;
         let retention = cfg.rejected_retention.get();
-        if table == rtlake_core::schema::REJECTED && !retention.is_zero() {
+        // (Partition retention is built for Delta tables only.)
+        if table == rtlake_core::schema::REJECTED
+            && !retention.is_zero()
+            && format == rtlake_lake::TableFormat::Delta
+        {
             match maintenance::expire_partitions(lake, &entry, retention).await? {
                 Some(files) => {
                     tracing::info!(table = %table, files_removed = files, retention = %cfg.rejected_retention, "rejections past lake.rejected-retention deleted")

@@ -335,7 +335,10 @@ pub async fn build(
                     .copied()
                     .filter(|c| schema.field_with_name(c).is_ok())
                     .collect();
-                Output::Table(TableSink::open(lake, name, schema, &parts).await?, sql)
+                Output::Table(
+                    TableSink::open_as(lake, name, schema, &parts, s.format).await?,
+                    sql,
+                )
             }
         };
         match (built, op) {

@@ -126,6 +126,14 @@ pub struct DemoArgs {
     /// `scripts/kafka.sh start` (the last line it prints).
     #[arg(long, value_name = "HOST:PORT,...")]
     pub brokers: Option<String>,
+    /// The lake's table format [lake.format; default delta].
+    #[arg(
+        long = "lake-format",
+        id = "lake_format",
+        value_enum,
+        value_name = "FORMAT"
+    )]
+    pub lake_format: Option<rtlake_lake::TableFormat>,
 }
 
 /// `rtlake serve`.

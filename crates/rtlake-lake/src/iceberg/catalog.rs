@@ -8,8 +8,12 @@
 //! and the other is told so and tries again on top of the winner. The hint is written after;
 //! a reader that finds it behind looks for later versions, so a crash between the two loses
 //! nothing.
+//!
+//! A lake can register its Iceberg tables in a REST catalog instead (`lake.catalog = "http://..."`,
+//! [`super::rest`]): the files stay under the lake, the catalog holds the metadata.
 
 use super::metadata::{Change, TableMetadata};
+use super::rest::RestCatalog;
 use crate::{Error, Lake, Result};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
@@ -24,7 +28,7 @@ pub struct Loaded {
     pub metadata: TableMetadata,
     /// The metadata file's location (`file:///.../metadata/v3.metadata.json`).
     pub location: String,
-    /// The file catalog's version number.
+    /// The catalog's version number (the file catalog's `N`; a REST catalog's file prefix).
     pub version: u64,
 }
 
@@ -32,10 +36,13 @@ pub struct Loaded {
 #[derive(Debug)]
 pub struct Conflict;
 
-/// The catalog of an Iceberg lake.
+/// The catalog of an Iceberg lake: the file catalog under each table, or a REST catalog.
 #[derive(Clone)]
-pub struct Catalog {
-    lake: Lake,
+pub enum Catalog {
+    /// `metadata/vN.metadata.json` under each table of the lake.
+    Files(Lake),
+    /// An Iceberg REST catalog; the tables' files are still under the lake.
+    Rest(Arc<RestCatalog>),
 }
 
 const HINT: &str = "metadata/version-hint.text";
@@ -45,50 +52,83 @@ fn version_path(v: u64) -> Path {
 }
 
 impl Catalog {
-    /// The file catalog of `lake`'s tables.
-    pub fn files(lake: &Lake) -> Self {
-        Self { lake: lake.clone() }
-    }
-
-    fn store(&self, table: TableName) -> Result<(Arc<dyn ObjectStore>, Url)> {
-        let url = self.lake.table_url(table);
-        Ok((self.lake.store_at(&url)?, url))
+    /// The catalog `lake.catalog` names for `lake`'s Iceberg tables.
+    pub fn of(lake: &Lake) -> Self {
+        match lake.rest_catalog() {
+            Some(r) => Self::Rest(r.clone()),
+            None => Self::Files(lake.clone()),
+        }
     }
 
     /// Loads a table's current metadata (`None`: no such table).
     pub async fn load(&self, table: TableName) -> Result<Option<Loaded>> {
-        let (store, url) = self.store(table)?;
-        load_at(store.as_ref(), &url, &table.to_string()).await
+        match self {
+            Self::Files(lake) => {
+                self.load_at_url(&lake.table_url(table), &table.to_string())
+                    .await
+            }
+            Self::Rest(r) => r.load(&r.ident(&table.to_string())).await,
+        }
     }
 
-    /// Records a new table; [`Conflict`] if another writer created it first.
+    /// Loads the table `qualified` (`bronze.stations`) whose files are under `url`.
+    pub async fn load_at_url(&self, url: &Url, qualified: &str) -> Result<Option<Loaded>> {
+        match self {
+            Self::Files(lake) => load_at(lake.store_at(url)?.as_ref(), url, qualified).await,
+            Self::Rest(r) => r.load(&r.ident(qualified)).await,
+        }
+    }
+
+    /// Records a new table; [`Conflict`] if another writer created it first. The returned
+    /// metadata is the one to write with (a REST catalog assigns the field ids).
     pub async fn create(
         &self,
         table: TableName,
         metadata: TableMetadata,
     ) -> Result<std::result::Result<Loaded, Conflict>> {
-        let (store, url) = self.store(table)?;
-        put_version(store.as_ref(), &url, &table.to_string(), 1, metadata).await
+        match self {
+            Self::Files(lake) => {
+                let url = lake.table_url(table);
+                let store = lake.store_at(&url)?;
+                put_version(store.as_ref(), &url, &table.to_string(), 1, metadata).await
+            }
+            Self::Rest(r) => r.create(&r.ident(&table.to_string()), &metadata).await,
+        }
     }
 
     /// Commits `change` on top of `base`; [`Conflict`] if the table moved since `base` was
-    /// loaded (nothing was written then).
+    /// loaded (nothing was written then), or if a REST catalog's answer was lost (reload and
+    /// look for the commit).
     pub async fn commit(
         &self,
         table: TableName,
         base: &Loaded,
         change: &Change,
     ) -> Result<std::result::Result<Loaded, Conflict>> {
-        let (store, url) = self.store(table)?;
-        let next = base.metadata.apply(change, Some(&base.location));
-        put_version(
-            store.as_ref(),
-            &url,
-            &table.to_string(),
-            base.version + 1,
-            next,
-        )
-        .await
+        let url = match self {
+            Self::Files(lake) => lake.table_url(table),
+            Self::Rest(_) => Url::parse("memory:///").expect("a URL"),
+        };
+        self.commit_at_url(&url, &table.to_string(), base, change)
+            .await
+    }
+
+    /// [`Catalog::commit`] for the table `qualified` whose files are under `url`.
+    pub async fn commit_at_url(
+        &self,
+        url: &Url,
+        qualified: &str,
+        base: &Loaded,
+        change: &Change,
+    ) -> Result<std::result::Result<Loaded, Conflict>> {
+        match self {
+            Self::Files(lake) => {
+                let store = lake.store_at(url)?;
+                let next = base.metadata.apply(change, Some(&base.location));
+                put_version(store.as_ref(), url, qualified, base.version + 1, next).await
+            }
+            Self::Rest(r) => r.commit(&r.ident(qualified), base, change).await,
+        }
     }
 }
 

@@ -152,6 +152,40 @@ pub struct Change {
     pub remove_snapshots: Vec<i64>,
 }
 
+impl Change {
+    /// The change that makes snapshot `snapshot_id` (on `parent`, sequence number `seq`, its
+    /// files listed by `manifest_list`) current, with `summary` and the delete-file totals of a
+    /// table without delete files.
+    pub fn snapshot(
+        md: &TableMetadata,
+        parent: Option<i64>,
+        snapshot_id: i64,
+        seq: i64,
+        manifest_list: String,
+        mut summary: BTreeMap<String, String>,
+    ) -> Self {
+        for k in [
+            "total-delete-files",
+            "total-position-deletes",
+            "total-equality-deletes",
+        ] {
+            summary.insert(k.into(), "0".into());
+        }
+        Self {
+            snapshot: Some(Snapshot {
+                snapshot_id,
+                parent_snapshot_id: parent,
+                sequence_number: seq,
+                timestamp_ms: now_ms(),
+                manifest_list,
+                summary,
+                schema_id: Some(md.current_schema_id),
+            }),
+            ..Self::default()
+        }
+    }
+}
+
 /// Milliseconds since the epoch, now.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

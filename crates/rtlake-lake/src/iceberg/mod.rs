@@ -11,14 +11,18 @@
 //! - [`evolve`]: schema evolution by field id.
 //! - [`manifest`]: manifests and manifest lists.
 //! - [`catalog`]: where the current metadata is recorded (a file catalog under the table).
+//! - [`rest`]: or an Iceberg REST catalog.
+//! - [`maintain`]: compaction, snapshot expiry and orphan removal.
 //! - [`read`]: a snapshot's data files, for readers and status.
 //! - [`sink`]: the exactly-once sink (offsets in the snapshot summary).
 
 pub mod catalog;
 pub mod evolve;
+pub mod maintain;
 pub mod manifest;
 pub mod metadata;
 pub mod read;
+pub mod rest;
 pub mod schema;
 pub mod sink;
 

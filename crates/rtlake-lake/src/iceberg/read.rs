@@ -1,7 +1,7 @@
 //! Reading an Iceberg table's file list: the data files of a snapshot, through its manifest
 //! list and manifests.
 
-use super::catalog::{Loaded, load_at};
+use super::catalog::{Catalog, Loaded};
 use super::manifest::{self, DataFile, Status};
 use super::metadata::Snapshot;
 use crate::{Error, Lake, Result};
@@ -29,7 +29,7 @@ impl TableFiles {
     /// Opens the table at `url` (`None`: no table there).
     pub async fn open(lake: &Lake, url: &Url, name: &str) -> Result<Option<Self>> {
         let store = lake.store_at(url)?;
-        let Some(table) = load_at(store.as_ref(), url, name).await? else {
+        let Some(table) = Catalog::of(lake).load_at_url(url, name).await? else {
             return Ok(None);
         };
         Ok(Some(Self {
@@ -42,19 +42,7 @@ impl TableFiles {
 
     /// Reads a file of the table by its full location.
     pub async fn read(&self, location: &str) -> Result<bytes::Bytes> {
-        let rel = super::sink::relative(&self.url, location).ok_or_else(|| {
-            err(
-                &self.name,
-                format!("{location} is not under the table's location {}", self.url),
-            )
-        })?;
-        self.store
-            .get(&rel)
-            .await
-            .map_err(|e| err(&self.name, e))?
-            .bytes()
-            .await
-            .map_err(|e| err(&self.name, e))
+        read_file(self.store.as_ref(), &self.url, &self.name, location).await
     }
 
     /// The data files of `snapshot` (the current one if `None`; none for an empty table).
@@ -74,4 +62,27 @@ impl TableFiles {
         }
         Ok(out)
     }
+}
+
+/// Reads a file of the table `name` at `url` by its full location (manifests, lists and data
+/// files are named by full location in the metadata).
+pub async fn read_file(
+    store: &dyn object_store::ObjectStore,
+    url: &Url,
+    name: &str,
+    location: &str,
+) -> Result<bytes::Bytes> {
+    let rel = super::sink::relative(url, location).ok_or_else(|| {
+        err(
+            name,
+            format!("{location} is not under the table's location {url}"),
+        )
+    })?;
+    store
+        .get(&rel)
+        .await
+        .map_err(|e| err(name, e))?
+        .bytes()
+        .await
+        .map_err(|e| err(name, e))
 }

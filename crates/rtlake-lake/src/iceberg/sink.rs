@@ -12,7 +12,7 @@
 
 use super::catalog::{Catalog, Conflict, Loaded};
 use super::manifest::{self, DataFile, Entry, ManifestFile, PartitionValue, Status};
-use super::metadata::{Change, OFFSETS_KEY, Snapshot, TableMetadata, now_ms};
+use super::metadata::{Change, OFFSETS_KEY, TableMetadata};
 use super::schema::{self, Schema};
 use crate::{Error, Lake, Result};
 use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
@@ -57,7 +57,7 @@ fn refuse(table: TableName, reason: String) -> Error {
 }
 
 /// A random positive snapshot id (as the Java library makes them).
-fn new_snapshot_id() -> i64 {
+pub(super) fn new_snapshot_id() -> i64 {
     (uuid::Uuid::new_v4().as_u64_pair().0 & i64::MAX as u64) as i64
 }
 
@@ -71,7 +71,7 @@ impl IcebergSink {
         schema: SchemaRef,
         partitions: &[&str],
     ) -> Result<Self> {
-        let catalog = Catalog::files(lake);
+        let catalog = Catalog::of(lake);
         let url = lake.table_url(name);
         let store = lake.store_at(&url)?;
         let mut table = match catalog.load(name).await? {
@@ -443,43 +443,30 @@ impl IcebergSink {
             "total-files-size".into(),
             total("total-files-size", added_bytes),
         );
-        summary.insert("total-delete-files".into(), "0".into());
-        summary.insert("total-position-deletes".into(), "0".into());
-        summary.insert("total-equality-deletes".into(), "0".into());
         summary.insert(
             OFFSETS_KEY.into(),
             serde_json::to_string(&offsets).map_err(|e| err(name, e))?,
         );
         summary.insert(COMMIT_ID_KEY.into(), commit_id.to_string());
-        Ok(Change {
-            snapshot: Some(Snapshot {
-                snapshot_id,
-                parent_snapshot_id: parent.map(|p| p.snapshot_id),
-                sequence_number: seq,
-                timestamp_ms: now_ms(),
-                manifest_list: list_path,
-                summary,
-                schema_id: Some(md.current_schema_id),
-            }),
-            ..Change::default()
-        })
+        Ok(Change::snapshot(
+            md,
+            parent.map(|p| p.snapshot_id),
+            snapshot_id,
+            seq,
+            list_path,
+            summary,
+        ))
     }
 
     /// Reads a file of the table by its full location.
     async fn read(&self, location: &str) -> Result<bytes::Bytes> {
-        let rel = relative(&self.url, location).ok_or_else(|| {
-            err(
-                self.name,
-                format!("{location} is not under the table's location {}", self.url),
-            )
-        })?;
-        self.store
-            .get(&rel)
-            .await
-            .map_err(|e| err(self.name, e))?
-            .bytes()
-            .await
-            .map_err(|e| err(self.name, e))
+        super::read::read_file(
+            self.store.as_ref(),
+            &self.url,
+            &self.name.to_string(),
+            location,
+        )
+        .await
     }
 
     async fn put_metadata(&self, file: &str, bytes: Vec<u8>) -> Result<String> {
@@ -516,7 +503,7 @@ fn partition_value(col: &dyn Array, row: usize) -> Option<PartitionValue> {
     })
 }
 
-fn parquet_bytes(batch: &RecordBatch) -> parquet::errors::Result<Vec<u8>> {
+pub(super) fn parquet_bytes(batch: &RecordBatch) -> parquet::errors::Result<Vec<u8>> {
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .build();
@@ -532,7 +519,7 @@ pub async fn read_versions(
     name: TableName,
     app_ids: &[String],
 ) -> Result<BTreeMap<String, Option<i64>>> {
-    let offsets = match Catalog::files(lake).load(name).await? {
+    let offsets = match Catalog::of(lake).load(name).await? {
         Some(t) => t.metadata.offsets(),
         None => BTreeMap::new(),
     };

@@ -211,6 +211,12 @@ fn validate_sinks(
         if s.key.is_some() && s.topic.is_none() {
             return Err((i, "key is for Kafka sinks (set topic)".into()));
         }
+        if s.format.is_some() && s.topic.is_some() {
+            return Err((
+                i,
+                "format (delta or iceberg) is for table sinks: a Kafka sink writes JSON".into(),
+            ));
+        }
         if s.topic.is_some() && stage.is_none() && registry.key(&s.operator).is_none() {
             return Err((
                 i,

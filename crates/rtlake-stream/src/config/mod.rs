@@ -125,7 +125,7 @@ impl std::str::FromStr for StartingOffsets {
     }
 }
 
-/// One sink of a pipeline: an operator's rows into a Delta table or a Kafka topic. Sinks that
+/// One sink of a pipeline: an operator's rows into a lake table or a Kafka topic. Sinks that
 /// name the same operator share one instance of it (one state, several outputs per epoch).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -142,6 +142,10 @@ pub struct SinkConfig {
     /// A query over the operator's rows of each epoch, as table `input` (projection, filter);
     /// its result is what a table sink writes. Table sinks only.
     pub sql: Option<String>,
+    /// The table's format when the sink creates it, `delta` or `iceberg` (default: the lake's,
+    /// `lake.format`); one pipeline may write both. A table that exists keeps its own: a
+    /// sink that names the other format is refused.
+    pub format: Option<rtlake_lake::TableFormat>,
 }
 
 /// The stream processor.

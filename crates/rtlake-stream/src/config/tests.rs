@@ -157,6 +157,7 @@ fn the_domains_pipeline_is_the_default_and_a_file_source_drops_its_topics() {
             topic: None,
             key: None,
             sql: None,
+            format: None,
         },
         SinkConfig {
             operator: "bronze".into(),
@@ -164,6 +165,7 @@ fn the_domains_pipeline_is_the_default_and_a_file_source_drops_its_topics() {
             topic: Some("out".into()),
             key: None,
             sql: None,
+            format: None,
         },
     ];
     let run = RunConfig::default();

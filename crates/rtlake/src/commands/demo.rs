@@ -23,6 +23,10 @@ pub async fn demo(cli: &Cli, a: &cli::DemoArgs) -> Result<()> {
         c.source.kind = rtlake_bikes::config::SourceKind::Replay;
         c.source.speed = speed;
         c.source.minutes = a.minutes.or(c.source.minutes);
+        if let Some(f) = a.lake_format {
+            c.lake.format = f;
+            o.set("lake.format", "flag --lake-format");
+        }
         if a.dashboard != "off" {
             c.serve.listen = a.dashboard.clone();
             o.set("serve.listen", "flag --dashboard");

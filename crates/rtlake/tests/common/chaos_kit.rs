@@ -132,7 +132,11 @@ pub async fn table_rows(lake: &Path) -> BTreeMap<&'static str, Vec<String>> {
     ];
     let mut out = BTreeMap::new();
     for (name, q) in queries {
-        let rows = if lake.join("_rejected/_delta_log").exists() || name != "rejected" {
+        let rejected = lake.join("_rejected");
+        let rows = if name != "rejected"
+            || rejected.join("_delta_log").exists()
+            || rejected.join("metadata").exists()
+        {
             sql_rows(lake, q)
                 .await
                 .into_iter()
@@ -213,7 +217,8 @@ pub fn producer(env: &TestEnv, s: &Scale) -> Guard {
 
 /// The highest bronze offset per partition.
 pub async fn positions(lake: &Path) -> BTreeMap<String, i64> {
-    if !lake.join("bronze/station_status/_delta_log").exists() {
+    let table = lake.join("bronze/station_status");
+    if !table.join("_delta_log").exists() && !table.join("metadata").exists() {
         return BTreeMap::new();
     }
     sql_rows(

@@ -65,10 +65,18 @@ impl Dialect {
         }
     }
 
-    /// A table (`ns.name`), at a version if given.
+    /// A Delta table (`ns.name`), at a version if given.
     pub fn table(self, qualified: &str, version: Option<u64>) -> String {
-        let name = match self {
-            Dialect::Trino => format!("delta.{qualified}"),
+        self.table_in(false, qualified, version)
+    }
+
+    /// A Delta or Iceberg table (`ns.name`), at a version (an Iceberg snapshot id) if given:
+    /// Spark's `ice` and Trino's `iceberg` catalogs are the Iceberg REST catalog.
+    pub fn table_in(self, iceberg: bool, qualified: &str, version: Option<u64>) -> String {
+        let name = match (self, iceberg) {
+            (Dialect::Trino, false) => format!("delta.{qualified}"),
+            (Dialect::Trino, true) => format!("iceberg.{qualified}"),
+            (Dialect::Spark, true) => format!("ice.{qualified}"),
             _ => qualified.to_string(),
         };
         match (self, version) {
@@ -162,8 +170,12 @@ pub fn same(a: &Rows, b: &Rows) -> bool {
 
 /// rtlake's SQL over a lake, in this process.
 pub async fn rtlake_sql(lake: &Path, q: &str) -> Result<Rows, String> {
-    let cfg = rtlake_lake::LakeConfig::at(lake.display().to_string());
-    let (names, out) = super::sql_written(&cfg, q, rtlake_query::Format::Json).await?;
+    rtlake_sql_in(&rtlake_lake::LakeConfig::at(lake.display().to_string()), q).await
+}
+
+/// rtlake's SQL over the lake `cfg` names (its catalog too), in this process.
+pub async fn rtlake_sql_in(cfg: &rtlake_lake::LakeConfig, q: &str) -> Result<Rows, String> {
+    let (names, out) = super::sql_written(cfg, q, rtlake_query::Format::Json).await?;
     Ok(String::from_utf8(out)
         .unwrap()
         .lines()
@@ -197,8 +209,10 @@ impl Spark {
             return None;
         };
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/engines/spark_sql.py");
+        // The Iceberg REST catalog, if there is one, as Spark's `ice` catalog.
+        let rest = std::env::var("RTLAKE_TEST_ICEBERG_REST").unwrap_or_default();
         let mut child = Command::new(python)
-            .args([script, &jars, &warehouse.display().to_string()])
+            .args([script, &jars, &warehouse.display().to_string(), &rest])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -235,8 +249,22 @@ impl Spark {
         }
     }
 
-    /// A Delta table's partition columns, as `DESCRIBE DETAIL` gives them.
+    /// A Delta table's partition columns, as `DESCRIBE DETAIL` gives them; an Iceberg
+    /// table's (in `ice`), as `SHOW CREATE TABLE` does.
     pub fn partition_columns(&mut self, table: &str) -> Result<Vec<String>, String> {
+        if table.starts_with("ice.") {
+            let rows = self.sql(&format!("SHOW CREATE TABLE {table}"))?;
+            let create = rows[0][0].as_str().unwrap_or_default();
+            let Some(i) = create.find("PARTITIONED BY (") else {
+                return Ok(Vec::new());
+            };
+            let rest = &create[i + "PARTITIONED BY (".len()..];
+            return Ok(rest[..rest.find(')').unwrap_or(0)]
+                .split(',')
+                .map(|s| s.trim().trim_matches('`').to_string())
+                .filter(|s| !s.is_empty())
+                .collect());
+        }
         let (cols, rows) = self.sql_named(&format!("DESCRIBE DETAIL {table}"))?;
         let i = cols
             .iter()
@@ -277,14 +305,18 @@ impl Trino {
         })
     }
 
-    /// A Delta table's partition columns, as `SHOW CREATE TABLE` gives them.
+    /// A table's partition columns, as `SHOW CREATE TABLE` gives them (Delta's
+    /// `partitioned_by`, Iceberg's `partitioning`).
     pub async fn partition_columns(&self, table: &str) -> Result<Vec<String>, String> {
         let rows = self.sql(&format!("SHOW CREATE TABLE {table}")).await?;
         let create = rows[0][0].as_str().unwrap_or_default();
-        let Some(i) = create.find("partitioned_by = ARRAY[") else {
+        let Some((i, key)) = ["partitioned_by = ARRAY[", "partitioning = ARRAY["]
+            .iter()
+            .find_map(|k| create.find(k).map(|i| (i, *k)))
+        else {
             return Ok(Vec::new());
         };
-        let rest = &create[i + "partitioned_by = ARRAY[".len()..];
+        let rest = &create[i + key.len()..];
         Ok(rest[..rest.find(']').unwrap_or(0)]
             .split(',')
             .map(|s| s.trim().trim_matches('\'').to_string())
@@ -324,6 +356,35 @@ impl Trino {
                 .json()
                 .await
                 .map_err(|e| e.to_string())?;
+        }
+    }
+}
+
+/// Drops (without purging files) every table of `namespaces` from the Iceberg REST catalog at
+/// `rest`: what an earlier run registered.
+pub async fn forget_iceberg_tables(rest: &str, namespaces: &[&str]) {
+    let http = reqwest::Client::new();
+    for ns in namespaces {
+        let Ok(r) = http
+            .get(format!("{rest}/v1/namespaces/{ns}/tables"))
+            .send()
+            .await
+        else {
+            continue;
+        };
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        for id in v["identifiers"].as_array().into_iter().flatten() {
+            let name = id["name"].as_str().unwrap_or_default();
+            let r = http
+                .delete(format!("{rest}/v1/namespaces/{ns}/tables/{name}"))
+                .send()
+                .await
+                .expect("the REST catalog answers");
+            assert!(
+                r.status().is_success(),
+                "dropping {ns}.{name}: {}",
+                r.status()
+            );
         }
     }
 }

@@ -147,8 +147,20 @@ pub async fn sql_written(
     ))
 }
 
-/// Counts the commits (JSON log entries) of a table.
+/// Counts the commits of a table (Delta log entries, or Iceberg metadata versions).
 pub fn commits(table: &Path) -> usize {
+    if table.join("metadata").exists() {
+        // An Iceberg table on the file catalog: a metadata version per commit, after the first.
+        return std::fs::read_dir(table.join("metadata")).map_or(0, |d| {
+            d.flatten()
+                .filter(|e| {
+                    let n = e.file_name().to_string_lossy().to_string();
+                    n.starts_with('v') && n.ends_with(".metadata.json")
+                })
+                .count()
+                .saturating_sub(1)
+        });
+    }
     std::fs::read_dir(table.join("_delta_log"))
         .map(|d| {
             d.flatten()

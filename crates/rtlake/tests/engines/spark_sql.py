@@ -3,9 +3,10 @@ once, that runs the statements it reads from stdin, one JSON string a line, and 
 with one JSON line: {"columns": [...], "rows": [[...], ...]} or {"error": "..."}. Values are JSON numbers, strings
 (dates and timestamps in ISO 8601) or null.
 
-    python spark_sql.py JARS WAREHOUSE
-    (JARS: delta-spark's jars, comma-separated, as scripts/spark.sh jars prints them; WAREHOUSE: a
-    folder for the session's catalog)
+    python spark_sql.py JARS WAREHOUSE [ICEBERG_REST]
+    (JARS: delta-spark's and Iceberg's jars, comma-separated, as scripts/spark.sh jars prints
+    them; WAREHOUSE: a folder for the session's catalog; ICEBERG_REST: an Iceberg REST catalog's
+    URL, Spark's catalog `ice`)
 """
 import datetime
 import decimal
@@ -38,8 +39,16 @@ spark = (
     .config("spark.driver.host", "127.0.0.1")
     .config("spark.driver.bindAddress", "127.0.0.1")
     .config("spark.sql.warehouse.dir", sys.argv[2])
-    .getOrCreate()
 )
+if len(sys.argv) > 3 and sys.argv[3]:
+    spark = (
+        spark.config("spark.sql.catalog.ice", "org.apache.iceberg.spark.SparkCatalog")
+        .config("spark.sql.catalog.ice.type", "rest")
+        .config("spark.sql.catalog.ice.uri", sys.argv[3])
+        # A table is read again as it is now, not as the session first loaded it.
+        .config("spark.sql.catalog.ice.cache-enabled", "false")
+    )
+spark = spark.getOrCreate()
 spark.sparkContext.setLogLevel("ERROR")
 print(json.dumps({"ready": spark.version}), flush=True)
 

@@ -8,10 +8,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn start(dir: &Path, port: u16) -> Guard {
+fn start(dir: &Path, port: u16, format: &str) -> Guard {
     let mut c = rtlake();
+    c.args(["demo", "--lake-format", format]);
     c.args([
-        "demo",
         "--speed",
         "40",
         "--dashboard",
@@ -25,7 +25,8 @@ fn start(dir: &Path, port: u16) -> Guard {
 }
 
 async fn polls_in_lake(lake: &Path) -> usize {
-    if !lake.join("bronze/station_status/_delta_log").exists() {
+    let table = lake.join("bronze/station_status");
+    if !table.join("_delta_log").exists() && !table.join("metadata").exists() {
         return 0;
     }
     sql_rows(
@@ -37,8 +38,8 @@ async fn polls_in_lake(lake: &Path) -> usize {
         .unwrap()
 }
 
-async fn run_until(dir: &Path, port: u16, polls: usize) {
-    let mut child = start(dir, port);
+async fn run_until(dir: &Path, port: u16, polls: usize, format: &str) {
+    let mut child = start(dir, port, format);
     let t0 = Instant::now();
     while polls_in_lake(&dir.join("lake")).await < polls {
         assert!(
@@ -75,14 +76,23 @@ fn saved_poll(dir: &Path) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_resumes_where_it_stopped() {
+    resumes_where_it_stopped("delta").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_on_iceberg_tables_resumes_where_it_stopped() {
+    resumes_where_it_stopped("iceberg").await;
+}
+
+async fn resumes_where_it_stopped(format: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let port = free_port();
-    run_until(&dir, port, 3).await;
+    run_until(&dir, port, 3, format).await;
     let first = saved_poll(&dir);
     assert!(first >= 3);
 
-    run_until(&dir, port, first as usize + 3).await;
+    run_until(&dir, port, first as usize + 3, format).await;
     let second = saved_poll(&dir);
     assert!(
         second > first,
@@ -125,4 +135,8 @@ async fn the_demo_resumes_where_it_stopped() {
         "every poll but the newest ({}) holds all 2,721 stations: {per_poll:?}",
         r[4]
     );
+    // The format asked for: an Iceberg table has its metadata, no Delta log, and vice versa.
+    let table = lake.join("bronze/station_status");
+    assert_eq!(table.join("metadata").exists(), format == "iceberg");
+    assert_eq!(table.join("_delta_log").exists(), format == "delta");
 }

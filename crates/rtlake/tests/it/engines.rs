@@ -5,12 +5,18 @@
 //! goes on writing while they read. Per table (and view), the row count, a checksum of every
 //! column, the partition columns and the rows per partition equal rtlake's own SQL: at an
 //! earlier version (`VERSION AS OF`) while rtlake writes, and at the newest once it stopped.
+//!
+//! The same for Iceberg tables registered in a real Iceberg REST catalog
+//! (scripts/iceberg-rest.sh), compacted and vacuumed (snapshots expired, files deleted): Spark
+//! with Iceberg's runtime and Trino's Iceberg connector find them through the catalog, nothing
+//! to register; versions are snapshot ids.
 
 use crate::common;
 
-use common::engines::{Dialect, Kind, Rows, Spark, Trino, rtlake_sql, same, statements};
+use common::engines::{Dialect, Kind, Rows, Spark, Trino, rtlake_sql_in, same, statements};
 use common::faults::wave;
 use common::{Guard, Succeeds, TestEnv, rtlake, signal, wait_for};
+use rtlake_lake::{LakeConfig, TableFormat};
 use std::path::{Path, PathBuf};
 
 /// A table or view of the lake, as rtlake's SQL lists it.
@@ -20,8 +26,10 @@ struct Object {
     name: String,
     view: bool,
     columns: Vec<(String, Kind)>,
-    /// From the table's Delta log (none for a view).
+    /// From the table's Delta log or Iceberg metadata (none for a view).
     partitions: Vec<String>,
+    /// An Iceberg table (in the REST catalog) rather than a Delta table.
+    iceberg: bool,
 }
 
 impl Object {
@@ -36,7 +44,7 @@ impl Object {
             (_, "public") => "default",
             (_, s) => s,
         };
-        d.table(&format!("{schema}.{}", self.name), version)
+        d.table_in(self.iceberg, &format!("{schema}.{}", self.name), version)
     }
 
     fn path(&self, lake: &Path) -> PathBuf {
@@ -47,19 +55,38 @@ impl Object {
     }
 }
 
-async fn objects(lake: &Path) -> Vec<Object> {
+/// The Iceberg metadata of `o` as the lake's catalog holds it.
+async fn iceberg_metadata(
+    cfg: &LakeConfig,
+    o: &Object,
+) -> rtlake_lake::iceberg::metadata::TableMetadata {
+    let lake = rtlake_lake::Lake::open(cfg).unwrap();
+    let url = url::Url::from_directory_path(o.path(Path::new(&cfg.uri))).unwrap();
+    let qualified = if o.schema == "public" {
+        o.name.clone()
+    } else {
+        o.qualified()
+    };
+    rtlake_lake::iceberg::Catalog::of(&lake)
+        .load_at_url(&url, &qualified)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{qualified} is not in the catalog"))
+        .metadata
+}
+
+async fn objects(cfg: &LakeConfig) -> Vec<Object> {
+    let lake = Path::new(&cfg.uri);
+    let rtlake_sql = |q: String| async move { rtlake_sql_in(cfg, &q).await };
     let q = "SELECT table_schema, table_name, table_type FROM information_schema.tables \
              WHERE table_schema <> 'information_schema' ORDER BY 1, 2";
     let mut out = Vec::new();
-    for r in rtlake_sql(lake, q).await.unwrap() {
+    for r in rtlake_sql(q.to_string()).await.unwrap() {
         let (schema, name) = (r[0].as_str().unwrap(), r[1].as_str().unwrap());
-        let cols = rtlake_sql(
-            lake,
-            &format!(
-                "SELECT column_name, data_type FROM information_schema.columns \
-                 WHERE table_schema = '{schema}' AND table_name = '{name}' ORDER BY ordinal_position"
-            ),
-        )
+        let cols = rtlake_sql(format!(
+            "SELECT column_name, data_type FROM information_schema.columns \
+             WHERE table_schema = '{schema}' AND table_name = '{name}' ORDER BY ordinal_position"
+        ))
         .await
         .unwrap();
         let mut o = Object {
@@ -76,8 +103,27 @@ async fn objects(lake: &Path) -> Vec<Object> {
                 })
                 .collect(),
             partitions: Vec::new(),
+            iceberg: cfg.format == TableFormat::Iceberg,
         };
-        if !o.view {
+        if o.iceberg && !o.view {
+            let md = iceberg_metadata(cfg, &o).await;
+            let schema = md.current_schema().unwrap();
+            o.partitions = md
+                .default_spec()
+                .unwrap()
+                .fields
+                .iter()
+                .map(|p| {
+                    schema
+                        .fields
+                        .iter()
+                        .find(|f| f.id == p.source_id)
+                        .unwrap()
+                        .name
+                        .clone()
+                })
+                .collect();
+        } else if !o.view {
             let first = o.path(lake).join("_delta_log/00000000000000000000.json");
             let log = std::fs::read_to_string(&first).unwrap();
             let meta = log
@@ -92,7 +138,15 @@ async fn objects(lake: &Path) -> Vec<Object> {
     out
 }
 
-/// The newest version of a table: its highest numbered commit.
+/// The newest version of a table: its highest numbered commit, or its current Iceberg snapshot.
+async fn version_of(cfg: &LakeConfig, o: &Object) -> u64 {
+    if o.iceberg {
+        let md = iceberg_metadata(cfg, o).await;
+        return md.current_snapshot().expect("a snapshot").snapshot_id as u64;
+    }
+    version(&o.path(Path::new(&cfg.uri)))
+}
+
 fn version(table: &Path) -> u64 {
     std::fs::read_dir(table.join("_delta_log"))
         .unwrap()
@@ -180,9 +234,9 @@ impl Readers {
     }
 
     /// Each engine's figures for `o` (at `version`) equal rtlake's.
-    async fn agree(&mut self, lake: &Path, o: &Object, version: Option<u64>) {
-        let mine = rtlake_sql(
-            lake,
+    async fn agree(&mut self, cfg: &LakeConfig, o: &Object, version: Option<u64>) {
+        let mine = rtlake_sql_in(
+            cfg,
             &Dialect::Rtlake.checksum(&o.in_dialect(Dialect::Rtlake, version), &o.columns),
         )
         .await
@@ -192,7 +246,7 @@ impl Readers {
         } else {
             let q =
                 Dialect::Rtlake.partitions(&o.in_dialect(Dialect::Rtlake, version), &o.partitions);
-            Some(rtlake_sql(lake, &q).await.unwrap())
+            Some(rtlake_sql_in(cfg, &q).await.unwrap())
         };
         for d in self.dialects() {
             let at = o.in_dialect(d, version);
@@ -234,6 +288,27 @@ impl Readers {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spark_and_trino_read_every_table_as_rtlake_does() {
+    read_every_table(TableFormat::Delta).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spark_and_trino_read_every_iceberg_table_through_the_rest_catalog() {
+    read_every_table(TableFormat::Iceberg).await;
+}
+
+async fn read_every_table(format: TableFormat) {
+    let rest = match format {
+        TableFormat::Delta => String::new(),
+        TableFormat::Iceberg => match std::env::var("RTLAKE_TEST_ICEBERG_REST") {
+            Ok(u) => u,
+            Err(_) => {
+                rtlake_core::testing::skip_missing(
+                    "RTLAKE_TEST_ICEBERG_REST names no Iceberg REST catalog (scripts/test.sh starts scripts/iceberg-rest.sh)",
+                );
+                return;
+            }
+        },
+    };
     let env = TestEnv::new("engines").await;
     let mut readers = Readers {
         spark: Spark::start(&env.dir.path().join("spark-warehouse")),
@@ -243,10 +318,12 @@ async fn spark_and_trino_read_every_table_as_rtlake_does() {
         return;
     }
     let lake = env.lake();
+    let mut lake_cfg = LakeConfig::at(lake.display().to_string());
+    lake_cfg.format = format;
     // Eight minutes of the replay in epochs of 6,000 events: about 15 commits a table; with a
     // minute's lateness the first 5-minute windows close, so gold has rows (the hourly table
     // stays empty: its first hour would need 70 minutes).
-    let run = [
+    let mut run = vec![
         "--max-batch-events",
         "6000",
         "--lateness",
@@ -254,6 +331,13 @@ async fn spark_and_trino_read_every_table_as_rtlake_does() {
         "--metrics-listen",
         "off",
     ];
+    if format == TableFormat::Iceberg {
+        // The catalog outlives the test: forget what an earlier run registered there.
+        common::engines::forget_iceberg_tables(&rest, &["bronze", "silver", "gold", "default"])
+            .await;
+        lake_cfg.catalog = rest.clone();
+        run.extend(["--lake-format", "iceberg", "--catalog", rest.as_str()]);
+    }
     let mut cfg = env.config();
     cfg.source.state_file = Some(env.dir.path().join("replay.json"));
     wave(&mut cfg, 8).await;
@@ -264,36 +348,60 @@ async fn spark_and_trino_read_every_table_as_rtlake_does() {
         &["checkpoint"],
         &["vacuum", "--retention", "0s"],
     ] {
-        rtlake()
-            .arg("lake")
-            .args(args)
-            .arg("--lake")
-            .arg(&lake)
-            .succeeds_within(120);
+        let mut c = rtlake();
+        c.arg("lake").args(args).arg("--lake").arg(&lake);
+        if format == TableFormat::Iceberg {
+            c.args(["--catalog", rest.as_str()]);
+        }
+        c.succeeds_within(120);
     }
-    let objects = objects(&lake).await;
+    let mut objects = objects(&lake_cfg).await;
+    if format == TableFormat::Iceberg {
+        // rtlake's views are registered in the engines by `rtlake lake ddl`, for Delta only.
+        objects.retain(|o| !o.view);
+    }
     let tables: Vec<&Object> = objects.iter().filter(|o| !o.view).collect();
     assert!(
         tables.len() >= 4,
         "bronze, silver and two gold tables: {:?}",
         tables.iter().map(|o| o.qualified()).collect::<Vec<_>>()
     );
-    let versions: Vec<u64> = tables.iter().map(|o| version(&o.path(&lake))).collect();
-    readers.register(&lake, &objects).await;
+    if format == TableFormat::Iceberg {
+        // The engines read what maintenance left: bronze compacted, older snapshots expired.
+        let bronze = tables.iter().find(|o| o.name == "station_status").unwrap();
+        let md = iceberg_metadata(&lake_cfg, bronze).await;
+        let current = md.current_snapshot().unwrap();
+        assert_eq!(
+            current.summary["operation"], "replace",
+            "bronze was compacted"
+        );
+        assert_eq!(
+            md.snapshots.len(),
+            1,
+            "the vacuum expired every older snapshot"
+        );
+    }
+    let mut versions = Vec::new();
+    for o in &tables {
+        versions.push(version_of(&lake_cfg, o).await);
+    }
+    if format == TableFormat::Delta {
+        readers.register(&lake, &objects).await;
+    }
 
     // rtlake goes on writing (two more minutes) while the engines read the versions above.
     let mut writer = Guard::spawn(env.run_cmd(&run));
     wave(&mut cfg, 10).await;
     for (o, v) in tables.iter().zip(&versions) {
-        readers.agree(&lake, o, Some(*v)).await;
+        readers.agree(&lake_cfg, o, Some(*v)).await;
     }
     let total = common::replay_lines(40).len();
     wait_for(
         "the writer to land the ten minutes in bronze",
         180,
         async || {
-            rtlake_sql(
-                &lake,
+            rtlake_sql_in(
+                &lake_cfg,
                 "SELECT CAST(count(*) AS DOUBLE) FROM bronze.station_status",
             )
             .await
@@ -304,10 +412,11 @@ async fn spark_and_trino_read_every_table_as_rtlake_does() {
     signal(writer.0.id(), "-TERM");
     assert!(writer.wait_within(60).success(), "rtlake run stops cleanly");
     for (o, v) in tables.iter().zip(&versions) {
-        assert!(version(&o.path(&lake)) >= *v);
+        let now = version_of(&lake_cfg, o).await;
+        assert!(format == TableFormat::Iceberg || now >= *v);
     }
     for o in &objects {
-        readers.agree(&lake, o, None).await;
+        readers.agree(&lake_cfg, o, None).await;
     }
 }
 
@@ -323,9 +432,10 @@ async fn an_existing_lake_reads_the_same_in_every_engine() {
         spark: Spark::start(&dir.path().join("spark-warehouse")),
         trino: Trino::connect(),
     };
-    let objects = objects(&lake).await;
+    let cfg = LakeConfig::at(lake.display().to_string());
+    let objects = objects(&cfg).await;
     readers.register(&lake, &objects).await;
     for o in &objects {
-        readers.agree(&lake, o, None).await;
+        readers.agree(&cfg, o, None).await;
     }
 }

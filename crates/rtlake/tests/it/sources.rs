@@ -260,3 +260,53 @@ async fn starting_offsets_and_max_offsets_per_trigger() {
         "{err}"
     );
 }
+
+/// A pipeline whose sinks name their formats writes a Delta and an Iceberg table side by side,
+/// with the same rows; `rtlake sql` reads both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_pipeline_writes_delta_and_iceberg_tables_as_its_sinks_ask() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = common::replay();
+    let mut text = String::new();
+    for _ in 0..POLLS {
+        for e in &r.next_poll().events {
+            text.push_str(&e.to_json());
+            text.push('\n');
+        }
+    }
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(&events, text).unwrap();
+    let pipeline = dir.path().join("both.toml");
+    std::fs::write(
+        &pipeline,
+        "pipeline = \"both\"\n\n[[sinks]]\noperator = \"bronze\"\n\n[[sinks]]\noperator = \"changes\"\n\n\
+         [[sinks]]\noperator = \"changes\"\ntable = \"silver.changes_iceberg\"\nformat = \"iceberg\"\n",
+    )
+    .unwrap();
+    let lake = dir.path().join("lake");
+    let out = rtlake()
+        .args(["run", "--metrics-listen", "off", "--lake"])
+        .arg(&lake)
+        .arg("--pipeline")
+        .arg(&pipeline)
+        .arg(format!("--source=file:{}", events.display()))
+        .output_within(300)
+        .unwrap();
+    assert_eq!(
+        processed(&out).0 as usize,
+        common::replay_lines(POLLS).len()
+    );
+    assert!(lake.join("silver/station_changes/_delta_log").exists());
+    assert!(lake.join("silver/changes_iceberg/metadata").exists());
+    assert!(!lake.join("silver/changes_iceberg/_delta_log").exists());
+    let q =
+        |t: &str| format!("SELECT station_id, polled_at, rentals, returns, bikes_parked FROM {t}");
+    let rows = common::sql_rows(&lake, "SELECT count(*) FROM silver.changes_iceberg").await;
+    assert_eq!(rows[0][0], common::replay_changes(POLLS).len().to_string());
+    let delta = table_checksum(&lake, &q("silver.station_changes")).await;
+    assert_eq!(
+        table_checksum(&lake, &q("silver.changes_iceberg")).await,
+        delta,
+        "the same rows in both formats"
+    );
+}

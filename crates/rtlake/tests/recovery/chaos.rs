@@ -17,6 +17,16 @@ use std::time::Instant;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processor_kills_at_random_moments_and_inside_commits() {
+    processor_kills("delta").await;
+}
+
+/// The same on Iceberg tables (file catalog), compared with a reference run on Delta tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processor_kills_on_iceberg_tables() {
+    processor_kills("iceberg").await;
+}
+
+async fn processor_kills(format: &str) {
     let _alone = crate::alone().await;
     let s = scale();
     let env = TestEnv::new("chaos-proc").await;
@@ -35,6 +45,7 @@ async fn processor_kills_at_random_moments_and_inside_commits() {
             "chaos-1",
         ]);
         c.arg("--pipeline").arg(&pipeline);
+        c.env("RTLAKE_LAKE_FORMAT", format);
         if let Some(p) = failpoint {
             c.env("RTLAKE_FAILPOINT", p);
         }
@@ -147,7 +158,10 @@ async fn processor_kills_at_random_moments_and_inside_commits() {
         "{reasons:?}"
     );
     settle(
-        &format!("processor: SIGKILL, or abort inside a commit; restarted (+{bad} bad messages)"),
+        &format!(
+            "processor: SIGKILL, or abort inside a commit; restarted (+{bad} bad messages){}",
+            if format == "delta" { "" } else { ", Iceberg" }
+        ),
         s.kills,
         events,
         diff,
@@ -233,6 +247,16 @@ async fn broker_kills_while_producer_and_processor_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_one_killed_one_added_back() {
+    three_workers("delta").await;
+}
+
+/// The same on Iceberg tables: three writers commit to each table through its catalog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_on_iceberg_tables_one_killed_one_added_back() {
+    three_workers("iceberg").await;
+}
+
+async fn three_workers(format: &str) {
     let _alone = crate::alone().await;
     let s = scale();
     let env = TestEnv::new("chaos-group").await;
@@ -248,6 +272,7 @@ async fn three_workers_one_killed_one_added_back() {
             "5s",
         ]);
         c.arg("--pipeline").arg(&pipeline);
+        c.env("RTLAKE_LAKE_FORMAT", format);
         Guard::spawn(with_log(c, &log_file(&env, &format!("{name}.log"))))
     };
     let _dump = DumpOnPanic(
@@ -284,7 +309,11 @@ async fn three_workers_one_killed_one_added_back() {
     finish(&env, &mut producer, &mut workers, total(&s)).await;
     let diff = against_reference(&env).await;
     settle(
-        "3 workers in a group: SIGKILL one, add one",
+        if format == "delta" {
+            "3 workers in a group: SIGKILL one, add one"
+        } else {
+            "3 workers in a group: SIGKILL one, add one; Iceberg"
+        },
         2,
         total(&s),
         diff,
