@@ -29,7 +29,7 @@ mkdir -p "$LOGS"
 # The subjects (modules of the `it` and `recovery` test binaries) that talk to a Kafka cluster:
 # the demo and dashboard tests start the embedded broker themselves, and the chaos suite kills
 # it, so they run in the first phase only.
-KAFKA_TESTS=(backfill bronze broker_restart declared exactly_once gbfs gold group healing producers rejected second_client security serve sources transactions)
+KAFKA_TESTS=(backfill bronze broker_restart declared exactly_once gbfs gold group healing producers rejected second_client security serve sources transactions typed)
 
 # A test that returns early because it cannot run here records itself (rtlake_core::testing)
 # in $RTLAKE_TEST_SKIPS: cargo counts it as passed, the summary counts it as skipped.
@@ -39,6 +39,9 @@ count() {
   grep -h "^test result:" "$1" | awk -v s="$skipped" '{p += $4; f += $6; i += $8} END {printf "%d passed, %d failed, %d skipped, %d ignored", p - s, f, s, i}'
 }
 skips() { [ -s "$1" ] && sed 's/^/      skipped: /' "$1" || true; }
+
+# The typed-topic tests start their own schema registries from this binary (Go, built once).
+export RTLAKE_TEST_SCHEMA_REGISTRY_BIN="$(bash scripts/schema-registry.sh build | tail -1)"
 
 summary=()
 status=0

@@ -83,7 +83,7 @@ pub struct Engine {
     /// Offset and commit logs.
     pub log: EpochLog,
     /// A declared input's decoder.
-    pub decoder: Option<crate::ops::decode_json::JsonDecoder>,
+    pub decoder: Option<crate::ops::decode::Decoder>,
     /// Otherwise, the decoder a domain crate registered.
     pub domain: Option<Box<dyn InputDecoder>>,
     /// `run.max-future`: events further ahead of the clock are rejected as `future`.
@@ -247,8 +247,9 @@ impl Engine {
         let metrics = &rtlake_core::metrics::global().run;
         let now = chrono::Utc::now();
         let mut refused = RejectedColumns::new(self.rejected_shape);
-        let input = match &self.decoder {
+        let input = match &mut self.decoder {
             Some(d) => {
+                d.prepare(msgs).await?;
                 let (records, bad) = d.decode(&self.topic, msgs, now, self.max_future)?;
                 let owed = self.rejected_from(&ends);
                 for r in bad {

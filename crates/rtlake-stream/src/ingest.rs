@@ -51,8 +51,25 @@ pub fn checkpoint(cfg: &Config, lake: &Lake) -> Result<Folder> {
 }
 
 /// Runs the pipeline until `shutdown` fires, or until the input is drained (available-now
-/// trigger, or the file source).
+/// trigger, or the file source). When the input's registry subject gets a new schema version
+/// with new fields, the pipeline is built again with them ([`Kind::NewSchema`]) and goes on
+/// from the lake's positions.
 pub async fn run(
+    cfg: &Config,
+    registry: &Registry,
+    shutdown: CancellationToken,
+) -> Result<RunReport> {
+    loop {
+        match run_once(cfg, registry, shutdown.clone()).await {
+            Err(e) if e.kind() == Some(Kind::NewSchema) && !shutdown.is_cancelled() => {
+                tracing::info!(pipeline = %cfg.run.pipeline, reason = %e, "the input's schema changed: building the pipeline again");
+            }
+            done => return done,
+        }
+    }
+}
+
+async fn run_once(
     cfg: &Config,
     registry: &Registry,
     shutdown: CancellationToken,
@@ -72,7 +89,17 @@ pub async fn run(
             cfg.kafka.topic.clone()
         }
     };
-    let stages = build(cfg, registry, &lake, &checkpoint, &cluster).await?;
+    // The input's decoder first: an Avro input's columns come from its registry.
+    let decoder = match &cfg.run.input {
+        Some(input) => Some(
+            crate::ops::decode::Decoder::open(input, &cfg.kafka.topic)
+                .await?
+                .with_lateness(cfg.run.lateness.get()),
+        ),
+        None => None,
+    };
+    let input_schema = decoder.as_ref().map(|d| d.schema());
+    let stages = build(cfg, registry, &lake, &checkpoint, &cluster, input_schema).await?;
     let rejected = Output::Table(
         TableSink::open(
             &lake,
@@ -90,15 +117,7 @@ pub async fn run(
         rejected,
         state: StateStore::new(checkpoint.child("state")),
         log: EpochLog::new(checkpoint.clone()),
-        decoder: cfg
-            .run
-            .input
-            .as_ref()
-            .map(|input| {
-                crate::ops::decode_json::JsonDecoder::new(input)
-                    .map(|d| d.with_lateness(cfg.run.lateness.get()))
-            })
-            .transpose()?,
+        decoder,
         domain: match cfg.run.input {
             Some(_) => None,
             None => registry.new_decoder(cfg),

@@ -1,12 +1,12 @@
 //! An epoch's input as every operator reads it: the messages, and their decoding.
 //!
 //! A pipeline decodes its messages one of two ways. A declared input (`[input]` in a pipeline
-//! file) is decoded by [`JsonDecoder`](crate::ops::decode_json::JsonDecoder) into Arrow columns
+//! file) is decoded by its format's [`Decoder`](crate::ops::decode::Decoder) into Arrow columns
 //! of its schema ([`EpochInput::records`]). A domain crate may instead register an
 //! [`InputDecoder`] (see [`Registry`](crate::registry::Registry)); its decoding travels with
 //! the epoch as [`EpochInput::domain`] for the domain's own operators to read.
 
-use crate::ops::decode_json::Records;
+use crate::ops::decode::Records;
 use crate::source::RawMessage;
 use chrono::{DateTime, Utc};
 use std::any::Any;

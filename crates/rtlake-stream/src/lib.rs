@@ -5,8 +5,9 @@
 //!   the messages every source hands the engine, and where a partition resumes.
 //! - [`operator`]: the interface of a stage; [`input`]: what it reads; [`registry`]: the
 //!   operators, decoder and default pipeline a domain crate adds by name.
-//! - [`ops`]: the general operators of declared pipelines (any topic, a declared schema):
-//!   JSON decoding to Arrow, SQL stages with static tables, window stages.
+//! - [`ops`]: the general operators of declared pipelines (any topic, a declared schema or a
+//!   schema registry's): JSON and Avro decoding to Arrow, SQL stages with static tables, window
+//!   stages.
 //! - [`window`]: event-time windows, per-partition watermarks and output modes; [`ahead`]: the
 //!   decoders' screen that keeps one event far ahead of its partition from moving a watermark.
 //! - [`pipeline`]: operators and their outputs (Delta tables, Kafka topics), each
@@ -82,6 +83,12 @@ pub enum Kind {
     /// The pipeline's configuration cannot run (a bad SQL statement, a key column the rows do
     /// not have): the user's to fix.
     Config,
+    /// A schema registry did not answer for a while: the epoch is retried.
+    Registry,
+    /// The input's subject has a new schema version with columns the pipeline does not have:
+    /// [`ingest::run`] builds the pipeline again with it (the epoch that met it committed
+    /// nothing, and is read again).
+    NewSchema,
 }
 
 impl Kind {
@@ -89,7 +96,10 @@ impl Kind {
     /// Kafka or an output in trouble) or ends the run (lost data, an input that cannot be read,
     /// a pipeline that cannot run: retrying would meet them again).
     pub fn retryable(self) -> bool {
-        !matches!(self, Self::DataLoss | Self::Source | Self::Config)
+        !matches!(
+            self,
+            Self::DataLoss | Self::Source | Self::Config | Self::NewSchema
+        )
     }
 }
 
@@ -102,6 +112,8 @@ impl std::fmt::Display for Kind {
             Self::Source => "source",
             Self::DataLoss => "data loss",
             Self::Config => "pipeline configuration",
+            Self::Registry => "schema registry",
+            Self::NewSchema => "new input schema",
         })
     }
 }

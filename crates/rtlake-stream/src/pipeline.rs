@@ -12,7 +12,6 @@ use crate::connectors::kafka::sink::KafkaSink;
 use crate::operator::{Emitted, Operator};
 use crate::ops::SqlOperator;
 use crate::ops::changes::ChangeStage;
-use crate::ops::decode_json::JsonDecoder;
 use crate::ops::sql_stage::{SqlChain, StaticTables};
 use crate::ops::window_stage::WindowStage;
 use crate::registry::Registry;
@@ -242,17 +241,19 @@ fn table_name(s: &str) -> TableName {
     }
 }
 
-/// Builds the stages of the configured sinks, opening (creating) their tables and topics.
+/// Builds the stages of the configured sinks, opening (creating) their tables and topics;
+/// `input` is the decoded input's schema (a declared input's, [`crate::ops::decode::Decoder`]).
 pub async fn build(
     cfg: &Config,
     registry: &Registry,
     lake: &Lake,
     checkpoint: &crate::checkpoint::Folder,
     cluster: &rtlake_kafka::Cluster,
+    input: Option<SchemaRef>,
 ) -> Result<Vec<Stage>> {
-    let declared = match &cfg.run.input {
+    let declared = match input {
         Some(input) => Some(Declared {
-            input: JsonDecoder::new(input)?.schema(),
+            input,
             tables: StaticTables::load(&cfg.run.tables)
                 .await?
                 .with_udfs(registry.udfs()),

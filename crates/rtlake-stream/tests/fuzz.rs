@@ -28,6 +28,8 @@ fn decoder() -> JsonDecoder {
         format: "json".into(),
         schema: SCHEMA.into(),
         event_time: Some("at".into()),
+        schema_registry: None,
+        subject: None,
     })
     .unwrap()
 }

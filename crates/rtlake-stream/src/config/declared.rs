@@ -14,13 +14,24 @@ pub struct InputConfig {
     /// and `RTLAKE_KAFKA_TOPIC` still win).
     pub topic: Option<String>,
     /// `json`: one JSON object per message; numbers and booleans may come as strings.
+    /// `avro`: Avro in the Confluent wire format, each message read by the schema whose id it
+    /// carries (from `schema-registry`) as the subject's latest schema at start, whose fields
+    /// are the columns.
     #[serde(default = "json")]
     pub format: String,
-    /// The columns: `name TYPE [NOT NULL], ...` (STRING, INT, BIGINT, DOUBLE, BOOLEAN,
-    /// TIMESTAMP, DATE).
+    /// The columns (`json`): `name TYPE [NOT NULL], ...` (STRING, INT, BIGINT, DOUBLE,
+    /// BOOLEAN, TIMESTAMP, DATE). With a registry the columns are the schema's.
+    #[serde(default)]
     pub schema: String,
     /// The event-time column (a TIMESTAMP): window stages' default time, and `run.max-future`'s.
     pub event_time: Option<String>,
+    /// The schema registry's URL (`avro`): Confluent's API (`http://registry:8081`, Apicurio's
+    /// `.../apis/ccompat/v7`). Credentials come from `RTLAKE_SCHEMA_REGISTRY_USER` and
+    /// `_PASSWORD`, or `_TOKEN`; a private CA from `RTLAKE_SCHEMA_REGISTRY_CA`.
+    pub schema_registry: Option<String>,
+    /// The subject whose latest schema gives the columns (default `<topic>-value`, the
+    /// serializers' default naming).
+    pub subject: Option<String>,
 }
 
 fn json() -> String {
@@ -115,33 +126,46 @@ pub(super) fn validate(
         );
     }
     let Some(input) = input else { return Ok(()) };
-    if input.format != "json" {
-        return e(
-            "run.input.format".into(),
-            &input.format,
-            "the formats are: json".into(),
-        );
-    }
-    let schema = ddl::parse_schema(&input.schema)
-        .map_err(|r| fail("run.input.schema".into(), &input.schema, r))?;
-    if let Some(t) = &input.event_time {
-        match schema.field_with_name(t) {
-            Ok(f) if matches!(f.data_type(), arrow::datatypes::DataType::Timestamp(..)) => {}
-            Ok(_) => {
-                return e(
-                    "run.input.event-time".into(),
-                    t,
-                    "the event-time column must be a TIMESTAMP".into(),
-                );
-            }
-            Err(_) => {
-                return e(
-                    "run.input.event-time".into(),
-                    t,
-                    "not a column of run.input.schema".into(),
-                );
-            }
+    // The columns of a registry's schema are known when the pipeline starts: its event-time
+    // column is checked then.
+    let declared = match (input.format.as_str(), &input.schema_registry) {
+        ("json", None) => true,
+        ("json", Some(url)) => {
+            return e(
+                "run.input.schema-registry".into(),
+                url,
+                "a json input has a declared schema; a registry is for format = \"avro\"".into(),
+            );
         }
+        ("avro", None) => {
+            return e(
+                "run.input.schema-registry".into(),
+                "",
+                "an avro input reads its schemas from a registry: set its URL".into(),
+            );
+        }
+        ("avro", Some(url)) => {
+            if !input.schema.trim().is_empty() {
+                return e(
+                    "run.input.schema".into(),
+                    &input.schema,
+                    "an avro input's columns are the registry's schema: leave schema out".into(),
+                );
+            }
+            rtlake_registry::RegistryConfig::from_env("run.input.schema-registry", url)
+                .map_err(|r| fail("run.input.schema-registry".into(), url, r.to_string()))?;
+            false
+        }
+        (other, _) => {
+            return e(
+                "run.input.format".into(),
+                other,
+                "the formats are: json, avro".into(),
+            );
+        }
+    };
+    if declared {
+        check_declared(input)?;
     }
     let ident = |x: &str| {
         !x.is_empty()
@@ -257,6 +281,33 @@ pub(super) fn validate(
                             .into(),
                     );
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The declared columns of a JSON input, and its event-time column among them.
+fn check_declared(input: &InputConfig) -> Result<(), (String, String, String)> {
+    let e = |k: String, v: &str, r: String| Err((k, v.to_string(), r));
+    let schema = ddl::parse_schema(&input.schema)
+        .map_err(|r| ("run.input.schema".to_string(), input.schema.clone(), r))?;
+    if let Some(t) = &input.event_time {
+        match schema.field_with_name(t) {
+            Ok(f) if matches!(f.data_type(), arrow::datatypes::DataType::Timestamp(..)) => {}
+            Ok(_) => {
+                return e(
+                    "run.input.event-time".into(),
+                    t,
+                    "the event-time column must be a TIMESTAMP".into(),
+                );
+            }
+            Err(_) => {
+                return e(
+                    "run.input.event-time".into(),
+                    t,
+                    "not a column of run.input.schema".into(),
+                );
             }
         }
     }

@@ -5,59 +5,18 @@
 //! that is not one JSON object, or whose value does not fit its column, is refused with the
 //! field named, and the rest of the epoch decodes as if it had not been there.
 
+use super::decode::{Framing, Records, Refused, decode_error};
 use crate::config::InputConfig;
 use crate::source::RawMessage;
 use crate::{Error, Kind, Result};
-use arrow::array::{
-    Array, ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
-};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::array::RecordBatch;
 use arrow::json::ReaderBuilder;
 use arrow::json::reader::Decoder;
 use chrono::{DateTime, Utc};
-use rtlake_core::schema::RejectReason;
-use std::sync::Arc;
 
-/// An epoch's decoded rows: the declared columns, then the metadata columns.
-pub struct Records {
-    /// The rows, in message order.
-    pub batch: RecordBatch,
-    /// For each row, the index of its message in the epoch.
-    pub rows: Vec<usize>,
-}
-
-/// A message the decoder refused.
-#[derive(Debug, PartialEq)]
-pub struct Refused {
-    /// Its index in the epoch.
-    pub index: usize,
-    /// `decode`, or `future` for an event time too far ahead of the clock.
-    pub reason: RejectReason,
-    /// What was wrong, naming the field.
-    pub error: String,
-}
-
-/// The decoder of a declared input.
+/// The decoder of a declared JSON input.
 pub struct JsonDecoder {
-    declared: SchemaRef,
-    schema: SchemaRef,
-    event_time: Option<usize>,
-    /// `run.lateness`, µs, for [`crate::ahead::screen`] (none: no screen).
-    lateness: Option<i64>,
-}
-
-fn meta_fields() -> Vec<Field> {
-    vec![
-        Field::new("_topic", DataType::Utf8, false),
-        Field::new("_partition", DataType::Int32, false),
-        Field::new("_offset", DataType::Int64, false),
-        Field::new(
-            "_timestamp",
-            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
-            true,
-        ),
-        Field::new("_key", DataType::Utf8, true),
-    ]
+    pub(crate) framing: Framing,
 }
 
 impl JsonDecoder {
@@ -65,53 +24,32 @@ impl JsonDecoder {
     pub fn new(input: &InputConfig) -> Result<Self> {
         let declared = rtlake_core::ddl::parse_schema(&input.schema)
             .map_err(|e| Error::caused(Kind::Config, "run.input.schema", e))?;
-        let event_time = match &input.event_time {
-            Some(c) => Some(declared.index_of(c).map_err(|_| {
-                Error::new(
-                    Kind::Config,
-                    format!("run.input.event-time: {c} is not a declared column"),
-                )
-            })?),
-            None => None,
-        };
-        let mut fields: Vec<Field> = declared
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
-        fields.extend(meta_fields());
         Ok(Self {
-            declared: Arc::new(declared),
-            schema: Arc::new(Schema::new(fields)),
-            event_time,
-            lateness: None,
+            framing: Framing::new(declared, input.event_time.as_deref())?,
         })
     }
 
     /// Also refuses, as `future`, an event alone far ahead of its partition
     /// ([`crate::ahead`]), with the run's `lateness`.
     pub fn with_lateness(mut self, lateness: std::time::Duration) -> Self {
-        self.lateness = Some(i64::try_from(lateness.as_micros()).unwrap_or(i64::MAX));
+        self.framing.set_lateness(lateness);
         self
     }
 
     /// The rows' schema: the declared columns, then the metadata columns.
-    pub fn schema(&self) -> SchemaRef {
-        self.schema.clone()
+    pub fn schema(&self) -> arrow::datatypes::SchemaRef {
+        self.framing.schema.clone()
     }
 
     fn decoder(&self, rows: usize) -> Result<Decoder> {
-        ReaderBuilder::new(self.declared.clone())
+        ReaderBuilder::new(self.framing.declared.clone())
             .with_batch_size(rows.max(1) + 1)
             .with_coerce_primitive(true)
             .build_decoder()
             .map_err(|e| Error::caused(Kind::Config, "run.input.schema", e))
     }
 
-    /// Decodes an epoch's messages. Events whose time is more than `max_future` ahead of the
-    /// clock (the message's timestamp, or `now` if that is earlier or missing) are refused as
-    /// `future`, so a bad clock upstream moves no watermark; so are events alone far ahead of
-    /// their partition ([`JsonDecoder::with_lateness`]).
+    /// Decodes an epoch's messages (see [`super::decode::Decoder::decode`]).
     pub fn decode(
         &self,
         topic: &str,
@@ -150,13 +88,10 @@ impl JsonDecoder {
             batches.push(b);
             rows.extend(idx);
         }
-        let declared = arrow::compute::concat_batches(&self.declared, &batches)
+        let declared = arrow::compute::concat_batches(&self.framing.declared, &batches)
             .map_err(|e| Error::caused(Kind::Source, "decoded rows", e))?;
-        let (declared, rows) =
-            self.guard_future(declared, rows, msgs, now, max_future, &mut refused)?;
-        refused.sort_by_key(|r| r.index);
-        let batch = self.with_metadata(declared, &rows, topic, msgs)?;
-        Ok((Records { batch, rows }, refused))
+        self.framing
+            .finish(declared, rows, topic, msgs, now, max_future, refused)
     }
 
     /// Decodes `idx` (each already read as one JSON value) into a part; if a value does not fit
@@ -193,115 +128,6 @@ impl JsonDecoder {
         }
         Ok(())
     }
-
-    fn guard_future(
-        &self,
-        batch: RecordBatch,
-        rows: Vec<usize>,
-        msgs: &[RawMessage],
-        now: DateTime<Utc>,
-        max_future: std::time::Duration,
-        refused: &mut Vec<Refused>,
-    ) -> Result<(RecordBatch, Vec<usize>)> {
-        let Some(col) = self.event_time else {
-            return Ok((batch, rows));
-        };
-        let times = arrow::compute::cast(
-            batch.column(col),
-            &DataType::Timestamp(TimeUnit::Microsecond, None),
-        )
-        .map_err(|e| Error::caused(Kind::Source, "event time", e))?;
-        let times = times
-            .as_any()
-            .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
-            .ok_or_else(|| Error::new(Kind::Source, "event time is not a timestamp"))?;
-        let ahead = i64::try_from(max_future.as_micros()).unwrap_or(i64::MAX);
-        let now_ms = now.timestamp_millis();
-        let name = self.declared.field(col).name();
-        let at = |us: i64| {
-            DateTime::from_timestamp_micros(us).map_or_else(String::new, |t| t.to_rfc3339())
-        };
-        let mut keep = Vec::with_capacity(rows.len());
-        for (r, i) in rows.iter().enumerate() {
-            let clock = msgs[*i].timestamp.map_or(now_ms, |t| t.min(now_ms)) * 1000;
-            let ok = times.is_null(r) || times.value(r).saturating_sub(clock) <= ahead;
-            if !ok {
-                refused.push(Refused {
-                    index: *i,
-                    reason: RejectReason::Future,
-                    error: format!(
-                        "{name} {} is more than run.max-future ahead of the clock ({})",
-                        at(times.value(r)),
-                        at(clock)
-                    ),
-                });
-            }
-            keep.push(ok);
-        }
-        if let Some(lateness) = self.lateness {
-            let events = (0..rows.len())
-                .filter(|r| keep[*r] && !times.is_null(*r))
-                .map(|r| (r, msgs[rows[r]].partition, times.value(r)));
-            for a in crate::ahead::screen(events, lateness) {
-                let i = rows[a.index];
-                refused.push(Refused {
-                    index: i,
-                    reason: RejectReason::Future,
-                    error: a.describe(name, msgs[i].partition, lateness),
-                });
-                keep[a.index] = false;
-            }
-        }
-        if keep.iter().all(|k| *k) {
-            return Ok((batch, rows));
-        }
-        let mask = arrow::array::BooleanArray::from(keep.clone());
-        let batch = arrow::compute::filter_record_batch(&batch, &mask)
-            .map_err(|e| Error::caused(Kind::Source, "event time", e))?;
-        let rows = rows
-            .into_iter()
-            .zip(keep)
-            .filter(|(_, k)| *k)
-            .map(|(i, _)| i)
-            .collect();
-        Ok((batch, rows))
-    }
-
-    fn with_metadata(
-        &self,
-        declared: RecordBatch,
-        rows: &[usize],
-        topic: &str,
-        msgs: &[RawMessage],
-    ) -> Result<RecordBatch> {
-        let at = |i: &usize| &msgs[*i];
-        let mut cols: Vec<ArrayRef> = declared.columns().to_vec();
-        cols.push(Arc::new(StringArray::from(vec![topic; rows.len()])));
-        cols.push(Arc::new(Int32Array::from_iter_values(
-            rows.iter().map(|i| at(i).partition),
-        )));
-        cols.push(Arc::new(Int64Array::from_iter_values(
-            rows.iter().map(|i| at(i).offset),
-        )));
-        cols.push(Arc::new(
-            TimestampMillisecondArray::from(
-                rows.iter().map(|i| at(i).timestamp).collect::<Vec<_>>(),
-            )
-            .with_timezone("UTC"),
-        ));
-        cols.push(Arc::new(StringArray::from(
-            rows.iter()
-                .map(|i| {
-                    at(i)
-                        .key
-                        .as_deref()
-                        .map(|k| String::from_utf8_lossy(k).into_owned())
-                })
-                .collect::<Vec<_>>(),
-        )));
-        RecordBatch::try_new(self.schema.clone(), cols)
-            .map_err(|e| Error::caused(Kind::Source, "decoded rows", e))
-    }
 }
 
 /// Feeds one message: it must be exactly one JSON value.
@@ -318,14 +144,6 @@ fn feed(dec: &mut Decoder, p: &[u8]) -> std::result::Result<(), String> {
         return Err("the message holds no JSON object".into());
     }
     Ok(())
-}
-
-fn decode_error(index: usize, error: String) -> Refused {
-    Refused {
-        index,
-        reason: RejectReason::Decode,
-        error,
-    }
 }
 
 /// arrow's "Json error: whilst decoding field 'a': ..." as "field a: ...".
@@ -353,6 +171,7 @@ fn clean(e: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::{Int32Array, Int64Array, StringArray};
 
     fn msg(offset: i64, value: &str) -> RawMessage {
         RawMessage {
@@ -370,6 +189,8 @@ mod tests {
             format: "json".into(),
             schema: "id STRING NOT NULL, n INT, x DOUBLE, at TIMESTAMP".into(),
             event_time: Some("at".into()),
+            schema_registry: None,
+            subject: None,
         })
         .unwrap()
     }

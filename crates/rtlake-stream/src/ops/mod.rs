@@ -1,9 +1,12 @@
 //! The engine's general operators, for pipelines declared in TOML and SQL over any topic:
-//! [`decode_json`] (messages to Arrow rows of a declared schema), [`sql_stage`] (queries over
+//! [`decode`] (messages to Arrow rows: [`decode_json`] by a declared schema, [`decode_avro`]
+//! by a schema registry's), [`sql_stage`] (queries over
 //! an epoch's rows and static tables), [`window_stage`] (event-time window aggregates) and
 //! [`changes`] (per-key changes of a column, for any schema).
 
 pub mod changes;
+pub mod decode;
+pub mod decode_avro;
 pub mod decode_json;
 pub mod sql_stage;
 pub mod window_stage;

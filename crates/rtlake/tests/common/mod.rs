@@ -5,6 +5,7 @@
 pub mod chaos_kit;
 pub mod engines;
 pub mod faults;
+pub mod registry;
 pub mod s3;
 
 use rtlake_bikes::config::ProduceConfig;

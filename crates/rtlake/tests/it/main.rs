@@ -31,3 +31,4 @@ mod security;
 mod serve;
 mod sources;
 mod transactions;
+mod typed;

@@ -1,0 +1,704 @@
+//! Decoding Avro messages in the Confluent wire format to Arrow columns, by the schemas of a
+//! schema registry (`run.input.format = "avro"`), with arrow-avro's decoder.
+//!
+//! The columns are those of the subject's latest schema when the pipeline starts (the
+//! *reader* schema); each message is decoded by the schema whose id it carries (its *writer*
+//! schema), fetched once, and resolved to the reader's by Avro's rules: a field the writer
+//! lacks takes the reader's default, a field the reader lacks is skipped, a type is promoted
+//! (int to long, ...). A message whose schema id the registry does not hold, whose schema does
+//! not resolve to the reader's, or whose bytes do not match its schema, is refused (`decode`,
+//! naming the id and what is wrong); the rest of the epoch decodes as if it had not been there.
+//!
+//! Types follow the schema: records as structs, arrays as lists, maps, enums as strings,
+//! unions with null as nullable columns, decimals, dates, and timestamps as the lake's
+//! timestamps (microseconds; UTC for `timestamp-*`, none for `local-timestamp-*`).
+
+use super::decode::{Framing, Records, Refused, decode_error};
+use crate::config::InputConfig;
+use crate::source::RawMessage;
+use crate::{Error, Kind, Result};
+use arrow::array::{ArrayRef, RecordBatch};
+use arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, TimeUnit};
+use arrow_avro::codec::Tz;
+use arrow_avro::reader::{Decoder as Avro, ReaderBuilder};
+use arrow_avro::schema::{AvroSchema, Fingerprint, FingerprintAlgorithm, SchemaStore};
+use chrono::{DateTime, Utc};
+use rtlake_registry::{RegistryConfig, SchemaRegistry, SchemaType, wire};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Rows per Arrow batch the decoder fills before it hands one over.
+const BATCH: usize = 8192;
+/// How long a registry that does not answer is waited for before the epoch fails (and is
+/// retried from the lake's positions).
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The decoder of an Avro input.
+pub struct AvroDecoder {
+    pub(crate) framing: Framing,
+    registry: SchemaRegistry,
+    subject: String,
+    /// The subject's latest schema at start: the columns.
+    reader: AvroSchema,
+    reader_id: u32,
+    /// The writer schemas seen so far that resolve to the reader's, by id.
+    writers: BTreeMap<u32, AvroSchema>,
+    /// The ids whose messages are refused, with why.
+    refused_ids: BTreeMap<u32, String>,
+    /// A decoder for `writers`, kept across epochs; rebuilt when a writer is added or a
+    /// message left it in an unknown state.
+    decoder: Option<Avro>,
+}
+
+impl AvroDecoder {
+    /// The decoder of `input` (reading `topic`): asks the registry for the subject's latest
+    /// schema, waiting a while if it does not answer.
+    pub async fn open(input: &InputConfig, topic: &str) -> Result<Self> {
+        let key = "run.input.schema-registry";
+        let url = input
+            .schema_registry
+            .as_deref()
+            .ok_or_else(|| Error::new(Kind::Config, format!("{key}: an avro input needs one")))?;
+        let config =
+            RegistryConfig::from_env(key, url).map_err(|e| Error::caused(Kind::Config, key, e))?;
+        let registry =
+            SchemaRegistry::new(config).map_err(|e| Error::caused(Kind::Config, key, e))?;
+        let subject = input
+            .subject
+            .clone()
+            .unwrap_or_else(|| format!("{topic}-value"));
+        let latest = match patiently(|| registry.latest(&subject)).await {
+            Ok(l) => l,
+            Err(e) if e.is_not_found() => {
+                return Err(Error::caused(
+                    Kind::Config,
+                    format!(
+                        "subject {subject} is not in the schema registry {url}: register the topic's \
+                         schema first (a producer's serializer does, so does `rtlake produce --format avro`), \
+                         or name another subject (run.input.subject)"
+                    ),
+                    e,
+                ));
+            }
+            Err(e) => {
+                return Err(Error::caused(
+                    registry_kind(&e),
+                    format!("subject {subject}'s latest schema"),
+                    e,
+                ));
+            }
+        };
+        if latest.schema.schema_type != SchemaType::Avro {
+            return Err(Error::new(
+                Kind::Config,
+                format!(
+                    "subject {subject}'s latest schema (id {}) is {}, and run.input.format is avro",
+                    latest.id, latest.schema.schema_type
+                ),
+            ));
+        }
+        let reader = AvroSchema::new(latest.schema.schema.clone());
+        let mut writers = BTreeMap::new();
+        writers.insert(latest.id, reader.clone());
+        let decoded = build(&reader, &writers)
+            .map_err(|e| {
+                Error::new(
+                    Kind::Config,
+                    format!(
+                        "subject {subject}'s latest schema (id {}, version {}): {e}",
+                        latest.id, latest.version
+                    ),
+                )
+            })?
+            .schema();
+        let declared = Schema::new(
+            decoded
+                .fields()
+                .iter()
+                .map(|f| lake_field(f))
+                .collect::<Vec<_>>(),
+        );
+        tracing::info!(
+            %subject,
+            id = latest.id,
+            version = latest.version,
+            columns = declared.fields().len(),
+            "avro input: the columns are the subject's latest schema"
+        );
+        Ok(Self {
+            framing: Framing::new(declared, input.event_time.as_deref())?,
+            registry,
+            subject,
+            reader,
+            reader_id: latest.id,
+            writers,
+            refused_ids: BTreeMap::new(),
+            decoder: None,
+        })
+    }
+
+    /// Fetches the schemas `msgs` name that were not seen before, and decides for each whether
+    /// its messages can be read.
+    pub async fn prepare(&mut self, msgs: &[RawMessage]) -> Result<()> {
+        let new: BTreeSet<u32> = msgs
+            .iter()
+            .filter_map(|m| m.payload.as_deref())
+            .filter_map(|p| wire::split(p).ok())
+            .map(|(id, _)| id)
+            .filter(|id| !self.writers.contains_key(id) && !self.refused_ids.contains_key(id))
+            .collect();
+        for id in new {
+            let why = match patiently(|| self.registry.schema(id)).await {
+                Ok(s) if s.schema_type != SchemaType::Avro => format!(
+                    "schema id {id} is a {} schema, and this input reads Avro",
+                    s.schema_type
+                ),
+                Ok(s) => {
+                    let writer = AvroSchema::new(s.schema.clone());
+                    let mut one = BTreeMap::new();
+                    one.insert(id, writer.clone());
+                    match build(&self.reader, &one) {
+                        Ok(_) => {
+                            if let Some(new) = new_fields(&self.reader, &writer) {
+                                self.adopt_if_latest(id, &new).await?;
+                            }
+                            tracing::info!(subject = %self.subject, id, "avro input: a new writer schema");
+                            self.writers.insert(id, writer);
+                            self.decoder = None;
+                            continue;
+                        }
+                        Err(e) => format!(
+                            "schema id {id} cannot be read as subject {}'s schema (id {}): {e}",
+                            self.subject, self.reader_id
+                        ),
+                    }
+                }
+                Err(e) if e.is_not_found() => format!(
+                    "schema id {id} is not in the schema registry {}",
+                    self.registry.url()
+                ),
+                Err(e) => {
+                    return Err(Error::caused(
+                        registry_kind(&e),
+                        format!("schema id {id}"),
+                        e,
+                    ));
+                }
+            };
+            tracing::warn!(subject = %self.subject, id, reason = %why, "avro input: messages of this schema are refused");
+            self.refused_ids.insert(id, why);
+        }
+        Ok(())
+    }
+
+    /// A writer schema `id` has fields the columns lack (`new`): if it is the subject's latest
+    /// version, the pipeline is built again with it ([`Kind::NewSchema`]), so the new fields
+    /// become columns; otherwise (an older schema) they are skipped.
+    async fn adopt_if_latest(&self, id: u32, new: &[String]) -> Result<()> {
+        let latest = patiently(|| self.registry.latest(&self.subject))
+            .await
+            .map_err(|e| {
+                Error::caused(
+                    registry_kind(&e),
+                    format!("subject {}'s latest schema", self.subject),
+                    e,
+                )
+            })?;
+        if latest.id == self.reader_id {
+            tracing::info!(subject = %self.subject, id, fields = ?new, "avro input: an older writer schema's extra fields are skipped");
+            return Ok(());
+        }
+        Err(Error::new(
+            Kind::NewSchema,
+            format!(
+                "subject {} has a new schema (id {}, version {}) with fields {}: the pipeline \
+                 starts again with them as columns",
+                self.subject,
+                latest.id,
+                latest.version,
+                new.join(", ")
+            ),
+        ))
+    }
+
+    /// Decodes an epoch's messages (after [`AvroDecoder::prepare`]; see
+    /// [`super::decode::Decoder::decode`]).
+    pub fn decode(
+        &mut self,
+        topic: &str,
+        msgs: &[RawMessage],
+        now: DateTime<Utc>,
+        max_future: Duration,
+    ) -> Result<(Records, Vec<Refused>)> {
+        let mut refused = Vec::new();
+        let mut order = Vec::with_capacity(msgs.len());
+        for (i, m) in msgs.iter().enumerate() {
+            let Some(p) = m.payload.as_deref() else {
+                refused.push(decode_error(i, "the message has no value".into()));
+                continue;
+            };
+            match wire::split(p) {
+                Err(e) => refused.push(decode_error(i, e.to_string())),
+                // Guards the decoder, which would take the next message's bytes as this one's.
+                Ok((_, [])) => refused.push(decode_error(
+                    i,
+                    "the message holds no Avro record after its header".into(),
+                )),
+                Ok((id, _)) => match self.refused_ids.get(&id) {
+                    Some(why) => refused.push(decode_error(i, why.clone())),
+                    None if !self.writers.contains_key(&id) => {
+                        return Err(Error::new(
+                            Kind::Source,
+                            format!("schema id {id} was not fetched before decoding"),
+                        ));
+                    }
+                    None => order.push(i),
+                },
+            }
+        }
+        let mut parts = Vec::new();
+        self.decode_rows(msgs, &order, &mut parts, &mut refused)?;
+        let mut batches = Vec::with_capacity(parts.len());
+        let mut rows = Vec::with_capacity(order.len());
+        for (b, idx) in parts {
+            batches.push(self.to_lake(b)?);
+            rows.extend(idx);
+        }
+        let declared = arrow::compute::concat_batches(&self.framing.declared, &batches)
+            .map_err(|e| Error::caused(Kind::Source, "decoded rows", e))?;
+        self.framing
+            .finish(declared, rows, topic, msgs, now, max_future, refused)
+    }
+
+    fn decoder(&mut self) -> Result<Avro> {
+        match self.decoder.take() {
+            Some(d) => Ok(d),
+            None => build(&self.reader, &self.writers)
+                .map_err(|e| Error::new(Kind::Source, format!("avro decoder: {e}"))),
+        }
+    }
+
+    /// Decodes the messages `order` into parts (a batch and its messages' indices). A message
+    /// the decoder refuses may have left part of itself in the decoder: the rows of the batch
+    /// in progress are decoded again with a fresh one, and the rest go on with it.
+    fn decode_rows(
+        &mut self,
+        msgs: &[RawMessage],
+        order: &[usize],
+        parts: &mut Vec<(RecordBatch, Vec<usize>)>,
+        refused: &mut Vec<Refused>,
+    ) -> Result<()> {
+        let payload = |i: usize| msgs[i].payload.as_deref().unwrap_or_default();
+        let mut dec = self.decoder()?;
+        let mut fed: Vec<usize> = Vec::new();
+        for &i in order {
+            if let Err(why) = feed(&mut dec, payload(i), i, &mut fed, parts) {
+                refused.push(decode_error(i, why));
+                self.decoder = None;
+                dec = self.decoder()?;
+                for j in std::mem::take(&mut fed) {
+                    feed(&mut dec, payload(j), j, &mut fed, parts).map_err(|e| {
+                        Error::new(
+                            Kind::Source,
+                            format!("avro decoder: message {j} decoded once, then not: {e}"),
+                        )
+                    })?;
+                }
+            }
+        }
+        if let Some(b) = dec
+            .flush()
+            .map_err(|e| Error::new(Kind::Source, format!("avro decoder: {e}")))?
+        {
+            parts.push((b, fed));
+        }
+        self.decoder = Some(dec);
+        Ok(())
+    }
+
+    /// A decoded batch as the declared columns (the lake's types).
+    fn to_lake(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        let declared = &self.framing.declared;
+        let cols = batch
+            .columns()
+            .iter()
+            .zip(declared.fields())
+            .map(|(c, f)| {
+                if c.data_type() == f.data_type() {
+                    Ok(c.clone())
+                } else {
+                    arrow::compute::cast(c, f.data_type())
+                        .map_err(|e| Error::caused(Kind::Source, format!("column {}", f.name()), e))
+                }
+            })
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        RecordBatch::try_new(declared.clone(), cols)
+            .map_err(|e| Error::caused(Kind::Source, "decoded rows", e))
+    }
+}
+
+/// Feeds one message; it must hold exactly one record. A batch cut short by a change of
+/// writer schema, or full, goes to `parts` with the messages it holds.
+fn feed(
+    dec: &mut Avro,
+    p: &[u8],
+    i: usize,
+    fed: &mut Vec<usize>,
+    parts: &mut Vec<(RecordBatch, Vec<usize>)>,
+) -> std::result::Result<(), String> {
+    type Parts = Vec<(RecordBatch, Vec<usize>)>;
+    let take = |dec: &mut Avro, fed: &mut Vec<usize>, parts: &mut Parts| {
+        if let Some(b) = dec.flush().map_err(|e| e.to_string())? {
+            parts.push((b, std::mem::take(fed)));
+        }
+        Ok::<(), String>(())
+    };
+    let id = wire::split(p).map_or(0, |(id, _)| id);
+    let not_one = |why: &dyn std::fmt::Display| {
+        format!("the message is not one Avro record of its schema (id {id}): {why}")
+    };
+    let mut held = BATCH - dec.capacity();
+    let mut off = 0;
+    loop {
+        off += dec.decode(&p[off..]).map_err(|e| not_one(&e))?;
+        if off < p.len() && dec.batch_is_full() {
+            // The decoder read the header of a record in another writer schema, and stops
+            // to hand over the rows of the one before; the record's body follows.
+            take(dec, fed, parts)?;
+            held = 0;
+            continue;
+        }
+        break;
+    }
+    if off < p.len() || BATCH - dec.capacity() != held + 1 {
+        return Err(not_one(&"it is cut short, or holds more than one"));
+    }
+    fed.push(i);
+    if dec.batch_is_full() {
+        take(dec, fed, parts)?;
+    }
+    Ok(())
+}
+
+/// A decoder resolving each of `writers` (Confluent ids) to `reader`.
+fn build(
+    reader: &AvroSchema,
+    writers: &BTreeMap<u32, AvroSchema>,
+) -> std::result::Result<Avro, String> {
+    let mut store = SchemaStore::new_with_type(FingerprintAlgorithm::Id);
+    for (id, w) in writers {
+        store
+            .set(Fingerprint::Id(*id), w.clone())
+            .map_err(|e| e.to_string())?;
+    }
+    ReaderBuilder::new()
+        .with_batch_size(BATCH)
+        .with_tz(Tz::Utc)
+        .with_reader_schema(reader.clone())
+        .with_writer_schema_store(store)
+        .build_decoder()
+        .map_err(|e| e.to_string())
+}
+
+/// A registry that does not answer is waited for (the epoch is retried); one that refuses
+/// (bad credentials, a bad request) will refuse again: the run stops and says so.
+fn registry_kind(e: &rtlake_registry::Error) -> Kind {
+    if e.is_transient() {
+        Kind::Registry
+    } else {
+        Kind::Config
+    }
+}
+
+/// The top-level fields of `writer` that `reader` lacks (by name), if any.
+fn new_fields(reader: &AvroSchema, writer: &AvroSchema) -> Option<Vec<String>> {
+    let names = |s: &AvroSchema| -> Vec<String> {
+        serde_json::from_str::<serde_json::Value>(&s.json_string)
+            .ok()
+            .and_then(|v| v.get("fields").and_then(|f| f.as_array()).cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|f| f.get("name").and_then(|n| n.as_str()).map(String::from))
+            .collect()
+    };
+    let have = names(reader);
+    let new: Vec<String> = names(writer)
+        .into_iter()
+        .filter(|n| !have.contains(n))
+        .collect();
+    (!new.is_empty()).then_some(new)
+}
+
+/// Asks `f` again while the registry does not answer, for a while.
+async fn patiently<T, F, Fut>(mut f: F) -> rtlake_registry::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = rtlake_registry::Result<T>>,
+{
+    let deadline = Instant::now() + WAIT;
+    let mut pause = Duration::from_millis(250);
+    loop {
+        match f().await {
+            Err(e) if e.is_transient() && Instant::now() < deadline => {
+                tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "schema registry does not answer; waiting");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            r => return r,
+        }
+    }
+}
+
+/// A column as the lake stores it: timestamps in microseconds, enums (dictionaries) and
+/// string views as strings, the same inside structs, lists and maps.
+fn lake_field(f: &FieldRef) -> Field {
+    Field::new(f.name(), lake_type(f.data_type()), f.is_nullable())
+}
+
+fn lake_type(t: &DataType) -> DataType {
+    match t {
+        DataType::Timestamp(_, tz) => {
+            DataType::Timestamp(TimeUnit::Microsecond, tz.as_ref().map(|_| Arc::from("UTC")))
+        }
+        DataType::Dictionary(_, v) => lake_type(v),
+        DataType::Utf8View => DataType::Utf8,
+        DataType::BinaryView => DataType::Binary,
+        DataType::Struct(fields) => DataType::Struct(Fields::from(
+            fields.iter().map(lake_field).collect::<Vec<_>>(),
+        )),
+        DataType::List(f) => DataType::List(Arc::new(lake_field(f))),
+        DataType::LargeList(f) => DataType::LargeList(Arc::new(lake_field(f))),
+        DataType::Map(f, sorted) => DataType::Map(Arc::new(lake_field(f)), *sorted),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apache_avro::types::Value;
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+
+    const V1: &str = r#"{"type":"record","name":"Order","fields":[
+        {"name":"id","type":"string"},
+        {"name":"n","type":"int"},
+        {"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}}]}"#;
+    // V1 with `n` promoted to long and a new optional field.
+    const V2: &str = r#"{"type":"record","name":"Order","fields":[
+        {"name":"id","type":"string"},
+        {"name":"n","type":"long"},
+        {"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}},
+        {"name":"note","type":["null","string"],"default":null}]}"#;
+
+    /// A decoder reading V2 (id 2) that has met V1 (id 1) and refuses id 9, as `prepare`
+    /// leaves it (prepare itself talks to a registry: tests/it/typed.rs).
+    fn decoder() -> AvroDecoder {
+        let config = RegistryConfig::new("k", "http://127.0.0.1:9", |_| None).unwrap();
+        let reader = AvroSchema::new(V2.into());
+        let mut writers = BTreeMap::new();
+        writers.insert(1, AvroSchema::new(V1.into()));
+        writers.insert(2, reader.clone());
+        let declared = build(&reader, &writers).unwrap().schema();
+        let declared = Schema::new(declared.fields().iter().map(lake_field).collect::<Vec<_>>());
+        AvroDecoder {
+            framing: Framing::new(declared, Some("at")).unwrap(),
+            registry: SchemaRegistry::new(config).unwrap(),
+            subject: "orders-value".into(),
+            reader,
+            reader_id: 2,
+            writers,
+            refused_ids: [(9, "schema id 9 is not in the schema registry".to_string())].into(),
+            decoder: None,
+        }
+    }
+
+    fn framed(id: u32, schema: &str, fields: Vec<(&str, Value)>) -> Vec<u8> {
+        let schema = apache_avro::Schema::parse_str(schema).unwrap();
+        let record = Value::Record(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        );
+        let mut out = Vec::new();
+        wire::header(id, &mut out);
+        out.extend(apache_avro::to_avro_datum(&schema, record).unwrap());
+        out
+    }
+
+    fn v1(id: &str, n: i32) -> Vec<u8> {
+        framed(
+            1,
+            V1,
+            vec![
+                ("id", Value::String(id.into())),
+                ("n", Value::Int(n)),
+                (
+                    "at",
+                    Value::TimestampMillis(1_700_000_000_000 + i64::from(n)),
+                ),
+            ],
+        )
+    }
+
+    fn v2(id: &str, n: i64, note: Option<&str>) -> Vec<u8> {
+        let note = match note {
+            Some(t) => Value::Union(1, Box::new(Value::String(t.into()))),
+            None => Value::Union(0, Box::new(Value::Null)),
+        };
+        framed(
+            2,
+            V2,
+            vec![
+                ("id", Value::String(id.into())),
+                ("n", Value::Long(n)),
+                ("at", Value::TimestampMillis(1_700_000_000_000 + n)),
+                ("note", note),
+            ],
+        )
+    }
+
+    fn msg(offset: i64, payload: Vec<u8>) -> RawMessage {
+        RawMessage {
+            partition: 0,
+            offset,
+            key: None,
+            payload: Some(payload),
+            timestamp: Some(1_700_000_000_000),
+        }
+    }
+
+    #[test]
+    fn each_message_is_read_by_its_own_schema_and_bad_ones_are_refused_by_name() {
+        let mut short = v2("c", 3, Some("cut"));
+        short.truncate(short.len() - 2);
+        let mut two = v1("d", 4);
+        two.extend(&v1("e", 5)[5..]);
+        let msgs = vec![
+            msg(0, v1("a", 1)),
+            msg(1, v2("b", 2, Some("new field"))),
+            msg(2, short),
+            msg(3, v1("f", 6)),
+            msg(4, b"{\"id\":\"g\"}".to_vec()),
+            msg(5, {
+                let mut m = v1("h", 7);
+                m[4] = 9;
+                m
+            }),
+            msg(6, two),
+            msg(7, v2("i", 8, None)),
+        ];
+        let now = DateTime::from_timestamp_millis(1_700_000_100_000).unwrap();
+        let mut d = decoder();
+        let (rec, refused) = d
+            .decode("orders", &msgs, now, Duration::from_secs(3600))
+            .unwrap();
+        assert_eq!(rec.rows, vec![0, 1, 3, 7]);
+        let b = &rec.batch;
+        let ids: Vec<&str> = b.column(0).as_string::<i32>().iter().flatten().collect();
+        assert_eq!(ids, ["a", "b", "f", "i"]);
+        let n: Vec<i64> = b.column(1).as_primitive::<Int64Type>().values().to_vec();
+        assert_eq!(n, [1, 2, 6, 8], "int promoted to long");
+        let at = b.column(2).as_primitive::<TimestampMicrosecondType>();
+        assert_eq!(
+            at.value(0),
+            1_700_000_000_001_000,
+            "millis as the lake's micros"
+        );
+        let note = b.column(3).as_string::<i32>();
+        assert!(note.is_null(0) && note.is_null(2) && note.is_null(3));
+        assert_eq!(note.value(1), "new field");
+        let got: Vec<(usize, &str)> = refused
+            .iter()
+            .map(|r| (r.index, r.error.as_str()))
+            .collect();
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(got[0].0, 2);
+        assert!(
+            got[0]
+                .1
+                .contains("not one Avro record of its schema (id 2)"),
+            "{}",
+            got[0].1
+        );
+        assert!(
+            got[1].0 == 4 && got[1].1.contains("magic byte 0"),
+            "{}",
+            got[1].1
+        );
+        assert!(
+            got[2].0 == 5 && got[2].1.contains("schema id 9"),
+            "{}",
+            got[2].1
+        );
+        assert!(
+            got[3].0 == 6 && got[3].1.contains("not one Avro record"),
+            "{}",
+            got[3].1
+        );
+
+        // The decoder is kept for the next epoch, and starts clean.
+        let (rec, refused) = d
+            .decode(
+                "orders",
+                &[msg(8, v2("j", 9, None)), msg(9, v1("k", 10))],
+                now,
+                Duration::from_secs(3600),
+            )
+            .unwrap();
+        assert!(refused.is_empty());
+        assert_eq!(rec.rows, vec![0, 1]);
+    }
+
+    #[test]
+    fn batches_cut_by_schema_changes_keep_the_messages_in_order() {
+        let msgs: Vec<RawMessage> = (0..3000)
+            .map(|i| {
+                let p = if i % 3 == 0 {
+                    v1(&format!("k{i}"), i)
+                } else {
+                    v2(&format!("k{i}"), i64::from(i), None)
+                };
+                msg(i64::from(i), p)
+            })
+            .collect();
+        let now = DateTime::from_timestamp_millis(1_700_000_100_000).unwrap();
+        let (rec, refused) = decoder()
+            .decode("orders", &msgs, now, Duration::from_secs(3600))
+            .unwrap();
+        assert!(refused.is_empty(), "{:?}", refused.first());
+        assert_eq!(rec.rows, (0..3000).collect::<Vec<_>>());
+        let n = rec.batch.column(1).as_primitive::<Int64Type>();
+        assert!((0..3000).all(|i| n.value(i) == i as i64));
+    }
+
+    #[test]
+    fn enums_and_timestamps_become_the_lakes_types_inside_nested_columns() {
+        let ts = DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into()));
+        let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        let nested = DataType::Struct(Fields::from(vec![
+            Field::new("at", ts.clone(), false),
+            Field::new("kind", dict.clone(), true),
+        ]));
+        let got = lake_type(&DataType::List(Arc::new(Field::new("item", nested, true))));
+        let want = DataType::List(Arc::new(Field::new(
+            "item",
+            DataType::Struct(Fields::from(vec![
+                Field::new(
+                    "at",
+                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                    false,
+                ),
+                Field::new("kind", DataType::Utf8, true),
+            ])),
+            true,
+        )));
+        assert_eq!(got, want);
+        assert_eq!(
+            lake_type(&DataType::Timestamp(TimeUnit::Millisecond, None)),
+            DataType::Timestamp(TimeUnit::Microsecond, None)
+        );
+    }
+}

@@ -1,0 +1,240 @@
+//! A typed topic: Avro in the Confluent wire format, written by Confluent's own serializers
+//! (Python confluent-kafka, `typed_client.py`) with a schema registry, read by a declared
+//! pipeline whose columns are the registry's schema. Nested records, enums, arrays, maps,
+//! decimals, timestamps and optional fields land as the lake's types; a backward-compatible
+//! new version (an optional field) met by a running processor becomes a new column, null for
+//! the rows before it; messages with an unknown schema id or a cut body go to `_rejected`
+//! naming why; a registry that stops answering while the processor starts is waited for, and
+//! nothing is lost or doubled.
+
+use crate::common;
+
+use common::registry::Registry;
+use common::{Guard, OutputWithin, Succeeds, TestEnv, python, signal, sql_rows, wait_for};
+use std::process::Command;
+use std::time::Duration;
+
+const BASE_S: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z, as typed_client.py's BASE_MS
+
+fn client(reg: &Registry, args: &[&str]) -> serde_json::Value {
+    let mut c = Command::new(python());
+    c.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/typed_client.py"
+    ))
+    .args(args);
+    reg.credentials(&mut c);
+    let out = c.succeeds_within(120);
+    serde_json::from_slice(&out.stdout).expect("typed_client.py prints JSON")
+}
+
+fn produce(env: &TestEnv, reg: &Registry, version: u32, first: usize, count: usize) -> u64 {
+    let v = client(
+        reg,
+        &[
+            "produce",
+            &env.brokers,
+            &env.topic,
+            &reg.url,
+            &version.to_string(),
+            &first.to_string(),
+            &count.to_string(),
+        ],
+    );
+    assert_eq!(v["sent"], count as u64);
+    v["schema_id"].as_u64().unwrap()
+}
+
+/// Order `i` as the query in `landed` shows it (typed_client.py's `order`).
+fn order(i: usize, version: u32) -> String {
+    let price = i % 1000;
+    let zip = if i % 4 == 0 {
+        "-".to_string()
+    } else {
+        format!("{:05}", i % 100)
+    };
+    let coupon = if i % 5 == 0 {
+        format!("SAVE{}", i % 50)
+    } else {
+        "-".into()
+    };
+    let note = match (version, i % 2) {
+        (2, 0) => format!("note {i}"),
+        _ => "-".into(),
+    };
+    [
+        format!("o-{i:05}"),
+        format!("c{}", i % 7),
+        (i % 5 + 1).to_string(),
+        // amount in quarters, as cents
+        ((i % 200) * 25).to_string(),
+        format!("{}.{:02}", price / 100, price % 100),
+        (BASE_S + i as i64).to_string(),
+        ["NEW", "PAID", "SHIPPED"][i % 3].to_string(),
+        ["Seoul", "Busan", "Incheon"][i % 3].to_string(),
+        zip,
+        (i % 3).to_string(),
+        (i % 11).to_string(),
+        coupon,
+        note,
+    ]
+    .join(",")
+}
+
+async fn landed(lake: &std::path::Path, with_note: bool) -> Vec<String> {
+    let note = if with_note {
+        "coalesce(note, '-')"
+    } else {
+        "'-'"
+    };
+    let q = format!(
+        "SELECT order_id, customer, quantity, CAST(round(amount * 100) AS BIGINT), \
+         CAST(price AS VARCHAR), CAST(to_unixtime(ordered_at) AS BIGINT), status, \
+         address['city'], coalesce(address['zip'], '-'), cardinality(tags), \
+         element_at(attrs, 'weight')[1], coalesce(coupon, '-'), {note} FROM shop.orders"
+    );
+    let mut rows: Vec<String> = sql_rows(lake, &q)
+        .await
+        .into_iter()
+        .map(|r| r.join(","))
+        .collect();
+    rows.sort();
+    rows
+}
+
+async fn count(lake: &std::path::Path) -> usize {
+    if !lake.join("shop/orders/_delta_log").exists() {
+        return 0;
+    }
+    sql_rows(lake, "SELECT count(*) FROM shop.orders").await[0][0]
+        .parse()
+        .unwrap()
+}
+
+fn has_confluent_kafka() -> bool {
+    Command::new(python())
+        .args([
+            "-c",
+            "import confluent_kafka.schema_registry.avro, fastavro",
+        ])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typed_topic_lands_through_a_schema_change_bad_messages_and_a_registry_outage() {
+    let Some(reg) = Registry::start() else { return };
+    if !has_confluent_kafka() {
+        rtlake_core::testing::skip_missing(
+            "Python's confluent-kafka with Avro (scripts/setup.sh installs it)",
+        );
+        return;
+    }
+    let env = TestEnv::new("typed").await;
+    env.cluster().ensure_topic(&env.topic).await.unwrap();
+    let v1 = produce(&env, &reg, 1, 0, 300);
+    client(&reg, &["bad", &env.brokers, &env.topic, &reg.url]);
+    let file = env.dir.path().join("typed.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"pipeline = "typed"
+
+[input]
+format = "avro"
+schema-registry = "{}"
+event-time = "ordered_at"
+
+[[stages]]
+name = "orders"
+sql = "SELECT * FROM input"
+
+[[sinks]]
+operator = "orders"
+table = "shop.orders"
+"#,
+            reg.url
+        ),
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let mut c = env.run_cmd(&[&["--metrics-listen", "off"], extra].concat());
+        c.arg("--pipeline").arg(&file);
+        reg.credentials(&mut c);
+        c
+    };
+    let lake = env.lake();
+
+    // Without credentials the registry refuses, and the processor says so.
+    let out = run(&["--trigger", "available-now"])
+        .env_remove("RTLAKE_SCHEMA_REGISTRY_USER")
+        .env_remove("RTLAKE_SCHEMA_REGISTRY_PASSWORD")
+        .output_within(120)
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("401") && err.contains(&reg.url), "{err}");
+
+    // A running processor reads version 1; version 2 (a new optional field) arrives while it
+    // runs, and becomes a column.
+    let mut first = Guard::spawn(run(&[]));
+    wait_for("version 1's orders in the lake", 120, async || {
+        count(&lake).await == 300
+    })
+    .await;
+    assert_eq!(
+        landed(&lake, false).await,
+        (0..300).map(|i| order(i, 1)).collect::<Vec<_>>()
+    );
+    let v2 = produce(&env, &reg, 2, 300, 200);
+    assert_ne!(v1, v2);
+    wait_for("version 2's orders in the lake", 120, async || {
+        count(&lake).await == 500
+    })
+    .await;
+    signal(first.0.id(), "-TERM");
+    assert!(
+        first.wait_within(60).success(),
+        "the processor stops cleanly"
+    );
+
+    // A processor that starts while the registry does not answer waits for it.
+    produce(&env, &reg, 2, 500, 100);
+    reg.pause();
+    let mut second = Guard::spawn(run(&["--trigger", "available-now"]));
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert!(
+        second.0.try_wait().unwrap().is_none(),
+        "the processor waits for the registry instead of giving up"
+    );
+    assert_eq!(count(&lake).await, 500);
+    reg.resume();
+    assert!(second.wait_within(180).success(), "it goes on by itself");
+
+    let mut want: Vec<String> = (0..600)
+        .map(|i| order(i, if i < 300 { 1 } else { 2 }))
+        .collect();
+    want.sort();
+    let got = landed(&lake, true).await;
+    assert_eq!(got.len(), 600, "each order once");
+    assert_eq!(got, want, "every field as the serializer wrote it");
+
+    let rejected = sql_rows(
+        &lake,
+        "SELECT reason, sink, error FROM _rejected ORDER BY error",
+    )
+    .await;
+    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    assert!(rejected.iter().all(|r| r[0] == "decode" && r[1] == "input"));
+    assert!(
+        rejected[0][2].contains("schema id 999999")
+            && rejected[0][2].contains("not in the schema registry"),
+        "an unknown id is named: {}",
+        rejected[0][2]
+    );
+    assert!(
+        rejected[1][2].contains("not one Avro record"),
+        "a cut body is named: {}",
+        rejected[1][2]
+    );
+}

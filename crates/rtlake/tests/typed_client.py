@@ -1,0 +1,126 @@
+"""A typed topic written by Confluent's own serializers (confluent-kafka's SchemaRegistryClient
+and AvroSerializer), for crates/rtlake/tests/it/typed.rs.
+
+  typed_client.py produce BOOTSTRAP TOPIC REGISTRY VERSION FIRST COUNT
+      registers the orders schema VERSION (1, or 2: 1 plus an optional `note`) under
+      TOPIC-value, and publishes orders FIRST..FIRST+COUNT in the wire format, keyed by order
+      id, over 3 partitions; prints JSON {"sent": n, "schema_id": id}
+  typed_client.py bad BOOTSTRAP TOPIC REGISTRY
+      publishes two messages rtlake must refuse: one framed with a schema id the registry does
+      not hold, one whose Avro body is cut short; prints JSON {"sent": 2}
+
+The registry's credentials, if any, come from RTLAKE_SCHEMA_REGISTRY_USER and _PASSWORD (the
+variables rtlake reads). Every field of an order is a function of its number (order(i) below):
+the test computes the same rows to compare the lake with.
+"""
+
+import json
+import os
+import sys
+from decimal import Decimal
+
+from confluent_kafka import Producer
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+FIELDS_V1 = [
+    {"name": "order_id", "type": "string"},
+    {"name": "customer", "type": "string"},
+    {"name": "quantity", "type": "int"},
+    {"name": "amount", "type": "double"},
+    {"name": "price", "type": {"type": "bytes", "logicalType": "decimal", "precision": 10, "scale": 2}},
+    {"name": "ordered_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    {"name": "status", "type": {"type": "enum", "name": "Status", "symbols": ["NEW", "PAID", "SHIPPED"]}},
+    {"name": "address", "type": {"type": "record", "name": "Address", "fields": [
+        {"name": "city", "type": "string"},
+        {"name": "zip", "type": ["null", "string"], "default": None},
+    ]}},
+    {"name": "tags", "type": {"type": "array", "items": "string"}},
+    {"name": "attrs", "type": {"type": "map", "values": "long"}},
+    {"name": "coupon", "type": ["null", "string"], "default": None},
+]
+# Version 2 adds an optional field, as a backward-compatible change does.
+FIELDS_V2 = FIELDS_V1 + [{"name": "note", "type": ["null", "string"], "default": None}]
+BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+
+def schema(version):
+    fields = FIELDS_V1 if version == 1 else FIELDS_V2
+    return json.dumps({"type": "record", "name": "Order", "namespace": "shop", "fields": fields})
+
+
+def order(i, version):
+    o = {
+        "order_id": f"o-{i:05d}",
+        "customer": f"c{i % 7}",
+        "quantity": i % 5 + 1,
+        "amount": (i % 200) / 4.0,
+        "price": Decimal(i % 1000) / Decimal(100),
+        "ordered_at": BASE_MS + i * 1000,
+        "status": ["NEW", "PAID", "SHIPPED"][i % 3],
+        "address": {"city": ["Seoul", "Busan", "Incheon"][i % 3], "zip": None if i % 4 == 0 else f"{i % 100:05d}"},
+        "tags": [f"t{j}" for j in range(i % 3)],
+        "attrs": {"weight": i % 11, "box": i % 2},
+        "coupon": None if i % 5 else f"SAVE{i % 50}",
+    }
+    if version == 2:
+        o["note"] = None if i % 2 else f"note {i}"
+    return o
+
+
+def registry(url):
+    conf = {"url": url}
+    user, password = os.environ.get("RTLAKE_SCHEMA_REGISTRY_USER"), os.environ.get("RTLAKE_SCHEMA_REGISTRY_PASSWORD")
+    if user:
+        conf["basic.auth.user.info"] = f"{user}:{password}"
+    return SchemaRegistryClient(conf)
+
+
+def producer(bootstrap):
+    return Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20})
+
+
+def produce(bootstrap, topic, url, version, first, count):
+    sr = registry(url)
+    schema_id = sr.register_schema(f"{topic}-value", Schema(schema(version), "AVRO"))
+    ser = AvroSerializer(sr, schema(version))
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    p = producer(bootstrap)
+    errors = []
+
+    def done(err, _msg):
+        if err is not None:
+            errors.append(str(err))
+
+    for i in range(first, first + count):
+        p.produce(topic, key=f"o-{i:05d}", value=ser(order(i, version), ctx), partition=i % 3, on_delivery=done)
+        p.poll(0)
+    left = p.flush(60)
+    if errors or left:
+        sys.exit(f"not delivered: {left} left, errors {errors[:3]}")
+    print(json.dumps({"sent": count, "schema_id": schema_id}))
+
+
+def bad(bootstrap, topic, url):
+    sr = registry(url)
+    ser = AvroSerializer(sr, schema(1))
+    good = ser(order(99_999, 1), SerializationContext(topic, MessageField.VALUE))
+    unknown = b"\x00" + (999_999).to_bytes(4, "big") + good[5:]
+    cut = good[: len(good) - 3]
+    p = producer(bootstrap)
+    p.produce(topic, key="bad-1", value=unknown, partition=0)
+    p.produce(topic, key="bad-2", value=cut, partition=1)
+    if p.flush(60):
+        sys.exit("not delivered")
+    print(json.dumps({"sent": 2}))
+
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "produce":
+        produce(args[0], args[1], args[2], int(args[3]), int(args[4]), int(args[5]))
+    elif cmd == "bad":
+        bad(args[0], args[1], args[2])
+    else:
+        sys.exit(__doc__)
