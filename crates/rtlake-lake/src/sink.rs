@@ -11,7 +11,7 @@ use crate::{Error, Lake, Result};
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType as ArrowType, SchemaRef, TimeUnit};
 use deltalake::kernel::transaction::CommitProperties;
-use deltalake::kernel::{DataType, StructField, Transaction};
+use deltalake::kernel::{ArrayType, DataType, MapType, StructField, StructType, Transaction};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError};
 use rtlake_core::schema::TableName;
@@ -41,6 +41,39 @@ fn kernel_type(t: &ArrowType) -> Option<DataType> {
         ArrowType::Binary => DataType::BINARY,
         ArrowType::Date32 => DataType::DATE,
         ArrowType::Timestamp(TimeUnit::Microsecond, Some(_)) => DataType::TIMESTAMP,
+        ArrowType::Int8 => DataType::BYTE,
+        ArrowType::Int16 => DataType::SHORT,
+        ArrowType::Float32 => DataType::FLOAT,
+        ArrowType::Decimal128(p, s) => DataType::decimal(*p, u8::try_from(*s).ok()?).ok()?,
+        // Nested columns (a typed topic's records, arrays and maps).
+        ArrowType::Struct(fields) => DataType::from(
+            StructType::try_new(
+                fields
+                    .iter()
+                    .map(|f| {
+                        kernel_type(f.data_type())
+                            .map(|t| StructField::new(f.name(), t, f.is_nullable()))
+                    })
+                    .collect::<Option<Vec<_>>>()?,
+            )
+            .ok()?,
+        ),
+        ArrowType::List(f) | ArrowType::LargeList(f) => {
+            DataType::from(ArrayType::new(kernel_type(f.data_type())?, f.is_nullable()))
+        }
+        ArrowType::Map(entries, _) => {
+            let ArrowType::Struct(kv) = entries.data_type() else {
+                return None;
+            };
+            let [k, v] = kv.iter().collect::<Vec<_>>()[..] else {
+                return None;
+            };
+            DataType::from(MapType::new(
+                kernel_type(k.data_type())?,
+                kernel_type(v.data_type())?,
+                v.is_nullable(),
+            ))
+        }
         _ => return None,
     })
 }

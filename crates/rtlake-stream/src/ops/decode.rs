@@ -10,7 +10,7 @@ use crate::config::InputConfig;
 use crate::source::RawMessage;
 use crate::{Error, Kind, Result};
 use arrow::array::{
-    Array, ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+    Array, ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, Utc};
@@ -43,7 +43,8 @@ pub(crate) fn meta_fields() -> Vec<Field> {
         Field::new("_offset", DataType::Int64, false),
         Field::new(
             "_timestamp",
-            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            // The lake's timestamp type (µs, UTC), so `SELECT *` lands as is.
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
             true,
         ),
         Field::new("_key", DataType::Utf8, true),
@@ -216,8 +217,10 @@ impl Framing {
             rows.iter().map(|i| at(i).offset),
         )));
         cols.push(Arc::new(
-            TimestampMillisecondArray::from(
-                rows.iter().map(|i| at(i).timestamp).collect::<Vec<_>>(),
+            TimestampMicrosecondArray::from(
+                rows.iter()
+                    .map(|i| at(i).timestamp.map(|ms| ms.saturating_mul(1000)))
+                    .collect::<Vec<_>>(),
             )
             .with_timezone("UTC"),
         ));

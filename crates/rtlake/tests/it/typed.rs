@@ -179,6 +179,10 @@ table = "shop.orders"
     // runs, and becomes a column.
     let mut first = Guard::spawn(run(&[]));
     wait_for("version 1's orders in the lake", 120, async || {
+        assert!(
+            first.0.try_wait().unwrap().is_none(),
+            "the processor exited"
+        );
         count(&lake).await == 300
     })
     .await;
@@ -189,6 +193,10 @@ table = "shop.orders"
     let v2 = produce(&env, &reg, 2, 300, 200);
     assert_ne!(v1, v2);
     wait_for("version 2's orders in the lake", 120, async || {
+        assert!(
+            first.0.try_wait().unwrap().is_none(),
+            "the processor exited"
+        );
         count(&lake).await == 500
     })
     .await;
