@@ -313,3 +313,47 @@ fn check_declared(input: &InputConfig) -> Result<(), (String, String, String)> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(format: &str, schema: &str, registry: Option<&str>) -> InputConfig {
+        InputConfig {
+            topic: None,
+            format: format.into(),
+            schema: schema.into(),
+            event_time: None,
+            schema_registry: registry.map(String::from),
+            subject: None,
+        }
+    }
+
+    fn check(i: &InputConfig) -> Result<(), (String, String, String)> {
+        validate(Some(i), &[], &[], None)
+    }
+
+    #[test]
+    fn an_avro_input_names_its_registry_and_declares_no_columns() {
+        assert!(check(&input("avro", "", Some("http://sr:8081"))).is_ok());
+        let (key, _, why) = check(&input("avro", "", None)).unwrap_err();
+        assert_eq!(key, "run.input.schema-registry");
+        assert!(why.contains("set its URL"), "{why}");
+        let (key, _, why) = check(&input("avro", "id STRING", Some("http://sr:8081"))).unwrap_err();
+        assert_eq!(key, "run.input.schema");
+        assert!(why.contains("leave schema out"), "{why}");
+        let (key, value, _) = check(&input("avro", "", Some("sr:8081"))).unwrap_err();
+        assert_eq!(
+            (key.as_str(), value.as_str()),
+            ("run.input.schema-registry", "sr:8081")
+        );
+        let (key, _, _) = check(&input("json", "id STRING", Some("http://sr:8081"))).unwrap_err();
+        assert_eq!(key, "run.input.schema-registry");
+        let (key, value, why) = check(&input("protobuf", "", None)).unwrap_err();
+        assert_eq!(
+            (key.as_str(), value.as_str()),
+            ("run.input.format", "protobuf")
+        );
+        assert!(why.contains("json, avro"), "{why}");
+    }
+}
