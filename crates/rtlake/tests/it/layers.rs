@@ -84,7 +84,12 @@ fn no_crate_depends_on_one_above_it() {
     // The layers, lowest first; a crate may depend on crates of lower layers only.
     let layers: &[&[&str]] = &[
         &["rtlake-core"],
-        &["rtlake-kafka", "rtlake-registry", "rtlake-lake", "rtlake-broker"],
+        &[
+            "rtlake-kafka",
+            "rtlake-registry",
+            "rtlake-lake",
+            "rtlake-broker",
+        ],
         &["rtlake-stream", "rtlake-query"],
         &["rtlake-web"],
         &["rtlake-bikes"],
