@@ -74,6 +74,25 @@ pub fn coordinator_moving(e: &rdkafka::error::KafkaError) -> bool {
     )
 }
 
+/// Whether `e` clears by itself once a partition's leadership has settled: the leader was on a
+/// broker that went away, or a broker is restarting. A question asked again a moment later gets
+/// an answer from the new leader.
+pub fn leader_moving(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::NotLeaderForPartition
+                | C::LeaderNotAvailable
+                | C::BrokerTransportFailure
+                | C::AllBrokersDown
+                | C::RequestTimedOut
+                | C::OperationTimedOut
+                | C::NotEnoughReplicas
+        )
+    )
+}
+
 /// The group's committed offsets of `tpl`, asked again (up to ten times, about 11 s in all)
 /// while the group's coordinator is moving: Apache Kafka answers `NotCoordinator` for a moment
 /// when leadership of `__consumer_offsets` changes, and that is no failure of the caller.

@@ -101,7 +101,9 @@ impl Cluster {
         .await
     }
 
-    /// Low and high watermarks of every partition of a topic: `(partition, low, high)`.
+    /// Low and high watermarks of every partition of a topic: `(partition, low, high)`. Asked
+    /// again while a partition's leadership moves (a broker of the cluster went down), so that
+    /// a run started then waits for the new leader instead of failing.
     pub async fn watermarks(&self, topic: &str) -> Result<Vec<(i32, i64, i64)>> {
         let parts = self.partitions(topic).await?;
         let topic = topic.to_string();
@@ -109,10 +111,7 @@ impl Cluster {
             parts
                 .into_iter()
                 .map(|p| {
-                    let (lo, hi) = c
-                        .meta
-                        .fetch_watermarks(&topic, p, TIMEOUT)
-                        .context("fetch watermarks")?;
+                    let (lo, hi) = fetch_watermarks(&c.meta, &topic, p)?;
                     Ok((p, lo, hi))
                 })
                 .collect()
@@ -215,5 +214,20 @@ impl Inner {
                 brokers: self.kafka.brokers.clone(),
                 detail: e.to_string(),
             })
+    }
+}
+
+/// One partition's watermarks, asked again (up to about 30 s) while its leader moves.
+fn fetch_watermarks(meta: &BaseConsumer, topic: &str, partition: i32) -> Result<(i64, i64)> {
+    let mut tries = 0u64;
+    loop {
+        match meta.fetch_watermarks(topic, partition, TIMEOUT) {
+            Err(e) if client::leader_moving(&e) && tries < 12 => {
+                tries += 1;
+                tracing::debug!(error = %e, topic, partition, tries, "leader moving; asking again");
+                std::thread::sleep(Duration::from_millis(400 * tries));
+            }
+            other => return other.context(format!("fetch watermarks of {topic}[{partition}]")),
+        }
     }
 }

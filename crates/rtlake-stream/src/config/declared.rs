@@ -134,22 +134,22 @@ pub(super) fn validate(
             return e(
                 "run.input.schema-registry".into(),
                 url,
-                "a json input has a declared schema; a registry is for format = \"avro\"".into(),
+                "a json input has a declared schema; a registry is for format = \"avro\" or \"json-schema\"".into(),
             );
         }
-        ("avro", None) => {
+        (f @ ("avro" | "json-schema"), None) => {
             return e(
                 "run.input.schema-registry".into(),
                 "",
-                "an avro input reads its schemas from a registry: set its URL".into(),
+                format!("a {f} input reads its schemas from a registry: set its URL"),
             );
         }
-        ("avro", Some(url)) => {
+        (f @ ("avro" | "json-schema"), Some(url)) => {
             if !input.schema.trim().is_empty() {
                 return e(
                     "run.input.schema".into(),
                     &input.schema,
-                    "an avro input's columns are the registry's schema: leave schema out".into(),
+                    format!("a {f} input's columns are the registry's schema: leave schema out"),
                 );
             }
             rtlake_registry::RegistryConfig::from_env("run.input.schema-registry", url)
@@ -160,7 +160,7 @@ pub(super) fn validate(
             return e(
                 "run.input.format".into(),
                 other,
-                "the formats are: json, avro".into(),
+                "the formats are: json, avro, json-schema".into(),
             );
         }
     };

@@ -1,11 +1,13 @@
 //! What every input format shares: the rows an epoch decodes to ([`Records`]), the messages it
 //! refuses ([`Refused`]), the metadata columns (`_topic`, `_partition`, `_offset`, `_timestamp`,
 //! `_key`) and the event-time screen ([`Framing`]); and [`Decoder`], the input's format
-//! chosen by `run.input.format`: [`json`](super::decode_json) or
-//! [`avro`](super::decode_avro) through a schema registry.
+//! chosen by `run.input.format`: [`json`](super::decode_json), or through a schema registry
+//! ([`decode_registry`](super::decode_registry)) [`avro`](super::decode_avro) or
+//! [`json-schema`](super::decode_json_schema).
 
 use super::decode_avro::AvroDecoder;
 use super::decode_json::JsonDecoder;
+use super::decode_json_schema::JsonSchemaDecoder;
 use crate::config::InputConfig;
 use crate::source::RawMessage;
 use crate::{Error, Kind, Result};
@@ -254,6 +256,8 @@ pub enum Decoder {
     Json(JsonDecoder),
     /// Avro in the Confluent wire format, by the schemas of a registry.
     Avro(AvroDecoder),
+    /// JSON in the Confluent wire format, typed by the JSON Schemas of a registry.
+    JsonSchema(JsonSchemaDecoder),
 }
 
 impl Decoder {
@@ -263,9 +267,12 @@ impl Decoder {
         match input.format.as_str() {
             "json" => Ok(Self::Json(JsonDecoder::new(input)?)),
             "avro" => Ok(Self::Avro(AvroDecoder::open(input, topic).await?)),
+            "json-schema" => Ok(Self::JsonSchema(
+                JsonSchemaDecoder::open(input, topic).await?,
+            )),
             other => Err(Error::new(
                 Kind::Config,
-                format!("run.input.format: {other} is not a format (json, avro)"),
+                format!("run.input.format: {other} is not a format (json, avro, json-schema)"),
             )),
         }
     }
@@ -281,6 +288,7 @@ impl Decoder {
         match self {
             Self::Json(d) => &mut d.framing,
             Self::Avro(d) => &mut d.framing,
+            Self::JsonSchema(d) => &mut d.json.framing,
         }
     }
 
@@ -289,6 +297,7 @@ impl Decoder {
         match self {
             Self::Json(d) => d.framing.schema.clone(),
             Self::Avro(d) => d.framing.schema.clone(),
+            Self::JsonSchema(d) => d.json.framing.schema.clone(),
         }
     }
 
@@ -299,6 +308,7 @@ impl Decoder {
         match self {
             Self::Json(_) => Ok(()),
             Self::Avro(d) => d.prepare(msgs).await,
+            Self::JsonSchema(d) => d.prepare(msgs).await,
         }
     }
 
@@ -316,6 +326,7 @@ impl Decoder {
         match self {
             Self::Json(d) => d.decode(topic, msgs, now, max_future),
             Self::Avro(d) => d.decode(topic, msgs, now, max_future),
+            Self::JsonSchema(d) => d.decode(topic, msgs, now, max_future),
         }
     }
 }

@@ -14,6 +14,7 @@
 //! timestamps (microseconds; UTC for `timestamp-*`, none for `local-timestamp-*`).
 
 use super::decode::{Framing, Records, Refused, decode_error};
+use super::decode_registry::Subject;
 use crate::config::InputConfig;
 use crate::source::RawMessage;
 use crate::{Error, Kind, Result};
@@ -23,25 +24,19 @@ use arrow_avro::codec::Tz;
 use arrow_avro::reader::{Decoder as Avro, ReaderBuilder};
 use arrow_avro::schema::{AvroSchema, Fingerprint, FingerprintAlgorithm, SchemaStore};
 use chrono::{DateTime, Utc};
-use rtlake_registry::{RegistryConfig, SchemaRegistry, SchemaType, wire};
-use std::collections::{BTreeMap, BTreeSet};
+use rtlake_registry::{SchemaType, wire};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Rows per Arrow batch the decoder fills before it hands one over.
 const BATCH: usize = 8192;
-/// How long a registry that does not answer is waited for before the epoch fails (and is
-/// retried from the lake's positions).
-const WAIT: Duration = Duration::from_secs(60);
-
 /// The decoder of an Avro input.
 pub struct AvroDecoder {
     pub(crate) framing: Framing,
-    registry: SchemaRegistry,
-    subject: String,
+    subject: Subject,
     /// The subject's latest schema at start: the columns.
     reader: AvroSchema,
-    reader_id: u32,
     /// The writer schemas seen so far that resolve to the reader's, by id.
     writers: BTreeMap<u32, AvroSchema>,
     /// The ids whose messages are refused, with why.
@@ -55,49 +50,7 @@ impl AvroDecoder {
     /// The decoder of `input` (reading `topic`): asks the registry for the subject's latest
     /// schema, waiting a while if it does not answer.
     pub async fn open(input: &InputConfig, topic: &str) -> Result<Self> {
-        let key = "run.input.schema-registry";
-        let url = input
-            .schema_registry
-            .as_deref()
-            .ok_or_else(|| Error::new(Kind::Config, format!("{key}: an avro input needs one")))?;
-        let config =
-            RegistryConfig::from_env(key, url).map_err(|e| Error::caused(Kind::Config, key, e))?;
-        let registry =
-            SchemaRegistry::new(config).map_err(|e| Error::caused(Kind::Config, key, e))?;
-        let subject = input
-            .subject
-            .clone()
-            .unwrap_or_else(|| format!("{topic}-value"));
-        let latest = match patiently(|| registry.latest(&subject)).await {
-            Ok(l) => l,
-            Err(e) if e.is_not_found() => {
-                return Err(Error::caused(
-                    Kind::Config,
-                    format!(
-                        "subject {subject} is not in the schema registry {url}: register the topic's \
-                         schema first (a producer's serializer does, so does `rtlake produce --format avro`), \
-                         or name another subject (run.input.subject)"
-                    ),
-                    e,
-                ));
-            }
-            Err(e) => {
-                return Err(Error::caused(
-                    registry_kind(&e),
-                    format!("subject {subject}'s latest schema"),
-                    e,
-                ));
-            }
-        };
-        if latest.schema.schema_type != SchemaType::Avro {
-            return Err(Error::new(
-                Kind::Config,
-                format!(
-                    "subject {subject}'s latest schema (id {}) is {}, and run.input.format is avro",
-                    latest.id, latest.schema.schema_type
-                ),
-            ));
-        }
+        let (subject, latest) = Subject::open(input, topic, SchemaType::Avro).await?;
         let reader = AvroSchema::new(latest.schema.schema.clone());
         let mut writers = BTreeMap::new();
         writers.insert(latest.id, reader.clone());
@@ -106,8 +59,8 @@ impl AvroDecoder {
                 Error::new(
                     Kind::Config,
                     format!(
-                        "subject {subject}'s latest schema (id {}, version {}): {e}",
-                        latest.id, latest.version
+                        "subject {}'s latest schema (id {}, version {}): {e}",
+                        subject.name, latest.id, latest.version
                     ),
                 )
             })?
@@ -120,7 +73,7 @@ impl AvroDecoder {
                 .collect::<Vec<_>>(),
         );
         tracing::info!(
-            %subject,
+            subject = %subject.name,
             id = latest.id,
             version = latest.version,
             columns = declared.fields().len(),
@@ -128,10 +81,8 @@ impl AvroDecoder {
         );
         Ok(Self {
             framing: Framing::new(declared, input.event_time.as_deref())?,
-            registry,
             subject,
             reader,
-            reader_id: latest.id,
             writers,
             refused_ids: BTreeMap::new(),
             decoder: None,
@@ -141,19 +92,12 @@ impl AvroDecoder {
     /// Fetches the schemas `msgs` name that were not seen before, and decides for each whether
     /// its messages can be read.
     pub async fn prepare(&mut self, msgs: &[RawMessage]) -> Result<()> {
-        let new: BTreeSet<u32> = msgs
-            .iter()
-            .filter_map(|m| m.payload.as_deref())
-            .filter_map(|p| wire::split(p).ok())
-            .map(|(id, _)| id)
-            .filter(|id| !self.writers.contains_key(id) && !self.refused_ids.contains_key(id))
-            .collect();
+        let new = self.subject.unknown_ids(msgs, |id| {
+            self.writers.contains_key(&id) || self.refused_ids.contains_key(&id)
+        });
         for id in new {
-            let why = match patiently(|| self.registry.schema(id)).await {
-                Ok(s) if s.schema_type != SchemaType::Avro => format!(
-                    "schema id {id} is a {} schema, and this input reads Avro",
-                    s.schema_type
-                ),
+            let why = match self.subject.writer(id).await? {
+                Err(why) => why,
                 Ok(s) => {
                     let writer = AvroSchema::new(s.schema.clone());
                     let mut one = BTreeMap::new();
@@ -161,65 +105,24 @@ impl AvroDecoder {
                     match build(&self.reader, &one) {
                         Ok(_) => {
                             if let Some(new) = new_fields(&self.reader, &writer) {
-                                self.adopt_if_latest(id, &new).await?;
+                                self.subject.adopt_if_latest(id, &new).await?;
                             }
-                            tracing::info!(subject = %self.subject, id, "avro input: a new writer schema");
+                            tracing::info!(subject = %self.subject.name, id, "avro input: a new writer schema");
                             self.writers.insert(id, writer);
                             self.decoder = None;
                             continue;
                         }
                         Err(e) => format!(
                             "schema id {id} cannot be read as subject {}'s schema (id {}): {e}",
-                            self.subject, self.reader_id
+                            self.subject.name, self.subject.reader_id
                         ),
                     }
                 }
-                Err(e) if e.is_not_found() => format!(
-                    "schema id {id} is not in the schema registry {}",
-                    self.registry.url()
-                ),
-                Err(e) => {
-                    return Err(Error::caused(
-                        registry_kind(&e),
-                        format!("schema id {id}"),
-                        e,
-                    ));
-                }
             };
-            tracing::warn!(subject = %self.subject, id, reason = %why, "avro input: messages of this schema are refused");
+            tracing::warn!(subject = %self.subject.name, id, reason = %why, "avro input: messages of this schema are refused");
             self.refused_ids.insert(id, why);
         }
         Ok(())
-    }
-
-    /// A writer schema `id` has fields the columns lack (`new`): if it is the subject's latest
-    /// version, the pipeline is built again with it ([`Kind::NewSchema`]), so the new fields
-    /// become columns; otherwise (an older schema) they are skipped.
-    async fn adopt_if_latest(&self, id: u32, new: &[String]) -> Result<()> {
-        let latest = patiently(|| self.registry.latest(&self.subject))
-            .await
-            .map_err(|e| {
-                Error::caused(
-                    registry_kind(&e),
-                    format!("subject {}'s latest schema", self.subject),
-                    e,
-                )
-            })?;
-        if latest.id == self.reader_id {
-            tracing::info!(subject = %self.subject, id, fields = ?new, "avro input: an older writer schema's extra fields are skipped");
-            return Ok(());
-        }
-        Err(Error::new(
-            Kind::NewSchema,
-            format!(
-                "subject {} has a new schema (id {}, version {}) with fields {}: the pipeline \
-                 starts again with them as columns",
-                self.subject,
-                latest.id,
-                latest.version,
-                new.join(", ")
-            ),
-        ))
     }
 
     /// Decodes an epoch's messages (after [`AvroDecoder::prepare`]; see
@@ -401,16 +304,6 @@ fn build(
         .map_err(|e| e.to_string())
 }
 
-/// A registry that does not answer is waited for (the epoch is retried); one that refuses
-/// (bad credentials, a bad request) will refuse again: the run stops and says so.
-fn registry_kind(e: &rtlake_registry::Error) -> Kind {
-    if e.is_transient() {
-        Kind::Registry
-    } else {
-        Kind::Config
-    }
-}
-
 /// The top-level fields of `writer` that `reader` lacks (by name), if any.
 fn new_fields(reader: &AvroSchema, writer: &AvroSchema) -> Option<Vec<String>> {
     let names = |s: &AvroSchema| -> Vec<String> {
@@ -428,26 +321,6 @@ fn new_fields(reader: &AvroSchema, writer: &AvroSchema) -> Option<Vec<String>> {
         .filter(|n| !have.contains(n))
         .collect();
     (!new.is_empty()).then_some(new)
-}
-
-/// Asks `f` again while the registry does not answer, for a while.
-async fn patiently<T, F, Fut>(mut f: F) -> rtlake_registry::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = rtlake_registry::Result<T>>,
-{
-    let deadline = Instant::now() + WAIT;
-    let mut pause = Duration::from_millis(250);
-    loop {
-        match f().await {
-            Err(e) if e.is_transient() && Instant::now() < deadline => {
-                tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "schema registry does not answer; waiting");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(5));
-            }
-            r => return r,
-        }
-    }
 }
 
 /// A column as the lake stores it: timestamps in microseconds, enums (dictionaries) and

@@ -24,8 +24,13 @@ impl JsonDecoder {
     pub fn new(input: &InputConfig) -> Result<Self> {
         let declared = rtlake_core::ddl::parse_schema(&input.schema)
             .map_err(|e| Error::caused(Kind::Config, "run.input.schema", e))?;
+        Self::of(declared, input.event_time.as_deref())
+    }
+
+    /// The decoder of JSON objects to `declared` columns (`event_time` one of them).
+    pub(crate) fn of(declared: arrow::datatypes::Schema, event_time: Option<&str>) -> Result<Self> {
         Ok(Self {
-            framing: Framing::new(declared, input.event_time.as_deref())?,
+            framing: Framing::new(declared, event_time)?,
         })
     }
 
@@ -57,14 +62,38 @@ impl JsonDecoder {
         now: DateTime<Utc>,
         max_future: std::time::Duration,
     ) -> Result<(Records, Vec<Refused>)> {
+        let payloads: Vec<Payload> = msgs
+            .iter()
+            .map(|m| {
+                m.payload
+                    .as_deref()
+                    .ok_or_else(|| "message has no value".into())
+            })
+            .collect();
+        self.decode_payloads(topic, msgs, &payloads, now, max_future)
+    }
+
+    /// Decodes the JSON of `payloads` (one per message of `msgs`; a message whose JSON could
+    /// not be found is refused with its reason).
+    pub(crate) fn decode_payloads(
+        &self,
+        topic: &str,
+        msgs: &[RawMessage],
+        payloads: &[Payload],
+        now: DateTime<Utc>,
+        max_future: std::time::Duration,
+    ) -> Result<(Records, Vec<Refused>)> {
         let mut refused = Vec::new();
         let mut parts: Vec<(RecordBatch, Vec<usize>)> = Vec::new();
         let mut dec = self.decoder(msgs.len())?;
         let mut fed: Vec<usize> = Vec::new();
-        for (i, m) in msgs.iter().enumerate() {
-            let Some(p) = m.payload.as_deref() else {
-                refused.push(decode_error(i, "message has no value".into()));
-                continue;
+        for (i, p) in payloads.iter().enumerate() {
+            let p = match p {
+                Ok(p) => *p,
+                Err(why) => {
+                    refused.push(decode_error(i, why.clone()));
+                    continue;
+                }
             };
             match feed(&mut dec, p) {
                 Ok(()) => fed.push(i),
@@ -72,7 +101,7 @@ impl JsonDecoder {
                     refused.push(decode_error(i, e));
                     // The decoder holds part of the bad message: decode the good ones before
                     // it on their own, and go on with a fresh decoder.
-                    self.flush_part(msgs, std::mem::take(&mut fed), &mut parts, &mut refused)?;
+                    self.flush_part(payloads, std::mem::take(&mut fed), &mut parts, &mut refused)?;
                     dec = self.decoder(msgs.len() - i)?;
                 }
             }
@@ -80,7 +109,7 @@ impl JsonDecoder {
         match dec.flush() {
             Ok(Some(b)) => parts.push((b, fed)),
             Ok(None) => {}
-            Err(_) => self.flush_part(msgs, fed, &mut parts, &mut refused)?,
+            Err(_) => self.flush_part(payloads, fed, &mut parts, &mut refused)?,
         }
         let mut batches = Vec::with_capacity(parts.len());
         let mut rows = Vec::new();
@@ -98,7 +127,7 @@ impl JsonDecoder {
     /// its column, decodes them one by one to find which, refusing those.
     fn flush_part(
         &self,
-        msgs: &[RawMessage],
+        payloads: &[Payload],
         idx: Vec<usize>,
         parts: &mut Vec<(RecordBatch, Vec<usize>)>,
         refused: &mut Vec<Refused>,
@@ -106,7 +135,7 @@ impl JsonDecoder {
         if idx.is_empty() {
             return Ok(());
         }
-        let payload = |i: usize| msgs[i].payload.as_deref().unwrap_or_default();
+        let payload = |i: usize| payloads[i].as_deref().unwrap_or_default();
         let mut dec = self.decoder(idx.len())?;
         for i in &idx {
             // Each was fed once already without error.
@@ -129,6 +158,9 @@ impl JsonDecoder {
         Ok(())
     }
 }
+
+/// A message's JSON, or why it has none.
+pub(crate) type Payload<'a> = std::result::Result<&'a [u8], String>;
 
 /// Feeds one message: it must be exactly one JSON value.
 fn feed(dec: &mut Decoder, p: &[u8]) -> std::result::Result<(), String> {

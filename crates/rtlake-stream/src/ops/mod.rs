@@ -8,6 +8,9 @@ pub mod changes;
 pub mod decode;
 pub mod decode_avro;
 pub mod decode_json;
+pub mod decode_json_schema;
+pub(crate) mod decode_registry;
+pub mod json_schema;
 pub mod sql_stage;
 pub mod window_stage;
 

@@ -1,7 +1,8 @@
 //! `rtlake run` carries on after the broker is killed and started again: the embedded broker
 //! in a process of its own, or (against `RTLAKE_TEST_BROKERS` with `RTLAKE_TEST_KAFKA_SH=1`)
 //! broker 1 of the cluster of `scripts/kafka.sh`. Every event lands in bronze exactly once.
-//! A test binary of its own, so that no other test shares the cluster while a broker is down.
+//! On the cluster, the other subjects' tests run while broker 1 is down: they must carry on too
+//! (a run started then waits for its partitions' new leaders).
 
 use crate::common;
 

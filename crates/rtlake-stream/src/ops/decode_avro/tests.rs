@@ -4,6 +4,7 @@ use super::*;
 use apache_avro::types::Value;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+use rtlake_registry::{RegistryConfig, SchemaRegistry};
 
 const V1: &str = r#"{"type":"record","name":"Order","fields":[
     {"name":"id","type":"string"},
@@ -28,10 +29,13 @@ fn decoder() -> AvroDecoder {
     let declared = Schema::new(declared.fields().iter().map(lake_field).collect::<Vec<_>>());
     AvroDecoder {
         framing: Framing::new(declared, Some("at")).unwrap(),
-        registry: SchemaRegistry::new(config).unwrap(),
-        subject: "orders-value".into(),
+        subject: Subject::known(
+            SchemaRegistry::new(config).unwrap(),
+            "orders-value",
+            SchemaType::Avro,
+            2,
+        ),
         reader,
-        reader_id: 2,
         writers,
         refused_ids: [(9, "schema id 9 is not in the schema registry".to_string())].into(),
         decoder: None,
