@@ -1,13 +1,17 @@
 """A typed topic written by Confluent's own serializers (confluent-kafka's SchemaRegistryClient
-and AvroSerializer), for crates/rtlake/tests/it/typed.rs.
+and AvroSerializer or JSONSerializer), for crates/rtlake/tests/it/typed.rs.
 
   typed_client.py produce BOOTSTRAP TOPIC REGISTRY VERSION FIRST COUNT
       registers the orders schema VERSION (1, or 2: 1 plus an optional `note`) under
       TOPIC-value, and publishes orders FIRST..FIRST+COUNT in the wire format, keyed by order
       id, over 3 partitions; prints JSON {"sent": n, "schema_id": id}
   typed_client.py bad BOOTSTRAP TOPIC REGISTRY
-      publishes two messages rtlake must refuse: one framed with a schema id the registry does
-      not hold, one whose Avro body is cut short; prints JSON {"sent": 2}
+      publishes three messages rtlake must refuse: one framed with a schema id the registry
+      does not hold, one whose Avro body is cut short, one in a schema (registered under
+      TOPIC-other) whose `quantity` is a string; prints JSON {"sent": 3}
+  typed_client.py produce-json ... / bad-json ...
+      the same in JSON Schema (JSONSerializer); orders have no `price`, and the third bad
+      message is one framed with version 1's id whose `quantity` is not a number
 
 The registry's credentials, if any, come from RTLAKE_SCHEMA_REGISTRY_USER and _PASSWORD (the
 variables rtlake reads). Every field of an order is a function of its number (order(i) below):
@@ -17,11 +21,15 @@ the test computes the same rows to compare the lake with.
 import json
 import os
 import sys
+import time
 from decimal import Decimal
 
 from confluent_kafka import Producer
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.schema_registry.json_schema import JSONSerializer
+from fastavro import parse_schema, schemaless_writer
+from io import BytesIO
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 FIELDS_V1 = [
@@ -43,6 +51,42 @@ FIELDS_V1 = [
 # Version 2 adds an optional field, as a backward-compatible change does.
 FIELDS_V2 = FIELDS_V1 + [{"name": "note", "type": ["null", "string"], "default": None}]
 BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+# The same orders in JSON Schema, without `price`.
+PROPERTIES_V1 = {
+    "order_id": {"type": "string"},
+    "customer": {"type": "string"},
+    "quantity": {"type": "integer"},
+    "amount": {"type": "number"},
+    "ordered_at": {"type": "string", "format": "date-time"},
+    "status": {"enum": ["NEW", "PAID", "SHIPPED"]},
+    "address": {"$ref": "#/definitions/Address"},
+    "tags": {"type": "array", "items": {"type": "string"}},
+    "attrs": {"type": "object", "additionalProperties": {"type": "integer"}},
+    "coupon": {"type": ["string", "null"]},
+}
+ADDRESS = {"type": "object", "properties": {"city": {"type": "string"}, "zip": {"type": ["string", "null"]}}, "required": ["city"]}
+
+
+def json_schema(version, quantity="integer"):
+    props = dict(PROPERTIES_V1, quantity={"type": quantity})
+    if version == 2:
+        props["note"] = {"type": ["string", "null"]}
+    return json.dumps({
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "title": "Order",
+        "type": "object",
+        "properties": props,
+        "required": ["order_id", "customer", "quantity", "amount", "ordered_at", "status", "address", "tags", "attrs"],
+        "definitions": {"Address": ADDRESS},
+    })
+
+
+def json_order(i, version):
+    o = order(i, version)
+    del o["price"]
+    o["ordered_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(BASE_MS / 1000 + i))
+    return o
 
 
 def schema(version):
@@ -81,11 +125,15 @@ def producer(bootstrap):
     return Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20})
 
 
-def produce(bootstrap, topic, url, version, first, count):
+def produce(bootstrap, topic, url, version, first, count, fmt="avro"):
     sr = registry(url)
-    schema_id = sr.register_schema(f"{topic}-value", Schema(schema(version), "AVRO"))
-    ser = AvroSerializer(sr, schema(version))
     ctx = SerializationContext(topic, MessageField.VALUE)
+    if fmt == "avro":
+        schema_id = sr.register_schema(f"{topic}-value", Schema(schema(version), "AVRO"))
+        ser, make = AvroSerializer(sr, schema(version)), order
+    else:
+        schema_id = sr.register_schema(f"{topic}-value", Schema(json_schema(version), "JSON"))
+        ser, make = JSONSerializer(json_schema(version), sr), json_order
     p = producer(bootstrap)
     errors = []
 
@@ -94,7 +142,7 @@ def produce(bootstrap, topic, url, version, first, count):
             errors.append(str(err))
 
     for i in range(first, first + count):
-        p.produce(topic, key=f"o-{i:05d}", value=ser(order(i, version), ctx), partition=i % 3, on_delivery=done)
+        p.produce(topic, key=f"o-{i:05d}", value=ser(make(i, version), ctx), partition=i % 3, on_delivery=done)
         p.poll(0)
     left = p.flush(60)
     if errors or left:
@@ -102,25 +150,54 @@ def produce(bootstrap, topic, url, version, first, count):
     print(json.dumps({"sent": count, "schema_id": schema_id}))
 
 
+def framed(schema_id, body):
+    return b"\x00" + schema_id.to_bytes(4, "big") + body
+
+
 def bad(bootstrap, topic, url):
     sr = registry(url)
     ser = AvroSerializer(sr, schema(1))
     good = ser(order(99_999, 1), SerializationContext(topic, MessageField.VALUE))
-    unknown = b"\x00" + (999_999).to_bytes(4, "big") + good[5:]
     cut = good[: len(good) - 3]
+    # A schema the registry took under another subject, which does not resolve to the topic's.
+    other = json.loads(schema(1))
+    other["fields"][2] = {"name": "quantity", "type": "string"}
+    other_id = sr.register_schema(f"{topic}-other", Schema(json.dumps(other), "AVRO"))
+    o = order(99_998, 1)
+    o["quantity"] = "many"
+    body = BytesIO()
+    schemaless_writer(body, parse_schema(other), o)
+    send(bootstrap, topic, [framed(999_999, good[5:]), cut, framed(other_id, body.getvalue())])
+
+
+def bad_json(bootstrap, topic, url):
+    sr = registry(url)
+    v1 = sr.register_schema(f"{topic}-value", Schema(json_schema(1), "JSON"))
+    other_id = sr.register_schema(f"{topic}-other", Schema(json_schema(1, quantity="string"), "JSON"))
+    o = json_order(99_998, 1)
+    o["quantity"] = "many"
+    body = json.dumps(o).encode()
+    send(bootstrap, topic, [framed(999_999, body), framed(other_id, body), framed(v1, body)])
+
+
+def send(bootstrap, topic, values):
     p = producer(bootstrap)
-    p.produce(topic, key="bad-1", value=unknown, partition=0)
-    p.produce(topic, key="bad-2", value=cut, partition=1)
+    for n, v in enumerate(values):
+        p.produce(topic, key=f"bad-{n + 1}", value=v, partition=n % 3)
     if p.flush(60):
         sys.exit("not delivered")
-    print(json.dumps({"sent": 2}))
+    print(json.dumps({"sent": len(values)}))
 
 
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "produce":
         produce(args[0], args[1], args[2], int(args[3]), int(args[4]), int(args[5]))
+    elif cmd == "produce-json":
+        produce(args[0], args[1], args[2], int(args[3]), int(args[4]), int(args[5]), fmt="json")
     elif cmd == "bad":
         bad(args[0], args[1], args[2])
+    elif cmd == "bad-json":
+        bad_json(args[0], args[1], args[2])
     else:
         sys.exit(__doc__)

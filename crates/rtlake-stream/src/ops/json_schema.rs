@@ -142,7 +142,8 @@ fn column_type(
                 .ok_or_else(|| format!("{path}: an array without items has no column type"))?;
             let at = format!("{ptr}/items");
             let (t, _) = column_type(doc, items, &at, &format!("{path}[]"), depth + 1)?;
-            DataType::List(Arc::new(Field::new("item", t, true)))
+            // Named as Delta and Parquet name them, so that batches match the table's schema.
+            DataType::List(Arc::new(Field::new("element", t, true)))
         }
         "null" => return Err(format!("{path}: a property that is always null")),
         other => return Err(format!("{path}: type {other} is not a JSON Schema type")),
@@ -190,10 +191,10 @@ fn object_type(
             let at = format!("{ptr}/additionalProperties");
             let (t, _) = column_type(doc, v, &at, &format!("{path}{{}}"), depth + 1)?;
             let entries = Field::new(
-                "entries",
+                "key_value",
                 DataType::Struct(Fields::from(vec![
-                    Field::new("keys", DataType::Utf8, false),
-                    Field::new("values", t, true),
+                    Field::new("key", DataType::Utf8, false),
+                    Field::new("value", t, true),
                 ])),
                 false,
             );

@@ -29,10 +29,23 @@ fn client(reg: &Registry, args: &[&str]) -> serde_json::Value {
 }
 
 fn produce(env: &TestEnv, reg: &Registry, version: u32, first: usize, count: usize) -> u64 {
+    produce_as(env, reg, "produce", version, first, count)
+}
+
+/// Publishes orders `first..first + count` of schema `version` with typed_client.py's `cmd`
+/// (`produce` in Avro, `produce-json` in JSON Schema); the schema's id.
+fn produce_as(
+    env: &TestEnv,
+    reg: &Registry,
+    cmd: &str,
+    version: u32,
+    first: usize,
+    count: usize,
+) -> u64 {
     let v = client(
         reg,
         &[
-            "produce",
+            cmd,
             &env.brokers,
             &env.topic,
             &reg.url,
@@ -45,8 +58,19 @@ fn produce(env: &TestEnv, reg: &Registry, version: u32, first: usize, count: usi
     v["schema_id"].as_u64().unwrap()
 }
 
-/// Order `i` as the query in `landed` shows it (typed_client.py's `order`).
+/// Order `i` as the query in `landed` shows it (typed_client.py's `order`; without its
+/// price, `json_order`).
 fn order(i: usize, version: u32) -> String {
+    order_fields(i, version).join(",")
+}
+
+fn json_order(i: usize, version: u32) -> String {
+    let mut f = order_fields(i, version);
+    f.remove(4);
+    f.join(",")
+}
+
+fn order_fields(i: usize, version: u32) -> Vec<String> {
     let price = i % 1000;
     let zip = if i % 4 == 0 {
         "-".to_string()
@@ -62,7 +86,7 @@ fn order(i: usize, version: u32) -> String {
         (2, 0) => format!("note {i}"),
         _ => "-".into(),
     };
-    [
+    vec![
         format!("o-{i:05}"),
         format!("c{}", i % 7),
         (i % 5 + 1).to_string(),
@@ -78,18 +102,26 @@ fn order(i: usize, version: u32) -> String {
         coupon,
         note,
     ]
-    .join(",")
 }
 
 async fn landed(lake: &std::path::Path, with_note: bool) -> Vec<String> {
+    landed_cols(lake, with_note, true).await
+}
+
+async fn landed_cols(lake: &std::path::Path, with_note: bool, with_price: bool) -> Vec<String> {
     let note = if with_note {
         "coalesce(note, '-')"
     } else {
         "'-'"
     };
+    let price = if with_price {
+        "CAST(price AS VARCHAR), "
+    } else {
+        ""
+    };
     let q = format!(
         "SELECT order_id, customer, quantity, CAST(round(amount * 100) AS BIGINT), \
-         CAST(price AS VARCHAR), CAST(to_unixtime(ordered_at) AS BIGINT), status, \
+         {price}CAST(to_unixtime(ordered_at) AS BIGINT), status, \
          address['city'], coalesce(address['zip'], '-'), cardinality(tags), \
          element_at(attrs, 'weight')[1], coalesce(coupon, '-'), {note} FROM shop.orders"
     );
@@ -102,6 +134,23 @@ async fn landed(lake: &std::path::Path, with_note: bool) -> Vec<String> {
     rows
 }
 
+/// `_rejected`'s rows are `n`, each from the input's decoding, and each of `why` is in one's
+/// error.
+async fn assert_rejected(lake: &std::path::Path, n: usize, why: &[&str]) {
+    let rejected = sql_rows(lake, "SELECT reason, sink, error FROM _rejected").await;
+    assert_eq!(rejected.len(), n, "{rejected:?}");
+    assert!(
+        rejected.iter().all(|r| r[0] == "decode" && r[1] == "input"),
+        "{rejected:?}"
+    );
+    for w in why {
+        assert!(
+            rejected.iter().any(|r| r[2].contains(w)),
+            "no rejected row says {w:?}: {rejected:?}"
+        );
+    }
+}
+
 async fn count(lake: &std::path::Path) -> usize {
     if !lake.join("shop/orders/_delta_log").exists() {
         return 0;
@@ -111,37 +160,17 @@ async fn count(lake: &std::path::Path) -> usize {
         .unwrap()
 }
 
-fn has_confluent_kafka() -> bool {
-    Command::new(python())
-        .args([
-            "-c",
-            "import confluent_kafka.schema_registry.avro, fastavro",
-        ])
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_typed_topic_lands_through_a_schema_change_bad_messages_and_a_registry_outage() {
-    let Some(reg) = Registry::start() else { return };
-    if !has_confluent_kafka() {
-        rtlake_core::testing::skip_missing(
-            "Python's confluent-kafka with Avro (scripts/setup.sh installs it)",
-        );
-        return;
-    }
-    let env = TestEnv::new("typed").await;
-    env.cluster().ensure_topic(&env.topic).await.unwrap();
-    let v1 = produce(&env, &reg, 1, 0, 300);
-    client(&reg, &["bad", &env.brokers, &env.topic, &reg.url]);
-    let file = env.dir.path().join("typed.toml");
+/// `rtlake run` of a pipeline landing the topic's `format` messages in `shop.orders` as they
+/// are, with the registry's credentials.
+fn runner(env: &TestEnv, reg: &Registry, format: &str, extra: &[&str]) -> Command {
+    let file = env.dir.path().join(format!("typed-{format}.toml"));
     std::fs::write(
         &file,
         format!(
             r#"pipeline = "typed"
 
 [input]
-format = "avro"
+format = "{format}"
 schema-registry = "{}"
 event-time = "ordered_at"
 
@@ -157,12 +186,36 @@ table = "shop.orders"
         ),
     )
     .unwrap();
-    let run = |extra: &[&str]| {
-        let mut c = env.run_cmd(&[&["--metrics-listen", "off"], extra].concat());
-        c.arg("--pipeline").arg(&file);
-        reg.credentials(&mut c);
-        c
-    };
+    let mut c = env.run_cmd(&[&["--metrics-listen", "off"], extra].concat());
+    c.arg("--pipeline").arg(&file);
+    reg.credentials(&mut c);
+    c
+}
+
+fn has_confluent_kafka() -> bool {
+    Command::new(python())
+        .args([
+            "-c",
+            "import confluent_kafka.schema_registry.avro, confluent_kafka.schema_registry.json_schema",
+        ])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typed_topic_lands_through_a_schema_change_bad_messages_and_a_registry_outage() {
+    let Some(reg) = Registry::start() else { return };
+    if !has_confluent_kafka() {
+        rtlake_core::testing::skip_missing(
+            "Python's confluent-kafka with Avro and JSON Schema (scripts/setup.sh installs it)",
+        );
+        return;
+    }
+    let env = TestEnv::new("typed").await;
+    env.cluster().ensure_topic(&env.topic).await.unwrap();
+    let v1 = produce(&env, &reg, 1, 0, 300);
+    client(&reg, &["bad", &env.brokers, &env.topic, &reg.url]);
+    let run = |extra: &[&str]| runner(&env, &reg, "avro", extra);
     let lake = env.lake();
 
     // Without credentials the registry refuses, and the processor says so.
@@ -227,22 +280,67 @@ table = "shop.orders"
     assert_eq!(got.len(), 600, "each order once");
     assert_eq!(got, want, "every field as the serializer wrote it");
 
-    let rejected = sql_rows(
+    assert_rejected(
         &lake,
-        "SELECT reason, sink, error FROM _rejected ORDER BY error",
+        3,
+        &[
+            "schema id 999999 is not in the schema registry",
+            "not one Avro record",
+            "cannot be read as subject",
+        ],
     )
     .await;
-    assert_eq!(rejected.len(), 2, "{rejected:?}");
-    assert!(rejected.iter().all(|r| r[0] == "decode" && r[1] == "input"));
-    assert!(
-        rejected[0][2].contains("schema id 999999")
-            && rejected[0][2].contains("not in the schema registry"),
-        "an unknown id is named: {}",
-        rejected[0][2]
-    );
-    assert!(
-        rejected[1][2].contains("not one Avro record"),
-        "a cut body is named: {}",
-        rejected[1][2]
-    );
+}
+
+/// The same in JSON Schema (confluent-kafka's JSONSerializer): the columns follow the
+/// registry's JSON Schema (`$ref`s, nested objects, arrays, maps, `date-time` strings as
+/// timestamps); a new version met while running becomes a column; a schema whose `quantity`
+/// is a string, an unknown id and a payload that does not fit go to `_rejected`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_schema_topic_lands_through_a_schema_change_and_bad_messages() {
+    let Some(reg) = Registry::start() else { return };
+    if !has_confluent_kafka() {
+        rtlake_core::testing::skip_missing(
+            "Python's confluent-kafka with Avro and JSON Schema (scripts/setup.sh installs it)",
+        );
+        return;
+    }
+    let env = TestEnv::new("typed-json").await;
+    env.cluster().ensure_topic(&env.topic).await.unwrap();
+    produce_as(&env, &reg, "produce-json", 1, 0, 300);
+    client(&reg, &["bad-json", &env.brokers, &env.topic, &reg.url]);
+    let lake = env.lake();
+    let mut run = Guard::spawn(runner(&env, &reg, "json-schema", &[]));
+    let running = |run: &mut Guard| {
+        assert!(run.0.try_wait().unwrap().is_none(), "the processor exited");
+    };
+    wait_for("version 1's orders in the lake", 120, async || {
+        running(&mut run);
+        count(&lake).await == 300
+    })
+    .await;
+    produce_as(&env, &reg, "produce-json", 2, 300, 200);
+    wait_for("version 2's orders in the lake", 120, async || {
+        running(&mut run);
+        count(&lake).await == 500
+    })
+    .await;
+    signal(run.0.id(), "-TERM");
+    assert!(run.wait_within(60).success(), "the processor stops cleanly");
+
+    let mut want: Vec<String> = (0..500)
+        .map(|i| json_order(i, if i < 300 { 1 } else { 2 }))
+        .collect();
+    want.sort();
+    assert_eq!(landed_cols(&lake, true, false).await, want);
+    assert_rejected(
+        &lake,
+        3,
+        &[
+            "schema id 999999 is not in the schema registry",
+            "property quantity is Utf8 in it",
+            "field quantity",
+        ],
+    )
+    .await;
 }
