@@ -293,7 +293,15 @@ pub async fn build(
                     ));
                 }
                 Output::Kafka(Box::new(
-                    KafkaSink::open(cfg, cluster, topic, key, checkpoint).await?,
+                    KafkaSink::open(
+                        cfg,
+                        cluster,
+                        topic,
+                        key,
+                        (s.value_format.as_deref(), s.schema_registry.as_deref()),
+                        checkpoint,
+                    )
+                    .await?,
                 ))
             }
             None => {

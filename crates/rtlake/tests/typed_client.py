@@ -9,6 +9,10 @@ and AvroSerializer or JSONSerializer), for crates/rtlake/tests/it/typed.rs.
       publishes three messages rtlake must refuse: one framed with a schema id the registry
       does not hold, one whose Avro body is cut short, one in a schema (registered under
       TOPIC-other) whose `quantity` is a string; prints JSON {"sent": 3}
+  typed_client.py consume BOOTSTRAP TOPIC REGISTRY COUNT
+      reads TOPIC (read_committed) with AvroDeserializer until COUNT distinct order ids came, or
+      60 s passed; prints JSON {"messages": n, "orders": [[order_id, quantity, status, city,
+      price, note], ...]} (one row per distinct order id)
   typed_client.py produce-json ... / bad-json ...
       the same in JSON Schema (JSONSerializer); orders have no `price`, and the third bad
       message is one framed with version 1's id whose `quantity` is not a number
@@ -24,9 +28,9 @@ import sys
 import time
 from decimal import Decimal
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
-from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.schema_registry.json_schema import JSONSerializer
 from fastavro import parse_schema, schemaless_writer
 from io import BytesIO
@@ -180,6 +184,30 @@ def bad_json(bootstrap, topic, url):
     send(bootstrap, topic, [framed(999_999, body), framed(other_id, body), framed(v1, body)])
 
 
+def consume(bootstrap, topic, url, count):
+    de = AvroDeserializer(registry(url))
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    c = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": f"typed-check-{topic}",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+    })
+    c.subscribe([topic])
+    orders, messages = {}, 0
+    deadline = time.time() + 60
+    while len(orders) < count and time.time() < deadline:
+        m = c.poll(1.0)
+        if m is None or m.error():
+            continue
+        messages += 1
+        v = de(m.value(), ctx)
+        orders[v["order_id"]] = [v["order_id"], v["quantity"], v["status"], v["address"]["city"], str(v["price"]), v.get("note")]
+    c.close()
+    print(json.dumps({"messages": messages, "orders": sorted(orders.values())}))
+
+
 def send(bootstrap, topic, values):
     p = producer(bootstrap)
     for n, v in enumerate(values):
@@ -197,6 +225,8 @@ if __name__ == "__main__":
         produce(args[0], args[1], args[2], int(args[3]), int(args[4]), int(args[5]), fmt="json")
     elif cmd == "bad":
         bad(args[0], args[1], args[2])
+    elif cmd == "consume":
+        consume(args[0], args[1], args[2], int(args[3]))
     elif cmd == "bad-json":
         bad_json(args[0], args[1], args[2])
     else:

@@ -214,8 +214,39 @@ fn validate_sinks(
         if s.format.is_some() && s.topic.is_some() {
             return Err((
                 i,
-                "format (delta or iceberg) is for table sinks: a Kafka sink writes JSON".into(),
+                "format (delta or iceberg) is for table sinks: a Kafka sink's is value-format (json or avro)".into(),
             ));
+        }
+        if (s.value_format.is_some() || s.schema_registry.is_some()) && s.topic.is_none() {
+            return Err((
+                i,
+                "value-format and schema-registry are for Kafka sinks (set topic)".into(),
+            ));
+        }
+        match (s.value_format.as_deref(), s.schema_registry.as_deref()) {
+            (None | Some("json"), None) => {}
+            (None | Some("json"), Some(_)) => {
+                return Err((
+                    i,
+                    "a registry is for value-format = \"avro\"; JSON rows need none".into(),
+                ));
+            }
+            (Some("avro"), None) => {
+                return Err((
+                    i,
+                    "value-format = \"avro\" registers its schema: set schema-registry".into(),
+                ));
+            }
+            (Some("avro"), Some(url)) => {
+                rtlake_registry::RegistryConfig::from_env("schema-registry", url)
+                    .map_err(|e| (i, e.to_string()))?;
+            }
+            (Some(other), _) => {
+                return Err((
+                    i,
+                    format!("value-format {other} is not a Kafka sink's format (json, avro)"),
+                ));
+            }
         }
         if s.topic.is_some() && stage.is_none() && registry.key(&s.operator).is_none() {
             return Err((

@@ -146,6 +146,12 @@ pub struct SinkConfig {
     /// `lake.format`); one pipeline may write both. A table that exists keeps its own: a
     /// sink that names the other format is refused.
     pub format: Option<rtlake_lake::TableFormat>,
+    /// A Kafka sink's message format: `json` (default, one object per row) or `avro` (the
+    /// Confluent wire format, its schema registered in `schema-registry` under `<topic>-value`).
+    pub value_format: Option<String>,
+    /// The schema registry of an `avro` Kafka sink (credentials as the input's, from the
+    /// environment).
+    pub schema_registry: Option<String>,
 }
 
 /// The stream processor.

@@ -152,6 +152,8 @@ fn sinks_name_the_operators_the_domain_registered() {
 fn the_domains_pipeline_is_the_default_and_a_file_source_drops_its_topics() {
     let default = vec![
         SinkConfig {
+            value_format: None,
+            schema_registry: None,
             operator: "bronze".into(),
             table: None,
             topic: None,
@@ -160,6 +162,8 @@ fn the_domains_pipeline_is_the_default_and_a_file_source_drops_its_topics() {
             format: None,
         },
         SinkConfig {
+            value_format: None,
+            schema_registry: None,
             operator: "bronze".into(),
             table: None,
             topic: Some("out".into()),

@@ -41,10 +41,7 @@ impl Subject {
                 format!("{key}: a {} input needs one", input.format),
             )
         })?;
-        let config =
-            RegistryConfig::from_env(key, url).map_err(|e| Error::caused(Kind::Config, key, e))?;
-        let registry =
-            SchemaRegistry::new(config).map_err(|e| Error::caused(Kind::Config, key, e))?;
+        let registry = connect(key, url)?;
         let name = input
             .subject
             .clone()
@@ -169,9 +166,16 @@ impl Subject {
     }
 }
 
+/// The registry at `url` (config key `key`), its credentials from the environment.
+pub(crate) fn connect(key: &str, url: &str) -> Result<SchemaRegistry> {
+    let config =
+        RegistryConfig::from_env(key, url).map_err(|e| Error::caused(Kind::Config, key, e))?;
+    SchemaRegistry::new(config).map_err(|e| Error::caused(Kind::Config, key, e))
+}
+
 /// A registry that does not answer is waited for (the epoch is retried); one that refuses
 /// (bad credentials, a bad request) will refuse again: the run stops and says so.
-fn registry_kind(e: &rtlake_registry::Error) -> Kind {
+pub(crate) fn registry_kind(e: &rtlake_registry::Error) -> Kind {
     if e.is_transient() {
         Kind::Registry
     } else {
@@ -180,7 +184,7 @@ fn registry_kind(e: &rtlake_registry::Error) -> Kind {
 }
 
 /// Asks `f` again while the registry does not answer, for a while.
-async fn patiently<T, F, Fut>(mut f: F) -> rtlake_registry::Result<T>
+pub(crate) async fn patiently<T, F, Fut>(mut f: F) -> rtlake_registry::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = rtlake_registry::Result<T>>,

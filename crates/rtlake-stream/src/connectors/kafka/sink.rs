@@ -1,4 +1,4 @@
-//! The Kafka sink: each row as a JSON message; exactly once where the cluster has transactions,
+//! The Kafka sink: each row a message (JSON, or Avro through a schema registry: [`super::values`]); exactly once where the cluster has transactions,
 //! at least once with deduplication headers where it does not.
 //!
 //! Every message carries the headers `rtlake-pipeline`, `rtlake-partition` and `rtlake-offset`
@@ -22,6 +22,7 @@
 //! at most [`MAX_IN_FLIGHT`] messages wait for acknowledgement, and an epoch whose deliveries do
 //! not finish within `run.sink-timeout` fails, to be retried from the lake's positions.
 
+use super::values::Values;
 use crate::checkpoint::Folder;
 use crate::config::PipelineConfig as Config;
 use crate::config::SinkTransactions;
@@ -52,6 +53,8 @@ pub struct KafkaSink {
     cfg: Config,
     topic: String,
     key: String,
+    /// How rows become message values (`value-format`).
+    values: Values,
     /// The at-least-once producer (also used to flush at the end).
     producer: FutureProducer,
     txn: Option<Transactions>,
@@ -106,6 +109,7 @@ pub(super) async fn bounded<T: Send + 'static, C: ClientContext + 'static>(
 
 impl KafkaSink {
     /// A sink publishing to `topic` (created if missing), keyed by the string column `key`,
+    /// its values in `format` (`json` unless `avro`, with its `registry`),
     /// with `[producer]`'s settings; transactional per `run.sink-transactions` (auto: when the
     /// cluster has transactions). Logs which mode it runs in.
     pub async fn open(
@@ -113,14 +117,17 @@ impl KafkaSink {
         cluster: &rtlake_kafka::Cluster,
         topic: &str,
         key: &str,
+        (format, registry): (Option<&str>, Option<&str>),
         checkpoint: &Folder,
     ) -> Result<Self> {
+        let values = Values::open(topic, format, registry)?;
         cluster.ensure_topic(topic).await?;
         let dir = checkpoint.child("sinks").child(topic);
         let mut sink = Self {
             cfg: cfg.clone(),
             topic: topic.into(),
             key: key.into(),
+            values,
             producer: Self::plain_producer(cfg, topic)?,
             txn: None,
             dir,
@@ -316,15 +323,9 @@ impl KafkaSink {
         origins: &[(i32, i64)],
         ends: &BTreeMap<i32, i64>,
     ) -> Result<()> {
-        let json = if batch.num_rows() > 0 {
-            self.encode(batch)?
-        } else {
-            Vec::new()
-        };
-        let lines: Vec<&[u8]> = json
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .collect();
+        let topic = self.topic.clone();
+        let values = self.values.encode(&topic, batch).await?;
+        let lines = values.rows();
         let keys = self.keys(batch)?;
         if self.txn.is_some() {
             for (p, end) in ends {
@@ -464,27 +465,6 @@ impl KafkaSink {
         Ok((0..keys.len())
             .map(|i| (!keys.is_null(i)).then(|| keys.value(i).to_string()))
             .collect())
-    }
-
-    /// The rows as JSON Lines.
-    fn encode(&self, batch: &RecordBatch) -> Result<Vec<u8>> {
-        let mut buf = Vec::new();
-        let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
-        w.write(batch).map_err(|e| {
-            Error::caused(
-                Kind::Sink,
-                format!("kafka sink {}: rows as JSON", self.topic),
-                e,
-            )
-        })?;
-        w.finish().map_err(|e| {
-            Error::caused(
-                Kind::Sink,
-                format!("kafka sink {}: rows as JSON", self.topic),
-                e,
-            )
-        })?;
-        Ok(buf)
     }
 
     /// Sends `rows` and waits for every delivery, with at most [`MAX_IN_FLIGHT`] waiting and
