@@ -44,6 +44,19 @@ pub enum SourceKind {
     File,
 }
 
+/// The message values' format (see [`crate::formats`]).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventFormat {
+    /// One JSON object per event, the contract's (no registry).
+    #[default]
+    Json,
+    /// Avro in the Confluent wire format, its schema registered in the schema registry.
+    Avro,
+    /// JSON in the Confluent wire format, its JSON Schema registered.
+    JsonSchema,
+}
+
 /// How fast a replay runs: `max` (no waiting) or a factor of real time.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Speed {
@@ -110,6 +123,11 @@ impl Serialize for Speed {
 pub struct SourceConfig {
     /// `replay` (default), `seoul-api` or `file`.
     pub kind: SourceKind,
+    /// The message values' format: `json` (default), `avro` or `json-schema`.
+    pub format: EventFormat,
+    /// The schema registry `avro` and `json-schema` register the event's schema in, under
+    /// `<topic>-value` (credentials from `RTLAKE_SCHEMA_REGISTRY_*`).
+    pub schema_registry: Option<String>,
     /// Time between polls (simulated time for a replay).
     pub interval: HumanDuration,
     /// Replay speed: `max` or a factor of real time.
@@ -142,6 +160,8 @@ impl Default for SourceConfig {
     fn default() -> Self {
         Self {
             kind: SourceKind::Replay,
+            format: EventFormat::Json,
+            schema_registry: None,
             interval: HumanDuration::from_secs(15),
             speed: Speed::Factor(1.0),
             start: "2025-10-01T08:00:00+09:00".into(),
@@ -197,6 +217,34 @@ impl Section for SourceConfig {
             ));
         }
         check_http_url(at, "source.api-base", &s.api_base)?;
+        match (s.format, &s.schema_registry) {
+            (EventFormat::Json, Some(url)) => {
+                return Err(at.err(
+                    "source.schema-registry",
+                    url,
+                    "json events need no registry (it is for --format avro or json-schema)",
+                ));
+            }
+            (EventFormat::Avro | EventFormat::JsonSchema, None) => {
+                return Err(at.err(
+                    "source.schema-registry",
+                    &"",
+                    "avro and json-schema events register their schema: give the registry's URL",
+                ));
+            }
+            (_, Some(url)) => {
+                rtlake_registry::RegistryConfig::from_env("source.schema-registry", url)
+                    .map_err(|e| at.err("source.schema-registry", url, &e.to_string()))?;
+            }
+            _ => {}
+        }
+        if s.format != EventFormat::Json && s.kind == SourceKind::File {
+            return Err(at.err(
+                "source.format",
+                &"…",
+                "a file is published as is (JSON Lines): --format is for replay and seoul-api",
+            ));
+        }
         Ok(())
     }
 }
@@ -208,6 +256,15 @@ rtlake_core::flags! {
         /// API, needs SEOUL_API_KEY or --api-key-file) or file (a JSON Lines file as is, give
         /// its PATH) [source.kind; default replay].
         kind as "source": SourceKind,
+        /// The message values: json (the contract's JSON), avro or json-schema (the Confluent
+        /// wire format, the event's schema registered under <topic>-value in
+        /// --schema-registry) [source.format; default json].
+        format: EventFormat,
+        /// The schema registry for --format avro|json-schema, e.g. http://localhost:8081;
+        /// credentials from RTLAKE_SCHEMA_REGISTRY_USER/_PASSWORD or _TOKEN
+        /// [source.schema-registry].
+        #[arg(value_name = "URL")]
+        schema_registry: String,
         /// Time between polls, e.g. 15s [source.interval].
         #[arg(value_name = "DURATION")]
         interval: HumanDuration,

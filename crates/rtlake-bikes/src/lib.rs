@@ -24,6 +24,7 @@ pub mod districts;
 pub mod fake_api;
 #[cfg(feature = "fake-api")]
 pub mod fake_gbfs;
+pub mod formats;
 pub mod gbfs;
 pub mod model;
 pub mod produce;
@@ -54,6 +55,9 @@ pub enum Error {
     /// The replay's saved position cannot be used.
     #[error("replay state: {0}")]
     State(String),
+    /// The schema registry refused or did not answer.
+    #[error("schema registry: {0}")]
+    Registry(String),
 }
 
 /// Result with this crate's [`Error`].

@@ -4,6 +4,7 @@
 use crate::api::{ApiKey, BikeListClient};
 use crate::config::ProduceConfig as Config;
 use crate::config::Speed;
+use crate::formats::Values;
 use crate::model::StationEvent;
 use crate::replay::{RecordedData, Replay};
 use crate::{Error, Result};
@@ -305,6 +306,7 @@ async fn replay(cfg: &Config, shutdown: CancellationToken) -> Result<ProduceRepo
         state.next_poll = saved.next_poll;
     }
     let total = s.minutes.map(|m| m * 60 * 1000 / state.interval_ms.max(1));
+    let values = Values::open(s.format, s.schema_registry.as_deref(), &cfg.kafka.topic).await?;
     let mut publisher = Publisher::new(cfg)?;
     let first = sim.position();
     let t0 = tokio::time::Instant::now();
@@ -322,9 +324,9 @@ async fn replay(cfg: &Config, shutdown: CancellationToken) -> Result<ProduceRepo
             }
         }
         let poll = sim.next_poll();
-        for e in &poll.events {
+        for (e, v) in poll.events.iter().zip(values.encode(&poll.events)?) {
             publisher
-                .send(Some(&e.station_id), e.to_json().as_bytes(), index as usize)
+                .send(Some(&e.station_id), &v, index as usize)
                 .await?;
         }
         polls += 1;
@@ -367,6 +369,12 @@ fn save_state(path: Option<&PathBuf>, state: &mut ReplayState, next_poll: u64) -
 async fn live(cfg: &Config, shutdown: CancellationToken) -> Result<ProduceReport> {
     let key = ApiKey::load(cfg.source.api_key_file.as_deref())?;
     let client = BikeListClient::new(&cfg.source, key)?;
+    let values = Values::open(
+        cfg.source.format,
+        cfg.source.schema_registry.as_deref(),
+        &cfg.kafka.topic,
+    )
+    .await?;
     let mut publisher = Publisher::new(cfg)?;
     let mut tick = tokio::time::interval(cfg.source.interval.get());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -401,10 +409,13 @@ async fn live(cfg: &Config, shutdown: CancellationToken) -> Result<ProduceReport
         match rows {
             Ok(rows) => {
                 let n = rows.len();
-                for row in rows {
-                    let e = StationEvent::new(row, polled_at.clone());
+                let events: Vec<StationEvent> = rows
+                    .into_iter()
+                    .map(|row| StationEvent::new(row, polled_at.clone()))
+                    .collect();
+                for (e, v) in events.iter().zip(values.encode(&events)?) {
                     publisher
-                        .send(Some(&e.station_id), e.to_json().as_bytes(), polls as usize)
+                        .send(Some(&e.station_id), &v, polls as usize)
                         .await?;
                 }
                 tracing::info!(stations = n, %polled_at, "polled bikeList");
