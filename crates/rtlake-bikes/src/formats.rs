@@ -5,7 +5,7 @@
 //! pipeline lands the same rows from each.
 
 use crate::config::EventFormat;
-use crate::model::StationEvent;
+use crate::model::{EVENT_FIELDS as FIELDS, StationEvent};
 use crate::{Error, Result};
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
@@ -15,18 +15,6 @@ use arrow_avro::writer::format::AvroSoeFormat;
 use rtlake_registry::{RegistryConfig, SchemaRegistry, SchemaType, wire};
 use std::collections::HashMap;
 use std::sync::Arc;
-
-/// The event's fields, in the contract's order (camelCase, as on the wire).
-const FIELDS: [&str; 8] = [
-    "rackTotCnt",
-    "stationName",
-    "parkingBikeTotCnt",
-    "shared",
-    "stationLatitude",
-    "stationLongitude",
-    "stationId",
-    "polledAt",
-];
 
 /// The event's Avro schema: a record of eight strings.
 pub fn avro_schema() -> String {
@@ -44,20 +32,20 @@ pub fn avro_schema() -> String {
     .to_string()
 }
 
-/// The event's JSON Schema: an object of eight required strings.
+/// The event's JSON Schema: an object of eight required strings, in the contract's order
+/// (written out by hand: serde_json's maps would sort the properties, and the order written is
+/// the order of a reader's columns).
 pub fn json_schema() -> String {
-    let props: serde_json::Map<String, serde_json::Value> = FIELDS
+    let props: Vec<String> = FIELDS
         .iter()
-        .map(|f| (f.to_string(), serde_json::json!({"type": "string"})))
+        .map(|f| format!("{}:{{\"type\":\"string\"}}", serde_json::json!(f)))
         .collect();
-    serde_json::json!({
-        "$schema": "http://json-schema.org/draft-07/schema#",
-        "title": "StationEvent",
-        "type": "object",
-        "properties": props,
-        "required": FIELDS,
-    })
-    .to_string()
+    format!(
+        "{{\"$schema\":\"http://json-schema.org/draft-07/schema#\",\"title\":\"StationEvent\",\
+         \"type\":\"object\",\"properties\":{{{}}},\"required\":{}}}",
+        props.join(","),
+        serde_json::json!(FIELDS)
+    )
 }
 
 /// Turns a poll's events into message values.
@@ -180,6 +168,17 @@ mod tests {
             .map(|f| f["name"].as_str().unwrap())
             .collect();
         assert_eq!(names, FIELDS);
+        let js: serde_json::Value = serde_json::from_str(&json_schema()).unwrap();
+        assert_eq!(js["required"], serde_json::json!(FIELDS));
+        let text = json_schema();
+        let at: Vec<usize> = FIELDS
+            .iter()
+            .map(|f| text.find(&format!("\"{f}\":")).unwrap())
+            .collect();
+        assert!(
+            at.windows(2).all(|w| w[0] < w[1]),
+            "properties in the contract's order: {text}"
+        );
         let event = StationEvent {
             rack_tot_cnt: "10".into(),
             station_name: "102. 망원역 1번출구 앞".into(),

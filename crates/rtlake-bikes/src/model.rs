@@ -108,7 +108,7 @@ pub struct DecodeError {
 /// says which and what (serde's own message gives only a line and column).
 fn type_change(value: &[u8]) -> Option<String> {
     let obj: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(value).ok()?;
-    KNOWN_FIELDS.iter().find_map(|k| {
+    EVENT_FIELDS.iter().find_map(|k| {
         let v = obj.get(*k)?;
         let kind = match v {
             serde_json::Value::String(_) => return None,
@@ -124,8 +124,8 @@ fn type_change(value: &[u8]) -> Option<String> {
     })
 }
 
-/// The event's fields, as the producer writes them.
-const KNOWN_FIELDS: [&str; 8] = [
+/// The event's fields, as the producer writes them, in the contract's order.
+pub const EVENT_FIELDS: [&str; 8] = [
     "rackTotCnt",
     "stationName",
     "parkingBikeTotCnt",
@@ -197,7 +197,7 @@ impl StationStatus {
                 })?;
             let extra: serde_json::Map<String, serde_json::Value> = all
                 .into_iter()
-                .filter(|(k, _)| !KNOWN_FIELDS.contains(&k.as_str()))
+                .filter(|(k, _)| !EVENT_FIELDS.contains(&k.as_str()))
                 .collect();
             match unknown {
                 UnknownFields::Reject if !extra.is_empty() => {

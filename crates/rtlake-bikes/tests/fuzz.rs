@@ -16,16 +16,7 @@ const PAGES: [&str; 3] = [
     include_str!("../../../data/seoul-bike/bikeList_now_2001_3000.json"),
 ];
 const GOOD: &str = r#"{"rackTotCnt":"15","stationName":"102. 망원역 1번출구 앞","parkingBikeTotCnt":"16","shared":"107","stationLatitude":"37.55564880","stationLongitude":"126.91062927","stationId":"ST-4","polledAt":"2025-10-01T08:00:15+09:00"}"#;
-const FIELDS: [&str; 8] = [
-    "rackTotCnt",
-    "stationName",
-    "parkingBikeTotCnt",
-    "shared",
-    "stationLatitude",
-    "stationLongitude",
-    "stationId",
-    "polledAt",
-];
+use rtlake_bikes::model::EVENT_FIELDS as FIELDS;
 
 /// Cases per property: `PROPTEST_CASES`, else enough for CI to find the easy bugs quickly.
 fn config() -> ProptestConfig {
