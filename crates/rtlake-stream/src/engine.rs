@@ -14,6 +14,7 @@
 
 use crate::checkpoint::{EpochLog, Range};
 use crate::input::{EpochInput, InputDecoder};
+use crate::ops::decode::{Records, meta_fields};
 use crate::operator::{Emitted, PartitionState, Rejections};
 use crate::pipeline::{Output, Stage};
 use crate::rejected::{RejectedColumns, RejectedShape};
@@ -247,10 +248,12 @@ impl Engine {
         let metrics = &rtlake_core::metrics::global().run;
         let now = chrono::Utc::now();
         let mut refused = RejectedColumns::new(self.rejected_shape);
+        let transcoded: Vec<RawMessage>;
         let input = match &mut self.decoder {
             Some(d) => {
                 d.prepare(msgs).await?;
                 let (records, bad) = d.decode(&self.topic, msgs, now, self.max_future)?;
+                let declared = d.schema().fields().len() - meta_fields().len();
                 let owed = self.rejected_from(&ends);
                 for r in bad {
                     let m = &msgs[r.index];
@@ -258,7 +261,24 @@ impl Engine {
                         refused.push(&self.topic, m, r.reason, &r.error, "input", now);
                     }
                 }
-                EpochInput::declared(&self.topic, msgs, now, records)
+                match &mut self.domain {
+                    // A domain's operators read the decoded rows as JSON objects of the
+                    // input's columns, one message each (those refused above left out).
+                    Some(dom) => {
+                        transcoded = as_json(&records, declared, msgs)?;
+                        let decoded = dom.decode(&self.topic, &transcoded, now);
+                        let rows = (0..transcoded.len()).collect();
+                        let records = Records {
+                            batch: records.batch,
+                            rows,
+                        };
+                        let mut input =
+                            EpochInput::declared(&self.topic, &transcoded, now, records);
+                        input.domain = Some(decoded);
+                        input
+                    }
+                    None => EpochInput::declared(&self.topic, msgs, now, records),
+                }
             }
             None => match &mut self.domain {
                 Some(d) => {
@@ -455,4 +475,33 @@ impl Engine {
         self.report.messages += msgs.len() as u64;
         Ok(ends)
     }
+}
+
+/// The first `declared` columns of each decoded row as one JSON object, in a message like the
+/// one it came from (partition, offset, key, timestamp).
+fn as_json(records: &Records, declared: usize, msgs: &[RawMessage]) -> Result<Vec<RawMessage>> {
+    let batch = records
+        .batch
+        .project(&(0..declared).collect::<Vec<_>>())
+        .map_err(|e| Error::caused(Kind::Source, "the input's rows as JSON", e))?;
+    let mut buf = Vec::new();
+    let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
+    w.write(&batch)
+        .and_then(|()| w.finish())
+        .map_err(|e| Error::caused(Kind::Source, "the input's rows as JSON", e))?;
+    Ok(buf
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .zip(&records.rows)
+        .map(|(line, i)| {
+            let m = &msgs[*i];
+            RawMessage {
+                partition: m.partition,
+                offset: m.offset,
+                key: m.key.clone(),
+                payload: Some(line.to_vec()),
+                timestamp: m.timestamp,
+            }
+        })
+        .collect())
 }

@@ -119,8 +119,10 @@ async fn run_once(
         log: EpochLog::new(checkpoint.clone()),
         decoder,
         domain: match cfg.run.input {
-            Some(_) => None,
-            None => registry.new_decoder(cfg),
+            // A declared input feeds a domain's operators (they name none of the declared
+            // stages) as JSON objects of its columns: see `Engine::process`.
+            Some(_) if !reads_domain(cfg, registry) => None,
+            _ => registry.new_decoder(cfg),
         },
         max_future: cfg.run.max_future.get(),
         rejected_shape: crate::rejected::RejectedShape {
@@ -349,4 +351,15 @@ async fn run_file(
         );
     }
     Ok(engine.report)
+}
+
+/// Whether a sink of the pipeline is a domain operator (registered, not a declared stage).
+fn reads_domain(cfg: &Config, registry: &Registry) -> bool {
+    cfg.run
+        .sinks(registry.default_sinks())
+        .iter()
+        .any(|s| {
+            registry.table(&s.operator).is_some()
+                && !cfg.run.stages.iter().any(|st| st.name == s.operator)
+        })
 }

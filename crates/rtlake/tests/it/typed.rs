@@ -393,8 +393,8 @@ async fn a_json_schema_topic_lands_through_a_schema_change_and_bad_messages() {
 }
 
 /// The bike replay produced by `rtlake produce bikes --format json|avro|json-schema`, each into
-/// a topic of its own, lands the same rows through the same declared pipeline: the typed
-/// formats carry the contract's events unchanged.
+/// a topic of its own, lands the same rows through the same declared pipeline, and through the
+/// bike pipeline's own operators: the typed formats carry the contract's events unchanged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bike_replay_in_each_format_lands_the_same_rows() {
     let Some(reg) = Registry::start() else { return };
@@ -475,5 +475,54 @@ async fn the_bike_replay_in_each_format_lands_the_same_rows() {
     for (format, rows) in &landed[1..] {
         assert_eq!(rows.len(), json.len(), "{format}: as many rows as JSON");
         assert!(rows == json, "{format}: every row as JSON's");
+    }
+
+    // The bike pipeline's own operators on each: a typed input's rows reach them as the
+    // contract's JSON, so bronze and silver hold the same rows as from the JSON topic.
+    let mut tables = Vec::new();
+    for format in ["json", "avro", "json-schema"] {
+        let topic = format!("{}-{format}", env.topic);
+        let input = match format {
+            "json" => String::new(),
+            f => format!(
+                "[input]\nformat = \"{f}\"\nschema-registry = \"{}\"\n",
+                reg.url
+            ),
+        };
+        let file = env.dir.path().join(format!("bike-ops-{format}.toml"));
+        std::fs::write(
+            &file,
+            format!(
+                "pipeline = \"bike-ops-{format}\"\n{input}[[sinks]]\noperator = \"bronze\"\n\
+                 [[sinks]]\noperator = \"changes\"\n"
+            ),
+        )
+        .unwrap();
+        let lake = env.dir.path().join(format!("bike-ops-lake-{format}"));
+        let mut run = common::rtlake();
+        run.args(["run", "--brokers", &env.brokers, "--topic", &topic])
+            .args(["--group", &format!("{}-ops-{format}", env.group), "--lake"])
+            .arg(&lake)
+            .arg("--pipeline")
+            .arg(&file)
+            .args(["--trigger", "available-now", "--metrics-listen", "off"]);
+        reg.credentials(&mut run);
+        run.succeeds_within(300);
+        let bronze = sql_rows(
+            &lake,
+            "SELECT station_id, station_name, rack_total, bikes_parked, shared_pct, lat, lon, \
+             polled_at, district, kafka_partition, kafka_offset FROM bronze.station_status \
+             ORDER BY kafka_partition, kafka_offset",
+        )
+        .await;
+        let silver = sql_rows(&lake, "SELECT * FROM silver.station_changes ORDER BY 1, 2").await;
+        tables.push((format, bronze, silver));
+    }
+    let (_, bronze, silver) = &tables[0];
+    assert_eq!(bronze.len(), json.len(), "bronze holds every event");
+    assert!(!silver.is_empty(), "a minute of the replay has changes");
+    for (format, b, s) in &tables[1..] {
+        assert!(b == bronze, "{format}: bronze as from JSON");
+        assert!(s == silver, "{format}: silver as from JSON");
     }
 }
