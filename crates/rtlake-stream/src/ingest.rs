@@ -355,11 +355,8 @@ async fn run_file(
 
 /// Whether a sink of the pipeline is a domain operator (registered, not a declared stage).
 fn reads_domain(cfg: &Config, registry: &Registry) -> bool {
-    cfg.run
-        .sinks(registry.default_sinks())
-        .iter()
-        .any(|s| {
-            registry.table(&s.operator).is_some()
-                && !cfg.run.stages.iter().any(|st| st.name == s.operator)
-        })
+    cfg.run.sinks(registry.default_sinks()).iter().any(|s| {
+        registry.table(&s.operator).is_some()
+            && !cfg.run.stages.iter().any(|st| st.name == s.operator)
+    })
 }

@@ -13,6 +13,9 @@ and AvroSerializer or JSONSerializer), for crates/rtlake/tests/it/typed.rs.
       reads TOPIC (read_committed) with AvroDeserializer until COUNT distinct order ids came, or
       60 s passed; prints JSON {"messages": n, "orders": [[order_id, quantity, status, city,
       price, note], ...]} (one row per distinct order id)
+  typed_client.py produce-proto ... / bad-proto ...
+      the same in Protobuf (ProtobufSerializer, its message class compiled by grpcio-tools'
+      protoc); the third bad message is one whose body is cut short
   typed_client.py produce-json ... / bad-json ...
       the same in JSON Schema (JSONSerializer); orders have no `price`, and the third bad
       message is one framed with version 1's id whose `quantity` is not a number
@@ -86,6 +89,60 @@ def json_schema(version, quantity="integer"):
     })
 
 
+PROTO = """syntax = "proto3";
+package shop;
+import "google/protobuf/timestamp.proto";
+message Order {
+  string order_id = 1;
+  string customer = 2;
+  QUANTITY quantity = 3;
+  double amount = 4;
+  google.protobuf.Timestamp ordered_at = 5;
+  Status status = 6;
+  Address address = 7;
+  repeated string tags = 8;
+  map<string, int64> attrs = 9;
+  optional string coupon = 10;NOTE
+  message Address { string city = 1; optional string zip = 2; }
+  enum Status { NEW = 0; PAID = 1; SHIPPED = 2; }
+}
+"""
+
+
+def order_class(version, quantity="int32"):
+    """The Order message class of schema `version`, compiled by protoc (grpcio-tools)."""
+    import importlib
+    import tempfile
+    import grpc_tools
+    from grpc_tools import protoc
+
+    d = tempfile.mkdtemp()
+    note = "\n  optional string note = 11;" if version == 2 else ""
+    with open(f"{d}/orders.proto", "w") as f:
+        f.write(PROTO.replace("QUANTITY", quantity).replace("NOTE", note))
+    well_known = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
+    if protoc.main(["protoc", f"-I{d}", f"-I{well_known}", f"--python_out={d}", f"{d}/orders.proto"]):
+        sys.exit("protoc failed")
+    sys.path.insert(0, d)
+    return importlib.import_module("orders_pb2").Order
+
+
+def proto_order(cls, i, version):
+    o = order(i, version)
+    m = cls(order_id=o["order_id"], customer=o["customer"], quantity=o["quantity"], amount=o["amount"],
+            status=cls.Status.Value(o["status"]), tags=o["tags"])
+    m.ordered_at.FromMilliseconds(o["ordered_at"])
+    m.address.city = o["address"]["city"]
+    if o["address"]["zip"] is not None:
+        m.address.zip = o["address"]["zip"]
+    m.attrs.update(o["attrs"])
+    if o["coupon"] is not None:
+        m.coupon = o["coupon"]
+    if version == 2 and o["note"] is not None:
+        m.note = o["note"]
+    return m
+
+
 def json_order(i, version):
     o = order(i, version)
     del o["price"]
@@ -135,6 +192,14 @@ def produce(bootstrap, topic, url, version, first, count, fmt="avro"):
     if fmt == "avro":
         schema_id = sr.register_schema(f"{topic}-value", Schema(schema(version), "AVRO"))
         ser, make = AvroSerializer(sr, schema(version)), order
+    elif fmt == "proto":
+        from confluent_kafka.schema_registry.protobuf import ProtobufSerializer, _schema_to_str
+        cls = order_class(version)
+        schema_id = sr.register_schema(f"{topic}-value", Schema(_schema_to_str(cls.DESCRIPTOR.file), "PROTOBUF"))
+        ser = ProtobufSerializer(cls, sr, {"subject.name.strategy": lambda ctx, record: f"{ctx.topic}-value"})
+
+        def make(i, version):
+            return proto_order(cls, i, version)
     else:
         schema_id = sr.register_schema(f"{topic}-value", Schema(json_schema(version), "JSON"))
         ser, make = JSONSerializer(json_schema(version), sr), json_order
@@ -208,6 +273,19 @@ def consume(bootstrap, topic, url, count):
     print(json.dumps({"messages": messages, "orders": sorted(orders.values())}))
 
 
+def bad_proto(bootstrap, topic, url):
+    from confluent_kafka.schema_registry.protobuf import _schema_to_str
+    sr = registry(url)
+    cls = order_class(1)
+    v1 = sr.register_schema(f"{topic}-value", Schema(_schema_to_str(cls.DESCRIPTOR.file), "PROTOBUF"))
+    text = PROTO.replace("QUANTITY", "string").replace("NOTE", "")
+    other_id = sr.register_schema(f"{topic}-other", Schema(text, "PROTOBUF"))
+    body = proto_order(cls, 99_998, 1).SerializeToString()
+    # After the schema id: the message indexes, here a count of 0 (the file's first message).
+    send(bootstrap, topic, [framed(999_999, b"\x00" + body), framed(other_id, b"\x00" + body),
+                            framed(v1, b"\x00" + body[:5])])
+
+
 def send(bootstrap, topic, values):
     p = producer(bootstrap)
     for n, v in enumerate(values):
@@ -225,6 +303,10 @@ if __name__ == "__main__":
         produce(args[0], args[1], args[2], int(args[3]), int(args[4]), int(args[5]), fmt="json")
     elif cmd == "bad":
         bad(args[0], args[1], args[2])
+    elif cmd == "produce-proto":
+        produce(args[0], args[1], args[2], int(args[3]), int(args[4]), int(args[5]), fmt="proto")
+    elif cmd == "bad-proto":
+        bad_proto(args[0], args[1], args[2])
     elif cmd == "consume":
         consume(args[0], args[1], args[2], int(args[3]))
     elif cmd == "bad-json":

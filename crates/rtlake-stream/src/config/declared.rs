@@ -134,17 +134,17 @@ pub(super) fn validate(
             return e(
                 "run.input.schema-registry".into(),
                 url,
-                "a json input has a declared schema; a registry is for format = \"avro\" or \"json-schema\"".into(),
+                "a json input has a declared schema; a registry is for format = \"avro\", \"json-schema\" or \"protobuf\"".into(),
             );
         }
-        (f @ ("avro" | "json-schema"), None) => {
+        (f @ ("avro" | "json-schema" | "protobuf"), None) => {
             return e(
                 "run.input.schema-registry".into(),
                 "",
                 format!("a {f} input reads its schemas from a registry: set its URL"),
             );
         }
-        (f @ ("avro" | "json-schema"), Some(url)) => {
+        (f @ ("avro" | "json-schema" | "protobuf"), Some(url)) => {
             if !input.schema.trim().is_empty() {
                 return e(
                     "run.input.schema".into(),
@@ -160,7 +160,7 @@ pub(super) fn validate(
             return e(
                 "run.input.format".into(),
                 other,
-                "the formats are: json, avro, json-schema".into(),
+                "the formats are: json, avro, json-schema, protobuf".into(),
             );
         }
     };
@@ -349,10 +349,10 @@ mod tests {
         );
         let (key, _, _) = check(&input("json", "id STRING", Some("http://sr:8081"))).unwrap_err();
         assert_eq!(key, "run.input.schema-registry");
-        let (key, value, why) = check(&input("protobuf", "", None)).unwrap_err();
+        let (key, value, why) = check(&input("thrift", "", None)).unwrap_err();
         assert_eq!(
             (key.as_str(), value.as_str()),
-            ("run.input.format", "protobuf")
+            ("run.input.format", "thrift")
         );
         assert!(why.contains("json, avro"), "{why}");
     }

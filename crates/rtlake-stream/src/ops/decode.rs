@@ -3,11 +3,12 @@
 //! `_key`) and the event-time screen ([`Framing`]); and [`Decoder`], the input's format
 //! chosen by `run.input.format`: [`json`](super::decode_json), or through a schema registry
 //! ([`decode_registry`](super::decode_registry)) [`avro`](super::decode_avro) or
-//! [`json-schema`](super::decode_json_schema).
+//! [`json-schema`](super::decode_json_schema) or [`protobuf`](super::decode_protobuf).
 
 use super::decode_avro::AvroDecoder;
 use super::decode_json::JsonDecoder;
 use super::decode_json_schema::JsonSchemaDecoder;
+use super::decode_protobuf::ProtobufDecoder;
 use crate::config::InputConfig;
 use crate::source::RawMessage;
 use crate::{Error, Kind, Result};
@@ -258,6 +259,8 @@ pub enum Decoder {
     Avro(AvroDecoder),
     /// JSON in the Confluent wire format, typed by the JSON Schemas of a registry.
     JsonSchema(JsonSchemaDecoder),
+    /// Protobuf in the Confluent wire format, by the `.proto` schemas of a registry.
+    Protobuf(ProtobufDecoder),
 }
 
 impl Decoder {
@@ -270,9 +273,12 @@ impl Decoder {
             "json-schema" => Ok(Self::JsonSchema(
                 JsonSchemaDecoder::open(input, topic).await?,
             )),
+            "protobuf" => Ok(Self::Protobuf(ProtobufDecoder::open(input, topic).await?)),
             other => Err(Error::new(
                 Kind::Config,
-                format!("run.input.format: {other} is not a format (json, avro, json-schema)"),
+                format!(
+                    "run.input.format: {other} is not a format (json, avro, json-schema, protobuf)"
+                ),
             )),
         }
     }
@@ -289,6 +295,7 @@ impl Decoder {
             Self::Json(d) => &mut d.framing,
             Self::Avro(d) => &mut d.framing,
             Self::JsonSchema(d) => &mut d.json.framing,
+            Self::Protobuf(d) => &mut d.json.framing,
         }
     }
 
@@ -298,6 +305,7 @@ impl Decoder {
             Self::Json(d) => d.framing.schema.clone(),
             Self::Avro(d) => d.framing.schema.clone(),
             Self::JsonSchema(d) => d.json.framing.schema.clone(),
+            Self::Protobuf(d) => d.json.framing.schema.clone(),
         }
     }
 
@@ -309,6 +317,7 @@ impl Decoder {
             Self::Json(_) => Ok(()),
             Self::Avro(d) => d.prepare(msgs).await,
             Self::JsonSchema(d) => d.prepare(msgs).await,
+            Self::Protobuf(d) => d.prepare(msgs).await,
         }
     }
 
@@ -327,6 +336,7 @@ impl Decoder {
             Self::Json(d) => d.decode(topic, msgs, now, max_future),
             Self::Avro(d) => d.decode(topic, msgs, now, max_future),
             Self::JsonSchema(d) => d.decode(topic, msgs, now, max_future),
+            Self::Protobuf(d) => d.decode(topic, msgs, now, max_future),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod decode;
 pub mod decode_avro;
 pub mod decode_json;
 pub mod decode_json_schema;
+pub mod decode_protobuf;
 pub(crate) mod decode_registry;
 pub mod json_schema;
 pub mod sql_stage;

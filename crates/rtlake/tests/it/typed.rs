@@ -1,4 +1,4 @@
-//! A typed topic: Avro in the Confluent wire format, written by Confluent's own serializers
+//! Typed topics: Avro (and JSON Schema, Protobuf) in the Confluent wire format, written by Confluent's own serializers
 //! (Python confluent-kafka, `typed_client.py`) with a schema registry, read by a declared
 //! pipeline whose columns are the registry's schema. Nested records, enums, arrays, maps,
 //! decimals, timestamps and optional fields land as the lake's types; a backward-compatible
@@ -206,7 +206,8 @@ fn has_confluent_kafka() -> bool {
     Command::new(python())
         .args([
             "-c",
-            "import confluent_kafka.schema_registry.avro, confluent_kafka.schema_registry.json_schema",
+            "import confluent_kafka.schema_registry.avro, confluent_kafka.schema_registry.json_schema, \
+             confluent_kafka.schema_registry.protobuf, grpc_tools.protoc",
         ])
         .status()
         .is_ok_and(|s| s.success())
@@ -345,19 +346,58 @@ async fn a_typed_topic_lands_through_a_schema_change_bad_messages_and_a_registry
 /// is a string, an unknown id and a payload that does not fit go to `_rejected`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_json_schema_topic_lands_through_a_schema_change_and_bad_messages() {
+    schema_change_and_bad_messages(
+        "json-schema",
+        "json",
+        &[
+            "schema id 999999 is not in the schema registry",
+            "property quantity is Utf8 in it",
+            "field quantity",
+        ],
+    )
+    .await;
+}
+
+/// The same in Protobuf (confluent-kafka's ProtobufSerializer, which registers a base64
+/// descriptor; the incompatible schema is registered as `.proto` text): nested messages,
+/// enums, repeated fields, maps, `google.protobuf.Timestamp` and `optional` fields land as
+/// the lake's types; a message cut short is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_protobuf_topic_lands_through_a_schema_change_and_bad_messages() {
+    schema_change_and_bad_messages(
+        "protobuf",
+        "proto",
+        &[
+            "schema id 999999 is not in the schema registry",
+            "field quantity is Utf8 in it",
+            "not one shop.Order",
+        ],
+    )
+    .await;
+}
+
+/// Version 1's 300 orders and three bad messages, then version 2's 200 (a new optional
+/// field) while the processor runs, in `format` written by typed_client.py's `produce-{cmd}`
+/// and `bad-{cmd}`: every order lands once with its fields, the bad ones in `_rejected`
+/// saying `why`.
+async fn schema_change_and_bad_messages(format: &str, cmd: &str, why: &[&str]) {
     let Some(reg) = Registry::start() else { return };
     if !has_confluent_kafka() {
         rtlake_core::testing::skip_missing(
-            "Python's confluent-kafka with Avro and JSON Schema (scripts/setup.sh installs it)",
+            "Python's confluent-kafka with Avro, JSON Schema and Protobuf (scripts/setup.sh installs it)",
         );
         return;
     }
-    let env = TestEnv::new("typed-json").await;
+    let env = TestEnv::new(&format!("typed-{cmd}")).await;
     env.cluster().ensure_topic(&env.topic).await.unwrap();
-    produce_as(&env, &reg, "produce-json", 1, 0, 300);
-    client(&reg, &["bad-json", &env.brokers, &env.topic, &reg.url]);
+    let produce = format!("produce-{cmd}");
+    produce_as(&env, &reg, &produce, 1, 0, 300);
+    client(
+        &reg,
+        &[&format!("bad-{cmd}"), &env.brokers, &env.topic, &reg.url],
+    );
     let lake = env.lake();
-    let mut run = Guard::spawn(runner(&env, &reg, "json-schema", &[]));
+    let mut run = Guard::spawn(runner(&env, &reg, format, &[]));
     let running = |run: &mut Guard| {
         assert!(run.0.try_wait().unwrap().is_none(), "the processor exited");
     };
@@ -366,7 +406,7 @@ async fn a_json_schema_topic_lands_through_a_schema_change_and_bad_messages() {
         count(&lake).await == 300
     })
     .await;
-    produce_as(&env, &reg, "produce-json", 2, 300, 200);
+    produce_as(&env, &reg, &produce, 2, 300, 200);
     wait_for("version 2's orders in the lake", 120, async || {
         running(&mut run);
         count(&lake).await == 500
@@ -380,16 +420,7 @@ async fn a_json_schema_topic_lands_through_a_schema_change_and_bad_messages() {
         .collect();
     want.sort();
     assert_eq!(landed_cols(&lake, true, false).await, want);
-    assert_rejected(
-        &lake,
-        3,
-        &[
-            "schema id 999999 is not in the schema registry",
-            "property quantity is Utf8 in it",
-            "field quantity",
-        ],
-    )
-    .await;
+    assert_rejected(&lake, 3, why).await;
 }
 
 /// The bike replay produced by `rtlake produce bikes --format json|avro|json-schema`, each into
