@@ -55,6 +55,8 @@ pub enum EventFormat {
     Avro,
     /// JSON in the Confluent wire format, its JSON Schema registered.
     JsonSchema,
+    /// Protobuf in the Confluent wire format, its `.proto` registered.
+    Protobuf,
 }
 
 /// How fast a replay runs: `max` (no waiting) or a factor of real time.
@@ -123,9 +125,9 @@ impl Serialize for Speed {
 pub struct SourceConfig {
     /// `replay` (default), `seoul-api` or `file`.
     pub kind: SourceKind,
-    /// The message values' format: `json` (default), `avro` or `json-schema`.
+    /// The message values' format: `json` (default), `avro`, `json-schema` or `protobuf`.
     pub format: EventFormat,
-    /// The schema registry `avro` and `json-schema` register the event's schema in, under
+    /// The schema registry the typed formats register the event's schema in, under
     /// `<topic>-value` (credentials from `RTLAKE_SCHEMA_REGISTRY_*`).
     pub schema_registry: Option<String>,
     /// Time between polls (simulated time for a replay).
@@ -222,14 +224,14 @@ impl Section for SourceConfig {
                 return Err(at.err(
                     "source.schema-registry",
                     url,
-                    "json events need no registry (it is for --format avro or json-schema)",
+                    "json events need no registry (it is for --format avro, json-schema or protobuf)",
                 ));
             }
-            (EventFormat::Avro | EventFormat::JsonSchema, None) => {
+            (EventFormat::Avro | EventFormat::JsonSchema | EventFormat::Protobuf, None) => {
                 return Err(at.err(
                     "source.schema-registry",
                     &"",
-                    "avro and json-schema events register their schema: give the registry's URL",
+                    "avro, json-schema and protobuf events register their schema: give the registry's URL",
                 ));
             }
             (_, Some(url)) => {
@@ -256,11 +258,11 @@ rtlake_core::flags! {
         /// API, needs SEOUL_API_KEY or --api-key-file) or file (a JSON Lines file as is, give
         /// its PATH) [source.kind; default replay].
         kind as "source": SourceKind,
-        /// The message values: json (the contract's JSON), avro or json-schema (the Confluent
-        /// wire format, the event's schema registered under <topic>-value in
+        /// The message values: json (the contract's JSON), avro, json-schema or protobuf (the
+        /// Confluent wire format, the event's schema registered under <topic>-value in
         /// --schema-registry) [source.format; default json].
         format: EventFormat,
-        /// The schema registry for --format avro|json-schema, e.g. http://localhost:8081;
+        /// The schema registry for --format avro|json-schema|protobuf, e.g. http://localhost:8081;
         /// credentials from RTLAKE_SCHEMA_REGISTRY_USER/_PASSWORD or _TOKEN
         /// [source.schema-registry].
         #[arg(value_name = "URL")]

@@ -1,6 +1,7 @@
 //! The station event's message formats (`source.format`): the contract's JSON, or — for
-//! topics typed by a schema registry — Avro or JSON Schema in the Confluent wire format (a zero
-//! byte, the schema's id, the payload). The typed schemas keep the contract: the same eight
+//! topics typed by a schema registry — Avro, JSON Schema or Protobuf in the Confluent wire
+//! format (a zero byte, the schema's id, the payload; for Protobuf, the message's indexes
+//! before it). The typed schemas keep the contract: the same eight
 //! fields, each a string as the API sends it, so every format carries the same events and a
 //! pipeline lands the same rows from each.
 
@@ -48,6 +49,19 @@ pub fn json_schema() -> String {
     )
 }
 
+/// The event's `.proto`: a message of eight strings, field numbers in the contract's order.
+pub fn proto_schema() -> String {
+    let fields: Vec<String> = FIELDS
+        .iter()
+        .enumerate()
+        .map(|(i, f)| format!("  string {f} = {};", i + 1))
+        .collect();
+    format!(
+        "syntax = \"proto3\";\npackage rtlake.bikes;\n\n// A station's status at one poll of Seoul's bikeList API; every field a string, as the API sends it.\nmessage StationEvent {{\n{}\n}}\n",
+        fields.join("\n")
+    )
+}
+
 /// Turns a poll's events into message values.
 pub enum Values {
     /// The contract's JSON.
@@ -64,6 +78,11 @@ pub enum Values {
         /// The registered schema's id.
         id: u32,
     },
+    /// Protobuf framed with schema `id`.
+    Protobuf {
+        /// The registered schema's id.
+        id: u32,
+    },
 }
 
 impl Values {
@@ -74,6 +93,7 @@ impl Values {
             EventFormat::Json => return Ok(Self::Json),
             EventFormat::Avro => (SchemaType::Avro, avro_schema()),
             EventFormat::JsonSchema => (SchemaType::Json, json_schema()),
+            EventFormat::Protobuf => (SchemaType::Protobuf, proto_schema()),
         };
         let key = "source.schema-registry";
         let url = registry.ok_or_else(|| Error::Registry(format!("{key}: not set")))?;
@@ -102,6 +122,7 @@ impl Values {
                     HashMap::from([(SCHEMA_METADATA_KEY.to_string(), text)]),
                 )),
             },
+            EventFormat::Protobuf => Self::Protobuf { id },
             _ => Self::JsonSchema { id },
         })
     }
@@ -120,8 +141,32 @@ impl Values {
                 })
                 .collect()),
             Self::Avro { id, schema } => avro(*id, schema, events),
+            Self::Protobuf { id } => Ok(events.iter().map(|e| protobuf(*id, e)).collect()),
         }
     }
+}
+
+/// One event in Protobuf's encoding (prost's), behind the header and the message indexes
+/// (a count of 0: the file's first message).
+fn protobuf(id: u32, e: &StationEvent) -> Vec<u8> {
+    use prost_reflect::prost::encoding::string::encode;
+    let mut v = Vec::with_capacity(256);
+    wire::header(id, &mut v);
+    v.push(0);
+    let values = [
+        &e.rack_tot_cnt,
+        &e.station_name,
+        &e.parking_bike_tot_cnt,
+        &e.shared,
+        &e.station_latitude,
+        &e.station_longitude,
+        &e.station_id,
+        &e.polled_at,
+    ];
+    for (tag, value) in (1..).zip(values) {
+        encode(tag, value, &mut v);
+    }
+    v
 }
 
 fn avro(id: u32, schema: &Arc<Schema>, events: &[StationEvent]) -> Result<Vec<Vec<u8>>> {

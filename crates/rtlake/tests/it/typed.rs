@@ -423,7 +423,7 @@ async fn schema_change_and_bad_messages(format: &str, cmd: &str, why: &[&str]) {
     assert_rejected(&lake, 3, why).await;
 }
 
-/// The bike replay produced by `rtlake produce bikes --format json|avro|json-schema`, each into
+/// The bike replay produced by `rtlake produce bikes --format json|avro|json-schema|protobuf`, each into
 /// a topic of its own, lands the same rows through the same declared pipeline, and through the
 /// bike pipeline's own operators: the typed formats carry the contract's events unchanged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -434,7 +434,7 @@ async fn the_bike_replay_in_each_format_lands_the_same_rows() {
         shared STRING, stationLatitude STRING, stationLongitude STRING, stationId STRING, \
         polledAt STRING";
     let mut landed = Vec::new();
-    for format in ["json", "avro", "json-schema"] {
+    for format in ["json", "avro", "json-schema", "protobuf"] {
         let topic = format!("{}-{format}", env.topic);
         let mut produce = common::rtlake();
         produce
@@ -511,7 +511,7 @@ async fn the_bike_replay_in_each_format_lands_the_same_rows() {
     // The bike pipeline's own operators on each: a typed input's rows reach them as the
     // contract's JSON, so bronze and silver hold the same rows as from the JSON topic.
     let mut tables = Vec::new();
-    for format in ["json", "avro", "json-schema"] {
+    for format in ["json", "avro", "json-schema", "protobuf"] {
         let topic = format!("{}-{format}", env.topic);
         let input = match format {
             "json" => String::new(),
