@@ -69,7 +69,7 @@ impl AvroDecoder {
             decoded
                 .fields()
                 .iter()
-                .map(|f| lake_field(f))
+                .map(lake_field)
                 .collect::<Vec<_>>(),
         );
         tracing::info!(
