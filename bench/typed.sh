@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Avro beside JSON: the 90-minute bike replay (979,560 events) produced once in each format
-# (`rtlake produce bikes --format json|avro`), then drained by the same declared pipeline (the
+# Avro (and Protobuf) beside JSON: the 90-minute bike replay (979,560 events) produced once in
+# each format (`rtlake produce bikes --format json|avro|protobuf`), then drained by the same declared pipeline (the
 # event's eight columns, as they come, into one Delta table) with --trigger available-now.
 #
 #   bash bench/typed.sh setup          # broker, schema registry, both topics (release build)
-#   bash bench/typed.sh run avro|json  # one drain into a fresh lake and group: the figure
+#   bash bench/typed.sh run json|avro|protobuf  # one drain into a fresh lake and group: the figure
 #   bash bench/typed.sh stop
 #
 # RTLAKE_BIN picks the binary (default: the release build in $CARGO_TARGET_DIR). The pair is
@@ -27,7 +27,7 @@ case "${1:-}" in
     REG=$(bash scripts/schema-registry.sh start | tail -1)
     echo "$REG" >"$OUT/registry.url"
     sleep 2
-    for f in json avro; do
+    for f in json avro protobuf; do
       "$R" topics create "bikes-$f" --partitions 3 --brokers "$BROKERS" >&2
       extra=()
       [ "$f" = json ] || extra=(--schema-registry "$REG")
@@ -37,7 +37,7 @@ case "${1:-}" in
         input="format = \"json\"
 schema = \"$COLS\""
       else
-        input="format = \"avro\"
+        input="format = \"$f\"
 schema-registry = \"$REG\""
       fi
       cat >"$OUT/$f.toml" <<TOML
@@ -54,7 +54,7 @@ TOML
     done
     ;;
   run)
-    f="${2:?json or avro}"
+    f="${2:?json, avro or protobuf}"
     rm -rf "$OUT/lake-$f"
     exec "$R" run --brokers "$BROKERS" --topic "bikes-$f" --group "bench-$f-$(date +%s%N)" \
       --pipeline "$OUT/$f.toml" --lake "$OUT/lake-$f" --trigger available-now --metrics-listen off
