@@ -65,13 +65,7 @@ impl AvroDecoder {
                 )
             })?
             .schema();
-        let declared = Schema::new(
-            decoded
-                .fields()
-                .iter()
-                .map(lake_field)
-                .collect::<Vec<_>>(),
-        );
+        let declared = Schema::new(decoded.fields().iter().map(lake_field).collect::<Vec<_>>());
         tracing::info!(
             subject = %subject.name,
             id = latest.id,

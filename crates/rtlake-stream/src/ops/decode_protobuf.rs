@@ -25,7 +25,7 @@
 
 use super::decode::{Records, Refused};
 use super::decode_json::{JsonDecoder, Payload};
-use super::decode_registry::Subject;
+use super::decode_registry::{Subject, Writers};
 use super::json_schema::{new_properties, readable};
 use crate::config::InputConfig;
 use crate::source::RawMessage;
@@ -36,8 +36,7 @@ use chrono::{DateTime, Utc};
 use prost_reflect::{DynamicMessage, FieldDescriptor, Kind as Pb, MessageDescriptor};
 use prost_reflect::{FileDescriptor, SerializeOptions};
 use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
-use rtlake_registry::{SchemaType, wire};
-use std::collections::BTreeMap;
+use rtlake_registry::SchemaType;
 use std::sync::Arc;
 
 /// How deep messages may nest in the columns (a recursive message type would not end).
@@ -50,10 +49,8 @@ pub struct ProtobufDecoder {
     columns: Schema,
     /// The columns' message type (its full name).
     reader_type: String,
-    /// The writer schemas whose messages are read: each schema's file, by id.
-    writers: BTreeMap<u32, FileDescriptor>,
-    /// The ids whose messages are refused, with why.
-    refused_ids: BTreeMap<u32, String>,
+    /// The writer schemas met: each read schema's file.
+    writers: Writers<FileDescriptor>,
 }
 
 impl ProtobufDecoder {
@@ -86,68 +83,23 @@ impl ProtobufDecoder {
         Ok(Self {
             json: JsonDecoder::of(columns.clone(), input.event_time.as_deref())?,
             reader_type: message.full_name().to_string(),
-            writers: [(latest.id, file)].into(),
+            writers: Writers::new(latest.id, file),
             subject,
             columns,
-            refused_ids: BTreeMap::new(),
         })
     }
 
     /// Fetches and compiles the schemas `msgs` name that were not seen before, and decides for
     /// each whether its messages can be read.
     pub async fn prepare(&mut self, msgs: &[RawMessage]) -> Result<()> {
-        let new = self.subject.unknown_ids(msgs, |id| {
-            self.writers.contains_key(&id) || self.refused_ids.contains_key(&id)
-        });
-        for id in new {
-            let read = match self.subject.writer(id).await? {
-                Err(why) => Err(why),
-                Ok(s) => compile(&s.schema)
-                    .map_err(|e| format!("schema id {id}: {e}"))
-                    .and_then(|file| self.check(id, file)),
-            };
-            match read {
-                Ok((file, new)) => {
-                    if let Some(new) = new {
-                        self.subject.adopt_if_latest(id, &new).await?;
-                    }
-                    tracing::info!(subject = %self.subject.name, id, "protobuf input: a new writer schema");
-                    self.writers.insert(id, file);
-                }
-                Err(why) => {
-                    tracing::warn!(subject = %self.subject.name, id, reason = %why, "protobuf input: messages of this schema are refused");
-                    self.refused_ids.insert(id, why);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Whether writer schema `id`'s message of the columns' type reads as the columns; its new
-    /// fields, if any.
-    fn check(
-        &self,
-        id: u32,
-        file: FileDescriptor,
-    ) -> std::result::Result<(FileDescriptor, Option<Vec<String>>), String> {
-        let Some(m) = file.parent_pool().get_message_by_name(&self.reader_type) else {
-            return Err(format!(
-                "schema id {id} has no message {}, the columns' type",
-                self.reader_type
-            ));
-        };
-        let writer =
-            Schema::new(message_fields(&m, 0).map_err(|e| format!("schema id {id}: {e}"))?);
-        readable(&self.columns, &writer).map_err(|e| {
-            format!(
-                "schema id {id} cannot be read as subject {}'s schema (id {}): {}",
-                self.subject.name,
-                self.subject.reader_id,
-                e.replace("property", "field")
-            )
-        })?;
-        let new = new_properties(&self.columns, &writer);
-        Ok((file, new))
+        let (columns, subject, reader_type) = (&self.columns, &self.subject, &self.reader_type);
+        self.writers
+            .learn(subject, msgs, "protobuf", |id, s| {
+                let file = compile(&s.schema).map_err(|e| format!("schema id {id}: {e}"))?;
+                let new = check(subject, columns, reader_type, id, &file)?;
+                Ok((file, new))
+            })
+            .await
     }
 
     /// Decodes an epoch's messages (after [`ProtobufDecoder::prepare`]; see
@@ -161,7 +113,12 @@ impl ProtobufDecoder {
     ) -> Result<(Records, Vec<Refused>)> {
         let json = msgs
             .iter()
-            .map(|m| self.to_json(m))
+            .map(|m| {
+                Ok(self
+                    .writers
+                    .of(m)?
+                    .and_then(|(file, id, rest)| decode_one(file, id, rest, &self.reader_type)))
+            })
             .collect::<Result<Vec<std::result::Result<Vec<u8>, String>>>>()?;
         let payloads: Vec<Payload> = json
             .iter()
@@ -170,27 +127,32 @@ impl ProtobufDecoder {
         self.json
             .decode_payloads(topic, msgs, &payloads, now, max_future)
     }
+}
 
-    /// A message as JSON of its fields, or why it is refused.
-    fn to_json(&self, m: &RawMessage) -> Result<std::result::Result<Vec<u8>, String>> {
-        let Some(p) = m.payload.as_deref() else {
-            return Ok(Err("the message has no value".into()));
-        };
-        let (id, rest) = match wire::split(p) {
-            Ok(split) => split,
-            Err(e) => return Ok(Err(e.to_string())),
-        };
-        if let Some(why) = self.refused_ids.get(&id) {
-            return Ok(Err(why.clone()));
-        }
-        let Some(file) = self.writers.get(&id) else {
-            return Err(Error::new(
-                Kind::Source,
-                format!("schema id {id} was not fetched before decoding"),
-            ));
-        };
-        Ok(decode_one(file, id, rest, &self.reader_type))
-    }
+/// Whether writer schema `id` (`file`) has the columns' message type (`reader_type`) and it
+/// reads as the columns; its new fields, if any.
+fn check(
+    subject: &Subject,
+    columns: &Schema,
+    reader_type: &str,
+    id: u32,
+    file: &FileDescriptor,
+) -> std::result::Result<Option<Vec<String>>, String> {
+    let Some(m) = file.parent_pool().get_message_by_name(reader_type) else {
+        return Err(format!(
+            "schema id {id} has no message {reader_type}, the columns' type"
+        ));
+    };
+    let writer = Schema::new(message_fields(&m, 0).map_err(|e| format!("schema id {id}: {e}"))?);
+    readable(columns, &writer).map_err(|e| {
+        format!(
+            "schema id {id} cannot be read as subject {}'s schema (id {}): {}",
+            subject.name,
+            subject.reader_id,
+            e.replace("property", "field")
+        )
+    })?;
+    Ok(new_properties(columns, &writer))
 }
 
 /// One message's JSON: its type by the message indexes, its body by that type.
@@ -432,7 +394,10 @@ mod tests {
         let mut nested = vec![4, 0, 0];
         nested.extend(&body);
         let e = decode_one(&file, 1, &nested, "shop.Order").unwrap_err();
-        assert!(e.contains("is a shop.Order.AttrsEntry, and the columns are a shop.Order's"), "{e}");
+        assert!(
+            e.contains("is a shop.Order.AttrsEntry, and the columns are a shop.Order's"),
+            "{e}"
+        );
         assert!(decode_one(&file, 1, &[0, 0x0a, 0x05, b'o'], "shop.Order").is_err());
     }
 

@@ -7,7 +7,7 @@ use crate::config::InputConfig;
 use crate::source::RawMessage;
 use crate::{Error, Kind, Result};
 use rtlake_registry::{Registered, RegistryConfig, Schema, SchemaRegistry, SchemaType, wire};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -163,6 +163,83 @@ impl Subject {
                 new.join(", ")
             ),
         ))
+    }
+}
+
+/// The writer schemas a decoder met, by id: those it reads (each as the decoder keeps it, `T`)
+/// and those whose messages it refuses, with why.
+pub(crate) struct Writers<T> {
+    read: BTreeMap<u32, T>,
+    refused: BTreeMap<u32, String>,
+}
+
+impl<T> Writers<T> {
+    /// Only the columns' own schema, `id`.
+    pub fn new(id: u32, reader: T) -> Self {
+        Self {
+            read: [(id, reader)].into(),
+            refused: BTreeMap::new(),
+        }
+    }
+
+    /// Fetches the schemas `msgs` name that were not met before and decides with `check`
+    /// whether each is read (as a `T`, with the fields it has beyond the columns, which
+    /// [`Subject::adopt_if_latest`] weighs) or refused (why). `format` names the input in logs.
+    pub async fn learn(
+        &mut self,
+        subject: &Subject,
+        msgs: &[RawMessage],
+        format: &str,
+        mut check: impl FnMut(u32, &Schema) -> std::result::Result<(T, Option<Vec<String>>), String>,
+    ) -> Result<()> {
+        let new = subject.unknown_ids(msgs, |id| {
+            self.read.contains_key(&id) || self.refused.contains_key(&id)
+        });
+        for id in new {
+            let read = match subject.writer(id).await? {
+                Err(why) => Err(why),
+                Ok(s) => check(id, &s),
+            };
+            match read {
+                Ok((writer, new)) => {
+                    if let Some(new) = new {
+                        subject.adopt_if_latest(id, &new).await?;
+                    }
+                    tracing::info!(subject = %subject.name, id, format, "a new writer schema");
+                    self.read.insert(id, writer);
+                }
+                Err(why) => {
+                    tracing::warn!(subject = %subject.name, id, format, reason = %why, "messages of this schema are refused");
+                    self.refused.insert(id, why);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A message's writer schema, its id and its payload after the header; or why the message
+    /// is refused. An error when the id was not met by [`Writers::learn`] first.
+    pub fn of<'a>(
+        &self,
+        m: &'a RawMessage,
+    ) -> Result<std::result::Result<(&T, u32, &'a [u8]), String>> {
+        let Some(p) = m.payload.as_deref() else {
+            return Ok(Err("the message has no value".into()));
+        };
+        let (id, rest) = match wire::split(p) {
+            Ok(split) => split,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        if let Some(why) = self.refused.get(&id) {
+            return Ok(Err(why.clone()));
+        }
+        match self.read.get(&id) {
+            Some(w) => Ok(Ok((w, id, rest))),
+            None => Err(Error::new(
+                Kind::Source,
+                format!("schema id {id} was not fetched before decoding"),
+            )),
+        }
     }
 }
 

@@ -475,15 +475,14 @@ async fn the_bike_replay_in_each_format_lands_the_same_rows() {
         )
         .unwrap();
         let lake = env.dir.path().join(format!("lake-{format}"));
-        let mut run = common::rtlake();
-        run.args(["run", "--brokers", &env.brokers, "--topic", &topic])
-            .args(["--group", &format!("{}-{format}", env.group), "--lake"])
-            .arg(&lake)
-            .arg("--pipeline")
-            .arg(&file)
-            .args(["--trigger", "available-now", "--metrics-listen", "off"]);
-        reg.credentials(&mut run);
-        run.succeeds_within(300);
+        drain(
+            &env,
+            &reg,
+            &topic,
+            &format!("{}-{format}", env.group),
+            &lake,
+            &file,
+        );
         let mut rows: Vec<String> = sql_rows(
             &lake,
             "SELECT \"stationId\", \"polledAt\", \"rackTotCnt\", \"stationName\", \
@@ -530,15 +529,8 @@ async fn the_bike_replay_in_each_format_lands_the_same_rows() {
         )
         .unwrap();
         let lake = env.dir.path().join(format!("bike-ops-lake-{format}"));
-        let mut run = common::rtlake();
-        run.args(["run", "--brokers", &env.brokers, "--topic", &topic])
-            .args(["--group", &format!("{}-ops-{format}", env.group), "--lake"])
-            .arg(&lake)
-            .arg("--pipeline")
-            .arg(&file)
-            .args(["--trigger", "available-now", "--metrics-listen", "off"]);
-        reg.credentials(&mut run);
-        run.succeeds_within(300);
+        let group = format!("{}-ops-{format}", env.group);
+        drain(&env, &reg, &topic, &group, &lake, &file);
         let bronze = sql_rows(
             &lake,
             "SELECT station_id, station_name, rack_total, bikes_parked, shared_pct, lat, lon, \
@@ -556,4 +548,33 @@ async fn the_bike_replay_in_each_format_lands_the_same_rows() {
         assert!(b == bronze, "{format}: bronze as from JSON");
         assert!(s == silver, "{format}: silver as from JSON");
     }
+}
+
+/// `rtlake run` of pipeline `file` over `topic` as `group` into `lake`, until it has what the
+/// topic held at the start; it must succeed.
+fn drain(
+    env: &TestEnv,
+    reg: &Registry,
+    topic: &str,
+    group: &str,
+    lake: &std::path::Path,
+    file: &std::path::Path,
+) {
+    let mut run = common::rtlake();
+    run.args([
+        "run",
+        "--brokers",
+        &env.brokers,
+        "--topic",
+        topic,
+        "--group",
+        group,
+    ])
+    .arg("--lake")
+    .arg(lake)
+    .arg("--pipeline")
+    .arg(file)
+    .args(["--trigger", "available-now", "--metrics-listen", "off"]);
+    reg.credentials(&mut run);
+    run.succeeds_within(300);
 }
