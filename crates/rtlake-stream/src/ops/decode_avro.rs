@@ -14,7 +14,7 @@
 //! timestamps (microseconds; UTC for `timestamp-*`, none for `local-timestamp-*`).
 
 use super::decode::{Framing, Records, Refused, decode_error};
-use super::decode_registry::Subject;
+use super::decode_registry::{Subject, Writers};
 use crate::config::InputConfig;
 use crate::source::RawMessage;
 use crate::{Error, Kind, Result};
@@ -38,9 +38,7 @@ pub struct AvroDecoder {
     /// The subject's latest schema at start: the columns.
     reader: AvroSchema,
     /// The writer schemas seen so far that resolve to the reader's, by id.
-    writers: BTreeMap<u32, AvroSchema>,
-    /// The ids whose messages are refused, with why.
-    refused_ids: BTreeMap<u32, String>,
+    writers: Writers<AvroSchema>,
     /// A decoder for `writers`, kept across epochs; rebuilt when a writer is added or a
     /// message left it in an unknown state.
     decoder: Option<Avro>,
@@ -52,9 +50,8 @@ impl AvroDecoder {
     pub async fn open(input: &InputConfig, topic: &str) -> Result<Self> {
         let (subject, latest) = Subject::open(input, topic, SchemaType::Avro).await?;
         let reader = AvroSchema::new(latest.schema.schema.clone());
-        let mut writers = BTreeMap::new();
-        writers.insert(latest.id, reader.clone());
-        let decoded = build(&reader, &writers)
+        let writers = Writers::new(latest.id, reader.clone());
+        let decoded = build(&reader, writers.read())
             .map_err(|e| {
                 Error::new(
                     Kind::Config,
@@ -78,7 +75,6 @@ impl AvroDecoder {
             subject,
             reader,
             writers,
-            refused_ids: BTreeMap::new(),
             decoder: None,
         })
     }
@@ -86,35 +82,24 @@ impl AvroDecoder {
     /// Fetches the schemas `msgs` name that were not seen before, and decides for each whether
     /// its messages can be read.
     pub async fn prepare(&mut self, msgs: &[RawMessage]) -> Result<()> {
-        let new = self.subject.unknown_ids(msgs, |id| {
-            self.writers.contains_key(&id) || self.refused_ids.contains_key(&id)
-        });
-        for id in new {
-            let why = match self.subject.writer(id).await? {
-                Err(why) => why,
-                Ok(s) => {
-                    let writer = AvroSchema::new(s.schema.clone());
-                    let mut one = BTreeMap::new();
-                    one.insert(id, writer.clone());
-                    match build(&self.reader, &one) {
-                        Ok(_) => {
-                            if let Some(new) = new_fields(&self.reader, &writer) {
-                                self.subject.adopt_if_latest(id, &new).await?;
-                            }
-                            tracing::info!(subject = %self.subject.name, id, "avro input: a new writer schema");
-                            self.writers.insert(id, writer);
-                            self.decoder = None;
-                            continue;
-                        }
-                        Err(e) => format!(
-                            "schema id {id} cannot be read as subject {}'s schema (id {}): {e}",
-                            self.subject.name, self.subject.reader_id
-                        ),
-                    }
-                }
-            };
-            tracing::warn!(subject = %self.subject.name, id, reason = %why, "avro input: messages of this schema are refused");
-            self.refused_ids.insert(id, why);
+        let (reader, subject) = (&self.reader, &self.subject);
+        let before = self.writers.read().len();
+        self.writers
+            .learn(subject, msgs, "avro", |id, s| {
+                let writer = AvroSchema::new(s.schema.clone());
+                build(reader, &[(id, writer.clone())].into()).map_err(|e| {
+                    format!(
+                        "schema id {id} cannot be read as subject {}'s schema (id {}): {e}",
+                        subject.name, subject.reader_id
+                    )
+                })?;
+                let new = new_fields(reader, &writer);
+                Ok((writer, new))
+            })
+            .await?;
+        if self.writers.read().len() != before {
+            // The decoder knows the writers it was built with.
+            self.decoder = None;
         }
         Ok(())
     }
@@ -131,27 +116,14 @@ impl AvroDecoder {
         let mut refused = Vec::new();
         let mut order = Vec::with_capacity(msgs.len());
         for (i, m) in msgs.iter().enumerate() {
-            let Some(p) = m.payload.as_deref() else {
-                refused.push(decode_error(i, "the message has no value".into()));
-                continue;
-            };
-            match wire::split(p) {
-                Err(e) => refused.push(decode_error(i, e.to_string())),
+            match self.writers.of(m)? {
+                Err(why) => refused.push(decode_error(i, why)),
                 // Guards the decoder, which would take the next message's bytes as this one's.
-                Ok((_, [])) => refused.push(decode_error(
+                Ok((_, _, [])) => refused.push(decode_error(
                     i,
                     "the message holds no Avro record after its header".into(),
                 )),
-                Ok((id, _)) => match self.refused_ids.get(&id) {
-                    Some(why) => refused.push(decode_error(i, why.clone())),
-                    None if !self.writers.contains_key(&id) => {
-                        return Err(Error::new(
-                            Kind::Source,
-                            format!("schema id {id} was not fetched before decoding"),
-                        ));
-                    }
-                    None => order.push(i),
-                },
+                Ok(_) => order.push(i),
             }
         }
         let mut parts = Vec::new();
@@ -171,7 +143,7 @@ impl AvroDecoder {
     fn decoder(&mut self) -> Result<Avro> {
         match self.decoder.take() {
             Some(d) => Ok(d),
-            None => build(&self.reader, &self.writers)
+            None => build(&self.reader, self.writers.read())
                 .map_err(|e| Error::new(Kind::Source, format!("avro decoder: {e}"))),
         }
     }

@@ -67,7 +67,7 @@ impl JsonSchemaDecoder {
             .learn(subject, msgs, "json-schema", |id, s| {
                 let writer =
                     json_schema::columns(&s.schema).map_err(|e| format!("schema id {id}: {e}"))?;
-                json_schema::readable(columns, &writer).map_err(|e| {
+                json_schema::readable(columns, &writer, "property").map_err(|e| {
                     format!(
                         "schema id {id} cannot be read as subject {}'s schema (id {}): {e}",
                         subject.name, subject.reader_id

@@ -144,12 +144,10 @@ fn check(
         ));
     };
     let writer = Schema::new(message_fields(&m, 0).map_err(|e| format!("schema id {id}: {e}"))?);
-    readable(columns, &writer).map_err(|e| {
+    readable(columns, &writer, "field").map_err(|e| {
         format!(
-            "schema id {id} cannot be read as subject {}'s schema (id {}): {}",
-            subject.name,
-            subject.reader_id,
-            e.replace("property", "field")
+            "schema id {id} cannot be read as subject {}'s schema (id {}): {e}",
+            subject.name, subject.reader_id
         )
     })?;
     Ok(new_properties(columns, &writer))

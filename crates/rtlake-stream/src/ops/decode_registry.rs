@@ -182,6 +182,17 @@ impl<T> Writers<T> {
         }
     }
 
+    /// A set of writer schemas met: `read` and `refused` ones, by id.
+    #[cfg(test)]
+    pub fn of_known(read: BTreeMap<u32, T>, refused: BTreeMap<u32, String>) -> Self {
+        Self { read, refused }
+    }
+
+    /// The schemas read, by id.
+    pub fn read(&self) -> &BTreeMap<u32, T> {
+        &self.read
+    }
+
     /// Fetches the schemas `msgs` name that were not met before and decides with `check`
     /// whether each is read (as a `T`, with the fields it has beyond the columns, which
     /// [`Subject::adopt_if_latest`] weighs) or refused (why). `format` names the input in logs.

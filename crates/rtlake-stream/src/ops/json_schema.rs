@@ -282,8 +282,9 @@ fn key_order(doc: &str) -> Result<HashMap<String, Vec<String>>, serde_json::Erro
 
 /// Whether messages written with `writer`'s columns read as `reader`'s: every column both
 /// have is of the same type (or a whole number read as a double), and every column the
-/// reader requires, the writer requires too. `Err` says which column does not.
-pub fn readable(reader: &Schema, writer: &Schema) -> Result<(), String> {
+/// reader requires, the writer requires too. `Err` says which column does not, calling it a
+/// `noun` (`property` for JSON Schema, `field` for Protobuf).
+pub fn readable(reader: &Schema, writer: &Schema, noun: &str) -> Result<(), String> {
     for r in reader.fields() {
         match writer.field_with_name(r.name()) {
             Ok(w) => {
@@ -291,7 +292,7 @@ pub fn readable(reader: &Schema, writer: &Schema) -> Result<(), String> {
                     || (w.data_type() == &DataType::Int64 && r.data_type() == &DataType::Float64);
                 if !same {
                     return Err(format!(
-                        "property {} is {} in it, {} in the columns",
+                        "{noun} {} is {} in it, {} in the columns",
                         r.name(),
                         w.data_type(),
                         r.data_type()
@@ -299,14 +300,14 @@ pub fn readable(reader: &Schema, writer: &Schema) -> Result<(), String> {
                 }
                 if !r.is_nullable() && w.is_nullable() {
                     return Err(format!(
-                        "property {} may be missing or null in it, and the columns require it",
+                        "{noun} {} may be missing or null in it, and the columns require it",
                         r.name()
                     ));
                 }
             }
             Err(_) if !r.is_nullable() => {
                 return Err(format!(
-                    "it lacks property {}, which the columns require",
+                    "it lacks {noun} {}, which the columns require",
                     r.name()
                 ));
             }
@@ -428,18 +429,18 @@ mod tests {
         let mut with_note: serde_json::Value = serde_json::from_str(ORDER).unwrap();
         with_note["properties"]["note"] = serde_json::json!({"type": "string"});
         let newer = columns(&with_note.to_string()).unwrap();
-        assert_eq!(readable(&reader, &newer), Ok(()));
+        assert_eq!(readable(&reader, &newer, "property"), Ok(()));
         assert_eq!(
             new_properties(&reader, &newer),
             Some(vec!["note".to_string()])
         );
         let mut bad = with_note.clone();
         bad["properties"]["n"] = serde_json::json!({"type": "string"});
-        let e = readable(&reader, &columns(&bad.to_string()).unwrap()).unwrap_err();
+        let e = readable(&reader, &columns(&bad.to_string()).unwrap(), "property").unwrap_err();
         assert!(e.contains("property n is Utf8"), "{e}");
         let mut lax = with_note;
         lax["required"] = serde_json::json!(["id", "at", "status"]);
-        let e = readable(&reader, &columns(&lax.to_string()).unwrap()).unwrap_err();
+        let e = readable(&reader, &columns(&lax.to_string()).unwrap(), "property").unwrap_err();
         assert!(e.contains("property n may be missing"), "{e}");
     }
 }

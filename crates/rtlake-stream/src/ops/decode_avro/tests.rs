@@ -36,8 +36,10 @@ fn decoder() -> AvroDecoder {
             2,
         ),
         reader,
-        writers,
-        refused_ids: [(9, "schema id 9 is not in the schema registry".to_string())].into(),
+        writers: Writers::of_known(
+            writers,
+            [(9, "schema id 9 is not in the schema registry".to_string())].into(),
+        ),
         decoder: None,
     }
 }
