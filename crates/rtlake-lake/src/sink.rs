@@ -17,6 +17,9 @@ use deltalake::{DeltaTable, DeltaTableError};
 use rtlake_core::schema::TableName;
 use std::collections::BTreeMap;
 
+mod upsert;
+pub use upsert::{Upsert, UpsertReport};
+
 /// The txn app id of a (pipeline, sink, partition).
 pub fn app_id(pipeline: &str, sink: &str, partition: i32) -> String {
     format!("{pipeline}/{sink}/{partition}")
@@ -290,6 +293,28 @@ impl DeltaSink {
         self.known.get(app_id).copied()
     }
 
+    /// Fails with [`Error::ConflictingOffsets`] unless the table's versions of the app ids of
+    /// `txns` are still those this sink last saw (reloading the table).
+    async fn check_versions(&mut self, txns: &BTreeMap<String, i64>) -> Result<()> {
+        let ids: Vec<String> = txns.keys().cloned().collect();
+        let expected: BTreeMap<String, Option<i64>> = ids
+            .iter()
+            .map(|id| (id.clone(), self.known.get(id).copied()))
+            .collect();
+        let found = self.refresh_versions(&ids).await?;
+        for (id, want) in &expected {
+            if found.get(id).copied().flatten() != *want {
+                return Err(Error::ConflictingOffsets {
+                    table: self.name.to_string(),
+                    app_id: id.clone(),
+                    expected: *want,
+                    found: found.get(id).copied().flatten(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Commits `batches` with the txn versions `txns` (app id → next offset) in one Delta commit.
     ///
     /// Fails with [`Error::ConflictingOffsets`] if the table's versions are no longer those this
@@ -305,26 +330,8 @@ impl DeltaSink {
             cause: Box::new(cause),
         };
         let ids: Vec<String> = txns.keys().cloned().collect();
-        let expected: BTreeMap<String, Option<i64>> = ids
-            .iter()
-            .map(|id| (id.clone(), self.known.get(id).copied()))
-            .collect();
-        let found = self.refresh_versions(&ids).await?;
-        for (id, want) in &expected {
-            if found.get(id).copied().flatten() != *want {
-                return Err(Error::ConflictingOffsets {
-                    table: table_name.clone(),
-                    app_id: id.clone(),
-                    expected: *want,
-                    found: found.get(id).copied().flatten(),
-                });
-            }
-        }
-        let props = CommitProperties::default().with_application_transactions(
-            txns.iter()
-                .map(|(id, v)| Transaction::new(id, *v))
-                .collect(),
-        );
+        self.check_versions(txns).await?;
+        let props = txn_properties(txns);
         let mut writer = RecordBatchWriter::for_table(&self.table)
             .map_err(de)?
             .with_commit_properties(props);
@@ -355,6 +362,15 @@ impl DeltaSink {
         }
         Ok(version)
     }
+}
+
+/// A commit's `txn` actions: app id → next offset.
+fn txn_properties(txns: &BTreeMap<String, i64>) -> CommitProperties {
+    CommitProperties::default().with_application_transactions(
+        txns.iter()
+            .map(|(id, v)| Transaction::new(id, *v))
+            .collect(),
+    )
 }
 
 /// Reads the txn versions of `app_ids` from the latest version of a table, without writing.

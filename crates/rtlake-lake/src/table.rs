@@ -144,6 +144,26 @@ impl TableSink {
     }
 }
 
+impl TableSink {
+    /// Merges `batch` into the table by key with the offsets `txns` in one commit
+    /// ([`DeltaSink::upsert`]). Delta tables only: an Iceberg table is refused, naming it.
+    pub async fn upsert(
+        &mut self,
+        batch: RecordBatch,
+        deletes: &arrow::array::BooleanArray,
+        spec: &sink::Upsert,
+        txns: &BTreeMap<String, i64>,
+    ) -> Result<sink::UpsertReport> {
+        match self {
+            Self::Delta(d) => d.upsert(batch, deletes, spec, txns).await,
+            Self::Iceberg(i) => Err(crate::Error::Schema {
+                table: i.name().to_string(),
+                reason: "upserts (a sink's mode = \"upsert\") are built for Delta tables only: give the sink format = \"delta\"".into(),
+            }),
+        }
+    }
+}
+
 /// Reads the offsets of `app_ids` from the table, whatever its format, without writing.
 pub async fn read_versions(
     lake: &Lake,

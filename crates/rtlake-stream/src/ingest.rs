@@ -109,6 +109,7 @@ async fn run_once(
         )
         .await?,
         None,
+        None,
     );
     let engine = Engine {
         pipeline: cfg.run.pipeline.clone(),
@@ -147,7 +148,7 @@ async fn run_once(
         .flat_map(|s| &s.outputs)
         .chain([&engine.rejected])
         .filter_map(|o| match o {
-            Output::Table(d, _) => Some(d.name()),
+            Output::Table(d, ..) => Some(d.name()),
             Output::Kafka(_) => None,
         })
         .collect();

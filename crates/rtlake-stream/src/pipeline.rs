@@ -7,7 +7,7 @@
 //! versions, restores its state at that version, and each output takes only the rows whose input
 //! message is past its own version.
 
-use crate::config::PipelineConfig as Config;
+use crate::config::{PipelineConfig as Config, SinkMode};
 use crate::connectors::kafka::sink::KafkaSink;
 use crate::operator::{Emitted, Operator};
 use crate::ops::SqlOperator;
@@ -21,14 +21,85 @@ use arrow::array::BooleanArray;
 use arrow::datatypes::SchemaRef;
 use rtlake_core::schema::{TIME_PARTITIONS, TableName};
 use rtlake_lake::Lake;
-use rtlake_lake::sink::app_id;
+use rtlake_lake::sink::{Upsert, app_id};
 use rtlake_lake::table::TableSink;
 use std::collections::BTreeMap;
 
+/// How an upsert sink merges its rows: the key and order, and the query that marks deletes.
+pub struct Upserting {
+    spec: Upsert,
+    /// `SELECT (<delete-when>) FROM input` over the sink's rows; none: no row deletes.
+    deletes: Option<SqlTransform>,
+}
+
+impl Upserting {
+    /// The upsert of a sink writing rows of `schema`: its key and order columns must be
+    /// columns of the rows, and its delete condition a boolean over them.
+    async fn new(
+        s: &crate::config::SinkConfig,
+        name: TableName,
+        schema: &SchemaRef,
+        udfs: &[datafusion::logical_expr::ScalarUDF],
+    ) -> Result<Self> {
+        let bad =
+            |why: String| Error::new(Kind::Config, format!("the sink of table {name}: {why}"));
+        for c in s.primary_key.iter().chain(&s.order_by) {
+            if schema.field_with_name(c).is_err() {
+                let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                return Err(bad(format!(
+                    "{c} is not a column of its rows (they have {})",
+                    have.join(", ")
+                )));
+            }
+        }
+        let deletes = match &s.delete_when {
+            Some(cond) => {
+                let q = SqlTransform::new(
+                    &format!("SELECT ({cond}) AS d FROM input"),
+                    schema.clone(),
+                    udfs,
+                )
+                .await
+                .map_err(|e| e.within(format!("the sink of table {name}: delete-when")))?;
+                if q.schema().field(0).data_type() != &arrow::datatypes::DataType::Boolean {
+                    return Err(bad(format!(
+                        "delete-when `{cond}` is {}, not a condition (true or false)",
+                        q.schema().field(0).data_type()
+                    )));
+                }
+                Some(q)
+            }
+            None => None,
+        };
+        Ok(Self {
+            spec: Upsert {
+                key: s.primary_key.clone(),
+                order_by: s.order_by.clone(),
+            },
+            deletes,
+        })
+    }
+
+    /// Which of `batch`'s rows delete their key (a null condition does not).
+    async fn deletes(&mut self, batch: &arrow::array::RecordBatch) -> Result<BooleanArray> {
+        let Some(q) = &mut self.deletes else {
+            return Ok(BooleanArray::from(vec![false; batch.num_rows()]));
+        };
+        let out = q.apply(batch.clone()).await?;
+        let d = out
+            .column(0)
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .ok_or_else(|| Error::new(Kind::Sink, "delete-when gave no booleans"))?;
+        Ok(d.iter().map(|v| Some(v == Some(true))).collect())
+    }
+}
+
 /// Where an operator's rows go.
 pub enum Output {
-    /// A lake table (Delta or Iceberg), exactly once; its rows optionally through a query.
-    Table(TableSink, Option<SqlTransform>),
+    /// A lake table (Delta or Iceberg), exactly once; its rows optionally through a query,
+    /// appended or (with an [`Upserting`]) merged by key.
+    Table(TableSink, Option<SqlTransform>, Option<Box<Upserting>>),
     /// A Kafka topic, at least once with deduplication headers.
     Kafka(Box<KafkaSink>),
 }
@@ -37,7 +108,7 @@ impl Output {
     /// The output's name: the table (`silver.order_changes`) or `kafka:<topic>`.
     pub fn name(&self) -> String {
         match self {
-            Self::Table(d, _) => d.name().to_string(),
+            Self::Table(d, ..) => d.name().to_string(),
             Self::Kafka(k) => k.name(),
         }
     }
@@ -45,7 +116,7 @@ impl Output {
     /// The next input offset of `partition` this output does not hold (`None`: never written).
     pub fn version(&self, pipeline: &str, partition: i32) -> Option<i64> {
         match self {
-            Self::Table(d, _) => {
+            Self::Table(d, ..) => {
                 d.known_version(&app_id(pipeline, &d.name().to_string(), partition))
             }
             Self::Kafka(k) => k.known_version(partition),
@@ -55,7 +126,7 @@ impl Output {
     /// Reads the versions of `parts` again from the table or checkpoint.
     pub async fn refresh(&mut self, pipeline: &str, parts: &[i32]) -> Result<()> {
         match self {
-            Self::Table(d, _) => {
+            Self::Table(d, ..) => {
                 let name = d.name().to_string();
                 let ids: Vec<String> = parts.iter().map(|p| app_id(pipeline, &name, *p)).collect();
                 d.refresh_versions(&ids).await?;
@@ -115,7 +186,7 @@ impl Output {
             )
         };
         let rows = match self {
-            Self::Table(d, sql) => {
+            Self::Table(d, sql, upsert) => {
                 let name = d.name().to_string();
                 let txns = behind
                     .iter()
@@ -126,7 +197,28 @@ impl Output {
                     None => batch,
                 };
                 let rows = batch.num_rows();
-                d.commit(vec![batch], &txns).await?;
+                match upsert {
+                    None => {
+                        d.commit(vec![batch], &txns).await?;
+                    }
+                    Some(u) => {
+                        let deletes = u.deletes(&batch).await?;
+                        let r = d.upsert(batch, &deletes, &u.spec, &txns).await?;
+                        tracing::info!(
+                            table = %name,
+                            version = r.version,
+                            rows = r.rows,
+                            superseded = r.superseded,
+                            inserted = r.inserted,
+                            updated = r.updated,
+                            deleted = r.deleted,
+                            files_scanned = r.files_scanned,
+                            files_skipped = r.files_skipped,
+                            files_rewritten = r.files_rewritten,
+                            "upserted"
+                        );
+                    }
+                }
                 rows
             }
             Self::Kafka(k) => {
@@ -344,10 +436,23 @@ pub async fn build(
                     .copied()
                     .filter(|c| schema.field_with_name(c).is_ok())
                     .collect();
-                Output::Table(
-                    TableSink::open_as(lake, name, schema, &parts, s.format).await?,
-                    sql,
-                )
+                let upsert = match s.mode {
+                    SinkMode::Append => None,
+                    SinkMode::Upsert => Some(Box::new(
+                        Upserting::new(s, name, &schema, registry.udfs()).await?,
+                    )),
+                };
+                let table = TableSink::open_as(lake, name, schema, &parts, s.format).await?;
+                if upsert.is_some() && table.format() != rtlake_lake::TableFormat::Delta {
+                    return Err(Error::new(
+                        Kind::Config,
+                        format!(
+                            "the sink of table {name}: upserts are built for Delta tables only, and {name} is {}: set the sink's format = \"delta\"",
+                            table.format()
+                        ),
+                    ));
+                }
+                Output::Table(table, sql, upsert)
             }
         };
         match (built, op) {

@@ -1,7 +1,7 @@
 //! The `[run]` section's checks: its own values, then the pipeline (declared parts and sinks)
 //! against what the domain registered.
 
-use super::{RunConfig, SinkConfig};
+use super::{RunConfig, SinkConfig, SinkMode};
 use crate::registry::Registry;
 use rtlake_core::config::{ConfigError, Origins, Section, check_listen};
 
@@ -247,6 +247,30 @@ fn validate_sinks(
                     format!("value-format {other} is not a Kafka sink's format (json, avro)"),
                 ));
             }
+        }
+        let upsert_keys =
+            !s.primary_key.is_empty() || s.delete_when.is_some() || s.order_by.is_some();
+        match s.mode {
+            SinkMode::Upsert if s.topic.is_some() => {
+                return Err((
+                    i,
+                    "mode = \"upsert\" is for table sinks: a Kafka sink's messages are keyed by key (a compacted topic keeps the last per key)".into(),
+                ));
+            }
+            SinkMode::Upsert if s.primary_key.is_empty() => {
+                return Err((
+                    i,
+                    "an upsert sink names the columns that identify a row: primary-key = [\"id\"]"
+                        .into(),
+                ));
+            }
+            SinkMode::Append if upsert_keys => {
+                return Err((
+                    i,
+                    "primary-key, delete-when and order-by are for upsert sinks: set mode = \"upsert\"".into(),
+                ));
+            }
+            _ => {}
         }
         if s.topic.is_some() && stage.is_none() && registry.key(&s.operator).is_none() {
             return Err((

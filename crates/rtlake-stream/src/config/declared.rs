@@ -16,10 +16,12 @@ pub struct InputConfig {
     /// `json`: one JSON object per message; numbers and booleans may come as strings.
     /// `avro`: Avro in the Confluent wire format, each message read by the schema whose id it
     /// carries (from `schema-registry`) as the subject's latest schema at start, whose fields
-    /// are the columns.
+    /// are the columns. `json-schema` and `protobuf` likewise. `debezium`: Debezium's change
+    /// events as JSON; the columns are the captured rows' (`schema`), plus `_op`,
+    /// `_position`, `_source_ts` and `_table` from the envelope.
     #[serde(default = "json")]
     pub format: String,
-    /// The columns (`json`): `name TYPE [NOT NULL], ...` (STRING, INT, BIGINT, DOUBLE,
+    /// The columns (`json`, `debezium`): `name TYPE [NOT NULL], ...` (STRING, INT, BIGINT, DOUBLE,
     /// BOOLEAN, TIMESTAMP, DATE). With a registry the columns are the schema's.
     #[serde(default)]
     pub schema: String,
@@ -129,12 +131,14 @@ pub(super) fn validate(
     // The columns of a registry's schema are known when the pipeline starts: its event-time
     // column is checked then.
     let declared = match (input.format.as_str(), &input.schema_registry) {
-        ("json", None) => true,
-        ("json", Some(url)) => {
+        ("json" | "debezium", None) => true,
+        (f @ ("json" | "debezium"), Some(url)) => {
             return e(
                 "run.input.schema-registry".into(),
                 url,
-                "a json input has a declared schema; a registry is for format = \"avro\", \"json-schema\" or \"protobuf\"".into(),
+                format!(
+                    "a {f} input has a declared schema; a registry is for format = \"avro\", \"json-schema\" or \"protobuf\""
+                ),
             );
         }
         (f @ ("avro" | "json-schema" | "protobuf"), None) => {
@@ -160,7 +164,7 @@ pub(super) fn validate(
             return e(
                 "run.input.format".into(),
                 other,
-                "the formats are: json, avro, json-schema, protobuf".into(),
+                "the formats are: json, avro, json-schema, protobuf, debezium".into(),
             );
         }
     };

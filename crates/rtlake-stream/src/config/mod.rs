@@ -57,6 +57,18 @@ pub enum SinkTransactions {
     Off,
 }
 
+/// How a table sink writes its rows.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SinkMode {
+    /// Every row is a new row of the table.
+    #[default]
+    Append,
+    /// Rows are merged into the table by `primary-key`: a row with a key the table holds
+    /// replaces that row, `delete-when` rows remove it; the table holds the current state.
+    Upsert,
+}
+
 /// When the processor runs an epoch and when it stops.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -152,6 +164,19 @@ pub struct SinkConfig {
     /// The schema registry of an `avro` Kafka sink (credentials as the input's, from the
     /// environment).
     pub schema_registry: Option<String>,
+    /// A table sink's `append` (default) or `upsert`.
+    #[serde(default)]
+    pub mode: SinkMode,
+    /// An upsert sink's key columns: the epoch's last row of each key replaces the table's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub primary_key: Vec<String>,
+    /// An upsert sink's SQL condition over its rows that marks a row as deleting its key
+    /// (`_op = 'd'` for Debezium's changes).
+    pub delete_when: Option<String>,
+    /// An upsert sink's column that orders a key's versions (a change's source position, an
+    /// event time): a row never replaces or deletes a table row with a greater value, so a
+    /// change replayed late does not undo a newer one. Default: the order rows arrive in.
+    pub order_by: Option<String>,
 }
 
 /// The stream processor.

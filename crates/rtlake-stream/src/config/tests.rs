@@ -160,6 +160,10 @@ fn the_domains_pipeline_is_the_default_and_a_file_source_drops_its_topics() {
             key: None,
             sql: None,
             format: None,
+            mode: SinkMode::Append,
+            primary_key: Vec::new(),
+            delete_when: None,
+            order_by: None,
         },
         SinkConfig {
             value_format: None,
@@ -170,6 +174,10 @@ fn the_domains_pipeline_is_the_default_and_a_file_source_drops_its_topics() {
             key: None,
             sql: None,
             format: None,
+            mode: SinkMode::Append,
+            primary_key: Vec::new(),
+            delete_when: None,
+            order_by: None,
         },
     ];
     let run = RunConfig::default();

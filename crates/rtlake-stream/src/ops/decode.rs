@@ -1,11 +1,12 @@
 //! What every input format shares: the rows an epoch decodes to ([`Records`]), the messages it
 //! refuses ([`Refused`]), the metadata columns (`_topic`, `_partition`, `_offset`, `_timestamp`,
 //! `_key`) and the event-time screen ([`Framing`]); and [`Decoder`], the input's format
-//! chosen by `run.input.format`: [`json`](super::decode_json), or through a schema registry
+//! chosen by `run.input.format`: [`json`](super::decode_json), [`debezium`](super::decode_debezium), or through a schema registry
 //! ([`decode_registry`](super::decode_registry)) [`avro`](super::decode_avro) or
 //! [`json-schema`](super::decode_json_schema) or [`protobuf`](super::decode_protobuf).
 
 use super::decode_avro::AvroDecoder;
+use super::decode_debezium::DebeziumDecoder;
 use super::decode_json::JsonDecoder;
 use super::decode_json_schema::JsonSchemaDecoder;
 use super::decode_protobuf::ProtobufDecoder;
@@ -261,6 +262,8 @@ pub enum Decoder {
     JsonSchema(JsonSchemaDecoder),
     /// Protobuf in the Confluent wire format, by the `.proto` schemas of a registry.
     Protobuf(ProtobufDecoder),
+    /// Debezium's change events (JSON), the declared columns from `after` or `before`.
+    Debezium(DebeziumDecoder),
 }
 
 impl Decoder {
@@ -269,6 +272,7 @@ impl Decoder {
     pub async fn open(input: &InputConfig, topic: &str) -> Result<Self> {
         match input.format.as_str() {
             "json" => Ok(Self::Json(JsonDecoder::new(input)?)),
+            "debezium" => Ok(Self::Debezium(DebeziumDecoder::new(input)?)),
             "avro" => Ok(Self::Avro(AvroDecoder::open(input, topic).await?)),
             "json-schema" => Ok(Self::JsonSchema(
                 JsonSchemaDecoder::open(input, topic).await?,
@@ -277,7 +281,7 @@ impl Decoder {
             other => Err(Error::new(
                 Kind::Config,
                 format!(
-                    "run.input.format: {other} is not a format (json, avro, json-schema, protobuf)"
+                    "run.input.format: {other} is not a format (json, avro, json-schema, protobuf, debezium)"
                 ),
             )),
         }
@@ -296,6 +300,7 @@ impl Decoder {
             Self::Avro(d) => &mut d.framing,
             Self::JsonSchema(d) => &mut d.json.framing,
             Self::Protobuf(d) => &mut d.json.framing,
+            Self::Debezium(d) => &mut d.json.framing,
         }
     }
 
@@ -306,6 +311,7 @@ impl Decoder {
             Self::Avro(d) => d.framing.schema.clone(),
             Self::JsonSchema(d) => d.json.framing.schema.clone(),
             Self::Protobuf(d) => d.json.framing.schema.clone(),
+            Self::Debezium(d) => d.json.framing.schema.clone(),
         }
     }
 
@@ -314,7 +320,7 @@ impl Decoder {
     /// as [`Kind::Registry`] and is retried from the lake's positions, so nothing is skipped.
     pub async fn prepare(&mut self, msgs: &[RawMessage]) -> Result<()> {
         match self {
-            Self::Json(_) => Ok(()),
+            Self::Json(_) | Self::Debezium(_) => Ok(()),
             Self::Avro(d) => d.prepare(msgs).await,
             Self::JsonSchema(d) => d.prepare(msgs).await,
             Self::Protobuf(d) => d.prepare(msgs).await,
@@ -337,6 +343,7 @@ impl Decoder {
             Self::Avro(d) => d.decode(topic, msgs, now, max_future),
             Self::JsonSchema(d) => d.decode(topic, msgs, now, max_future),
             Self::Protobuf(d) => d.decode(topic, msgs, now, max_future),
+            Self::Debezium(d) => d.decode(topic, msgs, now, max_future),
         }
     }
 }

@@ -1,12 +1,13 @@
 //! The engine's general operators, for pipelines declared in TOML and SQL over any topic:
 //! [`decode`] (messages to Arrow rows: [`decode_json`] by a declared schema, [`decode_avro`]
-//! by a schema registry's), [`sql_stage`] (queries over
+//! by a schema registry's, [`decode_debezium`] for change events), [`sql_stage`] (queries over
 //! an epoch's rows and static tables), [`window_stage`] (event-time window aggregates) and
 //! [`changes`] (per-key changes of a column, for any schema).
 
 pub mod changes;
 pub mod decode;
 pub mod decode_avro;
+pub mod decode_debezium;
 pub mod decode_json;
 pub mod decode_json_schema;
 pub mod decode_protobuf;
