@@ -29,7 +29,7 @@ mkdir -p "$LOGS"
 # The subjects (modules of the `it` and `recovery` test binaries) that talk to a Kafka cluster:
 # the demo and dashboard tests start the embedded broker themselves, and the chaos suite kills
 # it, so they run in the first phase only.
-KAFKA_TESTS=(backfill bronze broker_restart declared exactly_once gbfs gold group healing producers rejected second_client security serve sources transactions typed)
+KAFKA_TESTS=(backfill bronze broker_restart cdc declared exactly_once gbfs gold group healing producers rejected second_client security serve sources transactions typed)
 
 # A test that returns early because it cannot run here records itself (rtlake_core::testing)
 # in $RTLAKE_TEST_SKIPS: cargo counts it as passed, the summary counts it as skipped.
@@ -74,11 +74,14 @@ if [[ " $PHASES " == *" kafka "* ]]; then
   cargo build --locked --ignore-rust-version -p rtlake --tests
   bash scripts/kafka.sh reset
   BOOTSTRAP=$(bash scripts/kafka.sh start | tail -1)
-  trap 'bash scripts/kafka.sh stop' EXIT
+  # PostgreSQL and Debezium (in Kafka Connect) for the change-data-capture test, once per phase.
+  bash scripts/cdc.sh reset
+  CDC=$(bash scripts/cdc.sh start "$BOOTSTRAP" | tail -1)
+  trap 'bash scripts/cdc.sh stop; bash scripts/kafka.sh stop' EXIT
   filters=()
   for t in "${KAFKA_TESTS[@]}"; do filters+=("$t::"); done
   : >"$LOGS/kafka.skips"
-  RTLAKE_TEST_BROKERS="$BOOTSTRAP" RTLAKE_TEST_KAFKA_SH=1 RTLAKE_TEST_SKIPS="$LOGS/kafka.skips" \
+  RTLAKE_TEST_BROKERS="$BOOTSTRAP" RTLAKE_TEST_KAFKA_SH=1 RTLAKE_TEST_SKIPS="$LOGS/kafka.skips" RTLAKE_TEST_CDC="$CDC" \
     timeout -k 30 "$PHASE_LIMIT" cargo test --locked --ignore-rust-version --no-fail-fast -p rtlake --test it --test recovery -- "${filters[@]}" "$@" 2>&1 | tee "$LOGS/kafka.log" || status=1
   summary+=("Apache Kafka $BOOTSTRAP: $(count "$LOGS/kafka.log" "$LOGS/kafka.skips")")
   summary+=("$(skips "$LOGS/kafka.skips")")

@@ -276,7 +276,7 @@ impl DeltaSink {
             report.version = self.commit(Vec::new(), txns).await?;
         } else {
             self.table = table;
-            report.version = self.table.version().unwrap_or_default() as u64;
+            report.version = self.table.version().unwrap_or_default();
             for (id, v) in txns {
                 self.known.insert(id.clone(), *v);
             }

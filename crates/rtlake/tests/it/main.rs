@@ -12,6 +12,7 @@ mod common;
 mod backfill;
 mod broker_restart;
 mod bronze;
+mod cdc;
 mod dashboard;
 mod declared;
 mod demo;
