@@ -10,6 +10,7 @@
 //! - [`maintenance`]: compaction, log checkpoints, vacuum, table health.
 //! - [`faults`]: an object store failing a share of requests, for availability tests.
 //! - [`table`]: a sink of either format, what the pipelines write through.
+//! - [`upsert`]: upsert sinks' rows merged by key (Delta by MERGE, Iceberg copy-on-write).
 //! - [`store`]: the object stores (local folders, S3) the lake and the checkpoints live in.
 #![warn(missing_docs)]
 
@@ -21,6 +22,7 @@ pub mod maintenance;
 pub mod sink;
 pub mod store;
 pub mod table;
+pub mod upsert;
 
 pub use config::{LakeConfig, TableFormat};
 use rtlake_core::schema::TableName;

@@ -18,7 +18,6 @@ use rtlake_core::schema::TableName;
 use std::collections::BTreeMap;
 
 mod upsert;
-pub use upsert::{Upsert, UpsertReport};
 
 /// The txn app id of a (pipeline, sink, partition).
 pub fn app_id(pipeline: &str, sink: &str, partition: i32) -> String {

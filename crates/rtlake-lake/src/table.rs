@@ -146,20 +146,17 @@ impl TableSink {
 
 impl TableSink {
     /// Merges `batch` into the table by key with the offsets `txns` in one commit
-    /// ([`DeltaSink::upsert`]). Delta tables only: an Iceberg table is refused, naming it.
+    /// ([`DeltaSink::upsert`], [`IcebergSink::upsert`]).
     pub async fn upsert(
         &mut self,
         batch: RecordBatch,
         deletes: &arrow::array::BooleanArray,
-        spec: &sink::Upsert,
+        spec: &crate::upsert::Upsert,
         txns: &BTreeMap<String, i64>,
-    ) -> Result<sink::UpsertReport> {
+    ) -> Result<crate::upsert::UpsertReport> {
         match self {
             Self::Delta(d) => d.upsert(batch, deletes, spec, txns).await,
-            Self::Iceberg(i) => Err(crate::Error::Schema {
-                table: i.name().to_string(),
-                reason: "upserts (a sink's mode = \"upsert\") are built for Delta tables only: give the sink format = \"delta\"".into(),
-            }),
+            Self::Iceberg(i) => i.upsert(batch, deletes, spec, txns).await,
         }
     }
 }

@@ -21,8 +21,9 @@ use arrow::array::BooleanArray;
 use arrow::datatypes::SchemaRef;
 use rtlake_core::schema::{TIME_PARTITIONS, TableName};
 use rtlake_lake::Lake;
-use rtlake_lake::sink::{Upsert, app_id};
+use rtlake_lake::sink::app_id;
 use rtlake_lake::table::TableSink;
+use rtlake_lake::upsert::Upsert;
 use std::collections::BTreeMap;
 
 /// How an upsert sink merges its rows: the key and order, and the query that marks deletes.
@@ -443,15 +444,6 @@ pub async fn build(
                     )),
                 };
                 let table = TableSink::open_as(lake, name, schema, &parts, s.format).await?;
-                if upsert.is_some() && table.format() != rtlake_lake::TableFormat::Delta {
-                    return Err(Error::new(
-                        Kind::Config,
-                        format!(
-                            "the sink of table {name}: upserts are built for Delta tables only, and {name} is {}: set the sink's format = \"delta\"",
-                            table.format()
-                        ),
-                    ));
-                }
                 Output::Table(table, sql, upsert)
             }
         };

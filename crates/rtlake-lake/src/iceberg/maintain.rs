@@ -73,31 +73,17 @@ impl Table {
 
     /// The live entries of `snapshot` (with their sequence numbers), and its manifests.
     async fn entries(&self, snapshot: &Snapshot) -> Result<(Vec<Entry>, Vec<ManifestFile>)> {
-        let list = self.files.read(&snapshot.manifest_list).await?;
-        let manifests = manifest::read_manifest_list(&list).map_err(|e| err(&self.name, e))?;
-        let mut out = Vec::new();
-        for m in &manifests {
-            let bytes = self.files.read(&m.path).await?;
-            for e in manifest::read_manifest(&bytes, m).map_err(|e| err(&self.name, e))? {
-                if e.status != Status::Deleted {
-                    out.push(e);
-                }
-            }
-        }
-        Ok((out, manifests))
+        self.files.entries(snapshot).await
     }
 
     async fn put(&self, rel: &str, bytes: Vec<u8>) -> Result<String> {
-        self.store
-            .put(&Path::from(rel), PutPayload::from(bytes))
-            .await
-            .map_err(|e| err(&self.name, e))?;
-        Ok(self
-            .files
-            .url
-            .join(rel)
-            .map_err(|e| err(&self.name, e))?
-            .to_string())
+        Files {
+            store: self.store.as_ref(),
+            url: &self.files.url,
+            name: &self.name,
+        }
+        .put(rel, bytes)
+        .await
     }
 
     async fn commit(&self, change: &Change) -> Result<std::result::Result<Loaded, Conflict>> {
@@ -239,7 +225,10 @@ pub async fn compact(lake: &Lake, url: &Url, name: &str, target: u64) -> Result<
 }
 
 /// `batch` with `schema`'s columns, by name; a column the file predates is null.
-fn align(batch: &RecordBatch, schema: &SchemaRef) -> std::result::Result<RecordBatch, String> {
+pub(super) fn align(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+) -> std::result::Result<RecordBatch, String> {
     let cols = schema
         .fields()
         .iter()
@@ -260,8 +249,56 @@ async fn replace_snapshot(
     removed: &BTreeSet<String>,
     added: &[DataFile],
 ) -> Result<Change> {
-    let md = t.md();
-    let name = &t.name;
+    let mut summary = BTreeMap::new();
+    summary.insert("operation".into(), "replace".into());
+    // The pipelines' offsets go on as they were: a compaction reads no input.
+    if let Some(o) = parent.summary.get(OFFSETS_KEY) {
+        summary.insert(OFFSETS_KEY.into(), o.clone());
+    }
+    let files = Files {
+        store: t.store.as_ref(),
+        url: &t.files.url,
+        name: &t.name,
+    };
+    rewrite_snapshot(files, t.md(), parent, live, removed, added, summary).await
+}
+
+/// Where a table's files are written.
+#[derive(Clone, Copy)]
+pub(super) struct Files<'a> {
+    pub store: &'a dyn ObjectStore,
+    pub url: &'a Url,
+    pub name: &'a str,
+}
+
+impl Files<'_> {
+    /// Writes `bytes` at `rel` under the table; returns the full location.
+    pub async fn put(&self, rel: &str, bytes: Vec<u8>) -> Result<String> {
+        self.store
+            .put(&Path::from(rel), PutPayload::from(bytes))
+            .await
+            .map_err(|e| err(self.name, e))?;
+        Ok(self
+            .url
+            .join(rel)
+            .map_err(|e| err(self.name, e))?
+            .to_string())
+    }
+}
+
+/// A snapshot on `parent` whose one new manifest lists every live file: those in `removed` as
+/// deleted, `added` as added, the rest as existing. `summary` holds the operation and what
+/// else the caller records (offsets, a commit id); the file and record counts are added here.
+pub(super) async fn rewrite_snapshot(
+    files: Files<'_>,
+    md: &TableMetadata,
+    parent: &Snapshot,
+    live: &[Entry],
+    removed: &BTreeSet<String>,
+    added: &[DataFile],
+    mut summary: BTreeMap<String, String>,
+) -> Result<Change> {
+    let name = files.name;
     let snapshot_id = new_snapshot_id();
     let seq = md.last_sequence_number + 1;
     let mut entries = Vec::with_capacity(live.len() + added.len());
@@ -289,12 +326,12 @@ async fn replace_snapshot(
         .ok_or_else(|| err(name, "no current schema"))?;
     let (bytes, mut m) = manifest::write_manifest(schema, spec, snapshot_id, seq, &entries)
         .map_err(|e| err(name, e))?;
-    m.path = t
+    m.path = files
         .put(&format!("metadata/{}-m0.avro", uuid::Uuid::now_v7()), bytes)
         .await?;
     let list = manifest::write_manifest_list(snapshot_id, Some(parent.snapshot_id), seq, &[m])
         .map_err(|e| err(name, e))?;
-    let list_path = t
+    let list_path = files
         .put(
             &format!(
                 "metadata/snap-{snapshot_id}-1-{}.avro",
@@ -312,8 +349,6 @@ async fn replace_snapshot(
         .filter(|e| removed.contains(&e.file.path))
         .map(|e| e.file.record_count)
         .sum();
-    let mut summary = BTreeMap::new();
-    summary.insert("operation".into(), "replace".into());
     summary.insert("added-data-files".into(), added.len().to_string());
     summary.insert("deleted-data-files".into(), removed.len().to_string());
     summary.insert(
@@ -340,10 +375,6 @@ async fn replace_snapshot(
             .sum::<i64>()
             .to_string(),
     );
-    // The pipelines' offsets go on as they were: a compaction reads no input.
-    if let Some(o) = parent.summary.get(OFFSETS_KEY) {
-        summary.insert(OFFSETS_KEY.into(), o.clone());
-    }
     Ok(Change::snapshot(
         md,
         Some(parent.snapshot_id),

@@ -2,7 +2,7 @@
 //! list and manifests.
 
 use super::catalog::{Catalog, Loaded};
-use super::manifest::{self, DataFile, Status};
+use super::manifest::{self, DataFile, Entry, ManifestFile, Status};
 use super::metadata::Snapshot;
 use crate::{Error, Lake, Result};
 use object_store::ObjectStoreExt;
@@ -45,6 +45,11 @@ impl TableFiles {
         read_file(self.store.as_ref(), &self.url, &self.name, location).await
     }
 
+    /// The live entries of `snapshot` (with their sequence numbers), and its manifests.
+    pub async fn entries(&self, snapshot: &Snapshot) -> Result<(Vec<Entry>, Vec<ManifestFile>)> {
+        snapshot_entries(self.store.as_ref(), &self.url, &self.name, snapshot).await
+    }
+
     /// The data files of `snapshot` (the current one if `None`; none for an empty table).
     pub async fn data_files(&self, snapshot: Option<&Snapshot>) -> Result<Vec<DataFile>> {
         let Some(s) = snapshot.or_else(|| self.table.metadata.current_snapshot()) else {
@@ -62,6 +67,27 @@ impl TableFiles {
         }
         Ok(out)
     }
+}
+
+/// The live entries of `snapshot` of the table `name` at `url`, and its manifests.
+pub async fn snapshot_entries(
+    store: &dyn object_store::ObjectStore,
+    url: &Url,
+    name: &str,
+    snapshot: &Snapshot,
+) -> Result<(Vec<Entry>, Vec<ManifestFile>)> {
+    let list = read_file(store, url, name, &snapshot.manifest_list).await?;
+    let manifests = manifest::read_manifest_list(&list).map_err(|e| err(name, e))?;
+    let mut out = Vec::new();
+    for m in &manifests {
+        let bytes = read_file(store, url, name, &m.path).await?;
+        for e in manifest::read_manifest(&bytes, m).map_err(|e| err(name, e))? {
+            if e.status != Status::Deleted {
+                out.push(e);
+            }
+        }
+    }
+    Ok((out, manifests))
 }
 
 /// Reads a file of the table `name` at `url` by its full location (manifests, lists and data

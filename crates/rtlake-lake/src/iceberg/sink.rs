@@ -27,6 +27,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use url::Url;
 
+mod upsert;
+
 /// The summary key naming the commit, to recognise one whose outcome was lost.
 const COMMIT_ID_KEY: &str = "rtlake.commit-id";
 
@@ -221,24 +223,9 @@ impl IcebergSink {
                     break Ok(seq as u64);
                 }
                 Err(Conflict) => {
-                    self.reload().await?;
-                    if self
-                        .table
-                        .metadata
-                        .current_snapshot()
-                        .is_some_and(|s| s.summary.get(COMMIT_ID_KEY) == Some(&commit_id))
-                    {
+                    if self.after_conflict(&expected, &commit_id).await? {
                         break Ok(self.table.metadata.last_sequence_number as u64);
                     }
-                    let offsets = self.table.metadata.offsets();
-                    let found: BTreeMap<String, Option<i64>> = ids
-                        .iter()
-                        .map(|id| (id.clone(), offsets.get(id).copied()))
-                        .collect();
-                    if found != expected {
-                        self.check_found(&expected, &found)?;
-                    }
-                    tracing::debug!(table = %self.name, "another writer committed first; committing on top");
                 }
             }
         }
@@ -247,6 +234,28 @@ impl IcebergSink {
                 self.known.insert(id.clone(), *v);
             }
         })
+    }
+
+    /// After the catalog refused commit `commit_id`: reloads the table; true if that commit
+    /// landed after all (its answer was lost); an error if another writer advanced one of
+    /// `expected`'s partitions; false if the commit should be made again on top.
+    async fn after_conflict(
+        &mut self,
+        expected: &BTreeMap<String, Option<i64>>,
+        commit_id: &str,
+    ) -> Result<bool> {
+        self.reload().await?;
+        if self
+            .table
+            .metadata
+            .current_snapshot()
+            .is_some_and(|s| s.summary.get(COMMIT_ID_KEY).map(String::as_str) == Some(commit_id))
+        {
+            return Ok(true);
+        }
+        self.check(expected)?;
+        tracing::debug!(table = %self.name, "another writer committed first; committing on top");
+        Ok(false)
     }
 
     fn check(&self, expected: &BTreeMap<String, Option<i64>>) -> Result<()> {

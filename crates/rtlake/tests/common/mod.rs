@@ -104,7 +104,10 @@ pub fn kafka_has_transactions() -> bool {
 /// The `rtlake` binary, logging warnings only.
 pub fn rtlake() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_rtlake"));
-    c.env("RTLAKE_LOG", "warn,buoyant_kernel=off");
+    c.env(
+        "RTLAKE_LOG",
+        "warn,buoyant_kernel=off,deltalake_core::operations::merge=error",
+    );
     c
 }
 
