@@ -9,6 +9,9 @@
 
 use crate::districts::DistrictCache;
 use crate::model::StationStatus;
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::DataType::{Float64, Int32, Int64, Utf8};
+use arrow::datatypes::{Float64Type, Int32Type, Int64Type};
 use axum::Router;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -47,6 +50,7 @@ pub fn domain() -> rtlake_web::Domain {
 /// The dashboard's routes; starts the live view, which stops at `shutdown`.
 pub fn dashboard(state: &AppState, shutdown: CancellationToken) -> Router<AppState> {
     let stations = Arc::new(Stations::default());
+    tokio::spawn(seed(state.clone(), stations.clone()));
     tokio::spawn(follow(
         state.cluster.clone(),
         stations.clone(),
@@ -162,6 +166,83 @@ impl Stations {
             }
         }
     }
+}
+
+/// Every station's current status as the lake holds it (`silver.station_latest`, upserted by
+/// the bike pipeline): the map starts complete even where the topic's tail misses a station
+/// (one polled rarely, or a topic whose retention passed). Snapshots the view already has a
+/// newer one of are ignored; a lake without the table seeds nothing.
+async fn seed(state: AppState, stations: Arc<Stations>) {
+    const LATEST: &str = "SELECT station_id, station_name, lat, lon, district, rack_total, \
+         bikes_parked, CAST(CAST(polled_at AS BIGINT) / 1000 AS BIGINT) AS polled_ms \
+         FROM silver.station_latest";
+    let batches = match state.session().await {
+        Ok(sql) => match sql.query(LATEST).await {
+            Ok((_, b)) => b,
+            Err(e) => {
+                tracing::debug!(error = %e, "live view: no silver.station_latest to start from");
+                return;
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "live view: cannot open the lake");
+            return;
+        }
+    };
+    let mut n = 0;
+    for b in &batches {
+        // Strings may come as views, the polled time as any integer: cast to what is read.
+        let types = [Utf8, Utf8, Float64, Float64, Utf8, Int32, Int32, Int64];
+        let Ok(cols) = types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| arrow::compute::cast(b.column(i), t))
+            .collect::<Result<Vec<_>, _>>()
+        else {
+            tracing::warn!(schema = %b.schema(), "live view: silver.station_latest has other columns than expected");
+            return;
+        };
+        let col = |i: usize| cols[i].as_ref();
+        let (
+            Some(id),
+            Some(name),
+            Some(lat),
+            Some(lon),
+            Some(district),
+            Some(racks),
+            Some(bikes),
+            Some(at),
+        ) = (
+            col(0).as_string_opt::<i32>(),
+            col(1).as_string_opt::<i32>(),
+            col(2).as_primitive_opt::<Float64Type>(),
+            col(3).as_primitive_opt::<Float64Type>(),
+            col(4).as_string_opt::<i32>(),
+            col(5).as_primitive_opt::<Int32Type>(),
+            col(6).as_primitive_opt::<Int32Type>(),
+            col(7).as_primitive_opt::<Int64Type>(),
+        )
+        else {
+            tracing::warn!(schema = %b.schema(), "live view: silver.station_latest has other columns than expected");
+            return;
+        };
+        for r in 0..b.num_rows() {
+            n += usize::from(stations.apply(Station {
+                id: id.value(r).to_string(),
+                name: name.value(r).to_string(),
+                lat: lat.value(r),
+                lon: lon.value(r),
+                district: district.is_valid(r).then(|| district.value(r).to_string()),
+                racks: racks.value(r),
+                bikes: bikes.value(r),
+                polled_at: at.value(r),
+            }));
+        }
+    }
+    tracing::info!(
+        stations = n,
+        "live view: started from silver.station_latest"
+    );
 }
 
 /// Follows the station status topic until `shutdown`; retries while the topic or broker is

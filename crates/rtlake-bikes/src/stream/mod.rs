@@ -32,7 +32,8 @@ use std::sync::Arc;
 /// runs when the configuration names none.
 pub const PIPELINE: &str = include_str!("../../../../pipelines/bikes.toml");
 
-/// The sinks of [`PIPELINE`]: bronze, silver, both gold tables and the changes topic.
+/// The sinks of [`PIPELINE`]: bronze, silver (the changes, and each station's current status), both
+/// gold tables and the changes topic.
 pub fn pipeline() -> Vec<SinkConfig> {
     #[derive(serde::Deserialize)]
     struct File {
@@ -293,6 +294,7 @@ mod pipeline_tests {
             [
                 ("bronze", None),
                 ("changes", None),
+                ("bronze", None),
                 ("station-hourly", None),
                 ("district-5min", None),
                 ("changes", Some("bike.station-changes")),
@@ -309,7 +311,8 @@ mod pipeline_tests {
     #[test]
     fn a_window_operator_is_not_a_kafka_sink() {
         let mut run = rtlake_stream::config::RunConfig::default();
-        let mut s = pipeline().remove(2);
+        let mut s = pipeline().remove(3);
+        assert_eq!(s.operator, "station-hourly");
         s.topic = Some("hourly".into());
         run.sinks = Some(vec![s]);
         let e = run

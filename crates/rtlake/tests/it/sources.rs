@@ -11,6 +11,12 @@ use tokio_util::sync::CancellationToken;
 
 const POLLS: u64 = 8;
 
+/// `silver.station_latest` but its ingestion time (which differs run to run).
+const STATION_LATEST: &str = "SELECT station_id, station_name, district, rack_total, bikes_parked, shared_pct, lat, lon, polled_at FROM silver.station_latest";
+
+/// Bronze's snapshots of each station, newest first (`n`).
+const LATEST_OF_BRONZE: &str = "SELECT station_id, station_name, district, rack_total, bikes_parked, shared_pct, lat, lon, polled_at FROM (SELECT *, row_number() OVER (PARTITION BY station_id ORDER BY polled_at DESC) AS n FROM bronze.station_status)";
+
 /// The bike pipeline without its Kafka topic (bench/lake-only.toml).
 fn lake_only() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/lake-only.toml")
@@ -76,6 +82,19 @@ async fn the_file_source_lands_the_same_rows_as_kafka() {
     .map(|r| r.join(","))
     .collect();
     assert_eq!(checksum(bronze), checksum(common::replay_lines(POLLS)));
+    // The upserted current state: each station's newest snapshot in bronze, one row each.
+    let newest = table_checksum(&lake, &format!("{LATEST_OF_BRONZE} WHERE n = 1")).await;
+    assert_eq!(table_checksum(&lake, STATION_LATEST).await, newest);
+    let stations = common::sql_rows(
+        &lake,
+        "SELECT count(*), count(DISTINCT station_id) FROM silver.station_latest",
+    )
+    .await;
+    assert_eq!(stations[0][0], stations[0][1], "one row per station");
+    assert!(
+        stations[0][0].parse::<u64>().unwrap() > 2000,
+        "{stations:?}"
+    );
 
     // Run again: the lake holds every line, so nothing is processed twice.
     let out = rtlake()
@@ -129,6 +148,7 @@ async fn the_file_source_lands_the_same_rows_as_kafka() {
         "SELECT * FROM silver.station_changes",
         "SELECT * FROM gold.station_hourly",
         "SELECT * FROM gold.district_5min",
+        STATION_LATEST,
     ] {
         assert_eq!(
             table_checksum(&crashed, q).await,
