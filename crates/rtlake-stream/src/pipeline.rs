@@ -459,3 +459,88 @@ pub async fn build(
     }
     Ok(stages)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    fn sink(
+        key: &str,
+        delete_when: Option<&str>,
+        order_by: Option<&str>,
+    ) -> crate::config::SinkConfig {
+        crate::config::SinkConfig {
+            operator: "rows".into(),
+            table: Some("t.state".into()),
+            topic: None,
+            key: None,
+            sql: None,
+            format: None,
+            value_format: None,
+            schema_registry: None,
+            mode: SinkMode::Upsert,
+            primary_key: vec![key.into()],
+            delete_when: delete_when.map(String::from),
+            order_by: order_by.map(String::from),
+        }
+    }
+
+    /// An upsert's columns and condition are checked against the rows at start, naming them.
+    #[tokio::test]
+    async fn an_upsert_names_columns_of_its_rows_and_a_true_or_false_delete() {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("op", DataType::Utf8, true),
+        ]));
+        let name = table_name("t.state");
+        let ok = Upserting::new(&sink("id", Some("op = 'd'"), None), name, &schema, &[]).await;
+        let mut u = ok.expect("a key, and a condition over the rows");
+        let rows = arrow::array::RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(arrow::array::Int64Array::from(vec![1, 2, 3])),
+                Arc::new(arrow::array::StringArray::from(vec![
+                    Some("d"),
+                    None,
+                    Some("u"),
+                ])),
+            ],
+        )
+        .unwrap();
+        let d = u.deletes(&rows).await.unwrap();
+        assert_eq!(
+            d,
+            BooleanArray::from(vec![true, false, false]),
+            "a null condition deletes nothing"
+        );
+        let e = Upserting::new(&sink("key", None, None), name, &schema, &[])
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("t.state") && e.contains("key is not a column") && e.contains("id, op"),
+            "{e}"
+        );
+        let e = Upserting::new(&sink("id", None, Some("seq")), name, &schema, &[])
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("seq is not a column"), "{e}");
+        let e = Upserting::new(&sink("id", Some("op"), None), name, &schema, &[])
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("not a condition"), "{e}");
+        let e = Upserting::new(&sink("id", Some("nope = 1"), None), name, &schema, &[])
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("delete-when") && e.contains("nope"), "{e}");
+    }
+}

@@ -188,3 +188,60 @@ fn the_domains_pipeline_is_the_default_and_a_file_source_drops_its_topics() {
     };
     assert_eq!(run.sinks(&default), default[..1]);
 }
+
+#[test]
+fn an_upsert_sink_names_its_key_and_only_upsert_sinks_take_upsert_keys() {
+    let check = |extra: &[(&str, toml::Value)]| {
+        let mut t = toml::Table::new();
+        t.insert("operator".into(), "bronze".into());
+        t.insert("table".into(), "gold.t".into());
+        for (k, v) in extra {
+            t.insert((*k).into(), v.clone());
+        }
+        let sinks = toml::Value::Array(vec![toml::Value::Table(t)]);
+        let layers = Layers::new().set("run.sinks", sinks, "pipeline file p.toml");
+        let run: RunConfig = layers.section().map_err(|e| e.to_string())?;
+        run.check_pipeline(layers.origins(), &orders())
+            .map_err(|e| e.to_string())
+    };
+    let key = || toml::Value::Array(vec!["id".into()]);
+    check(&[("mode", "upsert".into()), ("primary-key", key())]).expect("a keyed upsert sink");
+    check(&[
+        ("mode", "upsert".into()),
+        ("primary-key", key()),
+        ("delete-when", "op = 'd'".into()),
+        ("order-by", "seq".into()),
+    ])
+    .expect("with deletes and an order");
+    let e = check(&[("mode", "upsert".into())]).unwrap_err();
+    assert!(
+        e.contains("run.sinks[0]") && e.contains("primary-key"),
+        "{e}"
+    );
+    let e = check(&[("order-by", "seq".into())]).unwrap_err();
+    assert!(e.contains("set mode = \"upsert\""), "{e}");
+    let e = check(&[("mode", "merge".into())]).unwrap_err();
+    assert!(
+        e.contains("`merge`") && e.contains("`append` or `upsert`"),
+        "{e}"
+    );
+    let mut topic = toml::Table::new();
+    topic.insert("operator".into(), "bronze".into());
+    topic.insert("topic".into(), "out".into());
+    topic.insert("mode".into(), "upsert".into());
+    topic.insert("primary-key".into(), key());
+    let layers = Layers::new().set(
+        "run.sinks",
+        toml::Value::Array(vec![toml::Value::Table(topic)]),
+        "p.toml",
+    );
+    let e = layers
+        .section::<RunConfig>()
+        .map_err(|e| e.to_string())
+        .and_then(|run| {
+            run.check_pipeline(layers.origins(), &orders())
+                .map_err(|e| e.to_string())
+        })
+        .unwrap_err();
+    assert!(e.contains("for table sinks"), "{e}");
+}
