@@ -30,35 +30,10 @@ q "CREATE TABLE customers (id BIGINT PRIMARY KEY, name TEXT NOT NULL, tier INT, 
    INSERT INTO orders SELECT g, g % $CUSTOMERS + 1, g * 3 % 10000, 'new' FROM generate_series(1, $ORDERS) g;"
 "$R" topics create "$TOPIC" --brokers "$BOOT" --partitions 3 >/dev/null
 bash scripts/cdc.sh connector "cdc_$ID" "$DB" public.customers,public.orders "$TOPIC"
-cat > "$W/cdc.toml" <<TOML
-pipeline = "cdc-bench-$ID"
-[input]
-format = "debezium"
-schema = "id BIGINT, name STRING, tier INT, vip BOOLEAN, customer_id BIGINT, cents INT, status STRING"
-[[stages]]
-name = "customers"
-sql = "SELECT id, name, tier, vip, _op, _position, _source_ts FROM input WHERE _table = 'customers'"
-[[stages]]
-name = "orders"
-sql = "SELECT id, customer_id, cents, status, _op, _position, _source_ts FROM input WHERE _table = 'orders'"
-[[sinks]]
-operator = "customers"
-table = "cdc.customers"
-mode = "upsert"
-primary-key = ["id"]
-delete-when = "_op = 'd'"
-order-by = "_position"
-[[sinks]]
-operator = "orders"
-table = "cdc.orders"
-mode = "upsert"
-primary-key = ["id"]
-delete-when = "_op = 'd'"
-order-by = "_position"
-TOML
 start() {
   RTLAKE_LOG=warn,deltalake_core::operations::merge=error "$R" run --brokers "$BOOT" --topic "$TOPIC" \
-    --lake "$W/lake" --pipeline "$W/cdc.toml" --metrics-listen off >> "$W/run.out" 2>> "$W/run.log" &
+    --group "cdc-bench-$ID" \
+    --lake "$W/lake" --pipeline pipelines/shop-cdc.toml --metrics-listen off >> "$W/run.out" 2>> "$W/run.log" &
   PID=$!
 }
 start

@@ -94,8 +94,12 @@ impl Keys {
 }
 
 /// The indexes of the rows to merge: the last of each key (by `order_by`'s value, then by
-/// position), ascending; and how many rows had a null key.
-pub(crate) fn last_per_key(batch: &RecordBatch, spec: &Upsert) -> Result<(Vec<u32>, usize)> {
+/// position), ascending; and how many rows had a null key (logged as not merged into `table`).
+pub(crate) fn last_per_key(
+    batch: &RecordBatch,
+    spec: &Upsert,
+    table: impl std::fmt::Display,
+) -> Result<(Vec<u32>, usize)> {
     let key_cols = columns(batch, &spec.key)?;
     let keys = Keys::like(&key_cols)?.rows(&key_cols)?;
     let order = match &spec.order_by {
@@ -123,6 +127,9 @@ pub(crate) fn last_per_key(batch: &RecordBatch, spec: &Upsert) -> Result<(Vec<u3
                 }
             }
         }
+    }
+    if null_keys > 0 {
+        tracing::warn!(%table, rows = null_keys, key = ?spec.key, "rows with a null key column identify no row: not merged");
     }
     let mut keep: Vec<u32> = last.into_values().map(|i| i as u32).collect();
     keep.sort_unstable();
@@ -164,13 +171,13 @@ mod tests {
             key: vec!["id".into()],
             order_by: None,
         };
-        assert_eq!(last_per_key(&b, &by_arrival).unwrap(), (vec![1, 4], 1));
+        assert_eq!(last_per_key(&b, &by_arrival, "t").unwrap(), (vec![1, 4], 1));
         let by_pos = Upsert {
             order_by: Some("pos".into()),
             ..by_arrival
         };
         // Row 2 (pos 9) is newer than row 4 (pos 7) although it came first.
-        assert_eq!(last_per_key(&b, &by_pos).unwrap(), (vec![1, 2], 1));
+        assert_eq!(last_per_key(&b, &by_pos, "t").unwrap(), (vec![1, 2], 1));
     }
 }
 

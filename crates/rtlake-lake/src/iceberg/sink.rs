@@ -190,13 +190,7 @@ impl IcebergSink {
         batches: Vec<RecordBatch>,
         txns: &BTreeMap<String, i64>,
     ) -> Result<u64> {
-        let ids: Vec<String> = txns.keys().cloned().collect();
-        let expected: BTreeMap<String, Option<i64>> = ids
-            .iter()
-            .map(|id| (id.clone(), self.known.get(id).copied()))
-            .collect();
-        self.refresh_versions(&ids).await?;
-        self.check(&expected)?;
+        let expected = self.begin(txns).await?;
         let mut files = Vec::new();
         for b in batches.into_iter().filter(|b| b.num_rows() > 0) {
             if b.schema().fields().len() != self.schema.fields().len()
@@ -234,6 +228,22 @@ impl IcebergSink {
                 self.known.insert(id.clone(), *v);
             }
         })
+    }
+
+    /// Reloads the table and checks that the offsets of `txns`' app ids are still those this
+    /// sink last saw; returns them, to check again after a refused commit.
+    async fn begin(
+        &mut self,
+        txns: &BTreeMap<String, i64>,
+    ) -> Result<BTreeMap<String, Option<i64>>> {
+        let ids: Vec<String> = txns.keys().cloned().collect();
+        let expected: BTreeMap<String, Option<i64>> = ids
+            .iter()
+            .map(|id| (id.clone(), self.known.get(id).copied()))
+            .collect();
+        self.refresh_versions(&ids).await?;
+        self.check(&expected)?;
+        Ok(expected)
     }
 
     /// After the catalog refused commit `commit_id`: reloads the table; true if that commit

@@ -55,16 +55,13 @@ impl DeltaSink {
                 reason: format!("batch schema {} differs", batch.schema()),
             });
         }
-        let (keep, null_keys) = last_per_key(&batch, spec).map_err(named)?;
+        let (keep, null_keys) = last_per_key(&batch, spec, self.name).map_err(named)?;
         let mut report = UpsertReport {
             rows: keep.len(),
             superseded: batch.num_rows() - keep.len() - null_keys,
             null_keys,
             ..Default::default()
         };
-        if null_keys > 0 {
-            tracing::warn!(table = %self.name, rows = null_keys, key = ?spec.key, "rows with a null key column identify no row: not merged");
-        }
         if keep.is_empty() {
             report.version = self.commit(Vec::new(), txns).await?;
             return Ok(report);

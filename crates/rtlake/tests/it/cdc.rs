@@ -126,46 +126,8 @@ fn same(table: &str, lake: Vec<String>, pg: &[String]) {
 const CUSTOMERS_Q: &str = "SELECT id, name, tier, vip::text FROM customers";
 const ORDERS_Q: &str = "SELECT id, customer_id, cents, status FROM orders";
 
-fn pipeline(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
-    let file = dir.join("cdc.toml");
-    std::fs::write(
-        &file,
-        format!(
-            r#"pipeline = "{name}"
-
-[input]
-format = "debezium"
-schema = "id BIGINT, name STRING, tier INT, vip BOOLEAN, customer_id BIGINT, cents INT, status STRING"
-
-[[stages]]
-name = "customers"
-sql = "SELECT id, name, tier, vip, _op, _position, _source_ts FROM input WHERE _table = 'customers'"
-
-[[stages]]
-name = "orders"
-sql = "SELECT id, customer_id, cents, status, _op, _position, _source_ts FROM input WHERE _table = 'orders'"
-
-[[sinks]]
-operator = "customers"
-table = "cdc.customers"
-mode = "upsert"
-primary-key = ["id"]
-delete-when = "_op = 'd'"
-order-by = "_position"
-
-[[sinks]]
-operator = "orders"
-table = "cdc.orders"
-mode = "upsert"
-primary-key = ["id"]
-delete-when = "_op = 'd'"
-order-by = "_position"
-"#
-        ),
-    )
-    .unwrap();
-    file
-}
+/// The pipeline (also docs/upserts.md's example and bench/cdc.sh's).
+const PIPELINE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../pipelines/shop-cdc.toml");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_changes_captured_by_debezium_land_as_its_tables_across_two_sigkills() {
@@ -202,7 +164,6 @@ async fn postgres_changes_captured_by_debezium_land_as_its_tables_across_two_sig
         ])
         .succeeds_within(120);
 
-    let file = pipeline(env.dir.path(), &format!("cdc-{id}"));
     let run = |extra: &[&str]| {
         let mut c = env.run_cmd(
             &[
@@ -211,7 +172,7 @@ async fn postgres_changes_captured_by_debezium_land_as_its_tables_across_two_sig
             ]
             .concat(),
         );
-        c.arg("--pipeline").arg(&file);
+        c.arg("--pipeline").arg(PIPELINE);
         c
     };
     let lake = env.lake();

@@ -35,18 +35,9 @@ impl IcebergSink {
         txns: &BTreeMap<String, i64>,
     ) -> Result<UpsertReport> {
         let name = self.name;
-        let ids: Vec<String> = txns.keys().cloned().collect();
-        let expected: BTreeMap<String, Option<i64>> = ids
-            .iter()
-            .map(|id| (id.clone(), self.known.get(id).copied()))
-            .collect();
-        self.refresh_versions(&ids).await?;
-        self.check(&expected)?;
+        let expected = self.begin(txns).await?;
         let bad = |e: crate::Error| refuse(name, e.to_string());
-        let (keep, null_keys) = last_per_key(&batch, spec).map_err(bad)?;
-        if null_keys > 0 {
-            tracing::warn!(table = %name, rows = null_keys, key = ?spec.key, "rows with a null key column identify no row: not merged");
-        }
+        let (keep, null_keys) = last_per_key(&batch, spec, name).map_err(bad)?;
         let take = UInt32Array::from(keep);
         let rows = arrow::compute::take_record_batch(&batch, &take).map_err(|e| err(name, e))?;
         let dels = arrow::compute::take(deletes, &take, None).map_err(|e| err(name, e))?;
