@@ -26,11 +26,11 @@ use rtlake_lake::table::TableSink;
 use rtlake_lake::upsert::Upsert;
 use std::collections::BTreeMap;
 
-/// How an upsert sink merges its rows: the key and order, and the query that marks deletes.
+/// How an upsert sink merges its rows: the key and order, and the condition that marks deletes.
 pub struct Upserting {
     spec: Upsert,
-    /// `SELECT (<delete-when>) FROM input` over the sink's rows; none: no row deletes.
-    deletes: Option<SqlTransform>,
+    /// `delete-when`, evaluated row by row over the sink's rows; none: no row deletes.
+    deletes: Option<crate::sql::Condition>,
 }
 
 impl Upserting {
@@ -54,22 +54,10 @@ impl Upserting {
             }
         }
         let deletes = match &s.delete_when {
-            Some(cond) => {
-                let q = SqlTransform::new(
-                    &format!("SELECT ({cond}) AS d FROM input"),
-                    schema.clone(),
-                    udfs,
-                )
-                .await
-                .map_err(|e| e.within(format!("the sink of table {name}: delete-when")))?;
-                if q.schema().field(0).data_type() != &arrow::datatypes::DataType::Boolean {
-                    return Err(bad(format!(
-                        "delete-when `{cond}` is {}, not a condition (true or false)",
-                        q.schema().field(0).data_type()
-                    )));
-                }
-                Some(q)
-            }
+            Some(cond) => Some(
+                crate::sql::Condition::new(cond, schema, udfs)
+                    .map_err(|e| e.within(format!("the sink of table {name}: delete-when")))?,
+            ),
             None => None,
         };
         Ok(Self {
@@ -82,17 +70,11 @@ impl Upserting {
     }
 
     /// Which of `batch`'s rows delete their key (a null condition does not).
-    async fn deletes(&mut self, batch: &arrow::array::RecordBatch) -> Result<BooleanArray> {
-        let Some(q) = &mut self.deletes else {
-            return Ok(BooleanArray::from(vec![false; batch.num_rows()]));
-        };
-        let out = q.apply(batch.clone()).await?;
-        let d = out
-            .column(0)
-            .as_any()
-            .downcast_ref::<BooleanArray>()
-            .ok_or_else(|| Error::new(Kind::Sink, "delete-when gave no booleans"))?;
-        Ok(d.iter().map(|v| Some(v == Some(true))).collect())
+    fn deletes(&self, batch: &arrow::array::RecordBatch) -> Result<BooleanArray> {
+        match &self.deletes {
+            Some(c) => c.eval(batch),
+            None => Ok(BooleanArray::from(vec![false; batch.num_rows()])),
+        }
     }
 }
 
@@ -203,7 +185,7 @@ impl Output {
                         d.commit(vec![batch], &txns).await?;
                     }
                     Some(u) => {
-                        let deletes = u.deletes(&batch).await?;
+                        let deletes = u.deletes(&batch)?;
                         let r = d.upsert(batch, &deletes, &u.spec, &txns).await?;
                         tracing::info!(
                             table = %name,
@@ -496,7 +478,7 @@ mod tests {
         ]));
         let name = table_name("t.state");
         let ok = Upserting::new(&sink("id", Some("op = 'd'"), None), name, &schema, &[]).await;
-        let mut u = ok.expect("a key, and a condition over the rows");
+        let u = ok.expect("a key, and a condition over the rows");
         let rows = arrow::array::RecordBatch::try_new(
             schema.clone(),
             vec![
@@ -509,7 +491,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let d = u.deletes(&rows).await.unwrap();
+        let d = u.deletes(&rows).unwrap();
         assert_eq!(
             d,
             BooleanArray::from(vec![true, false, false]),

@@ -27,7 +27,11 @@ impl SqlTransform {
         input: SchemaRef,
         udfs: &[datafusion::logical_expr::ScalarUDF],
     ) -> Result<Self> {
-        let ctx = SessionContext::new();
+        // One partition: DataFusion spreads a batch over the target partitions and gathers them
+        // in any order; an upsert's "last row of a key" is by arrival, so order must hold.
+        let ctx = SessionContext::new_with_config(
+            datafusion::prelude::SessionConfig::new().with_target_partitions(1),
+        );
         for f in udfs {
             ctx.register_udf(f.clone());
         }
@@ -75,9 +79,112 @@ impl SqlTransform {
     }
 }
 
+/// A SQL condition over rows of one schema, evaluated row by row (a compiled expression, not a
+/// query: its answer lines up with the rows, whatever DataFusion does with plans).
+pub struct Condition {
+    sql: String,
+    expr: std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>,
+}
+
+impl Condition {
+    /// Compiles `sql` over rows of `input`, with SQL functions `udfs`; a column it names that
+    /// the rows lack, or a value that is not true or false, is a configuration error.
+    pub fn new(
+        sql: &str,
+        input: &SchemaRef,
+        udfs: &[datafusion::logical_expr::ScalarUDF],
+    ) -> Result<Self> {
+        let ctx = SessionContext::new();
+        for f in udfs {
+            ctx.register_udf(f.clone());
+        }
+        let schema = datafusion::common::DFSchema::try_from(input.as_ref().clone())
+            .map_err(|e| crate::ops::config(err(sql, e)))?;
+        let expr = ctx
+            .parse_sql_expr(sql, &schema)
+            .map_err(|e| crate::ops::config(err(sql, e.strip_backtrace())))?;
+        let t = datafusion::logical_expr::ExprSchemable::get_type(&expr, &schema)
+            .map_err(|e| crate::ops::config(err(sql, e.strip_backtrace())))?;
+        if t != arrow::datatypes::DataType::Boolean {
+            return Err(Error::new(
+                Kind::Config,
+                format!("`{sql}` is {t}, not a condition (true or false)"),
+            ));
+        }
+        let expr = ctx
+            .create_physical_expr(expr, &schema)
+            .map_err(|e| crate::ops::config(err(sql, e.strip_backtrace())))?;
+        Ok(Self {
+            sql: sql.into(),
+            expr,
+        })
+    }
+
+    /// Whether each row of `batch` meets the condition (a null is false).
+    pub fn eval(&self, batch: &RecordBatch) -> Result<arrow::array::BooleanArray> {
+        let v = self
+            .expr
+            .evaluate(batch)
+            .and_then(|v| v.into_array(batch.num_rows()))
+            .map_err(|e| err(&self.sql, e.strip_backtrace()))?;
+        let b = v
+            .as_any()
+            .downcast_ref::<arrow::array::BooleanArray>()
+            .ok_or_else(|| err(&self.sql, "not true or false"))?;
+        Ok(b.iter().map(|x| Some(x == Some(true))).collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A big epoch keeps its order through a sink's query and a condition: an upsert takes the
+    /// last row of a key by arrival, and its deletes line up with its rows. (With DataFusion's
+    /// default partitions a 50,000-row batch came back reordered: 1,640 delete marks of 2,500
+    /// landed on other rows.)
+    #[tokio::test]
+    async fn a_large_epoch_keeps_its_order() {
+        use arrow::array::{Array, BooleanArray, Int64Array, StringArray};
+        use arrow::datatypes::{DataType, Field, Schema};
+        let schema: SchemaRef = std::sync::Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("op", DataType::Utf8, true),
+        ]));
+        let n = 50_000i64;
+        let ops: Vec<&str> = (0..n)
+            .map(|i| if i % 20 == 19 { "d" } else { "u" })
+            .collect();
+        let rows = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                std::sync::Arc::new(Int64Array::from_iter_values(0..n)),
+                std::sync::Arc::new(StringArray::from(ops.clone())),
+            ],
+        )
+        .unwrap();
+        let mut q = SqlTransform::new("SELECT id, op FROM input", schema.clone(), &[])
+            .await
+            .unwrap();
+        let out = q.apply(rows.clone()).await.unwrap();
+        let ids = arrow::compute::cast(out.column(0), &DataType::Int64).unwrap();
+        let ids = ids.as_any().downcast_ref::<Int64Array>().unwrap();
+        assert!(
+            ids.values().iter().copied().eq(0..n),
+            "rows in arrival order"
+        );
+        let d: BooleanArray = Condition::new("op = 'd'", &schema, &[])
+            .unwrap()
+            .eval(&rows)
+            .unwrap();
+        assert_eq!(d.len(), n as usize);
+        assert!((0..n as usize).all(|i| d.value(i) == (ops[i] == "d")));
+        let e = Condition::new("op", &schema, &[])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("not a condition"), "{e}");
+    }
     use arrow::array::{Int32Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
     use std::sync::Arc;
