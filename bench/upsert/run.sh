@@ -8,7 +8,8 @@
 # the upsert pipeline (an empty table, epochs of 50,000); then, each from a copy of that table,
 # 200,000 changes (one in 20 a delete) on keys drawn from all 1M (`random`) or from the newest 2%
 # (`recent`); then the same 200,000 rows appended to a new table. Each line gives the rtlake
-# run's own summary (events/s) and, from its `upserted` log lines, the files rewritten per epoch.
+# run's own summary (events/s) and, from its `upserted` log lines, the files read and rewritten
+# per epoch; each upserted table is checked against the state the changes make (gen_changes.py).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 R=${1:-${CARGO_TARGET_DIR:-$HOME/.cache/rtlake/target}/release/rtlake}
@@ -45,8 +46,11 @@ for fmt in delta iceberg; do
     # A Delta table copies; an Iceberg table names its files by full path, so it is loaded again.
     if [ "$fmt" = delta ]; then cp -r "base-$fmt" "lake-$fmt"; else run upsert.toml load.jsonl "lake-$fmt" "$fmt"; fi
     run upsert.toml "$kind.jsonl" "lake-$fmt" "$fmt"
-    rows=$("$R" sql --lake "lake-$fmt" --format csv "SELECT count(*) FROM bench.state" | tail -1)
-    echo "                           rows after: $rows"
+    [ -s "$kind.state" ] || python3 "$HERE/gen_changes.py" state "$kind" --keys 1000000 --changes 200000 > "$kind.state"
+    got=$("$R" sql --lake "lake-$fmt" --format csv "SELECT id, v FROM bench.state ORDER BY id" | tail -n +2 | sha256sum)
+    want=$(sha256sum < "$kind.state")
+    [ "$got" = "$want" ] && same="equals the model, row for row" || same="DIFFERS from the model"
+    echo "                           table after: $(wc -l < "$kind.state") rows expected; it $same"
   done
   run append.toml random.jsonl "append-$fmt" "$fmt"
 done
