@@ -21,7 +21,9 @@ PSQL=$(command -v psql || ls /usr/lib/postgresql/*/bin/psql | tail -1)
 ID=$(date +%s)
 DB=bench_$ID
 TOPIC=cdc-bench-$ID
-CUSTOMERS=$((2000 * SCALE)); ORDERS=$((3000 * SCALE)); BATCH=$((500 * SCALE)); ROUNDS=6
+CUSTOMERS=$((2000 * SCALE)); ORDERS=$((3000 * SCALE)); BATCH=$((500 * SCALE))
+# RTLAKE_CDC_ROUNDS=60 RTLAKE_CDC_KILL_EVERY=10: a longer run, killed every 10 rounds.
+ROUNDS=${RTLAKE_CDC_ROUNDS:-6}; KILL_EVERY=${RTLAKE_CDC_KILL_EVERY:-2}
 rm -rf "$W"; mkdir -p "$W"
 q() { "$PSQL" "${PG%/*}/$DB" -v ON_ERROR_STOP=1 -qAt -c "$1"; }
 "$PSQL" "$PG" -qc "CREATE DATABASE $DB"
@@ -43,13 +45,13 @@ for r in $(seq 1 $ROUNDS); do
   sql="INSERT INTO customers SELECT g, 'c' || g, 0, false FROM generate_series($first, $((first + BATCH - 1))) g;
        UPDATE customers SET tier = tier + 1 WHERE id % 6 = $((r % 6));"
   for _ in $(seq 1 30); do sql="$sql UPDATE customers SET tier = tier + 1, vip = NOT vip WHERE id <= 10;"; done
-  sql="$sql DELETE FROM customers WHERE id % 13 = $r;
-       INSERT INTO customers SELECT g, 're' || g, $r, true FROM generate_series(1, $CUSTOMERS) g WHERE g % 13 = $((r - 1)) ON CONFLICT (id) DO NOTHING;
+  sql="$sql DELETE FROM customers WHERE id % 13 = $((r % 13));
+       INSERT INTO customers SELECT g, 're' || g, $r, true FROM generate_series(1, $CUSTOMERS) g WHERE g % 13 = $(((r - 1) % 13)) ON CONFLICT (id) DO NOTHING;
        INSERT INTO orders SELECT g, g % $CUSTOMERS + 1, g * 3 % 10000, 'new' FROM generate_series($((ORDERS + (r - 1) * BATCH + 1)), $((ORDERS + r * BATCH))) g;
        UPDATE orders SET status = 'paid', cents = cents + 1 WHERE id % 4 = $((r % 4));
-       DELETE FROM orders WHERE id % 11 = $r;"
+       DELETE FROM orders WHERE id % 11 = $((r % 11));"
   q "$sql"
-  if [ "$r" = 2 ] || [ "$r" = 4 ]; then
+  if [ $((r % KILL_EVERY)) = 0 ] && [ "$r" -lt "$ROUNDS" ]; then
     sleep 2; kill -9 "$PID"; wait "$PID" 2>/dev/null || true; echo "round $r: rtlake run SIGKILLed, restarted"; start
   fi
 done
