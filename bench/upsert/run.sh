@@ -20,7 +20,7 @@ cd "$W"
 for k in load random recent; do
   [ -s "$k.jsonl" ] || python3 "$HERE/gen_changes.py" "$k" --keys 1000000 --changes 200000 > "$k.jsonl"
 done
-export RTLAKE_LOG="warn,rtlake_stream=info,deltalake_core::operations::merge=error"
+export RTLAKE_LOG="warn,rtlake_stream::upsert=debug,deltalake_core::operations::merge=error"
 
 # Runs the pipeline $1 over file $2 into lake $3 (format $4); prints the summary and epochs.
 # Each file's run is a pipeline of its own name: the file source's positions are per pipeline,

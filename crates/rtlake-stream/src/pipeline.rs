@@ -179,15 +179,18 @@ impl Output {
                     Some(q) => q.apply(batch).await?,
                     None => batch,
                 };
-                let rows = batch.num_rows();
                 match upsert {
                     None => {
+                        let rows = batch.num_rows();
                         d.commit(vec![batch], &txns).await?;
+                        rows
                     }
                     Some(u) => {
                         let deletes = u.deletes(&batch)?;
                         let r = d.upsert(batch, &deletes, &u.spec, &txns).await?;
-                        tracing::info!(
+                        // Per epoch, so not at info: a live pipeline merges several times a second.
+                        tracing::debug!(
+                            target: "rtlake_stream::upsert",
                             table = %name,
                             version = r.version,
                             rows = r.rows,
@@ -200,9 +203,10 @@ impl Output {
                             files_rewritten = r.files_rewritten,
                             "upserted"
                         );
+                        // What an upsert writes: one row per key the epoch changed.
+                        r.rows
                     }
                 }
-                rows
             }
             Self::Kafka(k) => {
                 k.commit(&batch, &origins, &behind).await?;
