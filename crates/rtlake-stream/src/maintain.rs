@@ -119,6 +119,7 @@ async fn round(lake: &Lake, table: TableName, cfg: &LakeConfig, shutdown: &Cance
         Ok((c, version, logs, vacuumed)) => tracing::info!(
             table = %table,
             skipped_for = ?c.skipped_for,
+            lost_race = ?c.lost_race,
             files_rewritten = c.files_removed,
             files_written = c.files_added,
             checkpoint_version = ?version,

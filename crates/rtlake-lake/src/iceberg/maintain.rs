@@ -102,6 +102,9 @@ pub struct Compacted {
     pub added: u64,
     /// Partitions touched.
     pub partitions: u64,
+    /// Why nothing was committed after all: another writer (an upsert, another compaction)
+    /// rewrote files this one read.
+    pub lost_race: Option<String>,
 }
 
 /// Rewrites each partition's small files (under three quarters of `target` bytes, two or
@@ -200,10 +203,11 @@ pub async fn compact(lake: &Lake, url: &Url, name: &str, target: u64) -> Result<
                     let _ = t.store.delete(&p).await;
                 }
             }
-            return Err(Error::Maintenance {
-                table: name.to_string(),
-                reason: "another writer rewrote the files being compacted; nothing committed"
-                    .into(),
+            return Ok(Compacted {
+                lost_race: Some(
+                    "another writer rewrote the files being compacted; nothing committed".into(),
+                ),
+                ..Default::default()
             });
         }
         let change = replace_snapshot(&t, &parent, &live, &removed, &added).await?;
@@ -213,6 +217,7 @@ pub async fn compact(lake: &Lake, url: &Url, name: &str, target: u64) -> Result<
                     removed: removed.len() as u64,
                     added: added.len() as u64,
                     partitions,
+                    lost_race: None,
                 });
             }
             Err(Conflict) => t.reload().await?,

@@ -4,8 +4,8 @@
 //! All of it is safe beside a running pipeline. Compaction rewrites small files into files near
 //! a target size in one commit whose actions have `dataChange=false`: readers and the pipeline's
 //! appends go on, delta-rs' conflict checker lets an append and a compaction of other files
-//! both commit, and a compaction that loses to a commit touching its files fails and is retried
-//! next time; the pipelines' `txn` versions are carried over, so exactly once holds. Vacuum only
+//! both commit, and a compaction that loses to a commit touching its files (an upsert's merge)
+//! commits nothing, says so ([`Compaction::lost_race`]) and runs again next time; the pipelines' `txn` versions are carried over, so exactly once holds. Vacuum only
 //! deletes files that no version within the retention still references.
 //!
 //! Two compactions of one table must never run at once: delta-rs 1.1's conflict checker lets
@@ -57,6 +57,9 @@ impl TableHealth {
 pub struct Compaction {
     /// Who held the table's compaction lease, when this one did not run.
     pub skipped_for: Option<String>,
+    /// Why it committed nothing after running: a commit (an upsert's merge) changed files it
+    /// had read. Not an error: the files are compacted next time.
+    pub lost_race: Option<String>,
     /// Files rewritten.
     pub files_removed: u64,
     /// Files written.
@@ -183,6 +186,7 @@ pub async fn optimize(
             .await?;
             return Ok(Compaction {
                 skipped_for: None,
+                lost_race: c.lost_race,
                 files_removed: c.removed,
                 files_added: c.added,
                 partitions: c.partitions,
@@ -249,15 +253,28 @@ async fn compact(
         [] => OptimizeType::Compact,
         cols => OptimizeType::ZOrder(cols.to_vec()),
     };
-    let (_, m) = table
+    let done = table
         .optimize()
         .with_target_size(target)
         .with_type(kind)
         .with_max_concurrent_tasks(1)
-        .await
-        .map_err(de(entry))?;
+        .await;
+    let m = match done {
+        Ok((_, m)) => m,
+        // An upsert's merge removed files this compaction read: its commit is refused, and
+        // nothing is lost; the table is compacted next time.
+        Err(deltalake::DeltaTableError::Transaction { source }) => {
+            tracing::info!(table = %entry.qualified(), error = %source, "compaction lost a race to a commit that changed its files; next time");
+            return Ok(Compaction {
+                lost_race: Some(source.to_string()),
+                ..Default::default()
+            });
+        }
+        Err(e) => return Err(de(entry)(e)),
+    };
     Ok(Compaction {
         skipped_for: None,
+        lost_race: None,
         files_removed: m.num_files_removed,
         files_added: m.num_files_added,
         partitions: m.partitions_optimized,

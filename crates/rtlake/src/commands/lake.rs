@@ -60,6 +60,13 @@ pub async fn lake(cli: &Cli, op: &LakeCommand) -> Result<()> {
                     );
                     continue;
                 }
+                if let Some(why) = done.lost_race {
+                    println!(
+                        "{}: nothing committed, a commit changed the files it read ({why}); it is compacted next time",
+                        t.qualified()
+                    );
+                    continue;
+                }
                 let after = maintenance::health(&lake, t).await?;
                 println!(
                     "{}: {} files rewritten into {} ({} partitions); {} → {} files, average {} → {}, in {:.1} s",
