@@ -114,6 +114,20 @@ async fn compaction_racing_ingestion_loses_and_doubles_nothing() {
             checksum(changes),
             "{when}: silver content"
         );
+        // The upserted table too (compactions raced its merges): each station's newest row.
+        let q = |sql: &str| {
+            let lake = env.lake();
+            let sql = sql.to_string();
+            async move {
+                let rows = common::sql_rows(&lake, &sql).await;
+                checksum(rows.into_iter().map(|r| r.join(",")).collect())
+            }
+        };
+        assert_eq!(
+            q("SELECT station_id, bikes_parked, polled_at FROM silver.station_latest").await,
+            q("SELECT station_id, bikes_parked, polled_at FROM (SELECT *, row_number() OVER (PARTITION BY station_id ORDER BY polled_at DESC) AS n FROM bronze.station_status) WHERE n = 1").await,
+            "{when}: silver.station_latest"
+        );
     };
     check("after the race").await;
 
