@@ -17,11 +17,11 @@
 # PostgreSQL is the machine's (Debian's postgresql package, /usr/lib/postgresql/<v>/bin), a
 # cluster of its own in $RTLAKE_CDC_DATA (default /tmp/rtlake-cdc: the server runs as the
 # `postgres` user when this script runs as root, and that user cannot enter /root), on
-# 127.0.0.1:$RTLAKE_CDC_PG_PORT (default 55432), wal_level = logical, trust auth on loopback.
+# 127.0.0.1:$RTLAKE_CDC_PG_PORT (default 17432), wal_level = logical, trust auth on loopback.
 # Debezium 3.6.1.Final (io.debezium:debezium-connector-postgres) and Kafka Connect
 # (org.apache.kafka:connect-runtime, the version of scripts/kafka.sh) come from Maven Central into
 # ~/.cache/rtlake/debezium-<version>, outside the clone; the worker runs standalone (offsets in
-# a file), its REST API on 127.0.0.1:$RTLAKE_CDC_CONNECT_PORT (default 18083).
+# a file), its REST API on 127.0.0.1:$RTLAKE_CDC_CONNECT_PORT (default 17083).
 set -euo pipefail
 
 DBZ_VERSION="${RTLAKE_DEBEZIUM_VERSION:-3.6.1.Final}"
@@ -29,8 +29,10 @@ KAFKA_VERSION="${RTLAKE_KAFKA_VERSION:-4.1.1}"
 LOG4J_VERSION=2.25.3
 JARS="${RTLAKE_CACHE:-$HOME/.cache/rtlake}/debezium-$DBZ_VERSION"
 DATA="${RTLAKE_CDC_DATA:-/tmp/rtlake-cdc}"
-PG_PORT="${RTLAKE_CDC_PG_PORT:-55432}"
-CONNECT_PORT="${RTLAKE_CDC_CONNECT_PORT:-18083}"
+# Below the kernel's ephemeral range (32768-60999 here): a listening port inside it can be taken
+# at any moment by an outgoing connection's local port (55432 was, once, and Postgres failed).
+PG_PORT="${RTLAKE_CDC_PG_PORT:-17432}"
+CONNECT_PORT="${RTLAKE_CDC_CONNECT_PORT:-17083}"
 CONNECT="$DATA/connect"
 
 die() { echo "cdc.sh: $*" >&2; exit 1; }
