@@ -5,10 +5,11 @@
 //! exposition format that `/metrics` serves.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
-use std::sync::OnceLock;
+use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock};
 
 /// Latency buckets, seconds: 1 ms to 60 s.
 const LATENCY: &[f64] = &[
@@ -58,6 +59,14 @@ pub struct RunMetrics {
     pub consumer_lag: IntGaugeVec,
     /// Unix time of an output's last commit, by pipeline and table.
     pub last_commit: IntGaugeVec,
+    /// The Kafka timestamp (Unix seconds) of the newest event an output's commits hold, by
+    /// pipeline and table: set through [`RunMetrics::committed_through`].
+    pub newest_event: GaugeVec,
+    /// Now minus [`RunMetrics::newest_event`], seconds, computed at each [`render`]: how far
+    /// behind the topic's newest arrivals the table is. It grows while nothing arrives.
+    pub freshness: GaugeVec,
+    /// The newest event per (pipeline, table), ms: what `freshness` is computed from.
+    newest: Mutex<BTreeMap<(String, String), i64>>,
     /// Keys held in state (keys of keyed operators, windows), by pipeline and operator.
     pub state_keys: IntGaugeVec,
     /// Consumers torn down and started again by the worker's watchdog, by reason.
@@ -102,6 +111,13 @@ fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterV
 
 fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let m = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(m.clone()))
+        .expect("metric registered once");
+    m
+}
+
+fn float_gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let m = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
     r.register(Box::new(m.clone()))
         .expect("metric registered once");
     m
@@ -230,6 +246,19 @@ impl Metrics {
                 "Unix time of an output's last commit.",
                 pt,
             ),
+            newest_event: float_gauge(
+                &r,
+                "rtlake_run_newest_event_timestamp_seconds",
+                "Kafka timestamp of the newest event the output's commits hold.",
+                pt,
+            ),
+            freshness: float_gauge(
+                &r,
+                "rtlake_run_freshness_seconds",
+                "Now minus the Kafka timestamp of the newest event the output's commits hold.",
+                pt,
+            ),
+            newest: Mutex::default(),
             state_keys: gauge(
                 &r,
                 "rtlake_run_state_keys",
@@ -292,6 +321,30 @@ impl Metrics {
     }
 }
 
+impl RunMetrics {
+    /// An output of `pipeline` committed events up to one whose Kafka timestamp is `newest_ms`.
+    pub fn committed_through(&self, pipeline: &str, table: &str, newest_ms: i64) {
+        let mut newest = self.newest.lock().unwrap_or_else(|p| p.into_inner());
+        let at = newest
+            .entry((pipeline.to_string(), table.to_string()))
+            .or_insert(newest_ms);
+        *at = (*at).max(newest_ms);
+        self.newest_event
+            .with_label_values(&[pipeline, table])
+            .set(*at as f64 / 1000.0);
+    }
+
+    /// Sets every table's freshness as of `now_ms`.
+    fn refresh_freshness(&self, now_ms: i64) {
+        let newest = self.newest.lock().unwrap_or_else(|p| p.into_inner());
+        for ((pipeline, table), at) in newest.iter() {
+            self.freshness
+                .with_label_values(&[pipeline, table])
+                .set((now_ms - at).max(0) as f64 / 1000.0);
+        }
+    }
+}
+
 /// The process's metrics.
 pub fn global() -> &'static Metrics {
     static M: OnceLock<Metrics> = OnceLock::new();
@@ -300,6 +353,10 @@ pub fn global() -> &'static Metrics {
 
 /// Every metric in the Prometheus text exposition format.
 pub fn render() -> String {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    global().run.refresh_freshness(now_ms);
     let mut buf = Vec::new();
     // Encoding into memory cannot fail for well-formed metrics.
     let _ = TextEncoder::new().encode(&global().registry.gather(), &mut buf);
@@ -341,5 +398,20 @@ mod tests {
             let name = line.split_whitespace().nth(2).unwrap();
             assert!(name.starts_with("rtlake_"), "{name}");
         }
+    }
+
+    #[test]
+    fn freshness_is_now_minus_the_newest_committed_event() {
+        let m = &global().run;
+        m.committed_through("fresh", "bronze.t", 10_000);
+        // An older epoch (a partition behind the others) does not make the table look older.
+        m.committed_through("fresh", "bronze.t", 9_000);
+        m.refresh_freshness(10_250);
+        let labels = ["fresh", "bronze.t"];
+        assert_eq!(m.newest_event.with_label_values(&labels).get(), 10.0);
+        assert_eq!(m.freshness.with_label_values(&labels).get(), 0.25);
+        m.refresh_freshness(12_000);
+        assert_eq!(m.freshness.with_label_values(&labels).get(), 2.0);
+        assert!(render().contains("rtlake_run_freshness_seconds{pipeline=\"fresh\",table=\"bronze.t\"}"));
     }
 }

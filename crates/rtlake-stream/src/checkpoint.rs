@@ -13,6 +13,7 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Entries kept per partition in each log.
@@ -174,6 +175,11 @@ pub struct Committed {
     pub duration_ms: u64,
     /// When every output had committed, ms since the Unix epoch.
     pub committed_at_ms: i64,
+    /// The Kafka timestamp of the range's newest message, ms since the Unix epoch (absent in
+    /// entries written before it was recorded, and for messages without timestamps): the
+    /// outputs' freshness is `committed_at_ms` or now minus this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_event_ms: Option<i64>,
 }
 
 /// The offset and commit logs of a pipeline, under its checkpoint folder.
@@ -223,8 +229,14 @@ impl EpochLog {
         Ok(())
     }
 
-    /// Records an epoch as done, after every output committed; it took `duration_ms`.
-    pub async fn commit(&self, ranges: &[(i32, Range)], duration_ms: u64) -> Result<()> {
+    /// Records an epoch as done, after every output committed; it took `duration_ms`, and
+    /// `newest` holds each partition's newest Kafka timestamp.
+    pub async fn commit(
+        &self,
+        ranges: &[(i32, Range)],
+        duration_ms: u64,
+        newest: &BTreeMap<i32, i64>,
+    ) -> Result<()> {
         let committed_at_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
@@ -234,6 +246,7 @@ impl EpochLog {
                 end: r.end,
                 duration_ms,
                 committed_at_ms,
+                newest_event_ms: newest.get(p).copied(),
             };
             self.write("commits", *p, r.end, &c).await?;
         }
@@ -295,14 +308,17 @@ mod tests {
             log.pending(0).await.unwrap(),
             Some(Range { start: 0, end: 10 })
         );
-        log.commit(&first, 5).await.unwrap();
+        log.commit(&first, 5, &BTreeMap::from([(1, 1_700_000_000_000)]))
+            .await
+            .unwrap();
         assert_eq!(
             log.last_commit(1)
                 .await
                 .unwrap()
-                .map(|c| (c.start, c.end, c.duration_ms)),
-            Some((0, 7, 5))
+                .map(|c| (c.start, c.end, c.duration_ms, c.newest_event_ms)),
+            Some((0, 7, 5, Some(1_700_000_000_000)))
         );
+        assert_eq!(log.last_commit(0).await.unwrap().unwrap().newest_event_ms, None);
         assert_eq!(log.pending(0).await.unwrap(), None);
         log.begin(&[(0, Range { start: 10, end: 25 })])
             .await

@@ -193,7 +193,7 @@ impl Engine {
                 } else {
                     // Every output holds the range: the crash came after the last output's
                     // commit and before the commit log's. Complete the entry.
-                    self.log.commit(&[(*p, r)], 0).await?;
+                    self.log.commit(&[(*p, r)], 0, &BTreeMap::new()).await?;
                 }
             }
         }
@@ -428,16 +428,33 @@ impl Engine {
                 stage.outputs.push(o);
             }
         }
+        let mut names = Vec::with_capacity(committed.len());
         for (name, rows, took) in committed {
             *self.report.rows.entry(name.clone()).or_default() += rows;
             self.observe_commit(&name, rows, took);
+            names.push(name);
         }
         if let Some(e) = failed {
             return Err(e);
         }
+        // Each partition's newest Kafka timestamp: the commit log keeps it (the pipeline page's
+        // freshness), and each table that committed now holds the epoch's newest event (its
+        // freshness on /metrics).
+        let mut newest: BTreeMap<i32, i64> = BTreeMap::new();
+        for m in msgs {
+            if let Some(ts) = m.timestamp {
+                let n = newest.entry(m.partition).or_insert(ts);
+                *n = (*n).max(ts);
+            }
+        }
         self.log
-            .commit(&ranges, started.elapsed().as_millis() as u64)
+            .commit(&ranges, started.elapsed().as_millis() as u64, &newest)
             .await?;
+        if let Some(newest) = newest.values().max() {
+            for name in &names {
+                metrics.committed_through(&pipeline, name, *newest);
+            }
+        }
         tracing::debug!(
             messages = msgs.len(),
             decode_ms = decoded.as_millis() as u64,

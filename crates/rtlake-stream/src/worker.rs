@@ -210,15 +210,26 @@ impl KafkaWorker {
                 }
                 r = tokio::time::timeout_at(deadline, self.consumer.recv()) => match r {
                     Ok(Ok(m)) => {
-                        let m = RawMessage::from_message(&m);
-                        self.beat.step("taking a message (its assignment, or the epoch it ends)");
+                        // The first message waited for; then, without waiting, whatever the
+                        // consumer already holds, up to what the epoch has room for: the loop's
+                        // own work (the heartbeat, the watchdog, the timer, the assignment check)
+                        // is paid once per batch, not once per message.
+                        let mut got = vec![RawMessage::from_message(&m)];
+                        let room = limit.saturating_sub(buf.len()).max(1);
+                        let room_bytes = byte_limit.saturating_sub(bytes).max(1);
+                        let error = self.ready(&mut got, room, room_bytes);
+                        self.beat.step("taking messages (their assignment, or the epoch they end)");
                         self.watch.progressed();
-                        // The assignment that delivered it is learnt before the message is judged.
+                        // The assignment that delivered them is learnt before they are judged.
                         if self.sync_assignment(&mut buf).await? {
                             epoch_start = None;
                             continue;
                         }
-                        if m.offset >= self.next.get(&m.partition).copied().unwrap_or(0) && self.assigned.contains(&m.partition) {
+                        let mut failed = false;
+                        for m in got {
+                            if m.offset < self.next.get(&m.partition).copied().unwrap_or(0) || !self.assigned.contains(&m.partition) {
+                                continue;
+                            }
                             self.check_loss(&m)?;
                             if self.cuts.get(&m.partition).is_some_and(|c| m.offset >= *c) {
                                 // The interrupted range ended before this message (offsets gone).
@@ -226,20 +237,40 @@ impl KafkaWorker {
                                 epoch_start = None;
                                 if let Err(e) = self.epoch(&mut buf).await {
                                     self.epoch_failed(&mut buf, e).await?;
-                                    continue;
+                                    failed = true;
+                                    break;
                                 }
                             }
                             self.next.insert(m.partition, m.offset + 1);
                             epoch_start.get_or_insert_with(Instant::now);
-                            if self.cuts.get(&m.partition) == Some(&(m.offset + 1)) {
-                                self.cuts.remove(&m.partition);
-                                force = true;
-                            }
+                            let partition = m.partition;
+                            let ends_cut = self.cuts.get(&partition) == Some(&(m.offset + 1));
                             if buf.len() == counted {
                                 bytes += m.size();
                                 counted += 1;
                             }
                             buf.push(m);
+                            if ends_cut {
+                                // The interrupted range is whole: it is an epoch of its own, the
+                                // rest of the batch goes to the next.
+                                self.cuts.remove(&partition);
+                                epoch_start = None;
+                                if let Err(e) = self.epoch(&mut buf).await {
+                                    self.epoch_failed(&mut buf, e).await?;
+                                    failed = true;
+                                    break;
+                                }
+                            }
+                        }
+                        if failed {
+                            // The consumer was started again: the rest of the batch is its
+                            // predecessor's, and gone with it.
+                            epoch_start = None;
+                            continue;
+                        }
+                        if let Some(e) = error {
+                            self.beat.step("handling a consumer error");
+                            self.consumer_error(&mut buf, e).await?;
                         }
                     }
                     Ok(Err(e)) => {
@@ -318,6 +349,35 @@ impl KafkaWorker {
         let report = self.engine.report.clone();
         self.close().await;
         Ok(report)
+    }
+
+    /// Takes the messages the consumer already holds, without waiting, until `room` messages
+    /// or `room_bytes` bytes are taken; a consumer error ends the batch and is returned for the
+    /// caller to handle after the messages before it. One stream serves the whole batch (a
+    /// `recv` per message registers and drops a waker each time).
+    fn ready(
+        &self,
+        into: &mut Vec<RawMessage>,
+        room: usize,
+        room_bytes: usize,
+    ) -> Option<rdkafka::error::KafkaError> {
+        use futures::{FutureExt, StreamExt};
+        let mut stream = self.consumer.stream();
+        let mut taken = into.iter().map(RawMessage::size).sum::<usize>();
+        let changed = &self.consumer.context().changed;
+        // A rebalance served by a poll is learnt before any later message is taken.
+        while into.len() < room && taken < room_bytes && !changed.load(Ordering::Acquire) {
+            match stream.next().now_or_never() {
+                Some(Some(Ok(m))) => {
+                    let m = RawMessage::from_message(&m);
+                    taken += m.size();
+                    into.push(m);
+                }
+                Some(Some(Err(e))) => return Some(e),
+                _ => break,
+            }
+        }
+        None
     }
 
     /// Drops the cuts of partitions read up to their high watermark; `true` if any went.

@@ -1,5 +1,6 @@
-// The pipeline page: per pipeline and partition, lag, events/s, epoch duration, outputs'
-// versions and commit ages, state size; rejected and late counts.
+// The pipeline page: per pipeline and partition, lag, events/s, epoch duration, freshness (now
+// minus the Kafka timestamp of the newest event the lake holds), outputs' versions and commit
+// ages, state size; rejected and late counts.
 "use strict";
 
 function lagPill(lag) {
@@ -13,7 +14,7 @@ function render(data) {
   if (!data.pipelines.length) out.push(el("section", { class: "panel muted", text: "No pipeline has written to this lake yet. Start one with `rtlake run`." }));
   for (const p of data.pipelines) {
     const parts = el("table", { class: "partitions" }, el("thead", {}, el("tr", {},
-      ...["partition", "high watermark", "in the lake", "lag", "events/s", "epoch", "last epoch", "state"].map((h, i) => el("th", { class: i ? "num" : "", text: h })))));
+      ...["partition", "high watermark", "in the lake", "lag", "events/s", "epoch", "last epoch", "freshness", "state"].map((h, i) => el("th", { class: i ? "num" : "", text: h })))));
     const body = el("tbody");
     for (const q of p.partitions) {
       const state = Object.entries(q.state_bytes || {}).map(([k, v]) => `${k} ${fmt.bytes(v)}`).join(", ");
@@ -23,6 +24,7 @@ function render(data) {
         el("td", { class: "num", text: q.events_per_sec == null ? "–" : fmt.int(q.events_per_sec) }),
         el("td", { class: "num", text: q.epoch_duration_ms == null ? "–" : `${q.epoch_duration_ms} ms` }),
         el("td", { class: "num", text: q.last_epoch_at_ms ? fmt.ago((Date.now() - q.last_epoch_at_ms) / 1000) : "–" }),
+        el("td", { class: "num freshness", text: q.freshness_s == null ? "–" : q.freshness_s < 60 ? `${q.freshness_s.toFixed(2)} s` : fmt.ago(q.freshness_s).replace(" ago", "") }),
         el("td", { class: "num", text: state || "–" })));
     }
     parts.append(body);

@@ -157,6 +157,10 @@ pub async fn pipeline(state: &AppState) -> Result<Value, String> {
                 "outputs": versions.iter().map(|(n, v)| json!({"output": n, "version": v})).collect::<Vec<_>>(),
                 "epoch_duration_ms": last.map(|c| c.duration_ms),
                 "last_epoch_at_ms": last.map(|c| c.committed_at_ms),
+                // How far behind the topic's arrivals the partition's outputs are: now minus
+                // the Kafka timestamp of the newest message they hold.
+                "newest_event_ms": last.and_then(|c| c.newest_event_ms),
+                "freshness_s": last.and_then(|c| c.newest_event_ms).map(|t| (now_ms() - t).max(0) as f64 / 1000.0),
                 "state_bytes": state_bytes(&checkpoint, *p).await,
             }));
         }

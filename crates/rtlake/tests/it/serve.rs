@@ -35,6 +35,7 @@ async fn drained_lag_is_zero_and_the_sql_api_only_reads() {
     let env = TestEnv::new("serve").await;
     let mut cfg = env.config();
     cfg.source.minutes = Some(2);
+    let produced_from = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
     let produced = produce(&cfg, Source::Replay, CancellationToken::new())
         .await
         .expect("produce")
@@ -92,6 +93,40 @@ async fn drained_lag_is_zero_and_the_sql_api_only_reads() {
     );
     assert_eq!(his.values().sum::<f64>() as u64, produced);
 
+    // Each table's freshness: the Kafka timestamp of the newest event it holds (one produced by
+    // this test), and now minus that, computed when /metrics is asked.
+    let text = get(&format!("http://127.0.0.1:{mport}/metrics"))
+        .await
+        .expect("metrics");
+    let asked_at = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+    let scrape = parse(&text);
+    let of = |name: &str| -> BTreeMap<String, f64> {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .map(|s| (s.labels.get("table").unwrap_or("?").to_string(), gauge(s)))
+            .collect()
+    };
+    let (newest, freshness) = (
+        of("rtlake_run_newest_event_timestamp_seconds"),
+        of("rtlake_run_freshness_seconds"),
+    );
+    let bronze = newest
+        .get("bronze.station_status")
+        .copied()
+        .unwrap_or_else(|| panic!("no newest event for bronze: {newest:?}"));
+    assert!(
+        bronze >= produced_from - 1.0 && bronze <= asked_at,
+        "bronze's newest event ({bronze}) was produced by this test (from {produced_from})"
+    );
+    let fresh = freshness["bronze.station_status"];
+    assert!(
+        (fresh - (asked_at - bronze)).abs() < 2.0,
+        "freshness {fresh} s is now minus the newest event ({} s)",
+        asked_at - bronze
+    );
+
     // The web server over the same lake.
     let port = common::free_port();
     let base = format!("http://127.0.0.1:{port}");
@@ -117,6 +152,22 @@ async fn drained_lag_is_zero_and_the_sql_api_only_reads() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The pipeline page's figures come from the lake's checkpoint: each partition's newest
+    // event is the one /metrics gave for the tables (the same epochs committed both).
+    let status: serde_json::Value =
+        serde_json::from_str(&get(&format!("{base}/api/pipeline")).await.unwrap()).unwrap();
+    let newest_ms: Vec<i64> = status["pipelines"][0]["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .map(|p| p["newest_event_ms"].as_i64().expect("newest_event_ms"))
+        .collect();
+    assert_eq!(newest_ms.len(), his.len(), "{status}");
+    assert_eq!(
+        *newest_ms.iter().max().unwrap() as f64 / 1000.0,
+        bronze,
+        "the checkpoint's newest event equals /metrics'"
+    );
     let api: serde_json::Value =
         serde_json::from_str(&get(&format!("{base}/api/openapi.json")).await.unwrap()).unwrap();
     assert!(
