@@ -161,11 +161,13 @@ impl EmbeddedBroker {
                 (Arc::new(logs.clone()), Some(logs))
             }
         };
-        // Kafka waits 3 s for more members of a new group; half a second serves one machine.
+        // Kafka waits 3 s for more members of a new group before its first assignment. On one
+        // machine workers started together join within a tenth of a second, and one joining
+        // later costs one cooperative rebalance; every pipeline's start waits this long.
         let groups = Controller::new(
             storage.clone(),
             GroupCoordinatorConfig {
-                initial_rebalance_delay: Duration::from_millis(500),
+                initial_rebalance_delay: Duration::from_millis(100),
                 ..Default::default()
             },
         );

@@ -99,6 +99,10 @@ pub(crate) struct KafkaWorker {
     watch: Watch,
     beat: Arc<Beat>,
     shutdown: CancellationToken,
+    /// Messages taken while the last epoch committed, not yet judged (see [`Self::epoch`]).
+    prefetched: Vec<RawMessage>,
+    /// A consumer error met while taking them, for the loop to handle after them.
+    prefetch_error: Option<rdkafka::error::KafkaError>,
 }
 
 impl KafkaWorker {
@@ -161,6 +165,8 @@ impl KafkaWorker {
             watch: Watch::new(),
             beat: Beat::start(),
             shutdown,
+            prefetched: Vec::new(),
+            prefetch_error: None,
         })
     }
 
@@ -202,84 +208,97 @@ impl KafkaWorker {
             };
             let mut timed_out = false;
             let mut force = false;
-            tokio::select! {
-                _ = shutdown.cancelled() => {
-                    self.apply_rebalance(&mut buf).await?;
-                    self.epoch(&mut buf).await?;
-                    break;
-                }
-                r = tokio::time::timeout_at(deadline, self.consumer.recv()) => match r {
-                    Ok(Ok(m)) => {
-                        // The first message waited for; then, without waiting, whatever the
-                        // consumer already holds, up to what the epoch has room for: the loop's
-                        // own work (the heartbeat, the watchdog, the timer, the assignment check)
-                        // is paid once per batch, not once per message.
-                        let mut got = vec![RawMessage::from_message(&m)];
-                        let room = limit.saturating_sub(buf.len()).max(1);
-                        let room_bytes = byte_limit.saturating_sub(bytes).max(1);
-                        let error = self.ready(&mut got, room, room_bytes);
-                        self.beat.step("taking messages (their assignment, or the epoch they end)");
-                        self.watch.progressed();
-                        // The assignment that delivered them is learnt before they are judged.
-                        if self.sync_assignment(&mut buf).await? {
-                            epoch_start = None;
-                            continue;
+            if shutdown.is_cancelled() {
+                // Messages taken ahead are not the epoch's: the lake's positions resume them.
+                self.prefetched.clear();
+                self.apply_rebalance(&mut buf).await?;
+                self.epoch(&mut buf).await?;
+                break;
+            }
+            // The messages taken while the last epoch committed come first; otherwise the first
+            // message is waited for, then whatever the consumer already holds is taken without
+            // waiting, up to what the epoch has room for: the loop's own work (the heartbeat,
+            // the watchdog, the timer, the assignment check) is paid once per batch, not once
+            // per message.
+            let mut got = std::mem::take(&mut self.prefetched);
+            let mut error = self.prefetch_error.take();
+            if got.is_empty() && error.is_none() {
+                tokio::select! {
+                    _ = shutdown.cancelled() => continue,
+                    r = tokio::time::timeout_at(deadline, self.consumer.recv()) => match r {
+                        Ok(Ok(m)) => {
+                            got.push(RawMessage::from_message(&m));
+                            let room = limit.saturating_sub(buf.len()).max(1);
+                            let room_bytes = byte_limit.saturating_sub(bytes).max(1);
+                            error = self.ready(&mut got, room, room_bytes);
                         }
-                        let mut failed = false;
-                        for m in got {
-                            if m.offset < self.next.get(&m.partition).copied().unwrap_or(0) || !self.assigned.contains(&m.partition) {
-                                continue;
-                            }
-                            self.check_loss(&m)?;
-                            if self.cuts.get(&m.partition).is_some_and(|c| m.offset >= *c) {
-                                // The interrupted range ended before this message (offsets gone).
-                                self.cuts.remove(&m.partition);
-                                epoch_start = None;
-                                if let Err(e) = self.epoch(&mut buf).await {
-                                    self.epoch_failed(&mut buf, e).await?;
-                                    failed = true;
-                                    break;
-                                }
-                            }
-                            self.next.insert(m.partition, m.offset + 1);
-                            epoch_start.get_or_insert_with(Instant::now);
-                            let partition = m.partition;
-                            let ends_cut = self.cuts.get(&partition) == Some(&(m.offset + 1));
-                            if buf.len() == counted {
-                                bytes += m.size();
-                                counted += 1;
-                            }
-                            buf.push(m);
-                            if ends_cut {
-                                // The interrupted range is whole: it is an epoch of its own, the
-                                // rest of the batch goes to the next.
-                                self.cuts.remove(&partition);
-                                epoch_start = None;
-                                if let Err(e) = self.epoch(&mut buf).await {
-                                    self.epoch_failed(&mut buf, e).await?;
-                                    failed = true;
-                                    break;
-                                }
-                            }
-                        }
-                        if failed {
-                            // The consumer was started again: the rest of the batch is its
-                            // predecessor's, and gone with it.
-                            epoch_start = None;
-                            continue;
-                        }
-                        if let Some(e) = error {
+                        Ok(Err(e)) => {
                             self.beat.step("handling a consumer error");
                             self.consumer_error(&mut buf, e).await?;
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        Err(_) => timed_out = true,
+                    },
+                }
+            }
+            if !got.is_empty() {
+                self.beat
+                    .step("taking messages (their assignment, or the epoch they end)");
+                self.watch.progressed();
+                // The assignment that delivered them is learnt before they are judged.
+                if self.sync_assignment(&mut buf).await? {
+                    epoch_start = None;
+                    continue;
+                }
+                let mut failed = false;
+                for m in got {
+                    if m.offset < self.next.get(&m.partition).copied().unwrap_or(0)
+                        || !self.assigned.contains(&m.partition)
+                    {
+                        continue;
+                    }
+                    self.check_loss(&m)?;
+                    if self.cuts.get(&m.partition).is_some_and(|c| m.offset >= *c) {
+                        // The interrupted range ended before this message (offsets gone).
+                        self.cuts.remove(&m.partition);
+                        epoch_start = None;
+                        if let Err(e) = self.epoch(&mut buf).await {
+                            self.epoch_failed(&mut buf, e).await?;
+                            failed = true;
+                            break;
                         }
                     }
-                    Ok(Err(e)) => {
-                        self.beat.step("handling a consumer error");
-                        self.consumer_error(&mut buf, e).await?;
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    self.next.insert(m.partition, m.offset + 1);
+                    epoch_start.get_or_insert_with(Instant::now);
+                    let partition = m.partition;
+                    let ends_cut = self.cuts.get(&partition) == Some(&(m.offset + 1));
+                    if buf.len() == counted {
+                        bytes += m.size();
+                        counted += 1;
                     }
-                    Err(_) => timed_out = true,
-                },
+                    buf.push(m);
+                    if ends_cut {
+                        // The interrupted range is whole: it is an epoch of its own, the rest
+                        // of the batch goes to the next.
+                        self.cuts.remove(&partition);
+                        epoch_start = None;
+                        if let Err(e) = self.epoch(&mut buf).await {
+                            self.epoch_failed(&mut buf, e).await?;
+                            failed = true;
+                            break;
+                        }
+                    }
+                }
+                if failed {
+                    // The consumer was started again: the rest of the batch is its
+                    // predecessor's, and gone with it.
+                    epoch_start = None;
+                    continue;
+                }
+            }
+            if let Some(e) = error {
+                self.beat.step("handling a consumer error");
+                self.consumer_error(&mut buf, e).await?;
             }
             self.beat
                 .step("taking an assignment (reading its outputs' versions)");
@@ -288,8 +307,11 @@ impl KafkaWorker {
                 continue;
             }
             self.beat.step("committing an epoch");
-            let due =
-                epoch_start.is_some_and(|t| t.elapsed() >= delay) || (low_latency && timed_out);
+            // With available-now, an epoch that reaches every target is the last: it commits at
+            // once instead of waiting out `max-batch-delay` for messages that will not come.
+            let due = epoch_start.is_some_and(|t| t.elapsed() >= delay)
+                || (low_latency && timed_out)
+                || (epoch_start.is_some() && self.targets.as_ref().is_some_and(|t| self.caught_up(t)));
             if timed_out
                 && !self.cuts.is_empty()
                 && epoch_start.is_some_and(|t| t.elapsed() >= delay * 4)
@@ -530,13 +552,54 @@ impl KafkaWorker {
             })
     }
 
-    /// Commits the buffered messages as one epoch.
+    /// Commits the buffered messages as one epoch. While the epoch is decoded, processed and
+    /// committed, the messages the consumer hands over are taken ahead into `prefetched` (up to
+    /// an epoch's room): the next epoch's read overlaps this one's commit instead of waiting
+    /// for it. They are judged like any batch, after the assignment is learnt; a restart or a
+    /// seek drops them.
     async fn epoch(&mut self, buf: &mut Vec<RawMessage>) -> Result<()> {
         if buf.is_empty() {
             return Ok(());
         }
         let msgs = std::mem::take(buf);
-        let ends = match self.engine.epoch(&msgs).await {
+        let room = self.cfg.run.epoch_limit();
+        let room_bytes = usize::try_from(self.cfg.run.max_batch_bytes.0).unwrap_or(usize::MAX);
+        let outcome = {
+            let (engine, consumer) = (&mut self.engine, &self.consumer);
+            let (prefetched, prefetch_error) = (&mut self.prefetched, &mut self.prefetch_error);
+            let changed = &consumer.context().changed;
+            let mut taken: usize = prefetched.iter().map(RawMessage::size).sum();
+            let mut open = prefetch_error.is_none()
+                && prefetched.len() < room
+                && taken < room_bytes
+                && !changed.load(Ordering::Acquire);
+            let work = engine.epoch(&msgs);
+            tokio::pin!(work);
+            let mut stream = consumer.stream();
+            loop {
+                tokio::select! {
+                    biased;
+                    r = &mut work => break r,
+                    m = futures::StreamExt::next(&mut stream), if open => match m {
+                        Some(Ok(m)) => {
+                            let m = RawMessage::from_message(&m);
+                            taken += m.size();
+                            prefetched.push(m);
+                            // A rebalance served by that poll is learnt before anything later.
+                            open = prefetched.len() < room
+                                && taken < room_bytes
+                                && !changed.load(Ordering::Acquire);
+                        }
+                        Some(Err(e)) => {
+                            *prefetch_error = Some(e);
+                            open = false;
+                        }
+                        None => open = false,
+                    },
+                }
+            }
+        };
+        let ends = match outcome {
             Ok(ends) => ends,
             Err(Error::Lake(e @ rtlake_lake::Error::ConflictingOffsets { .. })) => {
                 tracing::warn!(error = %rtlake_core::error::Chain(&e), "another worker wrote these partitions; dropping the epoch and resuming from the lake");
@@ -572,6 +635,9 @@ impl KafkaWorker {
 
     /// After a conflict: learn the lake's versions again and seek every partition there.
     async fn reseek(&mut self) -> Result<()> {
+        // Taken before the seek, from positions the seek abandons.
+        self.prefetched.clear();
+        self.prefetch_error = None;
         let parts: Vec<i32> = self.assigned.iter().copied().collect();
         self.learn(&parts).await?;
         for p in parts {

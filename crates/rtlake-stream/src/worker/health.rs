@@ -189,6 +189,8 @@ impl KafkaWorker {
             "restarting the consumer; the worker resumes at the lake's positions"
         );
         buf.clear();
+        self.prefetched.clear();
+        self.prefetch_error = None;
         let ctx = self.consumer.context();
         for p in std::mem::take(&mut self.assigned) {
             self.engine.drop_partition(p);

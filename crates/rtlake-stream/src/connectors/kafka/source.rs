@@ -354,6 +354,14 @@ pub async fn connect(
     let consumer: StreamConsumer<SourceContext> = config
         .create_with_context(ctx)
         .map_err(kafka_err("create consumer"))?;
+    // The topic's leaders, known before any partition is assigned: librdkafka asks a partition's
+    // start offset of its leader, and one assigned before the leader is known waits a fixed
+    // half second to ask again (it did on every start: 0.5 s of a 3.8 s drain).
+    if let Err(e) = tokio::task::block_in_place(|| {
+        consumer.fetch_metadata(Some(topic), std::time::Duration::from_secs(10))
+    }) {
+        tracing::debug!(error = %rtlake_core::error::Chain(&e), %topic, "no metadata before assignment");
+    }
     match run.assignment {
         Assignment::Group => consumer
             .subscribe(&[topic])
