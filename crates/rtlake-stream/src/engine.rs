@@ -516,7 +516,7 @@ fn as_json(records: &Records, declared: usize, msgs: &[RawMessage]) -> Result<Ve
                 partition: m.partition,
                 offset: m.offset,
                 key: m.key.clone(),
-                payload: Some(line.to_vec()),
+                payload: Some(bytes::Bytes::copy_from_slice(line)),
                 timestamp: m.timestamp,
             }
         })

@@ -172,7 +172,7 @@ mod tests {
                 partition: 0,
                 offset: 1,
                 key: None,
-                payload: Some(payload),
+                payload: Some(payload.into()),
                 timestamp: None,
             };
             cols.push("t", &m, RejectReason::Decode, "bad", "input", at);

@@ -95,7 +95,7 @@ proptest! {
         let msgs: Vec<RawMessage> = payloads
             .into_iter()
             .enumerate()
-            .map(|(i, p)| RawMessage { partition: 0, offset: i as i64, key: None, payload: p, timestamp: Some(1_759_273_215_000) })
+            .map(|(i, p)| RawMessage { partition: 0, offset: i as i64, key: None, payload: p.map(Into::into), timestamp: Some(1_759_273_215_000) })
             .collect();
         let now = Utc.with_ymd_and_hms(2025, 10, 1, 0, 0, 0).unwrap();
         let (records, refused) = decoder()

@@ -128,8 +128,8 @@ mod tests {
         RawMessage {
             partition: 1,
             offset,
-            key: Some(b"ST-4".to_vec()),
-            payload: Some(value.as_bytes().to_vec()),
+            key: Some(b"ST-4".to_vec().into()),
+            payload: Some(value.as_bytes().to_vec().into()),
             timestamp: None,
         }
     }

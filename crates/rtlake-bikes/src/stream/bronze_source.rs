@@ -104,8 +104,8 @@ pub async fn read(uri: &str, lake: &LakeConfig) -> Result<BTreeMap<i32, Vec<RawM
             out.entry(part.value(r)).or_default().push(RawMessage {
                 partition: part.value(r),
                 offset: offset.value(r),
-                key: Some(id.value(r).as_bytes().to_vec()),
-                payload: Some(event.to_json().into_bytes()),
+                key: Some(id.value(r).as_bytes().to_vec().into()),
+                payload: Some(event.to_json().into_bytes().into()),
                 timestamp: None,
             });
         }

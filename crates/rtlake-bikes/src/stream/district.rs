@@ -182,8 +182,8 @@ mod tests {
         RawMessage {
             partition: 0,
             offset,
-            key: Some(station.as_bytes().to_vec()),
-            payload: Some(v.into_bytes()),
+            key: Some(station.as_bytes().to_vec().into()),
+            payload: Some(v.into_bytes().into()),
             timestamp: None,
         }
     }

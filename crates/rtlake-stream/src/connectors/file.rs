@@ -5,7 +5,7 @@
 //! holds. Empty lines are skipped but keep their number. For backfills and for measuring the
 //! engine without a broker in the way.
 
-use crate::source::RawMessage;
+use crate::source::{Arena, RawMessage};
 use crate::{Error, Kind, Result};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -50,6 +50,8 @@ pub struct Lines {
     reader: Option<(BufReader<File>, bool)>,
     offset: i64,
     line: Vec<u8>,
+    /// Where the lines kept are copied.
+    arena: Arena,
 }
 
 impl Lines {
@@ -61,6 +63,7 @@ impl Lines {
             reader: None,
             offset: 0,
             line: Vec::new(),
+            arena: Arena::default(),
         }
     }
 
@@ -91,7 +94,7 @@ impl Lines {
                 partition: 0,
                 offset,
                 key: None,
-                payload: Some(line.to_vec()),
+                payload: Some(self.arena.copy(line)),
                 timestamp: None,
             });
         }
@@ -165,7 +168,7 @@ mod tests {
             .map(|m| {
                 (
                     m.offset,
-                    String::from_utf8(m.payload.clone().unwrap()).unwrap(),
+                    String::from_utf8(m.payload.clone().unwrap().to_vec()).unwrap(),
                 )
             })
             .collect();

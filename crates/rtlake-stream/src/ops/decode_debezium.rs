@@ -174,8 +174,8 @@ mod tests {
         RawMessage {
             partition: 0,
             offset,
-            key: Some(b"{\"id\":1}".to_vec()),
-            payload: payload.map(|p| p.as_bytes().to_vec()),
+            key: Some(b"{\"id\":1}".to_vec().into()),
+            payload: payload.map(|p| p.as_bytes().to_vec().into()),
             timestamp: Some(1_700_000_000_000),
         }
     }

@@ -209,8 +209,8 @@ mod tests {
         RawMessage {
             partition: 0,
             offset,
-            key: Some(b"k".to_vec()),
-            payload: Some(value.as_bytes().to_vec()),
+            key: Some(b"k".to_vec().into()),
+            payload: Some(value.as_bytes().to_vec().into()),
             timestamp: Some(1_700_000_000_000),
         }
     }

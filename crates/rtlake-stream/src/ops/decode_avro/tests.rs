@@ -95,7 +95,7 @@ fn msg(offset: i64, payload: Vec<u8>) -> RawMessage {
         partition: 0,
         offset,
         key: None,
-        payload: Some(payload),
+        payload: Some(payload.into()),
         timestamp: Some(1_700_000_000_000),
     }
 }
