@@ -25,12 +25,8 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-cargo build --release --locked --ignore-rust-version -p rtlake >&2
-R="$CARGO_TARGET_DIR/release/rtlake"
-mkdir -p "$OUT"
-EV="$OUT/events.jsonl"
-[ -s "$EV" ] || python3 ../shared/bench/gen_events.py --minutes 90 --out "$EV" >&2
-TOTAL=$(wc -l < "$EV")
+. bench/lib.sh
+release_and_replay "$OUT"
 TOPIC="drain-$(date +%s)"
 BROKER=""
 if [ -z "$BROKERS" ]; then

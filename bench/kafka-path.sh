@@ -26,12 +26,8 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-cargo build --release --locked --ignore-rust-version -p rtlake >&2
-R="$CARGO_TARGET_DIR/release/rtlake"
-mkdir -p "$OUT"
-EV="$OUT/events.jsonl"
-[ -s "$EV" ] || python3 ../shared/bench/gen_events.py --minutes 90 --out "$EV" >&2
-TOTAL=$(wc -l < "$EV")
+. bench/lib.sh
+release_and_replay "$OUT"
 EMBEDDED=127.0.0.1:29392
 export RTLAKE_LOG="${RTLAKE_LOG:-info,buoyant_kernel=off}"
 rm -rf "$OUT/broker"

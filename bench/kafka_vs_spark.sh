@@ -29,12 +29,8 @@ if ! "$SPARK_PYTHON" -c "import pyspark" 2>/dev/null; then
   python3 -m venv "$(dirname "$(dirname "$SPARK_PYTHON")")"
   "$SPARK_PYTHON" -m pip install -q pyspark==4.0.0
 fi
-cargo build --release --locked --ignore-rust-version -p rtlake >&2
-R="$CARGO_TARGET_DIR/release/rtlake"
-mkdir -p "$OUT"
-EV="$OUT/events.jsonl"
-[ -s "$EV" ] || python3 ../shared/bench/gen_events.py --minutes 90 --out "$EV" >&2
-TOTAL=$(wc -l < "$EV")
+. bench/lib.sh
+release_and_replay "$OUT"
 if [ -z "$BROKERS" ]; then
   BROKERS=$(bash scripts/kafka.sh start | tail -1)
   trap 'bash scripts/kafka.sh stop' EXIT
