@@ -30,6 +30,16 @@ fn gauge(s: &prometheus_parse::Sample) -> f64 {
     }
 }
 
+/// The values of metric `name` by its label `by`.
+fn series(scrape: &prometheus_parse::Scrape, name: &str, by: &str) -> BTreeMap<String, f64> {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .map(|s| (s.labels.get(by).unwrap_or("?").to_string(), gauge(s)))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drained_lag_is_zero_and_the_sql_api_only_reads() {
     let env = TestEnv::new("serve").await;
@@ -60,19 +70,7 @@ async fn drained_lag_is_zero_and_the_sql_api_only_reads() {
         );
         if let Some(text) = get(&format!("http://127.0.0.1:{mport}/metrics")).await {
             let scrape = parse(&text);
-            let series = |name: &str| -> BTreeMap<String, f64> {
-                scrape
-                    .samples
-                    .iter()
-                    .filter(|s| s.metric == name)
-                    .map(|s| {
-                        (
-                            s.labels.get("partition").unwrap_or("?").to_string(),
-                            gauge(s),
-                        )
-                    })
-                    .collect()
-            };
+            let series = |name: &str| series(&scrape, name, "partition");
             let (lag, committed) = (
                 series("rtlake_run_consumer_lag_messages"),
                 series("rtlake_run_committed_offset"),
@@ -100,14 +98,7 @@ async fn drained_lag_is_zero_and_the_sql_api_only_reads() {
         .expect("metrics");
     let asked_at = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
     let scrape = parse(&text);
-    let of = |name: &str| -> BTreeMap<String, f64> {
-        scrape
-            .samples
-            .iter()
-            .filter(|s| s.metric == name)
-            .map(|s| (s.labels.get("table").unwrap_or("?").to_string(), gauge(s)))
-            .collect()
-    };
+    let of = |name: &str| series(&scrape, name, "table");
     let (newest, freshness) = (
         of("rtlake_run_newest_event_timestamp_seconds"),
         of("rtlake_run_freshness_seconds"),
