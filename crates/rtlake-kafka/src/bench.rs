@@ -3,7 +3,8 @@
 //! The consumer takes every partition directly (no group, so no rebalance in the figure) from
 //! the earliest offset, and reads until it has every message the topic held at the start (or
 //! `count` messages, for a topic still being written to). The figure is the broker's read
-//! ceiling for rtlake's client settings, without any processing.
+//! ceiling for rtlake's client settings (`fetch.queue.backoff.ms = 10`, as `rtlake run` sets it,
+//! unless configured), without any processing.
 
 use crate::cluster::Cluster;
 use crate::{Context, Result, client};
@@ -29,6 +30,12 @@ pub async fn consume(cluster: &Cluster, topic: &str, count: Option<u64>) -> Resu
     cluster
         .blocking(move |cl| {
             let mut c = client::base(&cl.kafka);
+            // As `rtlake run` does: librdkafka's default (1000 ms) idles a consumer whose
+            // queue filled, and the figure read 200,000 events/s where the cluster hands over
+            // a million (bench/README.md, "The Kafka path, second step").
+            if !cl.kafka.properties.contains_key("fetch.queue.backoff.ms") {
+                c.set("fetch.queue.backoff.ms", "10");
+            }
             c.set("group.id", "rtlake-bench")
                 .set("enable.auto.commit", "false")
                 .set("enable.partition.eof", "false");
