@@ -412,6 +412,9 @@ mod tests {
         assert_eq!(m.freshness.with_label_values(&labels).get(), 0.25);
         m.refresh_freshness(12_000);
         assert_eq!(m.freshness.with_label_values(&labels).get(), 2.0);
-        assert!(render().contains("rtlake_run_freshness_seconds{pipeline=\"fresh\",table=\"bronze.t\"}"));
+        assert!(
+            render()
+                .contains("rtlake_run_freshness_seconds{pipeline=\"fresh\",table=\"bronze.t\"}")
+        );
     }
 }

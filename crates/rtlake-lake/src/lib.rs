@@ -32,6 +32,12 @@ use url::Url;
 
 pub use deltalake;
 
+/// The key under which a commit records the newest event it holds: the greatest Kafka
+/// timestamp (ms since the Unix epoch) of its epoch's messages, in a Delta commit's
+/// `commitInfo` and an Iceberg snapshot's summary. `rtlake lake status` reads a table's freshness
+/// from it; compactions do not carry it.
+pub const NEWEST_EVENT_KEY: &str = "rtlake.newestEventMs";
+
 /// Errors of the lake.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -6,6 +6,13 @@
 //! that every partition's version is the one it last saw; delta-rs' conflict checker then refuses
 //! any concurrent commit of the same app ids. So a range of offsets lands at most once, and a
 //! worker that restarts resumes from the versions in the table.
+//!
+//! The reload is skipped while the table holds nothing but this sink's own commits since it last
+//! read the versions: one read of the next commit's log entry says so. A live pipeline commits
+//! several times a second, and the reload with its per-app-id log replay was a large part of
+//! each commit, growing with the log (issue 32). For the same reason a commit does not run
+//! delta-rs' expired-log cleanup, which lists the whole `_delta_log` each time: the processor's
+//! maintenance schedule cleans the log (`maintenance::checkpoint`).
 
 use crate::{Error, Lake, Result};
 use arrow::array::RecordBatch;
@@ -29,8 +36,13 @@ pub struct DeltaSink {
     name: TableName,
     schema: SchemaRef,
     table: DeltaTable,
-    /// The versions this sink last committed or read, per app id.
-    known: BTreeMap<String, i64>,
+    /// The versions this sink last committed or read, per app id (`None`: read, never written).
+    known: BTreeMap<String, Option<i64>>,
+    /// The table version at which every entry of `known` was last true, when every commit since
+    /// it was this sink's own; `None`: read the versions again before the next commit.
+    verified: Option<u64>,
+    /// The newest event of the next commit's rows ([`DeltaSink::stamp`]).
+    newest_event_ms: Option<i64>,
 }
 
 fn kernel_type(t: &ArrowType) -> Option<DataType> {
@@ -247,6 +259,8 @@ impl DeltaSink {
             schema,
             table,
             known: BTreeMap::new(),
+            verified: None,
+            newest_event_ms: None,
         })
     }
 
@@ -260,7 +274,14 @@ impl DeltaSink {
         &self.schema
     }
 
+    /// Records `newest_event_ms` (see [`crate::NEWEST_EVENT_KEY`]) in the next commit.
+    pub fn stamp(&mut self, newest_event_ms: Option<i64>) {
+        self.newest_event_ms = newest_event_ms;
+    }
+
     /// Reloads the table and returns the txn versions of `app_ids` (absent: never written).
+    /// The versions this sink knew of other app ids are read again too, so all it knows holds
+    /// at the reloaded version.
     pub async fn refresh_versions(
         &mut self,
         app_ids: &[String],
@@ -269,36 +290,68 @@ impl DeltaSink {
             table: self.name.to_string(),
             cause: Box::new(cause),
         };
+        self.verified = None;
         self.table.update_state().await.map_err(de)?;
-        let mut out = BTreeMap::new();
+        let mut ids: Vec<String> = self.known.keys().cloned().collect();
+        ids.extend(
+            app_ids
+                .iter()
+                .filter(|id| !self.known.contains_key(*id))
+                .cloned(),
+        );
         let snapshot = self.table.snapshot().map_err(de)?;
         let store = self.table.log_store();
-        for id in app_ids {
+        for id in ids {
             let v = snapshot
-                .transaction_version(store.as_ref(), id)
+                .transaction_version(store.as_ref(), &id)
                 .await
                 .map_err(de)?;
-            match v {
-                Some(v) => self.known.insert(id.clone(), v),
-                None => self.known.remove(id),
-            };
-            out.insert(id.clone(), v);
+            self.known.insert(id, v);
         }
-        Ok(out)
+        self.verified = self.table.version();
+        Ok(app_ids
+            .iter()
+            .map(|id| (id.clone(), self.known[id]))
+            .collect())
     }
 
     /// The version this sink last saw for an app id.
     pub fn known_version(&self, app_id: &str) -> Option<i64> {
-        self.known.get(app_id).copied()
+        self.known.get(app_id).copied().flatten()
+    }
+
+    /// Whether what this sink knows of `ids` still holds: it read them all, and the table has no
+    /// commit after the version at which it last knew them (one read of the next log entry).
+    async fn still_known(&self, ids: &[String]) -> Result<bool> {
+        let Some(at) = self.verified.filter(|v| Some(*v) == self.table.version()) else {
+            return Ok(false);
+        };
+        if !ids.iter().all(|id| self.known.contains_key(id)) {
+            return Ok(false);
+        }
+        let next = self
+            .table
+            .log_store()
+            .read_commit_entry(at + 1)
+            .await
+            .map_err(|cause| Error::Delta {
+                table: self.name.to_string(),
+                cause: Box::new(cause),
+            })?;
+        Ok(next.is_none())
     }
 
     /// Fails with [`Error::ConflictingOffsets`] unless the table's versions of the app ids of
-    /// `txns` are still those this sink last saw (reloading the table).
+    /// `txns` are still those this sink last saw (reloading the table unless
+    /// [`Self::still_known`]).
     async fn check_versions(&mut self, txns: &BTreeMap<String, i64>) -> Result<()> {
         let ids: Vec<String> = txns.keys().cloned().collect();
+        if self.still_known(&ids).await? {
+            return Ok(());
+        }
         let expected: BTreeMap<String, Option<i64>> = ids
             .iter()
-            .map(|id| (id.clone(), self.known.get(id).copied()))
+            .map(|id| (id.clone(), self.known_version(id)))
             .collect();
         let found = self.refresh_versions(&ids).await?;
         for (id, want) in &expected {
@@ -312,6 +365,18 @@ impl DeltaSink {
             }
         }
         Ok(())
+    }
+
+    /// Records a commit of this sink's at `version` with `txns`: what it knows stays true at
+    /// `version` if that commit directly followed the one it knew (no other writer's in between).
+    fn committed(&mut self, before: Option<u64>, version: u64, txns: &BTreeMap<String, i64>) {
+        for (id, v) in txns {
+            self.known.insert(id.clone(), Some(*v));
+        }
+        self.verified = match (self.verified, before) {
+            (Some(at), Some(b)) if at == b && version == b + 1 => Some(version),
+            _ => None,
+        };
     }
 
     /// Commits `batches` with the txn versions `txns` (app id → next offset) in one Delta commit.
@@ -330,7 +395,8 @@ impl DeltaSink {
         };
         let ids: Vec<String> = txns.keys().cloned().collect();
         self.check_versions(txns).await?;
-        let props = txn_properties(txns);
+        let before = self.table.version();
+        let props = txn_properties(txns, self.newest_event_ms.take());
         let mut writer = RecordBatchWriter::for_table(&self.table)
             .map_err(de)?
             .with_commit_properties(props);
@@ -356,20 +422,24 @@ impl DeltaSink {
             }
             Err(e) => return Err(de(e)),
         };
-        for (id, v) in txns {
-            self.known.insert(id.clone(), *v);
-        }
+        self.committed(before, version, txns);
         Ok(version)
     }
 }
 
-/// A commit's `txn` actions: app id → next offset.
-fn txn_properties(txns: &BTreeMap<String, i64>) -> CommitProperties {
-    CommitProperties::default().with_application_transactions(
-        txns.iter()
-            .map(|(id, v)| Transaction::new(id, *v))
-            .collect(),
-    )
+/// A commit's `txn` actions (app id → next offset) and the newest event it holds; no
+/// expired-log cleanup (see the module's docs).
+fn txn_properties(txns: &BTreeMap<String, i64>, newest_event_ms: Option<i64>) -> CommitProperties {
+    CommitProperties::default()
+        .with_metadata(
+            newest_event_ms.map(|ms| (crate::NEWEST_EVENT_KEY.to_string(), serde_json::json!(ms))),
+        )
+        .with_application_transactions(
+            txns.iter()
+                .map(|(id, v)| Transaction::new(id, *v))
+                .collect(),
+        )
+        .with_cleanup_expired_logs(Some(false))
 }
 
 /// Reads the txn versions of `app_ids` from the latest version of a table, without writing.
@@ -445,5 +515,86 @@ mod tests {
             .await
             .expect("the second opens it");
         assert_eq!(second.table.version(), Some(0));
+    }
+
+    /// The version check skips the reload while the table holds only the sink's own commits;
+    /// another writer's commit is still seen: one advancing the same partition is refused, one
+    /// of another partition is not.
+    #[tokio::test]
+    async fn a_commit_after_another_writers_is_checked_against_it() {
+        let schema: SchemaRef =
+            Arc::new(Schema::new(vec![Field::new("x", ArrowType::Int64, false)]));
+        let name = TableName {
+            namespace: "bronze",
+            name: "t",
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::LakeConfig {
+            uri: dir.path().display().to_string(),
+            ..Default::default()
+        };
+        let lake = Lake::open(&cfg).unwrap();
+        let rows = |n: i64| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(arrow::array::Int64Array::from_iter_values(0..n))],
+            )
+            .unwrap()
+        };
+        let txn = |p: i32, v: i64| BTreeMap::from([(app_id("p", "bronze.t", p), v)]);
+        let mut a = DeltaSink::open(&lake, name, schema.clone(), &[])
+            .await
+            .unwrap();
+        a.refresh_versions(&[app_id("p", "bronze.t", 0)])
+            .await
+            .unwrap();
+        a.commit(vec![rows(3)], &txn(0, 3)).await.unwrap();
+        a.commit(vec![rows(2)], &txn(0, 5)).await.unwrap();
+        assert_eq!(
+            a.verified,
+            a.table.version(),
+            "own commits keep what it knows"
+        );
+
+        // Another worker takes partition 0 over and commits it.
+        let mut b = DeltaSink::open(&lake, name, schema.clone(), &[])
+            .await
+            .unwrap();
+        let seen = b
+            .refresh_versions(&[app_id("p", "bronze.t", 0)])
+            .await
+            .unwrap();
+        assert_eq!(seen[&app_id("p", "bronze.t", 0)], Some(5));
+        b.commit(vec![rows(4)], &txn(0, 9)).await.unwrap();
+        let refused = a.commit(vec![rows(4)], &txn(0, 9)).await;
+        assert!(
+            matches!(
+                refused,
+                Err(Error::ConflictingOffsets { found: Some(9), .. })
+            ),
+            "{refused:?}"
+        );
+
+        // A commit of another partition does not stand in the way.
+        let mut c = DeltaSink::open(&lake, name, schema.clone(), &[])
+            .await
+            .unwrap();
+        c.refresh_versions(&[app_id("p", "bronze.t", 1)])
+            .await
+            .unwrap();
+        b.commit(vec![rows(1)], &txn(0, 10)).await.unwrap();
+        c.commit(vec![rows(1)], &txn(1, 1)).await.unwrap();
+        b.commit(vec![rows(1)], &txn(0, 11)).await.unwrap();
+        let versions = read_versions(
+            &lake,
+            name,
+            &[app_id("p", "bronze.t", 0), app_id("p", "bronze.t", 1)],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            versions.values().copied().collect::<Vec<_>>(),
+            [Some(11), Some(1)]
+        );
     }
 }

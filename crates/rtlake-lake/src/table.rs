@@ -130,6 +130,14 @@ impl TableSink {
         }
     }
 
+    /// Records `newest_event_ms` (see [`crate::NEWEST_EVENT_KEY`]) in the next commit or upsert.
+    pub fn stamp(&mut self, newest_event_ms: Option<i64>) {
+        match self {
+            Self::Delta(d) => d.stamp(newest_event_ms),
+            Self::Iceberg(i) => i.stamp(newest_event_ms),
+        }
+    }
+
     /// Commits `batches` with the offsets `txns` in one commit (see each format's sink); returns
     /// the table version (Delta) or snapshot sequence number (Iceberg).
     pub async fn commit(

@@ -312,13 +312,18 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            log.last_commit(1)
-                .await
-                .unwrap()
-                .map(|c| (c.start, c.end, c.duration_ms, c.newest_event_ms)),
+            log.last_commit(1).await.unwrap().map(|c| (
+                c.start,
+                c.end,
+                c.duration_ms,
+                c.newest_event_ms
+            )),
             Some((0, 7, 5, Some(1_700_000_000_000)))
         );
-        assert_eq!(log.last_commit(0).await.unwrap().unwrap().newest_event_ms, None);
+        assert_eq!(
+            log.last_commit(0).await.unwrap().unwrap().newest_event_ms,
+            None
+        );
         assert_eq!(log.pending(0).await.unwrap(), None);
         log.begin(&[(0, Range { start: 10, end: 25 })])
             .await

@@ -380,9 +380,11 @@ impl Engine {
         // The state snapshots and `_rejected` are independent; both land before any output
         // commits (an output's version must find its state, and a stage skips what its output
         // holds, so its rejections must be in `_rejected` first).
-        let (_, rejected_commit) =
-            futures::future::try_join(saved, self.rejected.commit(&pipeline, &rejected, &ends))
-                .await?;
+        let (_, rejected_commit) = futures::future::try_join(
+            saved,
+            self.rejected.commit(&pipeline, &rejected, &ends, None),
+        )
+        .await?;
         let first = started.elapsed();
         if rejected_commit.is_some() {
             crate::failpoint(&format!("after-commit:{}", self.rejected.name()));
@@ -390,6 +392,17 @@ impl Engine {
             self.observe_commit(&self.rejected.name(), rejected_rows, t.elapsed());
             count_rejections(&pipeline, &rejected.batch);
         }
+        // Each partition's newest Kafka timestamp: the commit log keeps it (the pipeline page's
+        // freshness), each table's commit records the epoch's newest event (`rtlake lake
+        // status`), and each table that committed now holds it (its freshness on /metrics).
+        let mut newest: BTreeMap<i32, i64> = BTreeMap::new();
+        for m in msgs {
+            if let Some(ts) = m.timestamp {
+                let n = newest.entry(m.partition).or_insert(ts);
+                *n = (*n).max(ts);
+            }
+        }
+        let newest_event = newest.values().max().copied();
         // The outputs are independent tables and topics: each commits as a task of its own, so
         // one output's Parquet encoding does not hold up another's Delta bookkeeping.
         let emitted: Vec<std::sync::Arc<Emitted>> =
@@ -402,7 +415,7 @@ impl Engine {
                 let (pipeline, ends, out) = (pipeline.clone(), shared_ends.clone(), out.clone());
                 outs.push(tokio::spawn(async move {
                     let t = std::time::Instant::now();
-                    let rows = o.commit(&pipeline, &out, &ends).await;
+                    let rows = o.commit(&pipeline, &out, &ends, newest_event).await;
                     if matches!(rows, Ok(Some(_))) {
                         crate::failpoint(&format!("after-commit:{}", o.name()));
                     }
@@ -437,22 +450,12 @@ impl Engine {
         if let Some(e) = failed {
             return Err(e);
         }
-        // Each partition's newest Kafka timestamp: the commit log keeps it (the pipeline page's
-        // freshness), and each table that committed now holds the epoch's newest event (its
-        // freshness on /metrics).
-        let mut newest: BTreeMap<i32, i64> = BTreeMap::new();
-        for m in msgs {
-            if let Some(ts) = m.timestamp {
-                let n = newest.entry(m.partition).or_insert(ts);
-                *n = (*n).max(ts);
-            }
-        }
         self.log
             .commit(&ranges, started.elapsed().as_millis() as u64, &newest)
             .await?;
-        if let Some(newest) = newest.values().max() {
+        if let Some(newest) = newest_event {
             for name in &names {
-                metrics.committed_through(&pipeline, name, *newest);
+                metrics.committed_through(&pipeline, name, newest);
             }
         }
         tracing::debug!(

@@ -121,12 +121,14 @@ impl Output {
 
     /// Commits the rows of `emitted` this output does not hold, with versions `ends`
     /// (partition → next offset) for the partitions it is behind on; returns the rows written,
-    /// or `None` if it held the whole epoch already.
+    /// or `None` if it held the whole epoch already. A table's commit records `newest_event`
+    /// (the epoch's newest Kafka timestamp) for `rtlake lake status`.
     pub async fn commit(
         &mut self,
         pipeline: &str,
         emitted: &Emitted,
         ends: &BTreeMap<i32, i64>,
+        newest_event: Option<i64>,
     ) -> Result<Option<u64>> {
         let behind: BTreeMap<i32, i64> = ends
             .iter()
@@ -179,6 +181,7 @@ impl Output {
                     Some(q) => q.apply(batch).await?,
                     None => batch,
                 };
+                d.stamp(newest_event);
                 match upsert {
                     None => {
                         let rows = batch.num_rows();

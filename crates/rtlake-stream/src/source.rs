@@ -114,4 +114,3 @@ mod tests {
         assert_eq!(&b[..], b"second");
     }
 }
-

@@ -20,8 +20,8 @@ use crate::engine::{Engine, RunReport};
 use crate::heartbeat::Beat;
 use crate::pipeline::Output;
 use crate::source::{Arena, RawMessage, Resume};
-use epoch::ready;
 use crate::{Error, Kind, Result};
+use epoch::ready;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
@@ -326,7 +326,8 @@ impl KafkaWorker {
             // once instead of waiting out `max-batch-delay` for messages that will not come.
             let due = epoch_start.is_some_and(|t| t.elapsed() >= delay)
                 || (low_latency && timed_out)
-                || (epoch_start.is_some() && self.targets.as_ref().is_some_and(|t| self.caught_up(t)));
+                || (epoch_start.is_some()
+                    && self.targets.as_ref().is_some_and(|t| self.caught_up(t)));
             if timed_out
                 && !self.cuts.is_empty()
                 && epoch_start.is_some_and(|t| t.elapsed() >= delay * 4)

@@ -245,7 +245,9 @@ pub struct LakeArgs {
 /// `rtlake lake ...`.
 #[derive(Debug, Subcommand)]
 pub enum LakeCommand {
-    /// Per table: version, files, average file size, rows, the last commit and its age.
+    /// Per table: version, files, average file size, rows, the last commit and its age, and
+    /// freshness: now minus the newest event the table holds (the Kafka timestamp its latest
+    /// pipeline commit recorded; "-" for a table no pipeline commit of this version stamped).
     Status {
         #[command(flatten)]
         lake: LakeArgs,

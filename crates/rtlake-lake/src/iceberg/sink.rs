@@ -42,6 +42,8 @@ pub struct IcebergSink {
     url: Url,
     table: Loaded,
     known: BTreeMap<String, i64>,
+    /// The newest event of the next commit's rows ([`IcebergSink::stamp`]).
+    newest_event_ms: Option<i64>,
 }
 
 fn err(table: TableName, reason: impl std::fmt::Display) -> Error {
@@ -129,7 +131,13 @@ impl IcebergSink {
             url,
             table,
             known: BTreeMap::new(),
+            newest_event_ms: None,
         })
+    }
+
+    /// Records `newest_event_ms` (see [`crate::NEWEST_EVENT_KEY`]) in the next commit.
+    pub fn stamp(&mut self, newest_event_ms: Option<i64>) {
+        self.newest_event_ms = newest_event_ms;
     }
 
     /// The table's name.
@@ -190,6 +198,7 @@ impl IcebergSink {
         batches: Vec<RecordBatch>,
         txns: &BTreeMap<String, i64>,
     ) -> Result<u64> {
+        let newest = self.newest_event_ms.take();
         let expected = self.begin(txns).await?;
         let mut files = Vec::new();
         for b in batches.into_iter().filter(|b| b.num_rows() > 0) {
@@ -209,7 +218,7 @@ impl IcebergSink {
         }
         let commit_id = uuid::Uuid::new_v4().to_string();
         loop {
-            let change = self.snapshot_of(&files, txns, &commit_id).await?;
+            let change = self.snapshot_of(&files, txns, &commit_id, newest).await?;
             let seq = change.snapshot.as_ref().map_or(0, |s| s.sequence_number);
             match self.catalog.commit(self.name, &self.table, &change).await? {
                 Ok(t) => {
@@ -380,13 +389,14 @@ impl IcebergSink {
         Ok(out)
     }
 
-    /// The snapshot adding `files` on top of the loaded table: its manifest and manifest list
-    /// written, ready to commit.
+    /// The snapshot adding `files` (whose newest event is `newest`) on top of the loaded table:
+    /// its manifest and manifest list written, ready to commit.
     async fn snapshot_of(
         &self,
         files: &[DataFile],
         txns: &BTreeMap<String, i64>,
         commit_id: &str,
+        newest: Option<i64>,
     ) -> Result<Change> {
         let md = &self.table.metadata;
         let name = self.name;
@@ -467,6 +477,9 @@ impl IcebergSink {
             serde_json::to_string(&offsets).map_err(|e| err(name, e))?,
         );
         summary.insert(COMMIT_ID_KEY.into(), commit_id.to_string());
+        if let Some(ms) = newest {
+            summary.insert(crate::NEWEST_EVENT_KEY.into(), ms.to_string());
+        }
         Ok(Change::snapshot(
             md,
             parent.map(|p| p.snapshot_id),

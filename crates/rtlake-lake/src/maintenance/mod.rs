@@ -43,7 +43,14 @@ pub struct TableHealth {
     pub last_commit_ms: Option<i64>,
     /// The latest commit's operation (`WRITE`, `OPTIMIZE`, ...).
     pub last_operation: Option<String>,
+    /// The newest event the table holds: the Kafka timestamp (ms) its latest pipeline commit
+    /// recorded ([`crate::NEWEST_EVENT_KEY`]), looked for among the last [`NEWEST_LOOKBACK`]
+    /// commits (a compaction records none). `None` for a table no pipeline of this version wrote.
+    pub newest_event_ms: Option<i64>,
 }
+
+/// How many commits back [`TableHealth::newest_event_ms`] is looked for.
+pub const NEWEST_LOOKBACK: usize = 20;
 
 impl TableHealth {
     /// The average data file size, bytes.
@@ -104,16 +111,21 @@ pub async fn health(lake: &Lake, entry: &CatalogEntry) -> Result<TableHealth> {
             rows += f.num_records().unwrap_or(0) as u64;
         }
     }
-    let last = match table.version() {
-        Some(_) => table
-            .history(Some(1))
-            .next()
-            .await
-            .transpose()
-            .ok()
-            .flatten(),
-        None => None,
+    let recent: Vec<deltalake::kernel::CommitInfo> = match table.version() {
+        Some(_) => {
+            table
+                .history(Some(NEWEST_LOOKBACK))
+                .take(NEWEST_LOOKBACK)
+                .filter_map(|c| async move { c.ok() })
+                .collect()
+                .await
+        }
+        None => Vec::new(),
     };
+    let newest_event_ms = recent
+        .iter()
+        .find_map(|c| c.info.get(crate::NEWEST_EVENT_KEY).and_then(|v| v.as_i64()));
+    let last = recent.into_iter().next();
     Ok(TableHealth {
         table: entry.qualified(),
         version: table.version(),
@@ -122,6 +134,7 @@ pub async fn health(lake: &Lake, entry: &CatalogEntry) -> Result<TableHealth> {
         rows,
         last_commit_ms: last.as_ref().and_then(|c| c.timestamp),
         last_operation: last.and_then(|c| c.operation),
+        newest_event_ms,
     })
 }
 
@@ -135,6 +148,23 @@ async fn iceberg_health(lake: &Lake, entry: &CatalogEntry) -> Result<TableHealth
     };
     let files = t.data_files(None).await?;
     let snapshot = t.table.metadata.current_snapshot();
+    // The newest event recorded by the latest snapshots, walking back through their parents.
+    let mut newest_event_ms = None;
+    let mut at = snapshot;
+    for _ in 0..NEWEST_LOOKBACK {
+        let Some(s) = at else { break };
+        if let Some(ms) = s
+            .summary
+            .get(crate::NEWEST_EVENT_KEY)
+            .and_then(|v| v.parse::<i64>().ok())
+        {
+            newest_event_ms = Some(ms);
+            break;
+        }
+        at = s
+            .parent_snapshot_id
+            .and_then(|id| t.table.metadata.snapshot(id));
+    }
     Ok(TableHealth {
         table: name,
         version: Some(t.table.version),
@@ -143,6 +173,7 @@ async fn iceberg_health(lake: &Lake, entry: &CatalogEntry) -> Result<TableHealth
         rows: files.iter().map(|f| f.record_count.max(0) as u64).sum(),
         last_commit_ms: snapshot.map(|s| s.timestamp_ms),
         last_operation: snapshot.and_then(|s| s.summary.get("operation").cloned()),
+        newest_event_ms,
     })
 }
 

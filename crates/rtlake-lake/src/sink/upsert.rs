@@ -67,6 +67,7 @@ impl DeltaSink {
             return Ok(report);
         }
         self.check_versions(txns).await?;
+        let newest = self.newest_event_ms.take();
         let take = UInt32Array::from(keep);
         let rows = arrow::compute::take_record_batch(&batch, &take).map_err(|e| Error::Schema {
             table: table_name.clone(),
@@ -125,7 +126,7 @@ impl DeltaSink {
             .merge(source, on)
             .with_source_alias("s")
             .with_target_alias("t")
-            .with_commit_properties(txn_properties(txns))
+            .with_commit_properties(txn_properties(txns, newest))
             .when_matched_delete(|d| d.predicate(when(is_delete.clone())))
             .and_then(|m| {
                 m.when_matched_update(|mut u| {
@@ -170,13 +171,12 @@ impl DeltaSink {
             // delta-rs commits nothing for a merge that changes nothing; the versions must
             // still advance, or the epoch would be read again.
             self.table = table;
+            self.newest_event_ms = newest;
             report.version = self.commit(Vec::new(), txns).await?;
         } else {
             self.table = table;
             report.version = self.table.version().unwrap_or_default();
-            for (id, v) in txns {
-                self.known.insert(id.clone(), *v);
-            }
+            self.committed(before, report.version, txns);
         }
         tracing::debug!(table = %self.name, ?report, "upserted");
         Ok(report)

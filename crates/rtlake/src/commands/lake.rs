@@ -159,6 +159,7 @@ async fn status(lake: &Lake, tables: &[CatalogEntry], format: FormatArg) -> Resu
                 let mut v = serde_json::to_value(h)?;
                 v["avg_file_bytes"] = h.avg_file_bytes().into();
                 v["age_s"] = serde_json::json!(age(h.last_commit_ms));
+                v["freshness_s"] = serde_json::json!(age(h.newest_event_ms));
                 println!("{v}");
             }
         }
@@ -172,8 +173,9 @@ async fn status(lake: &Lake, tables: &[CatalogEntry], format: FormatArg) -> Resu
                 "last commit",
                 "age",
                 "operation",
+                "freshness",
             ];
-            let cells: Vec<[String; 8]> = rows
+            let cells: Vec<[String; 9]> = rows
                 .iter()
                 .map(|h| {
                     [
@@ -189,6 +191,7 @@ async fn status(lake: &Lake, tables: &[CatalogEntry], format: FormatArg) -> Resu
                             }),
                         age(h.last_commit_ms).map_or("-".into(), |a| format!("{a:.0} s")),
                         h.last_operation.clone().unwrap_or_default(),
+                        age(h.newest_event_ms).map_or("-".into(), |a| format!("{a:.1} s")),
                     ]
                 })
                 .collect();
@@ -199,7 +202,7 @@ async fn status(lake: &Lake, tables: &[CatalogEntry], format: FormatArg) -> Resu
                 }
                 return Ok(());
             }
-            let width: Vec<usize> = (0..8)
+            let width: Vec<usize> = (0..9)
                 .map(|i| {
                     cells
                         .iter()

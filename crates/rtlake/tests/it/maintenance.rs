@@ -56,9 +56,11 @@ async fn compaction_racing_ingestion_loses_and_doubles_nothing() {
     let mut cfg = env.config();
     let polls = minutes() * 4;
     cfg.source.minutes = Some(minutes());
+    let produced_from = chrono::Utc::now().timestamp_millis();
     produce(&cfg, Source::Replay, CancellationToken::new())
         .await
         .expect("produce");
+    let produced_to = chrono::Utc::now().timestamp_millis();
 
     // Small epochs make many small files; the processor's own schedule compacts every 2 s.
     let mut run = env.run_cmd(&[
@@ -130,6 +132,37 @@ async fn compaction_racing_ingestion_loses_and_doubles_nothing() {
         );
     };
     check("after the race").await;
+
+    // Each table's freshness: its commits recorded the newest event they hold, the Kafka
+    // timestamp of the last message produced (not a commit's time, which came later).
+    let out = lake_cmd(&env, &["status", "--format", "json"]);
+    for table in [
+        "bronze.station_status",
+        "silver.station_changes",
+        "silver.station_latest",
+    ] {
+        let v: serde_json::Value = out
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .find(|v: &serde_json::Value| v["table"] == table)
+            .unwrap_or_else(|| panic!("{table} in lake status: {out}"));
+        let newest = v["newest_event_ms"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{table}: {v}"));
+        assert!(
+            (produced_from..=produced_to).contains(&newest),
+            "{table}: newest event {newest} is not among the produced messages' timestamps ({produced_from}..={produced_to})"
+        );
+        assert!(v["freshness_s"].as_f64().is_some_and(|f| f >= 0.0), "{v}");
+    }
+    let table = lake_cmd(&env, &["status"]);
+    assert!(
+        table
+            .lines()
+            .next()
+            .is_some_and(|h| h.ends_with("freshness")),
+        "{table}"
+    );
 
     let before = status(&env);
     let out = lake_cmd(&env, &["optimize", "--table", "bronze.station_status"]);

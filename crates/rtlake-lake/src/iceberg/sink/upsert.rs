@@ -58,6 +58,7 @@ impl IcebergSink {
             None => None,
         };
         let commit_id = uuid::Uuid::new_v4().to_string();
+        let newest = self.newest_event_ms.take();
         loop {
             let mut report = UpsertReport {
                 rows: rows.num_rows(),
@@ -149,7 +150,9 @@ impl IcebergSink {
             report.files_added = added.len();
             let change = match &parent {
                 // Nothing to remove: an append, which keeps the existing manifests.
-                _ if removed.is_empty() => self.snapshot_of(&added, txns, &commit_id).await?,
+                _ if removed.is_empty() => {
+                    self.snapshot_of(&added, txns, &commit_id, newest).await?
+                }
                 Some(p) => {
                     let mut offsets = self.table.metadata.offsets();
                     offsets.extend(txns.iter().map(|(k, v)| (k.clone(), *v)));
@@ -160,6 +163,9 @@ impl IcebergSink {
                         serde_json::to_string(&offsets).map_err(|x| err(name, x))?,
                     );
                     summary.insert(super::COMMIT_ID_KEY.into(), commit_id.clone());
+                    if let Some(ms) = newest {
+                        summary.insert(crate::NEWEST_EVENT_KEY.into(), ms.to_string());
+                    }
                     let files = Files {
                         store: self.store.as_ref(),
                         url: &self.url,
