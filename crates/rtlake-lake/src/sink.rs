@@ -484,22 +484,27 @@ mod tests {
     use arrow::datatypes::{Field, Schema};
     use std::sync::Arc;
 
-    /// Two workers starting together on a new lake: the second saw no table, the first created
-    /// it, and the second opens it instead of failing ("a table already exists").
-    #[tokio::test]
-    async fn a_worker_that_lost_the_race_to_create_a_table_opens_it() {
-        let schema: SchemaRef =
-            Arc::new(Schema::new(vec![Field::new("x", ArrowType::Int64, false)]));
-        let name = TableName {
-            namespace: "bronze",
-            name: "t",
-        };
+    /// An empty lake in a temporary folder, and a one-column table `bronze.t` to write in it.
+    fn new_lake() -> (tempfile::TempDir, Lake, TableName, SchemaRef) {
         let dir = tempfile::tempdir().unwrap();
         let cfg = crate::LakeConfig {
             uri: dir.path().display().to_string(),
             ..Default::default()
         };
         let lake = Lake::open(&cfg).unwrap();
+        let name = TableName {
+            namespace: "bronze",
+            name: "t",
+        };
+        let schema = Arc::new(Schema::new(vec![Field::new("x", ArrowType::Int64, false)]));
+        (dir, lake, name, schema)
+    }
+
+    /// Two workers starting together on a new lake: the second saw no table, the first created
+    /// it, and the second opens it instead of failing ("a table already exists").
+    #[tokio::test]
+    async fn a_worker_that_lost_the_race_to_create_a_table_opens_it() {
+        let (dir, lake, name, schema) = new_lake();
         std::fs::create_dir_all(dir.path().join("bronze/t")).unwrap();
         let late = DeltaTable::try_from_url_with_storage_options(
             lake.table_url(name),
@@ -522,18 +527,7 @@ mod tests {
     /// of another partition is not.
     #[tokio::test]
     async fn a_commit_after_another_writers_is_checked_against_it() {
-        let schema: SchemaRef =
-            Arc::new(Schema::new(vec![Field::new("x", ArrowType::Int64, false)]));
-        let name = TableName {
-            namespace: "bronze",
-            name: "t",
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = crate::LakeConfig {
-            uri: dir.path().display().to_string(),
-            ..Default::default()
-        };
-        let lake = Lake::open(&cfg).unwrap();
+        let (_dir, lake, name, schema) = new_lake();
         let rows = |n: i64| {
             RecordBatch::try_new(
                 schema.clone(),
