@@ -2,16 +2,18 @@
 //!
 //! Each commit carries one `txn` action per input partition, app id
 //! `<pipeline>/<sink>/<partition>`, whose version is the next offset to read; it is written even
-//! when the epoch gave the table no rows. Before committing, the sink reloads the table and checks
-//! that every partition's version is the one it last saw; delta-rs' conflict checker then refuses
-//! any concurrent commit of the same app ids. So a range of offsets lands at most once, and a
-//! worker that restarts resumes from the versions in the table.
+//! when the epoch gave the table no rows. The sink knows the versions it last committed or read
+//! and the table version at which they held. An append is written as the next version's log
+//! entry only if that entry does not exist; when another writer took it, the sink reads that
+//! commit and refuses to go on if it wrote one of the same partitions (`append.rs`). So a range
+//! of offsets lands at most once, and a worker that restarts resumes from the versions in the
+//! table. A sink that knows no version for a partition reloads the table and reads them all.
 //!
-//! The reload is skipped while the table holds nothing but this sink's own commits since it last
-//! read the versions: one read of the next commit's log entry says so. A live pipeline commits
-//! several times a second, and the reload with its per-app-id log replay was a large part of
-//! each commit, growing with the log (issue 32). For the same reason a commit does not run
-//! delta-rs' expired-log cleanup, which lists the whole `_delta_log` each time: the processor's
+//! The sink writes appends' log entries itself rather than through delta-rs' commit, which
+//! rebuilds the table's list of live files after every commit (see `append.rs`); an upsert
+//! (MERGE) reads that list and still commits through delta-rs, whose conflict checker refuses a
+//! concurrent commit of the same app ids. For the same reason a commit does not run delta-rs'
+//! expired-log cleanup, which lists the whole `_delta_log` each time: the processor's
 //! maintenance schedule cleans the log (`maintenance::checkpoint`).
 
 use crate::{Error, Lake, Result};
@@ -24,6 +26,7 @@ use deltalake::{DeltaTable, DeltaTableError};
 use rtlake_core::schema::TableName;
 use std::collections::BTreeMap;
 
+mod append;
 mod upsert;
 
 /// The txn app id of a (pipeline, sink, partition).
@@ -43,6 +46,12 @@ pub struct DeltaSink {
     verified: Option<u64>,
     /// The newest event of the next commit's rows ([`DeltaSink::stamp`]).
     newest_event_ms: Option<i64>,
+    /// The table's partition columns as a commit's `partitionBy` names them (a JSON list).
+    partition_by: String,
+    /// The table's `checkpointInterval`: a log checkpoint after every this many versions.
+    checkpoint_interval: u64,
+    /// The log checkpoint being written beside the pipeline, if any (`append.rs`).
+    checkpointing: Option<tokio::task::JoinHandle<()>>,
 }
 
 fn kernel_type(t: &ArrowType) -> Option<DataType> {
@@ -254,6 +263,10 @@ impl DeltaSink {
             };
         }
         let table = evolve(table, name, &schema).await?;
+        let state = table.snapshot().map_err(de)?;
+        let partition_by = serde_json::to_string(state.metadata().partition_columns())
+            .map_err(|e| de(e.into()))?;
+        let checkpoint_interval = deltalake::table::config::TablePropertiesExt::checkpoint_interval(state.table_config()).get();
         Ok(Self {
             name,
             schema,
@@ -261,6 +274,9 @@ impl DeltaSink {
             known: BTreeMap::new(),
             verified: None,
             newest_event_ms: None,
+            partition_by,
+            checkpoint_interval,
+            checkpointing: None,
         })
     }
 
@@ -320,25 +336,10 @@ impl DeltaSink {
         self.known.get(app_id).copied().flatten()
     }
 
-    /// Whether what this sink knows of `ids` still holds: it read them all, and the table has no
-    /// commit after the version at which it last knew them (one read of the next log entry).
-    async fn still_known(&self, ids: &[String]) -> Result<bool> {
-        let Some(at) = self.verified.filter(|v| Some(*v) == self.table.version()) else {
-            return Ok(false);
-        };
-        if !ids.iter().all(|id| self.known.contains_key(id)) {
-            return Ok(false);
-        }
-        let next = self
-            .table
-            .log_store()
-            .read_commit_entry(at + 1)
-            .await
-            .map_err(|cause| Error::Delta {
-                table: self.name.to_string(),
-                cause: Box::new(cause),
-            })?;
-        Ok(next.is_none())
+    /// Whether the sink knows the versions of all `ids` and the table version at which they
+    /// held (a later commit of another writer's is found when the sink commits).
+    fn still_known(&self, ids: &[String]) -> bool {
+        self.verified.is_some() && ids.iter().all(|id| self.known.contains_key(id))
     }
 
     /// Fails with [`Error::ConflictingOffsets`] unless the table's versions of the app ids of
@@ -346,7 +347,7 @@ impl DeltaSink {
     /// [`Self::still_known`]).
     async fn check_versions(&mut self, txns: &BTreeMap<String, i64>) -> Result<()> {
         let ids: Vec<String> = txns.keys().cloned().collect();
-        if self.still_known(&ids).await? {
+        if self.still_known(&ids) {
             return Ok(());
         }
         let expected: BTreeMap<String, Option<i64>> = ids
@@ -388,42 +389,43 @@ impl DeltaSink {
         batches: Vec<RecordBatch>,
         txns: &BTreeMap<String, i64>,
     ) -> Result<u64> {
-        let table_name = self.name.to_string();
-        let de = |cause| Error::Delta {
-            table: table_name.clone(),
-            cause: Box::new(cause),
-        };
-        let ids: Vec<String> = txns.keys().cloned().collect();
         self.check_versions(txns).await?;
-        let before = self.table.version();
-        let props = txn_properties(txns, self.newest_event_ms.take());
-        let mut writer = RecordBatchWriter::for_table(&self.table)
-            .map_err(de)?
-            .with_commit_properties(props);
-        for b in batches.into_iter().filter(|b| b.num_rows() > 0) {
-            if b.schema().fields() != self.schema.fields() {
-                return Err(Error::Schema {
-                    table: table_name.clone(),
-                    reason: format!("batch schema {} differs", b.schema()),
-                });
+        let newest = self.newest_event_ms.take();
+        let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+        let mut adds = Vec::new();
+        if !batches.is_empty() {
+            let mut writer = RecordBatchWriter::for_table(&self.table)
+                .map_err(|e| self.delta_error(e))?;
+            for b in batches {
+                if b.schema().fields() != self.schema.fields() {
+                    return Err(Error::Schema {
+                        table: self.name.to_string(),
+                        reason: format!("batch schema {} differs", b.schema()),
+                    });
+                }
+                writer.write(b).await.map_err(|e| self.delta_error(e))?;
             }
-            writer.write(b).await.map_err(de)?;
+            adds = writer.flush().await.map_err(|e| self.delta_error(e))?;
         }
-        let version = match writer.flush_and_commit(&mut self.table).await {
-            Ok(v) => v,
-            Err(DeltaTableError::Transaction { source }) => {
-                // The conflict checker saw a concurrent commit of the same partitions.
-                return Err(Error::ConflictingOffsets {
-                    table: format!("{table_name} ({source})"),
-                    app_id: ids.join(","),
-                    expected: None,
-                    found: None,
-                });
-            }
-            Err(e) => return Err(de(e)),
-        };
-        self.committed(before, version, txns);
-        Ok(version)
+        self.append(adds, txns, newest).await
+    }
+
+    /// Brings the table's state (its live files, which a MERGE reads) to the version the sink
+    /// knows: appends do not update it (`append.rs`). Another writer's commits found on the way
+    /// send the sink back to reading every version it knows.
+    async fn catch_up(&mut self, txns: &BTreeMap<String, i64>) -> Result<()> {
+        if self.table.version() == self.verified {
+            return Ok(());
+        }
+        self.table
+            .update_state()
+            .await
+            .map_err(|e| self.delta_error(e))?;
+        if self.table.version() != self.verified {
+            self.verified = None;
+            self.check_versions(txns).await?;
+        }
+        Ok(())
     }
 }
 
@@ -544,10 +546,11 @@ mod tests {
             .unwrap();
         a.commit(vec![rows(3)], &txn(0, 3)).await.unwrap();
         a.commit(vec![rows(2)], &txn(0, 5)).await.unwrap();
+        assert_eq!(a.verified, Some(2), "own commits keep what it knows");
         assert_eq!(
-            a.verified,
             a.table.version(),
-            "own commits keep what it knows"
+            Some(0),
+            "appends do not replay the table's files"
         );
 
         // Another worker takes partition 0 over and commits it.
@@ -590,5 +593,58 @@ mod tests {
             versions.values().copied().collect::<Vec<_>>(),
             [Some(11), Some(1)]
         );
+    }
+
+    /// Appends write the log checkpoint their table's interval asks for, beside the commits, and
+    /// a reader that opens the table from it sees every file and partition version.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn appends_write_the_log_checkpoint_beside() {
+        let (dir, lake, name, schema) = new_lake();
+        let mut sink = DeltaSink::open(&lake, name, schema.clone(), &[])
+            .await
+            .unwrap();
+        assert_eq!(sink.checkpoint_interval, 20);
+        sink.refresh_versions(&[app_id("p", "bronze.t", 0)])
+            .await
+            .unwrap();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(arrow::array::Int64Array::from_iter_values(0..2))],
+        )
+        .unwrap();
+        for i in 1..=19 {
+            let v = sink
+                .commit(
+                    vec![batch.clone()],
+                    &BTreeMap::from([(app_id("p", "bronze.t", 0), i)]),
+                )
+                .await
+                .unwrap();
+            assert_eq!(v, i as u64);
+        }
+        sink.checkpointing
+            .take()
+            .expect("version 19 is the 20th: a checkpoint is due")
+            .await
+            .unwrap();
+        let log = dir.path().join("bronze/t/_delta_log");
+        assert!(
+            log.join("00000000000000000019.checkpoint.parquet").exists(),
+            "{:?}",
+            std::fs::read_dir(&log).unwrap().count()
+        );
+        let mut table = DeltaTable::try_from_url_with_storage_options(
+            lake.table_url(name),
+            lake.storage_options().clone(),
+        )
+        .await
+        .unwrap();
+        table.load().await.unwrap();
+        assert_eq!(table.version(), Some(19));
+        assert_eq!(table.snapshot().unwrap().log_data().num_files(), 19);
+        let versions = read_versions(&lake, name, &[app_id("p", "bronze.t", 0)])
+            .await
+            .unwrap();
+        assert_eq!(versions[&app_id("p", "bronze.t", 0)], Some(19));
     }
 }

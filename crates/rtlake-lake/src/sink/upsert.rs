@@ -67,6 +67,7 @@ impl DeltaSink {
             return Ok(report);
         }
         self.check_versions(txns).await?;
+        self.catch_up(txns).await?;
         let newest = self.newest_event_ms.take();
         let take = UInt32Array::from(keep);
         let rows = arrow::compute::take_record_batch(&batch, &take).map_err(|e| Error::Schema {
