@@ -136,15 +136,18 @@ async fn crashes_at_every_commit_point(format: &str) {
     );
 
     // Crashes at each point in turn, small epochs so each run makes a little progress.
+    // gold.district_5min commits rows only when a window closes, near the end of the data, so
+    // its crash comes last: a point after it could find nothing left to commit (the Kafka sink
+    // may already have committed that last epoch beside the gold table when the crash came).
     let pipeline = pipeline_file(dir, "crash", &topic);
     let points = [
         "after-commit:_rejected".to_string(),
         "after-commit:bronze.station_status".into(),
         "after-commit:silver.station_changes".into(),
         format!("after-publish:kafka:{topic}"),
-        "after-commit:gold.district_5min".into(),
         format!("after-commit:kafka:{topic}"),
         format!("after-publish:kafka:{topic}"),
+        "after-commit:gold.district_5min".into(),
     ];
     let checkpoint = env.lake().join("_checkpoints/bikes");
     let mut crashed_ranges = BTreeSet::new();
