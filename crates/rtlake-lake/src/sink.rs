@@ -266,7 +266,9 @@ impl DeltaSink {
         let state = table.snapshot().map_err(de)?;
         let partition_by = serde_json::to_string(state.metadata().partition_columns())
             .map_err(|e| de(e.into()))?;
-        let checkpoint_interval = deltalake::table::config::TablePropertiesExt::checkpoint_interval(state.table_config()).get();
+        let checkpoint_interval =
+            deltalake::table::config::TablePropertiesExt::checkpoint_interval(state.table_config())
+                .get();
         Ok(Self {
             name,
             schema,
@@ -394,8 +396,8 @@ impl DeltaSink {
         let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
         let mut adds = Vec::new();
         if !batches.is_empty() {
-            let mut writer = RecordBatchWriter::for_table(&self.table)
-                .map_err(|e| self.delta_error(e))?;
+            let mut writer =
+                RecordBatchWriter::for_table(&self.table).map_err(|e| self.delta_error(e))?;
             for b in batches {
                 if b.schema().fields() != self.schema.fields() {
                     return Err(Error::Schema {
@@ -481,170 +483,4 @@ pub async fn read_versions(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use arrow::datatypes::{Field, Schema};
-    use std::sync::Arc;
-
-    /// An empty lake in a temporary folder, and a one-column table `bronze.t` to write in it.
-    fn new_lake() -> (tempfile::TempDir, Lake, TableName, SchemaRef) {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = crate::LakeConfig {
-            uri: dir.path().display().to_string(),
-            ..Default::default()
-        };
-        let lake = Lake::open(&cfg).unwrap();
-        let name = TableName {
-            namespace: "bronze",
-            name: "t",
-        };
-        let schema = Arc::new(Schema::new(vec![Field::new("x", ArrowType::Int64, false)]));
-        (dir, lake, name, schema)
-    }
-
-    /// Two workers starting together on a new lake: the second saw no table, the first created
-    /// it, and the second opens it instead of failing ("a table already exists").
-    #[tokio::test]
-    async fn a_worker_that_lost_the_race_to_create_a_table_opens_it() {
-        let (dir, lake, name, schema) = new_lake();
-        std::fs::create_dir_all(dir.path().join("bronze/t")).unwrap();
-        let late = DeltaTable::try_from_url_with_storage_options(
-            lake.table_url(name),
-            lake.storage_options().clone(),
-        )
-        .await
-        .unwrap();
-        assert!(late.version().is_none());
-        DeltaSink::open(&lake, name, schema.clone(), &[])
-            .await
-            .expect("the first worker creates it");
-        let second = DeltaSink::from_handle(&lake, name, schema, &[], late)
-            .await
-            .expect("the second opens it");
-        assert_eq!(second.table.version(), Some(0));
-    }
-
-    /// The version check skips the reload while the table holds only the sink's own commits;
-    /// another writer's commit is still seen: one advancing the same partition is refused, one
-    /// of another partition is not.
-    #[tokio::test]
-    async fn a_commit_after_another_writers_is_checked_against_it() {
-        let (_dir, lake, name, schema) = new_lake();
-        let rows = |n: i64| {
-            RecordBatch::try_new(
-                schema.clone(),
-                vec![Arc::new(arrow::array::Int64Array::from_iter_values(0..n))],
-            )
-            .unwrap()
-        };
-        let txn = |p: i32, v: i64| BTreeMap::from([(app_id("p", "bronze.t", p), v)]);
-        let mut a = DeltaSink::open(&lake, name, schema.clone(), &[])
-            .await
-            .unwrap();
-        a.refresh_versions(&[app_id("p", "bronze.t", 0)])
-            .await
-            .unwrap();
-        a.commit(vec![rows(3)], &txn(0, 3)).await.unwrap();
-        a.commit(vec![rows(2)], &txn(0, 5)).await.unwrap();
-        assert_eq!(a.verified, Some(2), "own commits keep what it knows");
-        assert_eq!(
-            a.table.version(),
-            Some(0),
-            "appends do not replay the table's files"
-        );
-
-        // Another worker takes partition 0 over and commits it.
-        let mut b = DeltaSink::open(&lake, name, schema.clone(), &[])
-            .await
-            .unwrap();
-        let seen = b
-            .refresh_versions(&[app_id("p", "bronze.t", 0)])
-            .await
-            .unwrap();
-        assert_eq!(seen[&app_id("p", "bronze.t", 0)], Some(5));
-        b.commit(vec![rows(4)], &txn(0, 9)).await.unwrap();
-        let refused = a.commit(vec![rows(4)], &txn(0, 9)).await;
-        assert!(
-            matches!(
-                refused,
-                Err(Error::ConflictingOffsets { found: Some(9), .. })
-            ),
-            "{refused:?}"
-        );
-
-        // A commit of another partition does not stand in the way.
-        let mut c = DeltaSink::open(&lake, name, schema.clone(), &[])
-            .await
-            .unwrap();
-        c.refresh_versions(&[app_id("p", "bronze.t", 1)])
-            .await
-            .unwrap();
-        b.commit(vec![rows(1)], &txn(0, 10)).await.unwrap();
-        c.commit(vec![rows(1)], &txn(1, 1)).await.unwrap();
-        b.commit(vec![rows(1)], &txn(0, 11)).await.unwrap();
-        let versions = read_versions(
-            &lake,
-            name,
-            &[app_id("p", "bronze.t", 0), app_id("p", "bronze.t", 1)],
-        )
-        .await
-        .unwrap();
-        assert_eq!(
-            versions.values().copied().collect::<Vec<_>>(),
-            [Some(11), Some(1)]
-        );
-    }
-
-    /// Appends write the log checkpoint their table's interval asks for, beside the commits, and
-    /// a reader that opens the table from it sees every file and partition version.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn appends_write_the_log_checkpoint_beside() {
-        let (dir, lake, name, schema) = new_lake();
-        let mut sink = DeltaSink::open(&lake, name, schema.clone(), &[])
-            .await
-            .unwrap();
-        assert_eq!(sink.checkpoint_interval, 20);
-        sink.refresh_versions(&[app_id("p", "bronze.t", 0)])
-            .await
-            .unwrap();
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![Arc::new(arrow::array::Int64Array::from_iter_values(0..2))],
-        )
-        .unwrap();
-        for i in 1..=19 {
-            let v = sink
-                .commit(
-                    vec![batch.clone()],
-                    &BTreeMap::from([(app_id("p", "bronze.t", 0), i)]),
-                )
-                .await
-                .unwrap();
-            assert_eq!(v, i as u64);
-        }
-        sink.checkpointing
-            .take()
-            .expect("version 19 is the 20th: a checkpoint is due")
-            .await
-            .unwrap();
-        let log = dir.path().join("bronze/t/_delta_log");
-        assert!(
-            log.join("00000000000000000019.checkpoint.parquet").exists(),
-            "{:?}",
-            std::fs::read_dir(&log).unwrap().count()
-        );
-        let mut table = DeltaTable::try_from_url_with_storage_options(
-            lake.table_url(name),
-            lake.storage_options().clone(),
-        )
-        .await
-        .unwrap();
-        table.load().await.unwrap();
-        assert_eq!(table.version(), Some(19));
-        assert_eq!(table.snapshot().unwrap().log_data().num_files(), 19);
-        let versions = read_versions(&lake, name, &[app_id("p", "bronze.t", 0)])
-            .await
-            .unwrap();
-        assert_eq!(versions[&app_id("p", "bronze.t", 0)], Some(19));
-    }
-}
+mod tests;

@@ -18,10 +18,10 @@
 use super::DeltaSink;
 use crate::{Error, Result};
 use bytes::Bytes;
+use deltalake::DeltaTableError;
 use deltalake::kernel::transaction::TransactionError;
 use deltalake::kernel::{Action, Add, Transaction};
 use deltalake::logstore::CommitOrBytes;
-use deltalake::DeltaTableError;
 use std::collections::BTreeMap;
 
 /// Versions tried before giving up while other writers keep taking the next one.
@@ -94,10 +94,10 @@ impl DeltaSink {
         }
         let mut out = serde_json::to_vec(&serde_json::json!({ "commitInfo": info }))
             .map_err(|e| self.delta_error(e.into()))?;
-        let actions = adds
-            .into_iter()
-            .map(Action::Add)
-            .chain(txns.iter().map(|(id, v)| Action::Txn(Transaction::new(id, *v))));
+        let actions = adds.into_iter().map(Action::Add).chain(
+            txns.iter()
+                .map(|(id, v)| Action::Txn(Transaction::new(id, *v))),
+        );
         for action in actions {
             out.push(b'\n');
             serde_json::to_writer(&mut out, &action).map_err(|e| self.delta_error(e.into()))?;
@@ -170,7 +170,10 @@ impl DeltaSink {
     /// maintenance schedule checkpoints too, and readers replay the log without one.
     fn checkpoint_beside(&mut self, version: u64) {
         if !(version + 1).is_multiple_of(self.checkpoint_interval)
-            || self.checkpointing.as_ref().is_some_and(|h| !h.is_finished())
+            || self
+                .checkpointing
+                .as_ref()
+                .is_some_and(|h| !h.is_finished())
         {
             return;
         }
