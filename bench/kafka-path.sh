@@ -36,11 +36,13 @@ hogs=()
 trap 'kill ${hogs[*]:-} $BROKER 2>/dev/null' EXIT
 sleep 2
 
-# Seconds a command takes (its output in $OUT/last.log; a failure stops the benchmark).
+# Seconds a command takes (its output in $OUT/last.log; a failure stops the benchmark); its
+# peak RSS in MB is added to $OUT/rss.log.
 timed() {
   local t0; t0=$(date +%s.%N)
-  "$@" > "$OUT/last.log" 2>&1 || { echo "failed: $* (log: $OUT/last.log)" >&2; exit 1; }
+  /usr/bin/time -f %M -o "$OUT/rss.one" "$@" > "$OUT/last.log" 2>&1 || { echo "failed: $* (log: $OUT/last.log)" >&2; exit 1; }
   python3 -c "print(f'{$(date +%s.%N) - $t0:.2f}')"
+  echo $(( $(tail -1 "$OUT/rss.one") / 1024 )) >> "$OUT/rss.log"
 }
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 rate() { python3 -c "print(round($TOTAL / $1))"; }
@@ -52,6 +54,7 @@ exact() {
 # One cluster's figures: plain consumer, lake-only pairs against the file, default pipeline.
 cluster() {
   local name=$1 brokers=$2 topic="kp-$(date +%s)"
+  : > "$OUT/rss.log"
   "$R" topics create "$topic" --partitions 3 --brokers "$brokers" > /dev/null
   "$R" produce bikes --source file "$EV" --brokers "$brokers" --topic "$topic" --metrics-listen off > "$OUT/produce.log" 2>&1
   local consume; consume=$(timed "$R" bench consume --brokers "$brokers" --topic "$topic")
@@ -73,6 +76,7 @@ cluster() {
   echo "lake-only from the file:     $f s, $(rate "$f") events/s (median of ${files[*]})"
   echo "lake-only from Kafka:        $k s, $(rate "$k") events/s (median of ${kafkas[*]})"
   echo "default pipeline from Kafka: $default s, $(rate "$default") events/s"
+  echo "peak RSS of these runs: $(sort -n "$OUT/rss.log" | tail -1) MB (goal < 300)"
   python3 -c "print(f'ratios: lake-only Kafka/file {$f / $k:.2f} (goal >= 0.8), Kafka/plain consumer {$consume / $k:.2f} (goal >= 0.8 on Apache Kafka), default {$TOTAL / $default / 250000:.2f} of 250,000/s')"
 }
 
@@ -86,16 +90,16 @@ live() {
   local speed=$1 hog=$2 topic="kl-$(date +%s)"
   "$R" topics create "$topic" --partitions 3 --brokers "$EMBEDDED" > /dev/null
   rm -rf "$OUT/llake"
-  "$R" run --brokers "$EMBEDDED" --topic "$topic" --group "$topic" --lake "$OUT/llake" --trigger low-latency \
-    --metrics-listen off > "$OUT/live.log" 2>&1 & local run=$!
+  /usr/bin/time -f %M -o "$OUT/live.rss" "$R" run --brokers "$EMBEDDED" --topic "$topic" --group "$topic" \
+    --lake "$OUT/llake" --trigger low-latency --metrics-listen off > "$OUT/live.log" 2>&1 & local run=$!
   sleep 3
   if [ "$hog" = yes ]; then for _ in 1 2; do sh -c 'while :; do :; done' & hogs+=($!); done; fi
   timeout -s INT "$LIVE" "$R" produce bikes --speed "$speed" --brokers "$EMBEDDED" --topic "$topic" \
     --metrics-listen off > "$OUT/live-produce.log" 2>&1
   sleep 5
   kill ${hogs[*]:-} 2>/dev/null; hogs=()
-  kill -INT $run; wait $run
-  echo "live ${speed}x, busy loops: $hog, ${LIVE} s: $(grep -ao 'p50 [0-9]* ms, p99 [0-9]* ms' "$OUT/live.log" | tail -1)"
+  pkill -INT -P $run; wait $run
+  echo "live ${speed}x, busy loops: $hog, ${LIVE} s: $(grep -ao 'p50 [0-9]* ms, p99 [0-9]* ms' "$OUT/live.log" | tail -1), peak RSS $(( $(tail -1 "$OUT/live.rss") / 1024 )) MB"
 }
 echo "== freshness (embedded broker, default pipeline, --trigger low-latency)"
 for speed in 10 40; do

@@ -157,26 +157,37 @@ impl Engine {
     /// Learns the outputs' versions of `parts` and restores each operator's state to match;
     /// returns the interrupted range of each partition that has one.
     pub async fn refresh(&mut self, parts: &[i32]) -> Result<BTreeMap<i32, Range>> {
-        for o in self
-            .stages
-            .iter_mut()
-            .flat_map(|s| s.outputs.iter_mut())
-            .chain([&mut self.rejected])
-        {
-            o.refresh(&self.pipeline, parts).await?;
-        }
-        for stage in &mut self.stages {
-            let kind = stage.op.kind();
-            let versions: Vec<Option<i64>> = parts
-                .iter()
-                .map(|p| stage.version(&self.pipeline, *p))
-                .collect();
-            let Some(state) = stage.op.state_mut() else {
+        // The outputs' logs and the states are read together: a partition's first messages
+        // wait for this (at every start, and when a rebalance hands a partition over).
+        let pipeline = &self.pipeline;
+        futures::future::try_join_all(
+            self.stages
+                .iter_mut()
+                .flat_map(|s| s.outputs.iter_mut())
+                .chain([&mut self.rejected])
+                .map(|o| o.refresh(pipeline, parts)),
+        )
+        .await?;
+        let store = &self.state;
+        let mut loads = Vec::new();
+        for (i, stage) in self.stages.iter().enumerate() {
+            if stage.op.state().is_none() {
                 continue;
-            };
-            for (p, version) in parts.iter().zip(versions) {
-                let bytes = self.state.load(kind, *p, version).await?;
-                state.restore(*p, bytes.as_deref()).map_err(|e| {
+            }
+            let kind = stage.op.kind();
+            for &p in parts {
+                let version = stage.version(pipeline, p);
+                loads.push(
+                    async move { Ok::<_, Error>((i, p, store.load(kind, p, version).await?)) },
+                );
+            }
+        }
+        let loaded = futures::future::try_join_all(loads).await?;
+        for (i, p, bytes) in loaded {
+            let stage = &mut self.stages[i];
+            let kind = stage.op.kind();
+            if let Some(state) = stage.op.state_mut() {
+                state.restore(p, bytes.as_deref()).map_err(|e| {
                     Error::caused(
                         Kind::Rebalance,
                         format!("state of {kind} partition {p} is unreadable"),

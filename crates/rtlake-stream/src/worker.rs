@@ -563,7 +563,7 @@ impl KafkaWorker {
             if tpl.count() > 0 {
                 let _ = consumer.commit(&tpl, CommitMode::Sync);
             }
-            consumer.unsubscribe();
+            crate::connectors::kafka::source::close(&consumer);
             drop(consumer);
             // The sinks' producers too: librdkafka's destroy waits for its brokers' threads.
             drop(engine);

@@ -63,12 +63,19 @@ async fn a_stopped_workers_partitions_move_to_the_other_exactly_once() {
             .success()
     );
     assert!(a.wait_within(120).success(), "worker A stops cleanly");
+    let a_stopped = std::time::Instant::now();
     wave(&mut cfg, 6).await;
     let total = 24 * 2721;
     wait_for("worker B to take A's partitions", 60, async || {
         assigned() >= 2
     })
     .await;
+    // A left the group as it stopped: B did not wait for A's session (10 s) to expire.
+    assert!(
+        a_stopped.elapsed() < std::time::Duration::from_secs(8),
+        "B took A's partitions {:?} after A stopped: A did not leave the group",
+        a_stopped.elapsed()
+    );
     wait_for("every event to land", 120, async || {
         env.sql("SELECT count(*) FROM bronze.station_status").await[0][0]
             .parse::<usize>()

@@ -82,12 +82,17 @@ impl Positions {
     ) -> rtlake_lake::Result<BTreeMap<i32, Resume>> {
         let mut versions: BTreeMap<i32, Vec<Option<i64>>> =
             partitions.iter().map(|p| (*p, Vec::new())).collect();
-        for table in &self.tables {
+        // The tables are read together: this runs inside the rebalance callback, and the
+        // partitions' fetches start only when it returns.
+        let reads = self.tables.iter().map(|table| async move {
             let ids: Vec<String> = partitions
                 .iter()
                 .map(|p| app_id(&self.pipeline, &table.to_string(), *p))
                 .collect();
             let found = read_versions(&self.lake, *table, &ids).await?;
+            Ok::<_, rtlake_lake::Error>((ids, found))
+        });
+        for (ids, found) in futures::future::try_join_all(reads).await? {
             for (p, id) in partitions.iter().zip(&ids) {
                 versions
                     .entry(*p)
@@ -315,6 +320,24 @@ impl SourceContext {
     /// The partitions assigned now.
     pub fn assigned_now(&self) -> BTreeSet<i32> {
         self.lock_assigned().clone()
+    }
+}
+
+/// Leaves the group (or gives up the static assignment) and returns when it is done; the
+/// consumer is dropped afterwards. rdkafka's drop would close it too, but waits for the close
+/// in polls of 100 ms that its end does not cut short (librdkafka wakes the poll with an op that
+/// rdkafka's poll does not return on): every available-now run ended a tenth of a second later
+/// than its close (bench/README.md, "The Kafka path, fifth step"). The drop that follows finds
+/// the consumer closed and only frees it (rdkafka logs that as an error; the binary's log
+/// filter drops it).
+pub fn close(consumer: &StreamConsumer<SourceContext>) {
+    // SAFETY: the handle is the consumer's own and alive for the borrow. librdkafka's
+    // consumer_close blocks until the group is left; with rdkafka's event interface it serves
+    // the last revocation itself (an unassign, which is all a closing consumer may do).
+    let err = unsafe { rdkafka::bindings::rd_kafka_consumer_close(consumer.client().native_ptr()) };
+    if err != rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        let err = rdkafka::error::RDKafkaErrorCode::from(err);
+        tracing::debug!(error = %err, "closing the consumer");
     }
 }
 
