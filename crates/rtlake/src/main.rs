@@ -89,22 +89,22 @@ fn main() -> ExitCode {
             .collect::<Vec<_>>()
             .join(",")
         });
-    use tracing_subscriber::prelude::*;
-    // rdkafka logs its one ERROR of base_consumer when it drops a consumer that was closed
-    // already, which the processor does on purpose (rtlake_stream's `source::close`).
-    let closed_twice = tracing_subscriber::filter::filter_fn(|m| {
-        !(m.target() == "rdkafka::consumer::base_consumer" && *m.level() == tracing::Level::ERROR)
-    });
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                // Colours only on a terminal: logs written to files stay plain text.
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .with_target(false),
-        )
-        .with(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()))
-        .with(closed_twice)
+    // rdkafka logs an ERROR when it drops a consumer that was closed already, which the
+    // processor does on purpose (rtlake_stream's `source::close`); that module's other two
+    // messages are warnings about events it ignores.
+    let env = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| "info".into())
+        .add_directive(
+            "rdkafka::consumer::base_consumer=off"
+                .parse()
+                .expect("a valid directive"),
+        );
+    tracing_subscriber::fmt()
+        .with_env_filter(env)
+        .with_writer(std::io::stderr)
+        // Colours only on a terminal: logs written to files stay plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
