@@ -29,6 +29,9 @@ if ! "$SPARK_PYTHON" -c "import pyspark" 2>/dev/null; then
   python3 -m venv "$(dirname "$(dirname "$SPARK_PYTHON")")"
   "$SPARK_PYTHON" -m pip install -q pyspark==4.0.0
 fi
+# spark_peer.py has Maven fetch the Kafka connector into ~/.m2 for Spark's resolver, but Maven
+# leaves out the jar of slf4j-api (provided scope there), which Spark's resolver then cannot find.
+mvn -q -B dependency:get -Dartifact=org.slf4j:slf4j-api:2.0.16 >&2 || true
 . bench/lib.sh
 release_and_replay "$OUT"
 if [ -z "$BROKERS" ]; then
