@@ -88,6 +88,8 @@ impl SeaweedFs {
         // The bucket is a folder under the filer's /buckets; the filer answers once the master
         // and the volume server are up, and S3 after it.
         let http = reqwest::Client::new();
+        // Two minutes: on a machine fresh from set-up, beside the phase's other tests, the
+        // first start once took over one (its master's bootstrap alone ended after 59 s).
         let t0 = Instant::now();
         let mut made = false;
         loop {
@@ -114,11 +116,11 @@ impl SeaweedFs {
             if wrote {
                 break;
             }
-            if t0.elapsed() > Duration::from_secs(60) {
+            if t0.elapsed() > Duration::from_secs(120) {
                 let log = std::fs::read_to_string(dir.path().join("weed.log")).unwrap_or_default();
                 let tail: Vec<&str> = log.lines().rev().take(30).collect();
                 panic!(
-                    "SeaweedFS did not take a write within 60 s (bucket made: {made}, S3 up: {s3_up}); its log ends:\n{}",
+                    "SeaweedFS did not take a write within 120 s (bucket made: {made}, S3 up: {s3_up}); its log ends:\n{}",
                     tail.into_iter().rev().collect::<Vec<_>>().join("\n")
                 );
             }
