@@ -20,6 +20,25 @@ fn new_lake() -> (tempfile::TempDir, Lake, TableName, SchemaRef) {
     (dir, lake, name, schema)
 }
 
+/// A sink on `name` that has read partition `p`'s version, as a worker does when it is given
+/// the partition; with the version it found.
+async fn sink_for(
+    lake: &Lake,
+    name: TableName,
+    schema: &SchemaRef,
+    p: i32,
+) -> (DeltaSink, Option<i64>) {
+    let mut sink = DeltaSink::open(lake, name, schema.clone(), &[])
+        .await
+        .unwrap();
+    let id = app_id("p", "bronze.t", p);
+    let seen = sink
+        .refresh_versions(std::slice::from_ref(&id))
+        .await
+        .unwrap();
+    (sink, seen[&id])
+}
+
 /// Two workers starting together on a new lake: the second saw no table, the first created
 /// it, and the second opens it instead of failing ("a table already exists").
 #[tokio::test]
@@ -56,12 +75,7 @@ async fn a_commit_after_another_writers_is_checked_against_it() {
         .unwrap()
     };
     let txn = |p: i32, v: i64| BTreeMap::from([(app_id("p", "bronze.t", p), v)]);
-    let mut a = DeltaSink::open(&lake, name, schema.clone(), &[])
-        .await
-        .unwrap();
-    a.refresh_versions(&[app_id("p", "bronze.t", 0)])
-        .await
-        .unwrap();
+    let (mut a, _) = sink_for(&lake, name, &schema, 0).await;
     a.commit(vec![rows(3)], &txn(0, 3)).await.unwrap();
     a.commit(vec![rows(2)], &txn(0, 5)).await.unwrap();
     assert_eq!(a.verified, Some(2), "own commits keep what it knows");
@@ -72,14 +86,8 @@ async fn a_commit_after_another_writers_is_checked_against_it() {
     );
 
     // Another worker takes partition 0 over and commits it.
-    let mut b = DeltaSink::open(&lake, name, schema.clone(), &[])
-        .await
-        .unwrap();
-    let seen = b
-        .refresh_versions(&[app_id("p", "bronze.t", 0)])
-        .await
-        .unwrap();
-    assert_eq!(seen[&app_id("p", "bronze.t", 0)], Some(5));
+    let (mut b, seen) = sink_for(&lake, name, &schema, 0).await;
+    assert_eq!(seen, Some(5));
     b.commit(vec![rows(4)], &txn(0, 9)).await.unwrap();
     let refused = a.commit(vec![rows(4)], &txn(0, 9)).await;
     assert!(
@@ -91,12 +99,7 @@ async fn a_commit_after_another_writers_is_checked_against_it() {
     );
 
     // A commit of another partition does not stand in the way.
-    let mut c = DeltaSink::open(&lake, name, schema.clone(), &[])
-        .await
-        .unwrap();
-    c.refresh_versions(&[app_id("p", "bronze.t", 1)])
-        .await
-        .unwrap();
+    let (mut c, _) = sink_for(&lake, name, &schema, 1).await;
     b.commit(vec![rows(1)], &txn(0, 10)).await.unwrap();
     c.commit(vec![rows(1)], &txn(1, 1)).await.unwrap();
     b.commit(vec![rows(1)], &txn(0, 11)).await.unwrap();
@@ -118,13 +121,8 @@ async fn a_commit_after_another_writers_is_checked_against_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_write_the_log_checkpoint_beside() {
     let (dir, lake, name, schema) = new_lake();
-    let mut sink = DeltaSink::open(&lake, name, schema.clone(), &[])
-        .await
-        .unwrap();
+    let (mut sink, _) = sink_for(&lake, name, &schema, 0).await;
     assert_eq!(sink.checkpoint_interval, 20);
-    sink.refresh_versions(&[app_id("p", "bronze.t", 0)])
-        .await
-        .unwrap();
     let batch = RecordBatch::try_new(
         schema.clone(),
         vec![Arc::new(arrow::array::Int64Array::from_iter_values(0..2))],
