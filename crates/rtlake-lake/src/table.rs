@@ -130,6 +130,15 @@ impl TableSink {
         }
     }
 
+    /// Waits for the work a commit left running beside it (a Delta log checkpoint): at the
+    /// end of a run.
+    pub async fn finish(&mut self) {
+        match self {
+            Self::Delta(d) => d.finish().await,
+            Self::Iceberg(_) => {}
+        }
+    }
+
     /// Records `newest_event_ms` (see [`crate::NEWEST_EVENT_KEY`]) in the next commit or upsert.
     pub fn stamp(&mut self, newest_event_ms: Option<i64>) {
         match self {

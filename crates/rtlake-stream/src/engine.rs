@@ -1,16 +1,19 @@
 //! One epoch, from messages to committed outputs, whatever the source.
 //!
-//! An epoch's per-partition offset ranges go to the offset log first. Every message is decoded
-//! once; each stage's operator processes the messages past the smallest version of its
-//! outputs, on a thread per stage, and snapshots its state after the epoch (on the same thread)
-//! under the version the commits will carry; the snapshots are saved while `_rejected` commits;
-//! then every stage's outputs commit at once, and last the commit log. At debug level each
-//! epoch logs how long these steps took.
+//! Every message is decoded once; each stage's operator processes the messages past the
+//! smallest version of its outputs, on a thread per stage, and snapshots its state after the
+//! epoch (on the same thread) under the version the commits will carry. The commits then run
+//! as a task ([`Landing`], `engine/landing.rs`) while the caller gathers the next epoch and the
+//! engine processes it: the epoch's per-partition offset ranges go to the offset log first; the
+//! snapshots are saved while `_rejected` commits; then every stage's outputs commit at once,
+//! and last the commit log. At debug level each epoch logs how long these steps took.
 //!
 //! `_rejected` is committed first: an operator rejects stale or late messages only while it
 //! processes them, so its rejections must never be behind it. A crash between two commits
 //! leaves each output at its own version; on restart the partition resumes at the smallest,
 //! re-runs the interrupted range exactly (the offset log), and each output skips what it holds.
+
+mod landing;
 
 use crate::checkpoint::{EpochLog, Range};
 use crate::input::{EpochInput, InputDecoder};
@@ -21,6 +24,7 @@ use crate::rejected::{RejectedColumns, RejectedShape};
 use crate::source::{RawMessage, Resume};
 use crate::state::StateStore;
 use crate::{Error, Kind, Result};
+pub use landing::Landing;
 use std::collections::BTreeMap;
 
 /// What a run did.
@@ -60,6 +64,23 @@ impl RunReport {
         None
     }
 
+    /// Adds another report's counts (an epoch's, as it lands).
+    fn add(&mut self, other: RunReport) {
+        self.epochs += other.epochs;
+        self.messages += other.messages;
+        for (output, rows) in other.rows {
+            *self.rows.entry(output).or_default() += rows;
+        }
+        for (ms, n) in other.latency_ms.iter().enumerate() {
+            if *n > 0 {
+                if self.latency_ms.is_empty() {
+                    self.latency_ms = vec![0; other.latency_ms.len()];
+                }
+                self.latency_ms[ms] += n;
+            }
+        }
+    }
+
     fn record_latency(&mut self, ms: i64) {
         const BUCKETS: usize = 60_001;
         if self.latency_ms.is_empty() {
@@ -77,8 +98,8 @@ pub struct Engine {
     pub topic: String,
     /// The stages.
     pub stages: Vec<Stage>,
-    /// `_rejected`.
-    pub rejected: Output,
+    /// `_rejected` (away while an epoch lands).
+    pub rejected: Option<Output>,
     /// State snapshots.
     pub state: StateStore,
     /// Offset and commit logs.
@@ -91,8 +112,13 @@ pub struct Engine {
     pub max_future: std::time::Duration,
     /// `run.rejected-value-max` and `lake.time-zone`: how `_rejected` rows are written.
     pub rejected_shape: RejectedShape,
-    /// Totals.
+    /// Totals, as of the last epoch that landed.
     pub report: RunReport,
+    /// The last epoch's commits, while they run (see [`Engine::epoch`]).
+    pub landing: Option<Landing>,
+    /// The partitions whose versions the outputs have read ([`Engine::refresh`]), less those
+    /// dropped.
+    pub partitions: std::collections::BTreeSet<i32>,
 }
 
 /// Counts `_rejected` rows by refusing table and reason (late ones also as late events).
@@ -124,19 +150,27 @@ fn count_rejections(pipeline: &str, batch: &arrow::array::RecordBatch) {
     }
 }
 
+/// Counts an output's commit on `/metrics`.
+fn observe_commit(pipeline: &str, output: &str, rows: u64, took: std::time::Duration) {
+    let metrics = &rtlake_core::metrics::global().run;
+    let labels = [pipeline, output];
+    metrics.rows_out.with_label_values(&labels).inc_by(rows);
+    metrics
+        .commit_duration
+        .with_label_values(&labels)
+        .observe(took.as_secs_f64());
+    metrics
+        .last_commit
+        .with_label_values(&labels)
+        .set(chrono::Utc::now().timestamp());
+}
+
 impl Engine {
-    fn observe_commit(&self, output: &str, rows: u64, took: std::time::Duration) {
-        let metrics = &rtlake_core::metrics::global().run;
-        let labels = [self.pipeline.as_str(), output];
-        metrics.rows_out.with_label_values(&labels).inc_by(rows);
-        metrics
-            .commit_duration
-            .with_label_values(&labels)
-            .observe(took.as_secs_f64());
-        metrics
-            .last_commit
-            .with_label_values(&labels)
-            .set(chrono::Utc::now().timestamp());
+    /// `_rejected`, which is here unless an epoch is landing.
+    fn rejected(&self) -> &Output {
+        self.rejected
+            .as_ref()
+            .expect("_rejected is read only when no epoch is landing")
     }
 
     /// Every output's version of `p` (`_rejected` included).
@@ -145,11 +179,12 @@ impl Engine {
         self.stages
             .iter()
             .flat_map(|s| s.outputs.iter())
-            .chain([&self.rejected])
+            .chain([self.rejected()])
             .map(move |o| o.version(pipeline, p))
     }
 
-    /// Where a partition resumes, from the versions the outputs last read or wrote.
+    /// Where a partition resumes, from the versions the outputs last read or wrote. Only
+    /// while no epoch is landing (after [`Engine::settle`]): the outputs are away meanwhile.
     pub fn resume(&self, p: i32) -> Resume {
         Resume::of(self.versions(p))
     }
@@ -157,6 +192,8 @@ impl Engine {
     /// Learns the outputs' versions of `parts` and restores each operator's state to match;
     /// returns the interrupted range of each partition that has one.
     pub async fn refresh(&mut self, parts: &[i32]) -> Result<BTreeMap<i32, Range>> {
+        self.settle().await?;
+        self.partitions.extend(parts);
         // The outputs' logs and the states are read together: a partition's first messages
         // wait for this (at every start, and when a rebalance hands a partition over).
         let pipeline = &self.pipeline;
@@ -164,7 +201,7 @@ impl Engine {
             self.stages
                 .iter_mut()
                 .flat_map(|s| s.outputs.iter_mut())
-                .chain([&mut self.rejected])
+                .chain(self.rejected.as_mut())
                 .map(|o| o.refresh(pipeline, parts)),
         )
         .await?;
@@ -213,6 +250,7 @@ impl Engine {
 
     /// Forgets a partition this worker lost.
     pub fn drop_partition(&mut self, p: i32) {
+        self.partitions.remove(&p);
         for s in &mut self.stages {
             if let Some(state) = s.op.state_mut() {
                 state.remove(p);
@@ -229,15 +267,19 @@ impl Engine {
             .sum()
     }
 
-    /// Per partition, the first offset `_rejected` does not hold.
-    fn rejected_from(&self, ends: &BTreeMap<i32, i64>) -> BTreeMap<i32, i64> {
-        ends.keys()
-            .map(|p| (*p, self.rejected.version(&self.pipeline, *p).unwrap_or(0)))
-            .collect()
-    }
-
-    /// Processes and commits one epoch; returns the end offset per partition.
+    /// Processes one epoch and starts its commits; returns the ends (partition → next offset)
+    /// of the epoch whose commits finished meanwhile, the one before (empty if none was under
+    /// way).
+    ///
+    /// The commits run as a task ([`Landing`]): the caller gathers the next epoch meanwhile, and
+    /// the next call decodes and processes it before waiting for them, so one epoch's decoding
+    /// and operators overlap the last one's Parquet encoding and storage writes; the writes
+    /// keep their order (see `engine/landing.rs`). [`Engine::settle`] waits for the last epoch's
+    /// commits: before anything reads the lake's positions, and at the end of a run.
     pub async fn epoch(&mut self, msgs: &[RawMessage]) -> Result<BTreeMap<i32, i64>> {
+        if msgs.is_empty() {
+            return Ok(BTreeMap::new());
+        }
         let mut ranges: BTreeMap<i32, Range> = BTreeMap::new();
         let mut read: BTreeMap<i32, u64> = BTreeMap::new();
         for m in msgs {
@@ -251,13 +293,42 @@ impl Engine {
         }
         let ranges: Vec<(i32, Range)> = ranges.into_iter().collect();
         let ends: BTreeMap<i32, i64> = ranges.iter().map(|(p, r)| (*p, r.end)).collect();
-        if msgs.is_empty() {
-            return Ok(ends);
+        // An epoch with a partition the landing one does not know the versions of waits for
+        // it before anything (it cannot happen: a rebalance waits for the landing first).
+        let mut landed = BTreeMap::new();
+        if self.landing.as_ref().is_some_and(|l| !l.knows(&ends)) {
+            landed = self.settle().await?;
         }
-        self.log.begin(&ranges).await?;
+        // Where the outputs stand for this epoch: while the last epoch lands, where it leaves
+        // them.
+        let after = self.landing.as_ref().map(|l| l.after.clone());
+        if let Some(l) = &self.landing {
+            debug_assert!(
+                ranges
+                    .iter()
+                    .all(|(p, r)| l.ends.get(p).is_none_or(|e| r.start >= *e)),
+                "{ranges:?} {:?}",
+                l.ends
+            );
+        }
         let started = std::time::Instant::now();
         let metrics = &rtlake_core::metrics::global().run;
         let now = chrono::Utc::now();
+        let pipeline = self.pipeline.clone();
+        let rejected_at: BTreeMap<i32, i64> = ends
+            .keys()
+            .map(|p| {
+                let v = match &after {
+                    Some(a) => a.rejected[p],
+                    None => self.rejected().version(&pipeline, *p).unwrap_or(0),
+                };
+                (*p, v)
+            })
+            .collect();
+        let stage_at = |i: usize, stage: &Stage, p: i32| match &after {
+            Some(a) => a.stages[i][&p],
+            None => stage.version(&pipeline, p),
+        };
         let mut refused = RejectedColumns::new(self.rejected_shape);
         let transcoded: Vec<RawMessage>;
         let input = match &mut self.decoder {
@@ -265,10 +336,9 @@ impl Engine {
                 d.prepare(msgs).await?;
                 let (records, bad) = d.decode(&self.topic, msgs, now, self.max_future)?;
                 let declared = d.schema().fields().len() - meta_fields().len();
-                let owed = self.rejected_from(&ends);
                 for r in bad {
                     let m = &msgs[r.index];
-                    if m.offset >= owed[&m.partition] {
+                    if m.offset >= rejected_at[&m.partition] {
                         refused.push(&self.topic, m, r.reason, &r.error, "input", now);
                     }
                 }
@@ -303,32 +373,29 @@ impl Engine {
                 }
             },
         };
-        let pipeline = self.pipeline.clone();
-        let rejected_at = self.rejected_from(&ends);
         let rejected_owed = |m: &RawMessage| m.offset >= rejected_at[&m.partition];
         let topic = self.topic.as_str();
         let shape = self.rejected_shape;
         // The stages are independent: each on a thread of its own, with its own rejections.
-        let run_stage = |stage: &mut Stage| {
+        let run_stage = |i: usize, stage: &mut Stage| {
             let at: BTreeMap<i32, i64> = ends
                 .keys()
-                .map(|p| (*p, stage.version(&pipeline, *p).unwrap_or(0)))
+                .map(|p| (*p, stage_at(i, stage, *p).unwrap_or(0)))
                 .collect();
             let owed = |m: &RawMessage| m.offset >= at[&m.partition];
-            let sink = stage.sink_name();
             let mut cols = RejectedColumns::new(shape);
             let out = stage.op.process(
                 &input,
                 &owed,
                 &mut Rejections::new(&mut cols, &rejected_owed, topic, now),
-                &sink,
+                &stage.sink,
             );
             // The state after this epoch, under the version its outputs' commits will carry,
             // serialised here on the stage's own thread.
             let snapshots: Vec<(i32, i64, Vec<u8>)> = match stage.op.state() {
                 Some(state) if out.is_ok() => ends
                     .iter()
-                    .filter(|(p, end)| stage.version(&pipeline, **p).is_none_or(|v| **end > v))
+                    .filter(|(p, end)| stage_at(i, stage, **p).is_none_or(|v| **end > v))
                     .map(|(p, end)| (*p, *end, state.snapshot(*p)))
                     .collect(),
                 _ => Vec::new(),
@@ -345,7 +412,8 @@ impl Engine {
                 let handles: Vec<_> = self
                     .stages
                     .iter_mut()
-                    .map(|stage| scope.spawn(|| run_stage(stage)))
+                    .enumerate()
+                    .map(|(i, stage)| scope.spawn(move || run_stage(i, stage)))
                     .collect();
                 handles
                     .into_iter()
@@ -355,11 +423,20 @@ impl Engine {
         });
         drop(input);
         let processed = started.elapsed();
+        for (p, n) in read {
+            metrics
+                .events_in
+                .with_label_values(&[&pipeline, &self.topic, &p.to_string()])
+                .inc_by(n);
+        }
+        // This epoch's writes start once the last epoch's are done.
+        landed.extend(self.settle().await?);
+        let waited = started.elapsed() - processed;
         let mut emitted = Vec::with_capacity(results.len());
         let mut rejected_parts = vec![refused.finish()];
         let mut saves = Vec::new();
         for ((out, rejects, snapshots), stage) in results.into_iter().zip(&self.stages) {
-            emitted.push(out?);
+            emitted.push(std::sync::Arc::new(out?));
             rejected_parts.push(rejects);
             for (p, end, bytes) in snapshots {
                 // Older snapshots go once every stage of this kind has committed past them.
@@ -372,138 +449,117 @@ impl Engine {
                 saves.push((stage.op.kind(), p, end, bytes, keep_from));
             }
         }
-        let state = &self.state;
-        let saved = async {
-            futures::future::try_join_all(saves.iter().map(|(kind, p, end, bytes, keep_from)| {
-                state.save(kind, *p, *end, bytes, *keep_from)
-            }))
-            .await
-            .map_err(Error::from)
-        };
-        let rejected_schema = rtlake_core::schema::rejected();
-        let rejected = Emitted {
-            origins: Vec::new(),
-            batch: arrow::compute::concat_batches(&rejected_schema, &rejected_parts)
-                .map_err(|e| Error::caused(Kind::Sink, "_rejected rows", e))?,
-        };
-        let rejected_rows = rejected.batch.num_rows() as u64;
-        let t = std::time::Instant::now();
-        // The state snapshots and `_rejected` are independent; both land before any output
-        // commits (an output's version must find its state, and a stage skips what its output
-        // holds, so its rejections must be in `_rejected` first).
-        let (_, rejected_commit) = futures::future::try_join(
-            saved,
-            self.rejected.commit(&pipeline, &rejected, &ends, None),
-        )
-        .await?;
-        let first = started.elapsed();
-        if rejected_commit.is_some() {
-            crate::failpoint(&format!("after-commit:{}", self.rejected.name()));
-            *self.report.rows.entry(self.rejected.name()).or_default() += rejected_rows;
-            self.observe_commit(&self.rejected.name(), rejected_rows, t.elapsed());
-            count_rejections(&pipeline, &rejected.batch);
-        }
-        // Each partition's newest Kafka timestamp: the commit log keeps it (the pipeline page's
-        // freshness), each table's commit records the epoch's newest event (`rtlake lake
-        // status`), and each table that committed now holds it (its freshness on /metrics).
-        let mut newest: BTreeMap<i32, i64> = BTreeMap::new();
-        for m in msgs {
-            if let Some(ts) = m.timestamp {
-                let n = newest.entry(m.partition).or_insert(ts);
-                *n = (*n).max(ts);
-            }
-        }
-        let newest_event = newest.values().max().copied();
-        // The outputs are independent tables and topics: each commits as a task of its own, so
-        // one output's Parquet encoding does not hold up another's Delta bookkeeping.
-        let emitted: Vec<std::sync::Arc<Emitted>> =
-            emitted.into_iter().map(std::sync::Arc::new).collect();
-        let shared_ends = std::sync::Arc::new(ends.clone());
-        let mut tasks = Vec::new();
-        for (stage, out) in self.stages.iter_mut().zip(&emitted) {
-            let mut outs = Vec::new();
-            for mut o in std::mem::take(&mut stage.outputs) {
-                let (pipeline, ends, out) = (pipeline.clone(), shared_ends.clone(), out.clone());
-                outs.push(tokio::spawn(async move {
-                    let t = std::time::Instant::now();
-                    let rows = o.commit(&pipeline, &out, &ends, newest_event).await;
-                    if matches!(rows, Ok(Some(_))) {
-                        crate::failpoint(&format!("after-commit:{}", o.name()));
-                    }
-                    (o, rows, t.elapsed())
-                }));
-            }
-            tasks.push(outs);
-        }
-        // Every output goes back to its stage, whatever the others' outcome.
-        let (mut failed, mut committed) = (None, Vec::new());
-        for (stage, outs) in self.stages.iter_mut().zip(tasks) {
-            for task in outs {
-                let (o, rows, took) = task
-                    .await
-                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-                match rows {
-                    Ok(Some(rows)) => committed.push((o.name(), rows, took)),
-                    Ok(None) => {}
-                    Err(e) => {
-                        failed.get_or_insert(e);
-                    }
-                }
-                stage.outputs.push(o);
-            }
-        }
-        let mut names = Vec::with_capacity(committed.len());
-        for (name, rows, took) in committed {
-            *self.report.rows.entry(name.clone()).or_default() += rows;
-            self.observe_commit(&name, rows, took);
-            names.push(name);
-        }
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        self.log
-            .commit(&ranges, started.elapsed().as_millis() as u64, &newest)
-            .await?;
-        if let Some(newest) = newest_event {
-            for name in &names {
-                metrics.committed_through(&pipeline, name, newest);
-            }
-        }
-        tracing::debug!(
-            messages = msgs.len(),
-            decode_ms = decoded.as_millis() as u64,
-            process_ms = (processed - decoded).as_millis() as u64,
-            state_and_rejected_ms = (first - processed).as_millis() as u64,
-            outputs_ms = (started.elapsed() - first).as_millis() as u64,
-            "epoch"
-        );
-        let done = chrono::Utc::now().timestamp_millis();
-        let latency = metrics.event_to_lake.with_label_values(&[&pipeline]);
-        for m in msgs {
-            if let Some(ts) = m.timestamp {
-                self.report.record_latency(done - ts);
-                latency.observe((done - ts).max(0) as f64 / 1000.0);
-            }
-        }
-        for (p, n) in read {
-            metrics
-                .events_in
-                .with_label_values(&[&pipeline, &self.topic, &p.to_string()])
-                .inc_by(n);
-        }
         for stage in &self.stages {
             metrics
                 .state_keys
                 .with_label_values(&[&pipeline, stage.op.kind()])
                 .set(stage.op.state().map_or(0, PartitionState::keys) as i64);
         }
-        metrics.epochs.with_label_values(&[&pipeline]).inc();
-        metrics
-            .epoch_duration
-            .with_label_values(&[&pipeline])
-            .observe(started.elapsed().as_secs_f64());
-        self.report.epochs += 1;
-        self.report.messages += msgs.len() as u64;
+        let rejected_schema = rtlake_core::schema::rejected();
+        let refused = Emitted {
+            origins: Vec::new(),
+            batch: arrow::compute::concat_batches(&rejected_schema, &rejected_parts)
+                .map_err(|e| Error::caused(Kind::Sink, "_rejected rows", e))?,
+        };
+        // Each partition's newest Kafka timestamp: the commit log keeps it (the pipeline page's
+        // freshness), each table's commit records the epoch's newest event (`rtlake lake
+        // status`), and each table that committed now holds it (its freshness on /metrics).
+        let mut newest: BTreeMap<i32, i64> = BTreeMap::new();
+        let mut timestamps = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            if let Some(ts) = m.timestamp {
+                let n = newest.entry(m.partition).or_insert(ts);
+                *n = (*n).max(ts);
+                timestamps.push(ts);
+            }
+        }
+        // Where this epoch leaves every output, for the next epoch to process while it lands:
+        // each partition it holds at its end, every other one where it stands.
+        let mut parts = self.partitions.clone();
+        parts.extend(ends.keys());
+        let version_after = |p: &i32, now: Option<i64>| ends.get(p).copied().or(now);
+        let after = landing::After {
+            stages: self
+                .stages
+                .iter()
+                .map(|s| {
+                    parts
+                        .iter()
+                        .map(|p| (*p, version_after(p, s.version(&pipeline, *p))))
+                        .collect()
+                })
+                .collect(),
+            rejected: parts
+                .iter()
+                .map(|p| {
+                    let now = self.rejected().version(&pipeline, *p);
+                    (*p, version_after(p, now).unwrap_or(0))
+                })
+                .collect(),
+        };
+        let work = landing::Work {
+            after,
+            pipeline,
+            outputs: self
+                .stages
+                .iter_mut()
+                .map(|s| std::mem::take(&mut s.outputs))
+                .collect(),
+            rejected: self
+                .rejected
+                .take()
+                .expect("_rejected is back after settling"),
+            state: self.state.clone(),
+            log: self.log.clone(),
+            ranges,
+            ends,
+            saves,
+            refused,
+            emitted,
+            newest,
+            timestamps,
+            messages: msgs.len() as u64,
+            started,
+            decoded,
+            processed,
+            waited,
+        };
+        self.landing = Some(work.start());
+        Ok(landed)
+    }
+
+    /// Ends a run: waits for the last epoch's commits, then for what they left running beside
+    /// (log checkpoints).
+    pub async fn finish(&mut self) -> Result<()> {
+        self.settle().await?;
+        for o in self
+            .stages
+            .iter_mut()
+            .flat_map(|s| s.outputs.iter_mut())
+            .chain(self.rejected.as_mut())
+        {
+            o.finish().await;
+        }
+        Ok(())
+    }
+
+    /// Waits for the last epoch's commits and takes its outputs back; returns that epoch's
+    /// ends (empty if none was under way). A failed commit is returned here, the outputs back
+    /// in place either way. Cancel-safe: dropped while waiting, the commits stay under way.
+    pub async fn settle(&mut self) -> Result<BTreeMap<i32, i64>> {
+        let Some(landing) = &mut self.landing else {
+            return Ok(BTreeMap::new());
+        };
+        let landed = (&mut landing.task)
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        let ends = std::mem::take(&mut landing.ends);
+        self.landing = None;
+        for (stage, outputs) in self.stages.iter_mut().zip(landed.outputs) {
+            stage.outputs = outputs;
+        }
+        self.rejected = Some(landed.rejected);
+        self.report.add(landed.outcome?);
         Ok(ends)
     }
 }

@@ -111,11 +111,12 @@ async fn run_once(
         None,
         None,
     );
+    let rejected_name = rejected.name();
     let engine = Engine {
         pipeline: cfg.run.pipeline.clone(),
         topic,
         stages,
-        rejected,
+        rejected: Some(rejected),
         state: StateStore::new(checkpoint.child("state")),
         log: EpochLog::new(checkpoint.clone()),
         decoder,
@@ -131,22 +132,21 @@ async fn run_once(
             time_zone: lake.time_zone(),
         },
         report: RunReport::default(),
+        landing: None,
+        partitions: Default::default(),
     };
     let outputs: Vec<String> = engine
         .stages
         .iter()
         .flat_map(|s| s.outputs.iter().map(Output::name))
         .collect();
-    touch_metrics(
-        &cfg.run.pipeline,
-        outputs.iter().chain([&engine.rejected.name()]),
-    );
+    touch_metrics(&cfg.run.pipeline, outputs.iter().chain([&rejected_name]));
     tracing::info!(pipeline = %cfg.run.pipeline, source = %engine.topic, lake = %lake.root(), %checkpoint, ?outputs, "processor started");
     let tables: Vec<_> = engine
         .stages
         .iter()
         .flat_map(|s| &s.outputs)
-        .chain([&engine.rejected])
+        .chain(engine.rejected.as_ref())
         .filter_map(|o| match o {
             Output::Table(d, ..) => Some(d.name()),
             Output::Kafka(_) => None,
@@ -255,6 +255,8 @@ async fn run_bronze(
     let pending = engine.refresh(&parts).await?;
     let started = Instant::now();
     for (p, all) in msgs {
+        // The partition before lands first: its outputs tell where this one resumes.
+        engine.settle().await?;
         let from = engine.resume(p).expected();
         let todo: Vec<RawMessage> = all.into_iter().filter(|m| m.offset >= from).collect();
         tracing::info!(
@@ -273,6 +275,7 @@ async fn run_bronze(
             .chain(rest.chunks(cfg.run.epoch_limit()))
         {
             if shutdown.is_cancelled() {
+                engine.finish().await?;
                 return Ok(engine.report);
             }
             engine.epoch(chunk).await?;
@@ -285,6 +288,7 @@ async fn run_bronze(
             "processing"
         );
     }
+    engine.finish().await?;
     Ok(engine.report)
 }
 
@@ -351,6 +355,7 @@ async fn run_file(
             "processing"
         );
     }
+    engine.finish().await?;
     Ok(engine.report)
 }
 

@@ -106,6 +106,13 @@ impl Output {
         }
     }
 
+    /// Waits for what its commits left running (a table's log checkpoint): at the end of a run.
+    pub async fn finish(&mut self) {
+        if let Self::Table(d, ..) = self {
+            d.finish().await;
+        }
+    }
+
     /// Reads the versions of `parts` again from the table or checkpoint.
     pub async fn refresh(&mut self, pipeline: &str, parts: &[i32]) -> Result<()> {
         match self {
@@ -224,6 +231,9 @@ impl Output {
 pub struct Stage {
     /// The operator.
     pub op: Box<dyn Operator>,
+    /// The name its refusals are written under: its first output's (kept here because the
+    /// outputs are away while an epoch commits).
+    pub sink: String,
     /// Its outputs, in commit order.
     pub outputs: Vec<Output>,
     /// Rows committed per output name since the start.
@@ -231,11 +241,6 @@ pub struct Stage {
 }
 
 impl Stage {
-    /// The name refusals are written under: the first output's.
-    pub fn sink_name(&self) -> String {
-        self.outputs.first().map(Output::name).unwrap_or_default()
-    }
-
     /// Where the operator resumes a partition: the smallest of its outputs' versions.
     pub fn version(&self, pipeline: &str, partition: i32) -> Option<i64> {
         self.outputs
@@ -440,6 +445,7 @@ pub async fn build(
             (Some(i), _) => stages[i].outputs.push(output),
             (None, Some(op)) => stages.push(Stage {
                 op,
+                sink: output.name(),
                 outputs: vec![output],
                 rows: BTreeMap::new(),
             }),

@@ -107,6 +107,9 @@ pub(crate) struct KafkaWorker {
     prefetch_error: Option<rdkafka::error::KafkaError>,
     /// Where taken messages' keys and values are copied.
     arena: Arena,
+    /// Seeks back to the lake's positions so far (see [`Self::reseek`]): messages taken before
+    /// one are gone with it, including the rest of a batch being judged.
+    seeks: u64,
 }
 
 impl KafkaWorker {
@@ -181,6 +184,7 @@ impl KafkaWorker {
             prefetched: Vec::new(),
             prefetch_error: None,
             arena: Arena::default(),
+            seeks: 0,
         })
     }
 
@@ -261,7 +265,8 @@ impl KafkaWorker {
                     .step("taking messages (their assignment, or the epoch they end)");
                 self.watch.progressed();
                 // The assignment that delivered them is learnt before they are judged.
-                if self.sync_assignment(&mut buf).await? {
+                let seeks = self.seeks;
+                if self.sync_assignment(&mut buf).await? || self.seeks != seeks {
                     epoch_start = None;
                     continue;
                 }
@@ -279,6 +284,10 @@ impl KafkaWorker {
                         epoch_start = None;
                         if let Err(e) = self.epoch(&mut buf).await {
                             self.epoch_failed(&mut buf, e).await?;
+                            failed = true;
+                            break;
+                        }
+                        if self.seeks != seeks {
                             failed = true;
                             break;
                         }
@@ -302,11 +311,16 @@ impl KafkaWorker {
                             failed = true;
                             break;
                         }
+                        if self.seeks != seeks {
+                            failed = true;
+                            break;
+                        }
                     }
                 }
                 if failed {
-                    // The consumer was started again: the rest of the batch is its
-                    // predecessor's, and gone with it.
+                    // The consumer was started again, or sought back to the lake's positions
+                    // after another worker's commit: the rest of the batch was taken before,
+                    // and is gone with it (judged, it would look like a gap: data loss).
                     epoch_start = None;
                     continue;
                 }
@@ -351,6 +365,12 @@ impl KafkaWorker {
             }
             if self.watch.last_check.elapsed() >= CHECK_EVERY {
                 self.watch.last_check = Instant::now();
+                // The watchdog compares the lake's positions with what was taken.
+                self.beat.step("waiting for the last epoch's commits");
+                if let Err(e) = self.land(&mut buf).await {
+                    self.epoch_failed(&mut buf, e).await?;
+                    continue;
+                }
                 self.beat.step("checking the consumer's health");
                 if let Some((kind, reason)) = self.check_health().await {
                     self.restart(&mut buf, kind, &reason).await?;
@@ -371,19 +391,30 @@ impl KafkaWorker {
                 last_log = Instant::now();
                 logged = r.messages;
             }
-            self.beat
-                .step("reading the lake's positions (available-now)");
-            if let Some(t) = &self.targets
-                && buf.is_empty()
-                && (timed_out || self.caught_up(t))
-                && self.lake_holds(t).await
-            {
-                tracing::info!(
-                    "available-now: the lake holds everything the topic held at the start"
-                );
-                break;
+            let drained = self
+                .targets
+                .as_ref()
+                .is_some_and(|t| buf.is_empty() && (timed_out || self.caught_up(t)));
+            if drained {
+                self.beat
+                    .step("reading the lake's positions (available-now)");
+                if let Err(e) = self.land(&mut buf).await {
+                    self.epoch_failed(&mut buf, e).await?;
+                    continue;
+                }
+                if let Some(t) = &self.targets
+                    && self.lake_holds(t).await
+                {
+                    tracing::info!(
+                        "available-now: the lake holds everything the topic held at the start"
+                    );
+                    break;
+                }
             }
         }
+        self.beat.step("waiting for the last epoch's commits");
+        self.land(&mut buf).await?;
+        self.engine.finish().await?;
         let report = self.engine.report.clone();
         self.close().await;
         Ok(report)

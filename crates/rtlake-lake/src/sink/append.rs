@@ -164,6 +164,15 @@ impl DeltaSink {
         Ok(version - 1)
     }
 
+    /// Waits for a log checkpoint being written beside the commits: at the end of a run, so
+    /// that the process does not exit under it (the kernel's executor panics when its runtime
+    /// goes away mid-write, and the checkpoint is lost).
+    pub async fn finish(&mut self) {
+        if let Some(h) = self.checkpointing.take() {
+            let _ = h.await;
+        }
+    }
+
     /// Starts writing the log checkpoint of `version` on a blocking thread when the table's
     /// `checkpointInterval` asks for one there, unless the previous one is still being written
     /// (the next interval's will cover it). A failure is only logged: the processor's

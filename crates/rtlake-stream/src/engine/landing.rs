@@ -22,15 +22,28 @@ use std::time::{Duration, Instant};
 pub struct Landing {
     /// Each partition of the epoch and its end (the next offset).
     pub(super) ends: BTreeMap<i32, i64>,
+    /// Where the epoch leaves the outputs.
+    pub(super) after: After,
     pub(super) task: tokio::task::JoinHandle<Landed>,
 }
 
+/// The outputs' versions once an epoch has landed, per partition the engine holds: each
+/// output holds a partition of the epoch exactly up to its end (an output is never ahead of an
+/// epoch: a re-run range is an epoch of its own), and stands where it stood for every other
+/// partition (a commit carries versions of its epoch's partitions only).
+#[derive(Clone)]
+pub(super) struct After {
+    /// Per stage, the smallest version of its outputs (`None`: never written).
+    pub stages: Vec<BTreeMap<i32, Option<i64>>>,
+    /// `_rejected`'s (0: never written).
+    pub rejected: BTreeMap<i32, i64>,
+}
+
 impl Landing {
-    /// Whether an epoch of the partitions in `ends` continues this one: each of them is one of
-    /// its partitions. Once this epoch lands every output holds exactly its ends, so the next
-    /// epoch owes every output all of its messages without asking them.
-    pub(super) fn continues(&self, ends: &BTreeMap<i32, i64>) -> bool {
-        ends.keys().all(|p| self.ends.contains_key(p))
+    /// Whether the next epoch, of the partitions in `ends`, can be processed while this one
+    /// lands: it knows where this one leaves every output of each of them.
+    pub(super) fn knows(&self, ends: &BTreeMap<i32, i64>) -> bool {
+        ends.keys().all(|p| self.after.rejected.contains_key(p))
     }
 }
 
@@ -47,6 +60,7 @@ pub(super) type Save = (&'static str, i32, i64, Vec<u8>, Option<i64>);
 
 /// One epoch's processed output and everything its commits need.
 pub(super) struct Work {
+    pub after: After,
     pub pipeline: String,
     pub outputs: Vec<Vec<Output>>,
     pub rejected: Output,
@@ -75,9 +89,10 @@ pub(super) struct Work {
 impl Work {
     /// Starts the commits as a task.
     pub fn start(self) -> Landing {
-        let ends = self.ends.clone();
+        let (ends, after) = (self.ends.clone(), self.after.clone());
         Landing {
             ends,
+            after,
             task: tokio::spawn(self.land()),
         }
     }
@@ -101,11 +116,11 @@ impl Work {
         };
         self.log.begin(&self.ranges).await?;
         let t = Instant::now();
-        let state = &self.state;
+        let (state, saves) = (&self.state, &self.saves);
         let saved = async {
-            futures::future::try_join_all(self.saves.iter().map(
-                |(kind, p, end, bytes, keep_from)| state.save(kind, *p, *end, bytes, *keep_from),
-            ))
+            futures::future::try_join_all(saves.iter().map(|(kind, p, end, bytes, keep_from)| {
+                state.save(kind, *p, *end, bytes, *keep_from)
+            }))
             .await
             .map_err(Error::from)
         };

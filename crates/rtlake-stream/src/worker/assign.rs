@@ -32,6 +32,9 @@ impl KafkaWorker {
         if !ctx.changed.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
+        // The last epoch lands before any partition's position is read again.
+        self.land(buf).await?;
+        let ctx = self.consumer.context();
         let now = ctx.assigned_now();
         buf.retain(|m| now.contains(&m.partition));
         self.next.retain(|p, _| now.contains(p));

@@ -4,11 +4,12 @@
 use super::*;
 
 impl KafkaWorker {
-    /// Commits the buffered messages as one epoch. While the epoch is decoded, processed and
-    /// committed, the messages the consumer hands over are taken ahead into `prefetched` (up to
-    /// an epoch's room): the next epoch's read overlaps this one's commit instead of waiting
-    /// for it. They are judged like any batch, after the assignment is learnt; a restart or a
-    /// seek drops them.
+    /// Processes the buffered messages as one epoch and starts its commits (the engine's
+    /// landing, which the next epoch's processing overlaps: see [`Engine::epoch`]). While the
+    /// epoch is decoded and processed and the last one lands, the messages the consumer hands
+    /// over are taken ahead into `prefetched` (up to an epoch's room): the next epoch's read
+    /// overlaps this one's work instead of waiting for it. They are judged like any batch,
+    /// after the assignment is learnt; a restart or a seek drops them.
     pub(super) async fn epoch(&mut self, buf: &mut Vec<RawMessage>) -> Result<()> {
         if buf.is_empty() {
             return Ok(());
@@ -52,10 +53,30 @@ impl KafkaWorker {
                 }
             }
         };
+        self.landed(buf, outcome).await
+    }
+
+    /// Waits for the last epoch's commits (see [`Engine::settle`]); handled as [`Self::epoch`]
+    /// handles them.
+    pub(super) async fn land(&mut self, buf: &mut Vec<RawMessage>) -> Result<()> {
+        let outcome = self.engine.settle().await;
+        self.landed(buf, outcome).await
+    }
+
+    /// What an epoch's landing did: its ends count as progress and go to the group's offsets
+    /// (lag display); after another worker's commit to the same partitions, the worker drops
+    /// what it holds and resumes from the lake; other failures are the caller's.
+    async fn landed(
+        &mut self,
+        buf: &mut Vec<RawMessage>,
+        outcome: Result<BTreeMap<i32, i64>>,
+    ) -> Result<()> {
         let ends = match outcome {
+            Ok(ends) if ends.is_empty() => return Ok(()),
             Ok(ends) => ends,
             Err(Error::Lake(e @ rtlake_lake::Error::ConflictingOffsets { .. })) => {
                 tracing::warn!(error = %rtlake_core::error::Chain(&e), "another worker wrote these partitions; dropping the epoch and resuming from the lake");
+                buf.clear();
                 return self.reseek().await;
             }
             Err(e) => return Err(e),
@@ -82,12 +103,13 @@ impl KafkaWorker {
         if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
             tracing::debug!(error = %rtlake_core::error::Chain(&e), "async group offset commit failed (lag display only)");
         }
-        tracing::debug!(messages = msgs.len(), "epoch committed");
+        tracing::debug!(partitions = ?ends, "epoch landed");
         Ok(())
     }
 
     /// After a conflict: learn the lake's versions again and seek every partition there.
     pub(super) async fn reseek(&mut self) -> Result<()> {
+        self.seeks += 1;
         // Taken before the seek, from positions the seek abandons.
         self.prefetched.clear();
         self.prefetch_error = None;

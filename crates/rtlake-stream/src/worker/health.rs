@@ -191,6 +191,11 @@ impl KafkaWorker {
         buf.clear();
         self.prefetched.clear();
         self.prefetch_error = None;
+        // The outputs come back from the last epoch's commits; whatever came of them, the new
+        // consumer resumes at the lake's positions.
+        if let Err(e) = self.engine.settle().await {
+            tracing::warn!(error = %rtlake_core::error::Chain(&e), "the last epoch's commits failed");
+        }
         let ctx = self.consumer.context();
         for p in std::mem::take(&mut self.assigned) {
             self.engine.drop_partition(p);
