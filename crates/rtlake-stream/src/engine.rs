@@ -474,27 +474,36 @@ impl Engine {
             }
         }
         // Where this epoch leaves every output, for the next epoch to process while it lands:
-        // each partition it holds at its end, every other one where it stands.
+        // an output behind on one of its partitions commits up to its end, one ahead (an epoch
+        // cut inside another partition's interrupted range) stays, and no other partition moves.
         let mut parts = self.partitions.clone();
         parts.extend(ends.keys());
-        let version_after = |p: &i32, now: Option<i64>| ends.get(p).copied().or(now);
+        let after_of = |o: &Output, p: &i32| {
+            let now = o.version(&pipeline, *p);
+            match ends.get(p) {
+                Some(end) => Some(now.map_or(*end, |v| v.max(*end))),
+                None => now,
+            }
+        };
         let after = landing::After {
+            // A stage stands at the smallest of its outputs, as `Stage::version` says.
             stages: self
                 .stages
                 .iter()
                 .map(|s| {
                     parts
                         .iter()
-                        .map(|p| (*p, version_after(p, s.version(&pipeline, *p))))
+                        .map(|p| {
+                            let each: Option<Vec<i64>> =
+                                s.outputs.iter().map(|o| after_of(o, p)).collect();
+                            (*p, each.and_then(|v| v.into_iter().min()))
+                        })
                         .collect()
                 })
                 .collect(),
             rejected: parts
                 .iter()
-                .map(|p| {
-                    let now = self.rejected().version(&pipeline, *p);
-                    (*p, version_after(p, now).unwrap_or(0))
-                })
+                .map(|p| (*p, after_of(self.rejected(), p).unwrap_or(0)))
                 .collect(),
         };
         let work = landing::Work {

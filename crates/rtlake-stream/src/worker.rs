@@ -3,7 +3,7 @@
 //! Each epoch is the messages gathered until `max-batch-events` (or `max-offsets-per-trigger`)
 //! or `max-batch-delay`; with the low-latency trigger, as soon as the consumer has nothing more
 //! to hand over at once. An interrupted epoch (offset log without commit) is cut again at the
-//! same end. Group offsets are committed after the lake commits, for lag display only.
+//! same end (an epoch may stop short of it when full, never cross it). Group offsets are committed after the lake commits, for lag display only.
 //!
 //! The worker heals itself: when its partitions have data it has not received for
 //! `run.stall-timeout`, when it has held no partition for longer than the session timeout
@@ -355,8 +355,12 @@ impl KafkaWorker {
                 counted = buf.len();
             }
             let full = buf.len() >= limit || bytes >= byte_limit;
-            // While an interrupted range is being re-read, only its end closes the epoch.
-            if force || (self.cuts.is_empty() && (full || due)) {
+            // While an interrupted range is being re-read, its end closes the epoch, and so does
+            // a full one: an epoch never crosses the range's end, and may stop inside it (the
+            // outputs ahead skip what they hold), but must not grow without bound while another
+            // partition's messages come first (a crash test once saw one epoch take the whole
+            // topic so).
+            if force || full || (self.cuts.is_empty() && due) {
                 epoch_start = None;
                 if let Err(e) = self.epoch(&mut buf).await {
                     self.epoch_failed(&mut buf, e).await?;

@@ -27,10 +27,10 @@ pub struct Landing {
     pub(super) task: tokio::task::JoinHandle<Landed>,
 }
 
-/// The outputs' versions once an epoch has landed, per partition the engine holds: each
-/// output holds a partition of the epoch exactly up to its end (an output is never ahead of an
-/// epoch: a re-run range is an epoch of its own), and stands where it stood for every other
-/// partition (a commit carries versions of its epoch's partitions only).
+/// The outputs' versions once an epoch has landed, per partition the engine holds: an output
+/// behind on a partition of the epoch holds it up to the epoch's end, one ahead (an epoch cut
+/// inside an interrupted range of another partition) stays where it is, and every other
+/// partition stays where it stood (a commit carries versions of its epoch's partitions only).
 #[derive(Clone)]
 pub(super) struct After {
     /// Per stage, the smallest version of its outputs (`None`: never written).
