@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 mod assign;
 mod epoch;
 mod health;
+mod positions;
 
 /// How often the watchdog looks.
 const CHECK_EVERY: Duration = Duration::from_secs(2);
@@ -502,76 +503,6 @@ impl KafkaWorker {
                 .await;
         }
         Ok(())
-    }
-
-    /// The first message of a newly assigned partition must be the one the outputs expect;
-    /// a later one means retention deleted offsets the pipeline never read.
-    fn check_loss(&mut self, m: &RawMessage) -> Result<()> {
-        let Some(expected) = self.first.remove(&m.partition) else {
-            return Ok(());
-        };
-        if m.offset <= expected {
-            return Ok(());
-        }
-        let what = format!(
-            "partition {} of {}: offsets {expected}..{} were deleted (retention) before pipeline {} read them",
-            m.partition,
-            self.topic,
-            m.offset - 1,
-            self.cfg.run.pipeline
-        );
-        if self.cfg.run.fail_on_data_loss {
-            return Err(Error::new(
-                Kind::DataLoss,
-                format!(
-                    "{what}; set run.fail-on-data-loss = false (--no-fail-on-data-loss) to skip them"
-                ),
-            ));
-        }
-        tracing::warn!(
-            partition = m.partition,
-            from = expected,
-            to = m.offset,
-            "{what}; skipping them (fail-on-data-loss is off)"
-        );
-        Ok(())
-    }
-
-    /// Whether this worker's partitions have been read up to the targets.
-    fn caught_up(&self, targets: &[(i32, i64, i64)]) -> bool {
-        !self.assigned.is_empty()
-            && targets
-                .iter()
-                .filter(|(p, ..)| self.assigned.contains(p))
-                .all(|(p, _, hi)| self.next.get(p).copied().unwrap_or(0) >= *hi)
-    }
-
-    /// Whether the lake holds every target partition up to its target (any worker's doing);
-    /// a lake that cannot be read now says no.
-    async fn lake_holds(&self, targets: &[(i32, i64, i64)]) -> bool {
-        let parts: Vec<i32> = targets.iter().map(|t| t.0).collect();
-        let pos = match self.positions.resume_offsets(&parts).await {
-            Ok(pos) => pos,
-            Err(e) => {
-                tracing::warn!(error = %rtlake_core::error::Chain(&e), "cannot read the lake's positions");
-                return false;
-            }
-        };
-        let mine = |p: &i32| {
-            self.cfg
-                .run
-                .partitions
-                .as_ref()
-                .is_none_or(|only| only.contains(p))
-        };
-        targets
-            .iter()
-            .filter(|(p, ..)| mine(p))
-            .all(|(p, lo, hi)| match pos.get(p) {
-                Some(Resume::At(o)) => o >= hi,
-                Some(Resume::Start) => self.positions.start.first(*p, *lo, *hi) >= *hi,
-                _ => lo >= hi,
-            })
     }
 
     async fn close(self) {

@@ -60,7 +60,6 @@ pub(super) type Save = (&'static str, i32, i64, Vec<u8>, Option<i64>);
 
 /// One epoch's processed output and everything its commits need.
 pub(super) struct Work {
-    pub after: After,
     pub pipeline: String,
     pub outputs: Vec<Vec<Output>>,
     pub rejected: Output,
@@ -87,9 +86,9 @@ pub(super) struct Work {
 }
 
 impl Work {
-    /// Starts the commits as a task.
-    pub fn start(self) -> Landing {
-        let (ends, after) = (self.ends.clone(), self.after.clone());
+    /// Starts the commits as a task; `after` is where they leave the outputs.
+    pub fn start(self, after: After) -> Landing {
+        let ends = self.ends.clone();
         Landing {
             ends,
             after,
