@@ -72,6 +72,20 @@ pub enum Error {
         /// What the table holds.
         found: Option<i64>,
     },
+    /// Other writers' commits (another worker's upserts of other partitions, a compaction) kept
+    /// changing the files an epoch's MERGE read, attempt after attempt; nothing of it landed.
+    #[error(
+        "table {table}: other writers' commits changed the files this epoch's MERGE read, {attempts} times in a row"
+    )]
+    ConcurrentCommits {
+        /// The table.
+        table: String,
+        /// The merges tried.
+        attempts: u32,
+        /// delta-rs' refusal of the last one.
+        #[source]
+        cause: Box<deltalake::kernel::transaction::TransactionError>,
+    },
     /// An Iceberg table's files or catalog failed.
     #[error("table {table}: {reason}")]
     Iceberg {

@@ -16,20 +16,27 @@ use arrow::array::{BooleanArray, RecordBatch, UInt32Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::Column;
 use datafusion::logical_expr::Expr;
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{DataFrame, SessionContext};
 use deltalake::DeltaTableError;
+use deltalake::operations::merge::MergeMetrics;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The source column that marks a row as a delete; never written to the table.
 const DELETE: &str = "__rtlake_delete";
 
+/// How many times an epoch's MERGE runs while other writers' commits keep changing the files
+/// it read, before the epoch fails ([`Error::ConcurrentCommits`]).
+const MERGE_ATTEMPTS: u32 = 5;
+
 impl DeltaSink {
     /// Merges `batch` into the table by `spec`'s key in one commit with the txn versions
     /// `txns`: per key the epoch's last row is inserted or replaces the table's, or, where
     /// `deletes` is true, removes it. An epoch that changes nothing still commits its versions.
     ///
-    /// Fails with [`Error::ConflictingOffsets`] as [`DeltaSink::commit`] does.
+    /// Fails with [`Error::ConflictingOffsets`] as [`DeltaSink::commit`] does, and with
+    /// [`Error::ConcurrentCommits`] when other writers' commits keep changing the files the
+    /// MERGE reads (it runs again after each, up to [`MERGE_ATTEMPTS`] times).
     pub async fn upsert(
         &mut self,
         batch: RecordBatch,
@@ -96,70 +103,39 @@ impl DeltaSink {
         let source = SessionContext::new()
             .read_batch(source)
             .map_err(|e| de(DeltaTableError::from(e)))?;
-
-        let col = |side: &str, c: &str| Expr::Column(Column::new(Some(side), c));
-        let on = spec
-            .key
-            .iter()
-            .map(|k| col("t", k).eq(col("s", k)))
-            .reduce(Expr::and)
-            .expect("an upsert has a key");
-        let is_delete = col("s", DELETE).is_true();
-        // A table row is replaced only by a row whose order is not older (a null is oldest).
-        let when = |e: Expr| match &spec.order_by {
-            Some(o) => e.and(
-                col("t", o).is_null().or(col("s", o)
-                    .is_not_null()
-                    .and(col("s", o).gt_eq(col("t", o)))),
-            ),
-            None => e,
-        };
         let names: Vec<String> = self
             .schema
             .fields()
             .iter()
             .map(|f| f.name().clone())
             .collect();
-        let before = self.table.version();
-        let merged = self
-            .table
-            .clone()
-            .merge(source, on)
-            .with_source_alias("s")
-            .with_target_alias("t")
-            .with_commit_properties(txn_properties(txns, newest))
-            .when_matched_delete(|d| d.predicate(when(is_delete.clone())))
-            .and_then(|m| {
-                m.when_matched_update(|mut u| {
-                    u = u.predicate(when(col("s", DELETE).is_not_true()));
-                    for n in &names {
-                        u = u.update(Column::new_unqualified(n), col("s", n));
+
+        // Another writer's commit between this sink's read of the table and its own (another
+        // worker's upsert of other partitions, a compaction) can change the files the MERGE
+        // read; delta-rs refuses the commit then, and the merge runs again on the new state.
+        // The epoch's own partitions are checked again first: another worker's commit to them
+        // is a rebalance, and ends the epoch ([`Error::ConflictingOffsets`]).
+        let mut attempt = 1;
+        let (before, table, m) = loop {
+            let before = self.table.version();
+            match merge(&self.table, source.clone(), spec, &names, txns, newest).await {
+                Ok((table, m)) => break (before, table, m),
+                Err(DeltaTableError::Transaction { source: cause }) => {
+                    if attempt == MERGE_ATTEMPTS {
+                        return Err(Error::ConcurrentCommits {
+                            table: table_name,
+                            attempts: attempt,
+                            cause: Box::new(cause),
+                        });
                     }
-                    u
-                })
-            })
-            .and_then(|m| {
-                m.when_not_matched_insert(|mut i| {
-                    i = i.predicate(col("s", DELETE).is_not_true());
-                    for n in &names {
-                        i = i.set(Column::new_unqualified(n), col("s", n));
-                    }
-                    i
-                })
-            })
-            .map_err(de)?
-            .await;
-        let (table, m) = match merged {
-            Ok(r) => r,
-            Err(DeltaTableError::Transaction { source }) => {
-                return Err(Error::ConflictingOffsets {
-                    table: format!("{table_name} ({source})"),
-                    app_id: txns.keys().cloned().collect::<Vec<_>>().join(","),
-                    expected: None,
-                    found: None,
-                });
+                    tracing::info!(table = %table_name, attempt, error = %cause, "another writer's commit changed the files this MERGE read; merging again");
+                    attempt += 1;
+                    self.verified = None;
+                    self.check_versions(txns).await?;
+                    self.catch_up(txns).await?;
+                }
+                Err(e) => return Err(de(e)),
             }
-            Err(e) => return Err(de(e)),
         };
         report.inserted = m.num_target_rows_inserted;
         report.updated = m.num_target_rows_updated;
@@ -182,4 +158,55 @@ impl DeltaSink {
         tracing::debug!(table = %self.name, ?report, "upserted");
         Ok(report)
     }
+}
+
+/// One MERGE of `source` (the epoch's last row per key, with [`DELETE`]) into `table` by
+/// `spec`'s key, committed with the txn versions `txns`; `names` are the table's columns.
+async fn merge(
+    table: &deltalake::DeltaTable,
+    source: DataFrame,
+    spec: &Upsert,
+    names: &[String],
+    txns: &BTreeMap<String, i64>,
+    newest: Option<i64>,
+) -> std::result::Result<(deltalake::DeltaTable, MergeMetrics), DeltaTableError> {
+    let col = |side: &str, c: &str| Expr::Column(Column::new(Some(side), c));
+    let on = spec
+        .key
+        .iter()
+        .map(|k| col("t", k).eq(col("s", k)))
+        .reduce(Expr::and)
+        .expect("an upsert has a key");
+    let is_delete = col("s", DELETE).is_true();
+    // A table row is replaced only by a row whose order is not older (a null is oldest).
+    let when = |e: Expr| match &spec.order_by {
+        Some(o) => e.and(
+            col("t", o).is_null().or(col("s", o)
+                .is_not_null()
+                .and(col("s", o).gt_eq(col("t", o)))),
+        ),
+        None => e,
+    };
+    table
+        .clone()
+        .merge(source, on)
+        .with_source_alias("s")
+        .with_target_alias("t")
+        .with_commit_properties(txn_properties(txns, newest))
+        .when_matched_delete(|d| d.predicate(when(is_delete.clone())))?
+        .when_matched_update(|mut u| {
+            u = u.predicate(when(col("s", DELETE).is_not_true()));
+            for n in names {
+                u = u.update(Column::new_unqualified(n), col("s", n));
+            }
+            u
+        })?
+        .when_not_matched_insert(|mut i| {
+            i = i.predicate(col("s", DELETE).is_not_true());
+            for n in names {
+                i = i.set(Column::new_unqualified(n), col("s", n));
+            }
+            i
+        })?
+        .await
 }
