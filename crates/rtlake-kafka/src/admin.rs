@@ -86,7 +86,7 @@ impl Cluster {
     /// Lists the cluster's topics (internal ones, starting with `__`, left out).
     pub async fn list_topics(&self) -> Result<Vec<TopicSummary>> {
         self.blocking(move |cl| {
-            let c = &cl.meta;
+            let c = cl.meta()?;
             let md = cl.metadata(None)?;
             let mut out = Vec::new();
             for t in md.topics().iter().filter(|t| !t.name().starts_with("__")) {
@@ -116,7 +116,7 @@ impl Cluster {
         let config = self.topic_config(topic).await.unwrap_or_default();
         let topic = topic.to_string();
         self.blocking(move |cl| {
-            let c = &cl.meta;
+            let c = cl.meta()?;
             let kafka = &cl.kafka;
             let md = cl.metadata(Some(&topic))?;
             let t = md.topics().iter().find(|t| t.name() == topic).ok_or_else(|| Error::NoSuchTopic(topic.clone()))?;
@@ -169,7 +169,7 @@ impl Cluster {
         let opts = AdminOptions::new().request_timeout(Some(TIMEOUT));
         let res = self
             .0
-            .admin
+            .admin()?
             .describe_configs([&ResourceSpecifier::Topic(topic)], &opts)
             .await
             .context("describe configs")?;

@@ -10,7 +10,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// How long one question to the cluster may take.
@@ -33,10 +33,14 @@ pub struct TopicSpec {
 #[derive(Clone)]
 pub struct Cluster(pub(crate) Arc<Inner>);
 
+/// The clients are made on first use: each is a librdkafka instance with threads of its own,
+/// and the admin client's drop waits out its polling thread's 100 ms poll. A run from a file
+/// asked nothing of the cluster and still paid both at every start and exit (a tenth of a
+/// second of `rtlake run`'s wall time, and of every `rtlake topics` call).
 pub(crate) struct Inner {
     pub(crate) kafka: KafkaConfig,
-    pub(crate) meta: BaseConsumer,
-    pub(crate) admin: AdminClient<DefaultClientContext>,
+    meta: OnceLock<BaseConsumer>,
+    admin: OnceLock<AdminClient<DefaultClientContext>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -51,12 +55,8 @@ impl Cluster {
     pub fn connect(kafka: &KafkaConfig) -> Result<Self> {
         Ok(Self(Arc::new(Inner {
             kafka: kafka.clone(),
-            meta: client::base(kafka)
-                .create()
-                .context("create metadata client")?,
-            admin: client::base(kafka)
-                .create()
-                .context("create admin client")?,
+            meta: OnceLock::new(),
+            admin: OnceLock::new(),
         })))
     }
 
@@ -111,7 +111,7 @@ impl Cluster {
             parts
                 .into_iter()
                 .map(|p| {
-                    let (lo, hi) = fetch_watermarks(&c.meta, &topic, p)?;
+                    let (lo, hi) = fetch_watermarks(c.meta()?, &topic, p)?;
                     Ok((p, lo, hi))
                 })
                 .collect()
@@ -131,7 +131,7 @@ impl Cluster {
                     .context("offsets for time")?;
             }
             let found = c
-                .meta
+                .meta()?
                 .offsets_for_times(tpl, TIMEOUT)
                 .context("offsets for time")?;
             Ok(found
@@ -162,7 +162,7 @@ impl Cluster {
         let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));
         let results = self
             .0
-            .admin
+            .admin()?
             .create_topics([&topic], &opts)
             .await
             .context(format!("create topic {}", spec.name))?;
@@ -206,15 +206,42 @@ impl Cluster {
 }
 
 impl Inner {
+    /// The client for metadata, watermarks and offsets.
+    pub(crate) fn meta(&self) -> Result<&BaseConsumer> {
+        lazy(&self.meta, || {
+            client::base(&self.kafka)
+                .create()
+                .context("create metadata client")
+        })
+    }
+
+    /// The client for topics and configs.
+    pub(crate) fn admin(&self) -> Result<&AdminClient<DefaultClientContext>> {
+        lazy(&self.admin, || {
+            client::base(&self.kafka)
+                .create()
+                .context("create admin client")
+        })
+    }
+
     /// Fetches metadata, turning a timeout into [`Error::Unreachable`] with advice.
     pub(crate) fn metadata(&self, topic: Option<&str>) -> Result<rdkafka::metadata::Metadata> {
-        self.meta
+        self.meta()?
             .fetch_metadata(topic, TIMEOUT)
             .map_err(|e| Error::Unreachable {
                 brokers: self.kafka.brokers.clone(),
                 detail: e.to_string(),
             })
     }
+}
+
+/// The client in `cell`, made by `make` if there is none yet (of two made at once, one is kept).
+fn lazy<T>(cell: &OnceLock<T>, make: impl FnOnce() -> Result<T>) -> Result<&T> {
+    if let Some(c) = cell.get() {
+        return Ok(c);
+    }
+    let made = make()?;
+    Ok(cell.get_or_init(|| made))
 }
 
 /// One partition's watermarks, asked again (up to about 30 s) while its leader moves.
