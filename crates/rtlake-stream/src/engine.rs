@@ -26,7 +26,7 @@ use crate::source::{RawMessage, Resume};
 use crate::state::StateStore;
 use crate::{Error, Kind, Result};
 pub use landing::Landing;
-pub use report::RunReport;
+pub use report::{LATENCY_CAP_MS, RunReport};
 use std::collections::BTreeMap;
 
 /// The stages of a pipeline with their state and logs.

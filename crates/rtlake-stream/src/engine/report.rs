@@ -2,6 +2,10 @@
 
 use std::collections::BTreeMap;
 
+/// The event-to-lake latency's histogram counts milliseconds up to this; longer ones (a backlog
+/// older than a minute) share its last bucket.
+pub const LATENCY_CAP_MS: u64 = 60_000;
+
 /// What a run did.
 #[derive(Clone, Debug, Default)]
 pub struct RunReport {
@@ -12,7 +16,7 @@ pub struct RunReport {
     /// Rows committed per output (`_rejected` included).
     pub rows: BTreeMap<String, u64>,
     /// Event-to-lake latency: from a message's Kafka timestamp to the end of its epoch's
-    /// commits, counted per millisecond up to a minute (the last bucket holds the rest).
+    /// commits, counted per millisecond up to [`LATENCY_CAP_MS`] (the last bucket holds the rest).
     pub latency_ms: Vec<u64>,
 }
 
@@ -22,7 +26,8 @@ impl RunReport {
         self.rows.get(output).copied().unwrap_or(0)
     }
 
-    /// A quantile (0..=1) of the event-to-lake latency in ms, if any message had a timestamp.
+    /// A quantile (0..=1) of the event-to-lake latency in ms, if any message had a timestamp;
+    /// [`LATENCY_CAP_MS`] means that long or longer.
     pub fn latency_quantile(&self, q: f64) -> Option<u64> {
         let total: u64 = self.latency_ms.iter().sum();
         if total == 0 {
@@ -57,7 +62,7 @@ impl RunReport {
     }
 
     pub(super) fn record_latency(&mut self, ms: i64) {
-        const BUCKETS: usize = 60_001;
+        const BUCKETS: usize = LATENCY_CAP_MS as usize + 1;
         if self.latency_ms.is_empty() {
             self.latency_ms = vec![0; BUCKETS];
         }

@@ -38,8 +38,18 @@ pub async fn run(cli: &Cli, a: &cli::RunArgs) -> Result<()> {
         rows.join(", ")
     );
     if let (Some(p50), Some(p99)) = (r.latency_quantile(0.5), r.latency_quantile(0.99)) {
+        // A drained backlog's events are as old as the backlog: past the histogram's top, say so
+        // rather than print the top as if it were measured.
+        let show = |ms: u64| match ms {
+            ms if ms >= rtlake_stream::engine::LATENCY_CAP_MS => {
+                format!("over {} s", rtlake_stream::engine::LATENCY_CAP_MS / 1000)
+            }
+            ms => format!("{ms} ms"),
+        };
         println!(
-            "event-to-lake latency (Kafka timestamp to committed): p50 {p50} ms, p99 {p99} ms"
+            "event-to-lake latency (Kafka timestamp to committed): p50 {}, p99 {}",
+            show(p50),
+            show(p99)
         );
     }
     Ok(())
