@@ -89,7 +89,8 @@ pub(crate) struct KafkaWorker {
     topic: String,
     engine: Engine,
     positions: Positions,
-    consumer: StreamConsumer<SourceContext>,
+    /// Shared with the task that takes the next epoch's messages while one is processed.
+    consumer: Arc<StreamConsumer<SourceContext>>,
     assigned: BTreeSet<i32>,
     /// Next offset expected per assigned partition; older re-deliveries are dropped.
     next: BTreeMap<i32, i64>,
@@ -173,7 +174,7 @@ impl KafkaWorker {
             topic,
             engine,
             positions,
-            consumer,
+            consumer: Arc::new(consumer),
             assigned: BTreeSet::new(),
             next: BTreeMap::new(),
             cuts: BTreeMap::new(),

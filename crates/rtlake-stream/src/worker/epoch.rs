@@ -6,10 +6,12 @@ use super::*;
 impl KafkaWorker {
     /// Processes the buffered messages as one epoch and starts its commits (the engine's
     /// landing, which the next epoch's processing overlaps: see [`Engine::epoch`]). While the
-    /// epoch is decoded and processed and the last one lands, the messages the consumer hands
-    /// over are taken ahead into `prefetched` (up to an epoch's room): the next epoch's read
-    /// overlaps this one's work instead of waiting for it. They are judged like any batch,
-    /// after the assignment is learnt; a restart or a seek drops them.
+    /// epoch is decoded and processed and the last one lands, a task of its own takes the
+    /// messages the consumer hands over into `prefetched` (up to an epoch's room), on another
+    /// thread than the engine's: taking a message is librdkafka's queue poll and event free and
+    /// a copy, and done between the engine's steps on its thread it held that thread a seventh
+    /// of a drain (bench/README.md, "The Kafka path, eighth step"). They are judged like any
+    /// batch, after the assignment is learnt; a restart or a seek drops them.
     pub(super) async fn epoch(&mut self, buf: &mut Vec<RawMessage>) -> Result<()> {
         if buf.is_empty() {
             return Ok(());
@@ -17,42 +19,34 @@ impl KafkaWorker {
         let msgs = std::mem::take(buf);
         let room = self.cfg.run.epoch_limit();
         let room_bytes = usize::try_from(self.cfg.run.max_batch_bytes.0).unwrap_or(usize::MAX);
-        let outcome = {
-            let (engine, consumer) = (&mut self.engine, &self.consumer);
-            let (prefetched, prefetch_error) = (&mut self.prefetched, &mut self.prefetch_error);
-            let arena = &mut self.arena;
-            let changed = &consumer.context().changed;
-            let mut taken: usize = prefetched.iter().map(RawMessage::size).sum();
-            let mut open = prefetch_error.is_none()
-                && prefetched.len() < room
-                && taken < room_bytes
-                && !changed.load(Ordering::Acquire);
-            let work = engine.epoch(&msgs);
-            tokio::pin!(work);
-            let mut stream = consumer.stream();
-            loop {
-                tokio::select! {
-                    biased;
-                    r = &mut work => break r,
-                    m = futures::StreamExt::next(&mut stream), if open => match m {
-                        Some(Ok(m)) => {
-                            let m = RawMessage::from_message(&m, arena);
-                            taken += m.size();
-                            prefetched.push(m);
-                            // A rebalance served by that poll is learnt before anything later.
-                            open = prefetched.len() < room
-                                && taken < room_bytes
-                                && !changed.load(Ordering::Acquire);
-                        }
-                        Some(Err(e)) => {
-                            *prefetch_error = Some(e);
-                            open = false;
-                        }
-                        None => open = false,
-                    },
-                }
+        let stop = CancellationToken::new();
+        let taker = tokio::spawn(take_ahead(
+            self.consumer.clone(),
+            Ahead {
+                messages: std::mem::take(&mut self.prefetched),
+                error: self.prefetch_error.take(),
+                arena: std::mem::take(&mut self.arena),
+            },
+            room,
+            room_bytes,
+            stop.clone(),
+        ));
+        let outcome = self.engine.epoch(&msgs).await;
+        stop.cancel();
+        match taker.await {
+            Ok(ahead) => {
+                self.prefetched = ahead.messages;
+                self.prefetch_error = ahead.error;
+                self.arena = ahead.arena;
             }
-        };
+            // What it took is lost with it; the lake's positions still hold.
+            Err(e) => {
+                return Err(Error::new(
+                    Kind::Source,
+                    format!("the task taking messages ahead failed: {e}"),
+                ));
+            }
+        }
         self.landed(buf, outcome).await
     }
 
@@ -156,4 +150,46 @@ pub(super) fn ready(
         }
     }
     None
+}
+
+/// Messages taken ahead of their epoch, with the error that ended the taking, if one did.
+pub(super) struct Ahead {
+    messages: Vec<RawMessage>,
+    error: Option<rdkafka::error::KafkaError>,
+    arena: Arena,
+}
+
+/// Takes messages from `consumer` into `ahead` until `stop`, `room` messages or `room_bytes`
+/// bytes, a consumer error, or a rebalance (learnt before anything later is taken).
+async fn take_ahead(
+    consumer: Arc<StreamConsumer<SourceContext>>,
+    mut ahead: Ahead,
+    room: usize,
+    room_bytes: usize,
+    stop: CancellationToken,
+) -> Ahead {
+    use futures::StreamExt;
+    let changed = &consumer.context().changed;
+    let mut taken: usize = ahead.messages.iter().map(RawMessage::size).sum();
+    let mut stream = consumer.stream();
+    while ahead.error.is_none()
+        && ahead.messages.len() < room
+        && taken < room_bytes
+        && !changed.load(Ordering::Acquire)
+    {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            m = stream.next() => match m {
+                Some(Ok(m)) => {
+                    let m = RawMessage::from_message(&m, &mut ahead.arena);
+                    taken += m.size();
+                    ahead.messages.push(m);
+                }
+                Some(Err(e)) => ahead.error = Some(e),
+                None => break,
+            },
+        }
+    }
+    ahead
 }

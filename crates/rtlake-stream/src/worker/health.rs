@@ -224,7 +224,7 @@ impl KafkaWorker {
             )
             .await
             {
-                Ok(c) => break c,
+                Ok(c) => break Arc::new(c),
                 Err(e) if self.shutdown.is_cancelled() => return Err(e),
                 Err(e) => {
                     attempt += 1;
