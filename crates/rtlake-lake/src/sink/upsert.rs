@@ -130,9 +130,10 @@ impl DeltaSink {
                     }
                     tracing::info!(table = %table_name, attempt, error = %cause, "another writer's commit changed the files this MERGE read; merging again");
                     attempt += 1;
+                    // Unverified, the check reads the table's newest state, which is also
+                    // what the next merge reads.
                     self.verified = None;
                     self.check_versions(txns).await?;
-                    self.catch_up(txns).await?;
                 }
                 Err(e) => return Err(de(e)),
             }

@@ -137,14 +137,9 @@ pub(super) fn ready(
     let mut stream = consumer.stream();
     let mut taken = into.iter().map(RawMessage::size).sum::<usize>();
     let changed = &consumer.context().changed;
-    // A rebalance served by a poll is learnt before any later message is taken.
-    while into.len() < room && taken < room_bytes && !changed.load(Ordering::Acquire) {
+    while has_room(into, taken, room, room_bytes, changed) {
         match stream.next().now_or_never() {
-            Some(Some(Ok(m))) => {
-                let m = RawMessage::from_message(&m, arena);
-                taken += m.size();
-                into.push(m);
-            }
+            Some(Some(Ok(m))) => take(&m, arena, into, &mut taken),
             Some(Some(Err(e))) => return Some(e),
             _ => break,
         }
@@ -172,24 +167,41 @@ async fn take_ahead(
     let changed = &consumer.context().changed;
     let mut taken: usize = ahead.messages.iter().map(RawMessage::size).sum();
     let mut stream = consumer.stream();
-    while ahead.error.is_none()
-        && ahead.messages.len() < room
-        && taken < room_bytes
-        && !changed.load(Ordering::Acquire)
-    {
+    while ahead.error.is_none() && has_room(&ahead.messages, taken, room, room_bytes, changed) {
         tokio::select! {
             biased;
             _ = stop.cancelled() => break,
             m = stream.next() => match m {
-                Some(Ok(m)) => {
-                    let m = RawMessage::from_message(&m, &mut ahead.arena);
-                    taken += m.size();
-                    ahead.messages.push(m);
-                }
+                Some(Ok(m)) => take(&m, &mut ahead.arena, &mut ahead.messages, &mut taken),
                 Some(Err(e)) => ahead.error = Some(e),
                 None => break,
             },
         }
     }
     ahead
+}
+
+/// Whether messages taken ahead (`taken` bytes of them) leave room for more: fewer than `room`
+/// and `room_bytes`, and no rebalance served by the last poll (learnt before anything later is
+/// taken).
+fn has_room(
+    into: &[RawMessage],
+    taken: usize,
+    room: usize,
+    room_bytes: usize,
+    changed: &std::sync::atomic::AtomicBool,
+) -> bool {
+    into.len() < room && taken < room_bytes && !changed.load(Ordering::Acquire)
+}
+
+/// Copies a consumed message into `arena` and appends it to `into`, counting its bytes.
+fn take(
+    m: &impl rdkafka::Message,
+    arena: &mut Arena,
+    into: &mut Vec<RawMessage>,
+    taken: &mut usize,
+) {
+    let m = RawMessage::from_message(m, arena);
+    *taken += m.size();
+    into.push(m);
 }
