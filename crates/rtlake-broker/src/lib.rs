@@ -161,13 +161,16 @@ impl EmbeddedBroker {
                 (Arc::new(logs.clone()), Some(logs))
             }
         };
-        // Kafka waits 3 s for more members of a new group before its first assignment. On one
-        // machine workers started together join within a tenth of a second, and one joining
-        // later costs one cooperative rebalance; every pipeline's start waits this long.
+        // Kafka waits 3 s for more members of a new group before its first assignment, so that
+        // consumers started together are assigned once. Every start and restart of a pipeline
+        // pays that wait (a tenth of a second here before, 7% of draining the 90-minute
+        // replay); a member joining later costs one cooperative rebalance, in which the
+        // first keeps the partitions it does not give away. As in the Kafka cluster of
+        // scripts/kafka.sh (`group.initial.rebalance.delay.ms=0`), a group is assigned at once.
         let groups = Controller::new(
             storage.clone(),
             GroupCoordinatorConfig {
-                initial_rebalance_delay: Duration::from_millis(100),
+                initial_rebalance_delay: Duration::ZERO,
                 ..Default::default()
             },
         );

@@ -132,6 +132,7 @@ impl Engine {
     /// returns the interrupted range of each partition that has one.
     pub async fn refresh(&mut self, parts: &[i32]) -> Result<BTreeMap<i32, Range>> {
         self.settle().await?;
+        let started = std::time::Instant::now();
         self.partitions.extend(parts);
         // The outputs' logs and the states are read together: a partition's first messages
         // wait for this (at every start, and when a rebalance hands a partition over).
@@ -144,6 +145,7 @@ impl Engine {
                 .map(|o| o.refresh(pipeline, parts)),
         )
         .await?;
+        let outputs_read = started.elapsed();
         let store = &self.state;
         let mut loads = Vec::new();
         for (i, stage) in self.stages.iter().enumerate() {
@@ -172,6 +174,7 @@ impl Engine {
                 })?;
             }
         }
+        let states_read = started.elapsed();
         let mut pending = BTreeMap::new();
         for p in parts {
             if let Some(r) = self.log.pending(*p).await? {
@@ -184,6 +187,13 @@ impl Engine {
                 }
             }
         }
+        tracing::debug!(
+            ?parts,
+            outputs_ms = outputs_read.as_millis() as u64,
+            state_ms = (states_read - outputs_read).as_millis() as u64,
+            log_ms = (started.elapsed() - states_read).as_millis() as u64,
+            "partitions' positions and state read"
+        );
         Ok(pending)
     }
 

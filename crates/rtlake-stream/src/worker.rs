@@ -123,10 +123,12 @@ impl KafkaWorker {
         shutdown: CancellationToken,
     ) -> Result<Self> {
         let topic = cfg.kafka.topic.clone();
-        let targets = match cfg.run.trigger {
-            Trigger::AvailableNow => Some(cluster.watermarks(&topic).await?),
-            _ => None,
-        };
+        // The topic's ends are asked for beside the consumer's start: the group's join waits
+        // for the coordinator, and the two asked one after the other cost a start up to 90 ms.
+        let targets = (cfg.run.trigger == Trigger::AvailableNow).then(|| {
+            let (cluster, topic) = (cluster.clone(), topic.clone());
+            tokio::spawn(async move { cluster.watermarks(&topic).await })
+        });
         let mut kafka = cfg.kafka.clone();
         // Statistics carry the high watermarks behind the lag gauges.
         kafka
@@ -159,6 +161,12 @@ impl KafkaWorker {
                 .or_insert_with(|| "50".into());
         }
         let consumer = connect(&kafka, cluster, &cfg.run, &topic, positions.clone()).await?;
+        let targets = match targets {
+            Some(task) => Some(task.await.map_err(|e| {
+                Error::new(Kind::Source, format!("reading the ends of {topic}: {e}"))
+            })??),
+            None => None,
+        };
         match cfg.run.assignment {
             Assignment::Group => {
                 tracing::info!(group = %cfg.run.group(), instance = ?cfg.run.instance_id, %topic, trigger = ?cfg.run.trigger, "subscribed")

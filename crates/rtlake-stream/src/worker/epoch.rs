@@ -156,6 +156,10 @@ pub(super) struct Ahead {
 
 /// Takes messages from `consumer` into `ahead` until `stop`, `room` messages or `room_bytes`
 /// bytes, a consumer error, or a rebalance (learnt before anything later is taken).
+///
+/// What the consumer already holds is taken without waiting, and the stop looked at every few
+/// hundred messages; only an empty queue is waited on beside the stop. Waiting on both for
+/// every message polled the token's waiter under its lock each time (1-2% of a drain's CPU).
 async fn take_ahead(
     consumer: Arc<StreamConsumer<SourceContext>>,
     mut ahead: Ahead,
@@ -163,20 +167,34 @@ async fn take_ahead(
     room_bytes: usize,
     stop: CancellationToken,
 ) -> Ahead {
-    use futures::StreamExt;
+    use futures::{FutureExt, StreamExt};
+    const STOP_EVERY: usize = 512;
     let changed = &consumer.context().changed;
     let mut taken: usize = ahead.messages.iter().map(RawMessage::size).sum();
     let mut stream = consumer.stream();
-    while ahead.error.is_none() && has_room(&ahead.messages, taken, room, room_bytes, changed) {
-        tokio::select! {
-            biased;
-            _ = stop.cancelled() => break,
-            m = stream.next() => match m {
+    'taking: while !stop.is_cancelled() {
+        for _ in 0..STOP_EVERY {
+            if ahead.error.is_some()
+                || !has_room(&ahead.messages, taken, room, room_bytes, changed)
+            {
+                break 'taking;
+            }
+            let next = match stream.next().now_or_never() {
+                Some(next) => next,
+                None => tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => break 'taking,
+                    next = stream.next() => next,
+                },
+            };
+            match next {
                 Some(Ok(m)) => take(&m, &mut ahead.arena, &mut ahead.messages, &mut taken),
                 Some(Err(e)) => ahead.error = Some(e),
-                None => break,
-            },
+                None => break 'taking,
+            }
         }
+        // A long run of ready messages gives the runtime its turn.
+        tokio::task::yield_now().await;
     }
     ahead
 }
