@@ -53,6 +53,28 @@ fn trim_malloc_periodically() {
     }
 }
 
+/// Standard error for the log, where a line that cannot be delivered because the reader went
+/// away (`rtlake run ... 2>&1 | head`) is dropped. tracing-subscriber reports a failed write
+/// with `eprintln!`, which panics on that same closed stderr: the panic unwound through a
+/// running pipeline, and dropping its Kafka consumer on the way out hung the process for good.
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match std::io::stderr().write(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(buf.len()),
+            written => written,
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match std::io::stderr().flush() {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            flushed => flushed,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     cap_malloc_arenas();
     trim_malloc_periodically();
@@ -101,7 +123,7 @@ fn main() -> ExitCode {
         );
     tracing_subscriber::fmt()
         .with_env_filter(env)
-        .with_writer(std::io::stderr)
+        .with_writer(|| LogWriter)
         // Colours only on a terminal: logs written to files stay plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)

@@ -330,3 +330,56 @@ async fn one_pipeline_writes_delta_and_iceberg_tables_as_its_sinks_ask() {
         "the same rows in both formats"
     );
 }
+
+/// A run whose log reader went away (`rtlake run ... 2>&1 | head`) still lands its input and
+/// exits: its log lines are dropped. Before, tracing-subscriber's report of the failed write
+/// panicked on the same closed stderr (exit 101), and from Kafka the unwinding hung the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_log_reader_went_away_still_lands_and_exits() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = common::replay();
+    let mut text = String::new();
+    for _ in 0..2 {
+        for e in &r.next_poll().events {
+            text.push_str(&e.to_json());
+            text.push('\n');
+        }
+    }
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(&events, text).unwrap();
+    let lake = dir.path().join("lake");
+    let mut child = rtlake()
+        .args(["run", "--metrics-listen", "off", "--lake"])
+        .arg(&lake)
+        .arg(format!("--source=file:{}", events.display()))
+        // The default log: a line for each table it makes, and more.
+        .env_remove("RTLAKE_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader of its log goes away before the first line.
+    drop(child.stderr.take());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("rtlake run did not exit within 120 s of its stderr closing");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    assert!(status.success(), "exit {status:?}; stdout: {out}");
+    let want = common::replay_lines(2).len();
+    assert!(
+        out.contains(&format!("processed {want} messages")),
+        "the summary on stdout: {out}"
+    );
+    let rows = common::sql_rows(&lake, "SELECT count(*) FROM bronze.station_status").await;
+    assert_eq!(rows[0][0], want.to_string(), "every line in bronze");
+}
