@@ -44,11 +44,10 @@ impl KafkaWorker {
             ctx.forget(*p);
         }
         let added: Vec<i32> = now.difference(&self.assigned).copied().collect();
-        let learning = Instant::now();
         if !added.is_empty() {
             self.learn(&added).await?;
         }
-        tracing::info!(partitions = ?now, learnt_ms = learning.elapsed().as_millis() as u64, "partitions held");
+        tracing::info!(partitions = ?now, "partitions held");
         self.assigned = now;
         self.watch.progress = Instant::now();
         Ok(())
