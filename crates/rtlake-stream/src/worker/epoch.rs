@@ -123,8 +123,8 @@ impl KafkaWorker {
     }
 }
 
-/// Takes what `consumer` holds without waiting, until `room` messages or `room_bytes` bytes
-/// (`taken` counts the bytes of `into`; see [`batch_size`]), a rebalance (learnt before anything later is
+/// Takes what `consumer` holds without waiting, until `room` messages or about `room_bytes`
+/// bytes (`taken` counts the bytes of `into`), a rebalance (learnt before anything later is
 /// taken), or a consumer error, returned for the caller to handle after the messages before it.
 ///
 /// The consumer's own queue comes first: it serves the rebalances and hands over errors (and the
@@ -161,8 +161,7 @@ pub(super) fn ready(
             if error.is_some() || !has_room(into, *taken, room, room_bytes, changed) {
                 return error;
             }
-            let want = batch_size(into.len(), *taken, room, room_bytes);
-            any |= q.take(want, |t| match t {
+            any |= q.take(room - into.len(), |t| match t {
                 Taken::Message {
                     partition,
                     offset,
@@ -189,19 +188,6 @@ pub(super) fn ready(
             return error;
         }
     }
-}
-
-/// How many messages to ask a partition's queue for, with `len` messages of `taken` bytes
-/// already taken: what is left of `room`, and about as many as the bytes left of `room_bytes`
-/// hold at the mean size so far (a batch cannot be put back, so `run.max-batch-bytes` would
-/// otherwise be passed by up to a batch); a few to learn the size from.
-fn batch_size(len: usize, taken: usize, room: usize, room_bytes: usize) -> usize {
-    const FIRST: usize = 16;
-    let by_bytes = match taken.checked_div(len) {
-        Some(mean) if mean > 0 => room_bytes.saturating_sub(taken).div_ceil(mean),
-        _ => FIRST,
-    };
-    room.saturating_sub(len).min(by_bytes.max(1))
 }
 
 /// Waits until the consumer may hold something: a partition's queue got messages (`None`), or
@@ -290,23 +276,4 @@ fn take(
     let m = RawMessage::from_message(m, arena);
     *taken += m.size();
     into.push(m);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::batch_size;
-
-    #[test]
-    fn a_batch_asks_for_what_the_room_and_the_bytes_left_hold() {
-        // Nothing taken yet: a few, to learn the size from.
-        assert_eq!(batch_size(0, 0, 1000, 64 << 20), 16);
-        // 100 messages of 250 bytes taken: the room's 900 left, far below the bytes' bound.
-        assert_eq!(batch_size(100, 25_000, 1000, 64 << 20), 900);
-        // 1,000 bytes left at 250 each.
-        assert_eq!(batch_size(100, 25_000, 1000, 26_000), 4);
-        // Past the bytes: one (the caller's room check stops before asking).
-        assert_eq!(batch_size(100, 30_000, 1000, 26_000), 1);
-        // No room left: none.
-        assert_eq!(batch_size(1000, 250_000, 1000, 64 << 20), 0);
-    }
 }
