@@ -15,14 +15,14 @@
 
 use crate::config::PipelineConfig as Config;
 use crate::config::{Assignment, Trigger};
-use crate::connectors::kafka::source::{Positions, SourceConsumer, connect};
+use crate::connectors::kafka::source::{Positions, SourceContext, connect};
 use crate::engine::{Engine, RunReport};
 use crate::heartbeat::Beat;
 use crate::pipeline::Output;
 use crate::source::{Arena, RawMessage, Resume};
 use crate::{Error, Kind, Result};
-use epoch::{ready, wait};
-use rdkafka::consumer::{CommitMode, Consumer};
+use epoch::ready;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use rtlake_kafka::Cluster;
@@ -90,7 +90,7 @@ pub(crate) struct KafkaWorker {
     engine: Engine,
     positions: Positions,
     /// Shared with the task that takes the next epoch's messages while one is processed.
-    consumer: Arc<SourceConsumer>,
+    consumer: Arc<StreamConsumer<SourceContext>>,
     assigned: BTreeSet<i32>,
     /// Next offset expected per assigned partition; older re-deliveries are dropped.
     next: BTreeMap<i32, i64>,
@@ -243,40 +243,31 @@ impl KafkaWorker {
                 self.epoch(&mut buf).await?;
                 break;
             }
-            // The messages taken while the last epoch committed come first; otherwise whatever
-            // the consumer holds is taken without waiting, up to what the epoch has room for,
-            // and only if it holds nothing is it waited for: the loop's own work (the heartbeat,
+            // The messages taken while the last epoch committed come first; otherwise the first
+            // message is waited for, then whatever the consumer already holds is taken without
+            // waiting, up to what the epoch has room for: the loop's own work (the heartbeat,
             // the watchdog, the timer, the assignment check) is paid once per batch, not once
             // per message.
             let mut got = std::mem::take(&mut self.prefetched);
             let mut error = self.prefetch_error.take();
             if got.is_empty() && error.is_none() {
-                let room = limit.saturating_sub(buf.len()).max(1);
-                let room_bytes = byte_limit.saturating_sub(bytes).max(1);
-                let mut taken = 0;
-                error = ready(&self.consumer, &mut self.arena, &mut got, &mut taken, room, room_bytes);
-                if got.is_empty() && error.is_none() {
-                    tokio::select! {
-                        _ = shutdown.cancelled() => continue,
-                        r = tokio::time::timeout_at(deadline, wait(&self.consumer)) => match r {
-                            Ok(Some(Ok(m))) => {
-                                got.push(RawMessage::from_message(&m, &mut self.arena));
-                                drop(m);
-                                taken = got[0].size();
-                                error = ready(&self.consumer, &mut self.arena, &mut got, &mut taken, room, room_bytes);
-                            }
-                            // A partition's queue got messages.
-                            Ok(None) => {
-                                error = ready(&self.consumer, &mut self.arena, &mut got, &mut taken, room, room_bytes);
-                            }
-                            Ok(Some(Err(e))) => {
-                                self.beat.step("handling a consumer error");
-                                self.consumer_error(&mut buf, e).await?;
-                                tokio::time::sleep(Duration::from_millis(100)).await;
-                            }
-                            Err(_) => timed_out = true,
-                        },
-                    }
+                tokio::select! {
+                    _ = shutdown.cancelled() => continue,
+                    r = tokio::time::timeout_at(deadline, self.consumer.recv()) => match r {
+                        Ok(Ok(m)) => {
+                            got.push(RawMessage::from_message(&m, &mut self.arena));
+                            drop(m);
+                            let room = limit.saturating_sub(buf.len()).max(1);
+                            let room_bytes = byte_limit.saturating_sub(bytes).max(1);
+                            error = ready(&self.consumer, &mut self.arena, &mut got, room, room_bytes);
+                        }
+                        Ok(Err(e)) => {
+                            self.beat.step("handling a consumer error");
+                            self.consumer_error(&mut buf, e).await?;
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        Err(_) => timed_out = true,
+                    },
                 }
             }
             if !got.is_empty() {

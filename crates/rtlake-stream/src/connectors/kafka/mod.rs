@@ -1,9 +1,8 @@
-//! Kafka: the source ([`source`], its partitions taken in batches from their own [`queues`])
-//! and the sink ([`sink`], with its transaction probe and its message [`values`]). Both speak
-//! the Kafka protocol through rdkafka, so any Kafka-compatible cluster works.
+//! Kafka: the source ([`source`]) and the sink ([`sink`], with its transaction probe and its
+//! message [`values`]). Both speak the Kafka protocol
+//! through rdkafka, so any Kafka-compatible cluster works.
 
 mod probe;
-pub mod queues;
 pub mod sink;
 pub mod source;
 pub(crate) mod values;

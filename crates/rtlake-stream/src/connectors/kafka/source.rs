@@ -5,10 +5,8 @@
 //! partitions and assigns them at those offsets (the earliest for a new pipeline), so no message
 //! of a moved partition is read from a stale position. On revocation it commits the group
 //! offsets synchronously (for lag display only) and raises a flag; the run loop then drops the
-//! revoked partitions' buffered messages. Each partition's queue is split off the consumer's
-//! before it is assigned, for the worker to take in batches ([`super::queues`]).
+//! revoked partitions' buffered messages.
 
-use super::queues::PartitionQueue;
 use crate::config::{Assignment, RunConfig};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
@@ -20,10 +18,8 @@ use rtlake_lake::Lake;
 use rtlake_lake::sink::app_id;
 use rtlake_lake::table::read_versions;
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::CString;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use tokio::sync::Notify;
 
 use crate::source::Resume;
 
@@ -163,13 +159,7 @@ impl Positions {
 /// The consumer context: seeks by the lake on assignment, commits on revocation.
 pub struct SourceContext {
     topic: String,
-    /// The same, for librdkafka.
-    topic_c: CString,
     positions: Positions,
-    /// Each assigned partition's queue, split off the consumer's before it was assigned.
-    queues: Mutex<BTreeMap<i32, Arc<PartitionQueue>>>,
-    /// Notified when a partition's queue, taken empty, gets a message.
-    pub wake: Arc<Notify>,
     /// Partitions currently assigned to this worker.
     pub assigned: Mutex<BTreeSet<i32>>,
     /// Set when the assignment changed; the run loop clears it.
@@ -237,7 +227,6 @@ impl ConsumerContext for SourceContext {
                     }
                 }
                 self.lock_assigned().extend(parts.iter().copied());
-                self.split(c.client().native_ptr(), &parts);
                 if cooperative {
                     c.incremental_assign(tpl)
                 } else {
@@ -268,23 +257,16 @@ impl ConsumerContext for SourceContext {
                         a.remove(p);
                     }
                 }
-                let done = if cooperative {
+                if cooperative {
                     c.incremental_unassign(tpl)
                 } else {
                     c.unassign()
-                };
-                let mut queues = self.lock_queues();
-                for p in &parts {
-                    queues.remove(p);
                 }
-                done
             }
             other => {
                 tracing::error!(error = ?other, "rebalance error");
                 self.lock_assigned().clear();
-                let done = c.unassign();
-                self.release_queues();
-                done
+                c.unassign()
             }
         };
         if let Err(e) = result {
@@ -297,42 +279,6 @@ impl ConsumerContext for SourceContext {
 impl SourceContext {
     fn lock_assigned(&self) -> std::sync::MutexGuard<'_, BTreeSet<i32>> {
         self.assigned.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn lock_queues(&self) -> std::sync::MutexGuard<'_, BTreeMap<i32, Arc<PartitionQueue>>> {
-        self.queues.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Splits `parts`' queues off the consumer's `rk`, before they are assigned (a partition
-    /// split after may already have had messages forwarded to the consumer's queue). A partition
-    /// librdkafka cannot split stays on the consumer's queue, taken a message at a time.
-    fn split(&self, rk: *mut rdkafka::bindings::rd_kafka_t, parts: &[i32]) {
-        let mut queues = self.lock_queues();
-        for p in parts {
-            if queues.contains_key(p) {
-                continue;
-            }
-            // SAFETY: `rk` is the live consumer this context belongs to; its queues are
-            // released before it is destroyed (`SourceConsumer`'s drop).
-            match unsafe { PartitionQueue::split(rk, &self.topic_c, *p, &self.wake) } {
-                Some(q) => {
-                    queues.insert(*p, Arc::new(q));
-                }
-                None => {
-                    tracing::warn!(partition = p, topic = %self.topic, "the partition's queue could not be split off the consumer's; its messages are taken one at a time")
-                }
-            }
-        }
-    }
-
-    /// The split queues of the assigned partitions.
-    pub fn queues(&self) -> Vec<Arc<PartitionQueue>> {
-        self.lock_queues().values().cloned().collect()
-    }
-
-    /// Lets every split queue go: before the consumer is destroyed.
-    fn release_queues(&self) {
-        self.lock_queues().clear();
     }
 
     /// Sets a partition's offset gauges: high watermark, next offset in the lake, lag.
@@ -384,7 +330,7 @@ impl SourceContext {
 /// than its close (bench/README.md, "The Kafka path, fifth step"). The drop that follows finds
 /// the consumer closed and only frees it (rdkafka logs that as an error; the binary's log
 /// filter drops it).
-pub fn close(consumer: &SourceConsumer) {
+pub fn close(consumer: &StreamConsumer<SourceContext>) {
     // SAFETY: the handle is the consumer's own and alive for the borrow. librdkafka's
     // consumer_close blocks until the group is left; with rdkafka's event interface it serves
     // the last revocation itself (an unassign, which is all a closing consumer may do).
@@ -392,26 +338,6 @@ pub fn close(consumer: &SourceConsumer) {
     if err != rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
         let err = rdkafka::error::RDKafkaErrorCode::from(err);
         tracing::debug!(error = %err, "closing the consumer");
-    }
-    consumer.context().release_queues();
-}
-
-/// The source's consumer. Its partitions' split queues hold references into librdkafka's
-/// handle, so they are let go before it is destroyed, however the consumer goes (a close, a
-/// restart, an error).
-pub struct SourceConsumer(StreamConsumer<SourceContext>);
-
-impl std::ops::Deref for SourceConsumer {
-    type Target = StreamConsumer<SourceContext>;
-
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl Drop for SourceConsumer {
-    fn drop(&mut self) {
-        self.0.context().release_queues();
     }
 }
 
@@ -423,23 +349,14 @@ pub async fn connect(
     run: &RunConfig,
     topic: &str,
     positions: Positions,
-) -> crate::Result<SourceConsumer> {
+) -> crate::Result<StreamConsumer<SourceContext>> {
     let kafka_err = |context: &str| {
         let context = context.to_string();
         move |cause| crate::Error::Kafka(rtlake_kafka::Error::Kafka { context, cause })
     };
-    let topic_c = CString::new(topic).map_err(|_| {
-        crate::Error::new(
-            crate::Kind::Source,
-            format!("the topic name {topic:?} holds a NUL byte"),
-        )
-    })?;
     let ctx = SourceContext {
         topic: topic.to_string(),
-        topic_c,
         positions: positions.clone(),
-        queues: Mutex::default(),
-        wake: Arc::new(Notify::new()),
         assigned: Mutex::default(),
         changed: AtomicBool::new(false),
         committed: Mutex::default(),
@@ -457,11 +374,9 @@ pub async fn connect(
     if let Some(id) = &run.instance_id {
         config.set("group.instance.id", id);
     }
-    let consumer = SourceConsumer(
-        config
-            .create_with_context(ctx)
-            .map_err(kafka_err("create consumer"))?,
-    );
+    let consumer: StreamConsumer<SourceContext> = config
+        .create_with_context(ctx)
+        .map_err(kafka_err("create consumer"))?;
     // The topic's leaders, known before any partition is assigned: librdkafka asks a partition's
     // start offset of its leader, and one assigned before the leader is known waits a fixed
     // half second to ask again (it did on every start: 0.5 s of a 3.8 s drain).
@@ -496,9 +411,6 @@ pub async fn connect(
                 tpl.add_partition_offset(topic, *p, positions.offset(*p, *resume))
                     .map_err(kafka_err("assign"))?;
             }
-            consumer
-                .context()
-                .split(consumer.client().native_ptr(), &parts);
             consumer.assign(&tpl).map_err(kafka_err("assign"))?;
             tracing::info!(partitions = ?pos, "assigned statically; resuming from the lake's offsets");
             consumer.context().lock_assigned().extend(parts);
