@@ -270,6 +270,22 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The replay's first `polls` polls as a JSON-lines file in `dir` (`events.jsonl`), for
+/// `--source file:`.
+pub fn replay_file(dir: &std::path::Path, polls: u64) -> std::path::PathBuf {
+    let mut r = replay();
+    let mut text = String::new();
+    for _ in 0..polls {
+        for e in &r.next_poll().events {
+            text.push_str(&e.to_json());
+            text.push('\n');
+        }
+    }
+    let events = dir.join("events.jsonl");
+    std::fs::write(&events, text).unwrap();
+    events
+}
+
 /// The `station_id,polled_at_us,bikes` lines of the first `polls` polls of the replay from
 /// 2025-10-01 08:00 KST.
 pub fn replay_lines(polls: u64) -> Vec<String> {

@@ -356,16 +356,7 @@ fn a_bad_declaration_fails_at_start_naming_the_key() {
 #[tokio::test]
 async fn a_declared_stage_calls_a_registered_sql_function() {
     let dir = tempfile::tempdir().unwrap();
-    let mut r = common::replay();
-    let mut text = String::new();
-    for _ in 0..2 {
-        for e in &r.next_poll().events {
-            text.push_str(&e.to_json());
-            text.push('\n');
-        }
-    }
-    let events = dir.path().join("events.jsonl");
-    std::fs::write(&events, text).unwrap();
+    let events = common::replay_file(dir.path(), 2);
     let file = dir.path().join("stations.toml");
     std::fs::write(
         &file,

@@ -286,16 +286,7 @@ async fn starting_offsets_and_max_offsets_per_trigger() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_pipeline_writes_delta_and_iceberg_tables_as_its_sinks_ask() {
     let dir = tempfile::tempdir().unwrap();
-    let mut r = common::replay();
-    let mut text = String::new();
-    for _ in 0..POLLS {
-        for e in &r.next_poll().events {
-            text.push_str(&e.to_json());
-            text.push('\n');
-        }
-    }
-    let events = dir.path().join("events.jsonl");
-    std::fs::write(&events, text).unwrap();
+    let events = common::replay_file(dir.path(), POLLS);
     let pipeline = dir.path().join("both.toml");
     std::fs::write(
         &pipeline,
@@ -338,16 +329,7 @@ async fn one_pipeline_writes_delta_and_iceberg_tables_as_its_sinks_ask() {
 async fn a_run_whose_log_reader_went_away_still_lands_and_exits() {
     use std::io::Read;
     let dir = tempfile::tempdir().unwrap();
-    let mut r = common::replay();
-    let mut text = String::new();
-    for _ in 0..2 {
-        for e in &r.next_poll().events {
-            text.push_str(&e.to_json());
-            text.push('\n');
-        }
-    }
-    let events = dir.path().join("events.jsonl");
-    std::fs::write(&events, text).unwrap();
+    let events = common::replay_file(dir.path(), 2);
     let lake = dir.path().join("lake");
     let mut child = rtlake()
         .args(["run", "--metrics-listen", "off", "--lake"])
