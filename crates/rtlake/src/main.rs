@@ -1,6 +1,16 @@
 //! The `rtlake` binary: parses the command line, sets up logging, builds the layered config and
 //! calls the libraries. Nothing here does pipeline work itself.
 
+/// `println!` for a command's output: when stdout's reader has gone (`rtlake run | head -1`),
+/// the process ends quietly with success, as `head`'s other writers do, instead of panicking as
+/// `println!` does (exit 101). Every line is written whole before anything after it runs, so
+/// what a command has done (a run's epochs, landed) is done before its report is printed.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::stdout_line(format_args!($($arg)*))
+    };
+}
+
 mod cli;
 mod commands;
 mod config;
@@ -75,12 +85,26 @@ impl std::io::Write for LogWriter {
     }
 }
 
+/// Writes `line` and a newline to stdout (see [`out!`]).
+fn stdout_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_fmt(line)
+        .and_then(|()| stdout.write_all(b"\n"))
+    {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => panic!("failed printing to stdout: {e}"),
+    }
+}
+
 fn main() -> ExitCode {
     cap_malloc_arenas();
     trim_malloc_periodically();
     let cli = cli::Cli::parse();
     // By default rtlake's own crates log at info and the libraries (broker, Delta kernel,
-    // DataFusion) only warnings; --log / RTLAKE_LOG replace the whole filter.
+    // DataFusion) only warnings; --log / RTLAKE_LOG replace that base filter.
     let filter = cli
         .log
         .clone()
@@ -96,31 +120,31 @@ fn main() -> ExitCode {
                 "rtlake_stream",
                 "rtlake_query",
             ];
-            // delta-kernel logs an ERROR (#[instrument(err)]) when a table is probed before it
-            // exists; rtlake handles that result itself, so the event is noise.
-            // delta-rs' MERGE warns on every upsert that the scan reported no skipped-file
-            // metric and that it derived one: nothing is wrong, and the count is right.
-            [
-                "warn",
-                "buoyant_kernel=off",
-                "deltalake_core::operations::merge=error",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .chain(ours.iter().map(|c| format!("{c}=info")))
-            .collect::<Vec<_>>()
-            .join(",")
+            std::iter::once("warn".to_string())
+                .chain(ours.iter().map(|c| format!("{c}=info")))
+                .collect::<Vec<_>>()
+                .join(",")
         });
-    // rdkafka logs an ERROR when it drops a consumer that was closed already, which the
-    // processor does on purpose (rtlake_stream's `source::close`); that module's other two
-    // messages are warnings about events it ignores.
-    let env = tracing_subscriber::EnvFilter::try_new(&filter)
-        .unwrap_or_else(|_| "info".into())
-        .add_directive(
-            "rdkafka::consumer::base_consumer=off"
-                .parse()
-                .expect("a valid directive"),
-        );
+    let mut env = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into());
+    // Library events that are noise at any level, kept quiet under any filter that does not
+    // name their target itself (so `RTLAKE_LOG=warn` does not print them, and
+    // `RTLAKE_LOG=warn,buoyant_kernel=debug` still does):
+    // - delta-kernel logs an ERROR (#[instrument(err)]) when a table is probed before it
+    //   exists, on every new table; rtlake handles that result itself.
+    // - delta-rs' MERGE warns on every upsert that the scan reported no skipped-file metric and
+    //   that it derived one: nothing is wrong, and the count is right.
+    // - rdkafka logs an ERROR when it drops a consumer that was closed already, which the
+    //   processor does on purpose (rtlake_stream's `source::close`); that module's other two
+    //   messages are warnings about events it ignores.
+    for (target, directive) in [
+        ("buoyant_kernel", "buoyant_kernel=off"),
+        ("deltalake_core", "deltalake_core::operations::merge=error"),
+        ("rdkafka", "rdkafka::consumer::base_consumer=off"),
+    ] {
+        if !filter.contains(target) {
+            env = env.add_directive(directive.parse().expect("a valid directive"));
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(env)
         .with_writer(|| LogWriter)

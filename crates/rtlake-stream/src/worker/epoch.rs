@@ -174,8 +174,7 @@ async fn take_ahead(
     let mut stream = consumer.stream();
     'taking: while !stop.is_cancelled() {
         for _ in 0..STOP_EVERY {
-            if ahead.error.is_some()
-                || !has_room(&ahead.messages, taken, room, room_bytes, changed)
+            if ahead.error.is_some() || !has_room(&ahead.messages, taken, room, room_bytes, changed)
             {
                 break 'taking;
             }

@@ -15,7 +15,7 @@ pub async fn consume(cli: &Cli, kafka: &KafkaFlags, count: Option<u64>) -> Resul
     )
     .await?;
     let secs = r.elapsed.as_secs_f64().max(1e-9);
-    println!(
+    out!(
         "consumed {} messages ({:.1} MB) from {} in {:.2} s: {:.0} events/s, {:.1} MB/s",
         r.messages,
         r.bytes as f64 / 1e6,

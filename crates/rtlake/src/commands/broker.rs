@@ -13,13 +13,13 @@ pub async fn broker(cli: &Cli, a: &cli::BrokerArgs) -> Result<()> {
     let engine: rtlake_broker::Engine = cfg.broker.storage.parse().map_err(anyhow::Error::msg)?;
     let shutdown = shutdown_on_signal();
     let b = rtlake_broker::EmbeddedBroker::start_with(addr, &cfg.broker.data, engine).await?;
-    println!(
+    out!(
         "rtlake broker listening on {} (data in {}, storage {})",
         b.bootstrap(),
         cfg.broker.data.display(),
         cfg.broker.storage
     );
-    println!("try: rtlake topics list --brokers {}", b.bootstrap());
+    out!("try: rtlake topics list --brokers {}", b.bootstrap());
     shutdown.cancelled().await;
     b.stop().await;
     Ok(())

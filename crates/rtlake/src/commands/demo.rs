@@ -98,43 +98,44 @@ pub async fn demo(cli: &Cli, a: &cli::DemoArgs) -> Result<()> {
     }
     let lake = dir.join("lake");
     match &broker {
-        Some(b) => println!(
+        Some(b) => out!(
             "rtlake demo is running: embedded broker {}, lake {}",
             b.bootstrap(),
             lake.display()
         ),
-        None => println!(
+        None => out!(
             "rtlake demo is running on the Kafka cluster {}, lake {}",
             cfg.kafka.brokers,
             lake.display()
         ),
     }
     if let Some(url) = &web_url {
-        println!(
+        out!(
             "dashboard: {url}  (pipeline: {url}pipeline, Kafka: {url}kafka, metrics: {url}metrics)"
         );
     }
-    println!(
+    out!(
         "the replay publishes a poll of 2,721 stations every {:.1} s; in another terminal, try:",
         15.0 / speed_factor(&a.speed)
     );
-    println!(
+    out!(
         "  rtlake sql --lake {} \"SELECT count(*) AS events, max(polled_at) AS latest FROM bronze.station_status\"",
         lake.display()
     );
-    println!(
+    out!(
         "  rtlake sql --lake {} \"SELECT district, sum(bikes_parked) AS bikes FROM bronze.station_status WHERE polled_at = (SELECT max(polled_at) FROM bronze.station_status) GROUP BY district ORDER BY bikes DESC\"",
         lake.display()
     );
-    println!(
+    out!(
         "  rtlake sql --lake {} \"SELECT district, sum(rentals) AS rentals, sum(returns) AS returns FROM silver.station_changes GROUP BY district ORDER BY rentals DESC LIMIT 5\"",
         lake.display()
     );
-    println!(
+    out!(
         "  rtlake topics describe {} --brokers {}",
-        cfg.kafka.topic, cfg.kafka.brokers
+        cfg.kafka.topic,
+        cfg.kafka.brokers
     );
-    println!("Ctrl-C stops everything; running the demo again continues where it stopped.");
+    out!("Ctrl-C stops everything; running the demo again continues where it stopped.");
     let (mut producer, mut processor) = (producer, processor);
     let mut producer_done = false;
     let result: Result<()> = loop {
@@ -143,7 +144,7 @@ pub async fn demo(cli: &Cli, a: &cli::DemoArgs) -> Result<()> {
                 producer_done = true;
                 match r {
                     // The replay ran its --minutes; the processor goes on until Ctrl-C.
-                    Ok(Ok(rep)) if !shutdown.is_cancelled() => println!("replay finished: {} events", rep.sent),
+                    Ok(Ok(rep)) if !shutdown.is_cancelled() => out!("replay finished: {} events", rep.sent),
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => break Err(anyhow::Error::from(e).context("producer")),
                     Err(e) => break Err(anyhow::anyhow!("producer task: {e}")),

@@ -54,21 +54,21 @@ pub async fn lake(cli: &Cli, op: &LakeCommand) -> Result<()> {
                 let before = maintenance::health(&lake, t).await?;
                 let done = maintenance::optimize(&lake, t, target, &c.z_order).await?;
                 if let Some(holder) = done.skipped_for {
-                    println!(
+                    out!(
                         "{}: skipped, another compaction is running ({holder}); try again later",
                         t.qualified()
                     );
                     continue;
                 }
                 if let Some(why) = done.lost_race {
-                    println!(
+                    out!(
                         "{}: nothing committed, a commit changed the files it read ({why}); it is compacted next time",
                         t.qualified()
                     );
                     continue;
                 }
                 let after = maintenance::health(&lake, t).await?;
-                println!(
+                out!(
                     "{}: {} files rewritten into {} ({} partitions); {} → {} files, average {} → {}, in {:.1} s",
                     t.qualified(),
                     done.files_removed,
@@ -86,11 +86,11 @@ pub async fn lake(cli: &Cli, op: &LakeCommand) -> Result<()> {
         LakeCommand::Checkpoint { .. } => {
             for t in &tables {
                 match maintenance::checkpoint(&lake, t).await? {
-                    (Some(v), cleaned) => println!(
+                    (Some(v), cleaned) => out!(
                         "{}: checkpoint at version {v}; {cleaned} expired log files removed",
                         t.qualified()
                     ),
-                    (None, _) => println!("{}: no version yet", t.qualified()),
+                    (None, _) => out!("{}: no version yet", t.qualified()),
                 }
             }
             Ok(())
@@ -109,7 +109,7 @@ pub async fn lake(cli: &Cli, op: &LakeCommand) -> Result<()> {
         LakeCommand::Vacuum { .. } => {
             for t in &tables {
                 let n = maintenance::vacuum(&lake, t, c.vacuum_retention.get()).await?;
-                println!(
+                out!(
                     "{}: {n} unreferenced files older than {} deleted",
                     t.qualified(),
                     c.vacuum_retention
@@ -160,7 +160,7 @@ async fn status(lake: &Lake, tables: &[CatalogEntry], format: FormatArg) -> Resu
                 v["avg_file_bytes"] = h.avg_file_bytes().into();
                 v["age_s"] = serde_json::json!(age(h.last_commit_ms));
                 v["freshness_s"] = serde_json::json!(age(h.newest_event_ms));
-                println!("{v}");
+                out!("{v}");
             }
         }
         FormatArg::Csv | FormatArg::Table => {
@@ -196,9 +196,9 @@ async fn status(lake: &Lake, tables: &[CatalogEntry], format: FormatArg) -> Resu
                 })
                 .collect();
             if matches!(format, FormatArg::Csv) {
-                println!("{}", header.join(","));
+                out!("{}", header.join(","));
                 for c in &cells {
-                    println!("{}", c.join(","));
+                    out!("{}", c.join(","));
                 }
                 return Ok(());
             }
@@ -221,9 +221,9 @@ async fn status(lake: &Lake, tables: &[CatalogEntry], format: FormatArg) -> Resu
                     .trim_end()
                     .to_string()
             };
-            println!("{}", line(header.to_vec()));
+            out!("{}", line(header.to_vec()));
             for c in &cells {
-                println!("{}", line(c.iter().map(String::as_str).collect()));
+                out!("{}", line(c.iter().map(String::as_str).collect()));
             }
         }
     }

@@ -40,7 +40,7 @@ pub async fn bikes(cli: &Cli, a: &cli::ProduceBikesArgs) -> Result<()> {
     .await;
     let report = rtlake_bikes::produce::produce(&cfg.produce(), source, shutdown).await?;
     let secs = report.elapsed.as_secs_f64().max(1e-9);
-    println!(
+    out!(
         "produced {} events to {} ({} delivered, {} failed) in {:.1} s: {:.0} events/s",
         report.sent,
         cfg.kafka.topic,
@@ -68,9 +68,11 @@ pub async fn gbfs(cli: &Cli, a: &cli::ProduceGbfsArgs) -> Result<()> {
         shutdown_on_signal(),
     )
     .await?;
-    println!(
+    out!(
         "published {} polls, {} events to {}",
-        r.polls, r.events, cfg.kafka.topic
+        r.polls,
+        r.events,
+        cfg.kafka.topic
     );
     Ok(())
 }

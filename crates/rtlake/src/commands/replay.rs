@@ -20,7 +20,7 @@ pub async fn replay(cli: &Cli, a: &ReplayArgs) -> Result<()> {
     let t0 = Instant::now();
     let r = rtlake_bikes::stream::bronze_source::republish(&cfg.pipeline(), &cfg.lake.uri, &a.to)
         .await?;
-    println!(
+    out!(
         "replayed {} events of {} partitions of {} to {} in {:.1} s",
         r.delivered,
         r.partitions,

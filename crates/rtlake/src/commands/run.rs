@@ -29,7 +29,7 @@ pub async fn run(cli: &Cli, a: &cli::RunArgs) -> Result<()> {
     let r = rtlake_stream::ingest::run(&cfg.pipeline(), &crate::config::domain(), shutdown).await?;
     let secs = started.elapsed().as_secs_f64();
     let rows: Vec<String> = r.rows.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    println!(
+    out!(
         "processed {} messages in {} epochs in {:.1} s ({:.0} events/s); rows: {}",
         r.messages,
         r.epochs,
@@ -46,7 +46,7 @@ pub async fn run(cli: &Cli, a: &cli::RunArgs) -> Result<()> {
             }
             ms => format!("{ms} ms"),
         };
-        println!(
+        out!(
             "event-to-lake latency (Kafka timestamp to committed): p50 {}, p99 {}",
             show(p50),
             show(p99)

@@ -14,7 +14,7 @@ pub async fn serve(cli: &Cli, a: &cli::ServeArgs) -> Result<()> {
     })?;
     let web = cfg.web();
     let listener = rtlake_web::bind_dashboard(&web, "serve.listen / --listen").await?;
-    println!(
+    out!(
         "rtlake serve: dashboard on http://{}/ (lake {}, Kafka {})",
         listener.local_addr()?,
         cfg.lake.uri,

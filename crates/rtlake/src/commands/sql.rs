@@ -28,12 +28,12 @@ pub async fn sql(cli: &Cli, a: &cli::SqlArgs) -> Result<()> {
     let stdin = std::io::stdin();
     let tty = stdin.is_terminal();
     if tty {
-        println!(
+        out!(
             "rtlake sql on {}; tables: {}",
             lake.root(),
             session.tables().join(", ")
         );
-        println!("end statements with ; and quit with \\q");
+        out!("end statements with ; and quit with \\q");
     }
     let mut pending = String::new();
     let prompt = |p: &str| {

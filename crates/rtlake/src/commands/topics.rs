@@ -65,12 +65,12 @@ pub async fn topics(cli: &Cli, op: &TopicsCommand) -> Result<()> {
                 } else {
                     spec.replication_factor.to_string()
                 };
-                println!(
+                out!(
                     "created topic {name} ({} partitions, replication factor {rf})",
                     spec.partitions
                 );
             } else {
-                println!("topic {name} already exists");
+                out!("topic {name} already exists");
             }
         }
         TopicsCommand::List { kafka } => {
@@ -78,9 +78,9 @@ pub async fn topics(cli: &Cli, op: &TopicsCommand) -> Result<()> {
             let list = rtlake_kafka::Cluster::connect(&cfg.kafka)?
                 .list_topics()
                 .await?;
-            println!("{:<40} {:>10} {:>12}", "TOPIC", "PARTITIONS", "MESSAGES");
+            out!("{:<40} {:>10} {:>12}", "TOPIC", "PARTITIONS", "MESSAGES");
             for t in list {
-                println!("{:<40} {:>10} {:>12}", t.name, t.partitions, t.messages);
+                out!("{:<40} {:>10} {:>12}", t.name, t.partitions, t.messages);
             }
         }
         TopicsCommand::Describe {
@@ -94,10 +94,15 @@ pub async fn topics(cli: &Cli, op: &TopicsCommand) -> Result<()> {
             let d = rtlake_kafka::Cluster::connect(&cfg.kafka)?
                 .describe_topic(name, &groups)
                 .await?;
-            println!("topic {} ({} partitions)", d.name, d.partitions.len());
-            println!(
+            out!("topic {} ({} partitions)", d.name, d.partitions.len());
+            out!(
                 "\n{:>9} {:>7} {:<10} {:>12} {:>12} {:>10}",
-                "PARTITION", "LEADER", "REPLICAS", "LOW", "HIGH", "MESSAGES"
+                "PARTITION",
+                "LEADER",
+                "REPLICAS",
+                "LOW",
+                "HIGH",
+                "MESSAGES"
             );
             for p in &d.partitions {
                 let replicas = p
@@ -106,7 +111,7 @@ pub async fn topics(cli: &Cli, op: &TopicsCommand) -> Result<()> {
                     .map(|r| r.to_string())
                     .collect::<Vec<_>>()
                     .join(",");
-                println!(
+                out!(
                     "{:>9} {:>7} {:<10} {:>12} {:>12} {:>10}",
                     p.id,
                     p.leader,
@@ -117,31 +122,37 @@ pub async fn topics(cli: &Cli, op: &TopicsCommand) -> Result<()> {
                 );
             }
             if !d.config.is_empty() {
-                println!("\nCONFIG");
+                out!("\nCONFIG");
                 for (k, v) in &d.config {
-                    println!("  {k} = {v}");
+                    out!("  {k} = {v}");
                 }
             }
-            println!(
+            out!(
                 "\n{:<30} {:>9} {:>12} {:>10}",
-                "CONSUMER GROUP", "PARTITION", "COMMITTED", "LAG"
+                "CONSUMER GROUP",
+                "PARTITION",
+                "COMMITTED",
+                "LAG"
             );
             if d.groups.is_empty() {
-                println!("  (no group has committed offsets on this topic)");
+                out!("  (no group has committed offsets on this topic)");
             }
             for n in &d.notes {
-                println!("note: {n}");
+                out!("note: {n}");
             }
             for g in &d.groups {
                 let c = g.committed.map_or("-".to_string(), |c| c.to_string());
-                println!("{:<30} {:>9} {:>12} {:>10}", g.group, g.partition, c, g.lag);
+                out!("{:<30} {:>9} {:>12} {:>10}", g.group, g.partition, c, g.lag);
             }
             if !d.members.is_empty() {
-                println!("\n{:<30} {:<40} {:<20} HOST", "GROUP", "MEMBER", "CLIENT");
+                out!("\n{:<30} {:<40} {:<20} HOST", "GROUP", "MEMBER", "CLIENT");
                 for m in &d.members {
-                    println!(
+                    out!(
                         "{:<30} {:<40} {:<20} {}",
-                        m.group, m.member_id, m.client_id, m.host
+                        m.group,
+                        m.member_id,
+                        m.client_id,
+                        m.host
                     );
                 }
             }
