@@ -59,14 +59,17 @@ pub(super) async fn cluster_has_transactions(cfg: &Config, group_id: &str, topic
         }
     };
     let timeout = Duration::from_secs(15);
-    match bounded(
+    let answer = bounded(
         &p,
         timeout,
         format!("init transactions of {id}"),
         move |p| p.init_transactions(timeout),
     )
-    .await
-    {
+    .await;
+    // The probe is destroyed on a thread of its own: librdkafka's destroy of a producer that
+    // was refused waits out a poll (~100 ms), which held up every sink's open.
+    std::thread::spawn(move || drop(p));
+    match answer {
         Ok(()) => true,
         Err(e) if no_transactions_here(&e) => {
             tracing::debug!(error = %rtlake_core::error::Chain(&e), "the cluster refused a transactional producer");
