@@ -37,12 +37,12 @@ trap 'kill ${hogs[*]:-} $BROKER 2>/dev/null' EXIT
 sleep 2
 
 # Seconds a command takes (its output in $OUT/last.log; a failure stops the benchmark); its
-# peak RSS in MB is added to $OUT/rss.log.
+# peak RSS in MB (10^6 bytes, the goal's unit; time's %M is in KiB) is added to $OUT/rss.log.
 timed() {
   local t0; t0=$(date +%s.%N)
   /usr/bin/time -f %M -o "$OUT/rss.one" "$@" > "$OUT/last.log" 2>&1 || { echo "failed: $* (log: $OUT/last.log)" >&2; exit 1; }
   python3 -c "print(f'{$(date +%s.%N) - $t0:.2f}')"
-  echo $(( $(tail -1 "$OUT/rss.one") / 1024 )) >> "$OUT/rss.log"
+  echo $(( $(tail -1 "$OUT/rss.one") * 1024 / 1000000 )) >> "$OUT/rss.log"
 }
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 rate() { python3 -c "print(round($TOTAL / $1))"; }
