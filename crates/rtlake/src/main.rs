@@ -2,9 +2,9 @@
 //! calls the libraries. Nothing here does pipeline work itself.
 
 /// `println!` for a command's output: when stdout's reader has gone (`rtlake run | head -1`),
-/// the process ends quietly with success, as `head`'s other writers do, instead of panicking as
-/// `println!` does (exit 101). Every line is written whole before anything after it runs, so
-/// what a command has done (a run's epochs, landed) is done before its report is printed.
+/// the process ends quietly with success, as other writers into `head` do, instead of panicking
+/// as `println!` does (exit 101). Commands print what they have done after doing it (`run`'s
+/// summary comes after its last epoch landed), so ending there loses no work.
 macro_rules! out {
     ($($arg:tt)*) => {
         $crate::stdout_line(format_args!($($arg)*))
