@@ -99,7 +99,7 @@ live() {
   sleep 5
   kill ${hogs[*]:-} 2>/dev/null; hogs=()
   pkill -INT -P $run; wait $run
-  echo "live ${speed}x, busy loops: $hog, ${LIVE} s: $(grep -ao 'p50 [0-9]* ms, p99 [0-9]* ms' "$OUT/live.log" | tail -1), peak RSS $(( $(tail -1 "$OUT/live.rss") / 1024 )) MB"
+  echo "live ${speed}x, busy loops: $hog, ${LIVE} s: $(grep -ao 'p50 [0-9]* ms, p99 [0-9]* ms' "$OUT/live.log" | tail -1), peak RSS $(( $(tail -1 "$OUT/live.rss") * 1024 / 1000000 )) MB"
 }
 echo "== freshness (embedded broker, default pipeline, --trigger low-latency)"
 for speed in 10 40; do
