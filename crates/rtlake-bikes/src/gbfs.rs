@@ -184,6 +184,7 @@ pub async fn produce(
         .set("partitioner", "murmur2_random")
         .create()
         .map_err(kafka("create producer"))?;
+    rtlake_kafka::client::connect_early(&producer, &cfg.kafka.topic);
     tracing::info!(%url, topic = %cfg.kafka.topic, ?every, "polling a GBFS feed");
     let mut report = GbfsReport::default();
     loop {

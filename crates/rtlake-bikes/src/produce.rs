@@ -134,6 +134,7 @@ impl Publisher {
                         cause: e,
                     })
                 })?;
+        rtlake_kafka::client::connect_early(&producer, &cfg.kafka.topic);
         let now = Instant::now();
         let m = &rtlake_core::metrics::global().produce;
         for family in [&m.events, &m.bytes, &m.errors] {

@@ -140,6 +140,7 @@ pub async fn republish(
     let producer: FutureProducer = rtlake_kafka::client::producer(&cfg.kafka, &cfg.producer)
         .create()
         .map_err(kafka)?;
+    rtlake_kafka::client::connect_early(&producer, topic);
     let mut report = Republished {
         partitions: msgs.len(),
         ..Default::default()

@@ -161,22 +161,7 @@ impl KafkaSink {
         let producer: FutureProducer = c
             .create()
             .map_err(kafka(format!("create producer for {topic}")))?;
-        // An idempotent producer asks for its producer id at once and then every 500 ms until
-        // a broker is up, but opens no connection for it: without one, the id came a second
-        // after the producer's creation, and the first epoch's deliveries waited for it (its
-        // landing took 600 ms instead of 90 in two of five drains; bench/README.md, "The
-        // Kafka path, eleventh step"). Asking for the topic's metadata connects a broker, so
-        // the id comes at the first retry, before the first epoch needs it.
-        let warm = producer.clone();
-        let topic = topic.to_string();
-        std::thread::spawn(move || {
-            if let Err(e) = warm
-                .client()
-                .fetch_metadata(Some(&topic), Duration::from_secs(10))
-            {
-                tracing::debug!(error = %e, %topic, "kafka sink: the producer's first connection failed (it retries on its own)");
-            }
-        });
+        rtlake_kafka::client::connect_early(&producer, topic);
         Ok(producer)
     }
 
