@@ -2,11 +2,11 @@
 # Makes crates/rtlake/link/hot-functions.txt again: the functions the release binary runs in a
 # pipeline's drain, hottest first, which build.rs hands to lld so that they lie together (see
 # crates/rtlake/build.rs for why). Runs the binary under valgrind's callgrind, which sees every
-# function executed, not a sample: the producer, the default pipeline and the lake-only one
-# from the embedded broker, the lake-only one from a file, and a low-latency run for 45 s, on
-# the first 200,000 events of the 90-minute replay. About five minutes.
+# function executed, not a sample: the embedded broker, and against it the producer, the
+# default pipeline, the lake-only one, and a low-latency run for 45 s; the lake-only pipeline
+# from a file; on the first 200,000 events of the 90-minute replay. About ten minutes.
 #
-#   bash scripts/hot-functions.sh        then: cargo build --release -p rtlake (links only)
+#   bash scripts/hot-functions.sh        then: cargo build --release -p rtlake (the rtlake crate only)
 #
 # Run it after a dependency or the toolchain changed (their names carry new hashes): names the
 # build no longer has are skipped, so a stale list only costs memory.
@@ -21,9 +21,11 @@ rm -rf "$W/broker" "$W"/cg.* "$W"/lake-*
 head -200000 "$EV" > "$W/head.jsonl"
 PORT=127.0.0.1:29397
 export RTLAKE_LOG=warn
-"$R" broker --listen "$PORT" --data "$W/broker" > "$W/broker.log" 2>&1 & BROKER=$!
+# The embedded broker is the same binary: its functions are profiled too.
+valgrind --tool=callgrind --demangle=no --dump-instr=no --callgrind-out-file="$W/cg.broker.%p" \
+  "$R" broker --listen "$PORT" --data "$W/broker" > "$W/broker.log" 2>&1 & BROKER=$!
 trap 'kill $BROKER 2>/dev/null' EXIT
-sleep 2
+until "$R" topics list --brokers "$PORT" > /dev/null 2>&1; do sleep 1; done
 "$R" topics create hot --partitions 3 --brokers "$PORT" > /dev/null
 cg() { local name=$1; shift; valgrind --tool=callgrind --demangle=no --dump-instr=no --callgrind-out-file="$W/cg.$name.%p" "$R" "$@" > "$W/$name.log" 2>&1; }
 echo "profiling: produce" >&2
@@ -38,6 +40,7 @@ echo "profiling: a low-latency run, 45 s" >&2
 timeout -s INT 45 valgrind --tool=callgrind --demangle=no --dump-instr=no --callgrind-out-file="$W/cg.live.%p" \
   "$R" run --brokers "$PORT" --topic hot --group hot-live --lake "$W/lake-live" --trigger low-latency \
   --metrics-listen 127.0.0.1:0 > "$W/live.log" 2>&1 || true
+kill -INT $BROKER; wait $BROKER || true  # the broker stops cleanly on Ctrl-C, and callgrind writes its profile
 # Each function's own cost (instructions outside its calls), summed over the runs; callgrind
 # marks recursion depth with a quote ("f'2"), which is dropped.
 python3 - "$(realpath "$R")" "$W"/cg.* > crates/rtlake/link/hot-functions.txt <<'PY'

@@ -15,6 +15,12 @@ fn main() {
     if std::env::var("PROFILE").as_deref() != Ok("release") {
         return;
     }
+    // The option is lld's (GNU ld has none like it): given only when lld links, as
+    // `.cargo/config.toml` asks on x86-64 Linux.
+    let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    if !flags.split('\x1f').any(|f| f.ends_with("-fuse-ld=lld")) {
+        return;
+    }
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     println!("cargo:rustc-link-arg-bin=rtlake=-Wl,--symbol-ordering-file={dir}/{list}");
     println!("cargo:rustc-link-arg-bin=rtlake=-Wl,--no-warn-symbol-ordering");
