@@ -50,6 +50,8 @@ pub struct DeltaSink {
     partition_by: String,
     /// The table's `checkpointInterval`: a log checkpoint after every this many versions.
     checkpoint_interval: u64,
+    /// Where in each interval this table's checkpoint falls (`append::checkpoint_phase`).
+    checkpoint_phase: u64,
     /// The log checkpoint being written beside the pipeline, if any (`append.rs`).
     checkpointing: Option<tokio::task::JoinHandle<()>>,
 }
@@ -278,6 +280,7 @@ impl DeltaSink {
             newest_event_ms: None,
             partition_by,
             checkpoint_interval,
+            checkpoint_phase: append::checkpoint_phase(&name.to_string(), checkpoint_interval),
             checkpointing: None,
         })
     }

@@ -13,7 +13,11 @@
 //! append) is only a later version to retry at.
 //!
 //! The log checkpoint, which delta-rs wrote inside every `checkpointInterval`-th commit, is
-//! written beside the pipeline on a blocking thread instead.
+//! written beside the pipeline on a blocking thread instead, at a version of its own per table
+//! and one at a time in the process: a pipeline's tables commit together, so at the same
+//! versions all of them (six in the bike pipeline) checkpointed at once, 100-150 ms each on two
+//! cores, and every 20th epoch of a live run at 40x took three times as long (its outputs
+//! 130-210 ms instead of ~50; `bench/README.md`, "The Kafka path, twelfth step").
 
 use super::DeltaSink;
 use crate::{Error, Result};
@@ -26,6 +30,21 @@ use std::collections::BTreeMap;
 
 /// Versions tried before giving up while other writers keep taking the next one.
 const MAX_ATTEMPTS: usize = 16;
+
+/// Held while a log checkpoint is written: one at a time in the process, so that they take at
+/// most one core from the epochs.
+static CHECKPOINTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Where in each `interval` of versions the table `name` writes its log checkpoint: spread by a
+/// hash of the name (FNV-1a), the same in every process, so that a pipeline's tables, which
+/// commit together, do not all checkpoint at the same epoch. The Delta protocol lets a
+/// checkpoint be written at any version; the interval is a writer's choice.
+pub(super) fn checkpoint_phase(name: &str, interval: u64) -> u64 {
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    hash % interval.max(1)
+}
 
 impl DeltaSink {
     /// Commits `adds` (files already written) with the txn versions `txns` at the version after
@@ -173,12 +192,18 @@ impl DeltaSink {
         }
     }
 
+    /// Whether the table's checkpoint falls at `version`: once per `checkpointInterval`
+    /// versions, at the table's own phase.
+    pub(super) fn checkpoint_due(&self, version: u64) -> bool {
+        (version + 1 + self.checkpoint_phase).is_multiple_of(self.checkpoint_interval)
+    }
+
     /// Starts writing the log checkpoint of `version` on a blocking thread when the table's
     /// `checkpointInterval` asks for one there, unless the previous one is still being written
     /// (the next interval's will cover it). A failure is only logged: the processor's
     /// maintenance schedule checkpoints too, and readers replay the log without one.
     fn checkpoint_beside(&mut self, version: u64) {
-        if !(version + 1).is_multiple_of(self.checkpoint_interval)
+        if !self.checkpoint_due(version)
             || self
                 .checkpointing
                 .as_ref()
@@ -197,6 +222,7 @@ impl DeltaSink {
         };
         let table = self.name.to_string();
         self.checkpointing = Some(tokio::task::spawn_blocking(move || {
+            let _one_at_a_time = CHECKPOINTS.lock().unwrap_or_else(|p| p.into_inner());
             let started = std::time::Instant::now();
             let written = delta_kernel::Snapshot::builder_for(root.as_str())
                 .at_version(version)

@@ -116,19 +116,26 @@ async fn a_commit_after_another_writers_is_checked_against_it() {
     );
 }
 
-/// Appends write the log checkpoint their table's interval asks for, beside the commits, and
-/// a reader that opens the table from it sees every file and partition version.
+/// Appends write the log checkpoint their table's interval asks for, at the table's own phase,
+/// beside the commits, and a reader that opens the table from it sees every file and partition
+/// version.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_write_the_log_checkpoint_beside() {
     let (dir, lake, name, schema) = new_lake();
     let (mut sink, _) = sink_for(&lake, name, &schema, 0).await;
     assert_eq!(sink.checkpoint_interval, 20);
+    // "bronze.t" falls 3 versions into each interval: its first checkpoint is at version 16.
+    assert_eq!(sink.checkpoint_phase, 3);
     let batch = RecordBatch::try_new(
         schema.clone(),
         vec![Arc::new(arrow::array::Int64Array::from_iter_values(0..2))],
     )
     .unwrap();
-    for i in 1..=19 {
+    for i in 1..=16 {
+        assert!(
+            sink.checkpointing.is_none(),
+            "no checkpoint before version 16"
+        );
         let v = sink
             .commit(
                 vec![batch.clone()],
@@ -140,12 +147,12 @@ async fn appends_write_the_log_checkpoint_beside() {
     }
     sink.checkpointing
         .take()
-        .expect("version 19 is the 20th: a checkpoint is due")
+        .expect("version 16 is the table's 17th, 3 into its interval: a checkpoint is due")
         .await
         .unwrap();
     let log = dir.path().join("bronze/t/_delta_log");
     assert!(
-        log.join("00000000000000000019.checkpoint.parquet").exists(),
+        log.join("00000000000000000016.checkpoint.parquet").exists(),
         "{:?}",
         std::fs::read_dir(&log).unwrap().count()
     );
@@ -156,10 +163,35 @@ async fn appends_write_the_log_checkpoint_beside() {
     .await
     .unwrap();
     table.load().await.unwrap();
-    assert_eq!(table.version(), Some(19));
-    assert_eq!(table.snapshot().unwrap().log_data().num_files(), 19);
+    assert_eq!(table.version(), Some(16));
+    assert_eq!(table.snapshot().unwrap().log_data().num_files(), 16);
     let versions = read_versions(&lake, name, &[app_id("p", "bronze.t", 0)])
         .await
         .unwrap();
-    assert_eq!(versions[&app_id("p", "bronze.t", 0)], Some(19));
+    assert_eq!(versions[&app_id("p", "bronze.t", 0)], Some(16));
+}
+
+/// The bike pipeline's six tables, which commit together, checkpoint at different versions of
+/// each interval but two, and a phase stays inside its interval.
+#[test]
+fn tables_checkpoint_at_phases_of_their_own() {
+    let names = [
+        "bronze.station_status",
+        "silver.station_changes",
+        "silver.station_latest",
+        "gold.station_hourly",
+        "gold.district_5min",
+        "_rejected",
+    ];
+    let phases: std::collections::BTreeSet<u64> = names
+        .iter()
+        .map(|n| super::append::checkpoint_phase(n, 20))
+        .collect();
+    assert_eq!(phases.len(), 5, "{phases:?}");
+    assert!(
+        names
+            .iter()
+            .all(|n| super::append::checkpoint_phase(n, 7) < 7)
+    );
+    assert_eq!(super::append::checkpoint_phase("bronze.t", 1), 0);
 }
