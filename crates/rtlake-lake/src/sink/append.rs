@@ -15,9 +15,9 @@
 //! The log checkpoint, which delta-rs wrote inside every `checkpointInterval`-th commit, is
 //! written beside the pipeline on a blocking thread instead, at a version of its own per table
 //! and one at a time in the process: a pipeline's tables commit together, so at the same
-//! versions all of them (six in the bike pipeline) checkpointed at once, 100-150 ms each on two
-//! cores, and every 20th epoch of a live run at 40x took three times as long (its outputs
-//! 130-210 ms instead of ~50; `bench/README.md`, "The Kafka path, twelfth step").
+//! versions all of them (six in rtlake's default pipeline) checkpointed at once, 100-150 ms
+//! each on two cores, and every 20th epoch of a live run at 40x took three times as long (its
+//! outputs 130-210 ms instead of ~50; `bench/README.md`, "The Kafka path, twelfth step").
 
 use super::DeltaSink;
 use crate::{Error, Result};

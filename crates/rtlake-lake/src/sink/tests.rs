@@ -171,16 +171,16 @@ async fn appends_write_the_log_checkpoint_beside() {
     assert_eq!(versions[&app_id("p", "bronze.t", 0)], Some(16));
 }
 
-/// The bike pipeline's six tables, which commit together, checkpoint at different versions of
-/// each interval but two, and a phase stays inside its interval.
+/// A pipeline's six tables, which commit together, checkpoint at different versions of each
+/// interval but two, and a phase stays inside its interval.
 #[test]
 fn tables_checkpoint_at_phases_of_their_own() {
     let names = [
-        "bronze.station_status",
-        "silver.station_changes",
-        "silver.station_latest",
-        "gold.station_hourly",
-        "gold.district_5min",
+        "bronze.events",
+        "silver.changes",
+        "silver.latest",
+        "gold.hourly",
+        "gold.area_5min",
         "_rejected",
     ];
     let phases: std::collections::BTreeSet<u64> = names
