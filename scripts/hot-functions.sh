@@ -21,13 +21,14 @@ rm -rf "$W/broker" "$W"/cg.* "$W"/lake-*
 head -200000 "$EV" > "$W/head.jsonl"
 PORT=127.0.0.1:29397
 export RTLAKE_LOG=warn
+CALLGRIND=(valgrind --tool=callgrind --demangle=no --dump-instr=no)
 # The embedded broker is the same binary: its functions are profiled too.
-valgrind --tool=callgrind --demangle=no --dump-instr=no --callgrind-out-file="$W/cg.broker.%p" \
+"${CALLGRIND[@]}" --callgrind-out-file="$W/cg.broker.%p" \
   "$R" broker --listen "$PORT" --data "$W/broker" > "$W/broker.log" 2>&1 & BROKER=$!
 trap 'kill $BROKER 2>/dev/null' EXIT
 until "$R" topics list --brokers "$PORT" > /dev/null 2>&1; do sleep 1; done
 "$R" topics create hot --partitions 3 --brokers "$PORT" > /dev/null
-cg() { local name=$1; shift; valgrind --tool=callgrind --demangle=no --dump-instr=no --callgrind-out-file="$W/cg.$name.%p" "$R" "$@" > "$W/$name.log" 2>&1; }
+cg() { local name=$1; shift; "${CALLGRIND[@]}" --callgrind-out-file="$W/cg.$name.%p" "$R" "$@" > "$W/$name.log" 2>&1; }
 echo "profiling: produce" >&2
 cg produce produce bikes --source file "$W/head.jsonl" --brokers "$PORT" --topic hot --metrics-listen off
 echo "profiling: the default pipeline from the topic" >&2
@@ -37,7 +38,7 @@ cg lake-only run --brokers "$PORT" --topic hot --group hot-lake-only --lake "$W/
   --pipeline bench/lake-only.toml --trigger available-now --metrics-listen off
 cg file run --source "file:$W/head.jsonl" --lake "$W/lake-file" --pipeline bench/lake-only.toml --metrics-listen off
 echo "profiling: a low-latency run, 45 s" >&2
-timeout -s INT 45 valgrind --tool=callgrind --demangle=no --dump-instr=no --callgrind-out-file="$W/cg.live.%p" \
+timeout -s INT 45 "${CALLGRIND[@]}" --callgrind-out-file="$W/cg.live.%p" \
   "$R" run --brokers "$PORT" --topic hot --group hot-live --lake "$W/lake-live" --trigger low-latency \
   --metrics-listen 127.0.0.1:0 > "$W/live.log" 2>&1 || true
 kill -INT $BROKER; wait $BROKER || true  # the broker stops cleanly on Ctrl-C, and callgrind writes its profile
