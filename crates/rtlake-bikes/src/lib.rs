@@ -24,6 +24,7 @@ pub mod districts;
 pub mod fake_api;
 #[cfg(feature = "fake-api")]
 pub mod fake_gbfs;
+mod flat_json;
 pub mod formats;
 pub mod gbfs;
 pub mod model;

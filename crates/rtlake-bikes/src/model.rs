@@ -157,6 +157,23 @@ struct RawEvent<'a> {
     polled_at: Cow<'a, str>,
 }
 
+impl<'a> From<[&'a str; 8]> for RawEvent<'a> {
+    /// The values of [`EVENT_FIELDS`], in its order.
+    fn from(fields: [&'a str; 8]) -> Self {
+        let [rack, name, parked, shared, lat, lon, id, polled] = fields.map(Cow::Borrowed);
+        Self {
+            rack_tot_cnt: rack,
+            station_name: name,
+            parking_bike_tot_cnt: parked,
+            shared,
+            station_latitude: lat,
+            station_longitude: lon,
+            station_id: id,
+            polled_at: polled,
+        }
+    }
+}
+
 fn invalid(error: String) -> DecodeError {
     DecodeError {
         reason: RejectReason::Validation,
@@ -220,10 +237,14 @@ impl StationStatus {
     }
 
     fn decode_known(value: &[u8]) -> Result<Self, DecodeError> {
-        let raw: RawEvent<'_> = serde_json::from_slice(value).map_err(|e| DecodeError {
-            reason: RejectReason::Decode,
-            error: type_change(value).unwrap_or_else(|| e.to_string()),
-        })?;
+        let raw = match crate::flat_json::flat_strings(value, &EVENT_FIELDS) {
+            Some(fields) => RawEvent::from(fields),
+            // Any other shape, and every error's message, is serde's.
+            None => serde_json::from_slice(value).map_err(|e| DecodeError {
+                reason: RejectReason::Decode,
+                error: type_change(value).unwrap_or_else(|| e.to_string()),
+            })?,
+        };
         if raw.station_id.trim().is_empty() {
             return Err(invalid("stationId is empty".into()));
         }
@@ -272,6 +293,17 @@ mod tests {
             ("ST-4", 15, 16, 107)
         );
         assert_eq!(s.polled_at.timestamp(), 1759273215);
+    }
+
+    #[test]
+    fn the_fast_path_and_serde_decode_alike() {
+        let fast = StationStatus::decode(GOOD.as_bytes()).unwrap();
+        assert!(crate::flat_json::flat_strings(GOOD.as_bytes(), &EVENT_FIELDS).is_some());
+        // With a space after each comma the message is serde's to read.
+        let spaced = GOOD.replace(r#"",""#, r#"", ""#);
+        assert!(crate::flat_json::flat_strings(spaced.as_bytes(), &EVENT_FIELDS).is_none());
+        assert_eq!(StationStatus::decode(spaced.as_bytes()).unwrap(), fast);
+        assert_eq!(fast.station_name, "102. 망원역 1번출구 앞");
     }
 
     #[test]
