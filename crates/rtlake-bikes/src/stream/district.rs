@@ -8,7 +8,7 @@
 //! stations whose last in-window snapshot has 0 bikes. Late snapshots go to `_rejected`.
 
 use super::Stations;
-use super::gold::{StationWindows, delta_since, late_error};
+use super::gold::{StationWindows, delta_since, late_error, remember};
 use arrow::array::{
     ArrayRef, Date32Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
     TimestampMicrosecondBuilder,
@@ -86,7 +86,7 @@ impl Operator for District5MinOperator {
             ];
             match part.windows.process(key, t, &values) {
                 Ok(()) => {
-                    part.last.insert(s.station_id.clone(), (t, s.bikes_parked));
+                    remember(&mut part.last, &s.station_id, t, s.bikes_parked);
                 }
                 Err(late) => rejected.push(m, RejectReason::Late, sink, || late_error(m, &late)),
             }

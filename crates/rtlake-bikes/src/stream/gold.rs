@@ -87,6 +87,17 @@ pub(crate) fn delta_since(last: Option<(i64, i32)>, t: i64, bikes: i32) -> Optio
     }
 }
 
+/// Keeps `(t, bikes)` as station `id`'s last snapshot; the id is copied only for a station new
+/// to the map (once per station, not once per event).
+pub(crate) fn remember(last: &mut HashMap<String, (i64, i32)>, id: &str, t: i64, bikes: i32) {
+    match last.get_mut(id) {
+        Some(kept) => *kept = (t, bikes),
+        None => {
+            last.insert(id.to_owned(), (t, bikes));
+        }
+    }
+}
+
 /// The message text of a late snapshot.
 pub fn late_error(m: &RawMessage, late: &rtlake_stream::window::Late) -> String {
     late.describe("polledAt", m.partition)
@@ -134,7 +145,7 @@ impl Operator for HourlyOperator {
                         part.windows
                             .adjust(&s.station_id, lt, EMPTY_MINUTES, minutes);
                     }
-                    part.last.insert(s.station_id.clone(), (t, s.bikes_parked));
+                    remember(&mut part.last, &s.station_id, t, s.bikes_parked);
                 }
                 Err(late) => rejected.push(m, RejectReason::Late, sink, || late_error(m, &late)),
             }
