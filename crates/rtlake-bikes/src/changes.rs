@@ -7,8 +7,8 @@
 //! with both counts zero are not written. The state is keyed by station and lives with the
 //! station's input partition.
 
+use rtlake_stream::operator::KeyMap;
 use rtlake_stream::ops::changes::Change;
-use std::collections::HashMap;
 
 /// The largest gap between two snapshots of a station that still yields a change row.
 pub const MAX_GAP_MICROS: i64 = 600 * 1_000_000;
@@ -90,7 +90,7 @@ pub fn rule(prev: Option<Last>, now: Last) -> Outcome {
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(from = "Vec<(String, Last)>", into = "Vec<(String, Last)>")]
 pub struct ChangeState {
-    last: HashMap<String, Last>,
+    last: KeyMap<String, Last>,
 }
 
 impl ChangeState {

@@ -108,6 +108,11 @@ pub trait Operator: Send + Sync {
     }
 }
 
+/// A hash map for lookups made once per event: foldhash instead of std's SipHash, still seeded
+/// at random per map (keys come from messages). Iteration order is arbitrary: sort what is
+/// emitted.
+pub type KeyMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// An operator's state, kept per input partition.
 pub trait PartitionState: Send + Sync {
     /// Sets a partition's state from a snapshot (`None`: no state yet).
@@ -122,7 +127,7 @@ pub trait PartitionState: Send + Sync {
 
 /// State of type `S` per partition, created fresh by `new` and serialised as JSON.
 pub struct PerPartition<S> {
-    parts: HashMap<i32, S>,
+    parts: KeyMap<i32, S>,
     new: Box<dyn Fn() -> S + Send + Sync>,
     keys: fn(&S) -> usize,
 }
@@ -131,7 +136,7 @@ impl<S> PerPartition<S> {
     /// Empty; `new` makes a partition's first state, `keys` counts what one holds.
     pub fn new(new: impl Fn() -> S + Send + Sync + 'static, keys: fn(&S) -> usize) -> Self {
         Self {
-            parts: HashMap::new(),
+            parts: KeyMap::default(),
             new: Box::new(new),
             keys,
         }

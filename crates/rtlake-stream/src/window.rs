@@ -8,8 +8,10 @@
 //! the end of each epoch, gives the rows of the output mode: append (final windows, once), update
 //! (windows changed since the last emit) or complete (every window). Times are µs since the epoch.
 
+use crate::operator::KeyMap;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::borrow::Borrow;
+use std::hash::Hash;
 
 /// How events are grouped in time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,27 +36,24 @@ pub enum WindowSpec {
 }
 
 impl WindowSpec {
-    /// The fixed windows an event time falls in, in start order (empty for sessions).
-    pub fn windows_of(&self, t: i64) -> Vec<(i64, i64)> {
-        match *self {
-            Self::Tumbling { size } => {
-                let s = t.div_euclid(size) * size;
-                vec![(s, s + size)]
-            }
-            Self::Sliding { size, slide } => {
-                let last = t.div_euclid(slide) * slide;
-                let mut out = Vec::new();
-                let mut s = last - (size - 1).div_euclid(slide) * slide;
-                while s <= last {
-                    if s <= t && t < s + size {
-                        out.push((s, s + size));
-                    }
-                    s += slide;
-                }
-                out
-            }
-            Self::Session { .. } => Vec::new(),
-        }
+    /// The fixed windows an event time falls in, in start order (none for sessions). An
+    /// iterator, not a list: it runs once per event, and a tumbling window is one pair.
+    pub fn windows_of(&self, t: i64) -> impl Iterator<Item = (i64, i64)> + use<> {
+        let (size, slide) = match *self {
+            Self::Tumbling { size } => (size, size),
+            Self::Sliding { size, slide } => (size, slide),
+            // An empty range: no fixed window.
+            Self::Session { .. } => (1, 1),
+        };
+        let last = t.div_euclid(slide) * slide;
+        let first = match self {
+            Self::Session { .. } => last + slide,
+            _ => last - (size - 1).div_euclid(slide) * slide,
+        };
+        std::iter::successors(Some(first), move |s| Some(s + slide))
+            .take_while(move |s| *s <= last)
+            .filter(move |s| *s <= t && t < s + size)
+            .map(move |s| (s, s + size))
     }
 }
 
@@ -223,25 +222,28 @@ impl Late {
 
 /// Keyed event-time window aggregation for one input partition; serialisable as a state snapshot.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct WindowOperator<K: Ord + Clone> {
+pub struct WindowOperator<K: Ord + Hash + Clone> {
     spec: WindowSpec,
     mode: OutputMode,
     columns: usize,
     watermark: Watermark,
-    /// As a list of pairs in snapshots, so any key type (tuples too) serialises as JSON.
+    /// Hashed, not ordered: an event's key is found in one hash instead of a dozen string
+    /// comparisons; [`WindowOperator::emit`] sorts the rows it gives. As a list of pairs in
+    /// snapshots, so any key type (tuples too) serialises as JSON.
     #[serde(
         with = "pairs",
         bound(serialize = "K: Serialize", deserialize = "K: Deserialize<'de>")
     )]
-    windows: BTreeMap<K, Vec<Win>>,
+    windows: KeyMap<K, Vec<Win>>,
 }
 
 mod pairs {
+    use crate::operator::KeyMap;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    use std::collections::BTreeMap;
+    use std::hash::Hash;
 
     pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
-        m: &BTreeMap<K, V>,
+        m: &KeyMap<K, V>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
         s.collect_seq(m.iter())
@@ -249,17 +251,17 @@ mod pairs {
 
     pub fn deserialize<
         'de,
-        K: Deserialize<'de> + Ord,
+        K: Deserialize<'de> + Hash + Eq,
         V: Deserialize<'de>,
         D: Deserializer<'de>,
     >(
         d: D,
-    ) -> Result<BTreeMap<K, V>, D::Error> {
+    ) -> Result<KeyMap<K, V>, D::Error> {
         Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
     }
 }
 
-impl<K: Ord + Clone> WindowOperator<K> {
+impl<K: Ord + Hash + Clone> WindowOperator<K> {
     /// An operator over `columns` value columns, with `lateness` µs of allowed lateness.
     pub fn new(spec: WindowSpec, lateness: i64, mode: OutputMode, columns: usize) -> Self {
         Self {
@@ -267,7 +269,7 @@ impl<K: Ord + Clone> WindowOperator<K> {
             mode,
             columns,
             watermark: Watermark::new(lateness),
-            windows: BTreeMap::new(),
+            windows: KeyMap::default(),
         }
     }
 
@@ -283,67 +285,55 @@ impl<K: Ord + Clone> WindowOperator<K> {
 
     /// Adds an event (in offset order); a late one changes nothing and is returned.
     pub fn process(&mut self, key: K, t: i64, values: &[f64]) -> Result<(), Late> {
+        self.observe(t)?;
+        let wins = self.windows.entry(key).or_default();
+        add_event(self.spec, self.columns, wins, t, values);
+        Ok(())
+    }
+
+    /// The same with a borrowed key: `own` makes the key only when it is new to the state, so
+    /// an event of a key already held costs a lookup, not a copy of its key.
+    pub fn process_by<Q>(
+        &mut self,
+        key: &Q,
+        own: impl FnOnce() -> K,
+        t: i64,
+        values: &[f64],
+    ) -> Result<(), Late>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.observe(t)?;
+        let wins = match self.windows.get_mut(key) {
+            Some(wins) => wins,
+            None => self.windows.entry(own()).or_default(),
+        };
+        add_event(self.spec, self.columns, wins, t, values);
+        Ok(())
+    }
+
+    /// Checks an event's time against the watermark before it, then advances the watermark.
+    fn observe(&mut self, t: i64) -> Result<(), Late> {
         let before = self.watermark.current();
-        if !self.watermark.observe(t) {
-            return Err(Late {
+        if self.watermark.observe(t) {
+            Ok(())
+        } else {
+            Err(Late {
                 time: t,
                 watermark: before.unwrap_or(i64::MIN),
-            });
+            })
         }
-        let cols = self.columns;
-        let wins = self.windows.entry(key).or_default();
-        match self.spec {
-            WindowSpec::Session { gap } => {
-                let mut merged = Win {
-                    start: t,
-                    end: t + gap,
-                    acc: Acc::new(cols),
-                    dirty: true,
-                };
-                merged.acc.add(t, values);
-                // Every session the new one touches joins it (an event can bridge two).
-                let mut i = 0;
-                while i < wins.len() {
-                    let w = &wins[i];
-                    if w.start < merged.end && merged.start < w.end {
-                        let w = wins.remove(i);
-                        merged.start = merged.start.min(w.start);
-                        merged.end = merged.end.max(w.end);
-                        merged.acc.merge(&w.acc);
-                    } else {
-                        i += 1;
-                    }
-                }
-                let at = wins.partition_point(|w| w.start < merged.start);
-                wins.insert(at, merged);
-            }
-            spec => {
-                for (start, end) in spec.windows_of(t) {
-                    let at = wins.partition_point(|w| w.start < start);
-                    if wins.get(at).is_none_or(|w| w.start != start) {
-                        wins.insert(
-                            at,
-                            Win {
-                                start,
-                                end,
-                                acc: Acc::new(cols),
-                                dirty: false,
-                            },
-                        );
-                    }
-                    let w = &mut wins[at];
-                    w.acc.add(t, values);
-                    w.dirty = true;
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Adds `delta` to column `column`'s sum in `key`'s open windows that contain `t`, without
     /// counting an event (for figures known only later, like time spent empty). Windows already
     /// final and gone are not changed; returns how many windows took it.
-    pub fn adjust(&mut self, key: &K, t: i64, column: usize, delta: f64) -> usize {
+    pub fn adjust<Q>(&mut self, key: &Q, t: i64, column: usize, delta: f64) -> usize
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let Some(wins) = self.windows.get_mut(key) else {
             return 0;
         };
@@ -386,7 +376,60 @@ impl<K: Ord + Clone> WindowOperator<K> {
             }
         }
         self.windows.retain(|_, w| !w.is_empty());
+        // In key order, each key's windows in start order (the sort is stable), whatever the
+        // map's order: the rows of an epoch do not depend on its hashing.
+        out.sort_by(|a, b| a.key.cmp(&b.key));
         out
+    }
+}
+
+/// Adds an event to a key's windows (kept in start order), opening or merging windows as the
+/// spec says.
+fn add_event(spec: WindowSpec, cols: usize, wins: &mut Vec<Win>, t: i64, values: &[f64]) {
+    match spec {
+        WindowSpec::Session { gap } => {
+            let mut merged = Win {
+                start: t,
+                end: t + gap,
+                acc: Acc::new(cols),
+                dirty: true,
+            };
+            merged.acc.add(t, values);
+            // Every session the new one touches joins it (an event can bridge two).
+            let mut i = 0;
+            while i < wins.len() {
+                let w = &wins[i];
+                if w.start < merged.end && merged.start < w.end {
+                    let w = wins.remove(i);
+                    merged.start = merged.start.min(w.start);
+                    merged.end = merged.end.max(w.end);
+                    merged.acc.merge(&w.acc);
+                } else {
+                    i += 1;
+                }
+            }
+            let at = wins.partition_point(|w| w.start < merged.start);
+            wins.insert(at, merged);
+        }
+        spec => {
+            for (start, end) in spec.windows_of(t) {
+                let at = wins.partition_point(|w| w.start < start);
+                if wins.get(at).is_none_or(|w| w.start != start) {
+                    wins.insert(
+                        at,
+                        Win {
+                            start,
+                            end,
+                            acc: Acc::new(cols),
+                            dirty: false,
+                        },
+                    );
+                }
+                let w = &mut wins[at];
+                w.acc.add(t, values);
+                w.dirty = true;
+            }
+        }
     }
 }
 
@@ -508,16 +551,43 @@ mod tests {
     }
 
     #[test]
+    fn a_borrowed_key_is_copied_only_when_new() {
+        let mut op: WindowOperator<String> = WindowOperator::new(
+            WindowSpec::Tumbling { size: HOUR },
+            0,
+            OutputMode::Complete,
+            1,
+        );
+        let mut made = 0;
+        for (k, t) in [("a", 0), ("b", MIN), ("a", 2 * MIN), ("a", HOUR)] {
+            let own = || {
+                made += 1;
+                k.to_string()
+            };
+            op.process_by(k, own, t, &[1.0]).unwrap();
+        }
+        assert_eq!(made, 2, "a and b are each copied once");
+        let rows: Vec<_> = op
+            .emit()
+            .into_iter()
+            .map(|r| (r.key, r.start / MIN, r.acc.count))
+            .collect();
+        let a = |s: &str| s.to_string();
+        assert_eq!(rows, vec![(a("a"), 0, 2), (a("a"), 60, 1), (a("b"), 0, 1)]);
+    }
+
+    #[test]
     fn sliding_windows_count_an_event_in_each_window_it_falls_in() {
         let spec = WindowSpec::Sliding {
             size: 10 * MIN,
             slide: 5 * MIN,
         };
+        let of = |t| spec.windows_of(t).collect::<Vec<_>>();
         assert_eq!(
-            spec.windows_of(12 * MIN),
+            of(12 * MIN),
             vec![(5 * MIN, 15 * MIN), (10 * MIN, 20 * MIN)]
         );
-        assert_eq!(spec.windows_of(0), vec![(-5 * MIN, 5 * MIN), (0, 10 * MIN)]);
+        assert_eq!(of(0), vec![(-5 * MIN, 5 * MIN), (0, 10 * MIN)]);
         let mut op = WindowOperator::new(spec, 0, OutputMode::Append, 1);
         op.process("a", 12 * MIN, &[1.0]).unwrap();
         op.process("a", 30 * MIN, &[1.0]).unwrap();

@@ -21,7 +21,9 @@ use rtlake_stream::operator::last_offsets;
 use rtlake_stream::operator::{Emitted, Operator, PartitionState, PerPartition, Rejections};
 use rtlake_stream::source::RawMessage;
 use rtlake_stream::window::WindowRow;
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 const FIVE_MINUTES: i64 = 300_000_000;
@@ -33,6 +35,48 @@ const RETURNS: usize = 2;
 /// (district, station), so each station's last value stays apart.
 pub struct District5MinOperator {
     parts: PerPartition<StationWindows<(String, String)>>,
+}
+
+/// A window key, (district, station), seen through borrowed parts: an event's key is looked up
+/// in the windows without copying its two strings (they are copied once, for a new key).
+trait Pair {
+    fn pair(&self) -> (&str, &str);
+}
+
+impl Pair for (String, String) {
+    fn pair(&self) -> (&str, &str) {
+        (&self.0, &self.1)
+    }
+}
+
+impl Pair for (&str, &str) {
+    fn pair(&self) -> (&str, &str) {
+        *self
+    }
+}
+
+impl<'a> Borrow<dyn Pair + 'a> for (String, String) {
+    fn borrow(&self) -> &(dyn Pair + 'a) {
+        self
+    }
+}
+
+// Equal and hashed as the owned tuple is, so a borrowed lookup finds what it was filed under.
+impl PartialEq for dyn Pair + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.pair() == other.pair()
+    }
+}
+
+impl Eq for dyn Pair + '_ {}
+
+// Each string in turn, as the owned tuple hashes.
+impl Hash for dyn Pair + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let (a, b) = self.pair();
+        a.hash(state);
+        b.hash(state);
+    }
 }
 
 /// One partial row: (district, window start, window end, partition) → figures.
@@ -75,16 +119,14 @@ impl Operator for District5MinOperator {
             else {
                 continue;
             };
-            let key = (
-                district.map_or_else(|| "unknown".to_string(), |d| d.to_string()),
-                s.station_id.clone(),
-            );
+            let key = (district.map_or("unknown", |d| &**d), s.station_id.as_str());
             let values = [
                 f64::from(s.bikes_parked),
                 f64::from(rentals),
                 f64::from(returns),
             ];
-            match part.windows.process(key, t, &values) {
+            let own = || (key.0.to_owned(), key.1.to_owned());
+            match part.windows.process_by(&key as &dyn Pair, own, t, &values) {
                 Ok(()) => {
                     remember(&mut part.last, &s.station_id, t, s.bikes_parked);
                 }
@@ -186,6 +228,48 @@ mod tests {
             payload: Some(v.into_bytes().into()),
             timestamp: None,
         }
+    }
+
+    #[test]
+    fn a_held_district_and_station_are_found_without_copies() {
+        use rtlake_stream::window::{OutputMode, WindowOperator, WindowSpec};
+        let mut w: WindowOperator<(String, String)> = WindowOperator::new(
+            WindowSpec::Tumbling { size: FIVE_MINUTES },
+            0,
+            OutputMode::Complete,
+            1,
+        );
+        let mut made = Vec::new();
+        let events = [
+            ("Mapo", "ST-2"),
+            ("Mapo", "ST-10"),
+            ("Jung", "ST-2"),
+            ("Mapo", "ST-2"),
+        ];
+        for (i, key) in events.into_iter().enumerate() {
+            let own = || {
+                made.push(key);
+                (key.0.to_string(), key.1.to_string())
+            };
+            w.process_by(&key as &dyn Pair, own, i as i64, &[1.0])
+                .unwrap();
+        }
+        assert_eq!(
+            made,
+            events[..3],
+            "the fourth event's key is held: found, not copied"
+        );
+        let keys: Vec<_> = w.emit().into_iter().map(|r| (r.key, r.acc.count)).collect();
+        let k = |d: &str, s: &str| (d.to_string(), s.to_string());
+        // Emitted in key order, whatever the hashing.
+        assert_eq!(
+            keys,
+            vec![
+                (k("Jung", "ST-2"), 1),
+                (k("Mapo", "ST-10"), 1),
+                (k("Mapo", "ST-2"), 2)
+            ]
+        );
     }
 
     #[test]

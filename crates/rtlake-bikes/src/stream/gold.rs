@@ -18,11 +18,11 @@ use chrono::DateTime;
 use rtlake_core::schema::RejectReason;
 use rtlake_stream::input::EpochInput;
 use rtlake_stream::operator::{
-    Emitted, Operator, PartitionState, PerPartition, Rejections, last_offsets,
+    Emitted, KeyMap, Operator, PartitionState, PerPartition, Rejections, last_offsets,
 };
 use rtlake_stream::source::RawMessage;
 use rtlake_stream::window::{OutputMode, WindowOperator, WindowRow, WindowSpec};
-use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Arc;
 
 const HOUR: i64 = 3_600_000_000;
@@ -34,16 +34,16 @@ const EMPTY_MINUTES: usize = 3;
 /// A partition's windows of a per-station operator, and each station's previous accepted
 /// snapshot: (time, bikes).
 #[derive(serde::Serialize, serde::Deserialize)]
-pub(crate) struct StationWindows<K: Ord + Clone> {
+pub(crate) struct StationWindows<K: Ord + Hash + Clone> {
     #[serde(bound(
         serialize = "K: serde::Serialize",
         deserialize = "K: serde::Deserialize<'de>"
     ))]
     pub(crate) windows: WindowOperator<K>,
-    pub(crate) last: HashMap<String, (i64, i32)>,
+    pub(crate) last: KeyMap<String, (i64, i32)>,
 }
 
-impl<K: Ord + Clone + Send + Sync + 'static> StationWindows<K> {
+impl<K: Ord + Hash + Clone + Send + Sync + 'static> StationWindows<K> {
     /// Per-partition state of tumbling windows of `size` µs over `columns` values.
     pub(crate) fn per_partition(size: i64, lateness: i64, columns: usize) -> PerPartition<Self> {
         let new = move || Self {
@@ -53,7 +53,7 @@ impl<K: Ord + Clone + Send + Sync + 'static> StationWindows<K> {
                 OutputMode::Append,
                 columns,
             ),
-            last: HashMap::new(),
+            last: KeyMap::default(),
         };
         PerPartition::new(new, |s| s.windows.state_len())
     }
@@ -89,7 +89,7 @@ pub(crate) fn delta_since(last: Option<(i64, i32)>, t: i64, bikes: i32) -> Optio
 
 /// Keeps `(t, bikes)` as station `id`'s last snapshot; the id is copied only for a station new
 /// to the map (once per station, not once per event).
-pub(crate) fn remember(last: &mut HashMap<String, (i64, i32)>, id: &str, t: i64, bikes: i32) {
+pub(crate) fn remember(last: &mut KeyMap<String, (i64, i32)>, id: &str, t: i64, bikes: i32) {
     match last.get_mut(id) {
         Some(kept) => *kept = (t, bikes),
         None => {
@@ -137,13 +137,13 @@ impl Operator for HourlyOperator {
                 f64::from(returns),
                 0.0,
             ];
-            match part.windows.process(s.station_id.clone(), t, &values) {
+            let id = s.station_id.as_str();
+            match part.windows.process_by(id, || id.to_owned(), t, &values) {
                 Ok(()) => {
                     if let Some((lt, 0)) = last {
                         let end = lt.div_euclid(HOUR) * HOUR + HOUR;
                         let minutes = (t.min(end) - lt) as f64 / 60e6;
-                        part.windows
-                            .adjust(&s.station_id, lt, EMPTY_MINUTES, minutes);
+                        part.windows.adjust(id, lt, EMPTY_MINUTES, minutes);
                     }
                     remember(&mut part.last, &s.station_id, t, s.bikes_parked);
                 }

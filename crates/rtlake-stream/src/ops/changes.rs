@@ -31,7 +31,10 @@ pub const STATE_TTL_MICROS: i64 = 7 * 24 * 3600 * 1_000_000;
 
 /// Forgets the keys whose stored time is more than [`STATE_TTL_MICROS`] behind the newest
 /// stored time; `time` reads a stored value's time. Returns how many were forgotten.
-pub fn expire<V>(map: &mut HashMap<String, V>, time: impl Fn(&V) -> i64) -> usize {
+pub fn expire<V, S: std::hash::BuildHasher>(
+    map: &mut HashMap<String, V, S>,
+    time: impl Fn(&V) -> i64,
+) -> usize {
     let Some(newest) = map.values().map(&time).max() else {
         return 0;
     };
