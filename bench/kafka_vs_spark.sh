@@ -45,6 +45,13 @@ TOPIC="spark-$(date +%s)"
 echo "== Spark (spark_peer.py --kafka, local[2])" >&2
 "$SPARK_PYTHON" ../shared/bench/spark_peer.py --kafka "$BROKERS" --topic "$TOPIC" --out "$OUT/spark" 2>"$OUT/spark.err" | tee "$OUT/spark.out"
 spark_secs=$(sed -n 's/.*spark [a-z]*: [0-9]* events in \([0-9.]*\) s.*/\1/p' "$OUT/spark.out" | paste -sd+ | bc)
+# Without Spark's timings there is nothing to compare (e.g. a pyspark whose Kafka connector
+# Maven Central does not serve here: 4.0.1): say so instead of failing later in the comparison.
+if [ -z "$spark_secs" ]; then
+  echo "Spark did not finish its jobs ($SPARK_PYTHON); the end of $OUT/spark.err:" >&2
+  grep -v '^\s*at ' "$OUT/spark.err" | tail -15 >&2
+  exit 1
+fi
 
 echo "== rtlake (run --trigger available-now)" >&2
 rm -rf "$OUT/lake"
