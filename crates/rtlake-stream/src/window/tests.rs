@@ -9,9 +9,17 @@ fn hourly(mode: OutputMode) -> WindowOperator<&'static str> {
     WindowOperator::new(WindowSpec::Tumbling { size: HOUR }, 10 * MIN, mode, 1)
 }
 
-fn keys(rows: &[WindowRow<&'static str>]) -> Vec<(&'static str, i64, u64)> {
+/// Each row's key, start (minutes) and event count.
+fn keys<K: Clone>(rows: &[WindowRow<K>]) -> Vec<(K, i64, u64)> {
     rows.iter()
-        .map(|r| (r.key, r.start / MIN, r.acc.count))
+        .map(|r| (r.key.clone(), r.start / MIN, r.acc.count))
+        .collect()
+}
+
+/// Each row's start and end (minutes) and event count.
+fn spans<K>(rows: &[WindowRow<K>]) -> Vec<(i64, i64, u64)> {
+    rows.iter()
+        .map(|r| (r.start / MIN, r.end / MIN, r.acc.count))
         .collect()
 }
 
@@ -132,13 +140,11 @@ fn a_borrowed_key_is_copied_only_when_new() {
         op.process_by(k, own, t, &[1.0]).unwrap();
     }
     assert_eq!(made, 2, "a and b are each copied once");
-    let rows: Vec<_> = op
-        .emit()
-        .into_iter()
-        .map(|r| (r.key, r.start / MIN, r.acc.count))
-        .collect();
     let a = |s: &str| s.to_string();
-    assert_eq!(rows, vec![(a("a"), 0, 2), (a("a"), 60, 1), (a("b"), 0, 1)]);
+    assert_eq!(
+        keys(&op.emit()),
+        vec![(a("a"), 0, 2), (a("a"), 60, 1), (a("b"), 0, 1)]
+    );
 }
 
 #[test]
@@ -170,13 +176,7 @@ fn sessions_merge_within_the_gap_and_close_after_it() {
     op.process("a", 0, &[1.0]).unwrap();
     op.process("a", 4 * MIN, &[1.0]).unwrap(); // joins [0, 5) -> [0, 9)
     op.process("a", 20 * MIN, &[1.0]).unwrap(); // a new session; watermark 20 min closes [0, 9)
-    let rows = op.emit();
-    assert_eq!(
-        rows.iter()
-            .map(|r| (r.start / MIN, r.end / MIN, r.acc.count))
-            .collect::<Vec<_>>(),
-        vec![(0, 9, 2)]
-    );
+    assert_eq!(spans(&op.emit()), vec![(0, 9, 2)]);
 
     // An out-of-order event can bridge two sessions.
     let mut op = WindowOperator::new(
@@ -189,13 +189,7 @@ fn sessions_merge_within_the_gap_and_close_after_it() {
     op.process("a", 8 * MIN, &[1.0]).unwrap();
     assert_eq!(op.state_len(), 2);
     op.process("a", 4 * MIN, &[1.0]).unwrap();
-    let rows = op.emit();
-    assert_eq!(
-        rows.iter()
-            .map(|r| (r.start / MIN, r.end / MIN, r.acc.count))
-            .collect::<Vec<_>>(),
-        vec![(0, 13, 3)]
-    );
+    assert_eq!(spans(&op.emit()), vec![(0, 13, 3)]);
 }
 
 #[test]
