@@ -14,6 +14,13 @@ pub fn base(kafka: &KafkaConfig) -> ClientConfig {
     // broker back after 2 s was reached only 8-12 s later (measured: tests/recovery/chaos.rs,
     // broker SIGKILL). One second at most: a dead broker costs a refused connection a second.
     c.set("reconnect.backoff.max.ms", "1000");
+    // librdkafka opens its first connection to any broker at most once per half of
+    // `reconnect.backoff.ms` (its sparse-connection interval), and a client's first connection
+    // is to the bootstrap address, which it drops once the metadata names the brokers: the
+    // connection to the broker itself then waited out the rest of that interval, 50 ms at the
+    // default, in every new client (a run from a topic reached its first message 20-60 ms
+    // later; bench/README.md, "The Kafka path, sixteenth step"). At 20 ms the interval is 11.
+    c.set("reconnect.backoff.ms", "20");
     for (k, v) in &kafka.properties {
         c.set(k, v);
     }

@@ -367,7 +367,11 @@ async fn maintenance(cat: Cat) {
     assert_eq!((c.added, c.partitions), (6, 6));
     let files = live().await;
     let left = if epoch_first { 6 } else { 6 + 6 };
-    assert_eq!(files.len(), left, "6 compacted, and the epoch's 6 unless compacted too");
+    assert_eq!(
+        files.len(),
+        left,
+        "6 compacted, and the epoch's 6 unless compacted too"
+    );
     assert_eq!(files.iter().map(|f| f.record_count).sum::<i64>(), 42);
     let offsets = read_versions(&lake, T, &["pipe/silver.events/0".into()])
         .await
@@ -394,7 +398,11 @@ async fn maintenance(cat: Cat) {
     let v = maintain::vacuum(&lake, &url, "silver.events", std::time::Duration::ZERO)
         .await
         .unwrap();
-    assert_eq!(v.snapshots, 6 + 1 + compactions - 1, "all but the current one");
+    assert_eq!(
+        v.snapshots,
+        6 + 1 + compactions - 1,
+        "all but the current one"
+    );
     assert_eq!(parquet_files(dir.path()), 6, "only the live files are left");
     sink.commit(vec![batch(&s, 42, 3)], &txn(0, 45))
         .await

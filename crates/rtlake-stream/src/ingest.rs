@@ -69,6 +69,16 @@ pub async fn run(
     }
 }
 
+/// Where a run reads from.
+enum Input<'a> {
+    /// A file or a folder of files (`file:`).
+    File(PathBuf),
+    /// A bronze table (`bronze:`).
+    Bronze(&'a str),
+    /// The configured topic, its consumer already started.
+    Topic(crate::worker::Prepared),
+}
+
 async fn run_once(
     cfg: &Config,
     registry: &Registry,
@@ -79,15 +89,19 @@ async fn run_once(
     // One handle on the cluster for the run: topics, partitions, watermarks, offsets (Kafka
     // sinks need it also when the input is a file).
     let cluster = rtlake_kafka::Cluster::connect(&cfg.kafka)?;
-    let file = cfg.run.file_source().map(PathBuf::from);
-    let bronze = cfg.run.bronze_source();
-    let topic = match (&file, bronze) {
-        (Some(p), _) => format!("file:{}", p.display()),
-        (None, Some(b)) => format!("bronze:{b}"),
+    let input = match (cfg.run.file_source(), cfg.run.bronze_source()) {
+        (Some(p), _) => Input::File(PathBuf::from(p)),
+        (None, Some(b)) => Input::Bronze(b),
         (None, None) => {
             cluster.ensure_topic(&cfg.kafka.topic).await?;
-            cfg.kafka.topic.clone()
+            // The consumer joins its group while the outputs open.
+            Input::Topic(KafkaWorker::prepare(cfg, &cluster)?)
         }
+    };
+    let topic = match &input {
+        Input::File(p) => format!("file:{}", p.display()),
+        Input::Bronze(b) => format!("bronze:{b}"),
+        Input::Topic(_) => cfg.kafka.topic.clone(),
     };
     // The input's decoder first: an Avro input's columns come from its registry.
     let decoder = match &cfg.run.input {
@@ -155,10 +169,10 @@ async fn run_once(
     let maintenance =
         crate::maintain::spawn(&lake, tables.clone(), &cfg.lake, shutdown.child_token());
     let ran = async {
-        match (file, bronze) {
-            (Some(path), _) => run_file(cfg, engine, &path, shutdown).await,
-            (None, Some(uri)) => run_bronze(cfg, registry, engine, uri, shutdown).await,
-            (None, None) => {
+        match input {
+            Input::File(path) => run_file(cfg, engine, &path, shutdown).await,
+            Input::Bronze(uri) => run_bronze(cfg, registry, engine, uri, shutdown).await,
+            Input::Topic(prepared) => {
                 let positions = Positions {
                     lake: lake.clone(),
                     pipeline: cfg.run.pipeline.clone(),
@@ -174,7 +188,7 @@ async fn run_once(
                         .collect(),
                     start: start_at(cfg, &cluster).await?,
                 };
-                KafkaWorker::start(cfg, &cluster, engine, positions, shutdown)
+                KafkaWorker::start(cfg, &cluster, engine, positions, shutdown, prepared)
                     .await?
                     .run()
                     .await

@@ -15,7 +15,7 @@
 
 use crate::config::PipelineConfig as Config;
 use crate::config::{Assignment, Trigger};
-use crate::connectors::kafka::source::{Positions, SourceContext, connect};
+use crate::connectors::kafka::source::{Positions, SourceContext, connect, subscribe};
 use crate::engine::{Engine, RunReport};
 use crate::heartbeat::Beat;
 use crate::pipeline::Output;
@@ -114,14 +114,26 @@ pub(crate) struct KafkaWorker {
     seeks: u64,
 }
 
+/// Each partition's `(partition, low, high)` watermarks at the start, being asked for.
+type Ends = tokio::task::JoinHandle<rtlake_kafka::Result<Vec<(i32, i64, i64)>>>;
+
+/// What a worker starts before the pipeline's outputs are open (see [`KafkaWorker::prepare`]).
+pub(crate) struct Prepared {
+    kafka: KafkaConfig,
+    /// Subscribed already (group assignment): the group's join runs while the outputs open.
+    consumer: Option<StreamConsumer<SourceContext>>,
+    /// The topic's ends, with the available-now trigger.
+    targets: Option<Ends>,
+}
+
 impl KafkaWorker {
-    pub(crate) async fn start(
-        cfg: &Config,
-        cluster: &Cluster,
-        engine: Engine,
-        positions: Positions,
-        shutdown: CancellationToken,
-    ) -> Result<Self> {
+    /// Starts what needs only the topic: the consumer's configuration, the topic's ends (with
+    /// the available-now trigger), and in a group the subscription. The join (coordinator,
+    /// join, sync) then runs in librdkafka's threads while the caller opens the outputs, which
+    /// took as long: asked one after the other, the first partition was assigned ~60 ms later.
+    /// The partitions are assigned at the first poll, in [`Self::run`], after [`Self::start`]
+    /// has given the consumer the lake's positions.
+    pub(crate) fn prepare(cfg: &Config, cluster: &Cluster) -> Result<Prepared> {
         let topic = cfg.kafka.topic.clone();
         // The topic's ends are asked for beside the consumer's start: the group's join waits
         // for the coordinator, and the two asked one after the other cost a start up to 90 ms.
@@ -129,38 +141,39 @@ impl KafkaWorker {
             let (cluster, topic) = (cluster.clone(), topic.clone());
             tokio::spawn(async move { cluster.watermarks(&topic).await })
         });
-        let mut kafka = cfg.kafka.clone();
-        // Statistics carry the high watermarks behind the lag gauges.
-        kafka
-            .properties
-            .entry("statistics.interval.ms".into())
-            .or_insert_with(|| "1000".into());
-        // librdkafka stops fetching a partition whose local queue is past its thresholds and,
-        // by default, waits a whole second (fetch.queue.backoff.ms = 1000) before asking again:
-        // draining a backlog, the engine then sat idle two thirds of the time (119k events/s
-        // instead of 227k on the 90-minute replay, from the embedded broker and from Apache
-        // Kafka alike; bench/README.md, "Where the Kafka path's time went").
-        kafka
-            .properties
-            .entry("fetch.queue.backoff.ms".into())
-            .or_insert_with(|| "10".into());
-        // librdkafka keeps fetching a partition until its local queue holds queued.min.messages
-        // (100,000 by default): three partitions of the replay held ~90 MB before the worker
-        // took them. The worker takes an epoch ahead itself (see `epoch`), so a fifth of that
-        // per partition keeps the fetches going at the same drain speed with 50 MB less peak
-        // memory (bench/README.md, "The Kafka path, second step").
-        kafka
-            .properties
-            .entry("queued.min.messages".into())
-            .or_insert_with(|| "20000".into());
-        if cfg.run.trigger == Trigger::LowLatency {
-            // Fetches answer at once when data is there; bound the wait when it is not.
-            kafka
-                .properties
-                .entry("fetch.wait.max.ms".into())
-                .or_insert_with(|| "50".into());
-        }
-        let consumer = connect(&kafka, cluster, &cfg.run, &topic, positions.clone()).await?;
+        let kafka = consumer_config(cfg);
+        let consumer = match cfg.run.assignment {
+            Assignment::Group => Some(subscribe(&kafka, &cfg.run, &topic)?),
+            Assignment::Static => None,
+        };
+        Ok(Prepared {
+            kafka,
+            consumer,
+            targets,
+        })
+    }
+
+    pub(crate) async fn start(
+        cfg: &Config,
+        cluster: &Cluster,
+        engine: Engine,
+        positions: Positions,
+        shutdown: CancellationToken,
+        prepared: Prepared,
+    ) -> Result<Self> {
+        let topic = cfg.kafka.topic.clone();
+        let Prepared {
+            kafka,
+            consumer,
+            targets,
+        } = prepared;
+        let consumer = match consumer {
+            Some(c) => {
+                c.context().set_positions(positions.clone());
+                c
+            }
+            None => connect(&kafka, cluster, &cfg.run, &topic, positions.clone()).await?,
+        };
         let targets = match targets {
             Some(task) => Some(task.await.map_err(|e| {
                 Error::new(Kind::Source, format!("reading the ends of {topic}: {e}"))
@@ -553,4 +566,41 @@ impl KafkaWorker {
             );
         }
     }
+}
+
+/// The consumer's librdkafka properties: the pipeline's, with the worker's defaults where the
+/// pipeline sets none.
+fn consumer_config(cfg: &Config) -> KafkaConfig {
+    let mut kafka = cfg.kafka.clone();
+    // Statistics carry the high watermarks behind the lag gauges.
+    kafka
+        .properties
+        .entry("statistics.interval.ms".into())
+        .or_insert_with(|| "1000".into());
+    // librdkafka stops fetching a partition whose local queue is past its thresholds and,
+    // by default, waits a whole second (fetch.queue.backoff.ms = 1000) before asking again:
+    // draining a backlog, the engine then sat idle two thirds of the time (119k events/s
+    // instead of 227k on the 90-minute replay, from the embedded broker and from Apache
+    // Kafka alike; bench/README.md, "Where the Kafka path's time went").
+    kafka
+        .properties
+        .entry("fetch.queue.backoff.ms".into())
+        .or_insert_with(|| "10".into());
+    // librdkafka keeps fetching a partition until its local queue holds queued.min.messages
+    // (100,000 by default): three partitions of the replay held ~90 MB before the worker
+    // took them. The worker takes an epoch ahead itself (see `epoch`), so a fifth of that
+    // per partition keeps the fetches going at the same drain speed with 50 MB less peak
+    // memory (bench/README.md, "The Kafka path, second step").
+    kafka
+        .properties
+        .entry("queued.min.messages".into())
+        .or_insert_with(|| "20000".into());
+    if cfg.run.trigger == Trigger::LowLatency {
+        // Fetches answer at once when data is there; bound the wait when it is not.
+        kafka
+            .properties
+            .entry("fetch.wait.max.ms".into())
+            .or_insert_with(|| "50".into());
+    }
+    kafka
 }

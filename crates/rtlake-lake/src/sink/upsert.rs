@@ -26,8 +26,10 @@ use std::sync::Arc;
 const DELETE: &str = "__rtlake_delete";
 
 /// How many times an epoch's MERGE runs while other writers' commits keep changing the files
-/// it read, before the epoch fails ([`Error::ConcurrentCommits`]).
-const MERGE_ATTEMPTS: u32 = 5;
+/// it read, before the epoch fails ([`Error::ConcurrentCommits`]). Two workers catching up on
+/// one upsert table each commit about as often as a MERGE takes, so one may lose several in a
+/// row (a CI run saw five, then the worker's last epoch failed as it stopped).
+const MERGE_ATTEMPTS: u32 = 20;
 
 impl DeltaSink {
     /// Merges `batch` into the table by `spec`'s key in one commit with the txn versions
@@ -118,6 +120,7 @@ impl DeltaSink {
         let mut attempt = 1;
         let (before, table, m) = loop {
             let before = self.table.version();
+            let started = std::time::Instant::now();
             match merge(&self.table, source.clone(), spec, &names, txns, newest).await {
                 Ok((table, m)) => break (before, table, m),
                 Err(DeltaTableError::Transaction { source: cause }) => {
@@ -130,6 +133,10 @@ impl DeltaSink {
                     }
                     tracing::info!(table = %table_name, attempt, error = %cause, "another writer's commit changed the files this MERGE read; merging again");
                     attempt += 1;
+                    // Run again at once, and the next merge meets the other writer's next
+                    // commit as this one did, in step with it; a pause of a random part of a
+                    // merge's time breaks the step.
+                    tokio::time::sleep(jitter(started.elapsed())).await;
                     // Unverified, the check reads the table's newest state, which is also
                     // what the next merge reads.
                     self.verified = None;
@@ -159,6 +166,14 @@ impl DeltaSink {
         tracing::debug!(table = %self.name, ?report, "upserted");
         Ok(report)
     }
+}
+
+/// A random part of `d`: the hash of a new [`std::hash::RandomState`], whose keys differ on
+/// every call.
+fn jitter(d: std::time::Duration) -> std::time::Duration {
+    use std::hash::BuildHasher;
+    let r = std::hash::RandomState::new().hash_one(0u8);
+    d.mul_f64((r % 1024) as f64 / 1024.0)
 }
 
 /// One MERGE of `source` (the epoch's last row per key, with [`DELETE`]) into `table` by

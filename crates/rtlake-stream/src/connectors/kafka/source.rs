@@ -18,8 +18,8 @@ use rtlake_lake::Lake;
 use rtlake_lake::sink::app_id;
 use rtlake_lake::table::read_versions;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use crate::source::Resume;
 
@@ -159,7 +159,10 @@ impl Positions {
 /// The consumer context: seeks by the lake on assignment, commits on revocation.
 pub struct SourceContext {
     topic: String,
-    positions: Positions,
+    pipeline: String,
+    /// Where partitions resume: set once the pipeline's outputs are open, before the consumer
+    /// is first polled (the consumer may be subscribed earlier, see [`subscribe`]).
+    positions: OnceLock<Positions>,
     /// Partitions currently assigned to this worker.
     pub assigned: Mutex<BTreeSet<i32>>,
     /// Set when the assignment changed; the run loop clears it.
@@ -209,21 +212,27 @@ impl ConsumerContext for SourceContext {
             .collect();
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                match self.positions.resume_offsets_blocking(&parts) {
-                    Ok(pos) => {
+                let read = match self.positions.get() {
+                    Some(positions) => positions
+                        .resume_offsets_blocking(&parts)
+                        .map(|pos| (positions, pos))
+                        .map_err(|e| format!("cannot read offsets from the lake: {e}")),
+                    None => Err("assigned before the pipeline's outputs were open".to_string()),
+                };
+                match read {
+                    Ok((positions, pos)) => {
                         for (p, resume) in &pos {
                             let _ = tpl.set_partition_offset(
                                 &self.topic,
                                 *p,
-                                self.positions.offset(*p, *resume),
+                                positions.offset(*p, *resume),
                             );
                         }
                         tracing::info!(partitions = ?pos, "assigned; resuming from the lake's offsets");
                     }
                     Err(e) => {
                         // Assigning without offsets would read from the group's position: refuse.
-                        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) =
-                            Some(format!("cannot read offsets from the lake: {e}"));
+                        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                     }
                 }
                 self.lock_assigned().extend(parts.iter().copied());
@@ -285,11 +294,7 @@ impl SourceContext {
     pub fn observe(&self, partition: i32, hi: i64, committed: Option<i64>) {
         let m = &rtlake_core::metrics::global().run;
         let p = partition.to_string();
-        let labels = [
-            self.positions.pipeline.as_str(),
-            self.topic.as_str(),
-            p.as_str(),
-        ];
+        let labels = [self.pipeline.as_str(), self.topic.as_str(), p.as_str()];
         m.high_watermark.with_label_values(&labels).set(hi);
         if let Some(c) = committed {
             m.committed_offset.with_label_values(&labels).set(c);
@@ -303,11 +308,7 @@ impl SourceContext {
     pub fn forget(&self, partition: i32) {
         let m = &rtlake_core::metrics::global().run;
         let p = partition.to_string();
-        let labels = [
-            self.positions.pipeline.as_str(),
-            self.topic.as_str(),
-            p.as_str(),
-        ];
+        let labels = [self.pipeline.as_str(), self.topic.as_str(), p.as_str()];
         let _ = m.high_watermark.remove_label_values(&labels);
         let _ = m.committed_offset.remove_label_values(&labels);
         let _ = m.consumer_lag.remove_label_values(&labels);
@@ -315,6 +316,11 @@ impl SourceContext {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&partition);
+    }
+
+    /// Where partitions resume, once the pipeline's outputs are open; the first value stays.
+    pub fn set_positions(&self, positions: Positions) {
+        let _ = self.positions.set(positions);
     }
 
     /// The partitions assigned now.
@@ -341,22 +347,37 @@ pub fn close(consumer: &StreamConsumer<SourceContext>) {
     }
 }
 
-/// Creates the consumer: subscribed to `topic` in the pipeline's group, or (static assignment)
-/// assigned its partitions at once at the lake's positions.
-pub async fn connect(
+/// Creates a consumer of `topic` in the pipeline's group and subscribes it, before the
+/// pipeline's outputs are open: the group's join (coordinator, join, sync) then runs while they
+/// open. Its partitions are assigned when it is first polled, which must come after
+/// [`SourceContext::set_positions`].
+pub fn subscribe(
     kafka: &rtlake_kafka::config::KafkaConfig,
-    cluster: &rtlake_kafka::Cluster,
     run: &RunConfig,
     topic: &str,
-    positions: Positions,
 ) -> crate::Result<StreamConsumer<SourceContext>> {
-    let kafka_err = |context: &str| {
-        let context = context.to_string();
-        move |cause| crate::Error::Kafka(rtlake_kafka::Error::Kafka { context, cause })
-    };
+    let consumer = create(kafka, run, topic)?;
+    consumer
+        .subscribe(&[topic])
+        .map_err(kafka_err(&format!("subscribe to {topic}")))?;
+    Ok(consumer)
+}
+
+fn kafka_err(context: &str) -> impl FnOnce(rdkafka::error::KafkaError) -> crate::Error + use<> {
+    let context = context.to_string();
+    move |cause| crate::Error::Kafka(rtlake_kafka::Error::Kafka { context, cause })
+}
+
+/// The consumer, neither subscribed nor assigned, with the topic's leaders known.
+fn create(
+    kafka: &rtlake_kafka::config::KafkaConfig,
+    run: &RunConfig,
+    topic: &str,
+) -> crate::Result<StreamConsumer<SourceContext>> {
     let ctx = SourceContext {
         topic: topic.to_string(),
-        positions: positions.clone(),
+        pipeline: run.pipeline.clone(),
+        positions: OnceLock::new(),
         assigned: Mutex::default(),
         changed: AtomicBool::new(false),
         committed: Mutex::default(),
@@ -385,37 +406,49 @@ pub async fn connect(
     }) {
         tracing::debug!(error = %rtlake_core::error::Chain(&e), %topic, "no metadata before assignment");
     }
-    match run.assignment {
-        Assignment::Group => consumer
-            .subscribe(&[topic])
-            .map_err(kafka_err(&format!("subscribe to {topic}")))?,
-        Assignment::Static => {
-            let all = cluster.partitions(topic).await?;
-            let parts: Vec<i32> = match &run.partitions {
-                None => all,
-                Some(want) => {
-                    if let Some(p) = want.iter().find(|p| !all.contains(p)) {
-                        return Err(crate::Error::new(
-                            crate::Kind::Source,
-                            format!(
-                                "run.partitions names partition {p}, but {topic} has partitions {all:?}"
-                            ),
-                        ));
-                    }
-                    want.clone()
-                }
-            };
-            let pos = positions.resume_offsets(&parts).await?;
-            let mut tpl = TopicPartitionList::new();
-            for (p, resume) in &pos {
-                tpl.add_partition_offset(topic, *p, positions.offset(*p, *resume))
-                    .map_err(kafka_err("assign"))?;
-            }
-            consumer.assign(&tpl).map_err(kafka_err("assign"))?;
-            tracing::info!(partitions = ?pos, "assigned statically; resuming from the lake's offsets");
-            consumer.context().lock_assigned().extend(parts);
-            consumer.context().changed.store(true, Ordering::Release);
-        }
+    Ok(consumer)
+}
+
+/// Creates the consumer: subscribed to `topic` in the pipeline's group, or (static assignment)
+/// assigned its partitions at once at the lake's positions.
+pub async fn connect(
+    kafka: &rtlake_kafka::config::KafkaConfig,
+    cluster: &rtlake_kafka::Cluster,
+    run: &RunConfig,
+    topic: &str,
+    positions: Positions,
+) -> crate::Result<StreamConsumer<SourceContext>> {
+    if run.assignment == Assignment::Group {
+        let consumer = subscribe(kafka, run, topic)?;
+        consumer.context().set_positions(positions);
+        return Ok(consumer);
     }
+    let consumer = create(kafka, run, topic)?;
+    consumer.context().set_positions(positions.clone());
+    let all = cluster.partitions(topic).await?;
+    let parts: Vec<i32> = match &run.partitions {
+        None => all,
+        Some(want) => {
+            if let Some(p) = want.iter().find(|p| !all.contains(p)) {
+                return Err(crate::Error::new(
+                    crate::Kind::Source,
+                    format!(
+                        "run.partitions names partition {p}, but {topic} has partitions {all:?}"
+                    ),
+                ));
+            }
+            want.clone()
+        }
+    };
+    let pos = positions.resume_offsets(&parts).await?;
+    let mut tpl = TopicPartitionList::new();
+    for (p, resume) in &pos {
+        tpl.add_partition_offset(topic, *p, positions.offset(*p, *resume))
+            .map_err(kafka_err("assign"))?;
+    }
+    consumer.assign(&tpl).map_err(kafka_err("assign"))?;
+    tracing::info!(partitions = ?pos, "assigned statically; resuming from the lake's offsets");
+    consumer.context().lock_assigned().extend(parts);
+    consumer.context().changed.store(true, Ordering::Release);
     Ok(consumer)
 }
