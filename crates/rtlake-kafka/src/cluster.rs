@@ -160,12 +160,23 @@ impl Cluster {
             topic = topic.set(k, v);
         }
         let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));
-        let results = self
-            .0
-            .admin()?
-            .create_topics([&topic], &opts)
-            .await
-            .context(format!("create topic {}", spec.name))?;
+        let admin = self.0.admin()?;
+        // librdkafka drops its bootstrap broker handles once the metadata names the brokers;
+        // a request queued on one then fails with DestroyBroker without reaching a broker (seen
+        // once in CI against Apache Kafka). Asked again, it goes to a broker that stays; a topic
+        // the first request did create answers "already exists".
+        let mut attempt = 1;
+        let results = loop {
+            match admin.create_topics([&topic], &opts).await {
+                Err(rdkafka::error::KafkaError::AdminOp(RDKafkaErrorCode::DestroyBroker))
+                    if attempt < 3 =>
+                {
+                    tracing::debug!(topic = %spec.name, attempt, "create topic: broker handle destroyed; asking again");
+                    attempt += 1;
+                }
+                r => break r.context(format!("create topic {}", spec.name))?,
+            }
+        };
         // One topic asked for, one answer.
         match results.into_iter().next() {
             Some(Ok(_)) | None => Ok(true),
