@@ -537,13 +537,7 @@ impl KafkaWorker {
                 }
             }
         }
-        let committed = self
-            .consumer
-            .context()
-            .committed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let committed = self.consumer.context().committed_now();
         let mut tpl = TopicPartitionList::new();
         for (p, o) in committed.iter().filter(|(p, _)| self.assigned.contains(p)) {
             let _ = tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o));

@@ -78,13 +78,7 @@ impl KafkaWorker {
     /// Whether this worker's landed epochs reach every target partition it reads that holds
     /// anything (an empty one, `lo >= hi`, needs nothing).
     fn landed_all(&self, targets: &[(i32, i64, i64)]) -> bool {
-        let landed = self
-            .consumer
-            .context()
-            .committed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let landed = self.consumer.context().committed_now();
         targets
             .iter()
             .filter(|(p, lo, hi)| self.mine(*p) && lo < hi)

@@ -183,11 +183,7 @@ impl ClientContext for SourceContext {
             return;
         };
         let assigned = self.assigned_now();
-        let committed = self
-            .committed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let committed = self.committed_now();
         let mut hi = self
             .high_watermarks
             .lock()
@@ -243,11 +239,7 @@ impl ConsumerContext for SourceContext {
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                let committed = self
-                    .committed
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone();
+                let committed = self.committed_now();
                 let mut offsets = TopicPartitionList::new();
                 for p in &parts {
                     if let Some(o) = committed.get(p) {
@@ -326,6 +318,14 @@ impl SourceContext {
     /// The partitions assigned now.
     pub fn assigned_now(&self) -> BTreeSet<i32> {
         self.lock_assigned().clone()
+    }
+
+    /// The next offsets committed to the lake per partition, now.
+    pub fn committed_now(&self) -> BTreeMap<i32, i64> {
+        self.committed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
