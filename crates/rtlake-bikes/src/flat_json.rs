@@ -18,6 +18,15 @@ pub(crate) fn flat_strings<'a, const N: usize>(
     // slice between quotes below is on a character boundary.
     let text = std::str::from_utf8(value).ok()?;
     let bytes = text.as_bytes();
+    // One pass for what the fast path never takes, an escape or a control character anywhere,
+    // without an early exit so that it runs on whole vectors; the strings below then only
+    // look for their closing quote.
+    let refused = bytes
+        .iter()
+        .fold(false, |seen, &b| seen | (b == b'\\') | (b < 0x20));
+    if refused {
+        return None;
+    }
     let mut found: [Option<&'a str>; N] = [None; N];
     // Keys usually come in the contract's order: the one after the last is tried first.
     let mut next_key = 0;
@@ -56,18 +65,15 @@ pub(crate) fn flat_strings<'a, const N: usize>(
     Some(out)
 }
 
-/// The bounds of the contents of the string whose opening quote is at `at`, if it has no
-/// escape or control character before its closing quote.
+/// The bounds of the contents of the string whose opening quote is at `at` (the caller has
+/// already refused escapes and control characters).
 fn string_at(bytes: &[u8], at: usize) -> Option<(usize, usize)> {
     if *bytes.get(at)? != b'"' {
         return None;
     }
     let start = at + 1;
-    let len = bytes
-        .get(start..)?
-        .iter()
-        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-    (bytes[start + len] == b'"').then_some((start, start + len))
+    let len = bytes.get(start..)?.iter().position(|&b| b == b'"')?;
+    Some((start, start + len))
 }
 
 #[cfg(test)]
