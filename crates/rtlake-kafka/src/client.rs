@@ -82,6 +82,50 @@ where
     });
 }
 
+/// `init_transactions` of a new transactional producer, without librdkafka's half-second wait.
+///
+/// A transactional producer asks for its transaction coordinator only through a broker that is
+/// up; a new client has none yet (it connects sparsely), and then asks again on a 500 ms timer,
+/// or when a metadata response arrives. The Kafka sink's producers, one per input partition,
+/// each waited out that timer at the start of a run (debug log: "No brokers available for
+/// Transactions", then "Coordinator query timer" 500 ms later; the default pipeline from Apache
+/// Kafka started its first epoch a second late; bench/README.md, "The Kafka path, eighteenth
+/// step"). Here a thread asks for `topic`'s metadata every 10 ms while the call waits, so the
+/// first broker to answer serves the coordinator query at once.
+pub fn init_transactions_promptly<P, C>(
+    producer: &P,
+    topic: &str,
+    timeout: std::time::Duration,
+) -> rdkafka::error::KafkaResult<()>
+where
+    P: rdkafka::producer::Producer<C> + Clone + Send + 'static,
+    C: rdkafka::producer::ProducerContext,
+{
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let kicker = {
+        let (producer, topic, done) = (producer.clone(), topic.to_string(), done.clone());
+        move || {
+            while !done.load(Ordering::Relaxed) {
+                // An error only means no answer yet: the loop, or librdkafka's timer, goes on.
+                let _ = producer
+                    .client()
+                    .fetch_metadata(Some(&topic), std::time::Duration::from_millis(500));
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("txn-init-kick".into())
+        .spawn(kicker)
+    {
+        tracing::debug!(error = %e, "no thread to hasten init_transactions; librdkafka's timer serves");
+    }
+    let result = producer.init_transactions(timeout);
+    done.store(true, Ordering::Relaxed);
+    result
+}
+
 /// A consumer configuration for a group; offsets are never auto-committed (the lake holds the
 /// truth) and a group without committed offsets starts from the earliest.
 pub fn consumer(kafka: &KafkaConfig, group: &str, assignment: &str) -> ClientConfig {

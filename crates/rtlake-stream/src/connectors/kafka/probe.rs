@@ -7,7 +7,7 @@ use super::sink::{KafkaSink, bounded};
 use crate::config::PipelineConfig as Config;
 use crate::{Error, Kind};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, config::RDKafkaLogLevel};
 use std::time::Duration;
@@ -63,7 +63,10 @@ pub(super) async fn cluster_has_transactions(cfg: &Config, group_id: &str, topic
         &p,
         timeout,
         format!("init transactions of {id}"),
-        move |p| p.init_transactions(timeout),
+        {
+            let topic = topic.to_string();
+            move |p| rtlake_kafka::client::init_transactions_promptly(p, &topic, timeout)
+        },
     )
     .await;
     // The probe is destroyed on a thread of its own: librdkafka's destroy of a producer that

@@ -267,21 +267,31 @@ impl KafkaSink {
             return Ok(());
         };
         let mut tpl = TopicPartitionList::new();
+        let mut fresh = Vec::new();
         for (p, id) in ids {
-            if let std::collections::btree_map::Entry::Vacant(e) = txn.producers.entry(p) {
+            if !txn.producers.contains_key(&p) {
                 let producer: FutureProducer = Self::transactional_config(&cfg, &id)
                     .create()
                     .map_err(kafka(format!("create transactional producer {id}")))?;
-                bounded(
-                    &producer,
-                    timeout,
-                    format!("init transactions of {id}"),
-                    move |p| p.init_transactions(timeout),
-                )
-                .await?;
-                e.insert(producer);
+                fresh.push((p, id, producer));
             }
             tpl.add_partition(&input, p);
+        }
+        // Side by side: each waits for its coordinator's answer (and each fences the
+        // partition's older owner), so one after another they added up.
+        let topic = self.topic.clone();
+        futures::future::try_join_all(fresh.iter().map(|(_, id, producer)| {
+            let topic = topic.clone();
+            bounded(
+                producer,
+                timeout,
+                format!("init transactions of {id}"),
+                move |p| rtlake_kafka::client::init_transactions_promptly(p, &topic, timeout),
+            )
+        }))
+        .await?;
+        for (p, _, producer) in fresh {
+            txn.producers.insert(p, producer);
         }
         let committed = tokio::task::block_in_place(|| {
             rtlake_kafka::client::committed_offsets(&txn.group, tpl, timeout)
